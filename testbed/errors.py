@@ -1,0 +1,88 @@
+"""Exceptions raised by the testbed.
+
+Every exception the package raises on purpose derives from :class:`TestbedError`::
+
+    TestbedError
+    ├── ScenarioError            a scenario file is malformed (carries file, line, field)
+    ├── ConfigError(ValueError)  a parameter is out of range when an object is built
+    ├── PlatformRefusal          the emulated hardware or kernel refused an operation
+    │   ├── PageFault            access through a mapping that does not exist
+    │   ├── RmpViolation         SEV-SNP RMP check failed on a write
+    │   ├── OutOfMemory          the page allocator or a pool is exhausted (ENOMEM)
+    │   └── KeyNotProgrammed     access with a KeyID/ASID that holds no key
+    └── AttackError              an attack could not be carried out as written
+
+A :class:`PlatformRefusal` raised during an attack step is what makes an outcome ``blocked``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AttackError",
+    "ConfigError",
+    "KeyNotProgrammed",
+    "OutOfMemory",
+    "PageFault",
+    "PlatformRefusal",
+    "RmpViolation",
+    "ScenarioError",
+    "TestbedError",
+]
+
+
+class TestbedError(Exception):
+    """Root of every error the testbed raises on purpose."""
+
+    __test__ = False  # not a pytest test class
+
+
+class ConfigError(TestbedError, ValueError):
+    """A value given to a constructor is outside its documented range."""
+
+
+class ScenarioError(TestbedError):
+    """A scenario file could not be loaded.
+
+    Args:
+        path: the file.
+        line: 1-based line of the offending node, or 0 when unknown.
+        field: dotted path of the field (``params.secret``), or ``""`` for the whole file.
+        message: what is wrong, naming the limit or the accepted values.
+    """
+
+    def __init__(self, path: str, line: int, field: str, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.message = message
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """The ``file:line: field: message`` form shown to users."""
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        field = self.field or "(file)"
+        return f"{where}: {field}: {self.message}"
+
+
+class PlatformRefusal(TestbedError):
+    """The emulated platform refused an operation, as real hardware or a kernel would."""
+
+
+class PageFault(PlatformRefusal):
+    """An access went through a virtual mapping that does not exist."""
+
+
+class RmpViolation(PlatformRefusal):
+    """An SEV-SNP Reverse Map Table check refused a write."""
+
+
+class OutOfMemory(PlatformRefusal):
+    """An allocation failed (ENOMEM)."""
+
+
+class KeyNotProgrammed(PlatformRefusal):
+    """An access used a key slot that holds no key."""
+
+
+class AttackError(TestbedError):
+    """An attack could not be carried out as its scenario describes."""

@@ -1,0 +1,52 @@
+"""Page-frame allocator with a LIFO free list, like the kernel's per-CPU hot-page lists."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError, OutOfMemory
+
+__all__ = ["PageAllocator"]
+
+
+class PageAllocator:
+    """Hands out page frame numbers; the most recently freed frame is handed out first.
+
+    Args:
+        pages: frames in the machine.
+        reserved: frames ``0..reserved-1`` belong to the kernel image and are never handed out.
+    """
+
+    def __init__(self, pages: int, reserved: int = 1) -> None:
+        if not 0 <= reserved < pages:
+            raise ConfigError(f"reserved frames: must be in 0..{pages - 1}, got {reserved}")
+        self.pages = pages
+        # Highest frames at the bottom of the stack, so the first allocations are low frames.
+        self._free: list[int] = list(range(pages - 1, reserved - 1, -1))
+        self._in_use: set[int] = set()
+
+    @property
+    def free_count(self) -> int:
+        """Frames on the free list."""
+        return len(self._free)
+
+    def alloc(self) -> int:
+        """Take a frame off the free list.
+
+        Raises:
+            OutOfMemory: the free list is empty (ENOMEM).
+        """
+        if not self._free:
+            raise OutOfMemory("ENOMEM: no free page frames")
+        pfn = self._free.pop()
+        self._in_use.add(pfn)
+        return pfn
+
+    def free(self, pfn: int) -> None:
+        """Return a frame to the head of the free list.
+
+        Raises:
+            ConfigError: the frame is not allocated (double free).
+        """
+        if pfn not in self._in_use:
+            raise ConfigError(f"free of frame {pfn} that is not allocated")
+        self._in_use.remove(pfn)
+        self._free.append(pfn)

@@ -1,0 +1,75 @@
+"""Kernel direct maps: every physical page mapped at ``base + pa``, with 2 MiB mappings.
+
+The KeyID-0 direct map covers all memory and is what kernel data structures (and kernel read
+bugs) use. MKTME adds one direct map per KeyID. Removing a 4 KiB page (secretmem) splits the 2 MiB
+mapping that covers it, which is counted: direct-map fragmentation.
+"""
+
+from __future__ import annotations
+
+from ..errors import PageFault
+from ..types import PAGE_SIZE, PMD_SIZE
+
+__all__ = ["DIRECT_MAP_BASE", "DIRECT_MAP_STRIDE", "DirectMap"]
+
+DIRECT_MAP_BASE = 0xFFFF_8880_0000_0000
+"""Where x86-64 Linux places the direct map (page_offset_base without KASLR)."""
+DIRECT_MAP_STRIDE = 1 << 40
+"""Distance between the per-KeyID direct maps in this model."""
+_PAGES_PER_PMD = PMD_SIZE // PAGE_SIZE
+
+
+class DirectMap:
+    """One kernel direct map, whose accesses carry one key slot (KeyID).
+
+    Args:
+        key_slot: the KeyID every access through this map uses.
+        pages: frames covered.
+        base: virtual address of frame 0.
+    """
+
+    def __init__(self, key_slot: int, pages: int, base: int) -> None:
+        self.key_slot = key_slot
+        self.pages = pages
+        self.base = base
+        self._unmapped: set[int] = set()
+        self._split: set[int] = set()
+
+    def virt(self, pa: int) -> int:
+        """Kernel virtual address of physical address ``pa`` in this map."""
+        return self.base + pa
+
+    def translate(self, va: int) -> int:
+        """Physical address behind ``va``.
+
+        Raises:
+            PageFault: ``va`` is outside the map or its page was removed from it.
+        """
+        pa = va - self.base
+        pfn = pa // PAGE_SIZE
+        if pa < 0 or pfn >= self.pages:
+            raise PageFault(f"page fault: {va:#x} is not in the direct map (KeyID {self.key_slot})")
+        if pfn in self._unmapped:
+            raise PageFault(
+                f"page fault: {va:#x} (frame {pfn}) was removed from the direct map "
+                f"(KeyID {self.key_slot})"
+            )
+        return pa
+
+    def unmap(self, pfn: int) -> None:
+        """Remove one 4 KiB page; splits its 2 MiB mapping the first time."""
+        self._unmapped.add(pfn)
+        self._split.add(pfn // _PAGES_PER_PMD)
+
+    def restore(self, pfn: int) -> None:
+        """Map the page again. The split mapping stays split (as in Linux)."""
+        self._unmapped.discard(pfn)
+
+    def is_mapped(self, pfn: int) -> bool:
+        """Whether the frame is reachable through this map."""
+        return pfn not in self._unmapped
+
+    @property
+    def split_count(self) -> int:
+        """Number of 2 MiB mappings split into 4 KiB pages."""
+        return len(self._split)

@@ -1,0 +1,56 @@
+"""Key material from an injected, seeded random source."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..crypto import NARROW_KEY_SIZE, XEX_KEY_SIZE, XTS_KEY_SIZE, LineCipher
+from ..crypto import NarrowLineCipher, XexLineCipher, XtsLineCipher
+from ..errors import ConfigError
+
+__all__ = ["CipherKind", "KeySource"]
+
+
+class CipherKind:
+    """Which cipher an engine builds for each key: the engine's own, or the reduced-width one.
+
+    Args:
+        family: ``"xts"`` (TME/MKTME) or ``"xex"`` (SEV).
+        reduced_width_bits: when set, every key uses the reduced-width cipher of that width
+            instead (the wear-out experiment).
+    """
+
+    def __init__(self, family: str, reduced_width_bits: int | None = None) -> None:
+        if family not in ("xts", "xex"):
+            raise ConfigError(f"cipher family: expected 'xts' or 'xex', got {family!r}")
+        self.family = family
+        self.reduced_width_bits = reduced_width_bits
+
+    @property
+    def key_size(self) -> int:
+        """Bytes of key material one key needs."""
+        if self.reduced_width_bits is not None:
+            return NARROW_KEY_SIZE
+        return XTS_KEY_SIZE if self.family == "xts" else XEX_KEY_SIZE
+
+    def build(self, key: bytes) -> LineCipher:
+        """A cipher for ``key``."""
+        if self.reduced_width_bits is not None:
+            return NarrowLineCipher(key, self.reduced_width_bits)
+        if self.family == "xts":
+            return XtsLineCipher(key)
+        return XexLineCipher(key)
+
+
+class KeySource:
+    """The platform RNG that makes keys. Seeded, so that runs reproduce to the byte."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+
+    def key(self, size: int) -> bytes:
+        """Fresh key bytes. A key whose two halves are equal is never returned (XTS weak key)."""
+        while True:
+            key = self._rng.bytes(size)
+            if size % 2 or key[: size // 2] != key[size // 2 :]:
+                return key

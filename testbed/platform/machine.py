@@ -1,0 +1,292 @@
+"""The emulated machine: DRAM, an engine, the page allocator, domains and kernel direct maps.
+
+All CPU accesses go through :class:`Machine`, which encrypts and decrypts with the key slot of the
+accessing context; the bus tap (:attr:`Machine.bus`) bypasses all of it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ConfigError, PageFault
+from ..types import LINE_SIZE, PAGE_SIZE
+from .allocator import PageAllocator
+from .directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
+from .engines import HOST, Engine, EngineWithRmp
+from .memory import BusTap, PhysicalMemory
+
+__all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
+
+MAX_MEMORY_PAGES = 65536
+"""256 MiB of emulated DRAM at most."""
+
+
+class DomainKind(enum.StrEnum):
+    """Who owns pages."""
+
+    KERNEL = "kernel"
+    PROCESS = "process"
+    GUEST = "guest"
+
+
+@dataclass
+class Domain:
+    """A host kernel, process or guest: a key slot and the frames it owns."""
+
+    name: str
+    kind: DomainKind
+    slot: int
+    pages: list[int] = field(default_factory=list)
+    alive: bool = True
+
+
+@dataclass(frozen=True)
+class Mitigations:
+    """Software mitigations that combine with any engine.
+
+    Attributes:
+        init_on_free: zero every page when it is freed.
+        secretmem: pages allocated as secret are removed from every kernel direct map.
+        rotation_blocks: rotate a domain's key once this many blocks were encrypted under it
+            (0 = never). Needs an engine that can rotate keys at run time.
+    """
+
+    init_on_free: bool = False
+    secretmem: bool = False
+    rotation_blocks: int = 0
+
+    def names(self) -> tuple[str, ...]:
+        """Names as used in profile names (``tme+init_on_free``)."""
+        out = []
+        if self.init_on_free:
+            out.append("init_on_free")
+        if self.secretmem:
+            out.append("secretmem")
+        if self.rotation_blocks:
+            out.append("key_rotation")
+        return tuple(out)
+
+
+class Machine:
+    """One emulated machine.
+
+    Args:
+        engine: the memory-encryption engine.
+        memory_pages: 4 KiB frames of DRAM (1 .. 65536).
+        mitigations: software mitigations in force.
+
+    Raises:
+        ConfigError: a size out of range, or a mitigation the engine cannot provide.
+    """
+
+    def __init__(
+        self, engine: Engine, memory_pages: int, mitigations: Mitigations | None = None
+    ) -> None:
+        if not 16 <= memory_pages <= MAX_MEMORY_PAGES:
+            raise ConfigError(f"memory_pages: must be 16..{MAX_MEMORY_PAGES}, got {memory_pages}")
+        self.mitigations = mitigations or Mitigations()
+        if self.mitigations.rotation_blocks and not engine.runtime_rotation:
+            raise ConfigError(
+                f"key_rotation: engine {engine.name} cannot rotate keys while the system runs"
+            )
+        self.engine = engine
+        self.memory = PhysicalMemory(memory_pages)
+        self.bus = BusTap(self.memory)
+        self.allocator = PageAllocator(memory_pages)
+        self.kernel = Domain("host-kernel", DomainKind.KERNEL, HOST)
+        self.direct_map = DirectMap(HOST, memory_pages, DIRECT_MAP_BASE)
+        self._keyid_maps: dict[int, DirectMap] = {}
+        self._owner: dict[int, Domain] = {}
+        self._secret_pages: set[int] = set()
+        self.rotations = 0
+        self._count = 0
+
+    # -- domains ------------------------------------------------------------------------
+    def create_domain(self, kind: DomainKind | str, name: str | None = None) -> Domain:
+        """A new process or guest, with its own key where the engine offers one."""
+        kind = DomainKind(kind)
+        if kind is DomainKind.KERNEL:
+            raise ConfigError("there is one host kernel; create a process or a guest")
+        self._count += 1
+        slot = self.engine.domain_slot(kind.value)
+        return Domain(name or f"{kind.value}-{self._count}", kind, slot)
+
+    def destroy_domain(self, domain: Domain) -> None:
+        """Free every page of ``domain`` and release its key (MKTME CLEAR_KEY, SEV decommission)."""
+        for pfn in list(domain.pages):
+            self.free_page(domain, pfn)
+        self.engine.release_slot(domain.slot)
+        domain.alive = False
+
+    def keyid_direct_map(self, slot: int) -> DirectMap:
+        """The kernel's direct map for KeyID ``slot`` (KeyID 0: :attr:`direct_map`)."""
+        if slot == HOST:
+            return self.direct_map
+        if slot not in self._keyid_maps:
+            base = DIRECT_MAP_BASE + slot * DIRECT_MAP_STRIDE
+            dmap = DirectMap(slot, self.memory.pages, base)
+            for pfn in self._secret_pages:
+                dmap.unmap(pfn)
+            self._keyid_maps[slot] = dmap
+        return self._keyid_maps[slot]
+
+    def _all_direct_maps(self) -> list[DirectMap]:
+        return [self.direct_map, *self._keyid_maps.values()]
+
+    # -- pages --------------------------------------------------------------------------
+    def alloc_page(self, domain: Domain, *, secret: bool = False) -> int:
+        """Give ``domain`` a frame; returns its physical address.
+
+        Args:
+            secret: the page holds a secret; with ``secretmem`` it leaves the direct maps.
+        """
+        pfn = self.allocator.alloc()
+        domain.pages.append(pfn)
+        self._owner[pfn] = domain
+        if isinstance(self.engine, EngineWithRmp) and domain.kind is DomainKind.GUEST:
+            self.engine.rmp_assign(pfn, domain.slot)
+        if secret and self.mitigations.secretmem:
+            self._secret_pages.add(pfn)
+            for dmap in self._all_direct_maps():
+                dmap.unmap(pfn)
+        return pfn * PAGE_SIZE
+
+    def free_page(self, domain: Domain, pfn: int) -> None:
+        """Return a frame to the allocator, clearing it first where a mitigation says so."""
+        if self._owner.get(pfn) is not domain:
+            raise ConfigError(f"{domain.name} frees frame {pfn} it does not own")
+        if pfn in self._secret_pages:
+            # secretmem clears the page before it goes back and maps it again.
+            self._write_lines(HOST, pfn * PAGE_SIZE, np.zeros((PAGE_SIZE // LINE_SIZE, LINE_SIZE),
+                                                              dtype=np.uint8))
+            self._secret_pages.discard(pfn)
+            for dmap in self._all_direct_maps():
+                dmap.restore(pfn)
+        elif self.mitigations.init_on_free:
+            zeros = np.zeros((PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
+            self._write_lines(HOST, pfn * PAGE_SIZE, zeros)
+        domain.pages.remove(pfn)
+        del self._owner[pfn]
+        if isinstance(self.engine, EngineWithRmp):
+            self.engine.rmp_reclaim(pfn)
+        self.allocator.free(pfn)
+
+    def owner(self, pa: int) -> Domain | None:
+        """The domain owning the frame at ``pa``, if any."""
+        return self._owner.get(pa // PAGE_SIZE)
+
+    @property
+    def direct_map_splits(self) -> int:
+        """2 MiB direct-map mappings split so far, over all direct maps."""
+        return sum(dmap.split_count for dmap in self._all_direct_maps())
+
+    # -- the CPU data path ----------------------------------------------------------------
+    @staticmethod
+    def _span(pa: int, length: int) -> tuple[int, int]:
+        start = pa - pa % LINE_SIZE
+        end = -(-(pa + length) // LINE_SIZE) * LINE_SIZE
+        return start, end
+
+    @staticmethod
+    def _addrs(start: int, end: int) -> NDArray[np.uint64]:
+        return np.arange(start, end, LINE_SIZE, dtype=np.uint64)
+
+    def _read_lines(self, slot: int, start: int, end: int) -> NDArray[np.uint8]:
+        raw = self.memory.load(start, end - start)
+        return self.engine.decrypt(slot, self._addrs(start, end), raw)
+
+    def _write_lines(self, slot: int, start: int, lines: NDArray[np.uint8]) -> None:
+        end = start + lines.shape[0] * LINE_SIZE
+        self.memory.store(start, self.engine.encrypt(slot, self._addrs(start, end), lines))
+
+    def _cpu_read(self, slot: int, pa: int, length: int) -> bytes:
+        start, end = self._span(pa, length)
+        plain = self._read_lines(slot, start, end).reshape(-1)
+        return plain[pa - start : pa - start + length].tobytes()
+
+    def _cpu_write(self, slot: int, pa: int, data: bytes) -> None:
+        start, end = self._span(pa, len(data))
+        if start == pa and end == pa + len(data):
+            lines = np.frombuffer(data, dtype=np.uint8).reshape(-1, LINE_SIZE)
+        else:
+            lines = self._read_lines(slot, start, end)
+            flat = lines.reshape(-1)
+            flat[pa - start : pa - start + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        self._write_lines(slot, start, lines)
+
+    def _check_owned(self, domain: Domain, pa: int, length: int) -> None:
+        if not domain.alive:
+            raise ConfigError(f"{domain.name} has been destroyed")
+        first, last = pa // PAGE_SIZE, (pa + max(length, 1) - 1) // PAGE_SIZE
+        for pfn in range(first, last + 1):
+            if self._owner.get(pfn) is not domain:
+                raise PageFault(f"page fault: {domain.name} does not map frame {pfn}")
+
+    def write(self, domain: Domain, pa: int, data: bytes) -> None:
+        """``domain`` stores ``data`` at ``pa`` in one of its own pages, with its own key."""
+        self._check_owned(domain, pa, len(data))
+        self._maybe_rotate(domain)
+        self._cpu_write(domain.slot, pa, data)
+
+    def read(self, domain: Domain, pa: int, length: int) -> bytes:
+        """``domain`` loads ``length`` bytes at ``pa`` from one of its own pages."""
+        self._check_owned(domain, pa, length)
+        return self._cpu_read(domain.slot, pa, length)
+
+    # -- the kernel ---------------------------------------------------------------------
+    def kernel_read(self, va: int, length: int) -> bytes:
+        """The host kernel loads through a direct map (a kernel read bug uses this).
+
+        Raises:
+            PageFault: part of the range is not mapped (for example, a secretmem page).
+        """
+        for dmap in self._all_direct_maps():
+            if dmap.base <= va < dmap.base + dmap.pages * PAGE_SIZE:
+                pa = dmap.translate(va)
+                dmap.translate(va + max(length, 1) - 1)
+                return self._cpu_read(dmap.key_slot, pa, length)
+        raise PageFault(f"page fault: {va:#x} is not a kernel direct-map address")
+
+    # -- the hypervisor -----------------------------------------------------------------
+    def hypervisor_read(self, pa: int, length: int) -> bytes:
+        """The hypervisor reads guest memory through its own (host, no C-bit) mapping."""
+        start, end = self._span(pa, length)
+        raw = self._read_lines(HOST, start, end)
+        for pfn in range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1):
+            if self.engine.hides_ciphertext(pfn):
+                lo = max(pfn * PAGE_SIZE, start) - start
+                hi = min((pfn + 1) * PAGE_SIZE, end) - start
+                raw.reshape(-1)[lo:hi] = 0xFF
+        return raw.reshape(-1)[pa - start : pa - start + length].tobytes()
+
+    def hypervisor_write(self, pa: int, data: bytes) -> None:
+        """The hypervisor writes guest memory through its own mapping.
+
+        Raises:
+            RmpViolation: under SEV-SNP, the frame belongs to a guest.
+        """
+        start, end = self._span(pa, len(data))
+        for pfn in range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1):
+            self.engine.check_hypervisor_write(pfn)
+        self._cpu_write(HOST, pa, data)
+
+    # -- key rotation -------------------------------------------------------------------
+    def _maybe_rotate(self, domain: Domain) -> None:
+        limit = self.mitigations.rotation_blocks
+        if limit and domain.slot != HOST and self.engine.wear(domain.slot) >= limit:
+            self.rotate_domain_key(domain)
+
+    def rotate_domain_key(self, domain: Domain) -> None:
+        """Replace ``domain``'s key at run time and re-encrypt its pages under the new one."""
+        if not self.engine.runtime_rotation:
+            raise ConfigError(f"engine {self.engine.name} cannot rotate keys at run time")
+        plain = {pfn: self._read_lines(domain.slot, pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE)
+                 for pfn in domain.pages}
+        self.engine.rotate(domain.slot)
+        for pfn, lines in plain.items():
+            self._write_lines(domain.slot, pfn * PAGE_SIZE, lines)
+        self.rotations += 1

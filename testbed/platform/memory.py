@@ -1,0 +1,95 @@
+"""Physical memory (what the DRAM chips hold) and the bus tap of a physical attacker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ConfigError
+from ..types import LINE_SIZE, PAGE_SIZE
+
+__all__ = ["BusTap", "Capture", "PhysicalMemory"]
+
+
+class PhysicalMemory:
+    """DRAM: a flat byte array holding exactly what an engine wrote (ciphertext where it encrypts).
+
+    Args:
+        pages: number of 4 KiB page frames.
+    """
+
+    def __init__(self, pages: int) -> None:
+        if pages <= 0:
+            raise ConfigError(f"memory_pages: must be positive, got {pages}")
+        self.pages = pages
+        self.size = pages * PAGE_SIZE
+        self._cells = np.zeros(self.size, dtype=np.uint8)
+
+    def check(self, pa: int, length: int) -> None:
+        """Raise :class:`ConfigError` unless ``[pa, pa+length)`` is line-aligned and in range."""
+        if pa < 0 or length < 0 or pa + length > self.size:
+            raise ConfigError(f"physical range {pa:#x}+{length:#x} outside memory of {self.size:#x}")
+        if pa % LINE_SIZE or length % LINE_SIZE:
+            raise ConfigError(f"physical range {pa:#x}+{length:#x} is not {LINE_SIZE}-byte aligned")
+
+    def load(self, pa: int, length: int) -> NDArray[np.uint8]:
+        """Raw bytes at ``pa`` as ``(length // 64, 64)`` lines (a copy)."""
+        self.check(pa, length)
+        return self._cells[pa : pa + length].reshape(-1, LINE_SIZE).copy()
+
+    def store(self, pa: int, lines: NDArray[np.uint8]) -> None:
+        """Put raw bytes at ``pa`` (no encryption: this is the DRAM itself)."""
+        flat = np.asarray(lines, dtype=np.uint8).reshape(-1)
+        self.check(pa, flat.size)
+        self._cells[pa : pa + flat.size] = flat
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One read or write the interposer made on the memory bus."""
+
+    op: str
+    address: int
+    data: bytes
+
+
+class BusTap:
+    """A DDR interposer ("evil DIMM"): reads and writes raw DRAM lines and logs what it did.
+
+    The log keeps at most ``log_limit`` entries (reads of large ranges are logged whole);
+    :attr:`lines_read` and :attr:`lines_written` count everything.
+    """
+
+    def __init__(self, memory: PhysicalMemory, log_limit: int = 256) -> None:
+        self._memory = memory
+        self.log: list[Capture] = []
+        self.log_limit = log_limit
+        self.lines_read = 0
+        self.lines_written = 0
+
+    def _record(self, op: str, pa: int, data: bytes) -> None:
+        if len(self.log) < self.log_limit:
+            self.log.append(Capture(op, pa, data))
+
+    def read(self, pa: int, length: int) -> bytes:
+        """Capture the raw (encrypted) bytes the DRAM holds at ``pa``."""
+        raw = self._memory.load(pa, length).tobytes()
+        self.lines_read += length // LINE_SIZE
+        self._record("read", pa, raw)
+        return raw
+
+    def read_lines(self, pa: int, length: int) -> NDArray[np.uint8]:
+        """Like :meth:`read` but returns ``(n, 64)`` lines, for batched analysis."""
+        raw = self._memory.load(pa, length)
+        self.lines_read += raw.shape[0]
+        self._record("read", pa, raw[:1].tobytes())
+        return raw
+
+    def write(self, pa: int, data: bytes) -> None:
+        """Drive raw bytes onto the bus at ``pa``, bypassing every engine and check."""
+        lines = np.frombuffer(data, dtype=np.uint8)
+        self._memory.store(pa, lines)
+        self.lines_written += lines.size // LINE_SIZE
+        self._record("write", pa, bytes(data))

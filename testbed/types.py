@@ -1,0 +1,42 @@
+"""Small shared types: address and key identifiers, outcomes, sizes."""
+
+from __future__ import annotations
+
+import enum
+from typing import NewType
+
+__all__ = [
+    "LINE_SIZE",
+    "PAGE_SIZE",
+    "PMD_SIZE",
+    "Asid",
+    "KeyId",
+    "Outcome",
+    "PhysAddr",
+]
+
+LINE_SIZE = 64
+"""Bytes in one cache line: the unit the memory controller encrypts."""
+PAGE_SIZE = 4096
+PMD_SIZE = 2 * 1024 * 1024
+
+PhysAddr = NewType("PhysAddr", int)
+KeyId = NewType("KeyId", int)
+Asid = NewType("Asid", int)
+
+
+class Outcome(enum.StrEnum):
+    """What one attack achieved under one profile, decided from the evidence."""
+
+    SUCCEEDED = "succeeded"
+    """The attacker got exactly what it wanted."""
+    PARTIAL = "partial"
+    """The attacker got part of it; a metric says how much."""
+    MITIGATED = "mitigated"
+    """The attack ran to the end but got only garbage or ciphertext."""
+    BLOCKED = "blocked"
+    """A platform check refused a step (fault, RMP violation, ENOMEM, signature)."""
+    ERROR = "error"
+    """The run itself failed."""
+    NOT_APPLICABLE = "not_applicable"
+    """The threat does not exist under this profile (a precondition is not met)."""
