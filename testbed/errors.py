@@ -5,6 +5,7 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     TestbedError
     ├── ScenarioError            a scenario file is malformed (carries file, line, field)
     ├── ConfigError(ValueError)  a parameter is out of range when an object is built
+    │   └── UnsupportedMitigation  the engine cannot provide a requested mitigation
     ├── PlatformRefusal          the emulated hardware or kernel refused an operation
     │   ├── PageFault            access through a mapping that does not exist
     │   ├── RmpViolation         SEV-SNP RMP check failed on a write
@@ -27,6 +28,7 @@ __all__ = [
     "RmpViolation",
     "ScenarioError",
     "TestbedError",
+    "UnsupportedMitigation",
 ]
 
 
@@ -62,6 +64,10 @@ class ScenarioError(TestbedError):
         where = f"{self.path}:{self.line}" if self.line else self.path
         field = self.field or "(file)"
         return f"{where}: {field}: {self.message}"
+
+
+class UnsupportedMitigation(ConfigError):
+    """The engine cannot provide a mitigation the profile asks for (TME cannot rotate keys)."""
 
 
 class PlatformRefusal(TestbedError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import ConfigError, PageFault
+from ..errors import ConfigError, PageFault, UnsupportedMitigation
 from ..types import LINE_SIZE, PAGE_SIZE
 from .allocator import PageAllocator
 from .directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
@@ -90,8 +90,12 @@ class Machine:
             raise ConfigError(f"memory_pages: must be 16..{MAX_MEMORY_PAGES}, got {memory_pages}")
         self.mitigations = mitigations or Mitigations()
         if self.mitigations.rotation_blocks and not engine.runtime_rotation:
-            raise ConfigError(
-                f"key_rotation: engine {engine.name} cannot rotate keys while the system runs"
+            why = ("it has no keys" if not engine.encrypts else
+                   "a new key needs a reboot, which loses memory" if not engine.per_domain_keys
+                   else "a guest keeps its key for its whole life")
+            raise UnsupportedMitigation(
+                f"key_rotation: engine {engine.name} cannot rotate keys while the system runs "
+                f"({why})"
             )
         self.engine = engine
         self.memory = PhysicalMemory(memory_pages)
@@ -236,6 +240,28 @@ class Machine:
         """``domain`` loads ``length`` bytes at ``pa`` from one of its own pages."""
         self._check_owned(domain, pa, length)
         return self._cpu_read(domain.slot, pa, length)
+
+    def dram(self, pa: int, length: int) -> bytes:
+        """Raw DRAM bytes at any address: ground truth for evidence (attacks use :attr:`bus`)."""
+        start, end = self._span(pa, length)
+        raw = self.memory.load(start, end - start).reshape(-1)
+        return raw[pa - start : pa - start + length].tobytes()
+
+    def write_sequence(self, domain: Domain, pa: int, lines: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """``domain`` writes each 64-byte line to the line at ``pa`` in turn.
+
+        Returns what each write put on the memory bus (what an interposer captures), as
+        ``(n, 64)`` lines; DRAM keeps the last one. One batched engine call does it all.
+        """
+        self._check_owned(domain, pa, LINE_SIZE)
+        if pa % LINE_SIZE:
+            raise ConfigError(f"write_sequence: {pa:#x} is not line-aligned")
+        self._maybe_rotate(domain)
+        addrs = np.full(lines.shape[0], pa, dtype=np.uint64)
+        out = self.engine.encrypt(domain.slot, addrs, lines)
+        if out.shape[0]:
+            self.memory.store(pa, out[-1:])
+        return out
 
     # -- the kernel ---------------------------------------------------------------------
     def kernel_read(self, va: int, length: int) -> bytes:

@@ -1,0 +1,39 @@
+"""The attacks: one module each, the same small contract for all (:class:`Attack`)."""
+
+from __future__ import annotations
+
+from ._base import Attack, AttackContext, AttackLog, AttackParams, Verdict, judge_bytes
+from .capture_compare import CaptureCompare
+from .cross_domain_replay import CrossDomainReplay
+from .freed_data_leak import FreedDataLeak
+from .hypervisor_replay import HypervisorReplay
+from .kernel_map_leak import KernelMapLeak
+from .key_wearout import KeyWearout
+
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackContext",
+    "AttackLog",
+    "AttackParams",
+    "Verdict",
+    "get_attack",
+    "judge_bytes",
+]
+
+ATTACKS: dict[str, Attack] = {
+    attack.kind: attack
+    for attack in (
+        KernelMapLeak(),
+        FreedDataLeak(),
+        CrossDomainReplay(),
+        HypervisorReplay(),
+        CaptureCompare(),
+        KeyWearout(),
+    )
+}
+
+
+def get_attack(kind: str) -> Attack:
+    """The attack of ``kind`` (a key of :data:`ATTACKS`)."""
+    return ATTACKS[kind]

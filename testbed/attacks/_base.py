@@ -1,0 +1,119 @@
+"""The contract every attack module follows, and the judge that turns evidence into an outcome.
+
+An attack module defines one :class:`Attack` subclass: its kind, the attacker capabilities it
+uses, a pydantic ``Params`` model (ranges documented there), :meth:`Attack.precondition` (why
+the threat does not exist on a machine, from the engine's capabilities) and :meth:`Attack.run`,
+which performs the steps on the machine and records what it achieved in an :class:`AttackLog`.
+A :class:`~testbed.errors.PlatformRefusal` escaping :meth:`run` means a platform check refused a
+step: the runner records ``blocked``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..platform import Machine
+from ..results import Evidence, Step
+from ..types import Outcome
+
+__all__ = ["Attack", "AttackContext", "AttackLog", "AttackParams", "Verdict", "judge_bytes"]
+
+
+class AttackParams(BaseModel):
+    """Base of every attack's parameter model: unknown keys and loose types are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+@dataclass
+class AttackLog:
+    """What happened, filled in step by step so that a refused step still leaves its trail."""
+
+    steps: list[Step] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    secret: bytes | None = None
+    captured: bytes | None = None
+    recovered: bytes | None = None
+    address: int | None = None
+
+    def step(
+        self, actor: str, action: str, capability: str = "", address: int | None = None,
+        detail: str = "",
+    ) -> None:
+        """Append one timeline entry."""
+        self.steps.append(Step(actor, action, capability, address, detail))
+
+    def evidence(self) -> Evidence:
+        """Freeze the bytes gathered so far."""
+        return Evidence(self.secret, self.captured, self.recovered, self.address)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An outcome and the sentence that explains it."""
+
+    outcome: Outcome
+    reason: str
+
+
+@dataclass
+class AttackContext:
+    """Everything an attack run gets: the machine, randomness, a way to reboot, the log."""
+
+    machine: Machine
+    rng: np.random.Generator
+    reboot: Callable[[], Machine]
+    log: AttackLog = field(default_factory=AttackLog)
+
+
+def judge_bytes(secret: bytes, recovered: bytes | None, what: str = "secret") -> Verdict:
+    """Compare what the attacker recovered with the truth.
+
+    ``succeeded`` when every byte matches; ``partial`` when at least half do (far above the
+    1/256 a random guess gets); otherwise ``mitigated``.
+    """
+    if recovered is None:
+        return Verdict(Outcome.MITIGATED, f"the attacker recovered nothing of the {what}")
+    same = sum(a == b for a, b in zip(secret, recovered, strict=False))
+    if len(recovered) == len(secret) and same == len(secret):
+        return Verdict(Outcome.SUCCEEDED, f"the attacker recovered the {what} exactly")
+    if same * 2 >= len(secret) > 0:
+        return Verdict(
+            Outcome.PARTIAL, f"the attacker recovered {same} of {len(secret)} bytes of the {what}"
+        )
+    got = "zeros" if not any(recovered) else "ciphertext or garbage"
+    return Verdict(
+        Outcome.MITIGATED,
+        f"the attacker read {len(recovered)} bytes, but only {same} of {len(secret)} match the "
+        f"{what}: it got {got}",
+    )
+
+
+class Attack(ABC):
+    """One attack, as described by its source."""
+
+    kind: ClassVar[str]
+    title: ClassVar[str]
+    capabilities: ClassVar[tuple[str, ...]]
+    Params: ClassVar[type[AttackParams]]
+
+    def precondition(self, machine: Machine, params: Any) -> str | None:
+        """Why the threat does not exist on ``machine`` (``None``: it does)."""
+        return None
+
+    @abstractmethod
+    def run(self, ctx: AttackContext, params: Any) -> Verdict:
+        """Perform the attack on ``ctx.machine``; record steps and evidence in ``ctx.log``."""
+
+
+def make_secret(rng: np.random.Generator, text: str | None, size: int) -> bytes:
+    """The victim's secret: the given text, or ``size`` random bytes."""
+    if text is not None:
+        return text.encode("utf-8")
+    return rng.bytes(size)

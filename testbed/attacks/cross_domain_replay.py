@@ -1,0 +1,66 @@
+"""Cross-domain replay.
+
+Threat: a DDR interposer captures the ciphertext of a victim's secret at a physical address;
+after the victim frees the address the attacker gains ownership, writes the old ciphertext back
+and reads it through its own domain. AES-XTS binds ciphertext to its physical address, so the
+replay must happen at the same address; different keys per domain defeat it.
+Source: MKTME mitigations document, "Cross-Domain Replay Attack".
+Preconditions: capabilities ``bus_interposer`` and ``chosen_plaintext`` (the attacker owns a
+domain).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..types import LINE_SIZE, PAGE_SIZE
+from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes, make_secret
+
+__all__ = ["CrossDomainReplay"]
+
+
+class CrossDomainReplayParams(AttackParams):
+    victim: Literal["process", "guest"] = "guest"
+    attacker: Literal["process", "guest"] = "guest"
+    secret: str | None = Field(None, min_length=1, max_length=1024)
+    secret_bytes: int = Field(32, ge=1, le=1024)
+
+
+class CrossDomainReplay(Attack):
+    kind = "cross-domain-replay"
+    title = "Cross-domain replay"
+    capabilities = ("bus_interposer", "chosen_plaintext")
+    Params = CrossDomainReplayParams
+
+    def run(self, ctx: AttackContext, params: CrossDomainReplayParams) -> Verdict:
+        m, log = ctx.machine, ctx.log
+        secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
+        victim = m.create_domain(params.victim, "victim")
+        pa = m.alloc_page(victim)
+        m.write(victim, pa, secret)
+        log.secret, log.address = secret, pa
+        log.step("victim", f"stores a {len(secret)}-byte secret", address=pa,
+                 detail=f"{victim.kind.value} with key slot {victim.slot}")
+        span = -(-len(secret) // LINE_SIZE) * LINE_SIZE
+        captured = m.bus.read(pa, span)
+        log.captured = captured[: len(secret)]
+        log.step("attacker", f"captures {span} bytes of ciphertext on the memory bus",
+                 "bus_interposer", pa)
+        m.destroy_domain(victim)
+        log.step("victim", "frees the address (exits)")
+        attacker = m.create_domain(params.attacker, "attacker")
+        frame = m.alloc_page(attacker)
+        log.metrics["attacker_owns_address"] = frame == pa - pa % PAGE_SIZE
+        if frame != pa - pa % PAGE_SIZE:
+            log.step("attacker", "did not get the victim's frame back", address=frame)
+            return judge_bytes(secret, None)
+        log.step("attacker", "gains ownership of the address", "chosen_plaintext", frame,
+                 f"{attacker.kind.value} with key slot {attacker.slot}")
+        m.bus.write(pa, captured)
+        log.step("attacker", "writes the old ciphertext back at the same address",
+                 "bus_interposer", pa)
+        log.recovered = m.read(attacker, pa, len(secret))
+        log.step("attacker", "reads the address through its own domain", address=pa)
+        return judge_bytes(secret, log.recovered)

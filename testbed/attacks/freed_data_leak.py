@@ -1,0 +1,65 @@
+"""Freed-data leak.
+
+Threat: an application or VM places a secret in a page, then exits; the page goes back to the
+allocator's free list; an attacker reallocates it and reads it before writing it (the kernel's
+history of uninitialised-data bugs).
+Source: MKTME mitigations document, "Freed Data Leak Attack".
+Preconditions: capability ``uninit_page_read``. With MKTME the victim's KeyID is de-programmed
+at teardown and the attacker reads with another key, so it sees only ciphertext decrypted with
+the wrong key; ``init_on_free`` zeroes the page before it is reused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..types import PAGE_SIZE
+from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes, make_secret
+
+__all__ = ["FreedDataLeak"]
+
+
+class FreedDataLeakParams(AttackParams):
+    victim: Literal["process", "guest"] = "guest"
+    attacker: Literal["process", "guest"] = "process"
+    secret: str | None = Field(None, min_length=1, max_length=1024)
+    secret_bytes: int = Field(32, ge=1, le=1024)
+    victim_pages: int = Field(4, ge=1, le=1024, description="pages the victim owns and frees")
+
+
+class FreedDataLeak(Attack):
+    kind = "freed-data-leak"
+    title = "Freed-data leak"
+    capabilities = ("uninit_page_read",)
+    Params = FreedDataLeakParams
+
+    def run(self, ctx: AttackContext, params: FreedDataLeakParams) -> Verdict:
+        m, log = ctx.machine, ctx.log
+        secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
+        victim = m.create_domain(params.victim, "victim")
+        pages = [m.alloc_page(victim) for _ in range(params.victim_pages)]
+        pa = pages[len(pages) // 2]
+        m.write(victim, pa, secret)
+        log.secret, log.address = secret, pa
+        log.step("victim", f"stores a {len(secret)}-byte secret, owns {len(pages)} pages",
+                 address=pa, detail=f"{victim.kind.value} with key slot {victim.slot}")
+        m.destroy_domain(victim)
+        log.step("victim", "exits: its pages return to the free list and its key is released",
+                 detail=f"init_on_free={'on' if m.mitigations.init_on_free else 'off'}")
+        log.captured = m.dram(pa, len(secret))
+        attacker = m.create_domain(params.attacker, "attacker")
+        found: bytes | None = None
+        for _ in range(params.victim_pages):
+            frame = m.alloc_page(attacker)
+            data = m.read(attacker, frame, PAGE_SIZE)
+            if frame == pa - pa % PAGE_SIZE:
+                found = data[pa % PAGE_SIZE : pa % PAGE_SIZE + len(secret)]
+                log.step("attacker", "reallocates the victim's old frame and reads it unwritten",
+                         "uninit_page_read", frame,
+                         f"{attacker.kind.value} with key slot {attacker.slot}")
+                break
+        log.metrics["pages_reallocated"] = len(attacker.pages)
+        log.recovered = found
+        return judge_bytes(secret, found)

@@ -1,0 +1,68 @@
+"""Hypervisor replay (intra-guest rollback).
+
+Threat: a malicious hypervisor saves the ciphertext of a guest page, lets the guest update it,
+then writes the old ciphertext back: without integrity the guest decrypts its own stale data
+(for example an old balance or an old nonce counter).
+Source: DESIGN §3.3 (SEV has no integrity; SEV-SNP's RMP refuses hypervisor writes to guest
+pages).
+Preconditions: capability ``malicious_hypervisor``; the engine must protect guests from the
+hypervisor at all — where the hypervisor is trusted, there is nothing to attack.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..errors import AttackError
+from ..platform import Machine
+from ..types import Outcome
+from ._base import Attack, AttackContext, AttackParams, Verdict
+
+__all__ = ["HypervisorReplay"]
+
+
+class HypervisorReplayParams(AttackParams):
+    old_value: str = Field("balance=0000100", min_length=1, max_length=1024)
+    new_value: str = Field("balance=0000000", min_length=1, max_length=1024)
+
+
+class HypervisorReplay(Attack):
+    kind = "hypervisor-replay"
+    title = "Hypervisor replay (intra-guest rollback)"
+    capabilities = ("malicious_hypervisor",)
+    Params = HypervisorReplayParams
+
+    def precondition(self, machine: Machine, params: HypervisorReplayParams) -> str | None:
+        if not machine.engine.isolates_guests:
+            return (f"engine {machine.engine.name} does not protect guests from the hypervisor: "
+                    "the hypervisor is trusted there, so a malicious one is out of scope")
+        return None
+
+    def run(self, ctx: AttackContext, params: HypervisorReplayParams) -> Verdict:
+        m, log = ctx.machine, ctx.log
+        old, new = params.old_value.encode(), params.new_value.encode()
+        if len(old) != len(new) or old == new:
+            raise AttackError("old_value and new_value must differ and have the same length")
+        guest = m.create_domain("guest", "victim")
+        pa = m.alloc_page(guest)
+        m.write(guest, pa, old)
+        log.address = pa
+        log.step("victim", "guest stores the old value", address=pa, detail=params.old_value)
+        saved = m.hypervisor_read(pa, 64)
+        log.captured = saved[: len(old)]
+        log.step("attacker", "hypervisor saves the page's ciphertext", "malicious_hypervisor", pa)
+        m.write(guest, pa, new)
+        log.step("victim", "guest updates the value", address=pa, detail=params.new_value)
+        m.hypervisor_write(pa, saved)
+        log.step("attacker", "hypervisor writes the saved ciphertext back",
+                 "malicious_hypervisor", pa)
+        log.recovered = m.read(guest, pa, len(old))
+        log.secret = old
+        log.step("victim", "guest reads the value", address=pa)
+        log.metrics["guest_reads_old_value"] = log.recovered == old
+        if log.recovered == old:
+            return Verdict(Outcome.SUCCEEDED, "the guest read its old value: the rollback worked")
+        if log.recovered == new:
+            return Verdict(Outcome.MITIGATED, "the guest still reads its current value")
+        return Verdict(Outcome.MITIGATED,
+                       "the guest read garbage: the replayed bytes were not its ciphertext")

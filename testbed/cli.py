@@ -1,0 +1,141 @@
+"""Command line: ``testbed run | validate | list``. The only module that prints or exits.
+
+Exit status: 0 every outcome as expected; 2 some outcome differs from its expectation;
+1 bad input or a failure (a scenario file that does not load, an ``error`` outcome).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from ._version import __version__
+from .attacks import ATTACKS
+from .errors import ScenarioError
+from .results import ResultRow, RunInfo, write_results_json
+from .scenarios import ENGINE_NAMES, load_scenarios, plan, run_jobs
+from .types import Outcome
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_MISMATCH = 0, 1, 2
+MAX_SEED = 2**63 - 1
+
+
+def _echo_errors(errors: Sequence[ScenarioError]) -> None:
+    for err in errors:
+        click.echo(f"error: {err.one_line()}", err=True)
+
+
+def _profiles(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    names = [p.strip() for p in value.split(",") if p.strip()]
+    unknown = [n for n in names if n.split("+")[0] not in ENGINE_NAMES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown profile(s) {', '.join(unknown)}; engines are {', '.join(ENGINE_NAMES)}"
+        )
+    return names
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="testbed")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the runner does.")
+def main(verbose: bool) -> None:
+    """Run memory-encryption attacks on an emulated machine and report what each engine stops."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--profiles", help="Comma-separated engines or profiles (e.g. tme,mktme).")
+@click.option("--seed", default=1, show_default=True, type=click.IntRange(0, MAX_SEED),
+              help="Makes the results byte-identical between runs.")
+@click.option("--out", "out_dir", default="reports", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--jobs", default=0, type=click.IntRange(0, 64),
+              help="Worker processes (0: one per core).")
+def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
+        jobs: int) -> None:
+    """Run every scenario in PATHS (files or folders) under every profile."""
+    wanted = _profiles(profiles)
+    scenarios, errors = load_scenarios(paths)
+    _echo_errors(errors)
+    job_list = plan(scenarios, seed, wanted)
+    if not job_list:
+        click.echo("error: nothing to run (no valid scenario matches)", err=True)
+        sys.exit(EXIT_FAILURE)
+    workers = jobs or os.cpu_count() or 1
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    t0 = time.perf_counter()
+    with click.progressbar(length=len(job_list), label=f"{len(job_list)} runs",
+                           file=sys.stderr, show_pos=True,
+                           item_show_func=lambda r: r and f"{r.scenario} / {r.profile}"
+                           ) as bar:
+        def progress(row: ResultRow) -> None:
+            bar.update(1, row)  # type: ignore[arg-type]
+
+        rows = run_jobs(job_list, workers, progress)
+    info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
+                   tuple(wanted or ENGINE_NAMES), workers)
+    write_results_json(out_dir / "results.json", info, rows)
+    from .report import write_report  # imported late: matplotlib is slow to load
+
+    index = write_report(out_dir, info, rows, scenarios)
+    _summary(rows)
+    click.echo(f"report: {index}")
+    click.echo(f"results: {out_dir / 'results.json'}")
+    if errors or any(r.outcome is Outcome.ERROR for r in rows):
+        sys.exit(EXIT_FAILURE)
+    if any(r.as_expected is False for r in rows):
+        sys.exit(EXIT_MISMATCH)
+
+
+def _summary(rows: Sequence[ResultRow]) -> None:
+    width = max(len(r.scenario) for r in rows)
+    for r in rows:
+        mark = ""
+        if r.as_expected is False:
+            mark = f"  (expected {r.expected.value if r.expected else '-'})"
+        click.echo(f"{r.scenario:<{width}}  {r.profile:<26} {r.outcome.value}{mark}")
+    mismatches = sum(r.as_expected is False for r in rows)
+    click.echo(f"{len(rows)} runs, {mismatches} differ from their expectation")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+def validate(files: tuple[str, ...]) -> None:
+    """Check scenario files without running them."""
+    scenarios, errors = load_scenarios(files)
+    for scenario, source in scenarios:
+        click.echo(f"ok: {source}: {scenario.id} ({scenario.attack})")
+    _echo_errors(errors)
+    sys.exit(EXIT_FAILURE if errors or not scenarios else EXIT_OK)
+
+
+@main.command(name="list")
+@click.argument("paths", nargs=-1, type=click.Path())
+def list_(paths: tuple[str, ...]) -> None:
+    """List attacks, engine profiles and the scenarios in PATHS (default: scenarios/)."""
+    click.echo("attacks:")
+    for kind, attack in ATTACKS.items():
+        click.echo(f"  {kind:<22} {attack.title}  [needs: {', '.join(attack.capabilities)}]")
+    click.echo("engines (profiles add +init_on_free, +secretmem, +key_rotation):")
+    for name in ENGINE_NAMES:
+        click.echo(f"  {name}")
+    targets = paths or (("scenarios",) if Path("scenarios").is_dir() else ())
+    if targets:
+        scenarios, errors = load_scenarios(targets)
+        click.echo("scenarios:")
+        for scenario, source in scenarios:
+            click.echo(f"  {scenario.id:<30} {scenario.attack:<20} {source}")
+        _echo_errors(errors)

@@ -1,0 +1,574 @@
+"""Render a run as one self-contained HTML page.
+
+The page works from ``file://`` with no network: styles are inline, plots are embedded as
+``data:`` PNGs and a Content-Security-Policy forbids everything else. Scenario text comes from
+untrusted files, so every value reaches the page through Jinja2 autoescaping; the only markup
+built in Python (hex dumps) is assembled from escaped pieces with :class:`markupsafe.Markup`.
+Identical inputs give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import json
+import math
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from ..results.model import Evidence, ResultRow, RunInfo, Step
+from ..scenarios.model import ENGINE_NAMES, Scenario
+from ..types import Outcome
+
+__all__ = ["write_report"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+"""Folder holding the page templates (shipped as package data)."""
+
+INDEX_TEMPLATE = "index.html.j2"
+
+STOPPED: frozenset[Outcome] = frozenset({Outcome.MITIGATED, Outcome.BLOCKED})
+"""Outcomes that count as "the attack was stopped" in the engine summary."""
+
+HEX_LIMIT = 256
+"""Evidence bytes shown per buffer; longer buffers are truncated with a note."""
+HEX_ROW = 16
+"""Bytes per hex-dump line."""
+METRIC_TEXT_LIMIT = 300
+"""Characters shown for one metric value before it is truncated."""
+
+OUTCOME_LEGEND: tuple[tuple[Outcome, str], ...] = (
+    (Outcome.SUCCEEDED, "The attacker got exactly what it wanted."),
+    (Outcome.PARTIAL, "The attacker got part of what it wanted; a metric says how much."),
+    (Outcome.MITIGATED, "The attack ran to the end but got only garbage or ciphertext."),
+    (Outcome.BLOCKED, "A platform check refused a step (fault, RMP violation, ENOMEM, signature)."),
+    (Outcome.ERROR, "The run itself failed."),
+    (Outcome.NOT_APPLICABLE, "The threat does not exist under this profile."),
+)
+
+_MEASURED_COLOUR = "#D55E00"
+_BOUND_COLOUR = "#0072B2"
+
+
+def outcome_label(outcome: Outcome) -> str:
+    """Human wording of an outcome (``not_applicable`` becomes ``not applicable``).
+
+    Args:
+        outcome: The outcome to describe.
+
+    Returns:
+        The outcome value with underscores replaced by spaces.
+    """
+    return outcome.value.replace("_", " ")
+
+
+# --------------------------------------------------------------------------- view models
+
+
+@dataclass(frozen=True)
+class _HexLine:
+    offset: str
+    cells: Markup
+
+
+@dataclass(frozen=True)
+class _HexDump:
+    key: str
+    label: str
+    length: int
+    lines: tuple[_HexLine, ...]
+    truncated: bool
+    matches: int | None
+    compared: int
+
+
+@dataclass(frozen=True)
+class _Plot:
+    src: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class _StepView:
+    actor: str
+    action: str
+    capability: str
+    address: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class _RowView:
+    engine: str
+    anchor: str
+    profile: str
+    mitigations: tuple[str, ...]
+    outcome: str
+    outcome_label: str
+    expected_label: str | None
+    mismatch: bool
+    reason: str
+    metrics: tuple[tuple[str, str], ...]
+    steps: tuple[_StepView, ...]
+    evidence_address: str
+    evidence: tuple[_HexDump, ...]
+    plot: _Plot | None
+
+
+@dataclass(frozen=True)
+class _CellView:
+    engine: str
+    row: _RowView | None
+
+
+@dataclass(frozen=True)
+class _ScenarioView:
+    id: str
+    anchor: str
+    title: str
+    attack: str
+    source: str
+    summary: str
+    look_for: str
+    questions: tuple[str, ...]
+    cells: tuple[_CellView, ...]
+    rows: tuple[_RowView, ...]
+    not_run: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _EngineSummary:
+    engine: str
+    stopped: int
+    considered: int
+    not_applicable: int
+    total: int
+
+    @property
+    def text(self) -> str:
+        if self.total == 0:
+            return f"{self.engine}: not run"
+        return f"{self.engine}: {self.stopped} of {self.considered} attacks stopped"
+
+
+@dataclass(frozen=True)
+class _Mismatch:
+    title: str
+    anchor: str
+    engine: str
+    outcome_label: str
+    expected_label: str
+
+
+@dataclass(frozen=True)
+class _LegendItem:
+    outcome: str
+    label: str
+    text: str
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _hex_dump(key: str, label: str, data: bytes, secret: bytes | None) -> _HexDump:
+    """Hex lines of ``data``; bytes equal to ``secret`` at the same position are marked."""
+    shown = data[:HEX_LIMIT]
+    lines: list[_HexLine] = []
+    for start in range(0, len(shown), HEX_ROW):
+        pieces: list[Markup] = []
+        for i in range(start, min(start + HEX_ROW, len(shown))):
+            text = f"{shown[i]:02x}"
+            if secret is not None and i < len(secret) and secret[i] == shown[i]:
+                piece = Markup('<mark class="match">{}</mark>').format(text)
+            else:
+                piece = escape(text)
+            if i > start:
+                gap = "  " if (i - start) == HEX_ROW // 2 else " "
+                pieces.append(escape(gap))
+            pieces.append(piece)
+        lines.append(_HexLine(offset=f"{start:04x}", cells=Markup("").join(pieces)))
+    matches: int | None = None
+    compared = 0
+    if secret is not None:
+        compared = min(len(data), len(secret))
+        matches = sum(1 for a, b in zip(data, secret, strict=False) if a == b)
+    return _HexDump(
+        key=key,
+        label=label,
+        length=len(data),
+        lines=tuple(lines),
+        truncated=len(data) > HEX_LIMIT,
+        matches=matches,
+        compared=compared,
+    )
+
+
+def _evidence_views(evidence: Evidence) -> tuple[_HexDump, ...]:
+    out: list[_HexDump] = []
+    if evidence.secret is not None:
+        out.append(_hex_dump("secret", "Secret (what the victim held)", evidence.secret, None))
+    if evidence.captured is not None:
+        out.append(
+            _hex_dump(
+                "captured",
+                "DRAM / bus capture (what the attacker saw)",
+                evidence.captured,
+                evidence.secret,
+            )
+        )
+    if evidence.recovered is not None:
+        out.append(
+            _hex_dump(
+                "recovered",
+                "Recovered (what the attacker ended up with)",
+                evidence.recovered,
+                evidence.secret,
+            )
+        )
+    return tuple(out)
+
+
+def _metric_text(value: Any) -> str:
+    """One metric value as compact text, truncated to :data:`METRIC_TEXT_LIMIT` characters."""
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)
+    if len(text) > METRIC_TEXT_LIMIT:
+        text = text[: METRIC_TEXT_LIMIT - 1] + "\u2026"
+    return text
+
+
+def _address(address: int | None) -> str:
+    return "" if address is None else f"{address:#x}"
+
+
+def _step_view(step: Step) -> _StepView:
+    return _StepView(
+        actor=step.actor,
+        action=step.action,
+        capability=step.capability,
+        address=_address(step.address),
+        detail=step.detail,
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60:
+        minutes, rest = divmod(seconds, 60)
+        return f"{int(minutes)} min {rest:.1f} s"
+    return f"{seconds:.2f} s"
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def _curve_points(value: Any) -> list[tuple[float, float, float]] | None:
+    """``(pairs, measured, bound)`` sorted by pairs, or ``None`` if ``value`` is not a curve."""
+    if not isinstance(value, list) or not value:
+        return None
+    points: list[tuple[float, float, float]] = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            return None
+        pairs, measured, bound = item.get("pairs"), item.get("measured"), item.get("bound")
+        if not (_is_number(pairs) and _is_number(measured) and _is_number(bound)):
+            return None
+        points.append((float(pairs), float(measured), float(bound)))
+    points.sort(key=lambda p: p[0])
+    return points
+
+
+def _plot_title(reduced_width: Any) -> str:
+    title = "Key wear-out: measured vs birthday bound"
+    if reduced_width:
+        if _is_number(reduced_width) and float(reduced_width).is_integer() and reduced_width > 1:
+            return f"{title}\n(reduced-width cipher, n = {int(reduced_width)} bits)"
+        return f"{title}\n(reduced-width cipher)"
+    return title
+
+
+def _plot_curve(points: Sequence[tuple[float, float, float]], reduced_width: Any) -> _Plot:
+    """Draw measured probability and birthday bound against pairs as an embedded PNG."""
+    import matplotlib
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    xs = [p[0] for p in points]
+    measured = [p[1] for p in points]
+    bound = [p[2] for p in points]
+    title = _plot_title(reduced_width)
+    buf = io.BytesIO()
+    # A bare Figure on the Agg canvas never touches pyplot's global figure registry, so there is
+    # nothing left open afterwards; the style context ignores any user matplotlibrc.
+    with (
+        matplotlib.style.context("default"),
+        matplotlib.rc_context(
+            {
+                "svg.hashsalt": "memcrypt-testbed",
+                "figure.dpi": 100,
+                "savefig.dpi": 100,
+                "font.size": 9,
+                "axes.titlesize": 10,
+            }
+        ),
+    ):
+        fig = Figure(figsize=(5.6, 3.4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.plot(xs, measured, marker="o", markersize=3, color=_MEASURED_COLOUR, label="measured")
+        ax.plot(
+            xs,
+            bound,
+            linestyle="--",
+            color=_BOUND_COLOUR,
+            label="birthday bound q\u00b2/2^(n+1)",
+        )
+        if xs[0] > 0 and xs[-1] / xs[0] >= 100:
+            ax.set_xscale("log")
+        top = max(1.05, max(measured) * 1.05)
+        ax.set_ylim(0.0, top)
+        ax.set_xlabel("pairs q")
+        ax.set_ylabel("probability")
+        ax.set_title(title)
+        ax.grid(True, linewidth=0.5, alpha=0.5)
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        fig.clear()
+    src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    flat_title = title.replace("\n", " ")
+    alt = (
+        f"{flat_title}. Line plot of success probability against the number of pairs q "
+        f"({len(points)} points, q from {xs[0]:g} to {xs[-1]:g}). At q = {xs[-1]:g} the "
+        f"measured probability is {measured[-1]:.3g} and the birthday bound is {bound[-1]:.3g}."
+    )
+    return _Plot(src=src, alt=alt)
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
+    mismatch = row.expected is not None and row.expected != row.outcome
+    plot: _Plot | None = None
+    points = _curve_points(row.metrics.get("curve"))
+    if points is not None:
+        plot = _plot_curve(points, row.metrics.get("reduced_width"))
+    return _RowView(
+        engine=row.engine,
+        anchor=f"res-{scenario_id}.{row.engine}",
+        profile=row.profile,
+        mitigations=tuple(row.mitigations),
+        outcome=row.outcome.value,
+        outcome_label=outcome_label(row.outcome),
+        expected_label=None if row.expected is None else outcome_label(row.expected),
+        mismatch=mismatch,
+        reason=row.reason,
+        metrics=tuple((str(k), _metric_text(v)) for k, v in sorted(row.metrics.items())),
+        steps=tuple(_step_view(s) for s in row.steps),
+        evidence_address=_address(row.evidence.address),
+        evidence=_evidence_views(row.evidence),
+        plot=plot,
+    )
+
+
+def _index_rows(
+    rows: Sequence[ResultRow], scenario_ids: set[str]
+) -> dict[tuple[str, str], ResultRow]:
+    indexed: dict[tuple[str, str], ResultRow] = {}
+    for row in rows:
+        if row.engine not in ENGINE_NAMES:
+            raise ValueError(f"row for scenario {row.scenario!r} has unknown engine {row.engine!r}")
+        if row.scenario not in scenario_ids:
+            raise ValueError(f"row for unknown scenario {row.scenario!r}")
+        key = (row.scenario, row.engine)
+        if key in indexed:
+            raise ValueError(f"two rows for scenario {row.scenario!r} under engine {row.engine!r}")
+        indexed[key] = row
+    return indexed
+
+
+def _context(
+    run: RunInfo, rows: Sequence[ResultRow], scenarios: Sequence[tuple[Scenario, str]]
+) -> dict[str, Any]:
+    ids = [s.id for s, _ in scenarios]
+    seen: set[str] = set()
+    for sid in ids:
+        if sid in seen:
+            raise ValueError(f"scenario id {sid!r} appears twice")
+        seen.add(sid)
+    indexed = _index_rows(rows, seen)
+
+    views: list[_ScenarioView] = []
+    mismatches: list[_Mismatch] = []
+    for scenario, source in scenarios:
+        cells: list[_CellView] = []
+        row_views: list[_RowView] = []
+        not_run: list[str] = []
+        for engine in ENGINE_NAMES:
+            row = indexed.get((scenario.id, engine))
+            if row is None:
+                cells.append(_CellView(engine=engine, row=None))
+                not_run.append(engine)
+                continue
+            view = _row_view(scenario.id, row)
+            cells.append(_CellView(engine=engine, row=view))
+            row_views.append(view)
+            if view.mismatch and view.expected_label is not None:
+                mismatches.append(
+                    _Mismatch(
+                        title=scenario.title,
+                        anchor=view.anchor,
+                        engine=engine,
+                        outcome_label=view.outcome_label,
+                        expected_label=view.expected_label,
+                    )
+                )
+        views.append(
+            _ScenarioView(
+                id=scenario.id,
+                anchor=f"scn-{scenario.id}",
+                title=scenario.title,
+                attack=scenario.attack,
+                source=source,
+                summary=scenario.teaching.summary,
+                look_for=scenario.teaching.look_for,
+                questions=tuple(scenario.teaching.questions),
+                cells=tuple(cells),
+                rows=tuple(row_views),
+                not_run=tuple(not_run),
+            )
+        )
+
+    summaries: list[_EngineSummary] = []
+    for engine in ENGINE_NAMES:
+        engine_rows = [r for (_, e), r in indexed.items() if e == engine]
+        applicable = [r for r in engine_rows if r.outcome is not Outcome.NOT_APPLICABLE]
+        summaries.append(
+            _EngineSummary(
+                engine=engine,
+                stopped=sum(1 for r in applicable if r.outcome in STOPPED),
+                considered=len(applicable),
+                not_applicable=len(engine_rows) - len(applicable),
+                total=len(engine_rows),
+            )
+        )
+
+    return {
+        "run": {
+            "seed": run.seed,
+            "testbed_version": run.testbed_version,
+            "started": run.started,
+            "duration": _duration(run.duration_s),
+            "jobs": run.jobs,
+            "profiles": tuple(run.profiles),
+        },
+        "engines": ENGINE_NAMES,
+        "summaries": tuple(summaries),
+        "mismatches": tuple(mismatches),
+        "scenarios": tuple(views),
+        "legend": tuple(
+            _LegendItem(outcome=o.value, label=outcome_label(o), text=t) for o, t in OUTCOME_LEGEND
+        ),
+        "hex_limit": HEX_LIMIT,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+
+
+def render_report(
+    run: RunInfo, rows: Sequence[ResultRow], scenarios: Sequence[tuple[Scenario, str]]
+) -> str:
+    """Render the report page as a string (see :func:`write_report`).
+
+    Args:
+        run: Metadata of the run.
+        rows: One result row per (scenario, engine) pair that was run.
+        scenarios: ``(scenario, source file path)`` pairs in display order.
+
+    Returns:
+        The complete HTML document.
+
+    Raises:
+        ValueError: If a scenario id repeats, or a row names an unknown scenario or engine, or
+            two rows share a (scenario, engine) pair.
+    """
+    template = _environment().get_template(INDEX_TEMPLATE)
+    return template.render(_context(run, rows, scenarios))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    out_dir: Path,
+    run: RunInfo,
+    rows: list[ResultRow],
+    scenarios: list[tuple[Scenario, str]],
+) -> Path:
+    """Write the HTML report of a run to ``out_dir/index.html``.
+
+    The page holds the run metadata, a per-engine summary, the outcome matrix (scenarios ×
+    engines), a legend and one detail section per scenario with teaching text, per-engine
+    reasons, metrics, step timelines, evidence hex dumps and, for key wear-out rows, a plot.
+
+    Args:
+        out_dir: Folder for the report; created if missing.
+        run: Metadata of the run.
+        rows: One result row per (scenario, engine) pair that was run.
+        scenarios: ``(scenario, source file path)`` pairs in display order.
+
+    Returns:
+        Path of the written ``index.html``.
+
+    Raises:
+        ValueError: If a scenario id repeats, or a row names an unknown scenario or engine, or
+            two rows share a (scenario, engine) pair.
+    """
+    html = render_report(run, rows, scenarios)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "index.html"
+    _write_atomic(path, html.encode("utf-8"))
+    return path

@@ -1,0 +1,44 @@
+"""Machine-readable output: ``results.json``, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .model import FORMAT_VERSION, ResultRow, RunInfo
+
+__all__ = ["atomic_write_text", "results_document", "write_results_json"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def results_document(run: RunInfo, rows: Sequence[ResultRow]) -> dict[str, Any]:
+    """The ``results.json`` document (format version 1)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "run": run.to_json(),
+        "results": [row.to_json() for row in rows],
+    }
+
+
+def write_results_json(path: Path, run: RunInfo, rows: Sequence[ResultRow]) -> None:
+    """Write ``results.json``; the ``results`` list is byte-identical for the same seed."""
+    text = json.dumps(results_document(run, rows), indent=2, sort_keys=False, ensure_ascii=False)
+    atomic_write_text(path, text + "\n")

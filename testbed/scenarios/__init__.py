@@ -1,0 +1,18 @@
+"""Scenario files (YAML -> frozen models) and the runner."""
+
+from .loader import LIMITS, find_scenario_files, load_scenario, load_scenarios
+from .model import ENGINE_NAMES, Scenario
+from .runner import Job, plan, run_job, run_jobs
+
+__all__ = [
+    "ENGINE_NAMES",
+    "LIMITS",
+    "Job",
+    "Scenario",
+    "find_scenario_files",
+    "load_scenario",
+    "load_scenarios",
+    "plan",
+    "run_job",
+    "run_jobs",
+]

@@ -1,0 +1,223 @@
+"""Scenario files: YAML in, validated :class:`Scenario` out, or one ``file:line: field: message``.
+
+Parsing uses PyYAML's safe loader to compose a node tree (no Python objects are ever built from
+tags), then converts it by hand so that every value keeps its line number, duplicate keys are
+refused, and the size of the document — after alias expansion — is bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..attacks import get_attack
+from ..errors import ScenarioError
+from .model import Scenario
+
+__all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
+
+LIMITS = {
+    "file_bytes": 256 * 1024,
+    "nodes": 20_000,
+    "depth": 32,
+    "scalar_chars": 16 * 1024,
+    "files": 1000,
+}
+"""Hard limits on one scenario file (and on how many files one run loads)."""
+
+_Path = tuple[str | int, ...]
+_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+
+
+class _Converter:
+    """Turns a composed YAML node tree into plain data plus a map of path -> line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines: dict[_Path, int] = {}
+        self.nodes = 0
+        self._scalars = yaml.constructor.SafeConstructor()
+
+    def fail(self, node: yaml.Node, where: _Path, message: str) -> ScenarioError:
+        return ScenarioError(self.path, node.start_mark.line + 1, _dotted(where), message)
+
+    def convert(self, node: yaml.Node, where: _Path = (), depth: int = 0) -> Any:
+        self.nodes += 1
+        if self.nodes > LIMITS["nodes"]:
+            raise self.fail(node, where, f"document too large: more than {LIMITS['nodes']} "
+                            "values (after expanding aliases)")
+        if depth > LIMITS["depth"]:
+            raise self.fail(node, where, f"nesting deeper than {LIMITS['depth']} levels")
+        self.lines.setdefault(where, node.start_mark.line + 1)
+        if node.tag not in _TAGS:
+            raise self.fail(node, where, f"YAML tag {node.tag!r} is not allowed")
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != \
+                        "tag:yaml.org,2002:str":
+                    raise self.fail(key_node, where, "keys must be plain strings")
+                key = key_node.value
+                if key in out:
+                    raise self.fail(key_node, (*where, key), "duplicate key")
+                self.lines[(*where, key)] = key_node.start_mark.line + 1
+                out[key] = self.convert(value_node, (*where, key), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*where, i), depth + 1) for i, item in enumerate(node.value)]
+        if len(node.value) > LIMITS["scalar_chars"]:
+            raise self.fail(node, where, f"value longer than {LIMITS['scalar_chars']} characters")
+        try:
+            return self._scalars.construct_object(node)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            raise self.fail(node, where, f"bad value: {exc}") from None
+
+    def line_of(self, where: _Path) -> int:
+        for end in range(len(where), -1, -1):
+            if where[:end] in self.lines:
+                return self.lines[where[:end]]
+        return 0
+
+
+def _dotted(where: Iterable[str | int]) -> str:
+    out = ""
+    for part in where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], where: _Path) -> list[str] | None:
+    """Field names allowed at ``where`` (the parent of an unknown key), walking nested models."""
+    current: Any = model
+    for part in where:
+        if isinstance(part, int) or not (isinstance(current, type) and
+                                         issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return None
+
+
+def _first_error(
+    exc: ValidationError, conv: _Converter, model: type[BaseModel], prefix: _Path = ()
+) -> ScenarioError:
+    err = exc.errors()[0]
+    where: _Path = (*prefix, *err["loc"])
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, tuple(err["loc"][:-1]))
+        message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    elif err["type"] == "missing":
+        message = "required key is missing"
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        message = f"{message} (got {err['input']!r:.60})"
+    return ScenarioError(conv.path, conv.line_of(where), _dotted(where), message)
+
+
+def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
+    if len(raw) > LIMITS["file_bytes"]:
+        raise ScenarioError(path, 0, "", f"file is {len(raw)} bytes; the limit is "
+                            f"{LIMITS['file_bytes']}")
+    if b"\0" in raw:
+        raise ScenarioError(path, 0, "", "binary file (contains NUL bytes), not YAML")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ScenarioError(path, line, "", f"not UTF-8 text (byte {exc.start})") from None
+    conv = _Converter(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise ScenarioError(path, line, "", f"invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(path, 0, "", f"invalid YAML: {exc}") from None
+    if node is None:
+        raise ScenarioError(path, 0, "", "empty file: a scenario is a YAML mapping")
+    if not isinstance(node, yaml.MappingNode):
+        raise ScenarioError(path, node.start_mark.line + 1, "",
+                            "a scenario file must be a YAML mapping (key: value)")
+    return conv.convert(node), conv
+
+
+def load_scenario(path: str | Path) -> tuple[Scenario, str]:
+    """Load and validate one scenario file.
+
+    Returns:
+        The scenario and the path as given.
+
+    Raises:
+        ScenarioError: anything wrong, with file, line and field.
+    """
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ScenarioError(name, 0, "", f"cannot read: {exc.strerror or exc}") from None
+    data, conv = _parse(name, raw)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, conv, Scenario) from None
+    params_model = get_attack(scenario.attack).Params
+    try:
+        params_model.model_validate(scenario.params)
+    except ValidationError as exc:
+        raise _first_error(exc, conv, params_model, ("params",)) from None
+    for engine in scenario.expect:
+        if engine not in scenario.engines:
+            raise ScenarioError(name, conv.line_of(("expect", engine)), f"expect.{engine}",
+                                f"engine {engine!r} is not in this scenario's engines")
+    return scenario, name
+
+
+def find_scenario_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand directories into their ``*.yaml`` / ``*.yml`` files (sorted); keep files as given."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml")
+                              and q.is_file()))
+        else:
+            out.append(p)
+    return out
+
+
+def load_scenarios(
+    paths: Iterable[str | Path],
+) -> tuple[list[tuple[Scenario, str]], list[ScenarioError]]:
+    """Load every file; bad files become errors and do not stop the others.
+
+    Scenario ids must be unique across the run.
+    """
+    files = find_scenario_files(paths)
+    loaded: list[tuple[Scenario, str]] = []
+    errors: list[ScenarioError] = []
+    if len(files) > LIMITS["files"]:
+        errors.append(ScenarioError(str(files[LIMITS["files"]]), 0, "",
+                                    f"more than {LIMITS['files']} scenario files; rest skipped"))
+        files = files[: LIMITS["files"]]
+    ids: dict[str, str] = {}
+    for f in files:
+        try:
+            scenario, name = load_scenario(f)
+        except ScenarioError as exc:
+            errors.append(exc)
+            continue
+        if scenario.id in ids:
+            errors.append(ScenarioError(name, 1, "id", f"duplicate id {scenario.id!r} (also in "
+                                        f"{ids[scenario.id]})"))
+            continue
+        ids[scenario.id] = name
+        loaded.append((scenario, name))
+    return loaded, errors

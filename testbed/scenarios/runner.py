@@ -1,0 +1,159 @@
+"""Runs every scenario under every engine profile, in parallel, reproducibly.
+
+Each (scenario, engine) job gets its own random streams derived from the run seed, the scenario
+id and the engine name, so results do not depend on job order or on the number of workers.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..attacks import AttackContext, Verdict, get_attack
+from ..errors import PlatformRefusal, TestbedError, UnsupportedMitigation
+from ..platform import KeySource, Machine, Mitigations, make_engine
+from ..results import Evidence, ResultRow
+from ..types import Outcome
+from .model import ENGINE_NAMES, Scenario
+
+__all__ = ["Job", "plan", "run_job", "run_jobs"]
+
+_log = logging.getLogger("testbed")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scenario under one engine."""
+
+    scenario: Scenario
+    source: str
+    engine: str
+    seed: int
+
+    @property
+    def profile(self) -> str:
+        return self.scenario.profile_name(self.engine)
+
+
+def plan(
+    scenarios: Sequence[tuple[Scenario, str]], seed: int, profiles: Sequence[str] | None = None
+) -> list[Job]:
+    """The jobs of a run, in report order. ``profiles`` filters by engine or profile name."""
+    wanted = set(profiles) if profiles else None
+    jobs = []
+    for scenario, source in scenarios:
+        for engine in ENGINE_NAMES:
+            if engine not in scenario.engines:
+                continue
+            if wanted and engine not in wanted and scenario.profile_name(engine) not in wanted:
+                continue
+            jobs.append(Job(scenario, source, engine, seed))
+    return jobs
+
+
+def _streams(job: Job) -> tuple[np.random.Generator, np.random.Generator]:
+    digest = hashlib.sha256(f"{job.seed}\0{job.scenario.id}\0{job.engine}".encode()).digest()
+    keys, attack = np.random.SeedSequence(int.from_bytes(digest[:16], "little")).spawn(2)
+    return np.random.default_rng(keys), np.random.default_rng(attack)
+
+
+def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Machine]:
+    s = job.scenario
+    mitigations = Mitigations(
+        init_on_free=s.mitigations.init_on_free,
+        secretmem=s.mitigations.secretmem,
+        rotation_blocks=s.mitigations.key_rotation_blocks,
+    )
+
+    def build() -> Machine:
+        engine = make_engine(
+            job.engine,
+            KeySource(key_rng),
+            reduced_width_bits=s.platform.reduced_width_bits,
+            keyid_bits=s.platform.keyid_bits,
+            asids=s.platform.asids,
+            ciphertext_hiding=s.platform.ciphertext_hiding,
+        )
+        return Machine(engine, s.platform.memory_pages, mitigations)
+
+    return build
+
+
+def run_job(job: Job) -> ResultRow:
+    """Run one job and judge it. Never raises: failures become ``error`` rows."""
+    s = job.scenario
+    attack = get_attack(s.attack)
+    key_rng, attack_rng = _streams(job)
+    build = _machine_factory(job, key_rng)
+    ctx: AttackContext | None = None
+    try:
+        machine = build()
+        params = attack.Params.model_validate(s.params)
+        why_not = attack.precondition(machine, params)
+        if why_not is not None:
+            verdict = Verdict(Outcome.NOT_APPLICABLE, why_not)
+        else:
+            ctx = AttackContext(machine, attack_rng, build)
+            verdict = attack.run(ctx, params)
+    except UnsupportedMitigation as exc:
+        verdict = Verdict(Outcome.NOT_APPLICABLE, str(exc))
+    except PlatformRefusal as exc:
+        verdict = Verdict(Outcome.BLOCKED, f"the platform refused a step: {exc}")
+    except (TestbedError, ArithmeticError, ValueError, TypeError, KeyError, IndexError,
+            MemoryError) as exc:
+        _log.warning("%s under %s failed: %s", s.id, job.profile, exc)
+        verdict = Verdict(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+    log = ctx.log if ctx is not None else None
+    return ResultRow(
+        scenario=s.id,
+        title=s.title,
+        attack=s.attack,
+        profile=job.profile,
+        engine=job.engine,
+        mitigations=s.mitigation_names(),
+        outcome=verdict.outcome,
+        expected=s.expect.get(job.engine),  # type: ignore[call-overload]
+        reason=verdict.reason,
+        metrics=dict(log.metrics) if log else {},
+        evidence=log.evidence() if log else Evidence(),
+        steps=tuple(log.steps) if log else (),
+    )
+
+
+def _error_row(job: Job, message: str) -> ResultRow:
+    s = job.scenario
+    return ResultRow(s.id, s.title, s.attack, job.profile, job.engine, s.mitigation_names(),
+                     Outcome.ERROR, s.expect.get(job.engine),  # type: ignore[call-overload]
+                     message)
+
+
+def run_jobs(
+    jobs: Sequence[Job], workers: int = 1, progress: Callable[[ResultRow], None] | None = None
+) -> list[ResultRow]:
+    """Run ``jobs`` on ``workers`` processes; rows come back in job order.
+
+    A worker that dies (killed, out of memory) turns its jobs into ``error`` rows; the run goes on.
+    """
+    rows: list[ResultRow | None] = [None] * len(jobs)
+    if workers <= 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            rows[i] = run_job(job)
+            if progress:
+                progress(rows[i])  # type: ignore[arg-type]
+        return [r for r in rows if r is not None]
+    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
+        for future in cf.as_completed(futures):
+            i = futures[future]
+            try:
+                rows[i] = future.result()
+            except Exception as exc:  # a crashed worker: BrokenProcessPool and kin
+                rows[i] = _error_row(jobs[i], f"worker failed: {type(exc).__name__}: {exc}")
+            if progress:
+                progress(rows[i])  # type: ignore[arg-type]
+    return [r for r in rows if r is not None]

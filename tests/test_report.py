@@ -1,0 +1,323 @@
+"""Tests of the HTML report: structure, escaping of untrusted text, determinism, plots."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from testbed.report import write_report
+from testbed.results.model import Evidence, ResultRow, RunInfo, Step
+from testbed.scenarios.model import ENGINE_NAMES, Scenario
+from testbed.types import Outcome
+
+HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(1)> {{ 7*7 }} javascript:alert(1)"
+
+
+@pytest.fixture(autouse=True)
+def _mpl_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.mktemp("mplconfig")))
+
+
+def _run() -> RunInfo:
+    return RunInfo(
+        seed=1234,
+        testbed_version="0.1.0",
+        started="2024-05-01T10:00:00+00:00",
+        duration_s=12.3456,
+        profiles=ENGINE_NAMES,
+        jobs=4,
+    )
+
+
+def _scenario(sid: str, title: str, summary: str, attack: str = "kernel-map-leak") -> Scenario:
+    return Scenario.model_validate(
+        {
+            "id": sid,
+            "title": title,
+            "attack": attack,
+            "teaching": {
+                "summary": summary,
+                "look_for": "Compare the captured bytes with the secret.",
+                "questions": ["Why does TME not help here?", "What would secretmem change?"],
+            },
+        }
+    )
+
+
+def _row(
+    sid: str,
+    engine: str,
+    outcome: Outcome,
+    expected: Outcome | None = None,
+    *,
+    profile: str | None = None,
+    metrics: dict[str, object] | None = None,
+    evidence: Evidence | None = None,
+    steps: tuple[Step, ...] = (),
+    reason: str = "because",
+) -> ResultRow:
+    return ResultRow(
+        scenario=sid,
+        title=sid,
+        attack="kernel-map-leak",
+        profile=profile or engine,
+        engine=engine,
+        mitigations=(),
+        outcome=outcome,
+        expected=expected,
+        reason=reason,
+        metrics=dict(metrics or {}),  # type: ignore[arg-type]
+        evidence=evidence or Evidence(),
+        steps=steps,
+    )
+
+
+SECRET = bytes(range(32))
+RECOVERED = bytes(range(16)) + b"\xee" * 16
+
+
+def _inputs() -> tuple[list[ResultRow], list[tuple[Scenario, str]]]:
+    leak = _scenario("leak", "Kernel direct map leak", "The kernel reads guest memory.")
+    wear = _scenario("wear", "Key wear-out", "Birthday bound on a narrow cipher.", "key-wearout")
+    rows = [
+        _row(
+            "leak",
+            "none",
+            Outcome.SUCCEEDED,
+            Outcome.SUCCEEDED,
+            evidence=Evidence(secret=SECRET, captured=SECRET, recovered=SECRET, address=0x4000),
+            steps=(Step("attacker", "read", "kernel-read", 0x4000, "direct map"),),
+            metrics={"bytes_read": 32, "pages": [1, 2, 3], "info": {"b": 2, "a": 1}},
+        ),
+        _row("leak", "tme", Outcome.SUCCEEDED, Outcome.SUCCEEDED, profile="tme+secretmem"),
+        _row(
+            "leak",
+            "mktme",
+            Outcome.PARTIAL,
+            Outcome.MITIGATED,
+            evidence=Evidence(secret=SECRET, recovered=RECOVERED),
+        ),
+        _row("leak", "sev", Outcome.MITIGATED, Outcome.MITIGATED),
+        _row("leak", "sev-snp", Outcome.NOT_APPLICABLE),
+        _row("wear", "none", Outcome.BLOCKED),
+        _row(
+            "wear",
+            "tme",
+            Outcome.ERROR,
+            metrics={
+                "reduced_width": 24,
+                "curve": [
+                    {"pairs": q, "measured": min(1.0, q * q / 2**24 * 0.9), "bound": q * q / 2**25}
+                    for q in (256, 1024, 2048, 4096, 8192)
+                ],
+            },
+        ),
+        # mktme, sev, sev-snp of "wear" are deliberately not run.
+    ]
+    return rows, [(leak, "scenarios/leak.yaml"), (wear, "scenarios/wear.yaml")]
+
+
+def _render(tmp_path: Path, name: str = "out") -> str:
+    rows, scenarios = _inputs()
+    path = write_report(tmp_path / name, _run(), rows, scenarios)
+    assert path == tmp_path / name / "index.html"
+    assert path.is_file()
+    return path.read_text(encoding="utf-8")
+
+
+def test_writes_index_and_creates_folder(tmp_path: Path) -> None:
+    html = _render(tmp_path, "nested/deeper")
+    assert html.startswith("<!DOCTYPE html>")
+    assert "<title>memcrypt-testbed report</title>" in html
+    # No temporary files left behind.
+    assert [p.name for p in (tmp_path / "nested" / "deeper").iterdir()] == ["index.html"]
+
+
+def test_header_metadata_and_summary(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    for text in ("1234", "0.1.0", "2024-05-01T10:00:00+00:00", "12.35 s"):
+        assert text in html
+    # sev-snp has only a not_applicable row, which the count leaves out.
+    assert "none: 1 of 2 attacks stopped" in html  # succeeded + blocked
+    assert "tme: 0 of 2 attacks stopped" in html  # succeeded + error
+    assert "mktme: 0 of 1 attacks stopped" in html
+    assert "sev: 1 of 1 attacks stopped" in html
+    assert "sev-snp: 0 of 0 attacks stopped" in html
+    assert "1 expectation mismatch" in html
+    assert 'class="mismatch-banner"' in html
+
+
+def test_matrix_has_one_cell_per_scenario_and_engine(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    cells = re.findall(r'<td class="cell[^"]*" data-cell="([^"]+)"', html)
+    assert len(cells) == 2 * len(ENGINE_NAMES)
+    assert cells == [f"{s}/{e}" for s in ("leak", "wear") for e in ENGINE_NAMES]
+    # Column order of the header follows the engine order.
+    header = html[html.index('<table class="matrix">') : html.index("</thead>")]
+    positions = [header.index(f">{e}</th>") for e in ENGINE_NAMES]
+    assert positions == sorted(positions)
+    assert html.count('data-outcome="not-run"') == 3
+    assert html.count('href="#scn-leak"') >= len(ENGINE_NAMES)
+
+
+def test_outcome_texts_and_profile(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    for text in ("succeeded", "partial", "mitigated", "blocked", "error", "not applicable"):
+        assert f'<span class="outcome">{text}</span>' in html
+    assert '<small class="profile">tme+secretmem</small>' in html
+    assert "not run" in html
+
+
+def test_mismatch_is_flagged_with_text(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    cell = re.search(
+        r'<td class="cell o-partial mismatch" data-cell="leak/mktme".*?</td>', html, re.S
+    )
+    assert cell is not None
+    assert "expected mitigated" in cell.group(0)
+    # Rows that match their expectation carry no flag.
+    ok = re.search(r'<td class="cell o-succeeded" data-cell="leak/none".*?</td>', html, re.S)
+    assert ok is not None and "expected" not in ok.group(0)
+
+
+def test_legend_and_sections(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    assert "The attacker got exactly what it wanted." in html
+    assert "The threat does not exist under this profile." in html
+    assert '<section class="scenario" id="scn-leak"' in html
+    assert '<section class="scenario" id="scn-wear"' in html
+    assert "scenarios/leak.yaml" in html
+    assert "What to look for" in html
+    assert '<li class="prose">Why does TME not help here?</li>' in html
+    assert html.count("<details") == 7
+
+
+def test_metrics_sorted_and_compact(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    section = html[html.index('id="res-leak.none"') :]
+    section = section[: section.index("</details>")]
+    keys = re.findall(r'<th scope="row"><code>([^<]+)</code></th>', section)
+    assert keys == ["bytes_read", "info", "pages"]
+    assert "{&#34;a&#34;: 1, &#34;b&#34;: 2}" in section
+    assert "[1, 2, 3]" in section
+
+
+def test_long_metric_is_truncated(tmp_path: Path) -> None:
+    scn = _scenario("long", "Long", "s")
+    row = _row("long", "none", Outcome.SUCCEEDED, metrics={"big": list(range(1000))})
+    html = write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]).read_text("utf-8")
+    value = re.search(r"<code>big</code></th><td><code>([^<]*)</code>", html)
+    assert value is not None
+    assert len(value.group(1)) <= 300
+    assert value.group(1).endswith("\u2026")
+
+
+def test_evidence_hex_and_matches(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    section = html[html.index('id="res-leak.mktme"') :]
+    section = section[: section.index("</details>")]
+    assert "DRAM / bus capture" in html
+    assert "16 of 32 compared bytes equal the secret" in section
+    recovered = section[section.index("evidence-recovered") :]
+    # First row matches the secret (marked), second row is 0xee (not marked).
+    assert '<mark class="match">00</mark>' in recovered
+    assert '<mark class="match">0f</mark>' in recovered
+    assert '<mark class="match">ee</mark>' not in recovered
+    assert "0010" in recovered and "ee ee" in recovered
+
+
+def test_evidence_truncated_to_256_bytes(tmp_path: Path) -> None:
+    scn = _scenario("big", "Big", "s")
+    data = bytes(i % 256 for i in range(1000))
+    row = _row("big", "none", Outcome.SUCCEEDED, evidence=Evidence(secret=data, recovered=data))
+    html = write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]).read_text("utf-8")
+    assert "Showing the first 256 of 1000 bytes." in html
+    recovered = html[html.index("evidence-recovered") :]
+    recovered = recovered[: recovered.index("</pre>")]
+    assert recovered.count('<span class="off">') == 16
+    assert '<span class="off">00f0</span>' in recovered
+    assert '<span class="off">0100</span>' not in recovered
+
+
+def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
+    scn = _scenario("evil", HOSTILE[:200], HOSTILE)
+    row = _row(
+        "evil",
+        "none",
+        Outcome.SUCCEEDED,
+        reason=HOSTILE,
+        metrics={HOSTILE: HOSTILE},
+        steps=(Step(HOSTILE, HOSTILE, HOSTILE, None, HOSTILE),),
+        profile=HOSTILE,
+    )
+    html = write_report(tmp_path, _run(), [row], [(scn, HOSTILE)]).read_text("utf-8")
+    assert "<script" not in html
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "{{ 7*7 }}" in html
+    assert "49" not in html
+    # Text that merely looks like a URL stays text, never an attribute value.
+    assert 'href="javascript' not in html and 'src="javascript' not in html
+    assert "javascript:alert(1)" in html
+
+
+def test_csp_and_self_contained(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    assert (
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">"
+    ) in html
+    assert "<script" not in html
+    assert "<link" not in html
+    # Every src and href points inside the page or is a data: URI.
+    for attr in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert attr.startswith(("#", "data:image/png;base64,")), attr
+    assert "@media print" in html and "break-inside: avoid" in html
+
+
+def test_output_is_deterministic(tmp_path: Path) -> None:
+    first = (tmp_path / "a").joinpath("x")
+    rows, scenarios = _inputs()
+    a = write_report(first, _run(), rows, scenarios).read_bytes()
+    rows, scenarios = _inputs()
+    b = write_report(tmp_path / "b", _run(), rows, scenarios).read_bytes()
+    assert a == b
+    # Rewriting in place replaces the file with the same bytes.
+    assert write_report(first, _run(), rows, scenarios).read_bytes() == a
+
+
+def test_curve_metric_produces_embedded_plot(tmp_path: Path) -> None:
+    html = _render(tmp_path)
+    imgs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]+)"', html)
+    assert len(imgs) == 1
+    data, alt = imgs[0]
+    assert len(data) > 1000
+    assert "reduced-width cipher" in alt
+    assert "birthday bound" in alt
+
+
+def test_no_plot_without_curve(tmp_path: Path) -> None:
+    scn = _scenario("plain", "Plain", "s")
+    row = _row("plain", "none", Outcome.SUCCEEDED, metrics={"curve": "not a curve"})
+    html = write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]).read_text("utf-8")
+    assert "<img" not in html
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([_row("leak", "bogus", Outcome.SUCCEEDED)], "unknown engine"),
+        ([_row("ghost", "none", Outcome.SUCCEEDED)], "unknown scenario"),
+        ([_row("leak", "none", Outcome.SUCCEEDED)] * 2, "two rows"),
+    ],
+)
+def test_inconsistent_rows_are_rejected(
+    tmp_path: Path, rows: list[ResultRow], message: str
+) -> None:
+    scn = _scenario("leak", "Leak", "s")
+    with pytest.raises(ValueError, match=message):
+        write_report(tmp_path, _run(), rows, [(scn, "x.yaml")])
+    assert not (tmp_path / "index.html").exists()
