@@ -257,7 +257,13 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
     assert "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert "{{ 7*7 }}" in html
+    # Template syntax in scenario text stays literal text: never evaluated.
+    title = re.search(r'<h2 id="scn-evil-title">(.*?)</h2>', html, re.S)
+    summary = re.search(r'<h3>Summary</h3>\n<p class="prose">(.*?)</p>', html, re.S)
+    assert title is not None and summary is not None
+    for text in (title.group(1), summary.group(1)):
+        assert "{{ 7*7 }}" in text
+        assert "49" not in text
     assert "49" not in html
     # Text that merely looks like a URL stays text, never an attribute value.
     assert 'href="javascript' not in html and 'src="javascript' not in html
