@@ -139,7 +139,10 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        raise ScenarioError(path, line, "", f"invalid YAML: {exc.problem or exc}") from None
+        message = f"invalid YAML: {exc.problem or exc}"
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            message += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        raise ScenarioError(path, line, "", message) from None
     except yaml.YAMLError as exc:
         raise ScenarioError(path, 0, "", f"invalid YAML: {exc}") from None
     if node is None:

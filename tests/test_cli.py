@@ -1,0 +1,130 @@
+"""The command line end to end: the shipped scenarios, results.json, exit codes, --seed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from testbed.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+ROW_KEYS = {"scenario", "attack", "profile", "engine", "mitigations", "outcome", "expected",
+            "metrics"}
+OUTCOMES = {"succeeded", "partial", "mitigated", "blocked", "error", "not_applicable"}
+KINDS = {"kernel-map-leak", "freed-data-leak", "cross-domain-replay", "hypervisor-replay",
+         "capture-compare", "key-wearout"}
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(autouse=True)
+def _mpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, dict]:  # type: ignore[type-arg]
+    out = tmp_path_factory.mktemp("run")
+    result = invoke("run", str(SCENARIOS), "--out", str(out), "--seed", "11", "--jobs", "2")
+    return result, json.loads((out / "results.json").read_text())
+
+
+def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped) -> None:  # type: ignore[no-untyped-def]
+    result, doc = shipped
+    assert result.exit_code == 0, result.output
+    rows = doc["results"]
+    assert len(rows) == 9 * 5
+    mismatches = [(r["scenario"], r["profile"], r["outcome"], r["expected"]) for r in rows
+                  if r["outcome"] != r["expected"]]
+    assert mismatches == []
+    assert {r["attack"] for r in rows} == KINDS
+
+
+def test_results_json_contract(shipped) -> None:  # type: ignore[no-untyped-def]
+    _, doc = shipped
+    assert doc["format_version"] == 1
+    assert {"seed", "testbed_version", "started"} <= set(doc["run"])
+    assert doc["run"]["seed"] == 11
+    for row in doc["results"]:
+        assert ROW_KEYS <= set(row)
+        assert row["outcome"] in OUTCOMES
+        assert row["profile"] == "+".join([row["engine"], *row["mitigations"]])
+    profiles = {r["profile"] for r in doc["results"]}
+    assert {"tme+init_on_free", "mktme+secretmem", "mktme+key_rotation"} <= profiles
+
+
+def test_same_seed_gives_byte_identical_results(tmp_path: Path, shipped) -> None:  # type: ignore[no-untyped-def]
+    _, first = shipped
+    result = invoke("run", str(SCENARIOS), "--out", str(tmp_path), "--seed", "11", "--jobs", "1")
+    assert result.exit_code == 0
+    second = json.loads((tmp_path / "results.json").read_text())
+    assert json.dumps(first["results"]) == json.dumps(second["results"])
+
+
+def test_report_is_written(shipped, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("run", str(SCENARIOS / "01-kernel-map-leak.yaml"), "--out", str(tmp_path),
+                    "--jobs", "1")
+    assert result.exit_code == 0
+    html = (tmp_path / "index.html").read_text()
+    assert "Kernel direct-map leak" in html
+    assert "succeeded" in html and "mitigated" in html
+
+
+def test_profiles_filter(tmp_path: Path) -> None:
+    result = invoke("run", str(SCENARIOS), "--out", str(tmp_path), "--profiles", "tme,mktme",
+                    "--jobs", "1")
+    assert result.exit_code == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert {r["engine"] for r in rows} == {"tme", "mktme"}
+
+
+def test_unknown_profile_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke("run", str(SCENARIOS), "--out", str(tmp_path), "--profiles", "tdx")
+    assert result.exit_code == 2
+    assert "unknown profile(s) tdx" in result.output
+
+
+def test_mismatch_exits_2(tmp_path: Path) -> None:
+    text = (SCENARIOS / "01-kernel-map-leak.yaml").read_text()
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(text.replace("mktme: mitigated", "mktme: succeeded"))
+    result = invoke("run", str(wrong), "--out", str(tmp_path / "out"), "--jobs", "1")
+    assert result.exit_code == 2
+    assert "(expected succeeded)" in result.output
+
+
+def test_bad_file_exits_1_but_others_still_run(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SCENARIOS / "07-capture-compare.yaml", folder)
+    (folder / "broken.yaml").write_text("id: x\ntitle: [\n")
+    result = invoke("run", str(folder), "--out", str(tmp_path / "out"), "--jobs", "1")
+    assert result.exit_code == 1
+    assert "broken.yaml:" in result.output
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert {r["scenario"] for r in rows} == {"capture-compare"}
+
+
+def test_validate_and_list() -> None:
+    ok = invoke("validate", str(SCENARIOS / "08-key-wearout.yaml"))
+    assert ok.exit_code == 0
+    assert "ok:" in ok.output
+    listing = invoke("list", str(SCENARIOS))
+    assert listing.exit_code == 0
+    for kind in KINDS:
+        assert kind in listing.output
+
+
+def test_validate_bad_file_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\n")
+    result = invoke("validate", str(bad))
+    assert result.exit_code == 1
+    assert f"{bad}:" in result.output

@@ -1,0 +1,116 @@
+"""Scenario files: malformed input gets one ``file:line: field: message`` error, never a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testbed.errors import ScenarioError
+from testbed.scenarios import load_scenario, load_scenarios
+
+GOOD = """\
+id: demo
+title: Demo
+attack: kernel-map-leak
+params:
+  victim: guest
+teaching:
+  summary: text
+"""
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    return info.value.one_line()
+
+
+def test_good_file_loads(tmp_path: Path) -> None:
+    scenario, source = load_scenario(write(tmp_path, GOOD))
+    assert scenario.id == "demo"
+    assert scenario.engines == ["none", "tme", "mktme", "sev", "sev-snp"]
+    assert source.endswith("s.yaml")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (GOOD.replace("  victim: guest", "  victim: guest\n  secrett: x"),
+     ":6: params.secrett: unknown key; allowed: offset, secret, secret_bytes, victim"),
+    (GOOD + "colour: red\n", ":8: colour: unknown key; allowed: attack, engines, expect,"),
+    (GOOD.replace("title: Demo\n", ""), ": title: required key is missing"),
+    (GOOD + "platform:\n  memory_pages: '64'\n", ":9: platform.memory_pages: Input should be a "
+     "valid integer"),
+    (GOOD + "platform:\n  memory_pages: 1099511627776\n", ":9: platform.memory_pages: Input "
+     "should be less than or equal to 65536"),
+    (GOOD + "platform:\n  keyid_bits: 16\n", ":9: platform.keyid_bits: Input should be less "
+     "than or equal to 15"),
+    (GOOD + "expect:\n  tme: won\n", ":9: expect.tme: Input should be 'succeeded'"),
+    (GOOD + "engines: [tme, tme]\n", ":8: engines: Value error, engines must not repeat"),
+    (GOOD + "engines: [tme]\nexpect: {mktme: mitigated}\n",
+     ":9: expect.mktme: engine 'mktme' is not in this scenario's engines"),
+    (GOOD.replace("attack: kernel-map-leak", "attack: rowhammer"), ":3: attack: Input should be"),
+    (GOOD.replace("  victim: guest", "  victim: 5"), ":5: params.victim: Input should be"),
+    (GOOD + "id: again\n", ":8: id: duplicate key"),
+    (GOOD + "x: [1, 2\n", "flow sequence started on line 8"),
+    ("- a\n- b\n", ":1: (file): a scenario file must be a YAML mapping"),
+    (GOOD + "x: !!python/object/apply:os.system ['true']\n", ":8: x: YAML tag"),
+    (GOOD.replace("id: demo", "id: 'Bad Id!'"), ":1: id: String should match pattern"),
+])
+def test_malformed_files_name_file_line_and_field(tmp_path: Path, text: str,
+                                                  expected: str) -> None:
+    path = write(tmp_path, text)
+    message = error_of(path)
+    assert message.startswith(str(path))
+    assert expected in message, message
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_empty_binary_and_non_utf8_files(tmp_path: Path) -> None:
+    assert error_of(write(tmp_path, "")).endswith("(file): empty file: a scenario is a YAML "
+                                                  "mapping")
+    assert "binary file" in error_of(write(tmp_path, b"\x7fELF\0\0\0", "b.yaml"))
+    assert ":2: (file): not UTF-8 text" in error_of(write(tmp_path, b"id: x\n\xff\xfe", "c.yaml"))
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
+    message = error_of(write(tmp_path, "\n".join(lines) + "\n"))
+    assert "document too large: more than 20000 values" in message
+
+
+def test_deep_nesting_is_refused(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, GOOD + "x: " + "[" * 40 + "]" * 40 + "\n"))
+    assert "nesting deeper than 32 levels" in message
+
+
+def test_oversize_file_is_refused(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, GOOD + "# " + "x" * 300_000 + "\n"))
+    assert "the limit is 262144" in message
+
+
+def test_one_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:
+    write(tmp_path, GOOD, "a.yaml")
+    write(tmp_path, "id: [\n", "b.yaml")
+    write(tmp_path, GOOD.replace("id: demo", "id: other"), "c.yaml")
+    write(tmp_path, GOOD, "d.yaml")  # same id as a.yaml
+    loaded, errors = load_scenarios([tmp_path])
+    assert [s.id for s, _ in loaded] == ["demo", "other"]
+    assert len(errors) == 2
+    assert "b.yaml:" in errors[0].one_line()
+    assert "duplicate id 'demo'" in errors[1].one_line()
+
+
+def test_shipped_scenarios_all_load() -> None:
+    root = Path(__file__).resolve().parent.parent / "scenarios"
+    loaded, errors = load_scenarios([root])
+    assert errors == []
+    assert len(loaded) == 9
