@@ -30,8 +30,9 @@ def _xor(a: bytes, b: bytes) -> bytes:
 def test_xex_roundtrip() -> None:
     cipher = XexLineCipher(XEX_KEY)
     data = np.random.default_rng(1).integers(0, 256, size=(8, LINE), dtype=np.uint8)
-    addrs = np.array([0, 64, 4096, 8192, 0x10_0000, 0x7FFF_FFC0, 0x1234_5640, 0xFFFF_FFFF_C0],
-                     dtype=np.uint64)
+    addrs = np.array(
+        [0, 64, 4096, 8192, 0x10_0000, 0x7FFF_FFC0, 0x1234_5640, 0xFFFF_FFFF_C0], dtype=np.uint64
+    )
     ct = cipher.encrypt(addrs, data)
     assert ct.shape == (8, LINE)
     assert not np.array_equal(ct, data)
@@ -105,8 +106,9 @@ def test_narrow_lines_roundtrip(bits: int) -> None:
     assert np.array_equal(cipher.decrypt(addrs, ct), lines)
     # Each 32-bit word is one block at its own address.
     word_addrs = np.array([a + 4 * i for a in addrs for i in range(16)], dtype=np.uint64)
-    assert np.array_equal(ct.view("<u4").reshape(-1),
-                          cipher.encrypt_words(word_addrs, words.reshape(-1)))
+    assert np.array_equal(
+        ct.view("<u4").reshape(-1), cipher.encrypt_words(word_addrs, words.reshape(-1))
+    )
 
 
 @pytest.mark.parametrize(("bits", "value"), [(16, 1 << 16), (20, 1 << 20), (24, 0xFFFF_FFFF)])
@@ -118,12 +120,6 @@ def test_narrow_value_too_wide(bits: int, value: int) -> None:
         cipher.decrypt_words([0], [value])
 
 
-@pytest.mark.xfail(
-    reason="testbed/crypto/narrow.py encrypt_words/decrypt_words: a value >= 2**32 raises "
-    "numpy's OverflowError from np.asarray(..., dtype=np.uint32) before _check can raise "
-    "ConfigError",
-    strict=True,
-)
 def test_narrow_value_beyond_32_bits_is_config_error() -> None:
     cipher = NarrowLineCipher(NARROW_KEY, 16)
     with pytest.raises(ConfigError):

@@ -156,9 +156,7 @@ def load_nist(source: str) -> list[NistVector]:
 
 NIST = {source: load_nist(source) for source in NIST_FILES}
 NIST_WHOLE_BLOCKS = [v for vs in NIST.values() for v in vs if v.bits % 128 == 0]
-NIST_LINE_CIPHER = [
-    v for v in NIST_WHOLE_BLOCKS if v.tweak_int < 2**64 and v.bits <= LINE * 8
-]
+NIST_LINE_CIPHER = [v for v in NIST_WHOLE_BLOCKS if v.tweak_int < 2**64 and v.bits <= LINE * 8]
 
 
 def test_nist_vector_counts() -> None:

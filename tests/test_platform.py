@@ -12,6 +12,7 @@ from testbed.errors import (
     OutOfMemory,
     PageFault,
     RmpViolation,
+    UnsupportedMitigation,
 )
 from testbed.platform import (
     KeySource,
@@ -380,6 +381,18 @@ def test_secretmem_unmaps_from_direct_map(engine: str) -> None:
     assert m.direct_map_splits == 1  # the split mapping stays split
 
 
+def test_secretmem_page_inside_a_long_kernel_read_faults() -> None:
+    m = machine("none", Mitigations(secretmem=True))
+    proc = m.create_domain("process")
+    before = m.alloc_page(proc)
+    secret_pa = m.alloc_page(proc, secret=True)
+    m.alloc_page(proc)
+    assert secret_pa == before + PAGE
+    m.write(proc, secret_pa, SECRET)
+    with pytest.raises(PageFault):
+        m.kernel_read(m.direct_map.virt(before), 3 * PAGE)
+
+
 def test_secretmem_off_keeps_secret_pages_mapped() -> None:
     m = machine("none")
     proc = m.create_domain("process")
@@ -409,8 +422,9 @@ def test_kernel_read_outside_direct_maps_faults() -> None:
 
 @pytest.mark.parametrize("engine", ["none", "tme", "sev", "sev-snp"])
 def test_rotation_needs_runtime_rotation(engine: str) -> None:
-    with pytest.raises(ConfigError, match=f"engine {engine} cannot rotate keys"):
+    with pytest.raises(UnsupportedMitigation, match=f"engine {engine} cannot rotate keys") as err:
         machine(engine, Mitigations(rotation_blocks=1000))
+    assert isinstance(err.value, ConfigError)
 
 
 def test_tme_rotate_domain_key_refused() -> None:
@@ -445,6 +459,33 @@ def test_mktme_key_rotation() -> None:
     tme_key, old_key, new_key = keys_drawn(32, 32, 32)
     assert before == XtsLineCipher(old_key).encrypt(addrs_of(still), SECRET).tobytes()
     assert after == XtsLineCipher(new_key).encrypt(addrs_of(still), SECRET).tobytes()
+
+
+def test_dram_is_ground_truth_without_bus_counters() -> None:
+    m = machine("tme")
+    proc = m.create_domain("process")
+    pa = m.alloc_page(proc)
+    m.write(proc, pa, SECRET)
+    assert m.dram(pa, PAGE) == m.bus.read(pa, PAGE)
+    assert m.dram(pa + 5, 7) == m.bus.read(pa, LINE)[5:12]
+    assert m.bus.lines_read == 65
+
+
+def test_write_sequence_returns_every_bus_write() -> None:
+    m = machine("mktme")
+    g = m.create_domain("guest")
+    pa = m.alloc_page(g)
+    lines = np.frombuffer(SECRET[: 5 * LINE], dtype=np.uint8).reshape(5, LINE)
+    wear = m.engine.wear(g.slot)
+    out = m.write_sequence(g, pa + LINE, lines)
+    _, guest_key = keys_drawn(32, 32)
+    expected = XtsLineCipher(guest_key).encrypt(np.full(5, pa + LINE, dtype=np.uint64), lines)
+    assert np.array_equal(out, expected)
+    assert m.dram(pa + LINE, LINE) == expected[-1].tobytes()
+    assert m.read(g, pa + LINE, LINE) == lines[-1].tobytes()
+    assert m.engine.wear(g.slot) == wear + 20
+    with pytest.raises(ConfigError, match="not line-aligned"):
+        m.write_sequence(g, pa + 8, lines)
 
 
 # -- allocator ---------------------------------------------------------------------------------
@@ -543,3 +584,18 @@ def test_bus_tap_log_limit_and_alignment() -> None:
         m.bus.read(8, LINE)
     with pytest.raises(ConfigError, match="outside memory"):
         m.bus.write(64 * PAGE, bytes(LINE))
+
+
+def test_negative_rotation_interval_is_refused() -> None:
+    with pytest.raises(ConfigError, match="rotation_blocks"):
+        Mitigations(rotation_blocks=-1)
+
+
+def test_clear_key_failure_keeps_the_keyid_reserved() -> None:
+    m = machine("mktme")
+    guest = m.create_domain("guest")
+    m.engine.busy = True  # type: ignore[attr-defined]
+    with pytest.raises(KeyNotProgrammed, match="CLEAR_KEY failed .* DEVICE_BUSY"):
+        m.engine.release_slot(guest.slot)
+    m.engine.busy = False  # type: ignore[attr-defined]
+    assert m.create_domain("guest").slot != guest.slot

@@ -107,7 +107,8 @@ def _inputs() -> tuple[list[ResultRow], list[tuple[Scenario, str]]]:
             "tme",
             Outcome.ERROR,
             metrics={
-                "reduced_width": 24,
+                "reduced_width": True,
+                "block_bits": 24,
                 "curve": [
                     {"pairs": q, "measured": min(1.0, q * q / 2**24 * 0.9), "bound": q * q / 2**25}
                     for q in (256, 1024, 2048, 4096, 8192)
@@ -303,6 +304,30 @@ def test_curve_metric_produces_embedded_plot(tmp_path: Path) -> None:
     assert len(data) > 1000
     assert "reduced-width cipher" in alt
     assert "birthday bound" in alt
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected", "absent"),
+    [
+        ({"reduced_width": True, "block_bits": 20}, "reduced-width cipher, n = 20 bits", None),
+        ({"reduced_width": 16}, "reduced-width cipher, n = 16 bits", None),
+        ({"reduced_width": True}, "(reduced-width cipher)", None),
+        ({"reduced_width": False, "block_bits": 128}, "(n = 128 bits)", "reduced-width"),
+        ({}, "measured vs birthday bound.", "reduced-width"),
+    ],
+)
+def test_plot_title_names_reduced_width(
+    tmp_path: Path, extra: dict[str, object], expected: str, absent: str | None
+) -> None:
+    scn = _scenario("wear", "Wear", "s", "key-wearout")
+    curve = [{"pairs": q, "measured": 0.1 * i, "bound": 0.05 * i} for i, q in enumerate((8, 16))]
+    row = _row("wear", "none", Outcome.SUCCEEDED, metrics={"curve": curve, **extra})
+    html = write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]).read_text("utf-8")
+    alt = re.search(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', html)
+    assert alt is not None
+    assert expected in alt.group(1)
+    if absent is not None:
+        assert absent not in alt.group(1)
 
 
 def test_no_plot_without_curve(tmp_path: Path) -> None:

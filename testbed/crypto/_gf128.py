@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["alpha_powers", "double"]
+__all__ = ["alpha_powers", "double", "mask_block"]
 
 _U64 = np.dtype("<u8")
 _POLY = np.uint64(0x87)
@@ -53,3 +53,21 @@ def alpha_powers(first: NDArray[np.uint64], count: int) -> NDArray[np.uint64]:
         if j + 1 < count:
             current = double(current)
     return out
+
+
+def mask_block(first: NDArray[np.uint64], out: NDArray[np.uint64]) -> None:
+    """Fill ``out[:, j]`` with ``first * alpha**j`` in place (no temporaries per block).
+
+    Args:
+        first: shape ``(n, 2)``.
+        out: shape ``(n, count, 2)``, written.
+    """
+    out[:, 0, :] = first
+    for j in range(1, out.shape[1]):
+        lo = out[:, j - 1, 0]
+        hi = out[:, j - 1, 1]
+        np.right_shift(hi, _SIXTY_THREE, out=out[:, j, 0])
+        np.multiply(out[:, j, 0], _POLY, out=out[:, j, 0])
+        np.bitwise_xor(out[:, j, 0], lo << _ONE, out=out[:, j, 0])
+        np.left_shift(hi, _ONE, out=out[:, j, 1])
+        np.bitwise_or(out[:, j, 1], lo >> _SIXTY_THREE, out=out[:, j, 1])

@@ -99,23 +99,26 @@ class NarrowLineCipher:
     def encrypt_words(self, word_addrs: object, words: object) -> NDArray[np.uint32]:
         """Encrypt n-bit values, each at its own word address (the tweak)."""
         addrs = as_addresses(word_addrs)
-        values = self._check(np.asarray(words, dtype=np.uint32).reshape(-1))
+        values = self._check(words)
         masks = self.tweak_masks(addrs)
         return self.permute(values ^ masks) ^ masks
 
     def decrypt_words(self, word_addrs: object, words: object) -> NDArray[np.uint32]:
         """Inverse of :meth:`encrypt_words`."""
         addrs = as_addresses(word_addrs)
-        values = self._check(np.asarray(words, dtype=np.uint32).reshape(-1))
+        values = self._check(words)
         masks = self.tweak_masks(addrs)
         return self.unpermute(values ^ masks) ^ masks
 
-    def _check(self, values: NDArray[np.uint32]) -> NDArray[np.uint32]:
-        if values.size and int(values.max()) > int(self._mask):
-            raise ConfigError(
-                f"reduced-width cipher holds {self.bits}-bit values; got {int(values.max()):#x}"
-            )
-        return values
+    def _check(self, words: object) -> NDArray[np.uint32]:
+        try:
+            values = np.asarray(words, dtype=np.int64).reshape(-1)
+        except (OverflowError, TypeError, ValueError):
+            raise ConfigError(f"reduced-width cipher holds {self.bits}-bit integers") from None
+        if values.size and (int(values.min()) < 0 or int(values.max()) > int(self._mask)):
+            bad = int(values.min()) if int(values.min()) < 0 else int(values.max())
+            raise ConfigError(f"reduced-width cipher holds {self.bits}-bit values; got {bad:#x}")
+        return values.astype(np.uint32)
 
     # -- whole lines ----------------------------------------------------------------------
     def _word_addrs(self, addrs: NDArray[np.uint64]) -> NDArray[np.uint64]:

@@ -2,9 +2,10 @@
 
 Each 64-byte line is one XTS data unit of four AES blocks. The data-unit sequence number is the
 line's physical address, encoded as a 16-byte little-endian integer, as in IEEE 1619. A batch of
-lines at arbitrary addresses costs two OpenSSL calls: one AES-ECB call encrypts every tweak with
-the tweak key, NumPy derives the per-block masks by doubling in GF(2^128), and one AES-ECB call
-encrypts (or decrypts) all the masked data.
+lines at arbitrary addresses costs two OpenSSL calls per chunk: one AES-ECB call encrypts every
+tweak with the tweak key, NumPy derives the per-block masks by doubling in GF(2^128), and one
+AES-ECB call encrypts (or decrypts) all the masked data. Chunks are sized to stay in the CPU
+cache, and OpenSSL writes into preallocated buffers (``update_into``): no per-line Python work.
 
 The result is identical, line for line, to OpenSSL's own XTS (``modes.XTS``); the tests check it.
 """
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
 from ..errors import ConfigError
-from ._gf128 import alpha_powers
+from ._gf128 import mask_block
 from ._lines import as_addresses, as_lines
 
 __all__ = ["XTS_KEY_SIZE", "XtsLineCipher"]
@@ -24,6 +25,8 @@ __all__ = ["XTS_KEY_SIZE", "XtsLineCipher"]
 XTS_KEY_SIZE = 32
 """AES-XTS-128 takes two 128-bit keys: data key then tweak key."""
 _BLOCK = 16
+_CHUNK_LINES = 1024
+"""Lines per inner step: 64 KiB of data, so that every pass stays in the L2 cache."""
 
 
 class XtsLineCipher:
@@ -47,27 +50,38 @@ class XtsLineCipher:
         data_key, tweak_key = key[:16], key[16:]
         if data_key == tweak_key:
             raise ConfigError("XTS key: the data and tweak halves must differ")
-        self._data = Cipher(algorithms.AES(data_key), modes.ECB())
+        self._enc = Cipher(algorithms.AES(data_key), modes.ECB()).encryptor()
+        self._dec = Cipher(algorithms.AES(data_key), modes.ECB()).decryptor()
         self._tweak = Cipher(algorithms.AES(tweak_key), modes.ECB()).encryptor()
-
-    def _masks(self, addrs: NDArray[np.uint64], per_line: int) -> NDArray[np.uint64]:
-        tweaks = np.zeros((addrs.shape[0], 2), dtype="<u8")
-        tweaks[:, 0] = addrs
-        encrypted = np.frombuffer(self._tweak.update(tweaks.tobytes()), dtype="<u8")
-        return alpha_powers(encrypted.reshape(-1, 2), per_line)
 
     def _apply(self, addrs: object, lines: object, *, encrypt: bool) -> NDArray[np.uint8]:
         addr_arr = as_addresses(addrs)
         line_arr = as_lines(lines, addr_arr.shape[0])
-        if line_arr.shape[0] == 0:
-            return line_arr.copy()
-        per_line = line_arr.shape[1] // _BLOCK
-        masks = self._masks(addr_arr, per_line)
-        words = line_arr.view("<u8").reshape(-1, per_line, 2)
-        masked = (words ^ masks).tobytes()
-        ctx = self._data.encryptor() if encrypt else self._data.decryptor()
-        core = np.frombuffer(ctx.update(masked), dtype="<u8").reshape(masks.shape)
-        return (core ^ masks).view(np.uint8).reshape(line_arr.shape)
+        count = line_arr.shape[0]
+        out = np.empty_like(line_arr)
+        if count == 0:
+            return out
+        ctx = self._enc if encrypt else self._dec
+        step = min(count, _CHUNK_LINES)
+        # OpenSSL's update_into wants room for one extra block.
+        tweaks = np.zeros((step, 2), dtype="<u8")
+        encrypted = np.empty(step * _BLOCK + _BLOCK, dtype=np.uint8)
+        masks = np.empty((step, 4, 2), dtype="<u8")
+        work = np.empty((step, 4, 2), dtype="<u8")
+        core = np.empty(step * 64 + _BLOCK, dtype=np.uint8)
+        words = line_arr.view("<u8").reshape(count, 4, 2)
+        result = out.view("<u8").reshape(count, 4, 2)
+        for start in range(0, count, step):
+            m = min(step, count - start)
+            tweaks[:m, 0] = addr_arr[start : start + m]
+            self._tweak.update_into(memoryview(tweaks[:m]).cast("B"), encrypted)
+            first = encrypted[: m * _BLOCK].view("<u8").reshape(m, 2)
+            mask_block(first, masks[:m])
+            np.bitwise_xor(words[start : start + m], masks[:m], out=work[:m])
+            ctx.update_into(memoryview(work[:m]).cast("B"), core)
+            done = core[: m * 64].view("<u8").reshape(m, 4, 2)
+            np.bitwise_xor(done, masks[:m], out=result[start : start + m])
+        return out
 
     def encrypt(self, addrs: object, lines: object) -> NDArray[np.uint8]:
         """Encrypt ``lines[i]`` (64 bytes) as the data unit at physical address ``addrs[i]``.

@@ -254,7 +254,10 @@ class MktmeEngine(TmeEngine):
 
     def release_slot(self, slot: int) -> None:
         if slot in self._in_use:
-            self.pconfig(PconfigCommand.CLEAR_KEY, slot)
+            status = self.pconfig(PconfigCommand.CLEAR_KEY, slot)
+            if status is not PconfigStatus.PROG_SUCCESS:
+                # The key stays loaded: keep the KeyID reserved rather than hand it out again.
+                raise KeyNotProgrammed(f"PCONFIG CLEAR_KEY failed for KeyID {slot}: {status.name}")
             self._in_use.discard(slot)
 
     def rotate(self, slot: int) -> None:

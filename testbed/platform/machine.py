@@ -59,6 +59,11 @@ class Mitigations:
     secretmem: bool = False
     rotation_blocks: int = 0
 
+    def __post_init__(self) -> None:
+        if self.rotation_blocks < 0:
+            raise ConfigError(f"rotation_blocks: must be 0 (never) or positive, got "
+                              f"{self.rotation_blocks}")
+
     def names(self) -> tuple[str, ...]:
         """Names as used in profile names (``tme+init_on_free``)."""
         out = []
@@ -273,7 +278,9 @@ class Machine:
         for dmap in self._all_direct_maps():
             if dmap.base <= va < dmap.base + dmap.pages * PAGE_SIZE:
                 pa = dmap.translate(va)
-                dmap.translate(va + max(length, 1) - 1)
+                last = va + max(length, 1) - 1
+                for page_va in range(va - va % PAGE_SIZE, last + 1, PAGE_SIZE):
+                    dmap.translate(max(page_va, va))
                 return self._cpu_read(dmap.key_slot, pa, length)
         raise PageFault(f"page fault: {va:#x} is not a kernel direct-map address")
 

@@ -295,16 +295,21 @@ def _curve_points(value: Any) -> list[tuple[float, float, float]] | None:
     return points
 
 
-def _plot_title(reduced_width: Any) -> str:
+def _plot_title(reduced_width: Any, block_bits: Any) -> str:
+    """Plot title; names the reduced-width cipher (and its width n when known)."""
     title = "Key wear-out: measured vs birthday bound"
+    bits = block_bits
+    if _is_number(reduced_width) and reduced_width > 1:
+        bits = reduced_width  # the width itself was given
+    width = ""
+    if _is_number(bits) and float(bits).is_integer() and bits > 0:
+        width = f"n = {int(bits)} bits"
     if reduced_width:
-        if _is_number(reduced_width) and float(reduced_width).is_integer() and reduced_width > 1:
-            return f"{title}\n(reduced-width cipher, n = {int(reduced_width)} bits)"
-        return f"{title}\n(reduced-width cipher)"
-    return title
+        return f"{title}\n(reduced-width cipher{', ' + width if width else ''})"
+    return f"{title} ({width})" if width else title
 
 
-def _plot_curve(points: Sequence[tuple[float, float, float]], reduced_width: Any) -> _Plot:
+def _plot_curve(points: Sequence[tuple[float, float, float]], title: str) -> _Plot:
     """Draw measured probability and birthday bound against pairs as an embedded PNG."""
     import matplotlib
     import matplotlib.style
@@ -314,7 +319,6 @@ def _plot_curve(points: Sequence[tuple[float, float, float]], reduced_width: Any
     xs = [p[0] for p in points]
     measured = [p[1] for p in points]
     bound = [p[2] for p in points]
-    title = _plot_title(reduced_width)
     buf = io.BytesIO()
     # A bare Figure on the Agg canvas never touches pyplot's global figure registry, so there is
     # nothing left open afterwards; the style context ignores any user matplotlibrc.
@@ -330,7 +334,7 @@ def _plot_curve(points: Sequence[tuple[float, float, float]], reduced_width: Any
             }
         ),
     ):
-        fig = Figure(figsize=(5.6, 3.4))
+        fig = Figure(figsize=(5.6, 3.6), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         ax.plot(xs, measured, marker="o", markersize=3, color=_MEASURED_COLOUR, label="measured")
@@ -344,13 +348,13 @@ def _plot_curve(points: Sequence[tuple[float, float, float]], reduced_width: Any
         if xs[0] > 0 and xs[-1] / xs[0] >= 100:
             ax.set_xscale("log")
         top = max(1.05, max(measured) * 1.05)
-        ax.set_ylim(0.0, top)
+        ax.set_ylim(-0.03, top)  # a line at 0 stays visible above the axis
         ax.set_xlabel("pairs q")
         ax.set_ylabel("probability")
         ax.set_title(title)
         ax.grid(True, linewidth=0.5, alpha=0.5)
-        ax.legend(loc="upper left")
-        fig.tight_layout()
+        # Below the axes, so it never hides a line whatever the curve looks like.
+        fig.legend(loc="outside lower center", ncols=2, frameon=False)
         fig.savefig(buf, format="png", metadata={"Software": None})
         fig.clear()
     src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -371,7 +375,8 @@ def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
     plot: _Plot | None = None
     points = _curve_points(row.metrics.get("curve"))
     if points is not None:
-        plot = _plot_curve(points, row.metrics.get("reduced_width"))
+        title = _plot_title(row.metrics.get("reduced_width"), row.metrics.get("block_bits"))
+        plot = _plot_curve(points, title)
     return _RowView(
         engine=row.engine,
         anchor=f"res-{scenario_id}.{row.engine}",

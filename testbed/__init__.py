@@ -1,0 +1,45 @@
+"""memcrypt-testbed: memory-encryption attacks on an emulated machine, and what stops them.
+
+The scenario runner (:mod:`testbed.scenarios`) is the everyday entry point; the platform
+(:mod:`testbed.platform`) and the ciphers (:mod:`testbed.crypto`) are the layer beneath, usable
+directly from a notebook.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .attacks import ATTACKS, Attack
+from .errors import (
+    ConfigError,
+    PageFault,
+    PlatformRefusal,
+    RmpViolation,
+    ScenarioError,
+    TestbedError,
+)
+from .platform import Machine, Mitigations, make_engine
+from .results import ResultRow
+from .scenarios import Scenario, load_scenario, load_scenarios, plan, run_jobs
+from .types import Outcome
+
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "ConfigError",
+    "Machine",
+    "Mitigations",
+    "Outcome",
+    "PageFault",
+    "PlatformRefusal",
+    "ResultRow",
+    "RmpViolation",
+    "Scenario",
+    "ScenarioError",
+    "TestbedError",
+    "__version__",
+    "load_scenario",
+    "load_scenarios",
+    "make_engine",
+    "plan",
+    "run_jobs",
+]
