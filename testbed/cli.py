@@ -82,7 +82,7 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
                            item_show_func=lambda r: r and f"{r.scenario} / {r.profile}"
                            ) as bar:
         def progress(row: ResultRow) -> None:
-            bar.update(1, row)  # type: ignore[arg-type]
+            bar.update(1, row)
 
         rows = run_jobs(job_list, workers, progress)
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,

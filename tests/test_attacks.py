@@ -6,8 +6,8 @@ Outcomes come from the evidence: the tests also check the evidence agrees with t
 from __future__ import annotations
 
 import pytest
-
 from helpers import run
+
 from testbed.types import Outcome
 
 S, M, B, NA = Outcome.SUCCEEDED, Outcome.MITIGATED, Outcome.BLOCKED, Outcome.NOT_APPLICABLE

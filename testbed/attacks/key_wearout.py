@@ -189,7 +189,8 @@ class KeyWearout(Attack):
             log.step("attacker", "writes that ciphertext xor delta at the second address",
                      "bus_interposer", aj)
             log.step("victim", "reads the second address", address=aj,
-                     detail=f"reads {seen.tobytes().hex()}, attacker wanted {wanted.tobytes().hex()}")
+                     detail=f"reads {seen.tobytes().hex()}, "
+                     f"attacker wanted {wanted.tobytes().hex()}")
         return bool((seen == wanted).all())
 
     # -- the verdict ----------------------------------------------------------------------

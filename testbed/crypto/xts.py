@@ -74,11 +74,11 @@ class XtsLineCipher:
         for start in range(0, count, step):
             m = min(step, count - start)
             tweaks[:m, 0] = addr_arr[start : start + m]
-            self._tweak.update_into(memoryview(tweaks[:m]).cast("B"), encrypted)
+            self._tweak.update_into(tweaks[:m].data.cast("B"), encrypted.data)
             first = encrypted[: m * _BLOCK].view("<u8").reshape(m, 2)
             mask_block(first, masks[:m])
             np.bitwise_xor(words[start : start + m], masks[:m], out=work[:m])
-            ctx.update_into(memoryview(work[:m]).cast("B"), core)
+            ctx.update_into(work[:m].data.cast("B"), core.data)
             done = core[: m * 64].view("<u8").reshape(m, 4, 2)
             np.bitwise_xor(done, masks[:m], out=result[start : start + m])
         return out

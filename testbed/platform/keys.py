@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..crypto import NARROW_KEY_SIZE, XEX_KEY_SIZE, XTS_KEY_SIZE, LineCipher
-from ..crypto import NarrowLineCipher, XexLineCipher, XtsLineCipher
+from ..crypto import (
+    NARROW_KEY_SIZE,
+    XEX_KEY_SIZE,
+    XTS_KEY_SIZE,
+    LineCipher,
+    NarrowLineCipher,
+    XexLineCipher,
+    XtsLineCipher,
+)
 from ..errors import ConfigError
 
 __all__ = ["CipherKind", "KeySource"]

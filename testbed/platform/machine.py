@@ -252,7 +252,9 @@ class Machine:
         raw = self.memory.load(start, end - start).reshape(-1)
         return raw[pa - start : pa - start + length].tobytes()
 
-    def write_sequence(self, domain: Domain, pa: int, lines: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    def write_sequence(
+        self, domain: Domain, pa: int, lines: NDArray[np.uint8]
+    ) -> NDArray[np.uint8]:
         """``domain`` writes each 64-byte line to the line at ``pa`` in turn.
 
         Returns what each write put on the memory bus (what an interposer captures), as

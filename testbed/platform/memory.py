@@ -30,7 +30,9 @@ class PhysicalMemory:
     def check(self, pa: int, length: int) -> None:
         """Raise :class:`ConfigError` unless ``[pa, pa+length)`` is line-aligned and in range."""
         if pa < 0 or length < 0 or pa + length > self.size:
-            raise ConfigError(f"physical range {pa:#x}+{length:#x} outside memory of {self.size:#x}")
+            raise ConfigError(
+                f"physical range {pa:#x}+{length:#x} outside memory of {self.size:#x}"
+            )
         if pa % LINE_SIZE or length % LINE_SIZE:
             raise ConfigError(f"physical range {pa:#x}+{length:#x} is not {LINE_SIZE}-byte aligned")
 

@@ -17,8 +17,8 @@ __all__ = [
     "Teaching",
 ]
 
-ENGINE_NAMES: tuple[str, ...] = ("none", "tme", "mktme", "sev", "sev-snp")
 EngineName = Literal["none", "tme", "mktme", "sev", "sev-snp"]
+ENGINE_NAMES: tuple[EngineName, ...] = ("none", "tme", "mktme", "sev", "sev-snp")
 
 Text = Annotated[str, StringConstraints(max_length=4000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
