@@ -20,7 +20,7 @@ from pydantic import Field
 from ..types import LINE_SIZE, PAGE_SIZE
 from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes
 
-__all__ = ["CaptureCompare", "pin_lines"]
+__all__ = ["CaptureCompare", "first_match", "pin_lines"]
 
 PREFIX = b"PIN:"
 MAX_DIGITS = 8
@@ -33,14 +33,31 @@ class CaptureCompareParams(AttackParams):
     batch: int = Field(65536, ge=1, le=1 << 20, description="candidates per engine call")
 
 
+_DIGITS3 = np.array([[ord(c) for c in f"{i:03d}"] for i in range(1000)], dtype=np.uint8)
+
+
 def pin_lines(first: int, count: int, digits: int) -> NDArray[np.uint8]:
     """Lines ``PIN:<digits>`` zero-padded to 64 bytes for candidates ``first .. first+count-1``."""
     values = np.arange(first, first + count, dtype=np.int64)
-    powers = 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)
     lines = np.zeros((count, LINE_SIZE), dtype=np.uint8)
     lines[:, : len(PREFIX)] = np.frombuffer(PREFIX, dtype=np.uint8)
-    lines[:, len(PREFIX) : len(PREFIX) + digits] = (values[:, None] // powers) % 10 + ord("0")
+    end = len(PREFIX) + digits
+    while end > len(PREFIX):  # three digits at a time, from the right, by table lookup
+        take = min(3, end - len(PREFIX))
+        lines[:, end - take : end] = _DIGITS3[values % 1000, 3 - take :]
+        values //= 1000
+        end -= take
     return lines
+
+
+def first_match(on_bus: NDArray[np.uint8], captured: NDArray[np.uint8]) -> int | None:
+    """Index of the first line equal to ``captured`` (the first 8 bytes screen, the line decides)."""
+    words = on_bus.view("<u8")
+    target = captured.view("<u8")
+    for i in np.flatnonzero(words[:, 0] == target[0]):
+        if bool((words[i] == target).all()):
+            return int(i)
+    return None
 
 
 class CaptureCompare(Attack):
@@ -78,10 +95,10 @@ class CaptureCompare(Attack):
             count = min(params.batch, space - first)
             candidates = pin_lines(first, count, digits)
             on_bus = m.write_sequence(attacker, pa, candidates)
-            hits = np.flatnonzero((on_bus == captured).all(axis=1))
-            if hits.size:
-                guesses += int(hits[0]) + 1
-                log.recovered = candidates[hits[0], : len(secret)].tobytes()
+            hit = first_match(on_bus, captured)
+            if hit is not None:
+                guesses += hit + 1
+                log.recovered = candidates[hit, : len(secret)].tobytes()
                 break
             guesses += count
         log.metrics["guesses"] = guesses

@@ -56,18 +56,21 @@ def alpha_powers(first: NDArray[np.uint64], count: int) -> NDArray[np.uint64]:
 
 
 def mask_block(first: NDArray[np.uint64], out: NDArray[np.uint64]) -> None:
-    """Fill ``out[:, j]`` with ``first * alpha**j`` in place (no temporaries per block).
+    """Fill ``out[:, j]`` with ``first * alpha**j`` (the XTS masks of one data unit per row).
+
+    The doubling runs on contiguous ``lo``/``hi`` vectors; only the final stores are strided.
 
     Args:
-        first: shape ``(n, 2)``.
+        first: shape ``(n, 2)``, the encrypted tweaks.
         out: shape ``(n, count, 2)``, written.
     """
-    out[:, 0, :] = first
+    lo = np.ascontiguousarray(first[:, 0])
+    hi = np.ascontiguousarray(first[:, 1])
+    out[:, 0, 0] = lo
+    out[:, 0, 1] = hi
     for j in range(1, out.shape[1]):
-        lo = out[:, j - 1, 0]
-        hi = out[:, j - 1, 1]
-        np.right_shift(hi, _SIXTY_THREE, out=out[:, j, 0])
-        np.multiply(out[:, j, 0], _POLY, out=out[:, j, 0])
-        np.bitwise_xor(out[:, j, 0], lo << _ONE, out=out[:, j, 0])
-        np.left_shift(hi, _ONE, out=out[:, j, 1])
-        np.bitwise_or(out[:, j, 1], lo >> _SIXTY_THREE, out=out[:, j, 1])
+        carry = (hi >> _SIXTY_THREE) * _POLY
+        hi = (hi << _ONE) | (lo >> _SIXTY_THREE)
+        lo = (lo << _ONE) ^ carry
+        out[:, j, 0] = lo
+        out[:, j, 1] = hi
