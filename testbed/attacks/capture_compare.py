@@ -51,7 +51,7 @@ def pin_lines(first: int, count: int, digits: int) -> NDArray[np.uint8]:
 
 
 def first_match(on_bus: NDArray[np.uint8], captured: NDArray[np.uint8]) -> int | None:
-    """Index of the first line equal to ``captured`` (the first 8 bytes screen, the line decides)."""
+    """Index of the first line equal to ``captured`` (8 bytes screen, the whole line decides)."""
     words = on_bus.view("<u8")
     target = captured.view("<u8")
     for i in np.flatnonzero(words[:, 0] == target[0]):
