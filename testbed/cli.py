@@ -122,6 +122,38 @@ def validate(files: tuple[str, ...]) -> None:
     sys.exit(EXIT_FAILURE if errors or not scenarios else EXIT_OK)
 
 
+@main.command()
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the figures to this JSON file.")
+@click.option("--scenarios", "scenario_dir", default="scenarios", show_default=True,
+              type=click.Path(exists=True), help="Scenario matrix to time.")
+@click.option("--quick", is_flag=True, help="Tiny sizes: checks the command, measures nothing.")
+def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
+    """Measure engine and attack speed next to raw OpenSSL on this machine."""
+    import json
+
+    from .bench import BENCH_KEYS, run_bench
+    from .results import atomic_write_text
+
+    workers = os.cpu_count() or 1
+    figures = run_bench([scenario_dir], workers, quick,
+                        lambda what: click.echo(f"measuring {what} ...", err=True))
+    labels = {
+        "engine_ratio": "(target >= 0.30)",
+        "dictionary_ratio": "(target >= 0.25)",
+        "matrix_s_1_job": "(target <= 30 s)",
+        "matrix_s_all_jobs": f"({workers} jobs)",
+    }
+    for key in BENCH_KEYS:
+        value = figures[key]
+        shown = f"{value:.3f}" if value < 10 else f"{value:,.0f}"
+        click.echo(f"{key:<26} {shown:>18}  {labels.get(key, '')}")
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps({k: figures[k] for k in BENCH_KEYS},
+                                                indent=2) + "\n")
+        click.echo(f"written: {json_path}")
+
+
 @main.command(name="list")
 @click.argument("paths", nargs=-1, type=click.Path())
 def list_(paths: tuple[str, ...]) -> None:

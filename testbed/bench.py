@@ -1,0 +1,144 @@
+"""``testbed bench``: how fast the engines and attacks run, next to raw OpenSSL on this machine.
+
+Every figure is measured in the same process, one after the other, as the best of a few
+repetitions. Ratios compare the testbed's batched paths with OpenSSL doing the bare cipher work
+on one large buffer: AES-XTS for the engine, AES-ECB blocks for the dictionary attack.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .crypto import XtsLineCipher
+from .scenarios import Job, Scenario, load_scenarios, plan, run_job, run_jobs
+from .types import LINE_SIZE, PAGE_SIZE
+
+__all__ = ["BENCH_KEYS", "run_bench"]
+
+BENCH_KEYS = (
+    "engine_mb_s",
+    "openssl_xts_mb_s",
+    "engine_ratio",
+    "dictionary_per_s",
+    "openssl_ecb_blocks_per_s",
+    "dictionary_ratio",
+    "wearout_pairs_per_s",
+    "matrix_s_1_job",
+    "matrix_s_all_jobs",
+)
+_KEY = bytes(range(1, 33))
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def engine_mb_s(pages: int, repeat: int) -> float:
+    """Encrypt then decrypt ``pages`` whole 4 KiB pages at random physical addresses."""
+    rng = np.random.default_rng(0)
+    frames = rng.choice(1 << 20, size=pages, replace=False).astype(np.uint64)
+    per_page = np.arange(PAGE_SIZE // LINE_SIZE, dtype=np.uint64) * np.uint64(LINE_SIZE)
+    addrs = (frames[:, None] * np.uint64(PAGE_SIZE) + per_page[None, :]).reshape(-1)
+    data = rng.integers(0, 256, (addrs.shape[0], LINE_SIZE), dtype=np.uint8)
+    cipher = XtsLineCipher(_KEY)
+    ct = cipher.encrypt(addrs, data)
+    seconds = _best(lambda: cipher.encrypt(addrs, data), repeat)
+    seconds += _best(lambda: cipher.decrypt(addrs, ct), repeat)
+    return 2 * data.size / seconds / 1e6
+
+
+def openssl_xts_mb_s(size: int, repeat: int) -> float:
+    """Raw OpenSSL AES-XTS-128 on one buffer of ``size`` bytes, encrypt then decrypt."""
+    data = np.random.default_rng(1).bytes(size)
+    out = bytearray(size + 16)
+    tweak = bytes(16)
+    seconds = _best(lambda: Cipher(algorithms.AES(_KEY), modes.XTS(tweak)).encryptor()
+                    .update_into(data, out), repeat)
+    seconds += _best(lambda: Cipher(algorithms.AES(_KEY), modes.XTS(tweak)).decryptor()
+                     .update_into(data, out), repeat)
+    return 2 * size / seconds / 1e6
+
+
+def openssl_ecb_blocks_per_s(size: int, repeat: int) -> float:
+    """Raw OpenSSL AES-128-ECB blocks per second on one buffer of ``size`` bytes."""
+    data = np.random.default_rng(2).bytes(size)
+    out = bytearray(size + 16)
+    encryptor = Cipher(algorithms.AES(_KEY[:16]), modes.ECB()).encryptor()
+    return size / 16 / _best(lambda: encryptor.update_into(data, out), repeat)
+
+
+def _scenario(doc: dict[str, object]) -> Scenario:
+    return Scenario.model_validate({"title": "bench", "teaching": {"summary": "bench"}, **doc})
+
+
+def dictionary_per_s(digits: int) -> float:
+    """Candidates per second of the real capture-compare attack (MKTME: no match, full run)."""
+    scenario = _scenario({"id": "bench-dictionary", "attack": "capture-compare",
+                          "params": {"pin_digits": digits}})
+    start = time.perf_counter()
+    row = run_job(Job(scenario, "<bench>", "mktme", 1))
+    guesses = row.metrics["guesses"]
+    assert isinstance(guesses, int)
+    return guesses / (time.perf_counter() - start)
+
+
+def wearout_pairs_per_s(max_pairs: int) -> float:
+    """Captured (P, C, address) blocks per second of the real wear-out attack (32-bit width)."""
+    scenario = _scenario({"id": "bench-wearout", "attack": "key-wearout",
+                          "platform": {"reduced_width_bits": 32},
+                          "params": {"max_pairs": max_pairs, "trials": 1, "packet_lines": 64}})
+    start = time.perf_counter()
+    row = run_job(Job(scenario, "<bench>", "tme", 1))
+    blocks = row.metrics["blocks_captured"]
+    assert isinstance(blocks, int)
+    return blocks / (time.perf_counter() - start)
+
+
+def matrix_seconds(paths: Sequence[str | Path], workers: int) -> float:
+    """Wall time of every scenario in ``paths`` under every engine."""
+    scenarios, _ = load_scenarios(paths)
+    jobs = plan(scenarios, 1)
+    start = time.perf_counter()
+    run_jobs(jobs, workers)
+    return time.perf_counter() - start
+
+
+def run_bench(
+    scenario_paths: Sequence[str | Path], workers: int, quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """Measure every figure of :data:`BENCH_KEYS` in this process.
+
+    Args:
+        scenario_paths: the scenario matrix to time.
+        workers: processes for the "all jobs" matrix time.
+        quick: tiny sizes (a smoke test, not a measurement).
+    """
+    say = progress or (lambda _: None)
+    pages, repeat = (16, 1) if quick else (1024, 5)
+    out: dict[str, float] = {}
+    say("engine throughput")
+    out["engine_mb_s"] = engine_mb_s(pages, repeat)
+    out["openssl_xts_mb_s"] = openssl_xts_mb_s(pages * PAGE_SIZE, repeat)
+    out["engine_ratio"] = out["engine_mb_s"] / out["openssl_xts_mb_s"]
+    say("dictionary attack")
+    out["dictionary_per_s"] = dictionary_per_s(3 if quick else 7)
+    out["openssl_ecb_blocks_per_s"] = openssl_ecb_blocks_per_s(1 << 20, repeat)
+    out["dictionary_ratio"] = out["dictionary_per_s"] / out["openssl_ecb_blocks_per_s"]
+    say("key wear-out")
+    out["wearout_pairs_per_s"] = wearout_pairs_per_s(1024 if quick else 1 << 17)
+    say("scenario matrix, 1 job")
+    out["matrix_s_1_job"] = matrix_seconds(scenario_paths, 1)
+    say(f"scenario matrix, {workers} jobs")
+    out["matrix_s_all_jobs"] = matrix_seconds(scenario_paths, workers)
+    return out

@@ -1,0 +1,26 @@
+"""`testbed bench --quick` produces every figure (a smoke test: it asserts no speed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from testbed.bench import BENCH_KEYS
+from testbed.cli import main
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def test_bench_quick_writes_every_key(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "--quick", "--json", str(out),
+                                       "--scenarios", str(SCENARIOS)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert list(figures) == list(BENCH_KEYS)
+    assert all(value > 0 for value in figures.values())
+    assert figures["engine_ratio"] == figures["engine_mb_s"] / figures["openssl_xts_mb_s"]
+    for key in BENCH_KEYS:
+        assert key in result.output
