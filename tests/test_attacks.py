@@ -155,3 +155,17 @@ def test_same_seed_same_row_different_seed_different_secret() -> None:
     c = run("capture-compare", "tme", seed=4).to_json()
     assert a == b
     assert a["evidence"]["secret"] != c["evidence"]["secret"]
+
+
+@pytest.mark.parametrize(("engine", "want"), [
+    ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
+def test_key_wearout_of_own_key_only_hurts_a_victim_sharing_it(engine: str,
+                                                               want: Outcome) -> None:
+    row = run("key-wearout", engine, platform={"reduced_width_bits": 20},
+              params={"max_pairs": 8192, "trials": 2, "wear_domain": "attacker",
+                      "buffer_pages": 2})
+    assert row.outcome is want, row.reason
+    # The attacker finds its own collision under every engine; only the victim's key differs.
+    assert all(q is not None for q in row.metrics["pairs_to_collision"])
+    if want is M:
+        assert "another key" in row.reason

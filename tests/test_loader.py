@@ -113,4 +113,4 @@ def test_shipped_scenarios_all_load() -> None:
     root = Path(__file__).resolve().parent.parent / "scenarios"
     loaded, errors = load_scenarios([root])
     assert errors == []
-    assert len(loaded) == 9
+    assert len(loaded) == 10

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..platform import Domain, Machine
-from ..types import LINE_SIZE, Outcome
+from ..types import LINE_SIZE, PAGE_SIZE, Outcome
 from ._base import Attack, AttackContext, AttackParams, Verdict
 
 __all__ = ["KeyWearout", "birthday_probability"]
@@ -37,6 +38,16 @@ class KeyWearoutParams(AttackParams):
     buffer_pages: int = Field(1, ge=1, le=64, description="victim pages receiving the data")
     packet_lines: int = Field(16, ge=1, le=64, description="lines per victim write")
     bandwidth_gb_s: float = Field(100.0, gt=0, le=1e6, description="for the n=128 extrapolation")
+    wear_domain: Literal["victim", "attacker"] = Field(
+        "victim", description="whose key the attacker wears out: the victim's, or its own "
+        "(then it hands the colliding page to the victim)")
+
+    @model_validator(mode="after")
+    def _two_pages_to_hand_over(self) -> KeyWearoutParams:
+        if self.wear_domain == "attacker" and self.buffer_pages < 2:
+            raise ValueError("wear_domain 'attacker' needs buffer_pages >= 2 (one page is handed "
+                             "to the victim, the other stays the attacker's)")
+        return self
 
 
 def birthday_probability(pairs: float, bits: int) -> float:
@@ -99,8 +110,9 @@ class KeyWearout(Attack):
     ) -> _Trial:
         log, rng, w = ctx.log, ctx.rng, blocks.width
         victim = m.create_domain("guest", "victim")
-        pages = [m.alloc_page(victim) for _ in range(p.buffer_pages)]
-        lines = [pa + i * LINE_SIZE for pa in pages for i in range(4096 // LINE_SIZE)]
+        source = victim if p.wear_domain == "victim" else m.create_domain("guest", "attacker")
+        pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
+        lines = [pa + i * LINE_SIZE for pa in pages for i in range(PAGE_SIZE // LINE_SIZE)]
         per_line = LINE_SIZE // w
         plain = np.zeros((p.max_pairs + LINE_SIZE * 64, w), dtype=np.uint8)
         addrs = np.zeros(plain.shape[0], dtype=np.uint64)
@@ -108,15 +120,16 @@ class KeyWearout(Attack):
         trial = _Trial()
         cursor = 0
         if record:
-            log.step("victim", f"guest receives attacker data into {p.buffer_pages} page(s)",
-                     detail=f"key slot {victim.slot}; cipher {m.engine.cipher_label}")
+            who = "victim" if source is victim else "attacker"
+            log.step(who, f"{who} guest stores attacker-chosen data in {p.buffer_pages} page(s)",
+                     detail=f"key slot {source.slot}; cipher {m.engine.cipher_label}")
         while trial.pairs < p.max_pairs:
             count = min(p.packet_lines, len(lines) - cursor % len(lines),
                         64 - (cursor % len(lines)) % 64)
             start = lines[cursor % len(lines)]
             cursor += count
             data = blocks.random(rng, count * per_line)
-            m.write(victim, start, data.tobytes())
+            m.write(source, start, data.tobytes())
             ct = m.bus.read_lines(start, count * LINE_SIZE).reshape(-1, w)
             base = trial.pairs
             n = data.shape[0]
@@ -129,16 +142,22 @@ class KeyWearout(Attack):
                 first = seen.setdefault(key, base + k)
                 if first == base + k or addrs[first] == addrs[base + k]:
                     continue
+                if source is not victim and \
+                        int(addrs[first]) // PAGE_SIZE == int(addrs[base + k]) // PAGE_SIZE:
+                    continue  # the second page goes to the victim; the first must stay ours
                 trial.candidates += 1
                 delta = plain[first] ^ plain[base + k]
                 ai, aj = int(addrs[first]), int(addrs[base + k])
-                if self._confirm(m, victim, rng, blocks, ai, aj, delta):
+                if self._confirm(m, source, rng, blocks, ai, aj, delta):
                     trial.collision_at = trial.pairs
                     if record:
                         log.step("attacker", f"finds an internal collision after {trial.pairs}"
                                  " captured blocks and confirms it", "bus_interposer", aj,
                                  f"delta = {delta.tobytes().hex()}")
-                    trial.success = self._modify(m, victim, ctx, blocks, ai, aj, delta, record)
+                    if source is not victim and not self._hand_over(m, source, victim, aj):
+                        return trial
+                    trial.success = self._modify(m, source, victim, ctx, blocks, ai, aj, delta,
+                                                 record)
                     return trial
         if record:
             log.step("attacker", f"captured {trial.pairs} blocks: {trial.candidates} candidate"
@@ -162,8 +181,15 @@ class KeyWearout(Attack):
         cj = self._block_at(m, aj, blocks.width)
         return bool(((ci ^ delta) == cj).all())
 
+    @staticmethod
+    def _hand_over(m: Machine, attacker: Domain, victim: Domain, addr: int) -> bool:
+        """The attacker frees the frame holding ``addr``; the victim's next page is that frame."""
+        frame = addr // PAGE_SIZE
+        m.free_page(attacker, frame)
+        return m.alloc_page(victim) == frame * PAGE_SIZE
+
     def _modify(
-        self, m: Machine, victim: Domain, ctx: AttackContext, blocks: _Blocks,
+        self, m: Machine, writer: Domain, victim: Domain, ctx: AttackContext, blocks: _Blocks,
         ai: int, aj: int, delta: NDArray[np.uint8], record: bool,
     ) -> bool:
         w = blocks.width
@@ -171,7 +197,7 @@ class KeyWearout(Attack):
         while (own == wanted).all():
             wanted = blocks.random(ctx.rng, 1)[0]
         m.write(victim, aj, own.tobytes())
-        m.write(victim, ai, (wanted ^ delta).tobytes())
+        m.write(writer, ai, (wanted ^ delta).tobytes())
         ci = self._block_at(m, ai, w)
         line = aj - aj % LINE_SIZE
         raw = np.frombuffer(m.bus.read(line, LINE_SIZE), dtype=np.uint8).copy()
@@ -184,8 +210,8 @@ class KeyWearout(Attack):
             log.address = aj
             log.metrics["attacker_target"] = wanted.tobytes().hex()
             log.step("victim", "stores its own value at the second address", address=aj)
-            log.step("attacker", "has the victim store target xor delta at the first address",
-                     "chosen_plaintext", ai)
+            log.step("attacker", f"has the {'victim' if writer is victim else 'attacker'} "
+                     "store target xor delta at the first address", "chosen_plaintext", ai)
             log.step("attacker", "writes that ciphertext xor delta at the second address",
                      "bus_interposer", aj)
             log.step("victim", "reads the second address", address=aj,
@@ -237,6 +263,12 @@ class KeyWearout(Attack):
         if wins:
             return Verdict(Outcome.PARTIAL, f"the controlled modification worked in {wins} of "
                            f"{len(trials)} trials ({width})")
-        why = (f"the key was rotated {rotations} times, so no collision held under the current key"
-               if rotations else f"no internal collision within {p.max_pairs} blocks")
+        found = sum(h is not None for h in hits)
+        if rotations:
+            why = f"the key was rotated {rotations} times, so no collision held under the current key"
+        elif found:
+            why = (f"collisions were confirmed in {found} trials, but the victim read garbage: "
+                   "its data is under another key than the one worn out")
+        else:
+            why = f"no internal collision within {p.max_pairs} blocks"
         return Verdict(Outcome.MITIGATED, f"0 of {len(trials)} trials succeeded ({width}): {why}")
