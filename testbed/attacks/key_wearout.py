@@ -265,7 +265,8 @@ class KeyWearout(Attack):
                            f"{len(trials)} trials ({width})")
         found = sum(h is not None for h in hits)
         if rotations:
-            why = f"the key was rotated {rotations} times, so no collision held under the current key"
+            why = (f"the key was rotated {rotations} times, so no collision held under the "
+                   "current key")
         elif found:
             why = (f"collisions were confirmed in {found} trials, but the victim read garbage: "
                    "its data is under another key than the one worn out")
