@@ -599,3 +599,38 @@ def test_clear_key_failure_keeps_the_keyid_reserved() -> None:
         m.engine.release_slot(guest.slot)
     m.engine.busy = False  # type: ignore[attr-defined]
     assert m.create_domain("guest").slot != guest.slot
+
+
+@pytest.mark.parametrize("engine", ["sev", "sev-snp"])
+def test_hypervisor_remap_of_guest_pages(engine: str) -> None:
+    m = machine(engine)
+    guest = m.create_domain("guest")
+    m.alloc_page(guest)
+    m.alloc_page(guest)
+    m.guest_write(guest, 0x0000, b"page zero")
+    m.guest_write(guest, 0x1000, b"page one!")
+    frame_one = guest.npt[1]
+    m.hypervisor_remap(guest, 0, frame_one)  # guest page 0 now shows guest page 1's frame
+    if engine == "sev":
+        # Undetected: the guest reads the wrong page, decrypted correctly (same key, same frame).
+        assert m.guest_read(guest, 0x0000, 9) == b"page one!"
+    else:
+        with pytest.raises(RmpViolation, match="validated for guest page 1, not 0"):
+            m.guest_read(guest, 0x0000, 9)
+
+
+def test_snp_guest_access_to_a_frame_of_another_guest_faults() -> None:
+    m = machine("sev-snp")
+    a, b = m.create_domain("guest"), m.create_domain("guest")
+    m.alloc_page(a)
+    m.alloc_page(b)
+    m.hypervisor_remap(a, 0, b.npt[0])
+    with pytest.raises(RmpViolation, match="not assigned to ASID"):
+        m.guest_write(a, 0, b"x")
+
+
+def test_guest_page_not_in_the_nested_page_table_faults() -> None:
+    m = machine("sev")
+    guest = m.create_domain("guest")
+    with pytest.raises(PageFault, match="guest page 0"):
+        m.guest_read(guest, 0, 1)

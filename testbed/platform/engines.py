@@ -314,13 +314,19 @@ class RmpEntry:
     owner: int = 0
     assigned: bool = False
     validated: bool = False
+    gpn: int = -1
+    """Guest page number the frame was validated for (PVALIDATE records it)."""
 
 
 class EngineWithRmp(SevEngine):
     """Interface: an engine that checks page ownership in a Reverse Map Table."""
 
-    def rmp_assign(self, pfn: int, asid: int) -> None:
-        """RMPUPDATE + PVALIDATE: the frame now belongs to guest ``asid``."""
+    def rmp_assign(self, pfn: int, asid: int, gpn: int = -1) -> None:
+        """RMPUPDATE + PVALIDATE: frame ``pfn`` now backs guest page ``gpn`` of guest ``asid``."""
+        raise NotImplementedError
+
+    def check_guest_access(self, pfn: int, asid: int, gpn: int) -> None:
+        """Raise unless ``pfn`` is assigned to ``asid``, validated, for guest page ``gpn``."""
         raise NotImplementedError
 
     def rmp_reclaim(self, pfn: int) -> None:
@@ -347,8 +353,17 @@ class SevSnpEngine(EngineWithRmp):
         self.ciphertext_hiding = ciphertext_hiding
         self.rmp: dict[int, RmpEntry] = {}
 
-    def rmp_assign(self, pfn: int, asid: int) -> None:
-        self.rmp[pfn] = RmpEntry(owner=asid, assigned=True, validated=True)
+    def rmp_assign(self, pfn: int, asid: int, gpn: int = -1) -> None:
+        self.rmp[pfn] = RmpEntry(owner=asid, assigned=True, validated=True, gpn=gpn)
+
+    def check_guest_access(self, pfn: int, asid: int, gpn: int) -> None:
+        entry = self.rmp.get(pfn)
+        if entry is None or not entry.assigned or entry.owner != asid:
+            raise RmpViolation(f"#NPF: frame {pfn} behind guest page {gpn} is not assigned to "
+                               f"ASID {asid}")
+        if not entry.validated or entry.gpn != gpn:
+            raise RmpViolation(f"#VC: frame {pfn} was validated for guest page {entry.gpn}, "
+                               f"not {gpn}: the hypervisor remapped the page")
 
     def rmp_reclaim(self, pfn: int) -> None:
         self.rmp.pop(pfn, None)

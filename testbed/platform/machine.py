@@ -42,6 +42,8 @@ class Domain:
     slot: int
     pages: list[int] = field(default_factory=list)
     alive: bool = True
+    npt: dict[int, int] = field(default_factory=dict)
+    """Guests: the nested page table the hypervisor keeps, guest page number -> frame."""
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,11 @@ class Machine:
         pfn = self.allocator.alloc()
         domain.pages.append(pfn)
         self._owner[pfn] = domain
-        if isinstance(self.engine, EngineWithRmp) and domain.kind is DomainKind.GUEST:
-            self.engine.rmp_assign(pfn, domain.slot)
+        if domain.kind is DomainKind.GUEST:
+            gpn = len(domain.npt)
+            domain.npt[gpn] = pfn
+            if isinstance(self.engine, EngineWithRmp):
+                self.engine.rmp_assign(pfn, domain.slot, gpn)
         if secret and self.mitigations.secretmem:
             self._secret_pages.add(pfn)
             for dmap in self._all_direct_maps():
@@ -180,6 +185,8 @@ class Machine:
             self._write_lines(HOST, pfn * PAGE_SIZE, zeros)
         domain.pages.remove(pfn)
         del self._owner[pfn]
+        for gpn in [g for g, f in domain.npt.items() if f == pfn]:
+            del domain.npt[gpn]
         if isinstance(self.engine, EngineWithRmp):
             self.engine.rmp_reclaim(pfn)
         self.allocator.free(pfn)
@@ -269,6 +276,36 @@ class Machine:
         if out.shape[0]:
             self.memory.store(pa, out[-1:])
         return out
+
+    # -- guest-physical access (through the nested page table) ----------------------------
+    def _guest_frame(self, guest: Domain, gpa: int, length: int) -> int:
+        gpn = gpa // PAGE_SIZE
+        if (gpa + max(length, 1) - 1) // PAGE_SIZE != gpn:
+            raise ConfigError("guest accesses in this model stay within one guest page")
+        if gpn not in guest.npt:
+            raise PageFault(f"#NPF: guest page {gpn} of {guest.name} is not mapped")
+        pfn = guest.npt[gpn]
+        if isinstance(self.engine, EngineWithRmp):
+            self.engine.check_guest_access(pfn, guest.slot, gpn)
+        return pfn * PAGE_SIZE + gpa % PAGE_SIZE
+
+    def guest_write(self, guest: Domain, gpa: int, data: bytes) -> None:
+        """The guest stores at guest-physical address ``gpa`` (SNP checks the RMP)."""
+        self._cpu_write(guest.slot, self._guest_frame(guest, gpa, len(data)), data)
+
+    def guest_read(self, guest: Domain, gpa: int, length: int) -> bytes:
+        """The guest loads from guest-physical address ``gpa`` (SNP checks the RMP)."""
+        return self._cpu_read(guest.slot, self._guest_frame(guest, gpa, length), length)
+
+    def hypervisor_remap(self, guest: Domain, gpn: int, pfn: int) -> None:
+        """The hypervisor points guest page ``gpn`` at frame ``pfn`` in the nested page table.
+
+        Nothing checks this when it happens; under SEV-SNP the guest's next access faults
+        because the RMP entry of ``pfn`` was not validated for ``gpn``.
+        """
+        if not 0 <= pfn < self.memory.pages:
+            raise ConfigError(f"frame {pfn} outside memory of {self.memory.pages} frames")
+        guest.npt[gpn] = pfn
 
     # -- the kernel ---------------------------------------------------------------------
     def kernel_read(self, va: int, length: int) -> bytes:
