@@ -63,7 +63,7 @@ def test_freed_data_leak_init_on_free(engine: str) -> None:
 def test_cross_domain_replay(engine: str, want: Outcome) -> None:
     row = run("cross-domain-replay", engine, params=SECRET)
     assert row.outcome is want, row.reason
-    assert row.metrics["attacker_owns_address"] is True
+    assert any(step.action == "gains ownership of the address" for step in row.steps)
     if engine != "none":  # the interposer captured ciphertext, not the secret
         assert row.evidence.captured != row.evidence.secret
 
@@ -169,3 +169,58 @@ def test_key_wearout_of_own_key_only_hurts_a_victim_sharing_it(engine: str,
     assert all(q is not None for q in row.metrics["pairs_to_collision"])
     if want is M:
         assert "another key" in row.reason
+
+
+# -- regressions ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("engine", "want"), [
+    ("none", S), ("tme", S), ("mktme", M), ("sev", B), ("sev-snp", B)])
+def test_freed_data_leak_through_the_victims_old_keyid(engine: str, want: Outcome) -> None:
+    row = run("freed-data-leak", engine, params={**SECRET, "read_with": "victim_key"})
+    assert row.outcome is want, row.reason
+
+
+def test_without_key_deprogramming_mktme_would_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    from testbed.platform import MktmeEngine
+
+    monkeypatch.setattr(MktmeEngine, "release_slot", lambda self, slot: None)
+    row = run("freed-data-leak", "mktme", params={**SECRET, "read_with": "victim_key"})
+    assert row.outcome is S  # so the mitigated verdict above really comes from CLEAR_KEY
+
+
+def test_hypervisor_replay_of_a_value_longer_than_a_line() -> None:
+    old, new = "A" * 100, "B" * 100
+    row = run("hypervisor-replay", "sev", params={"old_value": old, "new_value": new})
+    assert row.outcome is S, row.reason
+    assert row.evidence.recovered == old.encode()
+
+
+def test_zeros_read_back_are_not_recovered_bytes() -> None:
+    secret = "\0" * 20 + "xyz"
+    row = run("freed-data-leak", "none", params={"secret": secret},
+              mitigations={"init_on_free": True})
+    assert row.outcome is M
+    assert "zeros" in row.reason
+
+
+def test_a_refusal_while_setting_up_the_victim_is_an_error_not_a_block() -> None:
+    # 40 victim pages on a machine whose 15 usable frames run out before the attack starts.
+    from helpers import scenario as make
+
+    from testbed.scenarios import Job, run_job
+
+    doc = make("freed-data-leak", params={"victim_pages": 4})
+    doc = doc.model_copy(update={"params": {"victim_pages": 40},
+                                 "platform": doc.platform.model_copy(update={"memory_pages": 16})})
+    row = run_job(Job(doc, "<test>", "none", 1))
+    assert row.outcome is Outcome.ERROR
+    assert "setting up the victim failed: ENOMEM" in row.reason
+
+
+def test_rotation_interval_counts_the_domains_writes_only() -> None:
+    row = run("key-wearout", "mktme", mitigations={"key_rotation_blocks": 4096},
+              platform={"reduced_width_bits": 32},
+              params={"max_pairs": 8192, "trials": 1, "buffer_pages": 4, "packet_lines": 16})
+    # 32 writes of 256 blocks at one rotation per 4096 blocks of the domain's own writes. Had the
+    # re-encryption of the 4 pages (4096 blocks) counted, every later write would rotate (~16).
+    assert 1 <= row.metrics["key_rotations"] <= 2, row.metrics["key_rotations"]

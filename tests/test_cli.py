@@ -40,7 +40,7 @@ def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped) -> None:  #
     result, doc = shipped
     assert result.exit_code == 0, result.output
     rows = doc["results"]
-    assert len(rows) == 10 * 5
+    assert len(rows) == 11 * 5
     mismatches = [(r["scenario"], r["profile"], r["outcome"], r["expected"]) for r in rows
                   if r["outcome"] != r["expected"]]
     assert mismatches == []

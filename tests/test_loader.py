@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -113,4 +114,37 @@ def test_shipped_scenarios_all_load() -> None:
     root = Path(__file__).resolve().parent.parent / "scenarios"
     loaded, errors = load_scenarios([root])
     assert errors == []
-    assert len(loaded) == 10
+    assert len(loaded) == 11
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (GOOD.replace("  victim: guest", "  victim: guest\n  secret: '" + "é" * 600 + "'"),
+     "params.secret: Value error, at most 1024 bytes in UTF-8, got 1200"),
+    (GOOD.replace("  victim: guest", "  victim: guest\n  offset: 4000\n  secret_bytes: 200"),
+     "params: Value error, offset + secret size must fit in one page"),
+    (GOOD.replace("attack: kernel-map-leak", "attack: freed-data-leak")
+     .replace("  victim: guest", "  victim_pages: 300"),
+     "platform.memory_pages: the attack needs 300 free frames; 256 frames leave 255"),
+    (GOOD.replace("attack: kernel-map-leak", "attack: capture-compare")
+     .replace("  victim: guest", "  pin_digits: 8\n  batch: 1"), "the limit is 10000"),
+    (GOOD.replace("attack: kernel-map-leak", "attack: key-wearout")
+     .replace("  victim: guest", "  max_pairs: 4194304\n  trials: 64"), "the limit is 4194304"),
+    (GOOD.replace("attack: kernel-map-leak", "attack: hypervisor-replay")
+     .replace("  victim: guest", "  old_value: ab\n  new_value: abc"), "same length"),
+])
+def test_cross_field_limits_are_checked_at_load_time(tmp_path: Path, text: str,
+                                                     expected: str) -> None:
+    assert expected in error_of(write(tmp_path, text))
+
+
+def test_deep_flow_nesting_is_a_clean_error(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n"))
+    assert "nesting deeper than 32 levels" in message
+
+
+def test_special_files_are_refused_without_reading(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert error_of(fifo).endswith("(file): not a regular file")
+    with pytest.raises(ScenarioError, match="not a regular file"):
+        load_scenario("/dev/zero")

@@ -634,3 +634,24 @@ def test_guest_page_not_in_the_nested_page_table_faults() -> None:
     guest = m.create_domain("guest")
     with pytest.raises(PageFault, match="guest page 0"):
         m.guest_read(guest, 0, 1)
+
+
+def test_guest_page_numbers_are_not_reused_while_mapped() -> None:
+    m = machine("sev-snp")
+    guest = m.create_domain("guest")
+    pages = [m.alloc_page(guest) for _ in range(3)]
+    m.free_page(guest, pages[0] // PAGE)
+    m.alloc_page(guest)
+    assert sorted(guest.npt) == [0, 1, 2]
+    assert len(set(guest.npt.values())) == 3
+    m.guest_write(guest, 2 * PAGE, b"still page two")
+    assert m.guest_read(guest, 2 * PAGE, 14) == b"still page two"
+
+
+def test_rotation_policy_ignores_its_own_reencryption() -> None:
+    m = machine("mktme", Mitigations(rotation_blocks=64), pages=64)
+    guest = m.create_domain("guest")
+    pa = m.alloc_page(guest)
+    for _ in range(8):  # 8 writes of 64 lines x 4 blocks = 256 blocks each
+        m.write(guest, pa, bytes(PAGE))
+    assert m.rotations == 7  # before every write but the first; not cascading on re-encryption

@@ -16,19 +16,55 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..platform import Machine
 from ..results import Evidence, Step
 from ..types import Outcome
 
-__all__ = ["Attack", "AttackContext", "AttackLog", "AttackParams", "Verdict", "judge_bytes"]
+__all__ = [
+    "Attack",
+    "AttackContext",
+    "AttackLog",
+    "AttackParams",
+    "SecretParams",
+    "Verdict",
+    "judge_bytes",
+]
 
 
 class AttackParams(BaseModel):
     """Base of every attack's parameter model: unknown keys and loose types are rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    def pages_needed(self) -> int:
+        """Page frames the attack allocates at most (checked against the scenario's memory)."""
+        return 2
+
+
+MAX_SECRET_BYTES = 1024
+
+
+class SecretParams(AttackParams):
+    """A victim secret: given text (at most 1024 bytes of UTF-8) or that many random bytes."""
+
+    secret: str | None = Field(None, min_length=1, max_length=MAX_SECRET_BYTES)
+    secret_bytes: int = Field(32, ge=1, le=MAX_SECRET_BYTES,
+                              description="random secret size when no text is given")
+
+    @field_validator("secret")
+    @classmethod
+    def _fits(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode("utf-8")) > MAX_SECRET_BYTES:
+            raise ValueError(f"at most {MAX_SECRET_BYTES} bytes in UTF-8, got "
+                             f"{len(value.encode('utf-8'))}")
+        return value
+
+    @property
+    def secret_size(self) -> int:
+        """Bytes the secret will take."""
+        return len(self.secret.encode("utf-8")) if self.secret is not None else self.secret_bytes
 
 
 @dataclass
@@ -41,12 +77,16 @@ class AttackLog:
     captured: bytes | None = None
     recovered: bytes | None = None
     address: int | None = None
+    attacking: bool = False
+    """False while the victim is being set up: a refusal then is a failed run, not a block."""
 
     def step(
         self, actor: str, action: str, capability: str = "", address: int | None = None,
         detail: str = "",
     ) -> None:
-        """Append one timeline entry."""
+        """Append one timeline entry. An attacker's first step ends the setup phase."""
+        if actor == "attacker":
+            self.attacking = True
         self.steps.append(Step(actor, action, capability, address, detail))
 
     def evidence(self) -> Evidence:
@@ -80,10 +120,11 @@ def judge_bytes(secret: bytes, recovered: bytes | None, what: str = "secret") ->
     """
     if recovered is None:
         return Verdict(Outcome.MITIGATED, f"the attacker recovered nothing of the {what}")
-    same = sum(a == b for a, b in zip(secret, recovered, strict=False))
-    if len(recovered) == len(secret) and same == len(secret):
+    # A zero byte read back is what a cleared page holds: it only counts in an exact match.
+    same = sum(a == b and a != 0 for a, b in zip(secret, recovered, strict=False))
+    if recovered == secret:
         return Verdict(Outcome.SUCCEEDED, f"the attacker recovered the {what} exactly")
-    if same * 2 >= len(secret) > 0:
+    if same > 0 and same * 2 >= len(secret):
         return Verdict(
             Outcome.PARTIAL, f"the attacker recovered {same} of {len(secret)} bytes of the {what}"
         )

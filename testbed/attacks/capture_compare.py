@@ -15,8 +15,9 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from ..errors import AttackError
 from ..types import LINE_SIZE, PAGE_SIZE
 from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes
 
@@ -24,6 +25,7 @@ __all__ = ["CaptureCompare", "first_match", "pin_lines"]
 
 PREFIX = b"PIN:"
 MAX_DIGITS = 8
+MAX_BATCHES = 10_000
 
 
 class CaptureCompareParams(AttackParams):
@@ -31,6 +33,14 @@ class CaptureCompareParams(AttackParams):
     attacker: Literal["process", "guest"] = "guest"
     pin_digits: int = Field(4, ge=1, le=MAX_DIGITS, description="decimal digits of the PIN")
     batch: int = Field(65536, ge=1, le=1 << 20, description="candidates per engine call")
+
+    @model_validator(mode="after")
+    def _bounded_calls(self) -> CaptureCompareParams:
+        calls = -(-(10**self.pin_digits) // self.batch)
+        if calls > MAX_BATCHES:
+            raise ValueError(f"10^{self.pin_digits} candidates in batches of {self.batch} is "
+                             f"{calls} engine calls; the limit is {MAX_BATCHES} (raise batch)")
+        return self
 
 
 _DIGITS3 = np.array([[ord(c) for c in f"{i:03d}"] for i in range(1000)], dtype=np.uint8)
@@ -86,8 +96,8 @@ class CaptureCompare(Attack):
         frame = m.alloc_page(attacker)
         log.metrics.update(dictionary_size=space, entropy_bits=digits * math.log2(10))
         if frame != pa - pa % PAGE_SIZE:
-            log.step("attacker", "did not get the victim's frame back", address=frame)
-            return judge_bytes(secret, None, "PIN")
+            raise AttackError(f"the attacker did not get frame {pa // PAGE_SIZE} back "
+                              f"(got {frame // PAGE_SIZE})")
         log.step("attacker", "owns the address; writes candidates and watches the bus",
                  "chosen_plaintext", pa, f"{attacker.kind.value} with key slot {attacker.slot}")
         guesses = 0

@@ -13,19 +13,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
+from ..errors import AttackError
 from ..types import LINE_SIZE, PAGE_SIZE
-from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes, make_secret
+from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
 
 __all__ = ["CrossDomainReplay"]
 
 
-class CrossDomainReplayParams(AttackParams):
+class CrossDomainReplayParams(SecretParams):
     victim: Literal["process", "guest"] = "guest"
     attacker: Literal["process", "guest"] = "guest"
-    secret: str | None = Field(None, min_length=1, max_length=1024)
-    secret_bytes: int = Field(32, ge=1, le=1024)
 
 
 class CrossDomainReplay(Attack):
@@ -52,10 +49,9 @@ class CrossDomainReplay(Attack):
         log.step("victim", "frees the address (exits)")
         attacker = m.create_domain(params.attacker, "attacker")
         frame = m.alloc_page(attacker)
-        log.metrics["attacker_owns_address"] = frame == pa - pa % PAGE_SIZE
         if frame != pa - pa % PAGE_SIZE:
-            log.step("attacker", "did not get the victim's frame back", address=frame)
-            return judge_bytes(secret, None)
+            raise AttackError(f"the attacker did not get frame {pa // PAGE_SIZE} back "
+                              f"(got {frame // PAGE_SIZE})")
         log.step("attacker", "gains ownership of the address", "chosen_plaintext", frame,
                  f"{attacker.kind.value} with key slot {attacker.slot}")
         m.bus.write(pa, captured)

@@ -5,8 +5,9 @@ allocator's free list; an attacker reallocates it and reads it before writing it
 history of uninitialised-data bugs).
 Source: MKTME mitigations document, "Freed Data Leak Attack".
 Preconditions: capability ``uninit_page_read``. With MKTME the victim's KeyID is de-programmed
-at teardown and the attacker reads with another key, so it sees only ciphertext decrypted with
-the wrong key; ``init_on_free`` zeroes the page before it is reused.
+at teardown (CLEAR_KEY: the KeyID falls back to the TME key), so even a mapping that still
+carries the victim's KeyID sees only garbage; SEV destroys the guest's key on decommission.
+``init_on_free`` zeroes the page before it is reused.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from typing import Literal
 from pydantic import Field
 
 from ..types import PAGE_SIZE
-from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes, make_secret
+from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
 
 __all__ = ["FreedDataLeak"]
 
 
-class FreedDataLeakParams(AttackParams):
+class FreedDataLeakParams(SecretParams):
     victim: Literal["process", "guest"] = "guest"
     attacker: Literal["process", "guest"] = "process"
-    secret: str | None = Field(None, min_length=1, max_length=1024)
-    secret_bytes: int = Field(32, ge=1, le=1024)
     victim_pages: int = Field(4, ge=1, le=1024, description="pages the victim owns and frees")
+    read_with: Literal["own_key", "victim_key"] = Field(
+        "own_key", description="reallocate and read with the attacker's own key, or read the "
+        "freed frame through a kernel mapping that still carries the victim's old KeyID")
+
+    def pages_needed(self) -> int:
+        return self.victim_pages
 
 
 class FreedDataLeak(Attack):
@@ -49,6 +54,12 @@ class FreedDataLeak(Attack):
         log.step("victim", "exits: its pages return to the free list and its key is released",
                  detail=f"init_on_free={'on' if m.mitigations.init_on_free else 'off'}")
         log.captured = m.dram(pa, len(secret))
+        if params.read_with == "victim_key":
+            dmap = m.keyid_direct_map(victim.slot)
+            log.step("attacker", "reads the freed frame through a stale kernel mapping with the "
+                     "victim's old KeyID", "uninit_page_read", pa, f"key slot {victim.slot}")
+            log.recovered = m.kernel_read(dmap.virt(pa), len(secret))
+            return judge_bytes(secret, log.recovered)
         attacker = m.create_domain(params.attacker, "attacker")
         found: bytes | None = None
         for _ in range(params.victim_pages):

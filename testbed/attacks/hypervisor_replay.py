@@ -11,11 +11,10 @@ hypervisor at all — where the hypervisor is trusted, there is nothing to attac
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from ..errors import AttackError
 from ..platform import Machine
-from ..types import Outcome
+from ..types import LINE_SIZE, PAGE_SIZE, Outcome
 from ._base import Attack, AttackContext, AttackParams, Verdict
 
 __all__ = ["HypervisorReplay"]
@@ -24,6 +23,16 @@ __all__ = ["HypervisorReplay"]
 class HypervisorReplayParams(AttackParams):
     old_value: str = Field("balance=0000100", min_length=1, max_length=1024)
     new_value: str = Field("balance=0000000", min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _comparable(self) -> HypervisorReplayParams:
+        old, new = self.old_value.encode(), self.new_value.encode()
+        if len(old) != len(new) or old == new:
+            raise ValueError("old_value and new_value must differ and have the same length in "
+                             "UTF-8 bytes")
+        if len(old) > PAGE_SIZE:
+            raise ValueError(f"values must fit in one page ({PAGE_SIZE} bytes)")
+        return self
 
 
 class HypervisorReplay(Attack):
@@ -41,14 +50,12 @@ class HypervisorReplay(Attack):
     def run(self, ctx: AttackContext, params: HypervisorReplayParams) -> Verdict:
         m, log = ctx.machine, ctx.log
         old, new = params.old_value.encode(), params.new_value.encode()
-        if len(old) != len(new) or old == new:
-            raise AttackError("old_value and new_value must differ and have the same length")
         guest = m.create_domain("guest", "victim")
         pa = m.alloc_page(guest)
         m.write(guest, pa, old)
         log.address = pa
         log.step("victim", "guest stores the old value", address=pa, detail=params.old_value)
-        saved = m.hypervisor_read(pa, 64)
+        saved = m.hypervisor_read(pa, -(-len(old) // LINE_SIZE) * LINE_SIZE)
         log.captured = saved[: len(old)]
         log.step("attacker", "hypervisor saves the page's ciphertext", "malicious_hypervisor", pa)
         m.write(guest, pa, new)

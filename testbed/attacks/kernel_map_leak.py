@@ -13,18 +13,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes, make_secret
+from ..types import PAGE_SIZE
+from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
 
 __all__ = ["KernelMapLeak"]
 
 
-class KernelMapLeakParams(AttackParams):
+class KernelMapLeakParams(SecretParams):
     victim: Literal["process", "guest"] = "guest"
-    secret: str | None = Field(None, min_length=1, max_length=1024)
-    secret_bytes: int = Field(32, ge=1, le=1024, description="random secret size when no text")
-    offset: int = Field(0, ge=0, le=3072, description="byte offset of the secret in its page")
+    offset: int = Field(0, ge=0, le=PAGE_SIZE - 1, description="byte offset in the page")
+
+    @model_validator(mode="after")
+    def _in_one_page(self) -> KernelMapLeakParams:
+        if self.offset + self.secret_size > PAGE_SIZE:
+            raise ValueError(f"offset + secret size must fit in one page ({PAGE_SIZE} bytes), "
+                             f"got {self.offset} + {self.secret_size}")
+        return self
 
 
 class KernelMapLeak(Attack):

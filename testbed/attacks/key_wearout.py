@@ -30,6 +30,7 @@ from ._base import Attack, AttackContext, AttackParams, Verdict
 __all__ = ["KeyWearout", "birthday_probability"]
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
+MAX_TOTAL_PAIRS = 1 << 22
 
 
 class KeyWearoutParams(AttackParams):
@@ -41,6 +42,16 @@ class KeyWearoutParams(AttackParams):
     wear_domain: Literal["victim", "attacker"] = Field(
         "victim", description="whose key the attacker wears out: the victim's, or its own "
         "(then it hands the colliding page to the victim)")
+
+    def pages_needed(self) -> int:
+        return self.buffer_pages + 1
+
+    @model_validator(mode="after")
+    def _bounded_work(self) -> KeyWearoutParams:
+        if self.max_pairs * self.trials > MAX_TOTAL_PAIRS:
+            raise ValueError(f"max_pairs x trials = {self.max_pairs * self.trials}; the limit is "
+                             f"{MAX_TOTAL_PAIRS}")
+        return self
 
     @model_validator(mode="after")
     def _two_pages_to_hand_over(self) -> KeyWearoutParams:
@@ -119,6 +130,7 @@ class KeyWearout(Attack):
         seen: dict[bytes, int] = {}
         trial = _Trial()
         cursor = 0
+        log.attacking = True  # the buffer is set up; from here on the attacker drives
         if record:
             who = "victim" if source is victim else "attacker"
             log.step(who, f"{who} guest stores attacker-chosen data in {p.buffer_pages} page(s)",
@@ -149,9 +161,9 @@ class KeyWearout(Attack):
                 delta = plain[first] ^ plain[base + k]
                 ai, aj = int(addrs[first]), int(addrs[base + k])
                 if self._confirm(m, source, rng, blocks, ai, aj, delta):
-                    trial.collision_at = trial.pairs
+                    trial.collision_at = base + k + 1
                     if record:
-                        log.step("attacker", f"finds an internal collision after {trial.pairs}"
+                        log.step("attacker", f"finds an internal collision after {base + k + 1}"
                                  " captured blocks and confirms it", "bus_interposer", aj,
                                  f"delta = {delta.tobytes().hex()}")
                     if source is not victim and not self._hand_over(m, source, victim, aj):

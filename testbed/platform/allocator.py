@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from ..errors import ConfigError, OutOfMemory
 
-__all__ = ["PageAllocator"]
+__all__ = ["RESERVED_FRAMES", "PageAllocator"]
+
+RESERVED_FRAMES = 1
+"""Frames at the bottom of memory that hold the kernel image and are never handed out."""
 
 
 class PageAllocator:
@@ -15,7 +18,7 @@ class PageAllocator:
         reserved: frames ``0..reserved-1`` belong to the kernel image and are never handed out.
     """
 
-    def __init__(self, pages: int, reserved: int = 1) -> None:
+    def __init__(self, pages: int, reserved: int = RESERVED_FRAMES) -> None:
         if not 0 <= reserved < pages:
             raise ConfigError(f"reserved frames: must be in 0..{pages - 1}, got {reserved}")
         self.pages = pages

@@ -115,6 +115,7 @@ class Machine:
         self._secret_pages: set[int] = set()
         self.rotations = 0
         self._count = 0
+        self._wear_at_rotation: dict[int, int] = {}
 
     # -- domains ------------------------------------------------------------------------
     def create_domain(self, kind: DomainKind | str, name: str | None = None) -> Domain:
@@ -159,7 +160,7 @@ class Machine:
         domain.pages.append(pfn)
         self._owner[pfn] = domain
         if domain.kind is DomainKind.GUEST:
-            gpn = len(domain.npt)
+            gpn = next(g for g in range(len(domain.npt) + 1) if g not in domain.npt)
             domain.npt[gpn] = pfn
             if isinstance(self.engine, EngineWithRmp):
                 self.engine.rmp_assign(pfn, domain.slot, gpn)
@@ -349,7 +350,10 @@ class Machine:
     # -- key rotation -------------------------------------------------------------------
     def _maybe_rotate(self, domain: Domain) -> None:
         limit = self.mitigations.rotation_blocks
-        if limit and domain.slot != HOST and self.engine.wear(domain.slot) >= limit:
+        if not limit or domain.slot == HOST:
+            return
+        since = self.engine.wear(domain.slot) - self._wear_at_rotation.get(domain.slot, 0)
+        if since >= limit:
             self.rotate_domain_key(domain)
 
     def rotate_domain_key(self, domain: Domain) -> None:
@@ -361,4 +365,7 @@ class Machine:
         self.engine.rotate(domain.slot)
         for pfn, lines in plain.items():
             self._write_lines(domain.slot, pfn * PAGE_SIZE, lines)
+        # The wear counter keeps the re-encryption (it is real use of the new key); the policy
+        # counts the domain's own writes from here on.
+        self._wear_at_rotation[domain.slot] = self.engine.wear(domain.slot)
         self.rotations += 1

@@ -7,6 +7,8 @@ refused, and the size of the document — after alias expansion — is bounded.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..attacks import get_attack
 from ..errors import ScenarioError
+from ..platform.allocator import RESERVED_FRAMES
 from .model import Scenario
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
@@ -136,6 +139,8 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
     conv = _Converter(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ScenarioError(path, 0, "", f"nesting deeper than {LIMITS['depth']} levels") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -153,6 +158,17 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
     return conv.convert(node), conv
 
 
+def _read_bounded(name: str) -> bytes:
+    """Read at most one byte more than the limit, from a regular file only."""
+    try:
+        if not stat.S_ISREG(os.stat(name).st_mode):
+            raise ScenarioError(name, 0, "", "not a regular file")
+        with open(name, "rb") as handle:
+            return handle.read(LIMITS["file_bytes"] + 1)
+    except OSError as exc:
+        raise ScenarioError(name, 0, "", f"cannot read: {exc.strerror or exc}") from None
+
+
 def load_scenario(path: str | Path) -> tuple[Scenario, str]:
     """Load and validate one scenario file.
 
@@ -163,10 +179,7 @@ def load_scenario(path: str | Path) -> tuple[Scenario, str]:
         ScenarioError: anything wrong, with file, line and field.
     """
     name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ScenarioError(name, 0, "", f"cannot read: {exc.strerror or exc}") from None
+    raw = _read_bounded(name)
     data, conv = _parse(name, raw)
     try:
         scenario = Scenario.model_validate(data)
@@ -174,9 +187,15 @@ def load_scenario(path: str | Path) -> tuple[Scenario, str]:
         raise _first_error(exc, conv, Scenario) from None
     params_model = get_attack(scenario.attack).Params
     try:
-        params_model.model_validate(scenario.params)
+        params = params_model.model_validate(scenario.params)
     except ValidationError as exc:
         raise _first_error(exc, conv, params_model, ("params",)) from None
+    usable = scenario.platform.memory_pages - RESERVED_FRAMES
+    if params.pages_needed() > usable:
+        raise ScenarioError(name, conv.line_of(("platform", "memory_pages")) or
+                            conv.line_of(("params",)), "platform.memory_pages",
+                            f"the attack needs {params.pages_needed()} free frames; "
+                            f"{scenario.platform.memory_pages} frames leave {usable}")
     for engine in scenario.expect:
         if engine not in scenario.engines:
             raise ScenarioError(name, conv.line_of(("expect", engine)), f"expect.{engine}",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..attacks import AttackContext, Verdict, get_attack
-from ..errors import PlatformRefusal, TestbedError, UnsupportedMitigation
+from ..errors import PlatformRefusal, UnsupportedMitigation
 from ..platform import KeySource, Machine, Mitigations, make_engine
 from ..results import Evidence, ResultRow
 from ..types import Outcome
@@ -103,9 +103,11 @@ def run_job(job: Job) -> ResultRow:
     except UnsupportedMitigation as exc:
         verdict = Verdict(Outcome.NOT_APPLICABLE, str(exc))
     except PlatformRefusal as exc:
-        verdict = Verdict(Outcome.BLOCKED, f"the platform refused a step: {exc}")
-    except (TestbedError, ArithmeticError, ValueError, TypeError, KeyError, IndexError,
-            MemoryError) as exc:
+        if ctx is not None and ctx.log.attacking:
+            verdict = Verdict(Outcome.BLOCKED, f"the platform refused a step: {exc}")
+        else:
+            verdict = Verdict(Outcome.ERROR, f"setting up the victim failed: {exc}")
+    except Exception as exc:  # one failing scenario must not stop the run
         _log.warning("%s under %s failed: %s", s.id, job.profile, exc)
         verdict = Verdict(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
     log = ctx.log if ctx is not None else None
