@@ -21,6 +21,7 @@ from .attacks import ATTACKS
 from .errors import ScenarioError
 from .results import ResultRow, RunInfo, write_results_json
 from .scenarios import ENGINE_NAMES, load_scenarios, plan, run_jobs
+from .scenarios.model import MITIGATION_NAMES
 from .types import Outcome
 
 __all__ = ["main"]
@@ -38,10 +39,13 @@ def _profiles(value: str | None) -> list[str] | None:
     if not value:
         return None
     names = [p.strip() for p in value.split(",") if p.strip()]
-    unknown = [n for n in names if n.split("+")[0] not in ENGINE_NAMES]
+    unknown = [n for n in names if n.split("+")[0] not in ENGINE_NAMES
+               or any(m not in MITIGATION_NAMES for m in n.split("+")[1:])]
     if unknown:
         raise click.BadParameter(
-            f"unknown profile(s) {', '.join(unknown)}; engines are {', '.join(ENGINE_NAMES)}"
+            f"unknown profile(s) {', '.join(unknown)}; a profile is an engine "
+            f"({', '.join(ENGINE_NAMES)}) with optional +mitigation "
+            f"({', '.join(MITIGATION_NAMES)})"
         )
     return names
 
@@ -88,12 +92,13 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
                    tuple(wanted or ENGINE_NAMES), workers)
     write_results_json(out_dir / "results.json", info, rows)
-    from .report import write_report  # imported late: matplotlib is slow to load
+    from .report import write_report, write_results_csv  # late: matplotlib/pandas load slowly
 
+    write_results_csv(out_dir / "results.csv", rows)
     index = write_report(out_dir, info, rows, scenarios)
     _summary(rows)
     click.echo(f"report: {index}")
-    click.echo(f"results: {out_dir / 'results.json'}")
+    click.echo(f"results: {out_dir / 'results.json'}, {out_dir / 'results.csv'}")
     if errors or any(r.outcome is Outcome.ERROR for r in rows):
         sys.exit(EXIT_FAILURE)
     if any(r.as_expected is False for r in rows):

@@ -60,6 +60,19 @@ def test_results_json_contract(shipped) -> None:  # type: ignore[no-untyped-def]
     assert {"tme+init_on_free", "mktme+secretmem", "mktme+key_rotation"} <= profiles
 
 
+def test_results_csv_has_one_row_per_result(shipped, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    result = invoke("run", str(SCENARIOS / "07-capture-compare.yaml"), "--out", str(tmp_path),
+                    "--jobs", "1")
+    assert result.exit_code == 0
+    frame = pd.read_csv(tmp_path / "results.csv")
+    assert list(frame["engine"]) == ["none", "tme", "mktme", "sev", "sev-snp"]
+    assert list(frame["outcome"]) == ["succeeded", "succeeded", "mitigated", "mitigated",
+                                      "mitigated"]
+    assert json.loads(frame["metrics"][0])["dictionary_size"] == 10000
+
+
 def test_same_seed_gives_byte_identical_results(tmp_path: Path, shipped) -> None:  # type: ignore[no-untyped-def]
     _, first = shipped
     result = invoke("run", str(SCENARIOS), "--out", str(tmp_path), "--seed", "11", "--jobs", "1")

@@ -21,6 +21,8 @@ from .memory import BusTap, PhysicalMemory
 
 __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
 
+MITIGATION_NAMES = ("init_on_free", "secretmem", "key_rotation")
+"""Software mitigations, in the order they appear in profile names."""
 MAX_MEMORY_PAGES = 65536
 """256 MiB of emulated DRAM at most."""
 
@@ -68,14 +70,8 @@ class Mitigations:
 
     def names(self) -> tuple[str, ...]:
         """Names as used in profile names (``tme+init_on_free``)."""
-        out = []
-        if self.init_on_free:
-            out.append("init_on_free")
-        if self.secretmem:
-            out.append("secretmem")
-        if self.rotation_blocks:
-            out.append("key_rotation")
-        return tuple(out)
+        active = (self.init_on_free, self.secretmem, bool(self.rotation_blocks))
+        return tuple(name for name, on in zip(MITIGATION_NAMES, active, strict=True) if on)
 
 
 class Machine:

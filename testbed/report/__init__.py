@@ -1,5 +1,7 @@
-"""The HTML report: one self-contained page with the outcome matrix and per-scenario detail."""
+"""Reports: the self-contained HTML page and ``results.csv``. The only package that imports
+jinja2, matplotlib and pandas."""
 
 from .html import write_report
+from .table import results_frame, write_results_csv
 
-__all__ = ["write_report"]
+__all__ = ["results_frame", "write_report", "write_results_csv"]

@@ -14,8 +14,6 @@ import functools
 import io
 import json
 import math
-import os
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from ..results.model import Evidence, ResultRow, RunInfo, Step
+from ..results.output import atomic_write_text
 from ..scenarios.model import ENGINE_NAMES, Scenario
 from ..types import Outcome
 
@@ -531,21 +530,6 @@ def render_report(
     return template.render(_context(run, rows, scenarios))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_report(
     out_dir: Path,
     run: RunInfo,
@@ -575,5 +559,5 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"
-    _write_atomic(path, html.encode("utf-8"))
+    atomic_write_text(path, html)
     return path

@@ -6,10 +6,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from ..platform.machine import MITIGATION_NAMES, Mitigations
 from ..types import Outcome
 
 __all__ = [
     "ENGINE_NAMES",
+    "MITIGATION_NAMES",
     "EngineName",
     "MitigationSpec",
     "PlatformSpec",
@@ -93,16 +95,17 @@ class Scenario(_Strict):
             raise ValueError("engines must not repeat")
         return value
 
+    def machine_mitigations(self) -> Mitigations:
+        """The platform's view of this scenario's mitigations."""
+        return Mitigations(
+            init_on_free=self.mitigations.init_on_free,
+            secretmem=self.mitigations.secretmem,
+            rotation_blocks=self.mitigations.key_rotation_blocks,
+        )
+
     def mitigation_names(self) -> tuple[str, ...]:
         """Mitigation names as they appear in profile names."""
-        out = []
-        if self.mitigations.init_on_free:
-            out.append("init_on_free")
-        if self.mitigations.secretmem:
-            out.append("secretmem")
-        if self.mitigations.key_rotation_blocks:
-            out.append("key_rotation")
-        return tuple(out)
+        return self.machine_mitigations().names()
 
     def profile_name(self, engine: str) -> str:
         """``engine`` plus ``+mitigation`` for each mitigation in force."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..attacks import AttackContext, Verdict, get_attack
 from ..errors import PlatformRefusal, UnsupportedMitigation
-from ..platform import KeySource, Machine, Mitigations, make_engine
+from ..platform import KeySource, Machine, make_engine
 from ..results import Evidence, ResultRow
 from ..types import Outcome
 from .model import ENGINE_NAMES, Scenario
@@ -64,11 +64,7 @@ def _streams(job: Job) -> tuple[np.random.Generator, np.random.Generator]:
 
 def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Machine]:
     s = job.scenario
-    mitigations = Mitigations(
-        init_on_free=s.mitigations.init_on_free,
-        secretmem=s.mitigations.secretmem,
-        rotation_blocks=s.mitigations.key_rotation_blocks,
-    )
+    mitigations = s.machine_mitigations()
 
     def build() -> Machine:
         engine = make_engine(

@@ -1,0 +1,42 @@
+"""``results.csv``: one row per (scenario, profile), for spreadsheets and pandas users."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ..results import ResultRow, atomic_write_text
+
+__all__ = ["results_frame", "write_results_csv"]
+
+COLUMNS = ("scenario", "title", "attack", "profile", "engine", "mitigations", "outcome",
+           "expected", "as_expected", "reason", "metrics")
+
+
+def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
+    """The results as a DataFrame; metrics stay one JSON column (they differ per attack)."""
+    records = [
+        {
+            "scenario": r.scenario,
+            "title": r.title,
+            "attack": r.attack,
+            "profile": r.profile,
+            "engine": r.engine,
+            "mitigations": "+".join(r.mitigations),
+            "outcome": r.outcome.value,
+            "expected": r.expected.value if r.expected else "",
+            "as_expected": "" if r.as_expected is None else str(r.as_expected).lower(),
+            "reason": r.reason,
+            "metrics": json.dumps(r.to_json()["metrics"], sort_keys=True),
+        }
+        for r in rows
+    ]
+    return pd.DataFrame.from_records(records, columns=list(COLUMNS))
+
+
+def write_results_csv(path: Path, rows: Sequence[ResultRow]) -> None:
+    """Write ``results.csv`` atomically (UTF-8, Unix newlines)."""
+    atomic_write_text(path, results_frame(rows).to_csv(index=False, lineterminator="\n"))
