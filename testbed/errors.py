@@ -56,7 +56,7 @@ class ScenarioError(TestbedError):
         self.path = path
         self.line = line
         self.field = field
-        self.message = message
+        self.message = " ".join(message.split())  # always one line, whatever a parser said
         super().__init__(self.one_line())
 
     def one_line(self) -> str:

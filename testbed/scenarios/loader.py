@@ -148,6 +148,11 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
         if exc.context and exc.context_mark and exc.context_mark is not mark:
             message += f" ({exc.context} started on line {exc.context_mark.line + 1})"
         raise ScenarioError(path, line, "", message) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ScenarioError(path, line, "", f"invalid YAML: control character U+{code:04X} is "
+                            "not allowed") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(path, 0, "", f"invalid YAML: {exc}") from None
     if node is None:

@@ -1,0 +1,107 @@
+"""Fuzzing the scenario loader: random and mutated documents either load or raise ScenarioError.
+
+Nothing else may escape: no traceback from YAML, pydantic, the attacks' parameter models or the
+frame check. Failing examples found by hypothesis are kept below as explicit regressions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from testbed.errors import ScenarioError
+from testbed.scenarios import load_scenario
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+KEYS = ["id", "title", "attack", "engines", "platform", "mitigations", "params", "expect",
+        "teaching", "summary", "memory_pages", "keyid_bits", "reduced_width_bits", "victim",
+        "secret", "pin_digits", "batch", "max_pairs", "trials", "wear_domain", "secretmem",
+        "key_rotation_blocks", "tme", "mktme", "offset", "victim_pages", "read_with"]
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+    st.text(max_size=40), st.sampled_from(["guest", "process", "tme", "succeeded", "attacker",
+                                           "kernel-map-leak", "key-wearout", "capture-compare"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=5),
+                            st.dictionaries(st.sampled_from(KEYS), inner, max_size=6)),
+    max_leaves=30,
+)
+
+
+def _check(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(raw)
+    try:
+        load_scenario(path)
+    except ScenarioError as exc:
+        line = exc.one_line()
+        assert line.startswith(str(path)) and "\n" not in line
+
+
+SETTINGS = settings(max_examples=400, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(doc=st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=10))
+def test_random_documents(tmp_path: Path, doc: dict[str, object]) -> None:
+    _check(tmp_path, yaml.safe_dump(doc).encode())
+
+
+@SETTINGS
+@given(base=st.sampled_from(SHIPPED), data=st.data())
+def test_mutated_shipped_scenarios(tmp_path: Path, base: Path, data: st.DataObject) -> None:
+    raw = bytearray(base.read_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        action = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        if action == "flip":
+            raw[pos] = data.draw(st.integers(0, 255))
+        elif action == "insert":
+            raw[pos:pos] = data.draw(st.sampled_from([b"&a ", b"*a", b"!!binary ", b"{", b"[",
+                                                      b"\n  - ", b": ", b"'", b"\t", b"\xff"]))
+        else:
+            del raw[pos : pos + data.draw(st.integers(1, 20))]
+    _check(tmp_path, bytes(raw))
+
+
+@SETTINGS
+@given(doc=st.fixed_dictionaries({
+    "id": st.just("fz"), "title": st.just("t"),
+    "attack": st.sampled_from(["kernel-map-leak", "freed-data-leak", "cross-domain-replay",
+                               "hypervisor-replay", "capture-compare", "key-wearout"]),
+    "teaching": st.just({"summary": "s"}),
+    "params": st.dictionaries(st.sampled_from(KEYS), SCALARS, max_size=4),
+    "platform": st.dictionaries(st.sampled_from(["memory_pages", "reduced_width_bits",
+                                                 "keyid_bits", "asids"]), SCALARS, max_size=3),
+}))
+def test_valid_skeleton_with_random_parameters(tmp_path: Path, doc: dict[str, object]) -> None:
+    _check(tmp_path, yaml.safe_dump(doc).encode())
+
+
+@pytest.mark.parametrize("raw", [
+    b"id: x\nplatform: {memory_pages: 1e400}\n",           # float overflow in a scalar
+    b"id: !!binary AAAA\n",                                 # a non-plain tag
+    b"a: &a [*a]\n",                                        # a self-referencing alias
+    b"id: x\ntitle: t\nattack: key-wearout\nteaching: {summary: s}\nparams: {max_pairs: .nan}\n",
+    b"\xef\xbb\xbfid: x\n",                                 # a byte-order mark
+    b"--- {}\n--- {}\n",                                    # two documents
+    b"<<: {id: x}\n",                                       # a merge key
+])
+def test_regressions(tmp_path: Path, raw: bytes) -> None:
+    _check(tmp_path, raw)
+
+
+def test_control_character_is_one_line_with_its_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "ctrl.yaml"
+    path.write_bytes(b"id: x\ntitle: \x01\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert info.value.one_line() == (
+        f"{path}:2: (file): invalid YAML: control character U+0001 is not allowed")
