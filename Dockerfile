@@ -14,7 +14,7 @@ RUN pip install --no-cache-dir . \
     && mkdir -p /app/reports \
     && chown testbed:testbed /app/reports
 
-USER testbed
+USER 1000:1000
 VOLUME ["/app/reports"]
 ENTRYPOINT ["testbed"]
 CMD ["run", "scenarios/", "--out", "reports"]
