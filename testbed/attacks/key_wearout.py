@@ -16,6 +16,7 @@ Mitigations: key rotation well before the bound (MKTME rotates at run time), per
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,6 +87,55 @@ class _Blocks:
         return np.frombuffer(rng.bytes(16 * count), dtype=np.uint8).reshape(count, 16).copy()
 
 
+def _packets(pages: list[int], packet_lines: int) -> Iterator[tuple[int, int]]:
+    """Where each victim write goes: ``packet_lines`` lines at a time, cycling over the buffer
+    pages, never crossing a page boundary. Endless; the caller stops."""
+    per_page = PAGE_SIZE // LINE_SIZE
+    while True:
+        for page in pages:
+            for first in range(0, per_page, packet_lines):
+                yield page + first * LINE_SIZE, min(packet_lines, per_page - first)
+
+
+class _PairStore:
+    """Captured (plaintext, address) blocks, and the candidate collisions among them.
+
+    A candidate is a new block whose ``P xor C`` equals an earlier block's at another address
+    (with ``distinct_pages``: on another page, since the second page is handed over).
+    """
+
+    def __init__(self, capacity: int, width: int, *, distinct_pages: bool) -> None:
+        self.plain = np.zeros((capacity, width), dtype=np.uint8)
+        self.addrs = np.zeros(capacity, dtype=np.uint64)
+        self.count = 0
+        self._width = width
+        self._seen: dict[bytes, int] = {}
+        self._distinct_pages = distinct_pages
+
+    def add(
+        self, start: int, plain: NDArray[np.uint8], cipher: NDArray[np.uint8]
+    ) -> Iterator[tuple[int, int]]:
+        """Store one packet; yield ``(earlier, new)`` index pairs of candidate collisions."""
+        base, n, w = self.count, plain.shape[0], self._width
+        self.plain[base : base + n] = plain
+        self.addrs[base : base + n] = start + np.arange(n, dtype=np.uint64) * np.uint64(w)
+        self.count += n
+        z = (plain ^ cipher).tobytes()
+        for k in range(n):
+            first = self._seen.setdefault(z[k * w : (k + 1) * w], base + k)
+            a, b = int(self.addrs[first]), int(self.addrs[base + k])
+            if first == base + k or a == b:
+                continue
+            if self._distinct_pages and a // PAGE_SIZE == b // PAGE_SIZE:
+                continue
+            yield first, base + k
+
+    def delta(self, first: int, second: int) -> tuple[NDArray[np.uint8], int, int]:
+        """``P1 xor P2`` and the two addresses of a candidate."""
+        return (self.plain[first] ^ self.plain[second], int(self.addrs[first]),
+                int(self.addrs[second]))
+
+
 @dataclass
 class _Trial:
     pairs: int = 0
@@ -119,58 +169,39 @@ class KeyWearout(Attack):
     def _trial(
         self, m: Machine, ctx: AttackContext, p: KeyWearoutParams, blocks: _Blocks, record: bool
     ) -> _Trial:
-        log, rng, w = ctx.log, ctx.rng, blocks.width
+        log, rng = ctx.log, ctx.rng
         victim = m.create_domain("guest", "victim")
         source = victim if p.wear_domain == "victim" else m.create_domain("guest", "attacker")
         pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
-        lines = [pa + i * LINE_SIZE for pa in pages for i in range(PAGE_SIZE // LINE_SIZE)]
-        per_line = LINE_SIZE // w
-        plain = np.zeros((p.max_pairs + LINE_SIZE * 64, w), dtype=np.uint8)
-        addrs = np.zeros(plain.shape[0], dtype=np.uint64)
-        seen: dict[bytes, int] = {}
+        store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
+                           distinct_pages=source is not victim)
         trial = _Trial()
-        cursor = 0
         log.attacking = True  # the buffer is set up; from here on the attacker drives
         if record:
             who = "victim" if source is victim else "attacker"
             log.step(who, f"{who} guest stores attacker-chosen data in {p.buffer_pages} page(s)",
                      detail=f"key slot {source.slot}; cipher {m.engine.cipher_label}")
-        while trial.pairs < p.max_pairs:
-            count = min(p.packet_lines, len(lines) - cursor % len(lines),
-                        64 - (cursor % len(lines)) % 64)
-            start = lines[cursor % len(lines)]
-            cursor += count
-            data = blocks.random(rng, count * per_line)
+        for start, count in _packets(pages, p.packet_lines):
+            if trial.pairs >= p.max_pairs:
+                break
+            data = blocks.random(rng, count * (LINE_SIZE // blocks.width))
             m.write(source, start, data.tobytes())
-            ct = m.bus.read_lines(start, count * LINE_SIZE).reshape(-1, w)
-            base = trial.pairs
-            n = data.shape[0]
-            plain[base : base + n] = data
-            addrs[base : base + n] = start + np.arange(n, dtype=np.uint64) * np.uint64(w)
-            trial.pairs += n
-            z = (data ^ ct).tobytes()
-            for k in range(n):
-                key = z[k * w : (k + 1) * w]
-                first = seen.setdefault(key, base + k)
-                if first == base + k or addrs[first] == addrs[base + k]:
-                    continue
-                if source is not victim and \
-                        int(addrs[first]) // PAGE_SIZE == int(addrs[base + k]) // PAGE_SIZE:
-                    continue  # the second page goes to the victim; the first must stay ours
+            ct = m.bus.read_lines(start, count * LINE_SIZE).reshape(-1, blocks.width)
+            for first, second in store.add(start, data, ct):
                 trial.candidates += 1
-                delta = plain[first] ^ plain[base + k]
-                ai, aj = int(addrs[first]), int(addrs[base + k])
-                if self._confirm(m, source, rng, blocks, ai, aj, delta):
-                    trial.collision_at = base + k + 1
-                    if record:
-                        log.step("attacker", f"finds an internal collision after {base + k + 1}"
-                                 " captured blocks and confirms it", "bus_interposer", aj,
-                                 f"delta = {delta.tobytes().hex()}")
-                    if source is not victim and not self._hand_over(m, source, victim, aj):
-                        return trial
+                delta, ai, aj = store.delta(first, second)
+                if not self._confirm(m, source, rng, blocks, ai, aj, delta):
+                    continue
+                trial.pairs, trial.collision_at = store.count, second + 1
+                if record:
+                    log.step("attacker", f"finds an internal collision after {second + 1} "
+                             "captured blocks and confirms it", "bus_interposer", aj,
+                             f"delta = {delta.tobytes().hex()}")
+                if source is victim or self._hand_over(m, source, victim, aj):
                     trial.success = self._modify(m, source, victim, ctx, blocks, ai, aj, delta,
                                                  record)
-                    return trial
+                return trial
+            trial.pairs = store.count
         if record:
             log.step("attacker", f"captured {trial.pairs} blocks: {trial.candidates} candidate"
                      " collisions, none confirmed under the current key", "bus_interposer")
