@@ -1,0 +1,90 @@
+"""The generated report in a real browser (Debian's chromium, driven by Playwright).
+
+Checks what only a browser can: the page loads from file:// with no console errors, the matrix
+has one cell per (scenario, engine), and script smuggled in through scenario text never runs.
+A screenshot is kept in ``test-artifacts/`` for people to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from testbed.cli import main
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api",
+                                 reason="the playwright package is not installed")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason="Debian's chromium is not installed (.ci/run installs it)")
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+HOSTILE = """\
+id: hostile
+title: "<script>window.__pwned = 1</script> {{ 7*7 }}"
+attack: kernel-map-leak
+engines: [none, tme]
+params:
+  secret: "<img src=x onerror=\\"window.__pwned = 2\\">"
+teaching:
+  summary: "<img src=x onerror=\\"window.__pwned = 3\\"> javascript:window.__pwned=4"
+  questions: ["<svg onload=\\"window.__pwned = 5\\"></svg>"]
+"""
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("browser")
+    os.environ.setdefault("MPLCONFIGDIR", str(base / "mpl"))
+    scenarios = base / "scenarios"
+    shutil.copytree(ROOT / "scenarios", scenarios)
+    (scenarios / "zz-hostile.yaml").write_text(HOSTILE)
+    out = base / "out"
+    result = CliRunner().invoke(main, ["run", str(scenarios), "--out", str(out), "--jobs", "1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out / "index.html"
+
+
+def test_report_in_chromium(report: Path, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            messages: list[str] = []
+            page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(report.as_uri())
+            page.wait_for_load_state("load")
+
+            assert page.title() == "memcrypt-testbed report"
+            # 11 shipped scenarios x 5 engines, plus the hostile one x 5 (3 of them "not run").
+            assert page.locator("[data-cell]").count() == 12 * 5
+            assert page.evaluate("typeof window.__pwned") == "undefined"
+            body = page.inner_text("body")
+            assert "<script>window.__pwned = 1</script> {{ 7*7 }}" in body
+            assert "javascript:window.__pwned=4" in body
+            assert page.locator("script").count() == 0
+            assert page.locator("img[onerror]").count() == 0
+            assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+            assert messages == []
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
+            assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+        finally:
+            browser.close()
