@@ -19,7 +19,7 @@ import click
 from ._version import __version__
 from .attacks import ATTACKS
 from .errors import ScenarioError
-from .results import ResultRow, RunInfo, write_results_json
+from .results import ResultRow, RunInfo, write_junit, write_results_json
 from .scenarios import ENGINE_NAMES, load_scenarios, plan, run_jobs
 from .scenarios.model import MITIGATION_NAMES
 from .types import Outcome
@@ -68,8 +68,10 @@ def main(verbose: bool) -> None:
               type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--jobs", default=0, type=click.IntRange(0, 64),
               help="Worker processes (0: one per core).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write JUnit XML here (a mismatch is a failure, an error an error).")
 def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
-        jobs: int) -> None:
+        jobs: int, junit_path: Path | None) -> None:
     """Run every scenario in PATHS (files or folders) under every profile."""
     wanted = _profiles(profiles)
     scenarios, errors = load_scenarios(paths)
@@ -92,6 +94,8 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
                    tuple(wanted or ENGINE_NAMES), workers)
     write_results_json(out_dir / "results.json", info, rows)
+    if junit_path is not None:
+        write_junit(junit_path, rows, info.duration_s)
     from .report import write_report, write_results_csv  # late: matplotlib/pandas load slowly
 
     write_results_csv(out_dir / "results.csv", rows)

@@ -113,6 +113,26 @@ def test_mismatch_exits_2(tmp_path: Path) -> None:
     assert "(expected succeeded)" in result.output
 
 
+def test_junit_marks_mismatches_as_failures(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    text = (SCENARIOS / "01-kernel-map-leak.yaml").read_text()
+    wrong = tmp_path / "in"
+    wrong.mkdir()
+    (wrong / "a.yaml").write_text(text.replace("mktme: mitigated", "mktme: succeeded"))
+    junit = tmp_path / "junit.xml"
+    result = invoke("run", str(wrong), "--out", str(tmp_path / "out"), "--jobs", "1",
+                    "--junit", str(junit))
+    assert result.exit_code == 2
+    suite = ET.parse(junit).getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("5", "1", "0")
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["mktme"]
+    failure = suite.find("testcase[@name='mktme']/failure")
+    assert failure is not None
+    assert failure.get("message") == "expected succeeded, observed mitigated"
+
+
 def test_bad_file_exits_1_but_others_still_run(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
