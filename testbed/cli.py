@@ -19,7 +19,7 @@ import click
 from ._version import __version__
 from .attacks import ATTACKS
 from .errors import ScenarioError
-from .results import ResultRow, RunInfo, write_junit, write_results_json
+from .results import ResultRow, RunInfo, RunStore, write_junit, write_results_json
 from .scenarios import ENGINE_NAMES, load_scenarios, plan, run_jobs
 from .scenarios.model import MITIGATION_NAMES
 from .types import Outcome
@@ -27,6 +27,7 @@ from .types import Outcome
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_MISMATCH = 0, 1, 2
+HISTORY = "history.sqlite"
 MAX_SEED = 2**63 - 1
 
 
@@ -70,8 +71,10 @@ def main(verbose: bool) -> None:
               help="Worker processes (0: one per core).")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write JUnit XML here (a mismatch is a failure, an error an error).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Run history database [default: OUT/history.sqlite].")
 def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
-        jobs: int, junit_path: Path | None) -> None:
+        jobs: int, junit_path: Path | None, db_path: Path | None) -> None:
     """Run every scenario in PATHS (files or folders) under every profile."""
     wanted = _profiles(profiles)
     scenarios, errors = load_scenarios(paths)
@@ -93,6 +96,7 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
         rows = run_jobs(job_list, workers, progress)
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
                    tuple(wanted or ENGINE_NAMES), workers)
+    run_id = RunStore(db_path or out_dir / HISTORY).record(info, rows)
     write_results_json(out_dir / "results.json", info, rows)
     if junit_path is not None:
         write_junit(junit_path, rows, info.duration_s)
@@ -103,6 +107,7 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
     _summary(rows)
     click.echo(f"report: {index}")
     click.echo(f"results: {out_dir / 'results.json'}, {out_dir / 'results.csv'}")
+    click.echo(f"history: run {run_id} in {db_path or out_dir / HISTORY}")
     if errors or any(r.outcome is Outcome.ERROR for r in rows):
         sys.exit(EXIT_FAILURE)
     if any(r.as_expected is False for r in rows):
@@ -161,6 +166,45 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
         atomic_write_text(json_path, json.dumps({k: figures[k] for k in BENCH_KEYS},
                                                 indent=2) + "\n")
         click.echo(f"written: {json_path}")
+
+
+def _store(db_path: Path) -> RunStore:
+    if not db_path.is_file():
+        click.echo(f"error: no run history at {db_path} (run `testbed run` first)", err=True)
+        sys.exit(EXIT_FAILURE)
+    return RunStore(db_path)
+
+
+_DB_OPTION = click.option("--db", "db_path", default=f"reports/{HISTORY}", show_default=True,
+                          type=click.Path(dir_okay=False, path_type=Path),
+                          help="Run history database.")
+
+
+@main.command()
+@_DB_OPTION
+def history(db_path: Path) -> None:
+    """List recorded runs."""
+    for r in _store(db_path).runs():
+        click.echo(f"run {r.id:>4}  {r.started}  seed {r.seed:<6} {r.results:>4} results  "
+                   f"{r.duration_s:7.2f} s  v{r.version}  [{r.profiles}]")
+
+
+@main.command()
+@click.argument("run_a", type=int)
+@click.argument("run_b", type=int)
+@_DB_OPTION
+def compare(run_a: int, run_b: int, db_path: Path) -> None:
+    """Show outcomes that changed from RUN_A to RUN_B."""
+    store = _store(db_path)
+    try:
+        changes = store.compare(run_a, run_b)
+    except KeyError as exc:
+        click.echo(f"error: no run {exc.args[0]} in {db_path}", err=True)
+        sys.exit(EXIT_FAILURE)
+    for c in changes:
+        click.echo(f"{c.scenario}  {c.engine}: {c.before or 'absent'} ({c.profile_before or '-'})"
+                   f" -> {c.after or 'absent'} ({c.profile_after or '-'})")
+    click.echo(f"{len(changes)} outcome(s) changed from run {run_a} to run {run_b}")
 
 
 @main.command(name="list")

@@ -1,0 +1,72 @@
+"""Run history: recorded per run in one transaction; `history` and `compare` read it back."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import run as run_one
+
+from testbed.cli import main
+from testbed.results import RunInfo, RunStore
+
+SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "01-kernel-map-leak.yaml"
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def info(seed: int = 1) -> RunInfo:
+    return RunInfo(seed, "test", "2026-01-01T00:00:00+00:00", 1.5, ("tme",), 1)
+
+
+def test_history_and_compare_over_two_runs(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    text = SCENARIO.read_text()
+    (folder / "s.yaml").write_text(text)
+    out, db = tmp_path / "out", tmp_path / "out" / "history.sqlite"
+    assert invoke("run", str(folder), "--out", str(out), "--jobs", "1")[0] == 0
+    (folder / "s.yaml").write_text(text.replace("params:", "mitigations: {secretmem: true}\n"
+                                                "params:").replace("mitigated", "blocked")
+                                   .replace("succeeded", "blocked"))
+    code, output = invoke("run", str(folder), "--out", str(out), "--jobs", "1")
+    assert code == 0, output
+    assert "history: run 2" in output
+
+    code, listing = invoke("history", "--db", str(db))
+    assert code == 0
+    assert [line.split()[1] for line in listing.splitlines()] == ["1", "2"]
+
+    code, diff = invoke("compare", "1", "2", "--db", str(db))
+    assert code == 0
+    assert "kernel-map-leak  tme: succeeded (tme) -> blocked (tme+secretmem)" in diff
+    assert diff.strip().endswith("5 outcome(s) changed from run 1 to run 2")
+    assert invoke("compare", "2", "2", "--db", str(db))[1].strip() == \
+        "0 outcome(s) changed from run 2 to run 2"
+
+
+def test_compare_unknown_run_and_missing_db(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "h.sqlite")
+    store.record(info(), [run_one("kernel-map-leak", "tme")])
+    code, output = invoke("compare", "1", "7", "--db", str(tmp_path / "h.sqlite"))
+    assert code == 1 and "no run 7" in output
+    code, output = invoke("history", "--db", str(tmp_path / "none.sqlite"))
+    assert code == 1 and "no run history" in output
+
+
+def test_a_failed_record_leaves_no_half_run(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "h.sqlite")
+    row = run_one("kernel-map-leak", "tme")
+    assert store.record(info(), [row]) == 1
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record(info(2), [row, row])  # the same (scenario, engine) twice: refused mid-way
+    assert [r.id for r in store.runs()] == [1]
+    assert store.outcomes(1) == {("t-kernel-map-leak", "tme"): ("succeeded", "tme")}
+    assert store.previous(1) is None
