@@ -224,3 +224,7 @@ def list_(paths: tuple[str, ...]) -> None:
         for scenario, source in scenarios:
             click.echo(f"  {scenario.id:<30} {scenario.attack:<20} {source}")
         _echo_errors(errors)
+
+
+if __name__ == "__main__":  # python -m testbed.cli
+    main()

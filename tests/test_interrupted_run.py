@@ -1,0 +1,65 @@
+"""A run killed midway leaves the previous report, results and history exactly as they were."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOW = """\
+id: slow
+title: A long dictionary attack
+attack: capture-compare
+engines: [mktme]
+params: {pin_digits: 8, batch: 100000}
+teaching: {summary: slow on purpose}
+"""
+OUTPUTS = ("index.html", "results.json", "results.csv")
+
+
+def start(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``testbed`` in a process group of its own, so that a signal reaches its workers too."""
+    return subprocess.Popen([sys.executable, "-m", "testbed.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_leaves_earlier_outputs_intact(tmp_path: Path, sig: signal.Signals) -> None:
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    out = tmp_path / "out"
+    first = start("run", str(ROOT / "scenarios" / "01-kernel-map-leak.yaml"), "--out", str(out),
+                    "--jobs", "1", env=env)
+    assert first.wait(timeout=120) == 0
+    before = {name: (out / name).read_bytes() for name in OUTPUTS}
+    db_before = (out / "history.sqlite").read_bytes()
+
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "slow.yaml").write_text(SLOW)
+    shutil.copy(ROOT / "scenarios" / "07-capture-compare.yaml", folder)
+    victim = start("run", str(folder), "--out", str(out), "--jobs", "2", env=env)
+    time.sleep(2.0)  # well inside the 10^8-candidate attack
+    assert victim.poll() is None, "the slow run ended before it could be interrupted"
+    try:
+        os.killpg(victim.pid, sig)  # as Ctrl-C (SIGINT) or kill -9 would reach the whole group
+        victim.wait(timeout=60)
+    finally:
+        try:
+            os.killpg(victim.pid, signal.SIGKILL)  # no worker may outlive the test
+        except ProcessLookupError:
+            pass
+
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
+    assert (out / "history.sqlite").read_bytes() == db_before
+    with sqlite3.connect(out / "history.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp files left
