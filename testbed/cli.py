@@ -27,6 +27,7 @@ from .types import Outcome
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_MISMATCH = 0, 1, 2
+EXIT_INTERRUPTED = 130
 HISTORY = "history.sqlite"
 MAX_SEED = 2**63 - 1
 
@@ -93,7 +94,12 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
         def progress(row: ResultRow) -> None:
             bar.update(1, row)
 
-        rows = run_jobs(job_list, workers, progress)
+        try:
+            rows = run_jobs(job_list, workers, progress)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: nothing was written; earlier reports and history are "
+                       "unchanged", err=True)
+            sys.exit(EXIT_INTERRUPTED)
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
                    tuple(wanted or ENGINE_NAMES), workers)
     run_id = RunStore(db_path or out_dir / HISTORY).record(info, rows)

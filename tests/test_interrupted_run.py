@@ -52,6 +52,11 @@ def test_killed_run_leaves_earlier_outputs_intact(tmp_path: Path, sig: signal.Si
     try:
         os.killpg(victim.pid, sig)  # as Ctrl-C (SIGINT) or kill -9 would reach the whole group
         victim.wait(timeout=60)
+        if sig is signal.SIGINT:  # a clean stop: exit 130, and no worker left running
+            assert victim.returncode == 130
+            time.sleep(0.5)
+            with pytest.raises(ProcessLookupError):
+                os.killpg(victim.pid, 0)
     finally:
         try:
             os.killpg(victim.pid, signal.SIGKILL)  # no worker may outlive the test

@@ -9,6 +9,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import logging
+import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -144,7 +146,8 @@ def run_jobs(
             if progress:
                 progress(rows[i])  # type: ignore[arg-type]
         return [r for r in rows if r is not None]
-    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+    try:
         futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
         for future in cf.as_completed(futures):
             i = futures[future]
@@ -154,4 +157,16 @@ def run_jobs(
                 rows[i] = _error_row(jobs[i], f"worker failed: {type(exc).__name__}: {exc}")
             if progress:
                 progress(rows[i])  # type: ignore[arg-type]
+    except BaseException:
+        # Ctrl-C (or any failure here): stop the workers now rather than wait for their jobs.
+        for child in multiprocessing.active_children():
+            child.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return [r for r in rows if r is not None]
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
