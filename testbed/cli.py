@@ -102,14 +102,17 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
             sys.exit(EXIT_INTERRUPTED)
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
                    tuple(wanted or ENGINE_NAMES), workers)
-    run_id = RunStore(db_path or out_dir / HISTORY).record(info, rows)
+    store = RunStore(db_path or out_dir / HISTORY)
+    run_id = store.record(info, rows)
+    before = store.previous_of_same_scenarios(run_id)
     write_results_json(out_dir / "results.json", info, rows)
     if junit_path is not None:
         write_junit(junit_path, rows, info.duration_s)
-    from .report import write_report, write_results_csv  # late: matplotlib/pandas load slowly
+    from .report import Previous, write_report, write_results_csv  # late: slow imports
 
     write_results_csv(out_dir / "results.csv", rows)
-    index = write_report(out_dir, info, rows, scenarios)
+    previous = None if before is None else Previous(before, store.compare(before, run_id))
+    index = write_report(out_dir, info, rows, scenarios, previous)
     _summary(rows)
     click.echo(f"report: {index}")
     click.echo(f"results: {out_dir / 'results.json'}, {out_dir / 'results.csv'}")

@@ -40,6 +40,11 @@ def test_history_and_compare_over_two_runs(tmp_path: Path,
     assert code == 0, output
     assert "history: run 2" in output
 
+    html = (out / "index.html").read_text()
+    assert "5 outcomes changed since run 1" in html
+    assert html.count("changed: was succeeded") == 2  # none and tme
+    assert html.count("changed: was mitigated") == 3
+
     code, listing = invoke("history", "--db", str(db))
     assert code == 0
     assert [line.split()[1] for line in listing.splitlines()] == ["1", "2"]
@@ -70,3 +75,4 @@ def test_a_failed_record_leaves_no_half_run(tmp_path: Path) -> None:
     assert [r.id for r in store.runs()] == [1]
     assert store.outcomes(1) == {("t-kernel-map-leak", "tme"): ("succeeded", "tme")}
     assert store.previous(1) is None
+    assert store.previous_of_same_scenarios(1) is None

@@ -24,6 +24,7 @@ from markupsafe import Markup, escape
 
 from ..results.model import Evidence, ResultRow, RunInfo, Step
 from ..results.output import atomic_write_text
+from ..results.store import Change
 from ..scenarios.model import ENGINE_NAMES, Scenario
 from ..types import Outcome
 
@@ -126,6 +127,8 @@ class _RowView:
 class _CellView:
     engine: str
     row: _RowView | None
+    was: str | None = None
+    """The outcome of the previous run of the same scenarios, when it differed."""
 
 
 @dataclass(frozen=True)
@@ -411,7 +414,10 @@ def _index_rows(
 
 
 def _context(
-    run: RunInfo, rows: Sequence[ResultRow], scenarios: Sequence[tuple[Scenario, str]]
+    run: RunInfo,
+    rows: Sequence[ResultRow],
+    scenarios: Sequence[tuple[Scenario, str]],
+    previous: Previous | None = None,
 ) -> dict[str, Any]:
     ids = [s.id for s, _ in scenarios]
     seen: set[str] = set()
@@ -420,6 +426,9 @@ def _context(
             raise ValueError(f"scenario id {sid!r} appears twice")
         seen.add(sid)
     indexed = _index_rows(rows, seen)
+    changed = {(c.scenario, c.engine): c for c in (previous.changes if previous else ())
+               if c.before is not None and c.after is not None}
+    titles = {s.id: s.title for s, _ in scenarios}
 
     views: list[_ScenarioView] = []
     mismatches: list[_Mismatch] = []
@@ -434,7 +443,9 @@ def _context(
                 not_run.append(engine)
                 continue
             view = _row_view(scenario.id, row)
-            cells.append(_CellView(engine=engine, row=view))
+            change = changed.get((scenario.id, engine))
+            was = outcome_label(Outcome(change.before)) if change and change.before else None
+            cells.append(_CellView(engine=engine, row=view, was=was))
             row_views.append(view)
             if view.mismatch and view.expected_label is not None:
                 mismatches.append(
@@ -493,6 +504,15 @@ def _context(
             _LegendItem(outcome=o.value, label=outcome_label(o), text=t) for o, t in OUTCOME_LEGEND
         ),
         "hex_limit": HEX_LIMIT,
+        "previous": None if previous is None else {
+            "run": previous.run_id,
+            "changes": tuple(
+                {"title": titles.get(c.scenario, c.scenario), "anchor": f"scn-{c.scenario}",
+                 "engine": c.engine, "before": outcome_label(Outcome(c.before or "error")),
+                 "after": outcome_label(Outcome(c.after or "error"))}
+                for c in changed.values()
+            ),
+        },
     }
 
 
@@ -509,8 +529,19 @@ def _environment() -> Environment:
     )
 
 
+@dataclass(frozen=True)
+class Previous:
+    """The previous run of the same scenarios, and the outcomes that changed since."""
+
+    run_id: int
+    changes: Sequence[Change]
+
+
 def render_report(
-    run: RunInfo, rows: Sequence[ResultRow], scenarios: Sequence[tuple[Scenario, str]]
+    run: RunInfo,
+    rows: Sequence[ResultRow],
+    scenarios: Sequence[tuple[Scenario, str]],
+    previous: Previous | None = None,
 ) -> str:
     """Render the report page as a string (see :func:`write_report`).
 
@@ -527,7 +558,7 @@ def render_report(
             two rows share a (scenario, engine) pair.
     """
     template = _environment().get_template(INDEX_TEMPLATE)
-    return template.render(_context(run, rows, scenarios))
+    return template.render(_context(run, rows, scenarios, previous))
 
 
 def write_report(
@@ -535,6 +566,7 @@ def write_report(
     run: RunInfo,
     rows: list[ResultRow],
     scenarios: list[tuple[Scenario, str]],
+    previous: Previous | None = None,
 ) -> Path:
     """Write the HTML report of a run to ``out_dir/index.html``.
 
@@ -547,6 +579,7 @@ def write_report(
         run: Metadata of the run.
         rows: One result row per (scenario, engine) pair that was run.
         scenarios: ``(scenario, source file path)`` pairs in display order.
+        previous: the previous run of the same scenarios and what changed since, if any.
 
     Returns:
         Path of the written ``index.html``.
@@ -555,7 +588,7 @@ def write_report(
         ValueError: If a scenario id repeats, or a row names an unknown scenario or engine, or
             two rows share a (scenario, engine) pair.
     """
-    html = render_report(run, rows, scenarios)
+    html = render_report(run, rows, scenarios, previous)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"

@@ -133,6 +133,18 @@ class RunStore:
                                       new[1] if new else None))
         return changes
 
+    def previous_of_same_scenarios(self, run_id: int, window: int = 50) -> int | None:
+        """The latest earlier run (among the last ``window``) with the same (scenario, engine)
+        pairs as ``run_id``; ``None`` if there is none."""
+        keys = set(self.outcomes(run_id))
+        with self._connect() as db:
+            earlier = [r for (r,) in db.execute(
+                "SELECT id FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?", (run_id, window))]
+        for candidate in earlier:
+            if set(self.outcomes(candidate)) == keys:
+                return int(candidate)
+        return None
+
     def previous(self, run_id: int) -> int | None:
         """The run recorded just before ``run_id``, if any."""
         with self._connect() as db:
