@@ -2,6 +2,7 @@
 
 Checks what only a browser can: the page loads from file:// with no console errors, the matrix
 has one cell per (scenario, engine), and script smuggled in through scenario text never runs.
+The matrix filters (pure CSS: the page's CSP allows no script) are clicked and checked.
 A screenshot is kept in ``test-artifacts/`` for people to look at.
 """
 
@@ -82,6 +83,21 @@ def test_report_in_chromium(report: Path, tmp_path: Path,
             assert page.locator("img[onerror]").count() == 0
             assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
             assert messages == []
+
+            # CSS-only filters (the page runs no script): engine, attack, outcome.
+            page.click("label[for=fe-mktme]")
+            assert page.locator("td[data-cell]:visible").count() == 12
+            assert page.locator("th[data-engine]:visible").all_inner_texts() == ["mktme"]
+            page.click("label[for=fe-all]")
+            page.click("label[for=fa-key-wearout]")
+            assert page.locator("tbody tr:visible").count() == 3
+            page.click("label[for=fa-all]")
+            page.click("label[for=fo-blocked]")
+            blocked = page.locator("td[data-outcome=blocked]").count()
+            assert blocked > 0
+            assert page.locator("td[data-cell] .outcome:visible").count() == blocked
+            page.click("label[for=fo-all]")
+            assert page.locator("td[data-cell] .outcome:visible").count() == 12 * 5
 
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)

@@ -497,6 +497,8 @@ def _context(
             "profiles": tuple(run.profiles),
         },
         "engines": ENGINE_NAMES,
+        # Filter values come from the schema's fixed sets, never from scenario text.
+        "filter_attacks": tuple(sorted({s.attack for s, _ in scenarios})),
         "summaries": tuple(summaries),
         "mismatches": tuple(mismatches),
         "scenarios": tuple(views),
