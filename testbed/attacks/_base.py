@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..platform import Machine
+from ..platform import Domain, Machine
 from ..results import Evidence, Step
 from ..types import Outcome
 
@@ -30,6 +30,7 @@ __all__ = [
     "SecretParams",
     "Verdict",
     "judge_bytes",
+    "plant_secret",
 ]
 
 
@@ -151,6 +152,26 @@ class Attack(ABC):
     @abstractmethod
     def run(self, ctx: AttackContext, params: Any) -> Verdict:
         """Perform the attack on ``ctx.machine``; record steps and evidence in ``ctx.log``."""
+
+
+def plant_secret(
+    ctx: AttackContext, params: SecretParams, kind: str, *, pages: int = 1,
+    secret_page: bool = False, offset: int = 0,
+) -> tuple[Domain, int, bytes]:
+    """The usual opening: a victim of ``kind`` gets ``pages`` pages and stores its secret in the
+    middle one at ``offset``. Records the truth and the step; returns (victim, address, secret).
+    """
+    m, log = ctx.machine, ctx.log
+    secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
+    victim = m.create_domain(kind, "victim")
+    frames = [m.alloc_page(victim, secret=secret_page) for _ in range(pages)]
+    pa = frames[len(frames) // 2] + offset
+    m.write(victim, pa, secret)
+    log.secret, log.address = secret, pa
+    owns = f", owns {pages} pages" if pages > 1 else ""
+    log.step("victim", f"stores a {len(secret)}-byte secret{owns}", address=pa,
+             detail=f"{victim.kind.value} with key slot {victim.slot}")
+    return victim, pa, secret
 
 
 def make_secret(rng: np.random.Generator, text: str | None, size: int) -> bytes:

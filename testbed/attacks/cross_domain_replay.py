@@ -15,7 +15,7 @@ from typing import Literal
 
 from ..errors import AttackError
 from ..types import LINE_SIZE, PAGE_SIZE
-from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
+from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, plant_secret
 
 __all__ = ["CrossDomainReplay"]
 
@@ -33,13 +33,7 @@ class CrossDomainReplay(Attack):
 
     def run(self, ctx: AttackContext, params: CrossDomainReplayParams) -> Verdict:
         m, log = ctx.machine, ctx.log
-        secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
-        victim = m.create_domain(params.victim, "victim")
-        pa = m.alloc_page(victim)
-        m.write(victim, pa, secret)
-        log.secret, log.address = secret, pa
-        log.step("victim", f"stores a {len(secret)}-byte secret", address=pa,
-                 detail=f"{victim.kind.value} with key slot {victim.slot}")
+        victim, pa, secret = plant_secret(ctx, params, params.victim)
         span = -(-len(secret) // LINE_SIZE) * LINE_SIZE
         captured = m.bus.read(pa, span)
         log.captured = captured[: len(secret)]

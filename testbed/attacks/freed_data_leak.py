@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..types import PAGE_SIZE
-from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
+from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, plant_secret
 
 __all__ = ["FreedDataLeak"]
 
@@ -42,14 +42,7 @@ class FreedDataLeak(Attack):
 
     def run(self, ctx: AttackContext, params: FreedDataLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log
-        secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
-        victim = m.create_domain(params.victim, "victim")
-        pages = [m.alloc_page(victim) for _ in range(params.victim_pages)]
-        pa = pages[len(pages) // 2]
-        m.write(victim, pa, secret)
-        log.secret, log.address = secret, pa
-        log.step("victim", f"stores a {len(secret)}-byte secret, owns {len(pages)} pages",
-                 address=pa, detail=f"{victim.kind.value} with key slot {victim.slot}")
+        victim, pa, secret = plant_secret(ctx, params, params.victim, pages=params.victim_pages)
         m.destroy_domain(victim)
         log.step("victim", "exits: its pages return to the free list and its key is released",
                  detail=f"init_on_free={'on' if m.mitigations.init_on_free else 'off'}")

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..types import PAGE_SIZE
-from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
+from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, plant_secret
 
 __all__ = ["KernelMapLeak"]
 
@@ -41,14 +41,9 @@ class KernelMapLeak(Attack):
 
     def run(self, ctx: AttackContext, params: KernelMapLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log
-        secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
-        victim = m.create_domain(params.victim, "victim")
-        pa = m.alloc_page(victim, secret=True) + params.offset
-        m.write(victim, pa, secret)
-        log.secret, log.address = secret, pa
+        _, pa, secret = plant_secret(ctx, params, params.victim, secret_page=True,
+                                     offset=params.offset)
         log.captured = m.dram(pa, len(secret))
-        log.step("victim", f"stores a {len(secret)}-byte secret in its page", address=pa,
-                 detail=f"{victim.kind.value} with key slot {victim.slot}")
         va = m.direct_map.virt(pa)
         log.step("attacker", "reads the page through the KeyID-0 kernel direct map",
                  "kernel_read_bug", pa, f"virtual address {va:#x}")
