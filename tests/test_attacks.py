@@ -8,13 +8,14 @@ from __future__ import annotations
 import pytest
 from helpers import run
 
+from testbed.results import ResultRow
 from testbed.types import Outcome
 
 S, M, B, NA = Outcome.SUCCEEDED, Outcome.MITIGATED, Outcome.BLOCKED, Outcome.NOT_APPLICABLE
 SECRET = {"secret": "the quick brown fox 0123456789"}
 
 
-def _recovered_secret(row) -> bool:  # type: ignore[no-untyped-def]
+def _recovered_secret(row: ResultRow) -> bool:
     return row.evidence.recovered == row.evidence.secret
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -20,6 +21,9 @@ KINDS = {"kernel-map-leak", "freed-data-leak", "cross-domain-replay", "hyperviso
          "capture-compare", "key-wearout"}
 
 
+Shipped = tuple[Result, dict[str, Any]]
+
+
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
@@ -30,13 +34,13 @@ def _mpl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, dict]:  # type: ignore[type-arg]
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Shipped:
     out = tmp_path_factory.mktemp("run")
     result = invoke("run", str(SCENARIOS), "--out", str(out), "--seed", "11", "--jobs", "2")
     return result, json.loads((out / "results.json").read_text())
 
 
-def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped) -> None:  # type: ignore[no-untyped-def]
+def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped: Shipped) -> None:
     result, doc = shipped
     assert result.exit_code == 0, result.output
     rows = doc["results"]
@@ -47,7 +51,7 @@ def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped) -> None:  #
     assert {r["attack"] for r in rows} == KINDS
 
 
-def test_results_json_contract(shipped) -> None:  # type: ignore[no-untyped-def]
+def test_results_json_contract(shipped: Shipped) -> None:
     _, doc = shipped
     assert doc["format_version"] == 1
     assert {"seed", "testbed_version", "started"} <= set(doc["run"])
@@ -60,7 +64,7 @@ def test_results_json_contract(shipped) -> None:  # type: ignore[no-untyped-def]
     assert {"tme+init_on_free", "mktme+secretmem", "mktme+key_rotation"} <= profiles
 
 
-def test_results_csv_has_one_row_per_result(shipped, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_results_csv_has_one_row_per_result(tmp_path: Path) -> None:
     import pandas as pd
 
     result = invoke("run", str(SCENARIOS / "07-capture-compare.yaml"), "--out", str(tmp_path),
@@ -73,7 +77,7 @@ def test_results_csv_has_one_row_per_result(shipped, tmp_path: Path) -> None:  #
     assert json.loads(frame["metrics"][0])["dictionary_size"] == 10000
 
 
-def test_same_seed_gives_byte_identical_results(tmp_path: Path, shipped) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_gives_byte_identical_results(tmp_path: Path, shipped: Shipped) -> None:
     _, first = shipped
     result = invoke("run", str(SCENARIOS), "--out", str(tmp_path), "--seed", "11", "--jobs", "1")
     assert result.exit_code == 0
@@ -81,7 +85,7 @@ def test_same_seed_gives_byte_identical_results(tmp_path: Path, shipped) -> None
     assert json.dumps(first["results"]) == json.dumps(second["results"])
 
 
-def test_report_is_written(shipped, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_report_is_written(tmp_path: Path) -> None:
     result = invoke("run", str(SCENARIOS / "01-kernel-map-leak.yaml"), "--out", str(tmp_path),
                     "--jobs", "1")
     assert result.exit_code == 0

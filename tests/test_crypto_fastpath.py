@@ -6,13 +6,14 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from testbed.crypto import XtsLineCipher
 
 KEY = bytes(range(32))
 
 
-def per_line(key: bytes, addr: int, lines: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def per_line(key: bytes, addr: int, lines: NDArray[np.uint8]) -> NDArray[np.uint8]:
     out = []
     for line in lines:
         enc = Cipher(algorithms.AES(key), modes.XTS(addr.to_bytes(16, "little"))).encryptor()

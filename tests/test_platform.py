@@ -18,6 +18,7 @@ from testbed.platform import (
     KeySource,
     Machine,
     Mitigations,
+    MktmeEngine,
     PageAllocator,
     PconfigCommand,
     PconfigStatus,
@@ -594,10 +595,12 @@ def test_negative_rotation_interval_is_refused() -> None:
 def test_clear_key_failure_keeps_the_keyid_reserved() -> None:
     m = machine("mktme")
     guest = m.create_domain("guest")
-    m.engine.busy = True  # type: ignore[attr-defined]
+    engine = m.engine
+    assert isinstance(engine, MktmeEngine)
+    engine.busy = True
     with pytest.raises(KeyNotProgrammed, match="CLEAR_KEY failed .* DEVICE_BUSY"):
-        m.engine.release_slot(guest.slot)
-    m.engine.busy = False  # type: ignore[attr-defined]
+        engine.release_slot(guest.slot)
+    engine.busy = False
     assert m.create_domain("guest").slot != guest.slot
 
 

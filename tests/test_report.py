@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from testbed.report import write_report
-from testbed.results.model import Evidence, ResultRow, RunInfo, Step
+from testbed.results.model import Evidence, MetricValue, ResultRow, RunInfo, Step
 from testbed.scenarios.model import ENGINE_NAMES, Scenario
 from testbed.types import Outcome
 
@@ -53,7 +53,7 @@ def _row(
     expected: Outcome | None = None,
     *,
     profile: str | None = None,
-    metrics: dict[str, object] | None = None,
+    metrics: dict[str, MetricValue] | None = None,
     evidence: Evidence | None = None,
     steps: tuple[Step, ...] = (),
     reason: str = "because",
@@ -68,7 +68,7 @@ def _row(
         outcome=outcome,
         expected=expected,
         reason=reason,
-        metrics=dict(metrics or {}),  # type: ignore[arg-type]
+        metrics=dict(metrics or {}),
         evidence=evidence or Evidence(),
         steps=steps,
     )

@@ -24,7 +24,9 @@ def metric_value(value: Any) -> MetricValue:
         return [metric_value(v) for v in value]
     if isinstance(value, dict):
         return {str(k): metric_value(v) for k, v in value.items()}
-    return value  # type: ignore[no-any-return]
+    if value is None or isinstance(value, (int, str, bool)):
+        return value
+    return str(value)
 
 
 @dataclass(frozen=True)

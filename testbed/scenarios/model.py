@@ -82,8 +82,8 @@ class Scenario(_Strict):
         "key-wearout",
     ]
     engines: list[EngineName] = Field(default_factory=lambda: list(ENGINE_NAMES), min_length=1)
-    platform: PlatformSpec = Field(default_factory=PlatformSpec)  # type: ignore[arg-type]
-    mitigations: MitigationSpec = Field(default_factory=MitigationSpec)  # type: ignore[arg-type]
+    platform: PlatformSpec = Field(default_factory=PlatformSpec)
+    mitigations: MitigationSpec = Field(default_factory=MitigationSpec)
     params: dict[str, Any] = Field(default_factory=dict)
     expect: dict[EngineName, OutcomeName] = Field(default_factory=dict)
     teaching: Teaching

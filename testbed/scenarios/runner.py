@@ -21,7 +21,7 @@ from ..errors import PlatformRefusal, UnsupportedMitigation
 from ..platform import KeySource, Machine, make_engine
 from ..results import Evidence, ResultRow
 from ..types import Outcome
-from .model import ENGINE_NAMES, Scenario
+from .model import ENGINE_NAMES, EngineName, Scenario
 
 __all__ = ["Job", "plan", "run_job", "run_jobs"]
 
@@ -34,7 +34,7 @@ class Job:
 
     scenario: Scenario
     source: str
-    engine: str
+    engine: EngineName
     seed: int
 
     @property
@@ -117,7 +117,7 @@ def run_job(job: Job) -> ResultRow:
         engine=job.engine,
         mitigations=s.mitigation_names(),
         outcome=verdict.outcome,
-        expected=s.expect.get(job.engine),  # type: ignore[call-overload]
+        expected=s.expect.get(job.engine),
         reason=verdict.reason,
         metrics=dict(log.metrics) if log else {},
         evidence=log.evidence() if log else Evidence(),
@@ -128,7 +128,7 @@ def run_job(job: Job) -> ResultRow:
 def _error_row(job: Job, message: str) -> ResultRow:
     s = job.scenario
     return ResultRow(s.id, s.title, s.attack, job.profile, job.engine, s.mitigation_names(),
-                     Outcome.ERROR, s.expect.get(job.engine),  # type: ignore[call-overload]
+                     Outcome.ERROR, s.expect.get(job.engine),
                      message)
 
 
@@ -142,9 +142,9 @@ def run_jobs(
     rows: list[ResultRow | None] = [None] * len(jobs)
     if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
-            rows[i] = run_job(job)
+            row = rows[i] = run_job(job)
             if progress:
-                progress(rows[i])  # type: ignore[arg-type]
+                progress(row)
         return [r for r in rows if r is not None]
     pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
     try:
@@ -152,11 +152,12 @@ def run_jobs(
         for future in cf.as_completed(futures):
             i = futures[future]
             try:
-                rows[i] = future.result()
+                row = future.result()
             except Exception as exc:  # a crashed worker: BrokenProcessPool and kin
-                rows[i] = _error_row(jobs[i], f"worker failed: {type(exc).__name__}: {exc}")
+                row = _error_row(jobs[i], f"worker failed: {type(exc).__name__}: {exc}")
+            rows[i] = row
             if progress:
-                progress(rows[i])  # type: ignore[arg-type]
+                progress(row)
     except BaseException:
         # Ctrl-C (or any failure here): stop the workers now rather than wait for their jobs.
         for child in multiprocessing.active_children():
