@@ -10,49 +10,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["alpha_powers", "double", "mask_block"]
+__all__ = ["mask_block"]
 
 _U64 = np.dtype("<u8")
 _POLY = np.uint64(0x87)
 _ONE = np.uint64(1)
 _SIXTY_THREE = np.uint64(63)
-
-
-def double(blocks: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """Multiply every block by alpha.
-
-    Args:
-        blocks: array of shape ``(n, 2)`` holding ``(lo, hi)`` little-endian halves.
-
-    Returns:
-        A new array of the same shape.
-    """
-    lo = blocks[:, 0]
-    hi = blocks[:, 1]
-    carry = hi >> _SIXTY_THREE
-    out = np.empty_like(blocks)
-    out[:, 0] = (lo << _ONE) ^ (carry * _POLY)
-    out[:, 1] = (hi << _ONE) | (lo >> _SIXTY_THREE)
-    return out
-
-
-def alpha_powers(first: NDArray[np.uint64], count: int) -> NDArray[np.uint64]:
-    """Return ``first * alpha**j`` for ``j`` in ``range(count)``.
-
-    Args:
-        first: shape ``(n, 2)``, the encrypted tweaks.
-        count: blocks per data unit.
-
-    Returns:
-        Shape ``(n, count, 2)``.
-    """
-    out = np.empty((first.shape[0], count, 2), dtype=_U64)
-    current = first
-    for j in range(count):
-        out[:, j, :] = current
-        if j + 1 < count:
-            current = double(current)
-    return out
 
 
 def mask_block(first: NDArray[np.uint64], out: NDArray[np.uint64]) -> None:

@@ -65,10 +65,6 @@ class DirectMap:
         """Map the page again. The split mapping stays split (as in Linux)."""
         self._unmapped.discard(pfn)
 
-    def is_mapped(self, pfn: int) -> bool:
-        """Whether the frame is reachable through this map."""
-        return pfn not in self._unmapped
-
     @property
     def split_count(self) -> int:
         """Number of 2 MiB mappings split into 4 KiB pages."""

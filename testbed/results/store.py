@@ -144,9 +144,3 @@ class RunStore:
             if set(self.outcomes(candidate)) == keys:
                 return int(candidate)
         return None
-
-    def previous(self, run_id: int) -> int | None:
-        """The run recorded just before ``run_id``, if any."""
-        with self._connect() as db:
-            row = db.execute("SELECT MAX(id) FROM runs WHERE id < ?", (run_id,)).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
