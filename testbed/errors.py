@@ -10,7 +10,9 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     │   ├── PageFault            access through a mapping that does not exist
     │   ├── RmpViolation         SEV-SNP RMP check failed on a write
     │   ├── OutOfMemory          the page allocator or a pool is exhausted (ENOMEM)
-    │   └── KeyNotProgrammed     access with a KeyID/ASID that holds no key
+    │   ├── KeyNotProgrammed     access with a KeyID/ASID that holds no key
+    │   ├── InvalidArgument      a kernel interface refused its arguments (EINVAL)
+    │   └── VerificationFailed   a guest owner's verifier rejected an attestation
     └── AttackError              an attack could not be carried out as written
 
 A :class:`PlatformRefusal` raised during an attack step is what makes an outcome ``blocked``.
@@ -21,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "AttackError",
     "ConfigError",
+    "InvalidArgument",
     "KeyNotProgrammed",
     "OutOfMemory",
     "PageFault",
@@ -29,6 +32,7 @@ __all__ = [
     "ScenarioError",
     "TestbedError",
     "UnsupportedMitigation",
+    "VerificationFailed",
 ]
 
 
@@ -88,6 +92,14 @@ class OutOfMemory(PlatformRefusal):
 
 class KeyNotProgrammed(PlatformRefusal):
     """An access used a key slot that holds no key."""
+
+
+class InvalidArgument(PlatformRefusal):
+    """A kernel interface refused its arguments (EINVAL); the message names the rule broken."""
+
+
+class VerificationFailed(PlatformRefusal):
+    """A guest owner's verifier rejected a launch measurement or an attestation report."""
 
 
 class AttackError(TestbedError):

@@ -3,8 +3,8 @@
 Every access carries a *key slot*: the KeyID in the physical address (MKTME), the ASID of the
 running guest with the C-bit set (SEV), or the single TME key. Engines are told apart by
 capabilities (:attr:`Engine.encrypts`, :attr:`Engine.per_domain_keys`,
-:attr:`Engine.runtime_rotation`, :attr:`Engine.isolates_guests`) and by the interfaces
-:class:`EngineWithRmp`; code never asks for an engine by name.
+:attr:`Engine.runtime_rotation`, :attr:`Engine.isolates_guests`, :attr:`Engine.attests`) and by
+the interfaces :class:`EngineWithRmp`; code never asks for an engine by name.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ class Engine:
     """Whether a domain's key can be replaced while the system runs."""
     isolates_guests: ClassVar[bool] = False
     """Whether guests are protected from the hypervisor (the hypervisor is outside the TCB)."""
+    attests: ClassVar[bool] = False
+    """Whether a platform security processor measures guest launches and signs attestation
+    reports that a remote guest owner can verify."""
 
     def __init__(self, keys: KeySource, reduced_width_bits: int | None = None) -> None:
         self._keys = keys
@@ -281,6 +284,7 @@ class SevEngine(Engine):
     encrypts = True
     per_domain_keys = True
     isolates_guests = True
+    attests = True
     MAX_ASIDS: ClassVar[int] = 1006
 
     def __init__(

@@ -21,7 +21,9 @@ from .memory import BusTap, PhysicalMemory
 
 __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
 
-MITIGATION_NAMES = ("init_on_free", "secretmem", "key_rotation")
+MITIGATION_NAMES = (
+    "init_on_free", "secretmem", "key_rotation", "dirty_all_pages", "text_poke_bp",
+)
 """Software mitigations, in the order they appear in profile names."""
 MAX_MEMORY_PAGES = 65536
 """256 MiB of emulated DRAM at most."""
@@ -57,11 +59,17 @@ class Mitigations:
         secretmem: pages allocated as secret are removed from every kernel direct map.
         rotation_blocks: rotate a domain's key once this many blocks were encrypted under it
             (0 = never). Needs an engine that can rotate keys at run time.
+        dirty_all_pages: VFIO dirty-page tracking reports every mapped page dirty (a device
+            without a pinned-page scope), so the bitmap shows nothing of the guest's accesses.
+        text_poke_bp: live kernel-text patching uses the INT3 breakpoint protocol instead of
+            writing the new bytes in place one by one.
     """
 
     init_on_free: bool = False
     secretmem: bool = False
     rotation_blocks: int = 0
+    dirty_all_pages: bool = False
+    text_poke_bp: bool = False
 
     def __post_init__(self) -> None:
         if self.rotation_blocks < 0:
@@ -70,7 +78,8 @@ class Mitigations:
 
     def names(self) -> tuple[str, ...]:
         """Names as used in profile names (``tme+init_on_free``)."""
-        active = (self.init_on_free, self.secretmem, bool(self.rotation_blocks))
+        active = (self.init_on_free, self.secretmem, bool(self.rotation_blocks),
+                  self.dirty_all_pages, self.text_poke_bp)
         return tuple(name for name, on in zip(MITIGATION_NAMES, active, strict=True) if on)
 
 

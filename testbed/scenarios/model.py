@@ -66,6 +66,12 @@ class MitigationSpec(_Strict):
     key_rotation_blocks: int = Field(
         0, ge=0, le=1 << 40, description="rotate a domain key after this many blocks (0: never)"
     )
+    dirty_all_pages: bool = Field(
+        False, description="VFIO: report every mapped page dirty (no pinned-page scope)"
+    )
+    text_poke_bp: bool = Field(
+        False, description="live patching uses the INT3 breakpoint protocol (text_poke_bp)"
+    )
 
 
 class Scenario(_Strict):
@@ -80,6 +86,10 @@ class Scenario(_Strict):
         "hypervisor-replay",
         "capture-compare",
         "key-wearout",
+        "secretmem-exhaustion",
+        "dirty-page-leak",
+        "torn-live-patch",
+        "attestation",
     ]
     engines: list[EngineName] = Field(default_factory=lambda: list(ENGINE_NAMES), min_length=1)
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
@@ -101,6 +111,8 @@ class Scenario(_Strict):
             init_on_free=self.mitigations.init_on_free,
             secretmem=self.mitigations.secretmem,
             rotation_blocks=self.mitigations.key_rotation_blocks,
+            dirty_all_pages=self.mitigations.dirty_all_pages,
+            text_poke_bp=self.mitigations.text_poke_bp,
         )
 
     def mitigation_names(self) -> tuple[str, ...]:
