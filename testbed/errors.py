@@ -10,6 +10,7 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     │   ├── PageFault            access through a mapping that does not exist
     │   ├── RmpViolation         SEV-SNP RMP check failed on a write
     │   ├── OutOfMemory          the page allocator or a pool is exhausted (ENOMEM)
+    │   ├── ResourceLimit        a per-task limit refused an allocation (EAGAIN)
     │   ├── KeyNotProgrammed     access with a KeyID/ASID that holds no key
     │   ├── InvalidArgument      a kernel interface refused its arguments (EINVAL)
     │   └── VerificationFailed   a guest owner's verifier rejected an attestation
@@ -28,6 +29,7 @@ __all__ = [
     "OutOfMemory",
     "PageFault",
     "PlatformRefusal",
+    "ResourceLimit",
     "RmpViolation",
     "ScenarioError",
     "TestbedError",
@@ -88,6 +90,10 @@ class RmpViolation(PlatformRefusal):
 
 class OutOfMemory(PlatformRefusal):
     """An allocation failed (ENOMEM)."""
+
+
+class ResourceLimit(PlatformRefusal):
+    """A per-task resource limit (such as ``RLIMIT_MEMLOCK``) refused an allocation (EAGAIN)."""
 
 
 class KeyNotProgrammed(PlatformRefusal):

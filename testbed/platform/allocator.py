@@ -43,6 +43,25 @@ class PageAllocator:
         self._in_use.add(pfn)
         return pfn
 
+    def reserve_contiguous(self, count: int, align: int) -> int:
+        """Take ``count`` free frames starting at a multiple of ``align``, as high as possible
+        (a boot-time carve-out such as a CMA area); returns the first frame.
+
+        Raises:
+            OutOfMemory: no such free range.
+        """
+        if count < 1 or align < 1:
+            raise ConfigError(f"reserve: count and align must be positive, got {count}, {align}")
+        free = set(self._free)
+        start = (self.pages - count) // align * align
+        while start >= 0:
+            if all(f in free for f in range(start, start + count)):
+                taken = set(range(start, start + count))
+                self._free = [f for f in self._free if f not in taken]
+                return start
+            start -= align
+        raise OutOfMemory(f"ENOMEM: no free range of {count} frames aligned to {align}")
+
     def free(self, pfn: int) -> None:
         """Return a frame to the head of the free list.
 

@@ -2,7 +2,10 @@
 
 The KeyID-0 direct map covers all memory and is what kernel data structures (and kernel read
 bugs) use. MKTME adds one direct map per KeyID. Removing a 4 KiB page (secretmem) splits the 2 MiB
-mapping that covers it, which is counted: direct-map fragmentation.
+mapping that covers it, which is counted: direct-map fragmentation. Removing a whole, aligned
+2 MiB range (the secretmem PMD pool) clears the 2 MiB entry itself and splits nothing, as the
+kernel's change_page_attr does when a request covers a whole large page. (Linux maps most memory
+with 1 GiB pages, which the pool may still split; this model starts at 2 MiB.)
 """
 
 from __future__ import annotations
@@ -56,14 +59,22 @@ class DirectMap:
             )
         return pa
 
-    def unmap(self, pfn: int) -> None:
-        """Remove one 4 KiB page; splits its 2 MiB mapping the first time."""
-        self._unmapped.add(pfn)
-        self._split.add(pfn // _PAGES_PER_PMD)
+    def unmap(self, pfn: int, count: int = 1) -> None:
+        """Remove ``count`` pages from ``pfn`` on.
 
-    def restore(self, pfn: int) -> None:
-        """Map the page again. The split mapping stays split (as in Linux)."""
-        self._unmapped.discard(pfn)
+        A 2 MiB mapping only partly covered is split (the first time); one covered whole is
+        removed as a unit and stays intact.
+        """
+        pages = range(pfn, pfn + count)
+        self._unmapped.update(pages)
+        for pmd in range(pfn // _PAGES_PER_PMD, (pfn + count - 1) // _PAGES_PER_PMD + 1):
+            first, last = pmd * _PAGES_PER_PMD, (pmd + 1) * _PAGES_PER_PMD
+            if not (pfn <= first and last <= pfn + count):
+                self._split.add(pmd)
+
+    def restore(self, pfn: int, count: int = 1) -> None:
+        """Map the pages again. A split mapping stays split (as in Linux)."""
+        self._unmapped.difference_update(range(pfn, pfn + count))
 
     @property
     def split_count(self) -> int:

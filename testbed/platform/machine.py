@@ -18,11 +18,13 @@ from .allocator import PageAllocator
 from .directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
 from .engines import HOST, Engine, EngineWithRmp
 from .memory import BusTap, PhysicalMemory
+from .secretmem import PMD_PAGES, SecretmemArea, SecretmemFile
 
 __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
 
 MITIGATION_NAMES = (
-    "init_on_free", "secretmem", "key_rotation", "dirty_all_pages", "text_poke_bp",
+    "init_on_free", "secretmem", "memlock_limit", "key_rotation", "dirty_all_pages",
+    "text_poke_bp",
 )
 """Software mitigations, in the order they appear in profile names."""
 MAX_MEMORY_PAGES = 65536
@@ -48,6 +50,8 @@ class Domain:
     alive: bool = True
     npt: dict[int, int] = field(default_factory=dict)
     """Guests: the nested page table the hypervisor keeps, guest page number -> frame."""
+    locked_pages: int = 0
+    """Pages charged to the task's locked-memory limit (secret memory)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Mitigations:
     Attributes:
         init_on_free: zero every page when it is freed.
         secretmem: pages allocated as secret are removed from every kernel direct map.
+        memlock_pages: per-task limit on locked memory (``RLIMIT_MEMLOCK``) that secret
+            mappings are charged to, in pages (0 = unlimited).
         rotation_blocks: rotate a domain's key once this many blocks were encrypted under it
             (0 = never). Needs an engine that can rotate keys at run time.
         dirty_all_pages: VFIO dirty-page tracking reports every mapped page dirty (a device
@@ -67,6 +73,7 @@ class Mitigations:
 
     init_on_free: bool = False
     secretmem: bool = False
+    memlock_pages: int = 0
     rotation_blocks: int = 0
     dirty_all_pages: bool = False
     text_poke_bp: bool = False
@@ -75,10 +82,14 @@ class Mitigations:
         if self.rotation_blocks < 0:
             raise ConfigError(f"rotation_blocks: must be 0 (never) or positive, got "
                               f"{self.rotation_blocks}")
+        if self.memlock_pages < 0:
+            raise ConfigError(f"memlock_pages: must be 0 (unlimited) or positive, got "
+                              f"{self.memlock_pages}")
 
     def names(self) -> tuple[str, ...]:
         """Names as used in profile names (``tme+init_on_free``)."""
-        active = (self.init_on_free, self.secretmem, bool(self.rotation_blocks),
+        active = (self.init_on_free, self.secretmem, bool(self.memlock_pages),
+                  bool(self.rotation_blocks),
                   self.dirty_all_pages, self.text_poke_bp)
         return tuple(name for name, on in zip(MITIGATION_NAMES, active, strict=True) if on)
 
@@ -90,13 +101,16 @@ class Machine:
         engine: the memory-encryption engine.
         memory_pages: 4 KiB frames of DRAM (1 .. 65536).
         mitigations: software mitigations in force.
+        secretmem_reserve_pages: the ``secretmem=`` boot reservation in frames, a multiple of
+            512 (0: none, secret pages come from the page allocator one by one).
 
     Raises:
         ConfigError: a size out of range, or a mitigation the engine cannot provide.
     """
 
     def __init__(
-        self, engine: Engine, memory_pages: int, mitigations: Mitigations | None = None
+        self, engine: Engine, memory_pages: int, mitigations: Mitigations | None = None,
+        secretmem_reserve_pages: int = 0,
     ) -> None:
         if not 16 <= memory_pages <= MAX_MEMORY_PAGES:
             raise ConfigError(f"memory_pages: must be 16..{MAX_MEMORY_PAGES}, got {memory_pages}")
@@ -118,6 +132,17 @@ class Machine:
         self._keyid_maps: dict[int, DirectMap] = {}
         self._owner: dict[int, Domain] = {}
         self._secret_pages: set[int] = set()
+        self._hidden: dict[int, int] = {}
+        """Ranges removed from every direct map: first frame -> frames."""
+        self.secretmem_area: SecretmemArea | None = None
+        if secretmem_reserve_pages:
+            if secretmem_reserve_pages % PMD_PAGES or secretmem_reserve_pages >= memory_pages:
+                raise ConfigError(
+                    f"secretmem_reserve_pages: must be a multiple of {PMD_PAGES} below "
+                    f"memory_pages ({memory_pages}), got {secretmem_reserve_pages}"
+                )
+            start = self.allocator.reserve_contiguous(secretmem_reserve_pages, PMD_PAGES)
+            self.secretmem_area = SecretmemArea(start, secretmem_reserve_pages)
         self.rotations = 0
         self._count = 0
         self._wear_at_rotation: dict[int, int] = {}
@@ -146,8 +171,8 @@ class Machine:
         if slot not in self._keyid_maps:
             base = DIRECT_MAP_BASE + slot * DIRECT_MAP_STRIDE
             dmap = DirectMap(slot, self.memory.pages, base)
-            for pfn in self._secret_pages:
-                dmap.unmap(pfn)
+            for pfn, count in self._hidden.items():
+                dmap.unmap(pfn, count)
             self._keyid_maps[slot] = dmap
         return self._keyid_maps[slot]
 
@@ -171,8 +196,7 @@ class Machine:
                 self.engine.rmp_assign(pfn, domain.slot, gpn)
         if secret and self.mitigations.secretmem:
             self._secret_pages.add(pfn)
-            for dmap in self._all_direct_maps():
-                dmap.unmap(pfn)
+            self._hide(pfn, 1)
         return pfn * PAGE_SIZE
 
     def free_page(self, domain: Domain, pfn: int) -> None:
@@ -180,15 +204,12 @@ class Machine:
         if self._owner.get(pfn) is not domain:
             raise ConfigError(f"{domain.name} frees frame {pfn} it does not own")
         if pfn in self._secret_pages:
-            # secretmem clears the page before it goes back and maps it again.
-            self._write_lines(HOST, pfn * PAGE_SIZE, np.zeros((PAGE_SIZE // LINE_SIZE, LINE_SIZE),
-                                                              dtype=np.uint8))
+            # secretmem maps the page again and clears it before it goes back.
             self._secret_pages.discard(pfn)
-            for dmap in self._all_direct_maps():
-                dmap.restore(pfn)
+            self._unhide(pfn)
+            self._clear(pfn, 1)
         elif self.mitigations.init_on_free:
-            zeros = np.zeros((PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
-            self._write_lines(HOST, pfn * PAGE_SIZE, zeros)
+            self._clear(pfn, 1)
         domain.pages.remove(pfn)
         del self._owner[pfn]
         for gpn in [g for g, f in domain.npt.items() if f == pfn]:
@@ -196,6 +217,70 @@ class Machine:
         if isinstance(self.engine, EngineWithRmp):
             self.engine.rmp_reclaim(pfn)
         self.allocator.free(pfn)
+
+    # -- secret memory (memfd_secret) ----------------------------------------------------
+    def memfd_secret(self, task: Domain) -> SecretmemFile:
+        """A new secret-memory file for ``task`` (a process); see :mod:`.secretmem`."""
+        if task.kind is not DomainKind.PROCESS or not task.alive:
+            raise ConfigError(f"memfd_secret: {task.name} is not a live process")
+        return SecretmemFile(self, task)
+
+    def secretmem_take_page(self, file: SecretmemFile) -> int:
+        """A zeroed frame, out of every direct map, for ``file`` (its fault handler).
+
+        Raises:
+            OutOfMemory: the page allocator, or the ``secretmem=`` reservation, is exhausted.
+        """
+        if self.secretmem_area is None:
+            pfn = self.allocator.alloc()
+            self._clear(pfn, 1)
+            self._hide(pfn, 1)
+        else:
+            if not file.pool_free:
+                chunk = self.secretmem_area.alloc_chunk()
+                self._clear(chunk, PMD_PAGES)
+                self._hide(chunk, PMD_PAGES)
+                file.chunks.append(chunk)
+                file.pool_free = list(range(chunk + PMD_PAGES - 1, chunk - 1, -1))
+            pfn = file.pool_free.pop()
+        file.owner.pages.append(pfn)
+        self._owner[pfn] = file.owner
+        return pfn
+
+    def secretmem_release(self, file: SecretmemFile) -> None:
+        """Tear ``file`` down: its pages mapped again and cleared, memory given back."""
+        for pfn in file.pages.values():
+            file.owner.pages.remove(pfn)
+            del self._owner[pfn]
+            if self.secretmem_area is None:
+                self._unhide(pfn)
+                self._clear(pfn, 1)
+                self.allocator.free(pfn)
+        file.pages.clear()
+        if self.secretmem_area is not None:
+            for chunk in file.chunks:
+                self._unhide(chunk)
+                self._clear(chunk, PMD_PAGES)
+                self.secretmem_area.release_chunk(chunk)
+            file.chunks.clear()
+            file.pool_free.clear()
+
+    def _hide(self, pfn: int, count: int) -> None:
+        """set_direct_map_invalid: remove frames from every direct map."""
+        self._hidden[pfn] = count
+        for dmap in self._all_direct_maps():
+            dmap.unmap(pfn, count)
+
+    def _unhide(self, pfn: int) -> None:
+        """set_direct_map_default: map a hidden range again."""
+        count = self._hidden.pop(pfn)
+        for dmap in self._all_direct_maps():
+            dmap.restore(pfn, count)
+
+    def _clear(self, pfn: int, count: int) -> None:
+        """clear_highpage, through the kernel's own key."""
+        zeros = np.zeros((count * PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
+        self._write_lines(HOST, pfn * PAGE_SIZE, zeros)
 
     def owner(self, pa: int) -> Domain | None:
         """The domain owning the frame at ``pa``, if any."""

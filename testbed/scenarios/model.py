@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from ..platform.machine import MITIGATION_NAMES, Mitigations
 from ..types import Outcome
@@ -49,6 +56,25 @@ class PlatformSpec(_Strict):
     reduced_width_bits: int | None = Field(
         None, ge=16, le=32, description="use the reduced-width cipher of this width (wear-out)"
     )
+    secretmem_reserve_pages: int = Field(
+        0, ge=0, le=65536,
+        description="secretmem= boot reservation for PMD-size secret-memory pools, in 4 KiB "
+        "frames, a multiple of 512 (0: secret pages leave the direct map one by one)",
+    )
+
+    @field_validator("secretmem_reserve_pages")
+    @classmethod
+    def _whole_pmds(cls, value: int) -> int:
+        if value % 512:
+            raise ValueError(f"must be a multiple of 512 frames (2 MiB), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> PlatformSpec:
+        if self.secretmem_reserve_pages >= self.memory_pages:
+            raise ValueError(f"secretmem_reserve_pages ({self.secretmem_reserve_pages}) must be "
+                             f"below memory_pages ({self.memory_pages})")
+        return self
 
     @field_validator("reduced_width_bits")
     @classmethod
@@ -63,6 +89,10 @@ class MitigationSpec(_Strict):
 
     init_on_free: bool = False
     secretmem: bool = False
+    memlock_limit_pages: int = Field(
+        0, ge=0, le=65536,
+        description="per-task RLIMIT_MEMLOCK charged for secret memory, in pages (0: none)",
+    )
     key_rotation_blocks: int = Field(
         0, ge=0, le=1 << 40, description="rotate a domain key after this many blocks (0: never)"
     )
@@ -110,6 +140,7 @@ class Scenario(_Strict):
         return Mitigations(
             init_on_free=self.mitigations.init_on_free,
             secretmem=self.mitigations.secretmem,
+            memlock_pages=self.mitigations.memlock_limit_pages,
             rotation_blocks=self.mitigations.key_rotation_blocks,
             dirty_all_pages=self.mitigations.dirty_all_pages,
             text_poke_bp=self.mitigations.text_poke_bp,

@@ -77,7 +77,8 @@ def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Mac
             asids=s.platform.asids,
             ciphertext_hiding=s.platform.ciphertext_hiding,
         )
-        return Machine(engine, s.platform.memory_pages, mitigations)
+        return Machine(engine, s.platform.memory_pages, mitigations,
+                       secretmem_reserve_pages=s.platform.secretmem_reserve_pages)
 
     return build
 

@@ -1,0 +1,142 @@
+"""Secret memory (``memfd_secret``): pages that leave the kernel direct map while a task uses them.
+
+Two allocation strategies, both from the secretmem patch series:
+
+* **per page** (no ``secretmem=`` reservation): each page faulted into a secret mapping comes
+  from the page allocator, zeroed, and is removed from the direct map on its own. Every such
+  page splits the 2 MiB direct-map mapping around it.
+* **PMD pool** (``secretmem=SIZE`` on the kernel command line): a contiguous area is reserved
+  at boot (CMA). Each secretmem file keeps a pool that grows lazily by one PMD-size (2 MiB)
+  chunk at a time: the chunk is cleared, removed from the direct map as a whole (no 2 MiB
+  split) and small pages are carved from it. When the file goes away its pool is torn down: the
+  chunks are mapped again, cleared and returned to the reservation.
+
+The pool has the weakness raised in review of the series: the reservation is shared and a fault
+takes a whole chunk for the file, so one task can exhaust it and make every other task's
+secret allocation fail. The kernel accounts secret mappings against the locked-memory limit
+(``RLIMIT_MEMLOCK``); :class:`SecretmemFile.mmap` checks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
+from ..types import PAGE_SIZE, PMD_SIZE
+
+if TYPE_CHECKING:
+    from .machine import Domain, Machine
+
+__all__ = ["PMD_PAGES", "SecretmemArea", "SecretmemFile"]
+
+PMD_PAGES = PMD_SIZE // PAGE_SIZE
+"""4 KiB pages in one PMD-size chunk (512)."""
+
+
+class SecretmemArea:
+    """The boot-time reservation (``secretmem=``): PMD-aligned chunks handed out whole.
+
+    Args:
+        start: first frame of the reservation (PMD-aligned).
+        pages: frames reserved (a multiple of :data:`PMD_PAGES`).
+    """
+
+    def __init__(self, start: int, pages: int) -> None:
+        if pages <= 0 or pages % PMD_PAGES or start % PMD_PAGES:
+            raise ConfigError(f"secretmem reservation: must be whole PMDs of {PMD_PAGES} pages, "
+                              f"got {pages} pages at frame {start}")
+        self.start = start
+        self.pages = pages
+        self._free = list(range(start + pages - PMD_PAGES, start - 1, -PMD_PAGES))
+
+    @property
+    def free_chunks(self) -> int:
+        """PMD chunks still available."""
+        return len(self._free)
+
+    @property
+    def chunks(self) -> int:
+        """PMD chunks in the reservation."""
+        return self.pages // PMD_PAGES
+
+    def alloc_chunk(self) -> int:
+        """First frame of a free chunk (``cma_alloc`` of one PMD).
+
+        Raises:
+            OutOfMemory: the reservation is exhausted (ENOMEM).
+        """
+        if not self._free:
+            raise OutOfMemory(f"ENOMEM: the secretmem reservation ({self.chunks} chunks of 2 MiB) "
+                              f"is exhausted")
+        return self._free.pop()
+
+    def release_chunk(self, pfn: int) -> None:
+        """Give a chunk back (``cma_release``)."""
+        inside = self.start <= pfn < self.start + self.pages
+        if not inside or pfn % PMD_PAGES or pfn in self._free:
+            raise ConfigError(f"secretmem: frame {pfn} is not an allocated chunk")
+        self._free.append(pfn)
+
+
+@dataclass
+class SecretmemFile:
+    """One ``memfd_secret`` file of a task: its mapping, its pages and (with a reservation) its
+    PMD pool. Made by :meth:`Machine.memfd_secret`.
+    """
+
+    machine: Machine
+    owner: Domain
+    mapped_pages: int = 0
+    pages: dict[int, int] = field(default_factory=dict)
+    """File page index -> frame."""
+    pool_free: list[int] = field(default_factory=list)
+    """Frames of this file's pool chunks not in use (gen_pool)."""
+    chunks: list[int] = field(default_factory=list)
+    open: bool = True
+
+    def mmap(self, pages: int) -> None:
+        """Map ``pages`` more pages of the file into the task (no memory is taken yet).
+
+        Raises:
+            ResourceLimit: the task's locked-memory limit would be exceeded (EAGAIN).
+        """
+        self._check_open()
+        if pages < 1:
+            raise ConfigError(f"mmap: length must be at least one page, got {pages}")
+        limit = self.machine.mitigations.memlock_pages
+        if limit and self.owner.locked_pages + pages > limit:
+            raise ResourceLimit(
+                f"EAGAIN: mmap of {pages} secret pages would lock "
+                f"{self.owner.locked_pages + pages} pages, over {self.owner.name}'s "
+                f"RLIMIT_MEMLOCK of {limit} pages"
+            )
+        self.owner.locked_pages += pages
+        self.mapped_pages += pages
+
+    def fault(self, index: int) -> int:
+        """The task touches page ``index`` of its mapping; returns the page's physical address.
+
+        Raises:
+            PageFault: ``index`` is outside the mapping (SIGBUS).
+            OutOfMemory: no memory for the page (VM_FAULT_OOM).
+        """
+        self._check_open()
+        if not 0 <= index < self.mapped_pages:
+            raise PageFault(f"SIGBUS: page {index} is outside the {self.mapped_pages}-page "
+                            f"secret mapping")
+        if index not in self.pages:
+            self.pages[index] = self.machine.secretmem_take_page(self)
+        return self.pages[index] * PAGE_SIZE
+
+    def close(self) -> None:
+        """The last reference goes: pages back to the pool, then the pool torn down."""
+        if self.open:
+            self.machine.secretmem_release(self)
+            self.owner.locked_pages -= self.mapped_pages
+            self.mapped_pages = 0
+            self.open = False
+
+    def _check_open(self) -> None:
+        if not self.open:
+            raise ConfigError(f"secretmem file of {self.owner.name} is closed")

@@ -1,0 +1,289 @@
+"""secretmem: per-page removal, the PMD pool, the memlock limit and the exhaustion attack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import run, scenario
+from pydantic import ValidationError
+
+from testbed.errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
+from testbed.platform import DirectMap, KeySource, Machine, Mitigations, PageAllocator, make_engine
+from testbed.platform.secretmem import PMD_PAGES, SecretmemArea
+from testbed.scenarios import Job, load_scenario, run_job
+from testbed.types import Outcome
+
+PAGE = 4096
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+
+
+def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,
+            memlock: int = 0) -> Machine:
+    eng = make_engine(engine, KeySource(np.random.default_rng(3)))
+    return Machine(eng, pages, Mitigations(memlock_pages=memlock),
+                   secretmem_reserve_pages=reserve)
+
+
+# -- direct map and allocator ---------------------------------------------------------------
+def test_removing_a_whole_aligned_pmd_splits_nothing() -> None:
+    dmap = DirectMap(0, 2048, 0)
+    dmap.unmap(512, PMD_PAGES)
+    assert dmap.split_count == 0
+    with pytest.raises(PageFault, match="removed"):
+        dmap.translate(512 * PAGE)
+    dmap.translate(511 * PAGE)
+    dmap.translate(1024 * PAGE)
+
+
+def test_removing_part_of_a_pmd_splits_each_one_touched() -> None:
+    dmap = DirectMap(0, 2048, 0)
+    dmap.unmap(500, 30)  # crosses from the first PMD into the second
+    assert dmap.split_count == 2
+    dmap.restore(500, 30)
+    dmap.translate(510 * PAGE)
+    assert dmap.split_count == 2  # split mappings stay split
+
+
+def test_reserve_contiguous_takes_an_aligned_range_from_the_top() -> None:
+    alloc = PageAllocator(2048)
+    start = alloc.reserve_contiguous(1024, 512)
+    assert start == 1024
+    assert alloc.free_count == 2048 - 1 - 1024
+    taken = {alloc.alloc() for _ in range(alloc.free_count)}
+    assert taken.isdisjoint(range(1024, 2048))
+
+
+def test_reserve_contiguous_refuses_when_no_range_is_free() -> None:
+    alloc = PageAllocator(1024)
+    alloc.alloc()  # frame 1
+    with pytest.raises(OutOfMemory, match="ENOMEM"):
+        alloc.reserve_contiguous(1024, 512)
+
+
+# -- the reservation --------------------------------------------------------------------------
+def test_area_hands_out_whole_chunks_until_exhausted() -> None:
+    area = SecretmemArea(1024, 1024)
+    chunks = [area.alloc_chunk(), area.alloc_chunk()]
+    assert sorted(chunks) == [1024, 1536]
+    with pytest.raises(OutOfMemory, match="exhausted"):
+        area.alloc_chunk()
+    area.release_chunk(chunks[0])
+    assert area.free_chunks == 1
+    with pytest.raises(ConfigError, match="not an allocated chunk"):
+        area.release_chunk(chunks[0])
+
+
+@pytest.mark.parametrize(("start", "pages"), [(1024, 100), (100, 512), (1024, 0)])
+def test_area_must_be_whole_aligned_pmds(start: int, pages: int) -> None:
+    with pytest.raises(ConfigError, match="whole PMDs"):
+        SecretmemArea(start, pages)
+
+
+@pytest.mark.parametrize("reserve", [100, 4096])
+def test_machine_refuses_a_bad_reservation(reserve: int) -> None:
+    with pytest.raises(ConfigError, match="secretmem_reserve_pages"):
+        machine(pages=4096, reserve=reserve)
+
+
+# -- the PMD pool -----------------------------------------------------------------------------
+def test_pool_grows_by_one_chunk_per_file_lazily() -> None:
+    m = machine(reserve=2048)
+    area = m.secretmem_area
+    assert area is not None and area.free_chunks == 4
+    task = m.create_domain("process")
+    file = m.memfd_secret(task)
+    file.mmap(600)
+    assert area.free_chunks == 4  # mmap takes nothing yet
+    pa = file.fault(0)
+    assert area.free_chunks == 3
+    assert area.start <= pa // PAGE < area.start + area.pages
+    for index in range(1, PMD_PAGES):
+        file.fault(index)
+    assert area.free_chunks == 3  # 512 pages come from the same chunk
+    file.fault(PMD_PAGES)
+    assert area.free_chunks == 2  # the 513th needs a new chunk
+    other = m.memfd_secret(m.create_domain("process"))
+    other.mmap(1)
+    other.fault(0)
+    assert area.free_chunks == 1  # one page, one whole chunk
+
+
+def test_pool_pages_leave_the_direct_map_without_splitting_it() -> None:
+    m = machine(reserve=1024)
+    task = m.create_domain("process")
+    file = m.memfd_secret(task)
+    file.mmap(1)
+    pa = file.fault(0)
+    m.write(task, pa, b"secret")
+    assert m.read(task, pa, 6) == b"secret"
+    with pytest.raises(PageFault, match="removed from the direct map"):
+        m.kernel_read(m.direct_map.virt(pa), 6)
+    assert m.direct_map_splits == 0
+
+
+def test_pool_teardown_maps_clears_and_returns_the_chunks() -> None:
+    m = machine(reserve=1024)
+    area = m.secretmem_area
+    assert area is not None
+    task = m.create_domain("process")
+    file = m.memfd_secret(task)
+    file.mmap(2)
+    pa = file.fault(1)
+    m.write(task, pa, b"top secret")
+    file.close()
+    assert area.free_chunks == 2
+    assert task.locked_pages == 0 and task.pages == []
+    assert m.kernel_read(m.direct_map.virt(pa), 10) == bytes(10)  # mapped again, and cleared
+    with pytest.raises(ConfigError, match="closed"):
+        file.fault(0)
+
+
+def test_per_page_strategy_splits_and_restores() -> None:
+    m = machine()
+    task = m.create_domain("process")
+    file = m.memfd_secret(task)
+    file.mmap(2)
+    pa = file.fault(0)
+    m.write(task, pa, b"k" * 16)
+    with pytest.raises(PageFault):
+        m.kernel_read(m.direct_map.virt(pa), 16)
+    assert m.direct_map_splits == 1
+    free_before = m.allocator.free_count
+    file.close()
+    assert m.allocator.free_count == free_before + 1
+    assert m.kernel_read(m.direct_map.virt(pa), 16) == bytes(16)
+
+
+def test_later_keyid_direct_maps_also_lack_the_pool_chunk() -> None:
+    m = machine("mktme", reserve=1024)
+    task = m.create_domain("process")
+    file = m.memfd_secret(task)
+    file.mmap(1)
+    pa = file.fault(0)
+    dmap = m.keyid_direct_map(task.slot)
+    with pytest.raises(PageFault):
+        m.kernel_read(dmap.virt(pa), 8)
+    assert dmap.split_count == 0
+
+
+def test_fault_outside_the_mapping_is_sigbus() -> None:
+    m = machine(reserve=1024)
+    file = m.memfd_secret(m.create_domain("process"))
+    file.mmap(1)
+    with pytest.raises(PageFault, match="SIGBUS"):
+        file.fault(1)
+
+
+def test_only_processes_open_secret_memory() -> None:
+    m = machine(reserve=1024)
+    with pytest.raises(ConfigError, match="not a live process"):
+        m.memfd_secret(m.create_domain("guest"))
+
+
+def test_exhausted_reservation_is_enomem_at_fault_time() -> None:
+    m = machine(reserve=512)
+    greedy = m.memfd_secret(m.create_domain("process"))
+    greedy.mmap(1)
+    greedy.fault(0)
+    late = m.memfd_secret(m.create_domain("process"))
+    late.mmap(1)  # mmap succeeds ...
+    with pytest.raises(OutOfMemory, match="ENOMEM"):
+        late.fault(0)  # ... and the fault fails
+
+
+# -- the locked-memory limit ------------------------------------------------------------------
+def test_memlock_limit_refuses_mmap_beyond_it() -> None:
+    m = machine(reserve=1024, memlock=8)
+    task = m.create_domain("process")
+    file = m.memfd_secret(task)
+    file.mmap(8)
+    with pytest.raises(ResourceLimit, match="EAGAIN.*RLIMIT_MEMLOCK of 8"):
+        file.mmap(1)
+    second = m.memfd_secret(task)  # the limit is per task, not per file
+    with pytest.raises(ResourceLimit):
+        second.mmap(1)
+    file.close()
+    second.mmap(8)
+    assert task.locked_pages == 8
+
+
+def test_mitigation_names_and_bounds() -> None:
+    assert Mitigations(memlock_pages=4).names() == ("memlock_limit",)
+    with pytest.raises(ConfigError, match="memlock_pages"):
+        Mitigations(memlock_pages=-1)
+
+
+@pytest.mark.parametrize(("platform", "message"), [
+    ({"memory_pages": 4096, "secretmem_reserve_pages": 100}, "multiple of 512"),
+    ({"memory_pages": 1024, "secretmem_reserve_pages": 1024}, "below memory_pages"),
+])
+def test_schema_checks_the_reservation(platform: dict[str, int], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        scenario("secretmem-exhaustion", platform=platform)
+
+
+# -- the attack -------------------------------------------------------------------------------
+POOL = {"memory_pages": 4096, "secretmem_reserve_pages": 1024}
+
+
+def test_exhaustion_succeeds_against_the_plain_pool() -> None:
+    row = run("secretmem-exhaustion", "mktme", platform=POOL,
+              params={"workload_pages": 0})
+    assert row.outcome is Outcome.SUCCEEDED, row.reason
+    assert row.metrics["victim_allocation"] == "ENOMEM"
+    assert row.metrics["free_chunks_left"] == 0
+    assert row.evidence.recovered is None
+
+
+def test_memlock_limit_mitigates_the_greedy_task() -> None:
+    row = run("secretmem-exhaustion", "sev", platform=POOL,
+              mitigations={"memlock_limit_pages": 64}, params={"workload_pages": 0})
+    assert row.outcome is Outcome.MITIGATED, row.reason
+    assert row.metrics["attacker_locked_pages"] == 64
+    assert row.metrics["mmap_refusals"] > 0
+    assert row.evidence.recovered == row.evidence.secret
+
+
+def test_many_files_defeat_the_memlock_limit() -> None:
+    row = run("secretmem-exhaustion", "tme", platform=POOL,
+              mitigations={"memlock_limit_pages": 64},
+              params={"attacker_files": 2, "pages_per_file": 1, "workload_pages": 0})
+    assert row.outcome is Outcome.SUCCEEDED, row.reason
+    assert row.metrics["attacker_locked_pages"] == 2
+
+
+def test_without_a_reservation_the_page_allocator_is_exhausted() -> None:
+    row = run("secretmem-exhaustion", "none", platform={"memory_pages": 256},
+              params={"pages_per_file": 512, "workload_pages": 0})
+    assert row.outcome is Outcome.SUCCEEDED
+    assert "no free page frames" in row.reason
+    limited = run("secretmem-exhaustion", "none", platform={"memory_pages": 256},
+                  mitigations={"memlock_limit_pages": 32},
+                  params={"pages_per_file": 512, "workload_pages": 0})
+    assert limited.outcome is Outcome.MITIGATED
+
+
+def test_fragmentation_pool_splits_nothing_per_page_splits_many() -> None:
+    row = run("secretmem-exhaustion", "none",
+              platform={"memory_pages": 8192, "secretmem_reserve_pages": 1024},
+              params={"workload_pages": 128})
+    splits = row.metrics["direct_map_splits_per_strategy"]
+    assert splits["pmd-pool"] == 0
+    assert splits["per-page"] >= 3
+    curve = row.metrics["fragmentation_curve"]
+    assert len(curve["per-page"]) == len(curve["secret_pages"]) == 128
+    assert curve["per-page"] == sorted(curve["per-page"])  # splits never heal
+
+
+@pytest.mark.parametrize("name", [
+    "12-secretmem-pool-exhaustion.yaml",
+    "13-secretmem-pool-exhaustion-memlock.yaml",
+    "21-secretmem-pool-exhaustion-many-files.yaml",
+])
+def test_shipped_secretmem_scenarios_hold(name: str) -> None:
+    s, _ = load_scenario(SCENARIOS / name)
+    for engine, expected in s.expect.items():
+        row = run_job(Job(s, name, engine, 1))
+        assert row.outcome == expected, (engine, row.reason)
