@@ -125,15 +125,37 @@ def _render(tmp_path: Path, name: str = "out") -> str:
     path = write_report(tmp_path / name, _run(), rows, scenarios)
     assert path == tmp_path / name / "index.html"
     assert path.is_file()
-    return path.read_text(encoding="utf-8")
+    return _all_pages(path)
+
+
+def _all_pages(index: Path) -> str:
+    """The index followed by every scenario page, in name order."""
+    pages = sorted((index.parent / "scenarios").glob("*.html"))
+    return "\n".join(p.read_text(encoding="utf-8") for p in [index, *pages])
 
 
 def test_writes_index_and_creates_folder(tmp_path: Path) -> None:
     html = _render(tmp_path, "nested/deeper")
     assert html.startswith("<!DOCTYPE html>")
     assert "<title>memcrypt-testbed report</title>" in html
-    # No temporary files left behind.
-    assert [p.name for p in (tmp_path / "nested" / "deeper").iterdir()] == ["index.html"]
+    # One page per scenario, and no temporary files left behind.
+    out = tmp_path / "nested" / "deeper"
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "scenarios"]
+    assert sorted(p.name for p in (out / "scenarios").iterdir()) == ["leak.html", "wear.html"]
+
+
+def test_pages_link_to_each_other(tmp_path: Path) -> None:
+    rows, scenarios = _inputs()
+    index = write_report(tmp_path, _run(), rows, scenarios).read_text("utf-8")
+    assert 'href="scenarios/leak.html#res-leak.none"' in index
+    assert 'href="scenarios/wear.html"' in index
+    leak = (tmp_path / "scenarios" / "leak.html").read_text("utf-8")
+    assert 'href="../index.html#matrix"' in leak
+    assert 'href="wear.html" rel="next"' in leak
+    assert 'id="res-leak.none"' in leak
+    assert "<title>Kernel direct map leak &middot; memcrypt-testbed report</title>" in leak
+    wear = (tmp_path / "scenarios" / "wear.html").read_text("utf-8")
+    assert 'href="leak.html" rel="prev"' in wear and 'rel="next"' not in wear
 
 
 def test_header_metadata_and_summary(tmp_path: Path) -> None:
@@ -160,7 +182,7 @@ def test_matrix_has_one_cell_per_scenario_and_engine(tmp_path: Path) -> None:
     positions = [header.index(f">{e}</th>") for e in ENGINE_NAMES]
     assert positions == sorted(positions)
     assert html.count('data-outcome="not-run"') == 3
-    assert html.count('href="#scn-leak"') >= len(ENGINE_NAMES)
+    assert html.count('href="scenarios/leak.html#res-leak.') == 5 + 1  # cells + mismatch
 
 
 def test_outcome_texts_and_profile(tmp_path: Path) -> None:
@@ -208,7 +230,7 @@ def test_metrics_sorted_and_compact(tmp_path: Path) -> None:
 def test_long_metric_is_truncated(tmp_path: Path) -> None:
     scn = _scenario("long", "Long", "s")
     row = _row("long", "none", Outcome.SUCCEEDED, metrics={"big": list(range(1000))})
-    html = write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]).read_text("utf-8")
+    html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]))
     value = re.search(r"<code>big</code></th><td><code>([^<]*)</code>", html)
     assert value is not None
     assert len(value.group(1)) <= 300
@@ -233,7 +255,7 @@ def test_evidence_truncated_to_256_bytes(tmp_path: Path) -> None:
     scn = _scenario("big", "Big", "s")
     data = bytes(i % 256 for i in range(1000))
     row = _row("big", "none", Outcome.SUCCEEDED, evidence=Evidence(secret=data, recovered=data))
-    html = write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]).read_text("utf-8")
+    html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]))
     assert "Showing the first 256 of 1000 bytes." in html
     recovered = html[html.index("evidence-recovered") :]
     recovered = recovered[: recovered.index("</pre>")]
@@ -253,13 +275,13 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
         steps=(Step(HOSTILE, HOSTILE, HOSTILE, None, HOSTILE),),
         profile=HOSTILE,
     )
-    html = write_report(tmp_path, _run(), [row], [(scn, HOSTILE)]).read_text("utf-8")
+    html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, HOSTILE)]))
     assert "<script" not in html
     assert "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     # Template syntax in scenario text stays literal text: never evaluated.
-    title = re.search(r'<h2 id="scn-evil-title">(.*?)</h2>', html, re.S)
+    title = re.search(r'<h1 id="scn-evil-title">(.*?)</h1>', html, re.S)
     summary = re.search(r'<h3>Summary</h3>\n<p class="prose">(.*?)</p>', html, re.S)
     assert title is not None and summary is not None
     for text in (title.group(1), summary.group(1)):
@@ -279,9 +301,11 @@ def test_csp_and_self_contained(tmp_path: Path) -> None:
     ) in html
     assert "<script" not in html
     assert "<link" not in html
-    # Every src and href points inside the page or is a data: URI.
+    # Every src and href points inside the report folder or is a data: URI.
     for attr in re.findall(r'(?:src|href)="([^"]*)"', html):
-        assert attr.startswith(("#", "data:image/png;base64,")), attr
+        local = re.fullmatch(r"(\.\./index\.html|scenarios/[a-z0-9_-]+\.html|[a-z0-9_-]+\.html)?"
+                             r"(#[A-Za-z0-9_.-]*)?", attr)
+        assert attr.startswith("data:image/png;base64,") or local, attr
     assert "@media print" in html and "break-inside: avoid" in html
 
 
@@ -322,7 +346,7 @@ def test_plot_title_names_reduced_width(
     scn = _scenario("wear", "Wear", "s", "key-wearout")
     curve = [{"pairs": q, "measured": 0.1 * i, "bound": 0.05 * i} for i, q in enumerate((8, 16))]
     row = _row("wear", "none", Outcome.SUCCEEDED, metrics={"curve": curve, **extra})
-    html = write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]).read_text("utf-8")
+    html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]))
     alt = re.search(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', html)
     assert alt is not None
     assert expected in alt.group(1)
@@ -333,7 +357,7 @@ def test_plot_title_names_reduced_width(
 def test_no_plot_without_curve(tmp_path: Path) -> None:
     scn = _scenario("plain", "Plain", "s")
     row = _row("plain", "none", Outcome.SUCCEEDED, metrics={"curve": "not a curve"})
-    html = write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]).read_text("utf-8")
+    html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]))
     assert "<img" not in html
 
 

@@ -100,6 +100,22 @@ def test_report_in_chromium(report: Path, tmp_path: Path,
             page.click("label[for=fo-all]")
             assert page.locator("td[data-cell] .outcome:visible").count() == rows * 5
 
+            # Each cell opens that result on the scenario's own page.
+            page.click('td[data-cell="secretmem-pool-exhaustion/mktme"] a')
+            page.wait_for_load_state("load")
+            assert page.url.endswith("/scenarios/secretmem-pool-exhaustion.html"
+                                     "#res-secretmem-pool-exhaustion.mktme")
+            assert page.locator("h1").inner_text() == "secretmem pool exhaustion"
+            assert page.locator("details.result[open]").count() == 5
+            plots = page.locator("figure.plot img")
+            assert plots.count() == 5  # the fragmentation plot, once per engine
+            assert all(w > 0 for w in plots.evaluate_all("els => els.map(e => e.naturalWidth)"))
+            page.click("text=\u2190 Outcome matrix")
+            page.wait_for_load_state("load")
+            assert page.url.endswith("/index.html#matrix")
+            assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+            assert messages == []
+
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
             assert (ARTIFACTS / "report.png").stat().st_size > 10_000

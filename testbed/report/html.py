@@ -9,15 +9,12 @@ Identical inputs give byte-identical output.
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
@@ -27,6 +24,7 @@ from ..results.output import atomic_write_text
 from ..results.store import Change
 from ..scenarios.model import ENGINE_NAMES, Scenario
 from ..types import Outcome
+from .plots import Plot, plots_for
 
 __all__ = ["write_report"]
 
@@ -34,6 +32,9 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 """Folder holding the page templates (shipped as package data)."""
 
 INDEX_TEMPLATE = "index.html.j2"
+SCENARIO_TEMPLATE = "scenario.html.j2"
+SCENARIO_DIR = "scenarios"
+"""Folder, inside the report folder, of the per-scenario pages."""
 
 STOPPED: frozenset[Outcome] = frozenset({Outcome.MITIGATED, Outcome.BLOCKED})
 """Outcomes that count as "the attack was stopped" in the engine summary."""
@@ -53,9 +54,6 @@ OUTCOME_LEGEND: tuple[tuple[Outcome, str], ...] = (
     (Outcome.ERROR, "The run itself failed."),
     (Outcome.NOT_APPLICABLE, "The threat does not exist under this profile."),
 )
-
-_MEASURED_COLOUR = "#D55E00"
-_BOUND_COLOUR = "#0072B2"
 
 
 def outcome_label(outcome: Outcome) -> str:
@@ -91,12 +89,6 @@ class _HexDump:
 
 
 @dataclass(frozen=True)
-class _Plot:
-    src: str
-    alt: str
-
-
-@dataclass(frozen=True)
 class _StepView:
     actor: str
     action: str
@@ -120,7 +112,7 @@ class _RowView:
     steps: tuple[_StepView, ...]
     evidence_address: str
     evidence: tuple[_HexDump, ...]
-    plot: _Plot | None
+    plots: tuple[Plot, ...]
 
 
 @dataclass(frozen=True)
@@ -144,6 +136,8 @@ class _ScenarioView:
     cells: tuple[_CellView, ...]
     rows: tuple[_RowView, ...]
     not_run: tuple[str, ...]
+    page: str
+    """Path of the scenario's own page, relative to the report folder."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +158,7 @@ class _EngineSummary:
 @dataclass(frozen=True)
 class _Mismatch:
     title: str
-    anchor: str
+    href: str
     engine: str
     outcome_label: str
     expected_label: str
@@ -270,115 +264,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-# --------------------------------------------------------------------------- plot
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-def _curve_points(value: Any) -> list[tuple[float, float, float]] | None:
-    """``(pairs, measured, bound)`` sorted by pairs, or ``None`` if ``value`` is not a curve."""
-    if not isinstance(value, list) or not value:
-        return None
-    points: list[tuple[float, float, float]] = []
-    for item in value:
-        if not isinstance(item, Mapping):
-            return None
-        pairs, measured, bound = item.get("pairs"), item.get("measured"), item.get("bound")
-        if not (_is_number(pairs) and _is_number(measured) and _is_number(bound)):
-            return None
-        points.append((float(pairs), float(measured), float(bound)))
-    points.sort(key=lambda p: p[0])
-    return points
-
-
-def _plot_title(reduced_width: Any, block_bits: Any) -> str:
-    """Plot title; names the reduced-width cipher (and its width n when known)."""
-    title = "Key wear-out: measured vs birthday bound"
-    bits = block_bits
-    if _is_number(reduced_width) and reduced_width > 1:
-        bits = reduced_width  # the width itself was given
-    width = ""
-    if _is_number(bits) and float(bits).is_integer() and bits > 0:
-        width = f"n = {int(bits)} bits"
-    if reduced_width:
-        return f"{title}\n(reduced-width cipher{', ' + width if width else ''})"
-    return f"{title} ({width})" if width else title
-
-
-def _plot_curve(points: Sequence[tuple[float, float, float]], title: str) -> _Plot:
-    """Draw measured probability and birthday bound against pairs as an embedded PNG."""
-    import matplotlib
-    import matplotlib.style
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    xs = [p[0] for p in points]
-    measured = [p[1] for p in points]
-    bound = [p[2] for p in points]
-    buf = io.BytesIO()
-    # A bare Figure on the Agg canvas never touches pyplot's global figure registry, so there is
-    # nothing left open afterwards; the style context ignores any user matplotlibrc.
-    with (
-        matplotlib.style.context("default"),
-        matplotlib.rc_context(
-            {
-                "svg.hashsalt": "memcrypt-testbed",
-                "figure.dpi": 100,
-                "savefig.dpi": 100,
-                "font.size": 9,
-                "axes.titlesize": 10,
-            }
-        ),
-    ):
-        fig = Figure(figsize=(5.6, 3.6), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        ax.plot(xs, measured, marker="o", markersize=3, color=_MEASURED_COLOUR, label="measured")
-        ax.plot(
-            xs,
-            bound,
-            linestyle="--",
-            color=_BOUND_COLOUR,
-            label="birthday bound q\u00b2/2^(n+1)",
-        )
-        if xs[0] > 0 and xs[-1] / xs[0] >= 100:
-            ax.set_xscale("log")
-        top = max(1.05, max(measured) * 1.05)
-        ax.set_ylim(-0.03, top)  # a line at 0 stays visible above the axis
-        ax.set_xlabel("pairs q")
-        ax.set_ylabel("probability")
-        ax.set_title(title)
-        ax.grid(True, linewidth=0.5, alpha=0.5)
-        # Below the axes, so it never hides a line whatever the curve looks like.
-        fig.legend(loc="outside lower center", ncols=2, frameon=False)
-        fig.savefig(buf, format="png", metadata={"Software": None})
-        fig.clear()
-    src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    flat_title = title.replace("\n", " ")
-    alt = (
-        f"{flat_title}. Line plot of success probability against the number of pairs q "
-        f"({len(points)} points, q from {xs[0]:g} to {xs[-1]:g}). At q = {xs[-1]:g} the "
-        f"measured probability is {measured[-1]:.3g} and the birthday bound is {bound[-1]:.3g}."
-    )
-    return _Plot(src=src, alt=alt)
-
-
 # --------------------------------------------------------------------------- assembly
 
 
 def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
     mismatch = row.expected is not None and row.expected != row.outcome
-    plot: _Plot | None = None
-    points = _curve_points(row.metrics.get("curve"))
-    if points is not None:
-        title = _plot_title(row.metrics.get("reduced_width"), row.metrics.get("block_bits"))
-        plot = _plot_curve(points, title)
     return _RowView(
         engine=row.engine,
         anchor=f"res-{scenario_id}.{row.engine}",
@@ -393,8 +283,13 @@ def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
         steps=tuple(_step_view(s) for s in row.steps),
         evidence_address=_address(row.evidence.address),
         evidence=_evidence_views(row.evidence),
-        plot=plot,
+        plots=plots_for(row.metrics),
     )
+
+
+def _page(scenario_id: str) -> str:
+    """The scenario's page; ids match ``[a-z0-9][a-z0-9_-]*``, so this stays in the folder."""
+    return f"{SCENARIO_DIR}/{scenario_id}.html"
 
 
 def _index_rows(
@@ -451,7 +346,7 @@ def _context(
                 mismatches.append(
                     _Mismatch(
                         title=scenario.title,
-                        anchor=view.anchor,
+                        href=f"{_page(scenario.id)}#{view.anchor}",
                         engine=engine,
                         outcome_label=view.outcome_label,
                         expected_label=view.expected_label,
@@ -470,6 +365,7 @@ def _context(
                 cells=tuple(cells),
                 rows=tuple(row_views),
                 not_run=tuple(not_run),
+                page=_page(scenario.id),
             )
         )
 
@@ -509,7 +405,7 @@ def _context(
         "previous": None if previous is None else {
             "run": previous.run_id,
             "changes": tuple(
-                {"title": titles.get(c.scenario, c.scenario), "anchor": f"scn-{c.scenario}",
+                {"title": titles.get(c.scenario, c.scenario), "href": _page(c.scenario),
                  "engine": c.engine, "before": outcome_label(Outcome(c.before or "error")),
                  "after": outcome_label(Outcome(c.after or "error"))}
                 for c in changed.values()
@@ -544,23 +440,36 @@ def render_report(
     rows: Sequence[ResultRow],
     scenarios: Sequence[tuple[Scenario, str]],
     previous: Previous | None = None,
-) -> str:
-    """Render the report page as a string (see :func:`write_report`).
+) -> dict[str, str]:
+    """Render every page of the report (see :func:`write_report`).
 
     Args:
         run: Metadata of the run.
         rows: One result row per (scenario, engine) pair that was run.
         scenarios: ``(scenario, source file path)`` pairs in display order.
+        previous: the previous run of the same scenarios and what changed since, if any.
 
     Returns:
-        The complete HTML document.
+        Page path relative to the report folder (``index.html``, ``scenarios/ID.html``) ->
+        complete HTML document, the index last.
 
     Raises:
         ValueError: If a scenario id repeats, or a row names an unknown scenario or engine, or
             two rows share a (scenario, engine) pair.
     """
-    template = _environment().get_template(INDEX_TEMPLATE)
-    return template.render(_context(run, rows, scenarios, previous))
+    env = _environment()
+    context = _context(run, rows, scenarios, previous)
+    views: tuple[_ScenarioView, ...] = context["scenarios"]
+    pages: dict[str, str] = {}
+    page_template = env.get_template(SCENARIO_TEMPLATE)
+    for i, view in enumerate(views):
+        pages[view.page] = page_template.render(
+            context, scn=view, root="../",
+            prev=views[i - 1] if i > 0 else None,
+            next=views[i + 1] if i + 1 < len(views) else None,
+        )
+    pages["index.html"] = env.get_template(INDEX_TEMPLATE).render(context, root="")
+    return pages
 
 
 def write_report(
@@ -570,11 +479,13 @@ def write_report(
     scenarios: list[tuple[Scenario, str]],
     previous: Previous | None = None,
 ) -> Path:
-    """Write the HTML report of a run to ``out_dir/index.html``.
+    """Write the HTML report of a run: ``out_dir/index.html`` and one page per scenario.
 
-    The page holds the run metadata, a per-engine summary, the outcome matrix (scenarios ×
-    engines), a legend and one detail section per scenario with teaching text, per-engine
-    reasons, metrics, step timelines, evidence hex dumps and, for key wear-out rows, a plot.
+    The index holds the run metadata, a per-engine summary, the outcome matrix (scenarios ×
+    engines) with its filters and a legend. Each scenario's page (``scenarios/ID.html``) holds
+    the teaching text and, per engine, the reason, plots, metrics, the steps as a timeline and
+    the evidence as hex dumps. Every file is replaced atomically, the index last, so that it
+    never links to a page that is not there yet.
 
     Args:
         out_dir: Folder for the report; created if missing.
@@ -590,9 +501,9 @@ def write_report(
         ValueError: If a scenario id repeats, or a row names an unknown scenario or engine, or
             two rows share a (scenario, engine) pair.
     """
-    html = render_report(run, rows, scenarios, previous)
+    pages = render_report(run, rows, scenarios, previous)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "index.html"
-    atomic_write_text(path, html)
-    return path
+    (out_dir / SCENARIO_DIR).mkdir(parents=True, exist_ok=True)
+    for name, html in pages.items():
+        atomic_write_text(out_dir / name, html)
+    return out_dir / "index.html"

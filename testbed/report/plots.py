@@ -1,0 +1,236 @@
+"""Figures for the report, drawn with matplotlib and embedded as ``data:`` PNGs.
+
+Each plot kind recognises the shape of the metrics it needs and ignores anything else, so a
+malformed or missing metric means no figure, never a failed report. Output is deterministic:
+a fixed style, no timestamps in the PNG metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["Plot", "plots_for"]
+
+MEASURED = "#D55E00"
+BOUND = "#0072B2"
+OTHER = "#009E73"
+"""Okabe–Ito colours, as in the matrix."""
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One embedded figure: the image, a text alternative and a caption."""
+
+    src: str
+    alt: str
+    caption: str
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(float(value)))
+
+
+def _numbers(value: object) -> list[float] | None:
+    if not isinstance(value, list) or not value or not all(_is_number(v) for v in value):
+        return None
+    return [float(v) for v in value]
+
+
+@contextmanager
+def _figure(size: tuple[float, float] = (5.6, 3.6)) -> Iterator[tuple[Figure, io.BytesIO]]:
+    import matplotlib
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    buf = io.BytesIO()
+    # A bare Figure on the Agg canvas never touches pyplot's global registry; the style context
+    # ignores any user matplotlibrc.
+    with (
+        matplotlib.style.context("default"),
+        matplotlib.rc_context({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 9,
+                               "axes.titlesize": 10}),
+    ):
+        fig = Figure(figsize=size, layout="constrained")
+        FigureCanvasAgg(fig)
+        yield fig, buf
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        fig.clear()
+
+
+def _src(buf: io.BytesIO) -> str:
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _finish(ax: Axes, fig: Figure, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, linewidth=0.5, alpha=0.5)
+    fig.legend(loc="outside lower center", ncols=3, frameon=False)
+
+
+# --------------------------------------------------------------------------- key wear-out
+
+
+def _wearout_title(reduced_width: Any, block_bits: Any) -> str:
+    """Plot title; names the reduced-width cipher (and its width n when known)."""
+    title = "Key wear-out: measured vs birthday bound"
+    bits = block_bits
+    if _is_number(reduced_width) and reduced_width > 1:
+        bits = reduced_width  # the width itself was given
+    width = ""
+    if _is_number(bits) and float(bits).is_integer() and bits > 0:
+        width = f"n = {int(bits)} bits"
+    if reduced_width:
+        return f"{title}\n(reduced-width cipher{', ' + width if width else ''})"
+    return f"{title} ({width})" if width else title
+
+
+def _wearout(metrics: Mapping[str, Any]) -> Plot | None:
+    value = metrics.get("curve")
+    if not isinstance(value, list) or not value:
+        return None
+    points: list[tuple[float, float, float]] = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            return None
+        q, measured, bound = item.get("pairs"), item.get("measured"), item.get("bound")
+        if not (_is_number(q) and _is_number(measured) and _is_number(bound)):
+            return None
+        points.append((float(q), float(measured), float(bound)))
+    points.sort(key=lambda p: p[0])
+    xs, ys, bs = zip(*points, strict=True)
+    title = _wearout_title(metrics.get("reduced_width"), metrics.get("block_bits"))
+    with _figure() as (fig, buf):
+        ax = fig.add_subplot()
+        ax.plot(xs, ys, marker="o", markersize=3, color=MEASURED, label="measured")
+        ax.plot(xs, bs, linestyle="--", color=BOUND, label="birthday bound q\u00b2/2^(n+1)")
+        if xs[0] > 0 and xs[-1] / xs[0] >= 100:
+            ax.set_xscale("log")
+        ax.set_ylim(-0.03, max(1.05, max(ys) * 1.05))  # a line at 0 stays visible
+        _finish(ax, fig, title, "pairs q", "probability")
+    flat = title.replace("\n", " ")
+    alt = (f"{flat}. Line plot of success probability against the number of pairs q "
+           f"({len(points)} points, q from {xs[0]:g} to {xs[-1]:g}). At q = {xs[-1]:g} the "
+           f"measured probability is {ys[-1]:.3g} and the birthday bound is {bs[-1]:.3g}.")
+    return Plot(_src(buf), alt, "Key wear-out: measured success probability against the "
+                "birthday bound.")
+
+
+# --------------------------------------------------------------------------- secretmem
+
+
+def _fragmentation(metrics: Mapping[str, Any]) -> Plot | None:
+    value = metrics.get("fragmentation_curve")
+    if not isinstance(value, Mapping):
+        return None
+    xs = _numbers(value.get("secret_pages"))
+    curves = {name: _numbers(value.get(name)) for name in ("per-page", "pmd-pool")}
+    if xs is None or any(c is None or len(c) != len(xs) for c in curves.values()):
+        return None
+    per_page, pool = curves["per-page"], curves["pmd-pool"]
+    assert per_page is not None and pool is not None
+    with _figure() as (fig, buf):
+        ax = fig.add_subplot()
+        ax.step(xs, per_page, where="post", color=MEASURED, label="one page at a time")
+        ax.step(xs, pool, where="post", color=BOUND, linestyle="--", label="PMD-size pool")
+        ax.set_ylim(bottom=-0.5)
+        _finish(ax, fig, "secretmem: direct-map fragmentation", "secret pages allocated",
+                "2 MiB mappings split")
+    alt = (f"Step plot of 2 MiB direct-map mappings split against secret pages allocated, for "
+           f"the same workload of {len(xs)} pages: removing pages one at a time ends with "
+           f"{per_page[-1]:g} splits, the PMD-size pool with {pool[-1]:g}.")
+    return Plot(_src(buf), alt, "secretmem: direct-map splits per allocation strategy over the "
+                "same workload.")
+
+
+# --------------------------------------------------------------------------- dictionary
+
+
+def _dictionary(metrics: Mapping[str, Any]) -> Plot | None:
+    size, bits, guesses = (metrics.get(k) for k in ("dictionary_size", "entropy_bits", "guesses"))
+    if not (_is_number(size) and _is_number(bits) and _is_number(guesses)) or size < 1:
+        return None
+    top = max(float(bits), 27.0)
+    grid = [top * i / 100 for i in range(101)]
+    with _figure() as (fig, buf):
+        ax = fig.add_subplot()
+        ax.plot(grid, [2**b for b in grid], color=BOUND, label="whole dictionary (2^H)")
+        ax.plot(grid, [max(1.0, 2**b / 2) for b in grid], color=OTHER, linestyle="--",
+                label="expected guesses (2^H / 2)")
+        ax.plot([float(bits)], [max(float(guesses), 1.0)], marker="o", color=MEASURED,
+                linestyle="none", label="this run")
+        ax.set_yscale("log")
+        _finish(ax, fig, "Dictionary attack: guesses against secret entropy",
+                "secret entropy H (bits)", "candidate writes")
+    alt = (f"Guesses against secret entropy, logarithmic. This run: {float(bits):.1f} bits of "
+           f"entropy, a dictionary of {size:g} candidates, {guesses:g} candidate writes. Each "
+           f"further bit doubles the expected number of guesses.")
+    return Plot(_src(buf), alt, "Dictionary attack: candidate writes needed against the "
+                "entropy of the secret.")
+
+
+# --------------------------------------------------------------------------- dirty pages
+
+
+def _bits(value: object) -> list[int] | None:
+    if not isinstance(value, list) or not value or len(value) > 4096:
+        return None
+    if not all(v in (0, 1) and not isinstance(v, float) for v in value):
+        return None
+    return [int(v) for v in value]
+
+
+def _dirty_bits(metrics: Mapping[str, Any]) -> Plot | None:
+    truth, guess = _bits(metrics.get("secret_bits")), _bits(metrics.get("recovered_bits"))
+    if truth is None or guess is None or len(truth) != len(guess):
+        return None
+    n = len(truth)
+    right = sum(a == b for a, b in zip(truth, guess, strict=True))
+    with _figure((5.6, 2.6)) as (fig, buf):
+        ax = fig.add_subplot()
+        xs = list(range(n))
+        ax.bar(xs, [1] * n, bottom=[1.2 if b else 0.2 for b in truth], width=1.0,
+               color=[BOUND if b else "#D5E8F5" for b in truth], label="secret bit (dark = 1)")
+        ax.bar(xs, [1] * n, bottom=[-1.2 if b else -2.2 for b in guess], width=1.0,
+               color=[MEASURED if b else "#FBE1D0" for b in guess],
+               label="read from dirty bitmaps (dark = 1)")
+        wrong = [i for i in xs if truth[i] != guess[i]]
+        if wrong:
+            ax.plot(wrong, [-2.6] * len(wrong), marker="^", color="#1a1a1a", linestyle="none",
+                    label="wrong")
+        ax.set_yticks([])
+        ax.set_xlim(-0.5, n - 0.5)
+        _finish(ax, fig, f"Dirty-page tracking: {right} of {n} secret bits read back",
+                "interval (one secret bit each)", "")
+    alt = (f"Two rows of {n} bits: the guest's secret bits and the bits the hypervisor "
+           f"reconstructed from dirty-page bitmaps; {right} of {n} agree.")
+    return Plot(_src(buf), alt, "Dirty-page access-pattern leak: secret bits and bits "
+                "reconstructed from the dirty bitmaps, interval by interval.")
+
+
+_KINDS: tuple[Callable[[Mapping[str, Any]], Plot | None], ...] = (
+    _wearout, _fragmentation, _dictionary, _dirty_bits,
+)
+
+
+def plots_for(metrics: Mapping[str, Any]) -> tuple[Plot, ...]:
+    """Every figure ``metrics`` has the data for, in a fixed order."""
+    out: list[Plot] = []
+    for kind in _KINDS:
+        plot = kind(metrics)
+        if plot is not None:
+            out.append(plot)
+    return tuple(out)
