@@ -1,15 +1,146 @@
-"""Torn live patch (being built: replaced by the real module)."""
+"""Torn live patch.
+
+Threat: the kernel rewrites its own text while other CPUs run it (static calls, jump labels,
+ftrace, optimised kprobes). When the new bytes are written in place, a CPU fetching the same
+instruction may read some bytes before a write and some after it, and execute an instruction
+that is neither the old nor the new one: a wrong call target, a jump into the middle of an
+instruction, an invalid opcode. Here the "attacker" is the adversarial scheduler: it chooses
+the order in which the CPUs and the patcher take their steps, and wins if any CPU executes a
+torn instruction. Kernel integrity is the victim.
+Source: "x86/alternatives: Teach text_poke_bp() to emulate instructions" (LKML, October 2019):
+the INT3 protocol (INT3 on the first byte of every site, sync, tails, sync, first bytes, sync)
+and the INT3 handler that emulates CALL, JMP32, JMP8, NOP2 (as JMP8 +0) and NOP5 (as JMP32 +0).
+Preconditions: capability ``concurrent_execution`` (at least two CPUs run the patched text).
+Memory encryption plays no part: the CPUs fetch the text through the engine, so the outcome is
+the same under every engine. The text lives in a kernel-owned page of the machine; the
+interleavings run on a copy of it (:mod:`testbed.platform.textpatch`), and the patched text is
+stored back at the end. Mitigation: ``text_poke_bp`` (the INT3 protocol).
+"""
 
 from __future__ import annotations
 
-from ..errors import AttackError
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..errors import AttackError, ConfigError
+from ..platform.textpatch import (
+    MAX_INTERLEAVINGS,
+    PATCHER,
+    ExecClass,
+    Execution,
+    Exploration,
+    LivePatch,
+    Patcher,
+    TextSegment,
+    count_interleavings,
+    explore_all,
+    explore_random,
+    poke_site,
+)
+from ..platform.x86text import INT3, InsnKind, decode, encode
+from ..types import PAGE_SIZE, Outcome
 from ._base import Attack, AttackContext, AttackParams, Verdict
 
-__all__ = ["TornLivePatch"]
+__all__ = ["TornLivePatch", "TornLivePatchParams", "build", "kernel_text"]
+
+TEXT_BASE = 0xFFFF_FFFF_8100_0000
+"""Virtual address of the emulated kernel text page."""
+SITE_STRIDE = 16
+MAX_RANDOM_STEPS = 2_000_000
+"""Scheduler steps one random exploration may take in all (interleavings x steps each)."""
+
+InsnName = Literal["nop5", "call", "jmp32", "nop2", "jmp8"]
 
 
 class TornLivePatchParams(AttackParams):
-    pass
+    cpus: int = Field(2, ge=2, le=8, description="CPUs executing the patched sites")
+    sites: int = Field(1, ge=1, le=16, description="sites patched in one batch")
+    visits: int = Field(1, ge=1, le=4, description="times each CPU executes each site")
+    old: InsnName = Field("nop5", description="instruction at every site before the patch")
+    new: InsnName = Field("call", description="instruction the patch writes")
+    fetch_chunk: int = Field(2, ge=1, le=8, description="bytes a CPU fetches per step")
+    poke_chunk: int = Field(1, ge=1, le=5, description="bytes the patcher writes per step")
+    explore: Literal["exhaustive", "random"] = Field(
+        "exhaustive", description="every interleaving, or a seeded random sample")
+    interleavings: int = Field(
+        1000, ge=1, le=MAX_INTERLEAVINGS, description="random: schedules to sample")
+
+    def pages_needed(self) -> int:
+        return 1
+
+    @model_validator(mode="after")
+    def _patchable(self) -> TornLivePatchParams:
+        if len(encode(self.old, 0, 16)) != len(encode(self.new, 0, 16)):
+            raise ValueError(f"old ({self.old}) and new ({self.new}) must have the same length")
+        if self.old == self.new and self.old in ("nop5", "nop2"):
+            raise ValueError(f"old and new are the same instruction ({self.old}): nothing to patch")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded_work(self) -> TornLivePatchParams:
+        for patcher in Patcher:
+            run = build(self, patcher)
+            if self.explore == "exhaustive":
+                try:
+                    count_interleavings(run)
+                except ConfigError as exc:
+                    raise ValueError(f"{exc} (with {patcher.value})") from None
+            elif self.interleavings * run.max_steps() > MAX_RANDOM_STEPS:
+                raise ValueError(
+                    f"interleavings x steps per schedule = {self.interleavings} x "
+                    f"{run.max_steps()} with {patcher.value}; the limit is {MAX_RANDOM_STEPS}")
+        return self
+
+
+def _site(i: int) -> int:
+    return TEXT_BASE + SITE_STRIDE * i
+
+
+def _insn(name: str, site: int, i: int, *, old: bool) -> bytes:
+    """``name`` at ``site``: calls and 32-bit jumps go to a function of their own in the page
+    (old and new targets differ in two displacement bytes), 8-bit jumps to the end of the site's
+    slot (old ones to its middle)."""
+    if name == "jmp8":
+        return encode(name, site, site + (SITE_STRIDE // 2 if old else SITE_STRIDE))
+    return encode(name, site, TEXT_BASE + (0xC90 if old else 0x800) + 0x20 * i)
+
+
+def kernel_text(params: TornLivePatchParams) -> bytes:
+    """One page of kernel text: the old instruction at each site, INT3 padding elsewhere."""
+    text = bytearray(INT3 * PAGE_SIZE)
+    for i in range(params.sites):
+        old = _insn(params.old, _site(i), i, old=True)
+        text[SITE_STRIDE * i : SITE_STRIDE * i + len(old)] = old
+    return bytes(text)
+
+
+def build(params: TornLivePatchParams, patcher: Patcher, text: bytes | None = None) -> LivePatch:
+    """The live patch of ``params`` (on ``text``, by default :func:`kernel_text`)."""
+    sites = [poke_site(_site(i), _insn(params.new, _site(i), i, old=False))
+             for i in range(params.sites)]
+    return LivePatch(TextSegment(TEXT_BASE, text or kernel_text(params)), sites, patcher=patcher,
+                     cpus=params.cpus, visits=params.visits, fetch_chunk=params.fetch_chunk,
+                     poke_chunk=params.poke_chunk)
+
+
+def _origin(e: Execution, old: bytes, new: bytes) -> str:
+    """Per byte executed: ``o`` from the old instruction, ``n`` from the new, ``=`` both, ``?``
+    neither."""
+    out = []
+    for i, b in enumerate(e.fetched):
+        from_old, from_new = i < len(old) and b == old[i], i < len(new) and b == new[i]
+        out.append("=" if from_old and from_new else "o" if from_old else "n" if from_new
+                   else "?")
+    return "".join(out)
+
+
+def _what(e: Execution) -> str:
+    if e.kind is None:
+        return "an invalid opcode (#UD)"
+    if e.kind is InsnKind.INT3:
+        return "an INT3 the handler did not consume"
+    return decode(e.fetched).text(e.address)
 
 
 class TornLivePatch(Attack):
@@ -19,4 +150,113 @@ class TornLivePatch(Attack):
     Params = TornLivePatchParams
 
     def run(self, ctx: AttackContext, params: TornLivePatchParams) -> Verdict:
-        raise AttackError("torn-live-patch: not built yet")
+        m, log = ctx.machine, ctx.log
+        pa = m.alloc_page(m.kernel)
+        m.write(m.kernel, pa, kernel_text(params))
+        patcher = Patcher.TEXT_POKE_BP if m.mitigations.text_poke_bp else Patcher.TEXT_POKE
+        start = build(params, patcher, m.read(m.kernel, pa, PAGE_SIZE))
+        old, new = start.old_insn(0).raw, start.sites[0].text
+        log.secret, log.address = new, pa
+        log.step("kernel", f"loads its text: {params.sites} site(s) holding {params.old}",
+                 address=pa, detail=f"virtual {TEXT_BASE:#x}; site 0 holds {old.hex(' ')}")
+        log.step("patcher", self._patcher_action(patcher, params), address=pa,
+                 detail=f"{len(start.ops)} patcher steps; site 0 becomes {new.hex(' ')}")
+        how = ("every interleaving" if params.explore == "exhaustive"
+               else f"{params.interleavings} seeded random interleavings")
+        log.step("attacker", f"runs {params.cpus} CPUs through the sites during the patch, "
+                 f"over {how}", "concurrent_execution", pa,
+                 f"a CPU fetches {params.fetch_chunk} byte(s) per step and executes each site "
+                 f"{params.visits} time(s); the patcher writes {params.poke_chunk} byte(s) per "
+                 "step")
+        found = (explore_all(start) if params.explore == "exhaustive"
+                 else explore_random(start, params.interleavings, ctx.rng))
+        self._metrics(log.metrics, params, patcher, found)
+        verdict = self._judge(ctx, start, found, pa)
+        self._store_back(ctx, start, pa)
+        return verdict
+
+    @staticmethod
+    def _patcher_action(patcher: Patcher, params: TornLivePatchParams) -> str:
+        if patcher is Patcher.TEXT_POKE_BP:
+            return (f"patches {params.sites} site(s) to {params.new} with text_poke_bp: INT3 on "
+                    "every first byte, sync, tails, sync, first bytes, sync")
+        return (f"patches {params.sites} site(s) to {params.new} with text_poke, writing the new "
+                "bytes in place")
+
+    @staticmethod
+    def _metrics(metrics: dict[str, Any], params: TornLivePatchParams, patcher: Patcher,
+                 found: Exploration) -> None:
+        metrics.update(
+            patcher=patcher.value,
+            exploration="exhaustive" if found.exhaustive else "random",
+            interleavings_explored=found.interleavings,
+            torn_interleavings=found.torn_interleavings,
+            torn_executions=found.counts[ExecClass.TORN],
+            executions={c.value: n for c, n in found.counts.items()},
+            cpus=params.cpus,
+            sites=params.sites,
+        )
+
+    def _judge(self, ctx: AttackContext, start: LivePatch, found: Exploration,
+               pa: int) -> Verdict:
+        log, n = ctx.log, found.interleavings
+        run = found.first_torn
+        if run is None:
+            emulated = found.counts[ExecClass.EMULATED]
+            if found.first_emulated is not None:
+                log.recovered = found.first_emulated.fetched
+            scope = f"all {n}" if found.exhaustive else f"{n} sampled"
+            log.step("cpus", "executed only whole old or new instructions, or the INT3 with the "
+                     "new instruction emulated", detail=f"{emulated} INT3 emulations over {scope} "
+                     "interleavings")
+            return Verdict(Outcome.MITIGATED,
+                           f"no CPU executed a torn instruction in {scope} interleavings; "
+                           f"{emulated} executions hit the INT3 and ran the new instruction "
+                           "through the handler")
+        e = run.torn()[0]
+        old, new = start.old_insn(e.site).raw, start.sites[e.site].text
+        schedule = run.schedule_text()
+        events = start.replay(run.schedule).events or []
+        log.recovered = e.fetched
+        log.metrics["first_torn"] = {
+            "schedule": schedule,
+            "cpu": e.cpu,
+            "site": e.site,
+            "address": f"{e.address:#x}",
+            "executed": e.fetched.hex(" "),
+            "decoded": _what(e),
+            "origin": _origin(e, old, new),
+            "old": old.hex(" "),
+            "new": new.hex(" "),
+            "fetch_steps": list(e.steps),
+            "timeline": events[: e.steps[-1] + 1],
+        }
+        log.step(f"cpu{e.cpu}", f"executes a torn instruction at site {e.site}",
+                 address=pa + e.address - TEXT_BASE,
+                 detail=f"{e.fetched.hex(' ')} = {_what(e)} (old {old.hex(' ')}, new "
+                 f"{new.hex(' ')}); schedule {schedule} (P: a patcher step, k: a step of cpu k); "
+                 f"fetched at steps {', '.join(map(str, e.steps))}")
+        scope = "" if found.exhaustive else " sampled"
+        return Verdict(Outcome.SUCCEEDED,
+                       f"cpu{e.cpu} executed {e.fetched.hex(' ')} at site {e.site} "
+                       f"({_what(e)}): neither the old instruction nor the new one; "
+                       f"{found.torn_interleavings} of {n}{scope} interleavings tore "
+                       f"({found.counts[ExecClass.TORN]} torn executions)")
+
+    @staticmethod
+    def _store_back(ctx: AttackContext, start: LivePatch, pa: int) -> None:
+        """Finish the patch alone, check it, and keep the patched text in the kernel page."""
+        m, log = ctx.machine, ctx.log
+        done = start.clone()
+        while done.patcher_enabled():
+            done.step(PATCHER)
+        for s in done.sites:
+            if done.text.read(s.address, s.length) != s.text:
+                raise AttackError(f"the patch at {s.address:#x} did not complete")
+        m.write(m.kernel, pa, done.text.snapshot())
+        new = done.sites[0].text
+        log.captured = m.dram(pa, len(new))
+        held = "the new bytes in plaintext" if log.captured == new else "ciphertext"
+        log.step("kernel", "keeps the patched text in its page", address=pa,
+                 detail=f"DRAM at site 0 holds {held} ({m.engine.name}); the CPUs fetch "
+                 "through the engine, so it does not change what they execute")
