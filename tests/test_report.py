@@ -376,3 +376,55 @@ def test_inconsistent_rows_are_rejected(
     with pytest.raises(ValueError, match=message):
         write_report(tmp_path, _run(), rows, [(scn, "x.yaml")])
     assert not (tmp_path / "index.html").exists()
+
+
+def _plots(tmp_path: Path, metrics: dict[str, MetricValue]) -> list[tuple[str, str]]:
+    scn = _scenario("p", "P", "s")
+    row = _row("p", "none", Outcome.SUCCEEDED, metrics=metrics)
+    html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]))
+    return re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)">\n'
+                      r"<figcaption>([^<]+)</figcaption>", html)
+
+
+FRAGMENTATION: dict[str, MetricValue] = {"fragmentation_curve": {
+    "secret_pages": [1, 2, 3, 4], "per-page": [1, 2, 2, 3], "pmd-pool": [0, 0, 0, 0]}}
+DICTIONARY: dict[str, MetricValue] = {"dictionary_size": 10000, "entropy_bits": 13.29,
+                                      "guesses": 4711}
+DIRTY: dict[str, MetricValue] = {"secret_bits": [1, 0, 1, 1], "recovered_bits": [1, 0, 0, 1]}
+
+
+@pytest.mark.parametrize(("metrics", "alt", "caption"), [
+    (FRAGMENTATION, "one at a time ends with 3 splits, the PMD-size pool with 0",
+     "direct-map splits per allocation strategy"),
+    (DICTIONARY, "13.3 bits of entropy, a dictionary of 10000 candidates, 4711 candidate writes",
+     "candidate writes needed against the entropy"),
+    (DIRTY, "3 of 4 agree", "reconstructed from the dirty bitmaps"),
+])
+def test_each_plot_kind_is_drawn_with_its_text(
+    tmp_path: Path, metrics: dict[str, MetricValue], alt: str, caption: str
+) -> None:
+    plots = _plots(tmp_path, metrics)
+    assert len(plots) == 1
+    assert alt in plots[0][0]
+    assert caption in plots[0][1]
+
+
+@pytest.mark.parametrize("metrics", [
+    {"fragmentation_curve": {"secret_pages": [1, 2], "per-page": [1], "pmd-pool": [0, 0]}},
+    {"fragmentation_curve": [1, 2, 3]},
+    {"dictionary_size": "many", "entropy_bits": 13.3, "guesses": 5},
+    {"dictionary_size": 0, "entropy_bits": 0, "guesses": 0},
+    {"secret_bits": [1, 0, 2], "recovered_bits": [1, 0, 1]},
+    {"secret_bits": [1, 0], "recovered_bits": [1]},
+    {"secret_bits": [True, False], "recovered_bits": [0.0, 1.0]},
+])
+def test_malformed_plot_data_draws_nothing(
+    tmp_path: Path, metrics: dict[str, MetricValue]
+) -> None:
+    assert _plots(tmp_path, metrics) == []
+
+
+def test_all_plots_of_a_row_appear_in_a_fixed_order(tmp_path: Path) -> None:
+    plots = _plots(tmp_path, {**DIRTY, **FRAGMENTATION, **DICTIONARY})
+    assert [caption.split(":")[0] for _, caption in plots] == [
+        "secretmem", "Dictionary attack", "Dirty-page access-pattern leak"]
