@@ -1,22 +1,289 @@
-"""Attestation bypass (being built: replaced by the real module)."""
+"""Attestation bypass: get the guest owner's secret into a guest image the hypervisor modified.
+
+Threat: a malicious hypervisor builds the guest from the owner's launch image and carries every
+message between the owner and the platform. It inserts a backdoor into the kernel command line
+before launch, then has to get past the owner's attestation, because the owner releases its
+secret (a disk key) only to a guest whose report it accepted. ``tamper`` picks the answer the
+hypervisor gives to the owner's attestation request: ``image`` forwards the genuine report (the
+PSP measured the modified image), ``replay`` returns a genuine report recorded at an earlier,
+unmodified boot, ``forge`` returns a report claiming the genuine digest, signed with a PEK of
+the hypervisor's own making.
+Source: the SEV attestation-report patch and its review (``seeds/sev-attestation-report.txt``);
+DESIGN §3.9.
+Preconditions: capability ``malicious_hypervisor``. Where the engine attests
+(:attr:`~testbed.platform.Engine.attests`), a PSP measures the launch and signs reports with a
+PEK certified up to the vendor's root, and the owner's
+:class:`~testbed.platform.psp.Verifier` checks the chain, the signature, the nonce, the digest
+and the policy; a failed check refuses the secret and the attack is ``blocked``. Without a PSP
+the owner can check nothing: its policy there is to trust the host, and the backdoor receives
+the secret.
+"""
 
 from __future__ import annotations
 
-from ..errors import AttackError
-from ._base import Attack, AttackContext, AttackParams, Verdict
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..crypto.signing import DETERMINISTIC_SIGNING, KEY_SEED_SIZE, SigningKey
+from ..errors import AttackError, ConfigError, VerificationFailed
+from ..platform import Domain
+from ..platform.psp import (
+    POLICY_NODBG,
+    SIGNATURE_OFFSET,
+    AttestationReport,
+    Certificate,
+    KeyUsage,
+    Psp,
+    SevAttestationReport,
+    SevReport,
+    Vendor,
+    Verifier,
+    decode_mnonce,
+    issue_certificate,
+    query_attestation_report,
+    sign_report,
+)
+from ..types import PAGE_SIZE, Outcome
+from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
 
 __all__ = ["AttestationBypass"]
 
+CMDLINE_SIZE = 256
+"""The image starts with the kernel command line, NUL-padded to this many bytes."""
+MAX_IMAGE_PAGES = 16
 
-class AttestationBypassParams(AttackParams):
-    pass
+
+class AttestationParams(SecretParams):
+    tamper: Literal["image", "replay", "forge"] = Field(
+        "image", description="how the hypervisor answers the owner's attestation request",
+    )
+    image_bytes: int = Field(8192, ge=2 * CMDLINE_SIZE, le=MAX_IMAGE_PAGES * PAGE_SIZE,
+                             description="size of the launch image (command line + kernel)")
+    cmdline: str = Field("console=ttyS0 root=/dev/vda1 ro quiet", min_length=1, max_length=200,
+                         description="the owner's kernel command line")
+    backdoor: str = Field(" init=/usr/lib/.hv/backdoor", min_length=1, max_length=200,
+                          description="text the hypervisor appends to the kernel command line")
+    policy: int = Field(POLICY_NODBG, ge=0, le=0xFFFF_FFFF,
+                        description="guest policy the owner asks for and expects in the report")
+
+    @model_validator(mode="after")
+    def _cmdline_fits(self) -> AttestationParams:
+        size = len((self.cmdline + self.backdoor).encode("utf-8"))
+        if size >= CMDLINE_SIZE:
+            raise ValueError(f"cmdline + backdoor must be under {CMDLINE_SIZE} bytes in UTF-8, "
+                             f"got {size}")
+        return self
+
+    @property
+    def image_pages(self) -> int:
+        return -(-self.image_bytes // PAGE_SIZE)
+
+    def pages_needed(self) -> int:
+        # The image, plus the page the secret goes to (an earlier boot is gone by then).
+        return self.image_pages + 1
+
+
+@dataclass
+class _Launched:
+    guest: Domain
+    frames: list[int]
+    handle: int = 0
+    digest: bytes | None = None
 
 
 class AttestationBypass(Attack):
     kind = "attestation"
-    title = "Attestation bypass"
+    title = "Attestation bypass (modified image, replayed or forged report)"
     capabilities = ("malicious_hypervisor",)
-    Params = AttestationBypassParams
+    Params = AttestationParams
 
-    def run(self, ctx: AttackContext, params: AttestationBypassParams) -> Verdict:
-        raise AttackError("attestation: not built yet")
+    def run(self, ctx: AttackContext, params: AttestationParams) -> Verdict:
+        m, log = ctx.machine, ctx.log
+        image = _image(ctx, params)
+        secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
+        vendor = Vendor(ctx.rng)
+        psp = Psp(m, vendor, ctx.rng) if m.engine.attests else None
+        run = _Run(ctx, params, psp, image, hashlib.sha256(image).digest(), vendor)
+        log.secret = secret
+        log.metrics.update(tamper=params.tamper, attestation_available=psp is not None,
+                           report_bytes=0, checks_passed=0, check_failed=None,
+                           digest_expected=run.expected.hex(), digest_measured=None,
+                           digest_reported=None, secret_provisioned=False)
+        log.step("owner", "hands the host its image and keeps the digest it expects",
+                 detail=f"{len(image)} bytes, SHA-256 {run.expected.hex()}, policy "
+                        f"{params.policy:#x}, command line {params.cmdline!r}")
+        recorded = run.earlier_boot() if params.tamper == "replay" else None
+
+        modified = _modified(image, params)
+        log.step("attacker", "writes a backdoor into the kernel command line before launch",
+                 "malicious_hypervisor", detail=repr(params.cmdline + params.backdoor))
+        launched = run.launch(modified, "victim")
+        log.metrics["digest_measured"] = None if launched.digest is None else launched.digest.hex()
+        # What the guest will run, read back through its own key.
+        running = b"".join(m.read(launched.guest, pa, len(chunk))
+                           for pa, chunk in zip(launched.frames, _pages(modified), strict=True))
+        runs_modified = running != image
+        log.metrics["guest_runs_modified_image"] = runs_modified
+        basis = run.attest(launched, recorded)
+        return run.provision(launched, secret, basis, runs_modified=runs_modified)
+
+
+@dataclass
+class _Run:
+    """One run: the machine and its PSP (if any), the owner's image and its verifier."""
+
+    ctx: AttackContext
+    params: AttestationParams
+    psp: Psp | None
+    image: bytes
+    expected: bytes
+    vendor: Vendor
+    owner: Verifier = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.owner = Verifier(self.vendor.root, self.expected, self.params.policy, self.ctx.rng)
+
+    def provision(
+        self, launched: _Launched, secret: bytes, basis: str, *, runs_modified: bool
+    ) -> Verdict:
+        """The owner releases its secret to the guest; a backdoor, if it runs, passes it on."""
+        m, log = self.ctx.machine, self.ctx.log
+        secret_pa = m.alloc_page(launched.guest)
+        log.address = secret_pa
+        m.write(launched.guest, secret_pa, secret)
+        log.metrics["secret_provisioned"] = True
+        log.step("owner", "releases its disk key to the guest", address=secret_pa, detail=basis)
+        if not runs_modified:
+            return Verdict(Outcome.MITIGATED, "the guest runs the owner's image: no backdoor ran "
+                                              "to receive the key")
+        log.recovered = m.read(launched.guest, secret_pa, len(secret))
+        log.step("attacker", "the backdoor in the guest reads the disk key and sends it out",
+                 "malicious_hypervisor", secret_pa)
+        verdict = judge_bytes(secret, log.recovered, "disk key")
+        if verdict.outcome is Outcome.SUCCEEDED:
+            return Verdict(Outcome.SUCCEEDED, f"{basis}: the owner released its disk key to a "
+                           "guest running the hypervisor's modified image, and the backdoor "
+                           "handed it over")
+        return verdict
+
+    def launch(self, image: bytes, name: str) -> _Launched:
+        """Create a guest and load ``image`` into it, through the PSP where there is one."""
+        m, log, psp = self.ctx.machine, self.ctx.log, self.psp
+        guest = m.create_domain("guest", name)
+        chunks = _pages(image)
+        launched = _Launched(guest, [m.alloc_page(guest) for _ in chunks])
+        if psp is None:
+            for pa, chunk in zip(launched.frames, chunks, strict=True):
+                m.write(guest, pa, chunk)
+            log.step("host", f"{name}: copies the image into guest memory",
+                     address=launched.frames[0], detail="nothing measures what was loaded")
+            return launched
+        launched.handle = psp.launch_start(guest, self.params.policy)
+        for pa, chunk in zip(launched.frames, chunks, strict=True):
+            psp.launch_update_data(launched.handle, pa, chunk)
+        launched.digest = psp.launch_measure(launched.handle)
+        psp.launch_finish(launched.handle)
+        log.step("psp", f"{name}: encrypts and measures the image it is given",
+                 address=launched.frames[0],
+                 detail=f"LAUNCH_UPDATE_DATA x{len(chunks)}, LAUNCH_MEASURE: SHA-256 "
+                        f"{launched.digest.hex()}")
+        return launched
+
+    def earlier_boot(self) -> AttestationReport | None:
+        """An unmodified boot the owner attests; the hypervisor keeps the report."""
+        m, log, psp, owner = self.ctx.machine, self.ctx.log, self.psp, self.owner
+        if psp is None:
+            log.step("owner", "earlier boot: ran without attestation",
+                     detail="there is no PSP, so no report exists to be recorded")
+            return None
+        earlier = self.launch(self.image, "earlier-boot")
+        nonce = owner.new_nonce()
+        reply = query_attestation_report(m, psp, earlier.handle, nonce)
+        owner.verify(reply, psp.cert_chain)
+        log.step("owner", "earlier boot: verifies the genuine report and accepts it",
+                 detail=f"{owner.checks_passed} checks passed; mnonce {nonce}")
+        log.step("attacker", "keeps a copy of the signed report as it passes through the host",
+                 "malicious_hypervisor", detail=f"mnonce {nonce}")
+        psp.decommission(earlier.handle)
+        m.destroy_domain(earlier.guest)
+        return reply
+
+    def attest(self, launched: _Launched, recorded: AttestationReport | None) -> str:
+        """The owner asks for a report; returns on what grounds it trusts the guest.
+
+        Raises:
+            VerificationFailed: the owner rejected the report it got.
+        """
+        m, log, psp, owner = self.ctx.machine, self.ctx.log, self.psp, self.owner
+        nonce = owner.new_nonce()
+        log.step("owner", "asks the host for an attestation report", detail=f"mnonce {nonce}")
+        if psp is None:
+            try:
+                query_attestation_report(m, psp, launched.handle, nonce)
+            except ConfigError as exc:
+                log.step("owner", "cannot check anything, so it trusts the host (the policy "
+                         "where there is no attestation)", detail=str(exc))
+                return "no attestation was possible"
+            raise AttackError("an attestation report came back from a machine without a PSP")
+        reply, chain = self.answer(psp, launched, nonce, recorded)
+        data = reply.sev.raw() if reply.sev is not None else b""
+        log.metrics["report_bytes"] = len(data)
+        log.captured = data if DETERMINISTIC_SIGNING else data[:SIGNATURE_OFFSET]
+        if data:
+            log.metrics["digest_reported"] = SevReport.unpack(data).launch_digest.hex()
+        try:
+            owner.verify(reply, chain)
+        except VerificationFailed as exc:
+            log.metrics["checks_passed"] = owner.checks_passed
+            log.metrics["check_failed"] = owner.results[-1].check.value
+            log.step("owner", "rejects the report and keeps its disk key", detail=str(exc))
+            raise
+        log.metrics["checks_passed"] = owner.checks_passed
+        log.step("owner", "accepts the report", detail=f"{owner.checks_passed} checks passed")
+        return "the owner accepted the report"
+
+    def answer(
+        self, psp: Psp, launched: _Launched, nonce: str, recorded: AttestationReport | None
+    ) -> tuple[AttestationReport, tuple[Certificate, ...]]:
+        """What the hypervisor sends back to the owner."""
+        log, tamper = self.ctx.log, self.params.tamper
+        if tamper == "replay" and recorded is not None:
+            log.step("attacker", "answers with the report recorded at the earlier boot",
+                     "malicious_hypervisor", detail=f"the owner asked with mnonce {nonce}")
+            return recorded, psp.cert_chain
+        if tamper == "forge":
+            own = SigningKey(self.ctx.rng.bytes(KEY_SEED_SIZE))
+            fake_pek = issue_certificate(KeyUsage.PEK, own.public_key, KeyUsage.CEK, own)
+            # The hypervisor hashes the genuine image it was handed: it knows the digest.
+            body = SevReport(decode_mnonce(nonce), hashlib.sha256(self.image).digest(),
+                             self.params.policy)
+            forged = sign_report(body, own).pack()
+            log.step("attacker", "signs a report claiming the genuine digest with its own PEK",
+                     "malicious_hypervisor",
+                     detail="the PEK certificate is signed by the hypervisor's key, presented "
+                            "as the CEK; the rest of the chain is the platform's")
+            reply = AttestationReport(sev=SevAttestationReport.of(forged))
+            return reply, (*psp.cert_chain[:-1], fake_pek)
+        reply = query_attestation_report(self.ctx.machine, psp, launched.handle, nonce)
+        log.step("attacker", "forwards the PSP's report unchanged (changing it would break the "
+                 "PEK's signature)", "malicious_hypervisor")
+        return reply, psp.cert_chain
+
+
+def _image(ctx: AttackContext, params: AttestationParams) -> bytes:
+    """The owner's image: the command line block, then a (random) kernel."""
+    block = params.cmdline.encode("utf-8").ljust(CMDLINE_SIZE, b"\0")
+    return block + ctx.rng.bytes(params.image_bytes - CMDLINE_SIZE)
+
+
+def _modified(image: bytes, params: AttestationParams) -> bytes:
+    """The image with the backdoor appended to its command line (same size)."""
+    block = (params.cmdline + params.backdoor).encode("utf-8").ljust(CMDLINE_SIZE, b"\0")
+    return block + image[CMDLINE_SIZE:]
+
+
+def _pages(image: bytes) -> list[bytes]:
+    return [image[i : i + PAGE_SIZE] for i in range(0, len(image), PAGE_SIZE)]

@@ -1,0 +1,544 @@
+"""The SEV PSP model: report layout, ECDSA encoding, certificate chain, the owner's verifier, the
+mnonce rules of the query interface, and the attestation attack under every engine."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from helpers import run
+from pydantic import ValidationError
+
+from testbed.attacks import AttackContext
+from testbed.attacks.attestation import AttestationBypass, AttestationParams
+from testbed.crypto.signing import (
+    COMPONENT_SIZE,
+    DETERMINISTIC_SIGNING,
+    KEY_SEED_SIZE,
+    SigningKey,
+    VerifyingKey,
+)
+from testbed.errors import ConfigError, InvalidArgument, VerificationFailed
+from testbed.platform import (
+    Domain,
+    Engine,
+    KeySource,
+    Machine,
+    SevEngine,
+    TmeEngine,
+    make_engine,
+)
+from testbed.platform.psp import (
+    CERT_SIZE,
+    LAUNCH_DIGEST_OFFSET,
+    MNONCE_OFFSET,
+    POLICY_NODBG,
+    POLICY_OFFSET,
+    REPORT_SIZE,
+    RESERVED_OFFSET,
+    SIG_ALGO_OFFSET,
+    SIG_USAGE_OFFSET,
+    SIGNATURE_OFFSET,
+    SIGNED_END,
+    AttestationReport,
+    Certificate,
+    Check,
+    KeyUsage,
+    Psp,
+    SevAttestationReport,
+    SevReport,
+    SigAlgo,
+    Vendor,
+    Verifier,
+    decode_mnonce,
+    encode_mnonce,
+    issue_certificate,
+    query_attestation_report,
+    sign_report,
+    verify_chain,
+)
+from testbed.scenarios import Job, load_scenario, run_job
+from testbed.types import PAGE_SIZE, Outcome
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+IMAGE = b"console=ttyS0 ro".ljust(256, b"\0") + bytes(range(256)) * 15  # 4096 bytes
+
+
+def rng(seed: int = 1) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def machine(engine: str = "sev", seed: int = 1) -> Machine:
+    return Machine(make_engine(engine, KeySource(rng(seed))), 64)
+
+
+class Platform:
+    """A SEV machine with a PSP, one launched guest and its owner's verifier."""
+
+    def __init__(self, seed: int = 1, engine: str = "sev", image: bytes = IMAGE) -> None:
+        self.rng = rng(seed)
+        self.machine = machine(engine, seed)
+        self.vendor = Vendor(self.rng)
+        self.psp = Psp(self.machine, self.vendor, self.rng)
+        self.guest = self.machine.create_domain("guest", "g")
+        self.pa = self.machine.alloc_page(self.guest)
+        self.handle = self.psp.launch_start(self.guest, POLICY_NODBG)
+        self.psp.launch_update_data(self.handle, self.pa, image)
+        self.digest = self.psp.launch_measure(self.handle)
+        self.psp.launch_finish(self.handle)
+        self.owner = Verifier(self.vendor.root, hashlib.sha256(IMAGE).digest(), POLICY_NODBG,
+                              self.rng)
+
+    def report(self, nonce: str) -> bytes:
+        reply = query_attestation_report(self.machine, self.psp, self.handle, nonce)
+        assert reply.sev is not None
+        return reply.sev.raw()
+
+
+def failed_check(owner: Verifier, data: bytes, chain: tuple[Certificate, ...]) -> str:
+    with pytest.raises(VerificationFailed) as info:
+        owner.verify_report(data, chain)
+    assert owner.results[-1].passed is False
+    assert str(info.value).startswith(f"{owner.results[-1].check}: ")
+    return owner.results[-1].check.value
+
+
+# -- the report layout ------------------------------------------------------------------------
+def test_layout_constants_match_the_legacy_sev_report() -> None:
+    assert (MNONCE_OFFSET, LAUNCH_DIGEST_OFFSET, POLICY_OFFSET) == (0x00, 0x10, 0x30)
+    assert (SIG_USAGE_OFFSET, SIG_ALGO_OFFSET, RESERVED_OFFSET) == (0x34, 0x38, 0x3C)
+    assert (SIGNATURE_OFFSET, REPORT_SIZE, SIGNED_END) == (0x40, 0xD0, 0x34)
+    assert (KeyUsage.PEK, SigAlgo.ECDSA_SHA256) == (0x1002, 0x0002)
+
+
+def test_pack_puts_each_field_at_its_offset() -> None:
+    report = SevReport(bytes(range(16)), bytes(range(100, 132)), 0x11223344, reserved=0x55667788,
+                       signature=bytes(range(144)))
+    data = report.pack()
+    assert len(data) == 208
+    assert data[0x00:0x10] == bytes(range(16))
+    assert data[0x10:0x30] == bytes(range(100, 132))
+    assert data[0x30:0x34] == bytes.fromhex("44332211")  # little-endian
+    assert struct.unpack_from("<III", data, 0x34) == (0x1002, 0x0002, 0x55667788)
+    assert data[0x40:0xD0] == bytes(range(144))
+    assert report.signed_bytes() == data[:0x34]
+    assert SevReport.unpack(data) == report
+
+
+@pytest.mark.parametrize("size", [0, 207, 209, 416])
+def test_unpack_wants_exactly_208_bytes(size: int) -> None:
+    with pytest.raises(ConfigError, match=f"expected 208 bytes, got {size}"):
+        SevReport.unpack(bytes(size))
+
+
+def test_report_fields_are_checked_when_built() -> None:
+    with pytest.raises(ConfigError, match="report mnonce: expected 16 bytes, got 15"):
+        SevReport(bytes(15), bytes(32), 0)
+    with pytest.raises(ConfigError, match="report policy: must fit in a u32"):
+        SevReport(bytes(16), bytes(32), 1 << 32)
+
+
+# -- ECDSA and its SEV encoding ---------------------------------------------------------------
+def test_sign_verify_round_trip_and_rejections() -> None:
+    key = SigningKey(rng().bytes(KEY_SEED_SIZE))
+    sig = key.sign(b"message")
+    assert len(sig) == 144
+    assert key.public_key.verify(b"message", sig)
+    assert not key.public_key.verify(b"messagE", sig)
+    assert not key.public_key.verify(b"message", sig[:-1])
+    flipped = bytearray(sig)
+    flipped[0] ^= 1
+    assert not key.public_key.verify(b"message", bytes(flipped))
+    assert not key.public_key.verify(b"message", bytes(144))  # r = s = 0
+    other = SigningKey(rng(2).bytes(KEY_SEED_SIZE))
+    assert not other.public_key.verify(b"message", sig)
+
+
+def test_signature_is_r_then_s_little_endian_72_bytes_each() -> None:
+    key = SigningKey(rng().bytes(KEY_SEED_SIZE))
+    sig = key.sign(b"layout")
+    r = int.from_bytes(sig[:COMPONENT_SIZE], "little")
+    s = int.from_bytes(sig[COMPONENT_SIZE:], "little")
+    assert sig[48:72] == bytes(24) and sig[120:144] == bytes(24)  # P-384 values are 48 bytes
+    enc = key.public_key.encoded
+    x, y = int.from_bytes(enc[:72], "little"), int.from_bytes(enc[72:], "little")
+    plain = ec.EllipticCurvePublicNumbers(x, y, ec.SECP384R1()).public_key()
+    plain.verify(encode_dss_signature(r, s), b"layout", ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(InvalidSignature):  # big-endian reading is not the layout
+        plain.verify(encode_dss_signature(int.from_bytes(sig[:72], "big") or 1,
+                                          int.from_bytes(sig[72:], "big") or 1),
+                     b"layout", ec.ECDSA(hashes.SHA256()))
+
+
+def test_keys_are_validated() -> None:
+    with pytest.raises(ConfigError, match="key seed: expected at least 64 bytes, got 63"):
+        SigningKey(bytes(63))
+    with pytest.raises(ConfigError, match="public key: expected 144 bytes"):
+        VerifyingKey(bytes(143))
+    with pytest.raises(ConfigError, match="not a point on P-384"):
+        VerifyingKey((1).to_bytes(72, "little") * 2)
+
+
+def test_keys_come_from_the_seed() -> None:
+    a, b = SigningKey(rng(5).bytes(64)), SigningKey(rng(5).bytes(64))
+    assert a.public_key == b.public_key
+    assert a.public_key != SigningKey(rng(6).bytes(64)).public_key
+
+
+@pytest.mark.skipif(not DETERMINISTIC_SIGNING, reason="OpenSSL lacks RFC 6979 signing")
+def test_same_seed_same_report_bytes() -> None:
+    nonce = encode_mnonce(bytes(range(16)))
+    first, again, other = Platform(3), Platform(3), Platform(4)
+    assert first.report(nonce) == again.report(nonce)
+    assert first.report(nonce) != other.report(nonce)
+
+
+# -- certificates -----------------------------------------------------------------------------
+def test_genuine_chain_verifies_to_the_pek() -> None:
+    p = Platform()
+    chain = p.psp.cert_chain
+    assert [c.usage for c in chain] == [KeyUsage.ARK, KeyUsage.ASK, KeyUsage.CEK, KeyUsage.PEK]
+    assert all(len(c.pack()) == CERT_SIZE == 312 for c in chain)
+    assert verify_chain(chain, p.vendor.root) == chain[-1].key()
+
+
+def chain_error(chain: tuple[Certificate, ...], root: VerifyingKey) -> str:
+    with pytest.raises(VerificationFailed) as info:
+        verify_chain(chain, root)
+    message = str(info.value)
+    assert message.startswith("certificate chain: ")
+    return message
+
+
+def test_chain_to_a_root_the_owner_does_not_trust() -> None:
+    p = Platform()
+    assert "not the root the owner trusts" in chain_error(p.psp.cert_chain, Vendor(rng(9)).root)
+    # A complete chain of the attacker's own making, also under a root nobody trusts.
+    own = Platform(seed=9)
+    assert "not the root" in chain_error(own.psp.cert_chain, p.vendor.root)
+
+
+def test_chain_with_a_broken_link() -> None:
+    p = Platform()
+    ark, ask, cek, pek = p.psp.cert_chain
+    # A genuine CEK certificate of another chip from the same vendor: the ASK link holds.
+    other_cek = Psp(machine("sev", 2), p.vendor, rng(9)).cert_chain[2]
+    verify_chain(Psp(machine("sev", 2), p.vendor, rng(9)).cert_chain, p.vendor.root)
+    assert "PEK certificate: signature does not verify with the CEK key" in chain_error(
+        (ark, ask, other_cek, pek), p.vendor.root)
+    stranger = SigningKey(rng(8).bytes(64)).public_key
+    assert "CEK certificate: signature does not verify" in chain_error(
+        (ark, ask, replace(cek, public_key=stranger.encoded), pek), p.vendor.root)
+    assert "claims signer usage" in chain_error(
+        (ark, ask, cek, replace(pek, signer_usage=KeyUsage.ASK)), p.vendor.root)
+    assert "expected certificates ARK -> ASK -> CEK -> PEK" in chain_error(
+        (ark, ask, pek), p.vendor.root)
+    assert "expected certificates" in chain_error((ark, cek, ask, pek), p.vendor.root)
+
+
+# -- the verifier -----------------------------------------------------------------------------
+def test_genuine_report_passes_every_check_in_order() -> None:
+    p = Platform()
+    data = p.report(p.owner.new_nonce())
+    report = p.owner.verify_report(data, p.psp.cert_chain)
+    assert report.launch_digest == p.digest == hashlib.sha256(IMAGE).digest()
+    assert [r.check for r in p.owner.results] == list(Check)
+    assert p.owner.checks_passed == 6
+
+
+@pytest.mark.parametrize("offset", [0x00, 0x0F, 0x10, 0x2F, 0x30, 0x33])
+def test_flip_inside_the_signed_bytes_breaks_the_signature(offset: int) -> None:
+    p = Platform()
+    data = bytearray(p.report(p.owner.new_nonce()))
+    data[offset] ^= 0x01
+    assert failed_check(p.owner, bytes(data), p.psp.cert_chain) == "signature"
+    assert p.owner.checks_passed == 2
+
+
+@pytest.mark.parametrize("offset", [0x3C, 0x3F])
+def test_flip_in_reserved_is_outside_the_signature_and_ignored(offset: int) -> None:
+    p = Platform()
+    data = bytearray(p.report(p.owner.new_nonce()))
+    data[offset] ^= 0xFF
+    assert p.owner.verify_report(bytes(data), p.psp.cert_chain).reserved != 0
+    assert p.owner.checks_passed == 6
+
+
+@pytest.mark.parametrize("offset", [0x34, 0x38])
+def test_unsigned_usage_and_algo_fields_are_checked_by_value(offset: int) -> None:
+    p = Platform()
+    data = bytearray(p.report(p.owner.new_nonce()))
+    data[offset] ^= 0x01
+    pek = p.psp.cert_chain[-1].key()
+    assert pek.verify(bytes(data[:SIGNED_END]), bytes(data[SIGNATURE_OFFSET:]))  # still signed
+    assert failed_check(p.owner, bytes(data), p.psp.cert_chain) == "signature"
+
+
+@pytest.mark.parametrize("offset", [0x40, 0x88, 0xCF])
+def test_flip_in_the_signature_fails(offset: int) -> None:
+    p = Platform()
+    data = bytearray(p.report(p.owner.new_nonce()))
+    data[offset] ^= 0x80
+    assert failed_check(p.owner, bytes(data), p.psp.cert_chain) == "signature"
+
+
+def test_each_check_fails_on_its_own_bad_input() -> None:
+    p = Platform()
+    chain = p.psp.cert_chain
+    good = p.report(p.owner.new_nonce())
+    p.owner.new_nonce()
+    assert failed_check(p.owner, good[:-1], chain) == "report format"
+    p.owner.new_nonce()
+    assert failed_check(p.owner, good + b"\0", chain) == "report format"
+    p.owner.new_nonce()
+    assert failed_check(p.owner, good, (*chain[:3], Platform(9).psp.cert_chain[3])) == \
+        "certificate chain"
+    impostor = SigningKey(rng(7).bytes(64))
+    nonce = p.owner.new_nonce()
+    forged = sign_report(SevReport(decode_mnonce(nonce), p.digest, POLICY_NODBG), impostor)
+    assert failed_check(p.owner, forged.pack(), chain) == "signature"
+    p.owner.new_nonce()
+    assert failed_check(p.owner, good, chain) == "nonce freshness"  # an older nonce
+    assert failed_check(p.owner, good, chain) == "nonce freshness"  # none outstanding
+    wrong_digest = Verifier(p.vendor.root, bytes(32), POLICY_NODBG, rng())
+    assert failed_check(wrong_digest, p.report(wrong_digest.new_nonce()), chain) == \
+        "launch digest"
+    wrong_policy = Verifier(p.vendor.root, p.digest, 0x5, rng())
+    assert failed_check(wrong_policy, p.report(wrong_policy.new_nonce()), chain) == "policy"
+    assert wrong_policy.checks_passed == 5
+
+
+def test_a_nonce_is_good_for_one_verification() -> None:
+    p = Platform()
+    data = p.report(p.owner.new_nonce())
+    p.owner.verify_report(data, p.psp.cert_chain)
+    assert failed_check(p.owner, data, p.psp.cert_chain) == "nonce freshness"
+
+
+def test_verify_takes_the_vendor_neutral_reply() -> None:
+    p = Platform()
+    reply = query_attestation_report(p.machine, p.psp, p.handle, p.owner.new_nonce())
+    assert p.owner.verify(reply, p.psp.cert_chain).policy == POLICY_NODBG
+    for bad in (AttestationReport(), AttestationReport(SevAttestationReport("not base64!"))):
+        p.owner.new_nonce()
+        with pytest.raises(VerificationFailed, match="^report format: "):
+            p.owner.verify(bad, p.psp.cert_chain)
+
+
+def test_verifier_arguments_are_checked() -> None:
+    root = Vendor(rng()).root
+    with pytest.raises(ConfigError, match="expected_digest: expected 32 bytes, got 31"):
+        Verifier(root, bytes(31), 1, rng())
+    with pytest.raises(ConfigError, match="expected_policy"):
+        Verifier(root, bytes(32), -1, rng())
+
+
+# -- the query interface and the PSP's commands ------------------------------------------------
+@pytest.mark.parametrize(("size", "got"), [(15, "got 15"), (17, "got 17"), (0, "got 0")])
+def test_mnonce_must_decode_to_16_bytes(size: int, got: str) -> None:
+    text = base64.b64encode(bytes(size)).decode()
+    with pytest.raises(InvalidArgument, match=f"mnonce: expected 16 bytes after base64 "
+                                               f"decoding, {got}"):
+        decode_mnonce(text)
+    p = Platform()
+    with pytest.raises(InvalidArgument, match="mnonce: expected 16 bytes"):
+        query_attestation_report(p.machine, p.psp, p.handle, text)
+
+
+@pytest.mark.parametrize("text", ["aaaaaaa", "AAAA AAAA AAAA AAAA AAAAAA==", "not*base64",
+                                  "AAAAAAAAAAAAAAAAAAAAAA=", "é" * 24])
+def test_mnonce_must_be_base64(text: str) -> None:
+    with pytest.raises(InvalidArgument, match="mnonce: not valid base64"):
+        decode_mnonce(text)
+
+
+def test_mnonce_round_trip() -> None:
+    assert decode_mnonce(encode_mnonce(bytes(range(16)))) == bytes(range(16))
+    assert decode_mnonce("AAAAAAAAAAAAAAAAAAAAAA==") == bytes(16)
+
+
+@pytest.mark.parametrize("engine", ["none", "tme", "mktme"])
+def test_no_psp_means_attestation_is_not_enabled(engine: str) -> None:
+    m = machine(engine)
+    assert m.engine.attests is False
+    with pytest.raises(ConfigError, match=f"attestation is not enabled: engine {engine} has no "
+                                          "platform security processor"):
+        query_attestation_report(m, None, 1, "AAAAAAAAAAAAAAAAAAAAAA==")
+    with pytest.raises(ConfigError, match="not enabled"):  # checked before the mnonce
+        query_attestation_report(m, None, 1, "bad")
+    with pytest.raises(ConfigError, match=f"engine {engine} has no platform security processor"):
+        Psp(m, Vendor(rng()), rng())
+
+
+def test_sev_machine_without_its_psp_is_not_enabled_either() -> None:
+    p = Platform()
+    with pytest.raises(ConfigError, match="not enabled"):
+        query_attestation_report(p.machine, None, p.handle, "AAAAAAAAAAAAAAAAAAAAAA==")
+    with pytest.raises(ConfigError, match="not enabled"):
+        query_attestation_report(machine("sev", 2), p.psp, p.handle, "AAAAAAAAAAAAAAAAAAAAAA==")
+
+
+def test_launch_encrypts_into_guest_memory_and_measures_it() -> None:
+    p = Platform(engine="sev-snp")
+    assert p.machine.engine.attests
+    assert p.machine.read(p.guest, p.pa, len(IMAGE)) == IMAGE
+    assert p.machine.hypervisor_read(p.pa, len(IMAGE)) != IMAGE  # the host sees ciphertext
+    assert p.digest == hashlib.sha256(IMAGE).digest()
+
+
+def launch_states() -> tuple[Psp, Domain, int, int]:
+    m = machine("sev")
+    psp = Psp(m, Vendor(rng()), rng())
+    guest = m.create_domain("guest")
+    pa = m.alloc_page(guest)
+    return psp, guest, pa, psp.launch_start(guest)
+
+
+def test_psp_commands_follow_the_launch_states() -> None:
+    psp, guest, pa, handle = launch_states()
+    nonce = bytes(16)
+    with pytest.raises(InvalidArgument, match="'launch update', the command needs 'measured"):
+        psp.attestation_report(handle, nonce)
+    with pytest.raises(InvalidArgument, match="needs 'measured'"):
+        psp.launch_finish(handle)
+    psp.launch_update_data(handle, pa, b"kernel")
+    assert psp.launch_measure(handle) == hashlib.sha256(b"kernel").digest()
+    with pytest.raises(InvalidArgument, match="needs 'launch update'"):
+        psp.launch_update_data(handle, pa, b"more")
+    assert len(psp.attestation_report(handle, nonce)) == REPORT_SIZE  # measured: allowed
+    psp.launch_finish(handle)
+    assert len(psp.attestation_report(handle, nonce)) == REPORT_SIZE  # running: allowed too
+    with pytest.raises(InvalidArgument, match="ATTESTATION: mnonce must be 16 bytes, got 15"):
+        psp.attestation_report(handle, bytes(15))
+    psp.decommission(handle)
+    with pytest.raises(InvalidArgument, match=f"no guest with handle {handle}"):
+        psp.attestation_report(handle, nonce)
+
+
+def test_launch_start_wants_a_guest_and_a_u32_policy() -> None:
+    psp, _, _, _ = launch_states()
+    process = psp.machine.create_domain("process")
+    with pytest.raises(InvalidArgument, match="is a process, not a guest"):
+        psp.launch_start(process)
+    with pytest.raises(InvalidArgument, match="policy must fit in a u32"):
+        psp.launch_start(psp.machine.create_domain("guest"), 1 << 32)
+
+
+def test_certificate_issue_signs_its_first_bytes() -> None:
+    signer = SigningKey(rng().bytes(64))
+    cert = issue_certificate(KeyUsage.PEK, signer.public_key, KeyUsage.CEK, signer)
+    assert signer.public_key.verify(cert.pack()[:CERT_SIZE - 144], cert.signature)
+    assert cert.pack()[CERT_SIZE - 144:] == cert.signature
+
+
+# -- the attack -------------------------------------------------------------------------------
+S, B = Outcome.SUCCEEDED, Outcome.BLOCKED
+FAILED_CHECK = {"image": "launch digest", "replay": "nonce freshness", "forge": "certificate chain"}
+PASSED_BEFORE = {"image": 4, "replay": 3, "forge": 1}
+
+
+@pytest.mark.parametrize("tamper", ["image", "replay", "forge"])
+@pytest.mark.parametrize("engine", ["sev", "sev-snp"])
+def test_attack_is_blocked_by_the_owners_verifier(engine: str, tamper: str) -> None:
+    row = run("attestation", engine, params={"tamper": tamper})
+    assert row.outcome is B, row.reason
+    assert row.reason.startswith(f"the platform refused a step: {FAILED_CHECK[tamper]}: ")
+    assert row.metrics["check_failed"] == FAILED_CHECK[tamper]
+    assert row.metrics["checks_passed"] == PASSED_BEFORE[tamper]
+    assert row.metrics["report_bytes"] == 208
+    assert row.metrics["secret_provisioned"] is False
+    assert row.metrics["guest_runs_modified_image"] is True
+    assert row.metrics["digest_measured"] != row.metrics["digest_expected"]
+    assert row.evidence.secret is not None and row.evidence.recovered is None
+    assert row.steps[-1].actor == "owner" and "rejects" in row.steps[-1].action
+
+
+@pytest.mark.parametrize("tamper", ["image", "replay", "forge"])
+@pytest.mark.parametrize("engine", ["none", "tme", "mktme"])
+def test_attack_succeeds_without_attestation(engine: str, tamper: str) -> None:
+    row = run("attestation", engine, params={"tamper": tamper, "secret": "disk-key-0123"})
+    assert row.outcome is S, row.reason
+    assert row.evidence.secret == b"disk-key-0123" == row.evidence.recovered
+    assert row.metrics["attestation_available"] is False
+    assert row.metrics["report_bytes"] == 0 and row.metrics["checks_passed"] == 0
+    assert row.metrics["check_failed"] is None and row.metrics["digest_measured"] is None
+    no_check = [s for s in row.steps if s.actor == "owner" and "trusts the host" in s.action]
+    assert len(no_check) == 1 and "attestation is not enabled" in no_check[0].detail
+    assert not any(s.action.startswith(("answers", "signs")) for s in row.steps)
+
+
+def test_replay_uses_a_report_the_owner_once_accepted() -> None:
+    row = run("attestation", "sev", params={"tamper": "replay"})
+    accepted = [s for s in row.steps if s.action.startswith("earlier boot: verifies")]
+    assert len(accepted) == 1 and accepted[0].detail.startswith("6 checks passed")
+    assert row.metrics["digest_reported"] == row.metrics["digest_expected"]
+
+
+def test_forged_report_claims_the_genuine_digest_and_the_owners_nonce() -> None:
+    row = run("attestation", "sev", params={"tamper": "forge"})
+    assert row.metrics["digest_reported"] == row.metrics["digest_expected"]
+    assert row.evidence.captured is not None
+    asked = next(s for s in row.steps if s.action.startswith("asks the host"))
+    assert row.evidence.captured[:16] == decode_mnonce(asked.detail.removeprefix("mnonce "))
+
+
+class SevWithoutPsp(SevEngine):
+    attests = False
+
+
+class TmeWithPsp(TmeEngine):
+    attests = True
+
+
+@pytest.mark.parametrize(("engine_cls", "want"), [(SevWithoutPsp, S), (TmeWithPsp, B)])
+def test_outcome_follows_the_attests_capability_not_the_name(
+    engine_cls: type[Engine], want: Outcome
+) -> None:
+    m = Machine(engine_cls(KeySource(rng())), 64)
+    ctx = AttackContext(m, rng(2), lambda: m)
+    attack, params = AttestationBypass(), AttestationParams(tamper="image")
+    try:
+        outcome = attack.run(ctx, params).outcome
+    except VerificationFailed:
+        outcome = B
+    assert outcome is want
+    assert ctx.log.metrics["attestation_available"] is engine_cls.attests
+
+
+def test_attack_is_reproducible() -> None:
+    a, b = (run("attestation", "sev", seed=11, params={"tamper": "image"}) for _ in range(2))
+    assert a.metrics == b.metrics and a.steps == b.steps
+    if DETERMINISTIC_SIGNING:
+        assert a.evidence == b.evidence and a.evidence.captured is not None
+        assert len(a.evidence.captured) == 208
+
+
+def test_attack_params_are_bounded() -> None:
+    with pytest.raises(ValidationError, match="cmdline \\+ backdoor must be under 256 bytes"):
+        AttestationParams.model_validate({"cmdline": "x" * 200, "backdoor": "y" * 60})
+    with pytest.raises(ValidationError, match="less than or equal to 65536"):
+        AttestationParams.model_validate({"image_bytes": 16 * PAGE_SIZE + 1})
+    with pytest.raises(ValidationError, match="tamper"):
+        AttestationParams.model_validate({"tamper": "rowhammer"})
+    assert AttestationParams.model_validate({"image_bytes": 4097}).pages_needed() == 3
+
+
+@pytest.mark.parametrize("name", ["18-attestation-tampered-image.yaml",
+                                  "19-attestation-replayed-report.yaml",
+                                  "20-attestation-forged-report.yaml"])
+def test_shipped_scenarios_reproduce_their_expectations(name: str) -> None:
+    scenario, source = load_scenario(SCENARIOS / name)
+    assert scenario.attack == "attestation"
+    assert set(scenario.expect) == {"none", "tme", "mktme", "sev", "sev-snp"}
+    for engine in scenario.engines:
+        row = run_job(Job(scenario, source, engine, 1))
+        assert row.outcome is scenario.expect[engine], f"{engine}: {row.reason}"
