@@ -390,7 +390,9 @@ FRAGMENTATION: dict[str, MetricValue] = {"fragmentation_curve": {
     "secret_pages": [1, 2, 3, 4], "per-page": [1, 2, 2, 3], "pmd-pool": [0, 0, 0, 0]}}
 DICTIONARY: dict[str, MetricValue] = {"dictionary_size": 10000, "entropy_bits": 13.29,
                                       "guesses": 4711}
-DIRTY: dict[str, MetricValue] = {"secret_bits": [1, 0, 1, 1], "recovered_bits": [1, 0, 0, 1]}
+DIRTY: dict[str, MetricValue] = {"bitmap_trace": [
+    {"interval": i, "dirty_pages": [1 + t, 7], "guess": g, "truth": t}
+    for i, (g, t) in enumerate([(1, 1), (0, 0), (0, 1), (None, 1)])]}
 
 
 @pytest.mark.parametrize(("metrics", "alt", "caption"), [
@@ -398,7 +400,7 @@ DIRTY: dict[str, MetricValue] = {"secret_bits": [1, 0, 1, 1], "recovered_bits": 
      "direct-map splits per allocation strategy"),
     (DICTIONARY, "13.3 bits of entropy, a dictionary of 10000 candidates, 4711 candidate writes",
      "candidate writes needed against the entropy"),
-    (DIRTY, "3 of 4 agree", "reconstructed from the dirty bitmaps"),
+    (DIRTY, "2 of 4 agree, 1 intervals were ambiguous", "secret bits it reconstructed"),
 ])
 def test_each_plot_kind_is_drawn_with_its_text(
     tmp_path: Path, metrics: dict[str, MetricValue], alt: str, caption: str
@@ -414,9 +416,11 @@ def test_each_plot_kind_is_drawn_with_its_text(
     {"fragmentation_curve": [1, 2, 3]},
     {"dictionary_size": "many", "entropy_bits": 13.3, "guesses": 5},
     {"dictionary_size": 0, "entropy_bits": 0, "guesses": 0},
-    {"secret_bits": [1, 0, 2], "recovered_bits": [1, 0, 1]},
-    {"secret_bits": [1, 0], "recovered_bits": [1]},
-    {"secret_bits": [True, False], "recovered_bits": [0.0, 1.0]},
+    {"bitmap_trace": [{"dirty_pages": [1], "guess": 2, "truth": 1}]},
+    {"bitmap_trace": [{"dirty_pages": ["1"], "guess": 1, "truth": 1}]},
+    {"bitmap_trace": [{"dirty_pages": [1], "guess": True, "truth": 1}]},
+    {"bitmap_trace": [{"dirty_pages": [-1], "guess": 1, "truth": 1}]},
+    {"bitmap_trace": "none"},
 ])
 def test_malformed_plot_data_draws_nothing(
     tmp_path: Path, metrics: dict[str, MetricValue]

@@ -185,44 +185,61 @@ def _dictionary(metrics: Mapping[str, Any]) -> Plot | None:
 # --------------------------------------------------------------------------- dirty pages
 
 
-def _bits(value: object) -> list[int] | None:
+def _trace(value: object) -> list[tuple[list[int], int | None, int]] | None:
+    """``(dirty pages, guess, truth)`` per interval, or ``None`` if ``value`` is no trace."""
     if not isinstance(value, list) or not value or len(value) > 4096:
         return None
-    if not all(v in (0, 1) and not isinstance(v, float) for v in value):
-        return None
-    return [int(v) for v in value]
+    out: list[tuple[list[int], int | None, int]] = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            return None
+        pages, guess, truth = item.get("dirty_pages"), item.get("guess"), item.get("truth")
+        if not isinstance(pages, list) or not all(
+                isinstance(p, int) and not isinstance(p, bool) and 0 <= p < 1 << 20
+                for p in pages):
+            return None
+        if truth not in (0, 1) or guess not in (0, 1, None):
+            return None
+        if any(isinstance(v, (bool, float)) for v in (guess, truth)):
+            return None
+        out.append((pages, guess, int(truth)))  # type narrowing below keeps guess as is
+    return out
 
 
-def _dirty_bits(metrics: Mapping[str, Any]) -> Plot | None:
-    truth, guess = _bits(metrics.get("secret_bits")), _bits(metrics.get("recovered_bits"))
-    if truth is None or guess is None or len(truth) != len(guess):
+def _dirty_trace(metrics: Mapping[str, Any]) -> Plot | None:
+    trace = _trace(metrics.get("bitmap_trace"))
+    if trace is None:
         return None
-    n = len(truth)
-    right = sum(a == b for a, b in zip(truth, guess, strict=True))
-    with _figure((5.6, 2.6)) as (fig, buf):
-        ax = fig.add_subplot()
-        xs = list(range(n))
-        ax.bar(xs, [1] * n, bottom=[1.2 if b else 0.2 for b in truth], width=1.0,
-               color=[BOUND if b else "#D5E8F5" for b in truth], label="secret bit (dark = 1)")
-        ax.bar(xs, [1] * n, bottom=[-1.2 if b else -2.2 for b in guess], width=1.0,
-               color=[MEASURED if b else "#FBE1D0" for b in guess],
-               label="read from dirty bitmaps (dark = 1)")
-        wrong = [i for i in xs if truth[i] != guess[i]]
-        if wrong:
-            ax.plot(wrong, [-2.6] * len(wrong), marker="^", color="#1a1a1a", linestyle="none",
-                    label="wrong")
-        ax.set_yticks([])
-        ax.set_xlim(-0.5, n - 0.5)
-        _finish(ax, fig, f"Dirty-page tracking: {right} of {n} secret bits read back",
-                "interval (one secret bit each)", "")
-    alt = (f"Two rows of {n} bits: the guest's secret bits and the bits the hypervisor "
-           f"reconstructed from dirty-page bitmaps; {right} of {n} agree.")
-    return Plot(_src(buf), alt, "Dirty-page access-pattern leak: secret bits and bits "
-                "reconstructed from the dirty bitmaps, interval by interval.")
+    n = len(trace)
+    right = sum(guess == truth for _, guess, truth in trace)
+    with _figure((5.6, 4.2)) as (fig, buf):
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+        xs = [i for i, (pages, _, _) in enumerate(trace) for _ in pages]
+        ys = [p for pages, _, _ in trace for p in pages]
+        top.scatter(xs, ys, marker="s", s=6, color=BOUND, label="page read dirty")
+        top.set_ylabel("guest page")
+        top.set_title(f"Dirty bitmaps read by the hypervisor: {right} of {n} bits recovered")
+        top.grid(True, linewidth=0.5, alpha=0.5)
+        idx = list(range(n))
+        bottom.step(idx, [t for _, _, t in trace], where="mid", color=OTHER, label="secret bit")
+        guessed = [(i, g) for i, (_, g, _) in enumerate(trace) if g is not None]
+        bottom.plot([i for i, _ in guessed], [g for _, g in guessed], marker=".",
+                    linestyle="none", color=MEASURED, label="bit read from the bitmap")
+        bottom.set_yticks([0, 1])
+        bottom.set_ylim(-0.3, 1.3)
+        bottom.set_xlabel("interval (one secret bit each)")
+        fig.legend(loc="outside lower center", ncols=3, frameon=False)
+    ambiguous = sum(g is None for _, g, _ in trace)
+    alt = (f"Top: the guest pages each dirty bitmap showed, for {n} intervals. Bottom: the "
+           f"guest's secret bit in each interval and the bit the hypervisor read from the "
+           f"bitmap; {right} of {n} agree" + (f", {ambiguous} intervals were ambiguous."
+                                               if ambiguous else "."))
+    return Plot(_src(buf), alt, "Dirty-page access-pattern leak: the dirty bitmaps the "
+                "hypervisor read, and the secret bits it reconstructed from them.")
 
 
 _KINDS: tuple[Callable[[Mapping[str, Any]], Plot | None], ...] = (
-    _wearout, _fragmentation, _dictionary, _dirty_bits,
+    _wearout, _fragmentation, _dictionary, _dirty_trace,
 )
 
 
