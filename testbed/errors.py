@@ -5,7 +5,10 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     TestbedError
     ├── ScenarioError            a scenario file is malformed (carries file, line, field)
     ├── ConfigError(ValueError)  a parameter is out of range when an object is built
-    │   └── UnsupportedMitigation  the engine cannot provide a requested mitigation
+    │   ├── UnsupportedMitigation  the engine cannot provide a requested mitigation
+    │   ├── DecodeError            bytes that are not an instruction the x86 decoder knows
+    │   ├── InvalidPatch           a live patch that text_poke_bp() refuses
+    │   └── TooManyInterleavings   an exhaustive exploration larger than its limit
     ├── PlatformRefusal          the emulated hardware or kernel refused an operation
     │   ├── PageFault            access through a mapping that does not exist
     │   ├── RmpViolation         SEV-SNP RMP check failed on a write
@@ -24,7 +27,9 @@ from __future__ import annotations
 __all__ = [
     "AttackError",
     "ConfigError",
+    "DecodeError",
     "InvalidArgument",
+    "InvalidPatch",
     "KeyNotProgrammed",
     "OutOfMemory",
     "PageFault",
@@ -33,6 +38,7 @@ __all__ = [
     "RmpViolation",
     "ScenarioError",
     "TestbedError",
+    "TooManyInterleavings",
     "UnsupportedMitigation",
     "VerificationFailed",
 ]
@@ -74,6 +80,18 @@ class ScenarioError(TestbedError):
 
 class UnsupportedMitigation(ConfigError):
     """The engine cannot provide a mitigation the profile asks for (TME cannot rotate keys)."""
+
+
+class DecodeError(ConfigError):
+    """The bytes are not an instruction this decoder knows (or are too few)."""
+
+
+class InvalidPatch(ConfigError):
+    """A patch that ``text_poke_bp()`` refuses (the kernel would ``BUG()``)."""
+
+
+class TooManyInterleavings(ConfigError):
+    """An exhaustive exploration larger than its limit."""
 
 
 class PlatformRefusal(TestbedError):

@@ -10,21 +10,22 @@ from helpers import run
 from pydantic import ValidationError
 
 from testbed.attacks.torn_live_patch import TornLivePatchParams, build
-from testbed.errors import ConfigError, ScenarioError, TestbedError
-from testbed.platform.textpatch import (
-    PATCHER,
-    ExecClass,
+from testbed.errors import (
+    ConfigError,
+    DecodeError,
     InvalidPatch,
-    LivePatch,
+    ScenarioError,
+    TestbedError,
+    TooManyInterleavings,
+)
+from testbed.platform.interleave import count_interleavings, explore_all, explore_random
+from testbed.platform.livepatch import PATCHER, ExecClass, LivePatch
+from testbed.platform.textpatch import (
     OpKind,
     Patcher,
     PokeSite,
     Regs,
     TextSegment,
-    TooManyInterleavings,
-    count_interleavings,
-    explore_all,
-    explore_random,
     poke_int3_handler,
     poke_site,
     text_poke_bp_ops,
@@ -33,7 +34,6 @@ from testbed.platform.textpatch import (
 from testbed.platform.x86text import (
     NOP2,
     NOP5,
-    DecodeError,
     InsnKind,
     decode,
     encode,

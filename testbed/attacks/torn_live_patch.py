@@ -13,8 +13,9 @@ and the INT3 handler that emulates CALL, JMP32, JMP8, NOP2 (as JMP8 +0) and NOP5
 Preconditions: capability ``concurrent_execution`` (at least two CPUs run the patched text).
 Memory encryption plays no part: the CPUs fetch the text through the engine, so the outcome is
 the same under every engine. The text lives in a kernel-owned page of the machine; the
-interleavings run on a copy of it (:mod:`testbed.platform.textpatch`), and the patched text is
-stored back at the end. Mitigation: ``text_poke_bp`` (the INT3 protocol).
+interleavings run on a copy of it (:mod:`testbed.platform.livepatch`,
+:mod:`testbed.platform.interleave`), and the patched text is stored back at the end.
+Mitigation: ``text_poke_bp`` (the INT3 protocol).
 """
 
 from __future__ import annotations
@@ -24,20 +25,15 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..errors import AttackError, ConfigError
-from ..platform.textpatch import (
+from ..platform.interleave import (
     MAX_INTERLEAVINGS,
-    PATCHER,
-    ExecClass,
-    Execution,
     Exploration,
-    LivePatch,
-    Patcher,
-    TextSegment,
     count_interleavings,
     explore_all,
     explore_random,
-    poke_site,
 )
+from ..platform.livepatch import PATCHER, ExecClass, Execution, LivePatch
+from ..platform.textpatch import Patcher, TextSegment, poke_site
 from ..platform.x86text import INT3, InsnKind, decode, encode
 from ..types import PAGE_SIZE, Outcome
 from ._base import Attack, AttackContext, AttackParams, Verdict

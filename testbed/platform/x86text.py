@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DecodeError
 
 __all__ = [
     "ADDRESS_MASK",
@@ -32,7 +32,6 @@ __all__ = [
     "MAX_INSN_LENGTH",
     "NOP2",
     "NOP5",
-    "DecodeError",
     "Insn",
     "InsnKind",
     "decode",
@@ -50,10 +49,6 @@ MAX_INSN_LENGTH = 8
 """Longest instruction this decoder knows (a ``0F 1F`` NOP with SIB and disp32)."""
 
 _INT3_OPCODE, _CALL_OPCODE, _JMP32_OPCODE, _JMP8_OPCODE = 0xCC, 0xE8, 0xE9, 0xEB
-
-
-class DecodeError(ConfigError):
-    """The bytes are not an instruction this decoder knows (or are too few)."""
 
 
 class InsnKind(enum.StrEnum):
