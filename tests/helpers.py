@@ -6,6 +6,7 @@ from typing import Any
 
 from testbed.results import ResultRow
 from testbed.scenarios import Job, Scenario, run_job
+from testbed.scenarios.model import EngineName
 
 
 def scenario(attack: str, **fields: Any) -> Scenario:
@@ -20,6 +21,6 @@ def scenario(attack: str, **fields: Any) -> Scenario:
     return Scenario.model_validate(doc)
 
 
-def run(attack: str, engine: str, seed: int = 7, **fields: Any) -> ResultRow:
+def run(attack: str, engine: EngineName, seed: int = 7, **fields: Any) -> ResultRow:
     """Run ``attack`` under ``engine`` and return the judged row."""
     return run_job(Job(scenario(attack, **fields), "<test>", engine, seed))

@@ -38,7 +38,21 @@ from testbed.platform import (
     make_engine,
 )
 from testbed.platform.psp import (
+    AttestationReport,
+    Psp,
+    SevAttestationReport,
+    decode_mnonce,
+    encode_mnonce,
+    query_attestation_report,
+)
+from testbed.platform.sev_certs import (
     CERT_SIZE,
+    Certificate,
+    Vendor,
+    issue_certificate,
+    verify_chain,
+)
+from testbed.platform.sev_report import (
     LAUNCH_DIGEST_OFFSET,
     MNONCE_OFFSET,
     POLICY_NODBG,
@@ -49,23 +63,12 @@ from testbed.platform.psp import (
     SIG_USAGE_OFFSET,
     SIGNATURE_OFFSET,
     SIGNED_END,
-    AttestationReport,
-    Certificate,
-    Check,
     KeyUsage,
-    Psp,
-    SevAttestationReport,
     SevReport,
     SigAlgo,
-    Vendor,
-    Verifier,
-    decode_mnonce,
-    encode_mnonce,
-    issue_certificate,
-    query_attestation_report,
     sign_report,
-    verify_chain,
 )
+from testbed.platform.verifier import Check, Verifier
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import PAGE_SIZE, Outcome
 

@@ -13,7 +13,7 @@ DESIGN §3.9.
 Preconditions: capability ``malicious_hypervisor``. Where the engine attests
 (:attr:`~testbed.platform.Engine.attests`), a PSP measures the launch and signs reports with a
 PEK certified up to the vendor's root, and the owner's
-:class:`~testbed.platform.psp.Verifier` checks the chain, the signature, the nonce, the digest
+:class:`~testbed.platform.verifier.Verifier` checks the chain, the signature, the nonce, the digest
 and the policy; a failed check refuses the secret and the attack is ``blocked``. Without a PSP
 the owner can check nothing: its policy there is to trust the host, and the backdoor receives
 the secret.
@@ -31,21 +31,15 @@ from ..crypto.signing import DETERMINISTIC_SIGNING, KEY_SEED_SIZE, SigningKey
 from ..errors import AttackError, ConfigError, VerificationFailed
 from ..platform import Domain
 from ..platform.psp import (
-    POLICY_NODBG,
-    SIGNATURE_OFFSET,
     AttestationReport,
-    Certificate,
-    KeyUsage,
     Psp,
     SevAttestationReport,
-    SevReport,
-    Vendor,
-    Verifier,
     decode_mnonce,
-    issue_certificate,
     query_attestation_report,
-    sign_report,
 )
+from ..platform.sev_certs import Certificate, Vendor, issue_certificate
+from ..platform.sev_report import POLICY_NODBG, SIGNATURE_OFFSET, KeyUsage, SevReport, sign_report
+from ..platform.verifier import Verifier
 from ..types import PAGE_SIZE, Outcome
 from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
 
