@@ -29,7 +29,13 @@ def start(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """``testbed`` in a process group of its own, so that a signal reaches its workers too."""
     return subprocess.Popen([sys.executable, "-m", "testbed.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """As from a terminal. A shell's background job inherits SIGINT ignored, and Python then
+    leaves it ignored, so the test would not see what Ctrl-C does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
