@@ -18,8 +18,12 @@ from .engines import (
     make_engine,
 )
 from .keys import KeySource
+from .livepatch import LivePatch
 from .machine import Domain, DomainKind, Machine, Mitigations
 from .memory import BusTap, PhysicalMemory
+from .secretmem import SecretmemArea, SecretmemFile
+from .textpatch import Patcher, TextSegment
+from .vfio import VfioContainer
 
 __all__ = [
     "DIRECT_MAP_BASE",
@@ -31,16 +35,22 @@ __all__ = [
     "Engine",
     "EngineWithRmp",
     "KeySource",
+    "LivePatch",
     "Machine",
     "MktmeEngine",
     "Mitigations",
     "NoEngine",
     "PageAllocator",
+    "Patcher",
     "PconfigCommand",
     "PconfigStatus",
     "PhysicalMemory",
+    "SecretmemArea",
+    "SecretmemFile",
     "SevEngine",
     "SevSnpEngine",
+    "TextSegment",
     "TmeEngine",
+    "VfioContainer",
     "make_engine",
 ]
