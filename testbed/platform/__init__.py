@@ -21,8 +21,10 @@ from .keys import KeySource
 from .livepatch import LivePatch
 from .machine import Domain, DomainKind, Machine, Mitigations
 from .memory import BusTap, PhysicalMemory
+from .psp import Psp, query_attestation_report
 from .secretmem import SecretmemArea, SecretmemFile
 from .textpatch import Patcher, TextSegment
+from .verifier import Verifier
 from .vfio import VfioContainer
 
 __all__ = [
@@ -45,12 +47,15 @@ __all__ = [
     "PconfigCommand",
     "PconfigStatus",
     "PhysicalMemory",
+    "Psp",
     "SecretmemArea",
     "SecretmemFile",
     "SevEngine",
     "SevSnpEngine",
     "TextSegment",
     "TmeEngine",
+    "Verifier",
     "VfioContainer",
     "make_engine",
+    "query_attestation_report",
 ]

@@ -1,0 +1,49 @@
+"""The parallel runner: a crashing worker becomes an error row, and the run does not hang."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from typing import Any
+
+import pytest
+from helpers import scenario
+
+from testbed.attacks import ATTACKS
+from testbed.attacks.kernel_map_leak import KernelMapLeak
+from testbed.report.html import SCENARIO_DIR, _page
+from testbed.scenarios import Job, run_jobs
+from testbed.types import Outcome
+
+
+class _Crash(KernelMapLeak):
+    """Kills its worker process outright, as an out-of-memory kill would."""
+
+    def run(self, ctx: Any, params: Any) -> Any:
+        os._exit(9)
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork",
+                    reason="the crashing attack reaches the workers only through fork")
+def test_a_crashed_worker_is_an_error_row_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ATTACKS, "kernel-map-leak", _Crash())
+    jobs = [Job(scenario("kernel-map-leak"), "<crash>", "tme", 1),
+            Job(scenario("freed-data-leak"), "<ok>", "mktme", 1)]
+    rows = run_jobs(jobs, workers=2)
+    assert [r.scenario for r in rows] == ["t-kernel-map-leak", "t-freed-data-leak"]
+    crashed = rows[0]
+    assert crashed.outcome is Outcome.ERROR
+    assert "worker failed" in crashed.reason
+    # The other job either finished or was reported lost with the pool; never silently dropped.
+    assert rows[1].outcome in (Outcome.MITIGATED, Outcome.ERROR)
+
+
+@pytest.mark.parametrize("bad_id", ["../escape", "a/b", ".hidden", "UPPER", "x" * 65, "a.b"])
+def test_scenario_ids_cannot_name_paths(bad_id: str) -> None:
+    with pytest.raises(ValueError, match="id"):
+        scenario("kernel-map-leak", id=bad_id)
+
+
+def test_scenario_pages_stay_in_their_folder() -> None:
+    page = _page(scenario("kernel-map-leak", id="a-b_c9").id)
+    assert page == f"{SCENARIO_DIR}/a-b_c9.html"
