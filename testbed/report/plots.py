@@ -202,7 +202,7 @@ def _trace(value: object) -> list[tuple[list[int], int | None, int]] | None:
             return None
         if any(isinstance(v, (bool, float)) for v in (guess, truth)):
             return None
-        out.append((pages, guess, int(truth)))  # type narrowing below keeps guess as is
+        out.append((pages, guess, int(truth)))
     return out
 
 
