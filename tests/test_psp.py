@@ -197,7 +197,9 @@ def test_keys_come_from_the_seed() -> None:
     assert a.public_key != SigningKey(rng(6).bytes(64)).public_key
 
 
-@pytest.mark.skipif(not DETERMINISTIC_SIGNING, reason="OpenSSL lacks RFC 6979 signing")
+@pytest.mark.skipif(not DETERMINISTIC_SIGNING,
+                    reason="this OpenSSL build has no RFC 6979 deterministic ECDSA, so signatures "
+                    "differ between runs (the attack then keeps them out of its evidence)")
 def test_same_seed_same_report_bytes() -> None:
     nonce = encode_mnonce(bytes(range(16)))
     first, again, other = Platform(3), Platform(3), Platform(4)

@@ -24,7 +24,8 @@ class _Crash(KernelMapLeak):
 
 
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork",
-                    reason="the crashing attack reaches the workers only through fork")
+                    reason="the patched, crashing attack reaches worker processes only when they "
+                    "are forked; this platform starts them with spawn")
 def test_a_crashed_worker_is_an_error_row_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(ATTACKS, "kernel-map-leak", _Crash())
     jobs = [Job(scenario("kernel-map-leak"), "<crash>", "tme", 1),
