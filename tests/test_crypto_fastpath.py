@@ -1,26 +1,36 @@
-"""The same-address fast path of the XTS engine gives exactly the general path's bytes."""
+"""The engines' fast paths give exactly the bytes of the plain way: OpenSSL's XTS line by line,
+or every line built and encrypted whole."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from testbed.crypto import XtsLineCipher
+from testbed.attacks.capture_compare import first_match, pin_blocks, pin_lines
+from testbed.crypto import NarrowLineCipher, XexLineCipher, XtsLineCipher
+from testbed.crypto._lines import varying_by_lines
+from testbed.errors import ConfigError
+from testbed.platform import KeySource, Machine, make_engine
 
 KEY = bytes(range(32))
+LINE = 64
 
 
-def per_line(key: bytes, addr: int, lines: NDArray[np.uint8]) -> NDArray[np.uint8]:
+def per_line(key: bytes, addrs: NDArray[np.uint64], lines: NDArray[np.uint8],
+             encrypt: bool = True) -> NDArray[np.uint8]:
     out = []
-    for line in lines:
-        enc = Cipher(algorithms.AES(key), modes.XTS(addr.to_bytes(16, "little"))).encryptor()
-        out.append(np.frombuffer(enc.update(line.tobytes()) + enc.finalize(), dtype=np.uint8))
+    for addr, line in zip(addrs, lines, strict=True):
+        cipher = Cipher(algorithms.AES(key), modes.XTS(int(addr).to_bytes(16, "little")))
+        ctx = cipher.encryptor() if encrypt else cipher.decryptor()
+        out.append(np.frombuffer(ctx.update(line.tobytes()) + ctx.finalize(), dtype=np.uint8))
     return np.stack(out)
 
 
+# -- one address, many lines (write_sequence) --------------------------------------------------
 @settings(max_examples=60, deadline=None)
 @given(
     addr=st.integers(0, 2**40).map(lambda a: a * 64),
@@ -37,5 +47,147 @@ def test_one_address_batch_equals_openssl(addr: int, count: int, varying: set[in
     cipher = XtsLineCipher(KEY)
     addrs = np.full(count, addr, dtype=np.uint64)
     ct = cipher.encrypt(addrs, lines)
-    assert (ct == per_line(KEY, addr, lines)).all()
+    assert (ct == per_line(KEY, addrs, lines)).all()
     assert (cipher.decrypt(addrs, ct) == lines).all()
+
+
+# -- large batches: chunk edges, and the split across threads ----------------------------------
+@pytest.mark.parametrize("count", [4095, 4096, 4097, 8192, 8193, 12289])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_large_batches_equal_openssl_line_by_line(count: int, threads: int) -> None:
+    rng = np.random.default_rng(count * threads)
+    addrs = rng.integers(0, 2**42, count, dtype=np.uint64) * np.uint64(LINE)
+    lines = rng.integers(0, 256, (count, LINE), dtype=np.uint8)
+    cipher = XtsLineCipher(KEY, threads=threads)
+    ct = cipher.encrypt(addrs, lines)
+    assert np.array_equal(ct, per_line(KEY, addrs, lines))
+    assert np.array_equal(cipher.decrypt(addrs, ct), lines)
+
+
+def test_threads_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="at least 1"):
+        XtsLineCipher(KEY, threads=0)
+
+
+def test_cipher_is_safe_to_share_between_threads() -> None:
+    """Two threads on one cipher object: each call still gets its own, correct result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    batches = [(rng.integers(0, 2**30, 9000, dtype=np.uint64) * np.uint64(LINE),
+                rng.integers(0, 256, (9000, LINE), dtype=np.uint8)) for _ in range(4)]
+    cipher = XtsLineCipher(KEY, threads=2)
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda b: cipher.encrypt(*b), batches))
+    for (addrs, lines), ct in zip(batches, got, strict=True):
+        assert np.array_equal(ct, XtsLineCipher(KEY, threads=1).encrypt(addrs, lines))
+
+
+# -- lines that differ in one block (write_varying) ---------------------------------------------
+CIPHERS = {
+    "xts": lambda: XtsLineCipher(KEY),
+    "xex": lambda: XexLineCipher(KEY[:16]),
+    "narrow": lambda: NarrowLineCipher(KEY, 20),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(CIPHERS)),
+    line_no=st.integers(0, 2**30),
+    offset=st.sampled_from([0, 16, 32, 48]),
+    count=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_varying_block_equals_whole_lines(kind: str, line_no: int, offset: int, count: int,
+                                          seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    cipher = CIPHERS[kind]()
+    # The narrow cipher stores 20-bit values in 32-bit words: keep every word below 2**20.
+    high = 2**20 if kind == "narrow" else 2**32
+    template = rng.integers(0, high, LINE // 4, dtype="<u4").view(np.uint8)
+    blocks = rng.integers(0, high, (count, 4), dtype="<u4").view(np.uint8).reshape(count, 16)
+    addr = line_no * LINE
+    head, body = cipher.encrypt_varying(addr, template.tobytes(), offset, blocks)
+    lines = np.repeat(template[None, :], count, axis=0)
+    lines[:, offset : offset + 16] = blocks
+    whole = cipher.encrypt(np.full(count, addr, dtype=np.uint64), lines)
+    assert np.array_equal(body, whole[:, offset : offset + 16])
+    assert np.array_equal(head, cipher.encrypt(addr, template)[0])
+    keep = [i for i in range(LINE) if not offset <= i < offset + 16]
+    assert (whole[:, keep] == head[keep]).all()  # the other blocks never change
+    ref_head, ref_body = varying_by_lines(cipher.encrypt, addr, template[None, :], offset, blocks)
+    assert np.array_equal(head, ref_head) and np.array_equal(body, ref_body)
+
+
+@pytest.mark.parametrize("offset", [-16, 8, 64])
+def test_varying_block_offset_must_be_a_block(offset: int) -> None:
+    with pytest.raises(ConfigError, match="not a 16-byte block"):
+        XtsLineCipher(KEY).encrypt_varying(0, bytes(LINE), offset, np.zeros((1, 16), np.uint8))
+
+
+def test_varying_block_shapes_checked() -> None:
+    cipher = XtsLineCipher(KEY)
+    with pytest.raises(ConfigError, match=r"expected \(n, 16\) blocks"):
+        cipher.encrypt_varying(0, bytes(LINE), 0, np.zeros((3, 8), np.uint8))
+    with pytest.raises(ConfigError, match="expected 1 x 64"):
+        cipher.encrypt_varying(0, bytes(32), 0, np.zeros((3, 16), np.uint8))
+
+
+@pytest.mark.parametrize("engine", ["none", "tme", "mktme", "sev", "sev-snp"])
+def test_write_varying_equals_write_sequence(engine: str) -> None:
+    rng = np.random.default_rng(11)
+    template = rng.integers(0, 256, LINE, dtype=np.uint8)
+    blocks = rng.integers(0, 256, (50, 16), dtype=np.uint8)
+    lines = np.repeat(template[None, :], 50, axis=0)
+    lines[:, 32:48] = blocks
+    got = []
+    for varying in (True, False):
+        m = Machine(make_engine(engine, KeySource(np.random.default_rng(5))), memory_pages=64)
+        g = m.create_domain("guest")
+        pa = m.alloc_page(g) + 2 * LINE
+        wear = m.engine.wear(g.slot)
+        if varying:
+            head, body = m.write_varying(g, pa, template.tobytes(), 32, blocks)
+            full = np.repeat(head[None, :], 50, axis=0)
+            full[:, 32:48] = body
+        else:
+            full = m.write_sequence(g, pa, lines)
+        got.append((full, m.dram(pa, LINE), m.read(g, pa, LINE), m.engine.wear(g.slot) - wear))
+    (a, dram_a, read_a, wear_a), (b, dram_b, read_b, wear_b) = got
+    assert np.array_equal(a, b)
+    assert dram_a == dram_b == a[-1].tobytes()
+    assert read_a == read_b == lines[-1].tobytes()
+    assert wear_a == wear_b
+
+
+def test_write_varying_refuses_unaligned_address() -> None:
+    m = Machine(make_engine("mktme", KeySource(np.random.default_rng(5))), memory_pages=64)
+    g = m.create_domain("guest")
+    pa = m.alloc_page(g)
+    with pytest.raises(ConfigError, match="not line-aligned"):
+        m.write_varying(g, pa + 8, bytes(LINE), 0, np.zeros((1, 16), np.uint8))
+
+
+# -- the dictionary's candidates -----------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(digits=st.integers(1, 8), data=st.data())
+def test_pin_blocks_are_the_first_block_of_pin_lines(digits: int, data: st.DataObject) -> None:
+    space = 10**digits
+    first = data.draw(st.integers(0, space - 1))
+    count = data.draw(st.integers(1, min(3000, space - first)))
+    assert np.array_equal(pin_blocks(first, count, digits),
+                          pin_lines(first, count, digits)[:, :16])
+
+
+def test_first_match_needs_the_whole_line() -> None:
+    captured = np.arange(LINE, dtype=np.uint8)
+    blocks = np.zeros((5, 16), dtype=np.uint8)
+    blocks[3] = captured[:16]
+    blocks[1, :8] = captured[:8]  # the 8-byte screen passes; the block does not match
+    assert first_match(captured.copy(), blocks, captured) == 3
+    other = captured.copy()
+    other[40] ^= 1  # a block every write shares differs: no write can match
+    assert first_match(other, blocks, captured) is None
+    blocks[3, 15] ^= 1
+    assert first_match(captured.copy(), blocks, captured) is None

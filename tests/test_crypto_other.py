@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from testbed.crypto import NarrowLineCipher, XexLineCipher
-from testbed.crypto._gf128 import mask_block
+from testbed.crypto._kernels import xts_chain, xts_mask_lines
 from testbed.errors import ConfigError
 
 LINE = 64
@@ -192,13 +192,27 @@ def _from_pairs(arr: np.ndarray) -> list[int]:
     return [int.from_bytes(raw[i : i + 16], "little") for i in range(0, len(raw), 16)]
 
 
+def _alpha_powers(values: list[int], count: int) -> np.ndarray:
+    """``values[n] * alpha**j`` for ``j < count`` through the compiled mask loop: zero data,
+    zero chain, so what comes out is the masks themselves."""
+    tweaks = _to_pairs(values)
+    rows = -(-count // 4)
+    out = np.empty((len(values), rows * 4, 2), dtype="<u8")
+    for r in range(rows):  # each call gives four powers; the next call starts from alpha**4
+        src = np.zeros((len(values), 8), dtype="<u8")
+        dst = np.empty_like(src)
+        xts_mask_lines(src, tweaks, np.zeros_like(tweaks), dst)
+        out[:, 4 * r : 4 * r + 4] = dst.reshape(-1, 4, 2)
+        tweaks = _to_pairs([_double_int(v) for v in _from_pairs(dst.reshape(-1, 4, 2)[:, 3])])
+    return out[:, :count]
+
+
 def test_gf128_double_matches_integer_model() -> None:
     rng = np.random.default_rng(128)
     values = [int.from_bytes(rng.bytes(16), "little") for _ in range(500)]
     values += [v | (1 << 127) for v in values[:100]]  # top bit set: reduction
     values += [0, 1, 1 << 63, 1 << 64, 1 << 127, (1 << 128) - 1, (1 << 127) | (1 << 63)]
-    masks = np.empty((len(values), 2, 2), dtype="<u8")
-    mask_block(_to_pairs(values), masks)
+    masks = _alpha_powers(values, 2)
     got = _from_pairs(masks[:, 1, :])
     assert got == [_double_int(v) for v in values]
     assert _double_int(1 << 127) == 0x87
@@ -206,11 +220,34 @@ def test_gf128_double_matches_integer_model() -> None:
 
 def test_gf128_alpha_powers() -> None:
     values = [0x0123_4567_89AB_CDEF_FEDC_BA98_7654_3210, (1 << 128) - 1]
-    out = np.empty((2, 6, 2), dtype="<u8")
-    mask_block(_to_pairs(values), out)
+    out = _alpha_powers(values, 6)
     assert out.shape == (2, 6, 2)
     for n, v in enumerate(values):
         expected = [v]
         for _ in range(5):
             expected.append(_double_int(expected[-1]))
         assert _from_pairs(out[n]) == expected
+
+
+@pytest.mark.parametrize("stride", [1, 4])
+def test_xts_chain_steps_by_alpha_powers(stride: int) -> None:
+    start = (1 << 127) | 0x1234_5678
+    out = np.empty((40, 2), dtype="<u8")
+    xts_chain(np.uint64(start & (2**64 - 1)), np.uint64(start >> 64), stride, out)
+    expected, value = [], start
+    for _ in range(40):
+        expected.append(value)
+        for _ in range(stride):
+            value = _double_int(value)
+    assert _from_pairs(out) == expected
+
+
+def test_mask_loop_xors_masks_into_data_in_place() -> None:
+    rng = np.random.default_rng(7)
+    data = rng.integers(0, 2**63, (33, 8), dtype="<u8")
+    tweaks = rng.integers(0, 2**63, (33, 2), dtype="<u8")
+    chain = rng.integers(0, 2**63, (33, 2), dtype="<u8")
+    masks = _alpha_powers(_from_pairs(tweaks ^ chain), 4).reshape(33, 8)
+    work = data.copy()
+    xts_mask_lines(work, tweaks, chain, work)  # dst may be src
+    assert np.array_equal(work, data ^ masks)

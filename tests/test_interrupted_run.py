@@ -15,13 +15,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW = """\
-id: slow
+id: slow-{n}
 title: A long dictionary attack
 attack: capture-compare
 engines: [mktme]
-params: {pin_digits: 8, batch: 100000}
-teaching: {summary: slow on purpose}
+params: {{pin_digits: 8, batch: 100000}}
+teaching: {{summary: slow on purpose}}
 """
+SLOW_COPIES = 40
+"""10^8 candidates take about half a second each here: forty of them keep two workers busy
+for ten seconds, far longer than the test waits before it interrupts the run."""
 OUTPUTS = ("index.html", "results.json", "results.csv")
 
 
@@ -50,10 +53,11 @@ def test_killed_run_leaves_earlier_outputs_intact(tmp_path: Path, sig: signal.Si
 
     folder = tmp_path / "slow"
     folder.mkdir()
-    (folder / "slow.yaml").write_text(SLOW)
+    for n in range(SLOW_COPIES):
+        (folder / f"slow-{n}.yaml").write_text(SLOW.format(n=n))
     shutil.copy(ROOT / "scenarios" / "07-capture-compare.yaml", folder)
     victim = start("run", str(folder), "--out", str(out), "--jobs", "2", env=env)
-    time.sleep(2.0)  # well inside the 10^8-candidate attack
+    time.sleep(2.0)  # well inside the 10^8-candidate attacks
     assert victim.poll() is None, "the slow run ended before it could be interrupted"
     try:
         os.killpg(victim.pid, sig)  # as Ctrl-C (SIGINT) or kill -9 would reach the whole group

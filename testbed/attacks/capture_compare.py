@@ -10,6 +10,7 @@ Preconditions: capabilities ``bus_interposer`` and ``chosen_plaintext``.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -21,7 +22,7 @@ from ..errors import AttackError
 from ..types import LINE_SIZE, PAGE_SIZE
 from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes
 
-__all__ = ["CaptureCompare", "first_match", "pin_lines"]
+__all__ = ["CaptureCompare", "first_match", "pin_blocks", "pin_lines"]
 
 PREFIX = b"PIN:"
 MAX_DIGITS = 8
@@ -44,6 +45,10 @@ class CaptureCompareParams(AttackParams):
 
 
 _DIGITS3 = np.array([[ord(c) for c in f"{i:03d}"] for i in range(1000)], dtype=np.uint8)
+_BLOCK = 16
+_WORD = 8
+_HEAD_DIGITS = _WORD - len(PREFIX)
+"""Digits that share the first 8-byte word of the block with ``PIN:``."""
 
 
 def pin_lines(first: int, count: int, digits: int) -> NDArray[np.uint8]:
@@ -60,10 +65,50 @@ def pin_lines(first: int, count: int, digits: int) -> NDArray[np.uint8]:
     return lines
 
 
-def first_match(on_bus: NDArray[np.uint8], captured: NDArray[np.uint8]) -> int | None:
-    """Index of the first line equal to ``captured`` (8 bytes screen, the whole line decides)."""
-    words = on_bus.view("<u8")
-    target = captured.view("<u8")
+@functools.cache
+def _word_tables(digits: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+    """The two 8-byte words of a candidate's first block, by the digits each one holds.
+
+    The first word is ``PIN:`` and the leading (up to) four digits; the second holds the rest.
+    Returns ``(head, tail)``: ``head[v // 10**t]`` and ``tail[v % 10**t]`` with ``t`` the number
+    of tail digits, so that consecutive candidates are runs of ``head`` and cycles of ``tail``.
+    """
+    lead = min(digits, _HEAD_DIGITS)
+    rest = digits - lead
+    head = [PREFIX + f"{h:0{lead}d}".encode() for h in range(10**lead)]
+    tail = [f"{t:0{rest}d}".encode() if rest else b"" for t in range(10**rest)]
+    as_words = [int.from_bytes(w.ljust(_WORD, b"\0"), "little") for w in head]
+    tail_words = [int.from_bytes(w.ljust(_WORD, b"\0"), "little") for w in tail]
+    return np.array(as_words, dtype=np.uint64), np.array(tail_words, dtype=np.uint64)
+
+
+def pin_blocks(first: int, count: int, digits: int) -> NDArray[np.uint8]:
+    """The first 16-byte block of :func:`pin_lines` (the only one a PIN touches), built by
+    repeating and tiling two small tables instead of dividing every candidate."""
+    if digits > _HEAD_DIGITS + _WORD:
+        raise AttackError(f"a {digits}-digit PIN does not fit in one block")
+    head, tail = _word_tables(digits)
+    period = tail.shape[0]
+    skip = first % period
+    rows = np.empty((count, 2), dtype="<u8")
+    start, stop = first // period, (first + count - 1) // period + 1
+    rows[:, 0] = np.repeat(head[start:stop], period)[skip : skip + count]
+    rows[:, 1] = np.tile(tail, stop - start)[skip : skip + count]
+    return rows.view(np.uint8).reshape(count, _BLOCK)
+
+
+def first_match(
+    template: NDArray[np.uint8], blocks: NDArray[np.uint8], captured: NDArray[np.uint8]
+) -> int | None:
+    """Index of the first write whose line on the bus equals ``captured``.
+
+    Every write's line is ``template`` with its first block replaced by ``blocks[i]``: the rest
+    must equal the capture, then the first block decides (an 8-byte screen, then all 16).
+    """
+    if not np.array_equal(template[_BLOCK:], captured[_BLOCK:]):
+        return None
+    words = blocks.view("<u8")
+    target = captured[:_BLOCK].view("<u8")
     for i in np.flatnonzero(words[:, 0] == target[0]):
         if bool((words[i] == target).all()):
             return int(i)
@@ -101,11 +146,12 @@ class CaptureCompare(Attack):
         log.step("attacker", "owns the address; writes candidates and watches the bus",
                  "chosen_plaintext", pa, f"{attacker.kind.value} with key slot {attacker.slot}")
         guesses = 0
+        template = bytes(LINE_SIZE)  # a PIN line past its first block: zeros
         for first in range(0, space, params.batch):
             count = min(params.batch, space - first)
-            candidates = pin_lines(first, count, digits)
-            on_bus = m.write_sequence(attacker, pa, candidates)
-            hit = first_match(on_bus, captured)
+            candidates = pin_blocks(first, count, digits)
+            head, on_bus = m.write_varying(attacker, pa, template, 0, candidates)
+            hit = first_match(head, on_bus, captured)
             if hit is not None:
                 guesses += hit + 1
                 log.recovered = candidates[hit, : len(secret)].tobytes()

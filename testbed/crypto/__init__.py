@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from ._lines import as_blocks
 from .narrow import NARROW_KEY_SIZE, NarrowLineCipher
 from .xex import XEX_KEY_SIZE, XexLineCipher
 from .xts import XTS_KEY_SIZE, XtsLineCipher
@@ -22,6 +23,7 @@ __all__ = [
     "NarrowLineCipher",
     "XexLineCipher",
     "XtsLineCipher",
+    "as_blocks",
 ]
 
 
@@ -35,3 +37,10 @@ class LineCipher(Protocol):
     def encrypt(self, addrs: object, lines: object) -> NDArray[np.uint8]: ...
 
     def decrypt(self, addrs: object, lines: object) -> NDArray[np.uint8]: ...
+
+    def encrypt_varying(
+        self, addr: int, template: object, offset: int, blocks: object
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """Lines at one address that differ only in one 16-byte block: the template line's
+        ciphertext, and that block's ciphertext in each line."""
+        ...

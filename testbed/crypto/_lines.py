@@ -1,6 +1,9 @@
-"""Input normalisation shared by the line ciphers."""
+"""Input normalisation and batched steps shared by the line ciphers."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -8,7 +11,13 @@ from numpy.typing import NDArray
 from ..errors import ConfigError
 from ..types import LINE_SIZE
 
-__all__ = ["as_addresses", "as_lines"]
+__all__ = [
+    "as_addresses",
+    "as_blocks",
+    "as_lines",
+    "masked_ecb_column",
+    "varying_by_lines",
+]
 
 
 def as_addresses(addrs: object) -> NDArray[np.uint64]:
@@ -30,3 +39,63 @@ def as_lines(lines: object, count: int) -> NDArray[np.uint8]:
             f"lines: expected {count} x {LINE_SIZE} = {count * LINE_SIZE} bytes, got {arr.size}"
         )
     return np.ascontiguousarray(arr.reshape(count, LINE_SIZE))
+
+
+_BLOCK = 16
+_COLUMN_CHUNK = 16384
+"""Blocks per inner step of :func:`masked_ecb_column`: 256 KiB, to stay in the L2 cache."""
+
+
+def as_blocks(
+    template: object, offset: int, blocks: object
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """Check the arguments of ``encrypt_varying``: a 64-byte line, a 16-byte-aligned offset in
+    it, and ``(n, 16)`` replacement blocks. Returns the line as ``(1, 64)`` and the blocks as a
+    contiguous ``(n, 16)`` uint8 array."""
+    line = as_lines(template, 1)
+    if not (0 <= offset < LINE_SIZE) or offset % _BLOCK:
+        raise ConfigError(f"varying block: offset {offset} is not a 16-byte block of a line")
+    arr = np.asarray(blocks, dtype=np.uint8)
+    if arr.ndim != 2 or arr.shape[1] != _BLOCK:
+        raise ConfigError(f"varying block: expected (n, {_BLOCK}) blocks, got {arr.shape}")
+    return line, np.ascontiguousarray(arr)
+
+
+def masked_ecb_column(ctx: Any, lo: int, hi: int, blocks: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """``AES(block ^ mask) ^ mask`` for every 16-byte block, ``mask = hi * 2**64 + lo``.
+
+    ``ctx`` is an OpenSSL AES-ECB context; one call per 256 KiB chunk. The mask is laid out as
+    a full chunk so that both XORs run on contiguous arrays.
+    """
+    count = blocks.shape[0]
+    out = np.empty_like(blocks)
+    step = min(count, _COLUMN_CHUNK)
+    if step == 0:
+        return out
+    mask = np.empty((step, 2), dtype="<u8")
+    mask[:, 0], mask[:, 1] = lo, hi
+    work = np.empty((step, 2), dtype="<u8")
+    core = np.empty(step * _BLOCK + _BLOCK, dtype=np.uint8)
+    src = blocks.view("<u8").reshape(count, 2)
+    dst = out.view("<u8").reshape(count, 2)
+    for start in range(0, count, step):
+        m = min(step, count - start)
+        np.bitwise_xor(src[start : start + m], mask[:m], out=work[:m])
+        ctx.update_into(work[:m].data.cast("B"), core.data)
+        done = core[: m * _BLOCK].view("<u8").reshape(m, 2)
+        np.bitwise_xor(done, mask[:m], out=dst[start : start + m])
+    return out
+
+
+def varying_by_lines(
+    encrypt: Callable[[object, object], NDArray[np.uint8]], addr: int, line: NDArray[np.uint8],
+    offset: int, column: NDArray[np.uint8],
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """``encrypt_varying`` the plain way: build every line and encrypt it whole. For ciphers
+    whose blocks are not 16 bytes wide, and the reference the fast paths are tested against."""
+    head = encrypt(addr, line)[0]
+    lines = np.repeat(line, column.shape[0], axis=0)
+    lines[:, offset : offset + _BLOCK] = column
+    addrs = np.full(column.shape[0], addr, dtype=np.uint64)
+    body = encrypt(addrs, lines)[:, offset : offset + _BLOCK]
+    return head, np.ascontiguousarray(body)

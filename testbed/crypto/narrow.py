@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from ..types import LINE_SIZE
-from ._lines import as_addresses, as_lines
+from ._lines import as_addresses, as_blocks, as_lines, varying_by_lines
 
 __all__ = ["NARROW_KEY_SIZE", "NarrowLineCipher", "WORD_SIZE"]
 
@@ -140,3 +140,11 @@ class NarrowLineCipher:
         words = line_arr.view("<u4").reshape(-1)
         out = self.decrypt_words(self._word_addrs(addr_arr), words)
         return out.astype("<u4").view(np.uint8).reshape(line_arr.shape)
+
+    def encrypt_varying(
+        self, addr: int, template: object, offset: int, blocks: object
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """``n`` lines at ``addr`` that differ only in the 16 bytes at ``offset``, each line
+        encrypted whole (this cipher's blocks are narrower than 16 bytes)."""
+        line, column = as_blocks(template, offset, blocks)
+        return varying_by_lines(self.encrypt, addr, line, offset, column)

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from ..types import LINE_SIZE
-from ._lines import as_addresses, as_lines
+from ._lines import as_addresses, as_blocks, as_lines, masked_ecb_column
 
 __all__ = ["XEX_KEY_SIZE", "XexLineCipher"]
 
@@ -66,3 +66,16 @@ class XexLineCipher:
     def decrypt(self, addrs: object, lines: object) -> NDArray[np.uint8]:
         """Inverse of :meth:`encrypt`."""
         return self._apply(addrs, lines, encrypt=False)
+
+    def encrypt_varying(
+        self, addr: int, template: object, offset: int, blocks: object
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """``n`` lines at ``addr`` that differ only in the 16-byte block at ``offset``: the
+        template's ciphertext once, and the ciphertext of each line's ``offset`` block (each
+        block is masked with its own address's tweak, so the others never change)."""
+        line, column = as_blocks(template, offset, blocks)
+        head = self._apply(addr, line, encrypt=True)[0]
+        tweak = (addr + offset).to_bytes(_BLOCK, "little")
+        mask = int.from_bytes(self._tweak.update(tweak), "little")
+        body = masked_ecb_column(self._cipher.encryptor(), mask & (2**64 - 1), mask >> 64, column)
+        return head, body

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ..crypto import LineCipher
+from ..crypto import LineCipher, as_blocks
 from ..errors import ConfigError, KeyNotProgrammed, RmpViolation
 from .keys import CipherKind, KeySource
 
@@ -109,6 +109,19 @@ class Engine:
             return np.array(lines, dtype=np.uint8, copy=True)
         self._wear[slot] = self._wear.get(slot, 0) + lines.shape[0] * cipher.blocks_per_line
         return cipher.encrypt(addrs, lines)
+
+    def encrypt_varying(
+        self, slot: int, addr: int, template: bytes, offset: int, blocks: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """``n`` lines to one address that differ only in the 16-byte block at ``offset``: the
+        template's ciphertext and each line's ``offset`` block (see ``Machine.write_varying``).
+        Every line passes through the engine whole, so each counts as a line of wear."""
+        cipher = self._cipher(slot)
+        if cipher is None:
+            line, column = as_blocks(template, offset, blocks)
+            return line[0].copy(), column.copy()
+        self._wear[slot] = self._wear.get(slot, 0) + blocks.shape[0] * cipher.blocks_per_line
+        return cipher.encrypt_varying(addr, template, offset, blocks)
 
     def decrypt(
         self, slot: int, addrs: NDArray[np.uint64], lines: NDArray[np.uint8]

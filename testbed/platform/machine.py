@@ -368,6 +368,29 @@ class Machine:
             self.memory.store(pa, out[-1:])
         return out
 
+    def write_varying(
+        self, domain: Domain, pa: int, template: bytes, offset: int, blocks: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        """``domain`` writes ``n`` lines to the line at ``pa`` in turn, each ``template`` with its
+        16-byte block at ``offset`` replaced by ``blocks[i]``.
+
+        What the bus shows is returned compactly: the blocks that every write shares encrypt
+        the same each time, so the template's ciphertext comes once (its ``offset`` block is the
+        template's own), then the ciphertext of the varying block of each write, ``(n, 16)``.
+        DRAM keeps the last write. Equal to :meth:`write_sequence` on the full lines, which the
+        tests check; only the varying block costs engine work per line.
+        """
+        self._check_owned(domain, pa, LINE_SIZE)
+        if pa % LINE_SIZE:
+            raise ConfigError(f"write_varying: {pa:#x} is not line-aligned")
+        self._maybe_rotate(domain)
+        head, body = self.engine.encrypt_varying(domain.slot, pa, template, offset, blocks)
+        if body.shape[0]:
+            last = head.copy()
+            last[offset : offset + body.shape[1]] = body[-1]
+            self.memory.store(pa, last[None, :])
+        return head, body
+
     # -- guest-physical access (through the nested page table) ----------------------------
     def _guest_frame(self, guest: Domain, gpa: int, length: int) -> int:
         gpn = gpa // PAGE_SIZE
