@@ -155,7 +155,7 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
     """Measure engine and attack speed next to raw OpenSSL on this machine."""
     import json
 
-    from .bench import BENCH_KEYS, run_bench
+    from .bench import BENCH_KEYS, DETAIL_KEYS, run_bench
     from .results import atomic_write_text
 
     workers = os.cpu_count() or 1
@@ -166,13 +166,15 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
         "dictionary_ratio": "(target >= 0.25)",
         "matrix_s_1_job": "(target <= 30 s)",
         "matrix_s_all_jobs": f"({workers} jobs)",
+        "engine_mb_s": f"({figures['engine_threads']:.0f} threads)",
     }
-    for key in BENCH_KEYS:
+    keys = BENCH_KEYS + DETAIL_KEYS
+    for key in keys:
         value = figures[key]
         shown = f"{value:.3f}" if value < 10 else f"{value:,.0f}"
         click.echo(f"{key:<26} {shown:>18}  {labels.get(key, '')}")
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps({k: figures[k] for k in BENCH_KEYS},
+        atomic_write_text(json_path, json.dumps({k: figures[k] for k in keys},
                                                 indent=2) + "\n")
         click.echo(f"written: {json_path}")
 

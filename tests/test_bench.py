@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from testbed.bench import BENCH_KEYS
+from testbed.bench import BENCH_KEYS, DETAIL_KEYS
 from testbed.cli import main
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -20,9 +20,12 @@ def test_bench_quick_writes_every_key(tmp_path: Path) -> None:
                                        "--scenarios", str(SCENARIOS)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
-    assert list(figures) == list(BENCH_KEYS)
+    assert list(figures) == list(BENCH_KEYS + DETAIL_KEYS)
     assert all(value > 0 for value in figures.values())
     assert figures["engine_ratio"] == pytest.approx(
         figures["engine_mb_s"] / figures["openssl_xts_mb_s"])
-    for key in BENCH_KEYS:
+    assert figures["engine_ratio_1_thread"] == pytest.approx(
+        figures["engine_mb_s_1_thread"] / figures["openssl_xts_mb_s"])
+    assert figures["engine_threads"] >= 1
+    for key in BENCH_KEYS + DETAIL_KEYS:
         assert key in result.output

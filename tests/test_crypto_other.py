@@ -251,3 +251,27 @@ def test_mask_loop_xors_masks_into_data_in_place() -> None:
     work = data.copy()
     xts_mask_lines(work, tweaks, chain, work)  # dst may be src
     assert np.array_equal(work, data ^ masks)
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no cache directory can be written, numba refuses ``cache=True`` while decorating;
+    the loops then compile uncached instead of failing at import."""
+    from testbed.crypto import _kernels
+
+    real = _kernels.njit
+
+    def no_cache(**options: object) -> object:
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return real(**options)
+
+    monkeypatch.setattr(_kernels, "njit", no_cache)
+
+    def add_one(out: np.ndarray) -> None:
+        for i in range(out.shape[0]):
+            out[i] += 1
+
+    compiled = _kernels._compiled(add_one)
+    out = np.zeros(3, dtype=np.int64)
+    compiled(out)
+    assert out.tolist() == [1, 1, 1]

@@ -12,17 +12,29 @@ Multiplying by alpha shifts it left by one bit and, when bit 127 falls off, XORs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 __all__ = ["xts_chain", "xts_mask_lines"]
+
+
+def _compiled(fn: Callable[..., None]) -> Any:
+    """Compile ``fn`` without the GIL, cached on disk where a cache directory can be written
+    (``NUMBA_CACHE_DIR`` chooses one). Without one it compiles anew in each process."""
+    try:
+        return njit(nogil=True, cache=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(nogil=True)(fn)
 
 _ONE = np.uint64(1)
 _TOP = np.uint64(63)
 _POLY = np.uint64(0x87)
 
 
-@njit(nogil=True, cache=True)
+@_compiled
 def xts_mask_lines(
     src: np.ndarray, tweaks: np.ndarray, chain: np.ndarray, dst: np.ndarray
 ) -> None:
@@ -43,7 +55,7 @@ def xts_mask_lines(
             lo = (lo << _ONE) ^ carry
 
 
-@njit(nogil=True, cache=True)
+@_compiled
 def xts_chain(lo: np.uint64, hi: np.uint64, stride: int, out: np.ndarray) -> None:
     """``out[k]`` = ``(lo, hi) * alpha**(stride * k)``: where line ``k`` of a chunk starts in
     OpenSSL's own tweak sequence when the chunk is one XTS data unit."""
