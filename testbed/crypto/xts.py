@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -140,7 +140,8 @@ class XtsLineCipher:
         self._lock = threading.Lock()
 
     def _mask(self, addr: int) -> list[tuple[int, int]]:
-        """The four block masks ``T * alpha**j`` of the line at ``addr`` as (lo, hi) pairs."""
+        """The four block masks ``T * alpha**j`` of the line at ``addr`` as (lo, hi) pairs.
+        Called with the lock held: the tweak context is shared."""
         value = int.from_bytes(self._tweak.update(addr.to_bytes(_BLOCK, "little")), "little")
         masks = []
         for _ in range(4):
@@ -164,9 +165,9 @@ class XtsLineCipher:
             self._lanes.append(_Lane(self._key, _CHUNK_LINES))
         return self._lanes[index]
 
-    def _run(self, lane: _Lane, addrs: NDArray[np.uint64], src: NDArray[np.uint64],
-             dst: NDArray[np.uint64], encrypt: bool) -> None:
-        chain = self._chain_for_chunk()
+    def _run(self, lane: _Lane, chain: NDArray[np.uint64], addrs: NDArray[np.uint64],
+             src: NDArray[np.uint64], dst: NDArray[np.uint64], encrypt: bool) -> None:
+        """Lines ``src`` at ``addrs`` into ``dst``, chunk by chunk, with ``lane``'s contexts."""
         for start in range(0, addrs.shape[0], _CHUNK_LINES):
             m = min(_CHUNK_LINES, addrs.shape[0] - start)
             lane.addresses[:m, 0] = addrs[start : start + m]
@@ -191,8 +192,9 @@ class XtsLineCipher:
         parts = min(threads, count // (_PARALLEL_MIN_LINES // 2)) if count >= \
             _PARALLEL_MIN_LINES else 1
         with self._lock:
+            chain = self._chain_for_chunk()
             if parts <= 1:
-                self._run(self._lane(0), addr_arr, src, dst, encrypt)
+                self._run(self._lane(0), chain, addr_arr, src, dst, encrypt)
                 return out
             # Whole chunks per thread; the calling thread takes the first part.
             per = -(-count // parts // _CHUNK_LINES) * _CHUNK_LINES
@@ -200,12 +202,15 @@ class XtsLineCipher:
             bounds = [(a, b) for a, b in bounds if a < b]
             lanes = [self._lane(i) for i in range(len(bounds))]
             futures = [
-                _thread_pool().submit(self._run, lanes[i], addr_arr[a:b], src[a:b], dst[a:b],
-                                      encrypt)
+                _thread_pool().submit(self._run, lanes[i], chain, addr_arr[a:b], src[a:b],
+                                      dst[a:b], encrypt)
                 for i, (a, b) in enumerate(bounds[1:], start=1)
             ]
             a, b = bounds[0]
-            self._run(lanes[0], addr_arr[a:b], src[a:b], dst[a:b], encrypt)
+            try:
+                self._run(lanes[0], chain, addr_arr[a:b], src[a:b], dst[a:b], encrypt)
+            finally:
+                wait(futures)  # no lane is still in use when the lock is released
             for future in futures:
                 future.result()
         return out
@@ -241,7 +246,7 @@ class XtsLineCipher:
         """
         line, column = as_blocks(template, offset, blocks)
         head = self.encrypt(addr, line)[0]
-        lo, hi = self._mask(addr)[offset // _BLOCK]
         with self._lock:
+            lo, hi = self._mask(addr)[offset // _BLOCK]
             body = masked_ecb_column(self._ecb.encryptor(), lo, hi, column)
         return head, body
