@@ -77,9 +77,9 @@ def _word_tables(digits: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
     rest = digits - lead
     head = [PREFIX + f"{h:0{lead}d}".encode() for h in range(10**lead)]
     tail = [f"{t:0{rest}d}".encode() if rest else b"" for t in range(10**rest)]
-    as_words = [int.from_bytes(w.ljust(_WORD, b"\0"), "little") for w in head]
+    head_words = [int.from_bytes(w.ljust(_WORD, b"\0"), "little") for w in head]
     tail_words = [int.from_bytes(w.ljust(_WORD, b"\0"), "little") for w in tail]
-    return np.array(as_words, dtype=np.uint64), np.array(tail_words, dtype=np.uint64)
+    return np.array(head_words, dtype=np.uint64), np.array(tail_words, dtype=np.uint64)
 
 
 def pin_blocks(first: int, count: int, digits: int) -> NDArray[np.uint8]:

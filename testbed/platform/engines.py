@@ -116,12 +116,12 @@ class Engine:
         """``n`` lines to one address that differ only in the 16-byte block at ``offset``: the
         template's ciphertext and each line's ``offset`` block (see ``Machine.write_varying``).
         Every line passes through the engine whole, so each counts as a line of wear."""
+        line, column = as_blocks(template, offset, blocks)
         cipher = self._cipher(slot)
         if cipher is None:
-            line, column = as_blocks(template, offset, blocks)
             return line[0].copy(), column.copy()
-        self._wear[slot] = self._wear.get(slot, 0) + blocks.shape[0] * cipher.blocks_per_line
-        return cipher.encrypt_varying(addr, template, offset, blocks)
+        self._wear[slot] = self._wear.get(slot, 0) + column.shape[0] * cipher.blocks_per_line
+        return cipher.encrypt_varying(addr, line, offset, column)
 
     def decrypt(
         self, slot: int, addrs: NDArray[np.uint64], lines: NDArray[np.uint8]
