@@ -191,3 +191,22 @@ def test_first_match_needs_the_whole_line() -> None:
     assert first_match(other, blocks, captured) is None
     blocks[3, 15] ^= 1
     assert first_match(captured.copy(), blocks, captured) is None
+
+
+def test_fresh_xts_context_per_chunk_when_updates_do_not_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Were an OpenSSL build to chain one context's updates, each chunk takes a new context;
+    the bytes stay OpenSSL's line by line."""
+    import testbed.crypto.xts as xts
+
+    monkeypatch.setattr(xts, "_xts_update_restarts", lambda: False)
+    rng = np.random.default_rng(9)
+    addrs = rng.integers(0, 2**30, 9000, dtype=np.uint64) * np.uint64(LINE)
+    lines = rng.integers(0, 256, (9000, LINE), dtype=np.uint8)
+    cipher = XtsLineCipher(KEY, threads=1)
+    lane = cipher._lane(0)
+    assert lane.context(encrypt=True) is not lane.enc
+    ct = cipher.encrypt(addrs, lines)
+    assert np.array_equal(ct, per_line(KEY, addrs, lines))
+    assert np.array_equal(cipher.decrypt(addrs, ct), lines)

@@ -350,6 +350,13 @@ class Machine:
         raw = self.memory.load(start, end - start).reshape(-1)
         return raw[pa - start : pa - start + length].tobytes()
 
+    def _start_line_writes(self, what: str, domain: Domain, pa: int) -> None:
+        """Checks before a batch of writes to the one line at ``pa``; rotates a worn key."""
+        self._check_owned(domain, pa, LINE_SIZE)
+        if pa % LINE_SIZE:
+            raise ConfigError(f"{what}: {pa:#x} is not line-aligned")
+        self._maybe_rotate(domain)
+
     def write_sequence(
         self, domain: Domain, pa: int, lines: NDArray[np.uint8]
     ) -> NDArray[np.uint8]:
@@ -358,10 +365,7 @@ class Machine:
         Returns what each write put on the memory bus (what an interposer captures), as
         ``(n, 64)`` lines; DRAM keeps the last one. One batched engine call does it all.
         """
-        self._check_owned(domain, pa, LINE_SIZE)
-        if pa % LINE_SIZE:
-            raise ConfigError(f"write_sequence: {pa:#x} is not line-aligned")
-        self._maybe_rotate(domain)
+        self._start_line_writes("write_sequence", domain, pa)
         addrs = np.full(lines.shape[0], pa, dtype=np.uint64)
         out = self.engine.encrypt(domain.slot, addrs, lines)
         if out.shape[0]:
@@ -380,10 +384,7 @@ class Machine:
         DRAM keeps the last write. Equal to :meth:`write_sequence` on the full lines, which the
         tests check; only the varying block costs engine work per line.
         """
-        self._check_owned(domain, pa, LINE_SIZE)
-        if pa % LINE_SIZE:
-            raise ConfigError(f"write_varying: {pa:#x} is not line-aligned")
-        self._maybe_rotate(domain)
+        self._start_line_writes("write_varying", domain, pa)
         head, body = self.engine.encrypt_varying(domain.slot, pa, template, offset, blocks)
         if body.shape[0]:
             last = head.copy()
