@@ -3,6 +3,8 @@ or every line built and encrypted whole."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from testbed.attacks.capture_compare import first_match, pin_blocks, pin_lines
-from testbed.crypto import NarrowLineCipher, XexLineCipher, XtsLineCipher
+from testbed.crypto import NarrowLineCipher, XexLineCipher, XtsLineCipher, xts
 from testbed.crypto._lines import varying_by_lines
 from testbed.errors import ConfigError
 from testbed.platform import KeySource, Machine, make_engine
@@ -51,17 +53,47 @@ def test_one_address_batch_equals_openssl(addr: int, count: int, varying: set[in
     assert (cipher.decrypt(addrs, ct) == lines).all()
 
 
-# -- large batches: chunk edges, and the split across threads ----------------------------------
-@pytest.mark.parametrize("count", [4095, 4096, 4097, 8192, 8193, 12289])
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_large_batches_equal_openssl_line_by_line(count: int, threads: int) -> None:
-    rng = np.random.default_rng(count * threads)
+# -- large batches: chunk and tweak-group edges, and the split across threads ------------------
+@functools.cache
+def _large_batch(count: int) -> tuple[NDArray[np.uint64], NDArray[np.uint8], NDArray[np.uint8]]:
+    rng = np.random.default_rng(count)
     addrs = rng.integers(0, 2**42, count, dtype=np.uint64) * np.uint64(LINE)
     lines = rng.integers(0, 256, (count, LINE), dtype=np.uint8)
+    return addrs, lines, per_line(KEY, addrs, lines)
+
+
+@pytest.fixture(params=["real", "low"])
+def split_from(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The batch size from which the engine uses threads: the real one, and a low one so
+    that small batches reach the split too."""
+    if request.param == "low":
+        monkeypatch.setattr(xts, "_PARALLEL_MIN_LINES", 2 * xts._CHUNK_LINES)
+    return int(xts._PARALLEL_MIN_LINES)
+
+
+@pytest.mark.parametrize("count", [4095, 4096, 4097, 8193, 16383, 16384, 16385, 20481, 53249])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_large_batches_equal_openssl_line_by_line(count: int, threads: int,
+                                                  split_from: int) -> None:
+    addrs, lines, expected = _large_batch(count)
     cipher = XtsLineCipher(KEY, threads=threads)
     ct = cipher.encrypt(addrs, lines)
-    assert np.array_equal(ct, per_line(KEY, addrs, lines))
+    assert np.array_equal(ct, expected)
     assert np.array_equal(cipher.decrypt(addrs, ct), lines)
+    lanes = len(cipher._lanes)  # one per thread that took a part
+    if threads == 1 or count < split_from:
+        assert lanes == 1
+    else:
+        assert 2 <= lanes <= threads
+
+
+def test_big_batches_use_every_thread() -> None:
+    """From the split size on, every thread gets a part, each with its own lane."""
+    count = xts._PARALLEL_MIN_LINES * 2
+    addrs, lines, expected = _large_batch(count)
+    cipher = XtsLineCipher(KEY, threads=2)
+    assert np.array_equal(cipher.encrypt(addrs, lines), expected)
+    assert len(cipher._lanes) == 2
 
 
 def test_threads_must_be_positive() -> None:
@@ -69,10 +101,12 @@ def test_threads_must_be_positive() -> None:
         XtsLineCipher(KEY, threads=0)
 
 
-def test_cipher_is_safe_to_share_between_threads() -> None:
-    """Two threads on one cipher object: each call still gets its own, correct result."""
+def test_cipher_is_safe_to_share_between_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads on one cipher object, each call split again: each call still gets its
+    own, correct result."""
     from concurrent.futures import ThreadPoolExecutor
 
+    monkeypatch.setattr(xts, "_PARALLEL_MIN_LINES", 2 * xts._CHUNK_LINES)
     rng = np.random.default_rng(3)
     batches = [(rng.integers(0, 2**30, 9000, dtype=np.uint64) * np.uint64(LINE),
                 rng.integers(0, 256, (9000, LINE), dtype=np.uint8)) for _ in range(4)]
@@ -198,8 +232,6 @@ def test_fresh_xts_context_per_chunk_when_updates_do_not_restart(
 ) -> None:
     """Were an OpenSSL build to chain one context's updates, each chunk takes a new context;
     the bytes stay OpenSSL's line by line."""
-    import testbed.crypto.xts as xts
-
     monkeypatch.setattr(xts, "_xts_update_restarts", lambda: False)
     rng = np.random.default_rng(9)
     addrs = rng.integers(0, 2**30, 9000, dtype=np.uint64) * np.uint64(LINE)
@@ -207,6 +239,7 @@ def test_fresh_xts_context_per_chunk_when_updates_do_not_restart(
     cipher = XtsLineCipher(KEY, threads=1)
     lane = cipher._lane(0)
     assert lane.context(encrypt=True) is not lane.enc
+    assert lane.tweak_context() is not lane.tweak
     ct = cipher.encrypt(addrs, lines)
     assert np.array_equal(ct, per_line(KEY, addrs, lines))
     assert np.array_equal(cipher.decrypt(addrs, ct), lines)

@@ -9,7 +9,13 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from testbed.crypto import NarrowLineCipher, XexLineCipher
-from testbed.crypto._kernels import xts_chain, xts_mask_lines
+from testbed.crypto._kernels import (
+    KernelError,
+    compiled,
+    spread_addresses,
+    xts_chain,
+    xts_mask_lines,
+)
 from testbed.errors import ConfigError
 
 LINE = 64
@@ -212,9 +218,11 @@ def test_gf128_double_matches_integer_model() -> None:
     values = [int.from_bytes(rng.bytes(16), "little") for _ in range(500)]
     values += [v | (1 << 127) for v in values[:100]]  # top bit set: reduction
     values += [0, 1, 1 << 63, 1 << 64, 1 << 127, (1 << 128) - 1, (1 << 127) | (1 << 63)]
-    masks = _alpha_powers(values, 2)
-    got = _from_pairs(masks[:, 1, :])
-    assert got == [_double_int(v) for v in values]
+    masks = _alpha_powers(values, 4)  # one vector computes all four: check each power
+    expected = values
+    for j in range(4):
+        assert _from_pairs(masks[:, j, :]) == expected, f"alpha**{j}"
+        expected = [_double_int(v) for v in expected]
     assert _double_int(1 << 127) == 0x87
 
 
@@ -253,25 +261,53 @@ def test_mask_loop_xors_masks_into_data_in_place() -> None:
     assert np.array_equal(work, data ^ masks)
 
 
-def test_kernels_compile_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where no cache directory can be written, numba refuses ``cache=True`` while decorating;
-    the loops then compile uncached instead of failing at import."""
-    from testbed.crypto import _kernels
+def test_kernels_refuse_arrays_they_cannot_use() -> None:
+    lines = np.zeros((4, 8), dtype="<u8")
+    pairs = np.zeros((4, 2), dtype="<u8")
+    with pytest.raises(KernelError, match="uint64"):
+        xts_mask_lines(lines.astype(np.int64), pairs, pairs, lines)
+    with pytest.raises(KernelError, match=r"at least \(4, 8\)"):
+        xts_mask_lines(lines[:3], pairs, pairs, lines)
+    with pytest.raises(KernelError, match="C-contiguous"):
+        xts_mask_lines(lines, pairs, np.zeros((4, 4), dtype="<u8")[:, ::2], lines)
+    frozen = lines.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(KernelError, match="read-only"):
+        xts_mask_lines(lines, pairs, pairs, frozen)
+    with pytest.raises(KernelError, match="stride"):
+        xts_chain(1, 0, -1, pairs)
+    with pytest.raises(KernelError, match="1-D"):
+        spread_addresses(pairs, pairs, pairs)
+    assert not lines.any()  # nothing was written on the way
 
-    real = _kernels.njit
 
-    def no_cache(**options: object) -> object:
-        if options.get("cache"):
-            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
-        return real(**options)
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 8, 4099])
+def test_spread_addresses_xors_each_address_into_the_low_word(count: int) -> None:
+    rng = np.random.default_rng(count)
+    addrs = rng.integers(0, 2**63, count, dtype="<u8")
+    table = rng.integers(0, 2**63, (count, 2), dtype="<u8")
+    out = np.full((count, 2), 7, dtype="<u8")
+    spread_addresses(addrs, table, out)
+    expected = table.copy()
+    expected[:, 0] ^= addrs
+    assert np.array_equal(out, expected)
 
-    monkeypatch.setattr(_kernels, "njit", no_cache)
 
-    def add_one(out: np.ndarray) -> None:
-        for i in range(out.shape[0]):
-            out[i] += 1
+def test_mask_pair_is_two_mask_calls() -> None:
+    rng = np.random.default_rng(11)
+    src = rng.integers(0, 2**63, (9, 8), dtype="<u8")
+    tweaks = rng.integers(0, 2**63, (9, 2), dtype="<u8")
+    chain = rng.integers(0, 2**63, (9, 2), dtype="<u8")
+    expected = np.empty_like(src)
+    xts_mask_lines(src, tweaks, chain, expected)
+    got = np.zeros_like(src)
+    at = [int(a.ctypes.data) for a in (src, tweaks, chain, got)]
+    compiled().mask_pair(at[0], at[1], at[2], at[3], 4,
+                         at[0] + 4 * 64, at[1] + 4 * 16, at[2] + 4 * 16, at[3] + 4 * 64, 5)
+    assert np.array_equal(got, expected)
 
-    compiled = _kernels._compiled(add_one)
-    out = np.zeros(3, dtype=np.int64)
-    compiled(out)
-    assert out.tolist() == [1, 1, 1]
+
+def test_chain_with_stride_zero_repeats_its_start() -> None:
+    out = np.zeros((3, 2), dtype="<u8")
+    xts_chain(5, 9, 0, out)
+    assert out.tolist() == [[5, 9]] * 3

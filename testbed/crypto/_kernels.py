@@ -1,68 +1,288 @@
-"""Compiled loops for the XTS masks: GF(2^128) doubling fused with the XOR into the data.
+"""Compiled loops for the XTS masks: GF(2^128) multiplication by alpha fused with the XOR.
 
 No AES here: every AES call is OpenSSL's. These loops do only what lies between the OpenSSL
-calls, the per-block masks ``T * alpha**j`` of IEEE 1619 and the XOR with them, one pass over
-the data each. Numba compiles them to machine code on first use (cached on disk) and releases
-the GIL while they run, so batches split across threads run in parallel.
+calls, the per-block masks ``T * alpha**j`` of IEEE 1619 and the XOR with them. They are
+written in LLVM IR with 512-bit vectors (one 64-byte line per vector) and compiled by
+llvmlite for the CPU this process runs on; LLVM splits the vectors to whatever width the CPU
+has. They are called through ctypes, which releases the GIL, so batches split across threads
+run in parallel.
 
 Blocks are ``uint64`` pairs ``(lo, hi)``: the little-endian 128-bit value ``hi * 2**64 + lo``.
 Multiplying by alpha shifts it left by one bit and, when bit 127 falls off, XORs 0x87 into
-``lo`` (the reduction polynomial x^128 + x^7 + x^2 + x + 1).
+``lo`` (the reduction polynomial x^128 + x^7 + x^2 + x + 1). For ``j <= 3`` the product by
+``alpha**j`` has a closed form, which is what lets one vector compute a line's four masks:
+``lo' = (lo << j) ^ t ^ (t << 1) ^ (t << 2) ^ (t << 7)`` and ``hi' = (hi << j) | (lo >> (64 - j))``
+with ``t = hi >> (64 - j)``, the ``j`` bits that fell off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ctypes
+import threading
 from typing import Any
 
+import llvmlite.binding as llvm
 import numpy as np
-from numba import njit
+from numpy.typing import NDArray
 
-__all__ = ["xts_chain", "xts_mask_lines"]
-
-
-def _compiled(fn: Callable[..., None]) -> Any:
-    """Compile ``fn`` without the GIL, cached on disk where a cache directory can be written
-    (``NUMBA_CACHE_DIR`` chooses one). Without one it compiles anew in each process."""
-    try:
-        return njit(nogil=True, cache=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(nogil=True)(fn)
-
-_ONE = np.uint64(1)
-_TOP = np.uint64(63)
-_POLY = np.uint64(0x87)
+__all__ = [
+    "KernelError",
+    "Library",
+    "compiled",
+    "spread_addresses",
+    "xts_chain",
+    "xts_mask_lines",
+]
 
 
-@_compiled
+class KernelError(ValueError):
+    """An array handed to a kernel has the wrong dtype, shape or layout."""
+
+
+_V8 = "<8 x i64>"
+
+
+def _v8(*values: int) -> str:
+    return "<" + ", ".join(f"i64 {v}" for v in values) + ">"
+
+
+_IR = f"""
+; dst[k] = src[k] ^ [u, u*a, u*a^2, u*a^3] with u = tweaks[k] ^ chain[k], for k < n.
+; src/dst: n lines of 8 x i64; tweaks/chain: n blocks of 2 x i64. dst may be src.
+define void @mask_lines(ptr %src, ptr %tweaks, ptr %chain, ptr %dst, i64 %n) nounwind {{
+entry:
+  %none = icmp eq i64 %n, 0
+  br i1 %none, label %done, label %line
+line:
+  %k = phi i64 [0, %entry], [%next, %line]
+  %tp = getelementptr <2 x i64>, ptr %tweaks, i64 %k
+  %cp = getelementptr <2 x i64>, ptr %chain, i64 %k
+  %t = load <2 x i64>, ptr %tp, align 8
+  %c = load <2 x i64>, ptr %cp, align 8
+  %u = xor <2 x i64> %t, %c
+  ; self: (lo, hi) in every block; other: (hi, lo), the word whose top bits shift in.
+  %self = shufflevector <2 x i64> %u, <2 x i64> poison,
+          <8 x i32> <i32 0, i32 1, i32 0, i32 1, i32 0, i32 1, i32 0, i32 1>
+  %other = shufflevector <2 x i64> %u, <2 x i64> poison,
+           <8 x i32> <i32 1, i32 0, i32 1, i32 0, i32 1, i32 0, i32 1, i32 0>
+  ; the top j bits of other (j = block index), as two shifts so that j = 0 gives 0.
+  %half = lshr {_V8} %other, {_v8(*[1] * 8)}
+  %fell = lshr {_V8} %half, {_v8(63, 63, 62, 62, 61, 61, 60, 60)}
+  %f1 = shl {_V8} %fell, {_v8(1, 0, 1, 0, 1, 0, 1, 0)}
+  %f2 = shl {_V8} %fell, {_v8(2, 0, 2, 0, 2, 0, 2, 0)}
+  %f7 = shl {_V8} %fell, {_v8(7, 0, 7, 0, 7, 0, 7, 0)}
+  %f12 = xor {_V8} %f1, %f2
+  %f127 = xor {_V8} %f12, %f7
+  %folds = and {_V8} %f127, {_v8(-1, 0, -1, 0, -1, 0, -1, 0)}
+  %carry = xor {_V8} %folds, %fell
+  %shifted = shl {_V8} %self, {_v8(0, 0, 1, 1, 2, 2, 3, 3)}
+  %mask = xor {_V8} %shifted, %carry
+  %sp = getelementptr {_V8}, ptr %src, i64 %k
+  %s = load {_V8}, ptr %sp, align 8
+  %x = xor {_V8} %s, %mask
+  %dp = getelementptr {_V8}, ptr %dst, i64 %k
+  store {_V8} %x, ptr %dp, align 8
+  %next = add i64 %k, 1
+  %end = icmp eq i64 %next, %n
+  br i1 %end, label %done, label %line
+done:
+  ret void
+}}
+
+; Two mask_lines calls in one: the engine finishes one chunk and starts the next with one
+; call into native code instead of two.
+define void @mask_pair(ptr %src1, ptr %tweaks1, ptr %chain1, ptr %dst1, i64 %n1,
+                       ptr %src2, ptr %tweaks2, ptr %chain2, ptr %dst2, i64 %n2) nounwind {{
+  call void @mask_lines(ptr %src1, ptr %tweaks1, ptr %chain1, ptr %dst1, i64 %n1)
+  call void @mask_lines(ptr %src2, ptr %tweaks2, ptr %chain2, ptr %dst2, i64 %n2)
+  ret void
+}}
+
+; out[k] = spread[k] ^ (addrs[k], 0), for k < n: 64-bit addresses as 128-bit blocks,
+; XORed with a table. Four lines per step, then one at a time.
+define void @spread_addresses(ptr %addrs, ptr %spread, ptr %out, i64 %n) nounwind {{
+entry:
+  %quads = lshr i64 %n, 2
+  %noquad = icmp eq i64 %quads, 0
+  br i1 %noquad, label %tail, label %quad
+quad:
+  %q = phi i64 [0, %entry], [%qnext, %quad]
+  %ap = getelementptr <4 x i64>, ptr %addrs, i64 %q
+  %a = load <4 x i64>, ptr %ap, align 8
+  %wide = shufflevector <4 x i64> %a, <4 x i64> zeroinitializer,
+          <8 x i32> <i32 0, i32 4, i32 1, i32 4, i32 2, i32 4, i32 3, i32 4>
+  %sp = getelementptr {_V8}, ptr %spread, i64 %q
+  %s = load {_V8}, ptr %sp, align 8
+  %x = xor {_V8} %s, %wide
+  %op = getelementptr {_V8}, ptr %out, i64 %q
+  store {_V8} %x, ptr %op, align 8
+  %qnext = add i64 %q, 1
+  %qend = icmp eq i64 %qnext, %quads
+  br i1 %qend, label %tail, label %quad
+tail:
+  %first = shl i64 %quads, 2
+  %notail = icmp eq i64 %first, %n
+  br i1 %notail, label %done, label %one
+one:
+  %k = phi i64 [%first, %tail], [%knext, %one]
+  %a1p = getelementptr i64, ptr %addrs, i64 %k
+  %a1 = load i64, ptr %a1p, align 8
+  %w1 = insertelement <2 x i64> zeroinitializer, i64 %a1, i32 0
+  %s1p = getelementptr <2 x i64>, ptr %spread, i64 %k
+  %s1 = load <2 x i64>, ptr %s1p, align 8
+  %x1 = xor <2 x i64> %s1, %w1
+  %o1p = getelementptr <2 x i64>, ptr %out, i64 %k
+  store <2 x i64> %x1, ptr %o1p, align 8
+  %knext = add i64 %k, 1
+  %end = icmp eq i64 %knext, %n
+  br i1 %end, label %done, label %one
+done:
+  ret void
+}}
+
+; out[k] = (lo, hi) * alpha^(stride * k), for k < n.
+define void @chain(i64 %lo0, i64 %hi0, i64 %stride, ptr %out, i64 %n) nounwind {{
+entry:
+  %none = icmp eq i64 %n, 0
+  br i1 %none, label %done, label %line
+line:
+  %k = phi i64 [0, %entry], [%knext, %lineend]
+  %lo = phi i64 [%lo0, %entry], [%lo2, %lineend]
+  %hi = phi i64 [%hi0, %entry], [%hi2, %lineend]
+  %op = getelementptr <2 x i64>, ptr %out, i64 %k
+  %v0 = insertelement <2 x i64> poison, i64 %lo, i32 0
+  %v = insertelement <2 x i64> %v0, i64 %hi, i32 1
+  store <2 x i64> %v, ptr %op, align 8
+  %zero = icmp eq i64 %stride, 0
+  br i1 %zero, label %lineend, label %step
+step:
+  %i = phi i64 [0, %line], [%inext, %step]
+  %l = phi i64 [%lo, %line], [%l2, %step]
+  %h = phi i64 [%hi, %line], [%h2, %step]
+  %top = lshr i64 %h, 63
+  %poly = mul i64 %top, 135
+  %hs = shl i64 %h, 1
+  %lt = lshr i64 %l, 63
+  %h2 = or i64 %hs, %lt
+  %ls = shl i64 %l, 1
+  %l2 = xor i64 %ls, %poly
+  %inext = add i64 %i, 1
+  %stepped = icmp eq i64 %inext, %stride
+  br i1 %stepped, label %lineend, label %step
+lineend:
+  %lo2 = phi i64 [%lo, %line], [%l2, %step]
+  %hi2 = phi i64 [%hi, %line], [%h2, %step]
+  %knext = add i64 %k, 1
+  %end = icmp eq i64 %knext, %n
+  br i1 %end, label %done, label %line
+done:
+  ret void
+}}
+"""
+
+_MaskFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                           ctypes.c_void_p, ctypes.c_int64)
+_PairFn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 4, ctypes.c_int64,
+                           *[ctypes.c_void_p] * 4, ctypes.c_int64)
+_SpreadFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_int64)
+_ChainFn = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
+                            ctypes.c_void_p, ctypes.c_int64)
+
+
+class Library:
+    """The compiled loops as ctypes functions taking raw addresses, unchecked: for callers
+    that own their buffers and have checked them (the engine's inner loop). The JIT engine
+    must outlive every call into it, so it is kept here."""
+
+    def __init__(self) -> None:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        module = llvm.parse_assembly(_IR)
+        module.verify()
+        target = llvm.Target.from_default_triple()
+        machine = target.create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+            opt=3,
+        )
+        self.engine: Any = llvm.create_mcjit_compiler(module, machine)
+        self.engine.finalize_object()
+        self.mask_lines = _MaskFn(self.engine.get_function_address("mask_lines"))
+        self.mask_pair = _PairFn(self.engine.get_function_address("mask_pair"))
+        self.spread_addresses = _SpreadFn(self.engine.get_function_address("spread_addresses"))
+        self.chain = _ChainFn(self.engine.get_function_address("chain"))
+
+
+_library: Library | None = None
+_library_lock = threading.Lock()
+
+
+def compiled() -> Library:
+    """The loops, compiled on first use (a few milliseconds) for this process's CPU."""
+    global _library
+    if _library is None:
+        with _library_lock:
+            if _library is None:
+                _library = Library()
+    return _library
+
+
+def _checked(arr: NDArray[Any], name: str, rows: int, width: int, writable: bool = False) -> int:
+    if arr.dtype != np.uint64 or arr.ndim != 2 or arr.shape[1] != width \
+            or arr.shape[0] < rows or not arr.flags.c_contiguous:
+        raise KernelError(f"{name}: expected a C-contiguous uint64 array of at least "
+                          f"({rows}, {width}), got {arr.dtype} {arr.shape}")
+    if writable and not arr.flags.writeable:
+        raise KernelError(f"{name}: the array is read-only")
+    return int(arr.ctypes.data)
+
+
 def xts_mask_lines(
-    src: np.ndarray, tweaks: np.ndarray, chain: np.ndarray, dst: np.ndarray
+    src: NDArray[np.uint64], tweaks: NDArray[np.uint64], chain: NDArray[np.uint64],
+    dst: NDArray[np.uint64],
 ) -> None:
     """``dst[k]`` = ``src[k]`` XOR the masks of line ``k``, for every row of ``tweaks``.
 
     Line ``k``'s block ``j`` is masked with ``(tweaks[k] ^ chain[k]) * alpha**j``. ``src`` and
     ``dst`` are ``(n, 8)`` uint64 (four blocks of a 64-byte line); ``tweaks`` and ``chain`` are
-    ``(n, 2)``. ``dst`` may be ``src``.
+    ``(n, 2)``; all C-contiguous. ``dst`` may be ``src``.
+
+    Raises:
+        KernelError: an array has the wrong dtype, shape or layout.
     """
-    for k in range(tweaks.shape[0]):
-        lo = tweaks[k, 0] ^ chain[k, 0]
-        hi = tweaks[k, 1] ^ chain[k, 1]
-        for j in range(4):
-            dst[k, 2 * j] = src[k, 2 * j] ^ lo
-            dst[k, 2 * j + 1] = src[k, 2 * j + 1] ^ hi
-            carry = (hi >> _TOP) * _POLY
-            hi = (hi << _ONE) | (lo >> _TOP)
-            lo = (lo << _ONE) ^ carry
+    tw = _checked(tweaks, "tweaks", 0, 2)
+    n = tweaks.shape[0]
+    compiled().mask_lines(_checked(src, "src", n, 8), tw, _checked(chain, "chain", n, 2),
+                  _checked(dst, "dst", n, 8, writable=True), n)
 
 
-@_compiled
-def xts_chain(lo: np.uint64, hi: np.uint64, stride: int, out: np.ndarray) -> None:
-    """``out[k]`` = ``(lo, hi) * alpha**(stride * k)``: where line ``k`` of a chunk starts in
-    OpenSSL's own tweak sequence when the chunk is one XTS data unit."""
-    for k in range(out.shape[0]):
-        out[k, 0] = lo
-        out[k, 1] = hi
-        for _ in range(stride):
-            carry = (hi >> _TOP) * _POLY
-            hi = (hi << _ONE) | (lo >> _TOP)
-            lo = (lo << _ONE) ^ carry
+def spread_addresses(
+    addrs: NDArray[np.uint64], spread: NDArray[np.uint64], out: NDArray[np.uint64]
+) -> None:
+    """``out[k]`` = ``spread[k]`` XOR ``(addrs[k], 0)``: each 64-bit address as a 128-bit
+    little-endian block, XORed with a table row. ``addrs`` is ``(n,)``; ``spread`` and
+    ``out`` are ``(n, 2)``; all uint64 and C-contiguous.
+
+    Raises:
+        KernelError: an array has the wrong dtype, shape or layout.
+    """
+    if addrs.dtype != np.uint64 or addrs.ndim != 1 or not addrs.flags.c_contiguous:
+        raise KernelError(f"addrs: expected a C-contiguous 1-D uint64 array, got "
+                          f"{addrs.dtype} {addrs.shape}")
+    n = addrs.shape[0]
+    compiled().spread_addresses(int(addrs.ctypes.data), _checked(spread, "spread", n, 2),
+                        _checked(out, "out", n, 2, writable=True), n)
+
+
+def xts_chain(lo: int, hi: int, stride: int, out: NDArray[np.uint64]) -> None:
+    """``out[k]`` = ``(lo, hi) * alpha**(stride * k)`` for every row of ``out`` (``(n, 2)``
+    uint64, C-contiguous): where line ``k`` of a chunk starts in OpenSSL's own tweak sequence
+    when the chunk is one XTS data unit (``stride`` 4), or block ``k`` (``stride`` 1).
+
+    Raises:
+        KernelError: ``out`` has the wrong dtype, shape or layout, or ``stride`` < 0.
+    """
+    if stride < 0:
+        raise KernelError(f"stride: must be at least 0, got {stride}")
+    pointer = _checked(out, "out", 0, 2, writable=True)
+    compiled().chain(int(lo), int(hi), stride, pointer, out.shape[0])
