@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from testbed.attacks.capture_compare import first_match, pin_blocks, pin_lines
 from testbed.crypto import NarrowLineCipher, XexLineCipher, XtsLineCipher, xts
-from testbed.crypto._lines import varying_by_lines
+from testbed.crypto._lines import XTS_MAX_BYTES, ecb_via_xts, varying_by_lines
 from testbed.errors import ConfigError
 from testbed.platform import KeySource, Machine, make_engine
 
@@ -88,12 +88,15 @@ def test_large_batches_equal_openssl_line_by_line(count: int, threads: int,
 
 
 def test_big_batches_use_every_thread() -> None:
-    """From the split size on, every thread gets a part, each with its own lane."""
+    """From the split size on, every thread asked for gets a part, each with its own lane."""
     count = xts._PARALLEL_MIN_LINES * 2
     addrs, lines, expected = _large_batch(count)
     cipher = XtsLineCipher(KEY, threads=2)
     assert np.array_equal(cipher.encrypt(addrs, lines), expected)
     assert len(cipher._lanes) == 2
+    single = XtsLineCipher(KEY)  # one thread unless asked
+    assert np.array_equal(single.encrypt(addrs, lines), expected)
+    assert len(single._lanes) == 1
 
 
 def test_threads_must_be_positive() -> None:
@@ -227,19 +230,38 @@ def test_first_match_needs_the_whole_line() -> None:
     assert first_match(captured.copy(), blocks, captured) is None
 
 
-def test_fresh_xts_context_per_chunk_when_updates_do_not_restart(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Were an OpenSSL build to chain one context's updates, each chunk takes a new context;
-    the bytes stay OpenSSL's line by line."""
-    monkeypatch.setattr(xts, "_xts_update_restarts", lambda: False)
-    rng = np.random.default_rng(9)
-    addrs = rng.integers(0, 2**30, 9000, dtype=np.uint64) * np.uint64(LINE)
-    lines = rng.integers(0, 256, (9000, LINE), dtype=np.uint8)
-    cipher = XtsLineCipher(KEY, threads=1)
-    lane = cipher._lane(0)
-    assert lane.context(encrypt=True) is not lane.enc
-    assert lane.tweak_context() is not lane.tweak
-    ct = cipher.encrypt(addrs, lines)
-    assert np.array_equal(ct, per_line(KEY, addrs, lines))
-    assert np.array_equal(cipher.decrypt(addrs, ct), lines)
+@settings(max_examples=40, deadline=None)
+@given(key=st.binary(min_size=16, max_size=16), blocks=st.lists(st.integers(1, 300), min_size=1,
+                                                                 max_size=4),
+       seed=st.integers(0, 2**32 - 1))
+def test_ecb_via_xts_is_openssl_ecb(key: bytes, blocks: list[int], seed: int) -> None:
+    """XTS with an IV whose encryption is zero masks nothing: each block is AES-ECB, in both
+    directions, and every update of one context stands alone."""
+    rng = np.random.default_rng(seed)
+    enc, dec = ecb_via_xts(key, encrypt=True), ecb_via_xts(key, encrypt=False)
+    for count in blocks:
+        data = rng.bytes(16 * count)
+        ecb = Cipher(algorithms.AES(key), modes.ECB())
+        expected = ecb.encryptor().update(data)
+        assert enc.update(data) == expected
+        assert dec.update(expected) == data
+
+
+def test_ecb_via_xts_takes_one_xts_data_unit_per_call() -> None:
+    """OpenSSL bounds one XTS data unit at 2**20 blocks; the engine's calls stay below it."""
+    ctx = ecb_via_xts(bytes(16), encrypt=True)
+    assert len(ctx.update(bytes(XTS_MAX_BYTES))) == XTS_MAX_BYTES
+    with pytest.raises(ValueError):
+        ctx.update(bytes(XTS_MAX_BYTES + 16))
+    assert xts._TWEAK_LINES * 16 <= XTS_MAX_BYTES and xts._CHUNK_LINES * 64 <= XTS_MAX_BYTES
+
+
+def test_openssl_writes_no_more_than_its_input() -> None:
+    """Each chunk's output goes straight into the result, and OpenSSL is handed one block of
+    room after it that belongs to the next chunk (or to another thread's part): OpenSSL must
+    write exactly as many bytes as it reads."""
+    for encrypt in (True, False):
+        ctx = ecb_via_xts(KEY[:16], encrypt=encrypt)
+        buf = bytearray(b"\xa5" * (4096 + 16))
+        assert ctx.update_into(bytes(range(256)) * 16, buf) == 4096
+        assert buf[4096:] == b"\xa5" * 16

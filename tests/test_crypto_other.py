@@ -9,13 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from testbed.crypto import NarrowLineCipher, XexLineCipher
-from testbed.crypto._kernels import (
-    KernelError,
-    compiled,
-    spread_addresses,
-    xts_chain,
-    xts_mask_lines,
-)
+from testbed.crypto._kernels import KernelError, address_blocks, compiled, xts_mask_lines
 from testbed.errors import ConfigError
 
 LINE = 64
@@ -207,7 +201,7 @@ def _alpha_powers(values: list[int], count: int) -> np.ndarray:
     for r in range(rows):  # each call gives four powers; the next call starts from alpha**4
         src = np.zeros((len(values), 8), dtype="<u8")
         dst = np.empty_like(src)
-        xts_mask_lines(src, tweaks, np.zeros_like(tweaks), dst)
+        xts_mask_lines(src, tweaks, dst)
         out[:, 4 * r : 4 * r + 4] = dst.reshape(-1, 4, 2)
         tweaks = _to_pairs([_double_int(v) for v in _from_pairs(dst.reshape(-1, 4, 2)[:, 3])])
     return out[:, :count]
@@ -237,27 +231,13 @@ def test_gf128_alpha_powers() -> None:
         assert _from_pairs(out[n]) == expected
 
 
-@pytest.mark.parametrize("stride", [1, 4])
-def test_xts_chain_steps_by_alpha_powers(stride: int) -> None:
-    start = (1 << 127) | 0x1234_5678
-    out = np.empty((40, 2), dtype="<u8")
-    xts_chain(np.uint64(start & (2**64 - 1)), np.uint64(start >> 64), stride, out)
-    expected, value = [], start
-    for _ in range(40):
-        expected.append(value)
-        for _ in range(stride):
-            value = _double_int(value)
-    assert _from_pairs(out) == expected
-
-
 def test_mask_loop_xors_masks_into_data_in_place() -> None:
     rng = np.random.default_rng(7)
     data = rng.integers(0, 2**63, (33, 8), dtype="<u8")
     tweaks = rng.integers(0, 2**63, (33, 2), dtype="<u8")
-    chain = rng.integers(0, 2**63, (33, 2), dtype="<u8")
-    masks = _alpha_powers(_from_pairs(tweaks ^ chain), 4).reshape(33, 8)
+    masks = _alpha_powers(_from_pairs(tweaks), 4).reshape(33, 8)
     work = data.copy()
-    xts_mask_lines(work, tweaks, chain, work)  # dst may be src
+    xts_mask_lines(work, tweaks, work)  # dst may be src
     assert np.array_equal(work, data ^ masks)
 
 
@@ -265,49 +245,38 @@ def test_kernels_refuse_arrays_they_cannot_use() -> None:
     lines = np.zeros((4, 8), dtype="<u8")
     pairs = np.zeros((4, 2), dtype="<u8")
     with pytest.raises(KernelError, match="uint64"):
-        xts_mask_lines(lines.astype(np.int64), pairs, pairs, lines)
+        xts_mask_lines(lines.astype(np.int64), pairs, lines)
     with pytest.raises(KernelError, match=r"at least \(4, 8\)"):
-        xts_mask_lines(lines[:3], pairs, pairs, lines)
+        xts_mask_lines(lines[:3], pairs, lines)
     with pytest.raises(KernelError, match="C-contiguous"):
-        xts_mask_lines(lines, pairs, np.zeros((4, 4), dtype="<u8")[:, ::2], lines)
+        xts_mask_lines(lines, np.zeros((4, 4), dtype="<u8")[:, ::2], lines)
     frozen = lines.copy()
     frozen.flags.writeable = False
     with pytest.raises(KernelError, match="read-only"):
-        xts_mask_lines(lines, pairs, pairs, frozen)
-    with pytest.raises(KernelError, match="stride"):
-        xts_chain(1, 0, -1, pairs)
+        xts_mask_lines(lines, pairs, frozen)
     with pytest.raises(KernelError, match="1-D"):
-        spread_addresses(pairs, pairs, pairs)
+        address_blocks(pairs, pairs)
+    with pytest.raises(KernelError, match=r"at least \(5, 2\)"):
+        address_blocks(np.zeros(5, dtype="<u8"), pairs)
     assert not lines.any()  # nothing was written on the way
 
 
 @pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 8, 4099])
-def test_spread_addresses_xors_each_address_into_the_low_word(count: int) -> None:
+def test_address_blocks_are_little_endian_128_bit(count: int) -> None:
     rng = np.random.default_rng(count)
-    addrs = rng.integers(0, 2**63, count, dtype="<u8")
-    table = rng.integers(0, 2**63, (count, 2), dtype="<u8")
+    addrs = rng.integers(0, 2**64 - 1, count, dtype="<u8", endpoint=True)
     out = np.full((count, 2), 7, dtype="<u8")
-    spread_addresses(addrs, table, out)
-    expected = table.copy()
-    expected[:, 0] ^= addrs
-    assert np.array_equal(out, expected)
+    address_blocks(addrs, out)
+    assert out.tobytes() == b"".join(int(a).to_bytes(16, "little") for a in addrs)
 
 
 def test_mask_pair_is_two_mask_calls() -> None:
     rng = np.random.default_rng(11)
     src = rng.integers(0, 2**63, (9, 8), dtype="<u8")
     tweaks = rng.integers(0, 2**63, (9, 2), dtype="<u8")
-    chain = rng.integers(0, 2**63, (9, 2), dtype="<u8")
     expected = np.empty_like(src)
-    xts_mask_lines(src, tweaks, chain, expected)
+    xts_mask_lines(src, tweaks, expected)
     got = np.zeros_like(src)
-    at = [int(a.ctypes.data) for a in (src, tweaks, chain, got)]
-    compiled().mask_pair(at[0], at[1], at[2], at[3], 4,
-                         at[0] + 4 * 64, at[1] + 4 * 16, at[2] + 4 * 16, at[3] + 4 * 64, 5)
+    at = [int(a.ctypes.data) for a in (src, tweaks, got)]
+    compiled().mask_pair(at[0], at[1], at[2], 4, at[0] + 4 * 64, at[1] + 4 * 16, at[2] + 4 * 64, 5)
     assert np.array_equal(got, expected)
-
-
-def test_chain_with_stride_zero_repeats_its_start() -> None:
-    out = np.zeros((3, 2), dtype="<u8")
-    xts_chain(5, 9, 0, out)
-    assert out.tolist() == [[5, 9]] * 3

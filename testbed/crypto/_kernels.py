@@ -28,9 +28,8 @@ from numpy.typing import NDArray
 __all__ = [
     "KernelError",
     "Library",
+    "address_blocks",
     "compiled",
-    "spread_addresses",
-    "xts_chain",
     "xts_mask_lines",
 ]
 
@@ -47,23 +46,20 @@ def _v8(*values: int) -> str:
 
 
 _IR = f"""
-; dst[k] = src[k] ^ [u, u*a, u*a^2, u*a^3] with u = tweaks[k] ^ chain[k], for k < n.
-; src/dst: n lines of 8 x i64; tweaks/chain: n blocks of 2 x i64. dst may be src.
-define void @mask_lines(ptr %src, ptr %tweaks, ptr %chain, ptr %dst, i64 %n) nounwind {{
+; dst[k] = src[k] ^ [t, t*a, t*a^2, t*a^3] with t = tweaks[k], for k < n.
+; src/dst: n lines of 8 x i64; tweaks: n blocks of 2 x i64. dst may be src.
+define void @mask_lines(ptr %src, ptr %tweaks, ptr %dst, i64 %n) nounwind {{
 entry:
   %none = icmp eq i64 %n, 0
   br i1 %none, label %done, label %line
 line:
   %k = phi i64 [0, %entry], [%next, %line]
   %tp = getelementptr <2 x i64>, ptr %tweaks, i64 %k
-  %cp = getelementptr <2 x i64>, ptr %chain, i64 %k
   %t = load <2 x i64>, ptr %tp, align 8
-  %c = load <2 x i64>, ptr %cp, align 8
-  %u = xor <2 x i64> %t, %c
   ; self: (lo, hi) in every block; other: (hi, lo), the word whose top bits shift in.
-  %self = shufflevector <2 x i64> %u, <2 x i64> poison,
+  %self = shufflevector <2 x i64> %t, <2 x i64> poison,
           <8 x i32> <i32 0, i32 1, i32 0, i32 1, i32 0, i32 1, i32 0, i32 1>
-  %other = shufflevector <2 x i64> %u, <2 x i64> poison,
+  %other = shufflevector <2 x i64> %t, <2 x i64> poison,
            <8 x i32> <i32 1, i32 0, i32 1, i32 0, i32 1, i32 0, i32 1, i32 0>
   ; the top j bits of other (j = block index), as two shifts so that j = 0 gives 0.
   %half = lshr {_V8} %other, {_v8(*[1] * 8)}
@@ -91,16 +87,16 @@ done:
 
 ; Two mask_lines calls in one: the engine finishes one chunk and starts the next with one
 ; call into native code instead of two.
-define void @mask_pair(ptr %src1, ptr %tweaks1, ptr %chain1, ptr %dst1, i64 %n1,
-                       ptr %src2, ptr %tweaks2, ptr %chain2, ptr %dst2, i64 %n2) nounwind {{
-  call void @mask_lines(ptr %src1, ptr %tweaks1, ptr %chain1, ptr %dst1, i64 %n1)
-  call void @mask_lines(ptr %src2, ptr %tweaks2, ptr %chain2, ptr %dst2, i64 %n2)
+define void @mask_pair(ptr %src1, ptr %tweaks1, ptr %dst1, i64 %n1,
+                       ptr %src2, ptr %tweaks2, ptr %dst2, i64 %n2) nounwind {{
+  call void @mask_lines(ptr %src1, ptr %tweaks1, ptr %dst1, i64 %n1)
+  call void @mask_lines(ptr %src2, ptr %tweaks2, ptr %dst2, i64 %n2)
   ret void
 }}
 
-; out[k] = spread[k] ^ (addrs[k], 0), for k < n: 64-bit addresses as 128-bit blocks,
-; XORed with a table. Four lines per step, then one at a time.
-define void @spread_addresses(ptr %addrs, ptr %spread, ptr %out, i64 %n) nounwind {{
+; out[k] = (addrs[k], 0), for k < n: 64-bit addresses as little-endian 128-bit blocks.
+; Four at a time, then one at a time.
+define void @address_blocks(ptr %addrs, ptr %out, i64 %n) nounwind {{
 entry:
   %quads = lshr i64 %n, 2
   %noquad = icmp eq i64 %quads, 0
@@ -111,11 +107,8 @@ quad:
   %a = load <4 x i64>, ptr %ap, align 8
   %wide = shufflevector <4 x i64> %a, <4 x i64> zeroinitializer,
           <8 x i32> <i32 0, i32 4, i32 1, i32 4, i32 2, i32 4, i32 3, i32 4>
-  %sp = getelementptr {_V8}, ptr %spread, i64 %q
-  %s = load {_V8}, ptr %sp, align 8
-  %x = xor {_V8} %s, %wide
   %op = getelementptr {_V8}, ptr %out, i64 %q
-  store {_V8} %x, ptr %op, align 8
+  store {_V8} %wide, ptr %op, align 8
   %qnext = add i64 %q, 1
   %qend = icmp eq i64 %qnext, %quads
   br i1 %qend, label %tail, label %quad
@@ -128,66 +121,20 @@ one:
   %a1p = getelementptr i64, ptr %addrs, i64 %k
   %a1 = load i64, ptr %a1p, align 8
   %w1 = insertelement <2 x i64> zeroinitializer, i64 %a1, i32 0
-  %s1p = getelementptr <2 x i64>, ptr %spread, i64 %k
-  %s1 = load <2 x i64>, ptr %s1p, align 8
-  %x1 = xor <2 x i64> %s1, %w1
   %o1p = getelementptr <2 x i64>, ptr %out, i64 %k
-  store <2 x i64> %x1, ptr %o1p, align 8
+  store <2 x i64> %w1, ptr %o1p, align 8
   %knext = add i64 %k, 1
   %end = icmp eq i64 %knext, %n
   br i1 %end, label %done, label %one
 done:
   ret void
 }}
-
-; out[k] = (lo, hi) * alpha^(stride * k), for k < n.
-define void @chain(i64 %lo0, i64 %hi0, i64 %stride, ptr %out, i64 %n) nounwind {{
-entry:
-  %none = icmp eq i64 %n, 0
-  br i1 %none, label %done, label %line
-line:
-  %k = phi i64 [0, %entry], [%knext, %lineend]
-  %lo = phi i64 [%lo0, %entry], [%lo2, %lineend]
-  %hi = phi i64 [%hi0, %entry], [%hi2, %lineend]
-  %op = getelementptr <2 x i64>, ptr %out, i64 %k
-  %v0 = insertelement <2 x i64> poison, i64 %lo, i32 0
-  %v = insertelement <2 x i64> %v0, i64 %hi, i32 1
-  store <2 x i64> %v, ptr %op, align 8
-  %zero = icmp eq i64 %stride, 0
-  br i1 %zero, label %lineend, label %step
-step:
-  %i = phi i64 [0, %line], [%inext, %step]
-  %l = phi i64 [%lo, %line], [%l2, %step]
-  %h = phi i64 [%hi, %line], [%h2, %step]
-  %top = lshr i64 %h, 63
-  %poly = mul i64 %top, 135
-  %hs = shl i64 %h, 1
-  %lt = lshr i64 %l, 63
-  %h2 = or i64 %hs, %lt
-  %ls = shl i64 %l, 1
-  %l2 = xor i64 %ls, %poly
-  %inext = add i64 %i, 1
-  %stepped = icmp eq i64 %inext, %stride
-  br i1 %stepped, label %lineend, label %step
-lineend:
-  %lo2 = phi i64 [%lo, %line], [%l2, %step]
-  %hi2 = phi i64 [%hi, %line], [%h2, %step]
-  %knext = add i64 %k, 1
-  %end = icmp eq i64 %knext, %n
-  br i1 %end, label %done, label %line
-done:
-  ret void
-}}
 """
 
-_MaskFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                           ctypes.c_void_p, ctypes.c_int64)
-_PairFn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 4, ctypes.c_int64,
-                           *[ctypes.c_void_p] * 4, ctypes.c_int64)
-_SpreadFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                             ctypes.c_int64)
-_ChainFn = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
-                            ctypes.c_void_p, ctypes.c_int64)
+_MaskFn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 3, ctypes.c_int64)
+_PairFn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 3, ctypes.c_int64,
+                           *[ctypes.c_void_p] * 3, ctypes.c_int64)
+_BlocksFn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 2, ctypes.c_int64)
 
 
 class Library:
@@ -209,8 +156,7 @@ class Library:
         self.engine.finalize_object()
         self.mask_lines = _MaskFn(self.engine.get_function_address("mask_lines"))
         self.mask_pair = _PairFn(self.engine.get_function_address("mask_pair"))
-        self.spread_addresses = _SpreadFn(self.engine.get_function_address("spread_addresses"))
-        self.chain = _ChainFn(self.engine.get_function_address("chain"))
+        self.address_blocks = _BlocksFn(self.engine.get_function_address("address_blocks"))
 
 
 _library: Library | None = None
@@ -238,30 +184,25 @@ def _checked(arr: NDArray[Any], name: str, rows: int, width: int, writable: bool
 
 
 def xts_mask_lines(
-    src: NDArray[np.uint64], tweaks: NDArray[np.uint64], chain: NDArray[np.uint64],
-    dst: NDArray[np.uint64],
+    src: NDArray[np.uint64], tweaks: NDArray[np.uint64], dst: NDArray[np.uint64]
 ) -> None:
     """``dst[k]`` = ``src[k]`` XOR the masks of line ``k``, for every row of ``tweaks``.
 
-    Line ``k``'s block ``j`` is masked with ``(tweaks[k] ^ chain[k]) * alpha**j``. ``src`` and
-    ``dst`` are ``(n, 8)`` uint64 (four blocks of a 64-byte line); ``tweaks`` and ``chain`` are
-    ``(n, 2)``; all C-contiguous. ``dst`` may be ``src``.
+    Line ``k``'s block ``j`` is masked with ``tweaks[k] * alpha**j``. ``src`` and ``dst`` are
+    ``(n, 8)`` uint64 (four blocks of a 64-byte line); ``tweaks`` is ``(n, 2)``; all
+    C-contiguous. ``dst`` may be ``src``.
 
     Raises:
         KernelError: an array has the wrong dtype, shape or layout.
     """
     tw = _checked(tweaks, "tweaks", 0, 2)
     n = tweaks.shape[0]
-    compiled().mask_lines(_checked(src, "src", n, 8), tw, _checked(chain, "chain", n, 2),
-                  _checked(dst, "dst", n, 8, writable=True), n)
+    compiled().mask_lines(_checked(src, "src", n, 8), tw, _checked(dst, "dst", n, 8, True), n)
 
 
-def spread_addresses(
-    addrs: NDArray[np.uint64], spread: NDArray[np.uint64], out: NDArray[np.uint64]
-) -> None:
-    """``out[k]`` = ``spread[k]`` XOR ``(addrs[k], 0)``: each 64-bit address as a 128-bit
-    little-endian block, XORed with a table row. ``addrs`` is ``(n,)``; ``spread`` and
-    ``out`` are ``(n, 2)``; all uint64 and C-contiguous.
+def address_blocks(addrs: NDArray[np.uint64], out: NDArray[np.uint64]) -> None:
+    """``out[k]`` = ``(addrs[k], 0)``: each 64-bit address as a little-endian 128-bit block.
+    ``addrs`` is ``(n,)`` and ``out`` ``(n, 2)``, both uint64 and C-contiguous.
 
     Raises:
         KernelError: an array has the wrong dtype, shape or layout.
@@ -270,19 +211,4 @@ def spread_addresses(
         raise KernelError(f"addrs: expected a C-contiguous 1-D uint64 array, got "
                           f"{addrs.dtype} {addrs.shape}")
     n = addrs.shape[0]
-    compiled().spread_addresses(int(addrs.ctypes.data), _checked(spread, "spread", n, 2),
-                        _checked(out, "out", n, 2, writable=True), n)
-
-
-def xts_chain(lo: int, hi: int, stride: int, out: NDArray[np.uint64]) -> None:
-    """``out[k]`` = ``(lo, hi) * alpha**(stride * k)`` for every row of ``out`` (``(n, 2)``
-    uint64, C-contiguous): where line ``k`` of a chunk starts in OpenSSL's own tweak sequence
-    when the chunk is one XTS data unit (``stride`` 4), or block ``k`` (``stride`` 1).
-
-    Raises:
-        KernelError: ``out`` has the wrong dtype, shape or layout, or ``stride`` < 0.
-    """
-    if stride < 0:
-        raise KernelError(f"stride: must be at least 0, got {stride}")
-    pointer = _checked(out, "out", 0, 2, writable=True)
-    compiled().chain(int(lo), int(hi), stride, pointer, out.shape[0])
+    compiled().address_blocks(int(addrs.ctypes.data), _checked(out, "out", n, 2, True), n)
