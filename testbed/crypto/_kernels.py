@@ -55,7 +55,7 @@ entry:
 line:
   %k = phi i64 [0, %entry], [%next, %line]
   %tp = getelementptr <2 x i64>, ptr %tweaks, i64 %k
-  %t = load <2 x i64>, ptr %tp, align 8
+  %t = load <2 x i64>, ptr %tp, align 1
   ; self: (lo, hi) in every block; other: (hi, lo), the word whose top bits shift in.
   %self = shufflevector <2 x i64> %t, <2 x i64> poison,
           <8 x i32> <i32 0, i32 1, i32 0, i32 1, i32 0, i32 1, i32 0, i32 1>
@@ -74,10 +74,10 @@ line:
   %shifted = shl {_V8} %self, {_v8(0, 0, 1, 1, 2, 2, 3, 3)}
   %mask = xor {_V8} %shifted, %carry
   %sp = getelementptr {_V8}, ptr %src, i64 %k
-  %s = load {_V8}, ptr %sp, align 8
+  %s = load {_V8}, ptr %sp, align 1
   %x = xor {_V8} %s, %mask
   %dp = getelementptr {_V8}, ptr %dst, i64 %k
-  store {_V8} %x, ptr %dp, align 8
+  store {_V8} %x, ptr %dp, align 1
   %next = add i64 %k, 1
   %end = icmp eq i64 %next, %n
   br i1 %end, label %done, label %line
@@ -104,11 +104,11 @@ entry:
 quad:
   %q = phi i64 [0, %entry], [%qnext, %quad]
   %ap = getelementptr <4 x i64>, ptr %addrs, i64 %q
-  %a = load <4 x i64>, ptr %ap, align 8
+  %a = load <4 x i64>, ptr %ap, align 1
   %wide = shufflevector <4 x i64> %a, <4 x i64> zeroinitializer,
           <8 x i32> <i32 0, i32 4, i32 1, i32 4, i32 2, i32 4, i32 3, i32 4>
   %op = getelementptr {_V8}, ptr %out, i64 %q
-  store {_V8} %wide, ptr %op, align 8
+  store {_V8} %wide, ptr %op, align 1
   %qnext = add i64 %q, 1
   %qend = icmp eq i64 %qnext, %quads
   br i1 %qend, label %tail, label %quad
@@ -119,10 +119,10 @@ tail:
 one:
   %k = phi i64 [%first, %tail], [%knext, %one]
   %a1p = getelementptr i64, ptr %addrs, i64 %k
-  %a1 = load i64, ptr %a1p, align 8
+  %a1 = load i64, ptr %a1p, align 1
   %w1 = insertelement <2 x i64> zeroinitializer, i64 %a1, i32 0
   %o1p = getelementptr <2 x i64>, ptr %out, i64 %k
-  store <2 x i64> %w1, ptr %o1p, align 8
+  store <2 x i64> %w1, ptr %o1p, align 1
   %knext = add i64 %k, 1
   %end = icmp eq i64 %knext, %n
   br i1 %end, label %done, label %one
@@ -147,10 +147,12 @@ class Library:
         llvm.initialize_native_asmprinter()
         module = llvm.parse_assembly(_IR)
         module.verify()
-        target = llvm.Target.from_default_triple()
-        machine = target.create_target_machine(
-            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-            opt=3,
+        try:
+            features = llvm.get_host_cpu_features().flatten()
+        except RuntimeError:  # not every platform reports them: LLVM's defaults for the CPU
+            features = ""
+        machine = llvm.Target.from_default_triple().create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=features, opt=3,
         )
         self.engine: Any = llvm.create_mcjit_compiler(module, machine)
         self.engine.finalize_object()
