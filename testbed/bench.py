@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .crypto import XtsLineCipher
+from .crypto import XexLineCipher, XtsLineCipher
 from .crypto.xts import engine_threads
 from .scenarios import Job, Scenario, load_scenarios, plan, run_job, run_jobs
 from .types import LINE_SIZE, PAGE_SIZE
@@ -36,10 +36,11 @@ DETAIL_KEYS = (
     "engine_threads",
     "engine_mb_s_threads",
     "engine_ratio_threads",
+    "sev_xex_mb_s",
 )
 """Printed and written after :data:`BENCH_KEYS`: the engine runs on one thread by default
 (``engine_mb_s``) and can split large batches across threads; these give that figure with one
-thread per CPU."""
+thread per CPU; and the SEV engine's model cipher (AES-128 XEX) in the same test."""
 _KEY = bytes(range(1, 33))
 
 
@@ -52,15 +53,16 @@ def _best(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def engine_mb_s(pages: int, repeat: int, threads: int = 1) -> float:
-    """Encrypt then decrypt ``pages`` whole 4 KiB pages at random physical addresses, with
-    ``threads`` threads (the engine's default is one)."""
+def engine_mb_s(pages: int, repeat: int, threads: int = 1, sev: bool = False) -> float:
+    """Encrypt then decrypt ``pages`` whole 4 KiB pages at random physical addresses: the XTS
+    engine with ``threads`` threads (its default is one), or the SEV model's XEX cipher."""
     rng = np.random.default_rng(0)
     frames = rng.choice(1 << 20, size=pages, replace=False).astype(np.uint64)
     per_page = np.arange(PAGE_SIZE // LINE_SIZE, dtype=np.uint64) * np.uint64(LINE_SIZE)
     addrs = (frames[:, None] * np.uint64(PAGE_SIZE) + per_page[None, :]).reshape(-1)
     data = rng.integers(0, 256, (addrs.shape[0], LINE_SIZE), dtype=np.uint8)
-    cipher = XtsLineCipher(_KEY, threads=threads)
+    cipher: XtsLineCipher | XexLineCipher = (
+        XexLineCipher(_KEY[:16]) if sev else XtsLineCipher(_KEY, threads=threads))
     ct = cipher.encrypt(addrs, data)
     seconds = _best(lambda: cipher.encrypt(addrs, data), repeat)
     seconds += _best(lambda: cipher.decrypt(addrs, ct), repeat)
@@ -144,6 +146,7 @@ def run_bench(
     out["engine_threads"] = float(engine_threads())
     out["engine_mb_s_threads"] = engine_mb_s(pages, repeat, threads=engine_threads())
     out["engine_ratio_threads"] = out["engine_mb_s_threads"] / out["openssl_xts_mb_s"]
+    out["sev_xex_mb_s"] = engine_mb_s(pages, repeat, sev=True)
     say("dictionary attack")
     out["dictionary_per_s"] = dictionary_per_s(3 if quick else 8)
     out["openssl_ecb_blocks_per_s"] = openssl_ecb_blocks_per_s(1 << 20, repeat)
