@@ -167,7 +167,7 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
         "matrix_s_1_job": "(target <= 30 s)",
         "matrix_s_all_jobs": f"({workers} jobs)",
         "engine_mb_s": "(1 thread)",
-        "engine_mb_s_threads": f"({figures['engine_threads']:.0f} threads)",
+        "engine_mb_s_threads": f"(threads={figures['engine_threads']:.0f})",
     }
     keys = BENCH_KEYS + DETAIL_KEYS
     for key in keys:

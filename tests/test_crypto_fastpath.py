@@ -4,6 +4,8 @@ or every line built and encrypted whole."""
 from __future__ import annotations
 
 import functools
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -282,3 +284,68 @@ def test_input_at_any_byte_alignment() -> None:
     expected = cipher.encrypt(addrs.copy(), lines.copy())
     assert np.array_equal(cipher.encrypt(addrs, lines), expected)
     assert np.array_equal(expected[:50], per_line(KEY, addrs[:50], lines[:50]))
+
+
+def test_addresses_across_the_whole_64_bit_range() -> None:
+    """Tweaks are 128-bit little-endian encodings of 64-bit addresses: the top of the range
+    too, in a batch that spans two chunks."""
+    rng = np.random.default_rng(12)
+    extremes = np.array([0, 64, 2**63, 2**63 - 64, 2**64 - 64, 2**64 - 128], dtype=np.uint64)
+    addrs = np.concatenate([extremes, rng.integers(0, 2**58, 4200, dtype=np.uint64) << 6])
+    lines = rng.integers(0, 256, (addrs.size, LINE), dtype=np.uint8)
+    cipher = XtsLineCipher(KEY)
+    ct = cipher.encrypt(addrs, lines)
+    assert np.array_equal(ct, per_line(KEY, addrs, lines))
+    assert np.array_equal(cipher.decrypt(addrs, ct), lines)
+
+
+# -- sharing: threads and fork ------------------------------------------------------------------
+SHARED = {
+    "xts": lambda: XtsLineCipher(KEY),
+    "xex": lambda: XexLineCipher(KEY[:16]),
+    "narrow": lambda: NarrowLineCipher(KEY, 24),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SHARED))
+def test_every_cipher_is_safe_to_share_between_threads(kind: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(21)
+    high = 2**24 if kind == "narrow" else 2**32
+    batches = [(rng.integers(0, 2**30, 3000, dtype=np.uint64) * np.uint64(LINE),
+                rng.integers(0, high, (3000, 16), dtype="<u4").view(np.uint8))
+               for _ in range(8)]
+    expected = [SHARED[kind]().encrypt(*batch) for batch in batches]
+    cipher = SHARED[kind]()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda b: cipher.encrypt(*b), batches * 3))
+    for i, ct in enumerate(got):
+        assert np.array_equal(ct, expected[i % len(batches)])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available on this platform")
+@pytest.mark.parametrize("kind", sorted(SHARED))
+def test_forked_child_can_use_a_cipher_locked_at_the_fork(kind: str) -> None:
+    """A worker forked while another thread was inside a cipher (its lock held) finds every
+    lock free: it encrypts instead of waiting forever."""
+    from testbed.crypto import _kernels
+
+    addrs = np.arange(64, dtype=np.uint64) * np.uint64(LINE)
+    lines = np.zeros((64, LINE), dtype=np.uint8)
+    cipher = SHARED[kind]()
+    expected = cipher.encrypt(addrs, lines)
+    held = [cipher._lock, xts._pool_lock, _kernels._library_lock]
+    for lock in held:
+        lock.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: a deadlock here ends by the alarm, not by hanging the tests
+            signal.alarm(20)
+            code = 0 if np.array_equal(cipher.encrypt(addrs, lines), expected) else 1
+            os._exit(code)
+    finally:
+        for lock in held:
+            lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -18,6 +18,7 @@ with ``t = hi >> (64 - j)``, the ``j`` bits that fell off.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from typing import Any
 
@@ -163,6 +164,14 @@ class Library:
 
 _library: Library | None = None
 _library_lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    global _library_lock
+    _library_lock = threading.Lock()  # a forked child has none of the threads that held it
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def compiled() -> Library:

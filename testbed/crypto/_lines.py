@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +20,7 @@ __all__ = [
     "as_blocks",
     "as_lines",
     "ecb_via_xts",
+    "fork_safe_lock",
     "masked_ecb_column",
     "varying_by_lines",
 ]
@@ -44,6 +48,28 @@ def as_lines(lines: object, count: int) -> NDArray[np.uint8]:
 
 
 _BLOCK = 16
+
+
+_lock_owners: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def fork_safe_lock(owner: object) -> threading.Lock:
+    """A lock for ``owner._lock``, which a forked child finds free.
+
+    Ciphers lock their shared OpenSSL contexts. A child forked while another thread held the
+    lock would wait for it forever (that thread is not in the child), so each owner's lock is
+    replaced by a free one in the child."""
+    _lock_owners.add(owner)
+    return threading.Lock()
+
+
+def _after_fork() -> None:
+    for owner in list(_lock_owners):
+        owner._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
 XTS_MAX_BYTES = 1 << 24
 """OpenSSL's limit on one XTS data unit (2**20 blocks): the most one call may take."""
 

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from ..types import LINE_SIZE
-from ._lines import as_addresses, as_blocks, as_lines, varying_by_lines
+from ._lines import as_addresses, as_blocks, as_lines, fork_safe_lock, varying_by_lines
 
 __all__ = ["NARROW_KEY_SIZE", "NarrowLineCipher", "WORD_SIZE"]
 
@@ -63,13 +63,15 @@ class NarrowLineCipher:
         self._mask = np.uint64((1 << bits) - 1)
         self._round = Cipher(algorithms.AES(key[:16]), modes.ECB()).encryptor()
         self._tweak = Cipher(algorithms.AES(key[16:]), modes.ECB()).encryptor()
+        self._lock = fork_safe_lock(self)  # the contexts are shared: calls take turns
 
     # -- the n-bit permutation -------------------------------------------------------------
     def _f(self, rnd: int, x: NDArray[np.uint32]) -> NDArray[np.uint32]:
         blocks = np.zeros((x.shape[0], 4), dtype="<u4")
         blocks[:, 0] = x
         blocks[:, 1] = rnd
-        out = np.frombuffer(self._round.update(blocks.tobytes()), dtype="<u4")
+        with self._lock:
+            out = np.frombuffer(self._round.update(blocks.tobytes()), dtype="<u4")
         return out[::4] & self._half_mask
 
     def permute(self, x: NDArray[np.uint32]) -> NDArray[np.uint32]:
@@ -92,7 +94,8 @@ class NarrowLineCipher:
         """D(T) for each word address T."""
         blocks = np.zeros((word_addrs.shape[0], 2), dtype="<u8")
         blocks[:, 0] = word_addrs
-        out = np.frombuffer(self._tweak.update(blocks.tobytes()), dtype="<u8")[::2]
+        with self._lock:
+            out = np.frombuffer(self._tweak.update(blocks.tobytes()), dtype="<u8")[::2]
         return (out & self._mask).astype(np.uint32)
 
     # -- blocks at word addresses -------------------------------------------------------------

@@ -14,7 +14,14 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from ..types import LINE_SIZE
-from ._lines import as_addresses, as_blocks, as_lines, ecb_via_xts, masked_ecb_column
+from ._lines import (
+    as_addresses,
+    as_blocks,
+    as_lines,
+    ecb_via_xts,
+    fork_safe_lock,
+    masked_ecb_column,
+)
 
 __all__ = ["XEX_KEY_SIZE", "XexLineCipher"]
 
@@ -30,6 +37,8 @@ class XexLineCipher:
 
     Args:
         key: 16 bytes (one SEV guest key).
+
+    Safe to share between threads: calls take turns on the cipher's OpenSSL contexts.
     """
 
     label = "AES-128-XEX"
@@ -42,6 +51,7 @@ class XexLineCipher:
         # AES-ECB under the guest key, through OpenSSL's faster XTS code (see ecb_via_xts).
         self._enc = ecb_via_xts(key, encrypt=True)
         self._dec = ecb_via_xts(key, encrypt=False)
+        self._lock = fork_safe_lock(self)
 
     def _masks(self, addrs: NDArray[np.uint64]) -> NDArray[np.uint64]:
         offsets = np.arange(_PER_LINE, dtype=np.uint64) * np.uint64(_BLOCK)
@@ -54,6 +64,12 @@ class XexLineCipher:
         addr_arr = as_addresses(addrs)
         line_arr = as_lines(lines, addr_arr.shape[0])
         out = np.empty_like(line_arr)
+        with self._lock:
+            self._apply_locked(addr_arr, line_arr, out, encrypt)
+        return out
+
+    def _apply_locked(self, addr_arr: NDArray[np.uint64], line_arr: NDArray[np.uint8],
+                      out: NDArray[np.uint8], encrypt: bool) -> None:
         ctx = self._enc if encrypt else self._dec
         for start in range(0, line_arr.shape[0], _CHUNK_LINES):
             stop = min(line_arr.shape[0], start + _CHUNK_LINES)
@@ -61,7 +77,6 @@ class XexLineCipher:
             masked = (line_arr[start:stop].view("<u8").reshape(masks.shape) ^ masks).tobytes()
             core = np.frombuffer(ctx.update(masked), dtype="<u8").reshape(masks.shape)
             out[start:stop] = (core ^ masks).view(np.uint8).reshape(stop - start, LINE_SIZE)
-        return out
 
     def encrypt(self, addrs: object, lines: object) -> NDArray[np.uint8]:
         """Encrypt ``n`` lines at ``n`` physical addresses; returns ``(n, 64)`` uint8."""
@@ -80,6 +95,7 @@ class XexLineCipher:
         line, column = as_blocks(template, offset, blocks)
         head = self._apply(addr, line, encrypt=True)[0]
         tweak = (addr + offset).to_bytes(_BLOCK, "little")
-        mask = int.from_bytes(self._enc.update(tweak), "little")
-        body = masked_ecb_column(self._enc, mask & (2**64 - 1), mask >> 64, column)
+        with self._lock:
+            mask = int.from_bytes(self._enc.update(tweak), "little")
+            body = masked_ecb_column(self._enc, mask & (2**64 - 1), mask >> 64, column)
         return head, body

@@ -18,17 +18,17 @@ then per chunk of up to 4096 lines (256 KiB):
 4. one pass XORs the same masks into the output, in place.
 
 Steps 2 and 4 are compiled vector loops (``_kernels``); step 4 of one chunk and step 2 of the
-next are one call. Large batches are split across threads: every piece of the work releases
-the GIL, and each thread has its own OpenSSL contexts. The result is identical, line for line,
-to OpenSSL's XTS with one call per line; the tests check it against OpenSSL and published
-vectors.
+next are one call. A cipher made with ``threads`` > 1 splits large batches across threads:
+every piece of the work releases the GIL, and each thread has its own OpenSSL contexts. The
+result is identical, line for line, to OpenSSL's XTS with one call per line; the tests check it
+against OpenSSL and published vectors.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -36,7 +36,14 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from ._kernels import compiled
-from ._lines import as_addresses, as_blocks, as_lines, ecb_via_xts, masked_ecb_column
+from ._lines import (
+    as_addresses,
+    as_blocks,
+    as_lines,
+    ecb_via_xts,
+    fork_safe_lock,
+    masked_ecb_column,
+)
 
 __all__ = ["XTS_KEY_SIZE", "XtsLineCipher", "engine_threads"]
 
@@ -50,21 +57,22 @@ _TWEAK_LINES = 4 * _CHUNK_LINES
 """Lines whose tweaks one XTS call computes (256 KiB of tweaks). Fewer, longer calls matter
 when threads share the GIL: every call hands it over, and each handover costs microseconds."""
 _PARALLEL_MIN_LINES = 3 * _TWEAK_LINES
-"""Smaller batches run on the calling thread: splitting them costs more than it saves (on
-the 2-CPU machine of the README's speed table, two threads break even at about 32768 lines
-and gain from 49152 on)."""
+"""Smaller batches run on the calling thread: splitting them costs more than it saves. On the
+2-CPU machine of the README's speed table two threads broke even at about 32768 lines and,
+when the machine let them, gained from 49152 on. Each thread's part is at least half this."""
 _MAX_THREADS = 8
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _forget_pool() -> None:
-    global _pool
+def _after_fork() -> None:
+    global _pool, _pool_lock
     _pool = None  # a forked child has none of the parent's threads
+    _pool_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_pool)
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def engine_threads() -> int:
@@ -90,7 +98,7 @@ class _Lane:
         self.dec = ecb_via_xts(key[:16], encrypt=False)
         self.addresses = np.empty((_TWEAK_LINES, 2), dtype="<u8")
         self.address_bytes = self.addresses.data.cast("B")
-        # OpenSSL's update_into wants room for one extra block.
+        # cryptography's update_into wants room for one more block than it writes.
         self.tweaks = np.empty(_TWEAK_LINES * _BLOCK + _BLOCK, dtype=np.uint8)
         self.tweaks_out = self.tweaks.data
         self.work = np.empty(_CHUNK_LINES * 64, dtype=np.uint8)
@@ -106,9 +114,10 @@ class XtsLineCipher:
     Args:
         key: 32 bytes, data key (first half) then tweak key (second half). The halves must
             differ: OpenSSL refuses XTS keys with equal halves (a weak-key check), and so does this.
-        threads: how many threads a large batch (from 49152 lines) is split across. One by
-            default: the scenario runner already gives each CPU a worker process, and on small
-            virtual machines the split gains nothing as often as it gains (README, "Speed").
+        threads: the most threads a large batch is split across: from 49152 lines, in parts of
+            at least 24576 lines (whole 4096-line chunks). One by default: the scenario runner
+            already gives each CPU a worker process, and on small virtual machines the split
+            gains nothing as often as it gains (README, "Speed").
 
     Raises:
         ConfigError: the key has the wrong size or equal halves, or ``threads`` < 1.
@@ -130,7 +139,7 @@ class XtsLineCipher:
         self._threads = threads
         self._tweak = Cipher(algorithms.AES(tweak_key), modes.ECB()).encryptor()
         self._lanes: list[_Lane] = []
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock(self)
 
     def _mask(self, addr: int) -> list[tuple[int, int]]:
         """The four block masks ``T * alpha**j`` of the line at ``addr`` as (lo, hi) pairs.
@@ -185,8 +194,8 @@ class XtsLineCipher:
         addr_arr = np.ascontiguousarray(as_addresses(addrs))
         line_arr = as_lines(lines, addr_arr.shape[0])
         count = line_arr.shape[0]
-        # OpenSSL writes each chunk's output straight into place, and wants room for one more
-        # block after it: the buffer has that room at its end.
+        # OpenSSL writes each chunk's output straight into place; cryptography wants room for
+        # one more block after it (never written): the buffer has that room at its end.
         buffer = np.empty(count * 64 + _BLOCK, dtype=np.uint8)
         out = buffer[: count * 64].reshape(count, 64)
         if count == 0:
@@ -204,13 +213,13 @@ class XtsLineCipher:
             bounds = [(i * per, min(count, (i + 1) * per)) for i in range(parts)]
             bounds = [(a, b) for a, b in bounds if a < b]
             lanes = [self._lane(i) for i in range(len(bounds))]
-            futures = [
-                _thread_pool().submit(self._run, lanes[i], addr_arr[a:b], src[a:b],
-                                      dst[a:b], buffer.data[a * 64 :], encrypt)
-                for i, (a, b) in enumerate(bounds[1:], start=1)
-            ]
-            a, b = bounds[0]
+            futures: list[Future[None]] = []
             try:
+                for i, (a, b) in enumerate(bounds[1:], start=1):
+                    futures.append(_thread_pool().submit(
+                        self._run, lanes[i], addr_arr[a:b], src[a:b], dst[a:b],
+                        buffer.data[a * 64 :], encrypt))
+                a, b = bounds[0]
                 self._run(lanes[0], addr_arr[a:b], src[a:b], dst[a:b], buffer.data[a * 64 :],
                           encrypt)
             finally:
