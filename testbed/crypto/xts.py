@@ -31,11 +31,10 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from numpy.typing import NDArray
 
 from ..errors import ConfigError
-from ._kernels import compiled
+from ._kernels import compiled, xts_mask_lines
 from ._lines import (
     as_addresses,
     as_blocks,
@@ -137,21 +136,8 @@ class XtsLineCipher:
             raise ConfigError(f"XTS threads: must be at least 1, got {threads}")
         self._key = key
         self._threads = threads
-        self._tweak = Cipher(algorithms.AES(tweak_key), modes.ECB()).encryptor()
         self._lanes: list[_Lane] = []
         self._lock = fork_safe_lock(self)
-
-    def _mask(self, addr: int) -> list[tuple[int, int]]:
-        """The four block masks ``T * alpha**j`` of the line at ``addr`` as (lo, hi) pairs.
-        Called with the lock held: the tweak context is shared."""
-        value = int.from_bytes(self._tweak.update(addr.to_bytes(_BLOCK, "little")), "little")
-        masks = []
-        for _ in range(4):
-            masks.append((value & (2**64 - 1), value >> 64))
-            value <<= 1
-            if value >> 128:
-                value ^= (1 << 128) | 0x87
-        return masks
 
     def _lane(self, index: int) -> _Lane:
         while len(self._lanes) <= index:
@@ -260,6 +246,10 @@ class XtsLineCipher:
         line, column = as_blocks(template, offset, blocks)
         head = self.encrypt(addr, line)[0]
         with self._lock:
-            lo, hi = self._mask(addr)[offset // _BLOCK]
-            body = masked_ecb_column(self._lane(0).enc, lo, hi, column)
+            lane = self._lane(0)
+            tweak = lane.tweak.update(addr.to_bytes(_BLOCK, "little"))
+            masks = np.zeros((1, _LINE_WORDS), dtype="<u8")
+            xts_mask_lines(masks, np.frombuffer(tweak, dtype="<u8").reshape(1, 2), masks)
+            lo, hi = (int(word) for word in masks[0, offset // 8 : offset // 8 + 2])
+            body = masked_ecb_column(lane.enc, lo, hi, column)
         return head, body
