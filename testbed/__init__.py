@@ -7,8 +7,9 @@ directly from a notebook.
 
 from __future__ import annotations
 
+from . import registry
 from ._version import __version__
-from .attacks import ATTACKS, Attack
+from .attacks import Attack, AttackContext, AttackParams, Verdict
 from .errors import (
     ConfigError,
     PageFault,
@@ -23,8 +24,9 @@ from .scenarios import Scenario, load_scenario, load_scenarios, plan, run_jobs
 from .types import Outcome
 
 __all__ = [
-    "ATTACKS",
     "Attack",
+    "AttackContext",
+    "AttackParams",
     "ConfigError",
     "Machine",
     "Mitigations",
@@ -36,10 +38,12 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "TestbedError",
+    "Verdict",
     "__version__",
     "load_scenario",
     "load_scenarios",
     "make_engine",
     "plan",
+    "registry",
     "run_jobs",
 ]

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .attacks.capture_compare import CaptureCompareMetrics
+from .attacks.key_wearout import KeyWearoutMetrics
 from .crypto import XexLineCipher, XtsLineCipher
 from .crypto.xts import engine_threads
 from .scenarios import Job, Scenario, load_scenarios, plan, run_job, run_jobs
@@ -99,8 +101,9 @@ def dictionary_per_s(digits: int) -> float:
                           "params": {"pin_digits": digits}})
     start = time.perf_counter()
     row = run_job(Job(scenario, "<bench>", "mktme", 1))
-    guesses = row.metrics["guesses"]
-    assert isinstance(guesses, int)
+    if not isinstance(row.metrics, CaptureCompareMetrics) or row.metrics.guesses is None:
+        raise RuntimeError(f"the dictionary run failed: {row.reason}")
+    guesses = row.metrics.guesses
     return guesses / (time.perf_counter() - start)
 
 
@@ -111,8 +114,9 @@ def wearout_pairs_per_s(max_pairs: int) -> float:
                           "params": {"max_pairs": max_pairs, "trials": 1, "packet_lines": 64}})
     start = time.perf_counter()
     row = run_job(Job(scenario, "<bench>", "tme", 1))
-    blocks = row.metrics["blocks_captured"]
-    assert isinstance(blocks, int)
+    if not isinstance(row.metrics, KeyWearoutMetrics):
+        raise RuntimeError(f"the wear-out run failed: {row.reason}")
+    blocks = row.metrics.blocks_captured
     return blocks / (time.perf_counter() - start)
 
 

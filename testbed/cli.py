@@ -16,12 +16,11 @@ from pathlib import Path
 
 import click
 
+from . import registry
 from ._version import __version__
-from .attacks import ATTACKS
 from .errors import ScenarioError
 from .results import ResultRow, RunInfo, RunStore, write_junit, write_results_json
-from .scenarios import ENGINE_NAMES, load_scenarios, plan, run_jobs
-from .scenarios.model import MITIGATION_NAMES
+from .scenarios import load_scenarios, plan, run_jobs
 from .types import Outcome
 
 __all__ = ["main"]
@@ -30,6 +29,26 @@ EXIT_OK, EXIT_FAILURE, EXIT_MISMATCH = 0, 1, 2
 EXIT_INTERRUPTED = 130
 HISTORY = "history.sqlite"
 MAX_SEED = 2**63 - 1
+
+
+def _clean(text: str) -> str:
+    """Text from a plugin or a scenario, safe for a terminal: no control characters."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
+def _origin(distribution: str) -> str:
+    if distribution == registry.BUILTIN_DISTRIBUTION:
+        return ""
+    return f"  (plugin: {_clean(distribution)})"
+
+
+def _first_line(doc: str | None) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _builtin_engines() -> tuple[str, ...]:
+    return tuple(e.name for e in registry.engines.entries() if e.builtin)
 
 
 def _echo_errors(errors: Sequence[ScenarioError]) -> None:
@@ -41,15 +60,21 @@ def _profiles(value: str | None) -> list[str] | None:
     if not value:
         return None
     names = [p.strip() for p in value.split(",") if p.strip()]
-    unknown = [n for n in names if n.split("+")[0] not in ENGINE_NAMES
-               or any(m not in MITIGATION_NAMES for m in n.split("+")[1:])]
+    mitigations = registry.mitigation_names()
+    unknown = [n for n in names if n.split("+")[0] not in registry.engines
+               or any(m not in mitigations for m in n.split("+")[1:])]
     if unknown:
         raise click.BadParameter(
             f"unknown profile(s) {', '.join(unknown)}; a profile is an engine "
-            f"({', '.join(ENGINE_NAMES)}) with optional +mitigation "
-            f"({', '.join(MITIGATION_NAMES)})"
+            f"({', '.join(registry.engines.names())}) with optional +mitigation "
+            f"({', '.join(mitigations)})"
         )
     return names
+
+
+def _profiles_help() -> str:
+    return (f"Comma-separated engines ({', '.join(registry.engines.names())}) or profiles "
+            f"(engine+mitigation, e.g. tme+secretmem).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +88,7 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--profiles", help="Comma-separated engines or profiles (e.g. tme,mktme).")
+@click.option("--profiles", help=_profiles_help())
 @click.option("--seed", default=1, show_default=True, type=click.IntRange(0, MAX_SEED),
               help="Makes the results byte-identical between runs.")
 @click.option("--out", "out_dir", default="reports", show_default=True,
@@ -101,7 +126,7 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
                        "unchanged", err=True)
             sys.exit(EXIT_INTERRUPTED)
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
-                   tuple(wanted or ENGINE_NAMES), workers)
+                   tuple(wanted or _builtin_engines()), workers)
     store = RunStore(db_path or out_dir / HISTORY)
     run_id = store.record(info, rows)
     before = store.previous_of_same_scenarios(run_id)
@@ -224,11 +249,19 @@ def compare(run_a: int, run_b: int, db_path: Path) -> None:
 def list_(paths: tuple[str, ...]) -> None:
     """List attacks, engine profiles and the scenarios in PATHS (default: scenarios/)."""
     click.echo("attacks:")
-    for kind, attack in ATTACKS.items():
-        click.echo(f"  {kind:<22} {attack.title}  [needs: {', '.join(attack.capabilities)}]")
-    click.echo("engines (profiles add +init_on_free, +secretmem, +key_rotation):")
-    for name in ENGINE_NAMES:
-        click.echo(f"  {name}")
+    for entry in registry.attacks.entries():
+        attack = entry.item
+        click.echo(f"  {entry.name:<22} {_clean(attack.title)}  [needs: "
+                   f"{', '.join(attack.capabilities)}]{_origin(entry.distribution)}")
+    click.echo("engines:")
+    for engine in registry.engines.entries():
+        click.echo(f"  {engine.name:<22} {_clean(_first_line(engine.item.__doc__))}"
+                   f"{_origin(engine.distribution)}")
+    click.echo("mitigations (profiles add +name):")
+    for m in registry.MITIGATIONS:
+        click.echo(f"  {m.name:<22} {m.setting}: {m.description}")
+    for problem in (*registry.attacks.problems, *registry.engines.problems):
+        click.echo(f"warning: {_clean(problem.one_line())}", err=True)
     targets = paths or (("scenarios",) if Path("scenarios").is_dir() else ())
     if targets:
         scenarios, errors = load_scenarios(targets)

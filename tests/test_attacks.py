@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 from helpers import run
 
+from testbed.attacks.capture_compare import CaptureCompareMetrics
+from testbed.attacks.key_wearout import KeyWearoutMetrics
 from testbed.results import ResultRow
 from testbed.types import Outcome
 
@@ -91,19 +93,20 @@ def test_hypervisor_replay_with_ciphertext_hiding_is_blocked_by_rmp() -> None:
 def test_capture_compare(engine: str, want: Outcome) -> None:
     row = run("capture-compare", engine, params={"pin_digits": 3, "batch": 97})
     assert row.outcome is want, row.reason
-    assert row.metrics["dictionary_size"] == 1000
+    m = row.metrics_as(CaptureCompareMetrics)
+    assert m.dictionary_size == 1000
     if want is S:
         assert row.evidence.recovered == row.evidence.secret
-        assert 1 <= row.metrics["guesses"] <= 1000
-        assert row.evidence.secret.startswith(b"PIN:")
+        assert m.guesses is not None and 1 <= m.guesses <= 1000
+        assert row.evidence.secret is not None and row.evidence.secret.startswith(b"PIN:")
     else:
-        assert row.metrics["guesses"] == 1000  # the whole dictionary, no match
+        assert m.guesses == 1000  # the whole dictionary, no match
 
 
 def test_capture_compare_guess_count_is_the_pin_position() -> None:
     row = run("capture-compare", "tme", params={"pin_digits": 4})
     pin = int(row.evidence.secret[4:])
-    assert row.metrics["guesses"] == pin + 1
+    assert row.metrics_as(CaptureCompareMetrics).guesses == pin + 1
 
 
 WEAR = {"platform": {"reduced_width_bits": 20}, "params": {"max_pairs": 8192, "trials": 3}}
@@ -113,13 +116,15 @@ WEAR = {"platform": {"reduced_width_bits": 20}, "params": {"max_pairs": 8192, "t
 def test_key_wearout_reduced_width_succeeds(engine: str) -> None:
     row = run("key-wearout", engine, **WEAR)
     assert row.outcome is S, row.reason
-    assert row.metrics["successes"] == 3
-    assert row.metrics["reduced_width"] is True
-    assert all(q is not None and q <= 8192 for q in row.metrics["pairs_to_collision"])
-    assert row.evidence.recovered.hex() == row.metrics["attacker_target"]
-    curve = row.metrics["curve"]
-    assert curve[-1]["measured"] == 1.0
-    assert all(0.0 <= p["bound"] <= 1.0 for p in curve)
+    m = row.metrics_as(KeyWearoutMetrics)
+    assert m.successes == 3
+    assert m.reduced_width is True
+    assert all(q is not None and q <= 8192 for q in m.pairs_to_collision)
+    assert row.evidence.recovered is not None
+    assert row.evidence.recovered.hex() == m.attacker_target
+    curve = m.curve
+    assert curve[-1].measured == 1.0
+    assert all(0.0 <= p.bound <= 1.0 for p in curve)
 
 
 def test_key_wearout_not_applicable_without_encryption() -> None:
@@ -130,8 +135,8 @@ def test_key_wearout_with_rotation_is_mitigated_on_mktme() -> None:
     row = run("key-wearout", "mktme", mitigations={"key_rotation_blocks": 256},
               platform={"reduced_width_bits": 20}, params={"max_pairs": 8192, "trials": 2})
     assert row.outcome is M, row.reason
-    assert row.metrics["key_rotations"] > 0
-    assert row.metrics["successes"] == 0
+    assert row.metrics_as(KeyWearoutMetrics).key_rotations > 0
+    assert row.metrics_as(KeyWearoutMetrics).successes == 0
 
 
 @pytest.mark.parametrize("engine", ["tme", "sev", "sev-snp", "none"])
@@ -145,9 +150,9 @@ def test_key_wearout_full_width_finds_no_collision() -> None:
     # Real AES-XTS: 128-bit blocks; no internal collision within a small budget.
     row = run("key-wearout", "tme", params={"max_pairs": 2048, "trials": 1})
     assert row.outcome is M
-    assert row.metrics["block_bits"] == 128
-    assert row.metrics["pairs_to_collision"] == [None]
-    assert 90 < row.metrics["extrapolated_years_for_2pow64_blocks"] < 97
+    assert row.metrics_as(KeyWearoutMetrics).block_bits == 128
+    assert row.metrics_as(KeyWearoutMetrics).pairs_to_collision == (None,)
+    assert 90 < row.metrics_as(KeyWearoutMetrics).extrapolated_years_for_2pow64_blocks < 97
 
 
 def test_same_seed_same_row_different_seed_different_secret() -> None:
@@ -167,7 +172,7 @@ def test_key_wearout_of_own_key_only_hurts_a_victim_sharing_it(engine: str,
                       "buffer_pages": 2})
     assert row.outcome is want, row.reason
     # The attacker finds its own collision under every engine; only the victim's key differs.
-    assert all(q is not None for q in row.metrics["pairs_to_collision"])
+    assert all(q is not None for q in row.metrics_as(KeyWearoutMetrics).pairs_to_collision)
     if want is M:
         assert "another key" in row.reason
 
@@ -211,7 +216,7 @@ def test_a_refusal_while_setting_up_the_victim_is_an_error_not_a_block() -> None
     from testbed.scenarios import Job, run_job
 
     doc = make("freed-data-leak", params={"victim_pages": 4})
-    doc = doc.model_copy(update={"params": {"victim_pages": 40},
+    doc = doc.model_copy(update={"params": doc.params.model_copy(update={"victim_pages": 40}),
                                  "platform": doc.platform.model_copy(update={"memory_pages": 16})})
     row = run_job(Job(doc, "<test>", "none", 1))
     assert row.outcome is Outcome.ERROR
@@ -224,4 +229,5 @@ def test_rotation_interval_counts_the_domains_writes_only() -> None:
               params={"max_pairs": 8192, "trials": 1, "buffer_pages": 4, "packet_lines": 16})
     # 32 writes of 256 blocks at one rotation per 4096 blocks of the domain's own writes. Had the
     # re-encryption of the 4 pages (4096 blocks) counted, every later write would rotate (~16).
-    assert 1 <= row.metrics["key_rotations"] <= 2, row.metrics["key_rotations"]
+    rotations = row.metrics_as(KeyWearoutMetrics).key_rotations
+    assert 1 <= rotations <= 2, rotations

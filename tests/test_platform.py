@@ -424,7 +424,7 @@ def test_kernel_read_outside_direct_maps_faults() -> None:
 @pytest.mark.parametrize("engine", ["none", "tme", "sev", "sev-snp"])
 def test_rotation_needs_runtime_rotation(engine: str) -> None:
     with pytest.raises(UnsupportedMitigation, match=f"engine {engine} cannot rotate keys") as err:
-        machine(engine, Mitigations(rotation_blocks=1000))
+        machine(engine, Mitigations(key_rotation_blocks=1000))
     assert isinstance(err.value, ConfigError)
 
 
@@ -436,7 +436,7 @@ def test_tme_rotate_domain_key_refused() -> None:
 
 
 def test_mktme_key_rotation() -> None:
-    m = machine("mktme", Mitigations(rotation_blocks=1000))
+    m = machine("mktme", Mitigations(key_rotation_blocks=1000))
     g = m.create_domain("guest")
     still, busy = m.alloc_page(g), m.alloc_page(g)
     m.write(g, still, SECRET)  # 64 lines x 4 blocks = 256 blocks of wear
@@ -588,8 +588,8 @@ def test_bus_tap_log_limit_and_alignment() -> None:
 
 
 def test_negative_rotation_interval_is_refused() -> None:
-    with pytest.raises(ConfigError, match="rotation_blocks"):
-        Mitigations(rotation_blocks=-1)
+    with pytest.raises(ConfigError, match="key_rotation_blocks"):
+        Mitigations(key_rotation_blocks=-1)
 
 
 def test_clear_key_failure_keeps_the_keyid_reserved() -> None:
@@ -652,7 +652,7 @@ def test_guest_page_numbers_are_not_reused_while_mapped() -> None:
 
 
 def test_rotation_policy_ignores_its_own_reencryption() -> None:
-    m = machine("mktme", Mitigations(rotation_blocks=64), pages=64)
+    m = machine("mktme", Mitigations(key_rotation_blocks=64), pages=64)
     guest = m.create_domain("guest")
     pa = m.alloc_page(guest)
     for _ in range(8):  # 8 writes of 64 lines x 4 blocks = 256 blocks each

@@ -19,7 +19,7 @@ from helpers import run
 from pydantic import ValidationError
 
 from testbed.attacks import AttackContext
-from testbed.attacks.attestation import AttestationBypass, AttestationParams
+from testbed.attacks.attestation import AttestationBypass, AttestationMetrics, AttestationParams
 from testbed.crypto.signing import (
     COMPONENT_SIZE,
     DETERMINISTIC_SIGNING,
@@ -69,12 +69,22 @@ from testbed.platform.sev_report import (
     sign_report,
 )
 from testbed.platform.verifier import Check, Verifier
+from testbed.results import ResultRow
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import PAGE_SIZE, Outcome
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 IMAGE = b"console=ttyS0 ro".ljust(256, b"\0") + bytes(range(256)) * 15  # 4096 bytes
 
+
+
+def _att(row: ResultRow) -> AttestationMetrics:
+    return row.metrics_as(AttestationMetrics)
+
+
+def _log_metrics(ctx: AttackContext) -> AttestationMetrics:
+    assert isinstance(ctx.log.metrics, AttestationMetrics)
+    return ctx.log.metrics
 
 def rng(seed: int = 1) -> np.random.Generator:
     return np.random.default_rng(seed)
@@ -457,12 +467,12 @@ def test_attack_is_blocked_by_the_owners_verifier(engine: str, tamper: str) -> N
     row = run("attestation", engine, params={"tamper": tamper})
     assert row.outcome is B, row.reason
     assert row.reason.startswith(f"the platform refused a step: {FAILED_CHECK[tamper]}: ")
-    assert row.metrics["check_failed"] == FAILED_CHECK[tamper]
-    assert row.metrics["checks_passed"] == PASSED_BEFORE[tamper]
-    assert row.metrics["report_bytes"] == 208
-    assert row.metrics["secret_provisioned"] is False
-    assert row.metrics["guest_runs_modified_image"] is True
-    assert row.metrics["digest_measured"] != row.metrics["digest_expected"]
+    assert _att(row).check_failed == FAILED_CHECK[tamper]
+    assert _att(row).checks_passed == PASSED_BEFORE[tamper]
+    assert _att(row).report_bytes == 208
+    assert _att(row).secret_provisioned is False
+    assert _att(row).guest_runs_modified_image is True
+    assert _att(row).digest_measured != _att(row).digest_expected
     assert row.evidence.secret is not None and row.evidence.recovered is None
     assert row.steps[-1].actor == "owner" and "rejects" in row.steps[-1].action
 
@@ -473,9 +483,9 @@ def test_attack_succeeds_without_attestation(engine: str, tamper: str) -> None:
     row = run("attestation", engine, params={"tamper": tamper, "secret": "disk-key-0123"})
     assert row.outcome is S, row.reason
     assert row.evidence.secret == b"disk-key-0123" == row.evidence.recovered
-    assert row.metrics["attestation_available"] is False
-    assert row.metrics["report_bytes"] == 0 and row.metrics["checks_passed"] == 0
-    assert row.metrics["check_failed"] is None and row.metrics["digest_measured"] is None
+    assert _att(row).attestation_available is False
+    assert _att(row).report_bytes == 0 and _att(row).checks_passed == 0
+    assert _att(row).check_failed is None and _att(row).digest_measured is None
     no_check = [s for s in row.steps if s.actor == "owner" and "trusts the host" in s.action]
     assert len(no_check) == 1 and "attestation is not enabled" in no_check[0].detail
     assert not any(s.action.startswith(("answers", "signs")) for s in row.steps)
@@ -485,12 +495,12 @@ def test_replay_uses_a_report_the_owner_once_accepted() -> None:
     row = run("attestation", "sev", params={"tamper": "replay"})
     accepted = [s for s in row.steps if s.action.startswith("earlier boot: verifies")]
     assert len(accepted) == 1 and accepted[0].detail.startswith("6 checks passed")
-    assert row.metrics["digest_reported"] == row.metrics["digest_expected"]
+    assert _att(row).digest_reported == _att(row).digest_expected
 
 
 def test_forged_report_claims_the_genuine_digest_and_the_owners_nonce() -> None:
     row = run("attestation", "sev", params={"tamper": "forge"})
-    assert row.metrics["digest_reported"] == row.metrics["digest_expected"]
+    assert _att(row).digest_reported == _att(row).digest_expected
     assert row.evidence.captured is not None
     asked = next(s for s in row.steps if s.action.startswith("asks the host"))
     assert row.evidence.captured[:16] == decode_mnonce(asked.detail.removeprefix("mnonce "))
@@ -516,7 +526,7 @@ def test_outcome_follows_the_attests_capability_not_the_name(
     except VerificationFailed:
         outcome = B
     assert outcome is want
-    assert ctx.log.metrics["attestation_available"] is engine_cls.attests
+    assert _log_metrics(ctx).attestation_available is engine_cls.attests
 
 
 def test_attack_is_reproducible() -> None:

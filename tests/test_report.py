@@ -3,14 +3,49 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from testbed.report import write_report
-from testbed.results.model import Evidence, MetricValue, ResultRow, RunInfo, Step
-from testbed.scenarios.model import ENGINE_NAMES, Scenario
+from testbed.results import (
+    Actor,
+    CurvePoint,
+    DictionaryPlot,
+    DirtyBitmapPlot,
+    Evidence,
+    FragmentationSeries,
+    JsonValue,
+    Metrics,
+    PlotData,
+    ResultRow,
+    RunInfo,
+    Step,
+    TraceInterval,
+    WearoutPlot,
+)
+from testbed.scenarios import engine_names
+from testbed.scenarios.model import Scenario
 from testbed.types import Outcome
+
+ENGINE_NAMES = engine_names()
+
+
+@dataclass(frozen=True)
+class _Given(Metrics):
+    """Metrics of a made-up attack: the JSON and the plot data the report is handed."""
+
+    values: Mapping[str, JsonValue] = field(default_factory=dict)
+    drawn: tuple[PlotData, ...] = ()
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return dict(sorted(self.values.items()))
+
+    def plots(self) -> tuple[PlotData, ...]:
+        return self.drawn
 
 HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(1)> {{ 7*7 }} javascript:alert(1)"
 
@@ -53,7 +88,8 @@ def _row(
     expected: Outcome | None = None,
     *,
     profile: str | None = None,
-    metrics: dict[str, MetricValue] | None = None,
+    metrics: Mapping[str, JsonValue] | None = None,
+    plots: tuple[PlotData, ...] = (),
     evidence: Evidence | None = None,
     steps: tuple[Step, ...] = (),
     reason: str = "because",
@@ -68,7 +104,7 @@ def _row(
         outcome=outcome,
         expected=expected,
         reason=reason,
-        metrics=dict(metrics or {}),
+        metrics=_Given(dict(metrics or {}), plots),
         evidence=evidence or Evidence(),
         steps=steps,
     )
@@ -88,7 +124,7 @@ def _inputs() -> tuple[list[ResultRow], list[tuple[Scenario, str]]]:
             Outcome.SUCCEEDED,
             Outcome.SUCCEEDED,
             evidence=Evidence(secret=SECRET, captured=SECRET, recovered=SECRET, address=0x4000),
-            steps=(Step("attacker", "read", "kernel-read", 0x4000, "direct map"),),
+            steps=(Step(Actor.ATTACKER, "read", "kernel-read", 0x4000, "direct map"),),
             metrics={"bytes_read": 32, "pages": [1, 2, 3], "info": {"b": 2, "a": 1}},
         ),
         _row("leak", "tme", Outcome.SUCCEEDED, Outcome.SUCCEEDED, profile="tme+secretmem"),
@@ -106,14 +142,10 @@ def _inputs() -> tuple[list[ResultRow], list[tuple[Scenario, str]]]:
             "wear",
             "tme",
             Outcome.ERROR,
-            metrics={
-                "reduced_width": True,
-                "block_bits": 24,
-                "curve": [
-                    {"pairs": q, "measured": min(1.0, q * q / 2**24 * 0.9), "bound": q * q / 2**25}
-                    for q in (256, 1024, 2048, 4096, 8192)
-                ],
-            },
+            metrics={"reduced_width": True, "block_bits": 24},
+            plots=(WearoutPlot(tuple(
+                CurvePoint(q, min(1.0, q * q / 2**24 * 0.9), q * q / 2**25)
+                for q in (256, 1024, 2048, 4096, 8192)), 24, True),),
         ),
         # mktme, sev, sev-snp of "wear" are deliberately not run.
     ]
@@ -272,7 +304,7 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
         Outcome.SUCCEEDED,
         reason=HOSTILE,
         metrics={HOSTILE: HOSTILE},
-        steps=(Step(HOSTILE, HOSTILE, HOSTILE, None, HOSTILE),),
+        steps=(Step(Actor.ATTACKER, HOSTILE, HOSTILE, None, HOSTILE),),
         profile=HOSTILE,
     )
     html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, HOSTILE)]))
@@ -331,21 +363,20 @@ def test_curve_metric_produces_embedded_plot(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "expected", "absent"),
+    ("bits", "reduced", "expected", "absent"),
     [
-        ({"reduced_width": True, "block_bits": 20}, "reduced-width cipher, n = 20 bits", None),
-        ({"reduced_width": 16}, "reduced-width cipher, n = 16 bits", None),
-        ({"reduced_width": True}, "(reduced-width cipher)", None),
-        ({"reduced_width": False, "block_bits": 128}, "(n = 128 bits)", "reduced-width"),
-        ({}, "measured vs birthday bound.", "reduced-width"),
+        (20, True, "reduced-width cipher, n = 20 bits", None),
+        (0, True, "(reduced-width cipher)", None),
+        (128, False, "(n = 128 bits)", "reduced-width"),
+        (0, False, "measured vs birthday bound.", "reduced-width"),
     ],
 )
 def test_plot_title_names_reduced_width(
-    tmp_path: Path, extra: dict[str, object], expected: str, absent: str | None
+    tmp_path: Path, bits: int, reduced: bool, expected: str, absent: str | None
 ) -> None:
     scn = _scenario("wear", "Wear", "s", "key-wearout")
-    curve = [{"pairs": q, "measured": 0.1 * i, "bound": 0.05 * i} for i, q in enumerate((8, 16))]
-    row = _row("wear", "none", Outcome.SUCCEEDED, metrics={"curve": curve, **extra})
+    curve = tuple(CurvePoint(q, 0.1 * i, 0.05 * i) for i, q in enumerate((8, 16)))
+    row = _row("wear", "none", Outcome.SUCCEEDED, plots=(WearoutPlot(curve, bits, reduced),))
     html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]))
     alt = re.search(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', html)
     assert alt is not None
@@ -356,7 +387,8 @@ def test_plot_title_names_reduced_width(
 
 def test_no_plot_without_curve(tmp_path: Path) -> None:
     scn = _scenario("plain", "Plain", "s")
-    row = _row("plain", "none", Outcome.SUCCEEDED, metrics={"curve": "not a curve"})
+    row = _row("plain", "none", Outcome.SUCCEEDED, metrics={"curve": "not a curve"},
+               plots=(WearoutPlot((), 24, True),))
     html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]))
     assert "<img" not in html
 
@@ -378,24 +410,24 @@ def test_inconsistent_rows_are_rejected(
     assert not (tmp_path / "index.html").exists()
 
 
-def _plots(tmp_path: Path, metrics: dict[str, MetricValue]) -> list[tuple[str, str]]:
+def _plots(tmp_path: Path, plots: tuple[PlotData, ...]) -> list[tuple[str, str]]:
     scn = _scenario("p", "P", "s")
-    row = _row("p", "none", Outcome.SUCCEEDED, metrics=metrics)
+    row = _row("p", "none", Outcome.SUCCEEDED, plots=plots)
     html = _all_pages(write_report(tmp_path, _run(), [row], [(scn, "x.yaml")]))
     return re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)">\n'
                       r"<figcaption>([^<]+)</figcaption>", html)
 
 
-FRAGMENTATION: dict[str, MetricValue] = {"fragmentation_curve": {
-    "secret_pages": [1, 2, 3, 4], "per-page": [1, 2, 2, 3], "pmd-pool": [0, 0, 0, 0]}}
-DICTIONARY: dict[str, MetricValue] = {"dictionary_size": 10000, "entropy_bits": 13.29,
-                                      "guesses": 4711}
-DIRTY: dict[str, MetricValue] = {"bitmap_trace": [
-    {"interval": i, "dirty_pages": [1 + t, 7], "guess": g, "truth": t}
-    for i, (g, t) in enumerate([(1, 1), (0, 0), (0, 1), (None, 1)])]}
+FRAGMENTATION = FragmentationSeries((1, 2, 3, 4), (1, 2, 2, 3), (0, 0, 0, 0))
+DICTIONARY = DictionaryPlot(10000, 13.29, 4711)
+DIRTY = DirtyBitmapPlot(tuple(
+    TraceInterval(i, (1 + t, 7), g, t)
+    for i, (g, t) in enumerate([(1, 1), (0, 0), (0, 1), (None, 1)])))
+NAN = float("nan")
+WEIRD: Any = "many"  # what a plugin's metrics might hold despite their types
 
 
-@pytest.mark.parametrize(("metrics", "alt", "caption"), [
+@pytest.mark.parametrize(("data", "alt", "caption"), [
     (FRAGMENTATION, "one at a time ends with 3 splits, the PMD-size pool with 0",
      "direct-map splits per allocation strategy"),
     (DICTIONARY, "13.3 bits of entropy, a dictionary of 10000 candidates, 4711 candidate writes",
@@ -403,32 +435,33 @@ DIRTY: dict[str, MetricValue] = {"bitmap_trace": [
     (DIRTY, "2 of 4 agree, 1 intervals were ambiguous", "secret bits it reconstructed"),
 ])
 def test_each_plot_kind_is_drawn_with_its_text(
-    tmp_path: Path, metrics: dict[str, MetricValue], alt: str, caption: str
+    tmp_path: Path, data: PlotData, alt: str, caption: str
 ) -> None:
-    plots = _plots(tmp_path, metrics)
+    plots = _plots(tmp_path, (data,))
     assert len(plots) == 1
     assert alt in plots[0][0]
     assert caption in plots[0][1]
 
 
-@pytest.mark.parametrize("metrics", [
-    {"fragmentation_curve": {"secret_pages": [1, 2], "per-page": [1], "pmd-pool": [0, 0]}},
-    {"fragmentation_curve": [1, 2, 3]},
-    {"dictionary_size": "many", "entropy_bits": 13.3, "guesses": 5},
-    {"dictionary_size": 0, "entropy_bits": 0, "guesses": 0},
-    {"bitmap_trace": [{"dirty_pages": [1], "guess": 2, "truth": 1}]},
-    {"bitmap_trace": [{"dirty_pages": ["1"], "guess": 1, "truth": 1}]},
-    {"bitmap_trace": [{"dirty_pages": [1], "guess": True, "truth": 1}]},
-    {"bitmap_trace": [{"dirty_pages": [-1], "guess": 1, "truth": 1}]},
-    {"bitmap_trace": "none"},
+@pytest.mark.parametrize("data", [
+    FragmentationSeries((1, 2), (1,), (0, 0)),
+    FragmentationSeries((), (), ()),
+    FragmentationSeries((1, 2), (1, NAN), (0, 0)),
+    DictionaryPlot(WEIRD, 13.3, 5),
+    DictionaryPlot(0, 0, 0),
+    WearoutPlot((CurvePoint(8, NAN, 0.1),), 24, True),
+    DirtyBitmapPlot((TraceInterval(0, (1,), WEIRD, 1),)),
+    DirtyBitmapPlot((TraceInterval(0, (WEIRD,), 1, 1),)),
+    DirtyBitmapPlot((TraceInterval(0, (1,), True, 1),)),
+    DirtyBitmapPlot((TraceInterval(0, (-1,), 1, 1),)),
+    DirtyBitmapPlot(()),
+    PlotData(),
 ])
-def test_malformed_plot_data_draws_nothing(
-    tmp_path: Path, metrics: dict[str, MetricValue]
-) -> None:
-    assert _plots(tmp_path, metrics) == []
+def test_malformed_plot_data_draws_nothing(tmp_path: Path, data: PlotData) -> None:
+    assert _plots(tmp_path, (data,)) == []
 
 
-def test_all_plots_of_a_row_appear_in_a_fixed_order(tmp_path: Path) -> None:
-    plots = _plots(tmp_path, {**DIRTY, **FRAGMENTATION, **DICTIONARY})
+def test_plots_of_a_row_appear_in_the_order_its_metrics_give(tmp_path: Path) -> None:
+    plots = _plots(tmp_path, (DIRTY, FRAGMENTATION, DICTIONARY))
     assert [caption.split(":")[0] for _, caption in plots] == [
-        "secretmem", "Dictionary attack", "Dirty-page access-pattern leak"]
+        "Dirty-page access-pattern leak", "secretmem", "Dictionary attack"]

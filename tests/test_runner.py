@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from helpers import scenario
 
-from testbed.attacks import ATTACKS
+from testbed import registry
 from testbed.attacks.kernel_map_leak import KernelMapLeak
 from testbed.report.html import SCENARIO_DIR, _page
 from testbed.scenarios import Job, run_jobs
 from testbed.types import Outcome
 
 
-class _Crash(KernelMapLeak):
+class _Crash(KernelMapLeak):  # type: ignore[misc]
     """Kills its worker process outright, as an out-of-memory kill would."""
 
     def run(self, ctx: Any, params: Any) -> Any:
@@ -27,7 +27,9 @@ class _Crash(KernelMapLeak):
                     reason="the patched, crashing attack reaches worker processes only when they "
                     "are forked; this platform starts them with spawn")
 def test_a_crashed_worker_is_an_error_row_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ATTACKS, "kernel-map-leak", _Crash())
+    entries = registry.attacks._load()
+    monkeypatch.setitem(entries, "kernel-map-leak",
+                        registry.Registered("kernel-map-leak", _Crash(), "test"))
     jobs = [Job(scenario("kernel-map-leak"), "<crash>", "tme", 1),
             Job(scenario("freed-data-leak"), "<ok>", "mktme", 1)]
     rows = run_jobs(jobs, workers=2)

@@ -9,6 +9,7 @@ import pytest
 from helpers import run, scenario
 from pydantic import ValidationError
 
+from testbed.attacks.secretmem_exhaustion import SecretmemExhaustionMetrics
 from testbed.errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
 from testbed.platform import DirectMap, KeySource, Machine, Mitigations, PageAllocator, make_engine
 from testbed.platform.secretmem import PMD_PAGES, SecretmemArea
@@ -22,7 +23,7 @@ SCENARIOS = Path(__file__).parent.parent / "scenarios"
 def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,
             memlock: int = 0) -> Machine:
     eng = make_engine(engine, KeySource(np.random.default_rng(3)))
-    return Machine(eng, pages, Mitigations(memlock_pages=memlock),
+    return Machine(eng, pages, Mitigations(memlock_limit_pages=memlock),
                    secretmem_reserve_pages=reserve)
 
 
@@ -210,9 +211,9 @@ def test_memlock_limit_refuses_mmap_beyond_it() -> None:
 
 
 def test_mitigation_names_and_bounds() -> None:
-    assert Mitigations(memlock_pages=4).names() == ("memlock_limit",)
-    with pytest.raises(ConfigError, match="memlock_pages"):
-        Mitigations(memlock_pages=-1)
+    assert Mitigations(memlock_limit_pages=4).names() == ("memlock_limit",)
+    with pytest.raises(ConfigError, match="memlock_limit_pages"):
+        Mitigations(memlock_limit_pages=-1)
 
 
 @pytest.mark.parametrize(("platform", "message"), [
@@ -232,8 +233,8 @@ def test_exhaustion_succeeds_against_the_plain_pool() -> None:
     row = run("secretmem-exhaustion", "mktme", platform=POOL,
               params={"workload_pages": 0})
     assert row.outcome is Outcome.SUCCEEDED, row.reason
-    assert row.metrics["victim_allocation"] == "ENOMEM"
-    assert row.metrics["free_chunks_left"] == 0
+    assert row.metrics_as(SecretmemExhaustionMetrics).victim_allocation == "ENOMEM"
+    assert row.metrics_as(SecretmemExhaustionMetrics).free_chunks_left == 0
     assert row.evidence.recovered is None
 
 
@@ -241,8 +242,8 @@ def test_memlock_limit_mitigates_the_greedy_task() -> None:
     row = run("secretmem-exhaustion", "sev", platform=POOL,
               mitigations={"memlock_limit_pages": 64}, params={"workload_pages": 0})
     assert row.outcome is Outcome.MITIGATED, row.reason
-    assert row.metrics["attacker_locked_pages"] == 64
-    assert row.metrics["mmap_refusals"] > 0
+    assert row.metrics_as(SecretmemExhaustionMetrics).attacker_locked_pages == 64
+    assert (row.metrics_as(SecretmemExhaustionMetrics).mmap_refusals or 0) > 0
     assert row.evidence.recovered == row.evidence.secret
 
 
@@ -251,7 +252,7 @@ def test_many_files_defeat_the_memlock_limit() -> None:
               mitigations={"memlock_limit_pages": 64},
               params={"attacker_files": 2, "pages_per_file": 1, "workload_pages": 0})
     assert row.outcome is Outcome.SUCCEEDED, row.reason
-    assert row.metrics["attacker_locked_pages"] == 2
+    assert row.metrics_as(SecretmemExhaustionMetrics).attacker_locked_pages == 2
 
 
 def test_without_a_reservation_the_page_allocator_is_exhausted() -> None:
@@ -269,12 +270,14 @@ def test_fragmentation_pool_splits_nothing_per_page_splits_many() -> None:
     row = run("secretmem-exhaustion", "none",
               platform={"memory_pages": 8192, "secretmem_reserve_pages": 1024},
               params={"workload_pages": 128})
-    splits = row.metrics["direct_map_splits_per_strategy"]
-    assert splits["pmd-pool"] == 0
+    m = row.metrics_as(SecretmemExhaustionMetrics)
+    splits = m.direct_map_splits_per_strategy
+    assert splits is not None and splits["pmd-pool"] == 0
     assert splits["per-page"] >= 3
-    curve = row.metrics["fragmentation_curve"]
-    assert len(curve["per-page"]) == len(curve["secret_pages"]) == 128
-    assert curve["per-page"] == sorted(curve["per-page"])  # splits never heal
+    curve = m.fragmentation_curve
+    assert curve is not None
+    assert len(curve.per_page) == len(curve.secret_pages) == 128
+    assert list(curve.per_page) == sorted(curve.per_page)  # splits never heal
 
 
 @pytest.mark.parametrize("name", [

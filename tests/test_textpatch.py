@@ -9,7 +9,7 @@ import pytest
 from helpers import run
 from pydantic import ValidationError
 
-from testbed.attacks.torn_live_patch import TornLivePatchParams, build
+from testbed.attacks.torn_live_patch import TornLivePatchMetrics, TornLivePatchParams, build
 from testbed.errors import (
     ConfigError,
     DecodeError,
@@ -39,8 +39,7 @@ from testbed.platform.x86text import (
     encode,
     insn_length,
 )
-from testbed.scenarios import load_scenario, run_job
-from testbed.scenarios.model import ENGINE_NAMES
+from testbed.scenarios import engine_names, load_scenario, run_job
 from testbed.scenarios.runner import Job
 from testbed.types import Outcome
 
@@ -334,27 +333,29 @@ def test_random_scheduler_is_deterministic_for_a_seed() -> None:
 def test_attack_without_the_protocol_executes_a_torn_instruction() -> None:
     row = run("torn-live-patch", "tme")
     assert row.outcome is Outcome.SUCCEEDED, row.reason
-    m = row.metrics
-    first = m["first_torn"]
-    assert isinstance(first, dict)
-    assert m["patcher"] == "text_poke" and m["cpus"] == 2 and m["sites"] == 1
-    assert m["interleavings_explored"] == 3284 and m["torn_executions"] == 2507
-    assert row.evidence.recovered == bytes.fromhex(first["executed"])
+    m = row.metrics_as(TornLivePatchMetrics)
+    first = m.first_torn
+    assert first is not None
+    assert m.patcher == "text_poke" and m.cpus == 2 and m.sites == 1
+    assert m.interleavings_explored == 3284 and m.torn_executions == 2507
+    assert row.evidence.recovered == bytes.fromhex(first.executed)
     assert row.evidence.recovered not in (row.evidence.secret, NOP5)
-    assert row.evidence.secret == bytes.fromhex(first["new"])
-    assert "n" in first["origin"] and "o" in first["origin"]
-    assert first["timeline"][-1].endswith("[torn]")
-    assert len(first["schedule"]) > first["fetch_steps"][-1]
-    torn_step = next(s for s in row.steps if s.actor == f"cpu{first['cpu']}")
-    assert first["schedule"] in torn_step.detail
+    assert row.evidence.secret == bytes.fromhex(first.new)
+    assert "n" in first.origin and "o" in first.origin
+    assert first.timeline[-1].endswith("[torn]")
+    assert len(first.schedule) > first.fetch_steps[-1]
+    torn_step = next(s for s in row.steps if s.who == f"cpu{first.cpu}")
+    assert first.schedule in torn_step.detail
     assert [s.actor for s in row.steps][:3] == ["kernel", "patcher", "attacker"]
 
 
 def test_attack_with_the_protocol_is_mitigated() -> None:
     row = run("torn-live-patch", "tme", mitigations={"text_poke_bp": True})
     assert row.outcome is Outcome.MITIGATED, row.reason
-    assert row.metrics["patcher"] == "text_poke_bp" and row.metrics["torn_executions"] == 0
-    assert row.metrics["interleavings_explored"] == 527 and "first_torn" not in row.metrics
+    m = row.metrics_as(TornLivePatchMetrics)
+    assert m.patcher == "text_poke_bp" and m.torn_executions == 0
+    assert m.interleavings_explored == 527 and m.first_torn is None
+    assert "first_torn" not in m.to_json()
     assert row.evidence.recovered == b"\xcc"
     assert row.profile == "tme+text_poke_bp"
 
@@ -366,8 +367,8 @@ def test_attack_sampling_a_batch_on_more_cpus(mitigations: dict[str, bool],
     params = {"cpus": 4, "sites": 3, "visits": 2, "explore": "random", "interleavings": 150}
     row = run("torn-live-patch", "sev", params=params, mitigations=mitigations)
     assert row.outcome is want, row.reason
-    assert row.metrics["interleavings_explored"] == 150
-    assert row.metrics["exploration"] == "random"
+    assert row.metrics_as(TornLivePatchMetrics).interleavings_explored == 150
+    assert row.metrics_as(TornLivePatchMetrics).exploration == "random"
 
 
 @pytest.mark.parametrize(("params", "message"), [
@@ -394,7 +395,7 @@ def test_loader_names_the_field_of_a_too_large_case(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["16-torn-live-patch.yaml", "17-torn-live-patch-int3.yaml"])
 def test_shipped_scenarios_match_their_expectations_on_every_engine(name: str) -> None:
     scenario, source = load_scenario(SCENARIOS / name)
-    rows = [run_job(Job(scenario, source, engine, 1)) for engine in ENGINE_NAMES]
+    rows = [run_job(Job(scenario, source, engine, 1)) for engine in engine_names()]
     for row in rows:
         assert row.outcome is row.expected, (row.engine, row.reason)
     # The engine does not take part: same interleavings, same executions, same torn bytes.

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from helpers import run
 
-from testbed.attacks.dirty_page_leak import DirtyPageLeakParams, chance_probability, judge_bits
+from testbed.attacks.dirty_page_leak import (
+    DirtyPageLeakMetrics,
+    DirtyPageLeakParams,
+    chance_probability,
+    judge_bits,
+)
 from testbed.errors import InvalidArgument, PageFault, PlatformRefusal, RmpViolation
 from testbed.platform import Domain, KeySource, Machine, Mitigations, make_engine
 from testbed.platform.vfio import (
@@ -342,14 +347,13 @@ def test_leak_succeeds_under_every_engine(engine: str) -> None:
     row = run("dirty-page-leak", engine, params=SECRET)
     assert row.outcome is Outcome.SUCCEEDED, row.reason
     assert row.evidence.recovered == row.evidence.secret == b"k3y!"
-    m = row.metrics
-    assert (m["bits_total"], m["bits_recovered"], m["bit_accuracy"], m["intervals"]) == (
-        32, 32, 1.0, 32)
+    m = row.metrics_as(DirtyPageLeakMetrics)
+    assert (m.bits_total, m.bits_recovered, m.bit_accuracy, m.intervals) == (32, 32, 1.0, 32)
     bits = np.unpackbits(np.frombuffer(b"k3y!", dtype=np.uint8)).tolist()
-    assert [t["truth"] for t in m["bitmap_trace"]] == bits
-    assert [t["guess"] for t in m["bitmap_trace"]] == bits
-    for entry in m["bitmap_trace"]:
-        assert len(entry["dirty_pages"]) == 3  # one buffer and two background pages
+    assert [t.truth for t in m.bitmap_trace] == bits
+    assert [t.guess for t in m.bitmap_trace] == bits
+    for entry in m.bitmap_trace:
+        assert len(entry.dirty_pages) == 3  # one buffer and two background pages
     assert len(row.evidence.captured or b"") == 32 * 8  # the bitmaps, not memory contents
 
 
@@ -358,27 +362,29 @@ def test_all_pages_dirty_mitigates(engine: str) -> None:
     row = run("dirty-page-leak", engine, params=SECRET, mitigations={"dirty_all_pages": True})
     assert row.outcome is Outcome.MITIGATED, row.reason
     assert "coin flips" in row.reason
-    m = row.metrics
-    assert m["ambiguous_intervals"] == m["intervals"] == 32
-    assert m["pinned_page_dirty_scope"] is False
-    assert 0.25 <= m["bit_accuracy"] <= 0.75  # fair coin flips, not a guess that peeks
-    assert all(t["dirty_pages"] == list(range(16)) for t in m["bitmap_trace"])
-    assert all(t["guess"] is None for t in m["bitmap_trace"])
+    m = row.metrics_as(DirtyPageLeakMetrics)
+    assert m.ambiguous_intervals == m.intervals == 32
+    assert m.pinned_page_dirty_scope is False
+    assert 0.25 <= m.bit_accuracy <= 0.75  # fair coin flips, not a guess that peeks
+    assert all(list(t.dirty_pages) == list(range(16)) for t in m.bitmap_trace)
+    assert all(t.guess is None for t in m.bitmap_trace)
 
 
 @pytest.mark.parametrize("engine", ["none", "sev-snp"])
 def test_constant_access_mitigates(engine: str) -> None:
     row = run("dirty-page-leak", engine, params={**SECRET, "constant_access": True})
     assert row.outcome is Outcome.MITIGATED, row.reason
-    assert row.metrics["ambiguous_intervals"] == 32
-    assert row.metrics["pinned_page_dirty_scope"] is True
-    assert 0.25 <= row.metrics["bit_accuracy"] <= 0.75
+    m = row.metrics_as(DirtyPageLeakMetrics)
+    assert m.ambiguous_intervals == 32
+    assert m.pinned_page_dirty_scope is True
+    assert 0.25 <= m.bit_accuracy <= 0.75
 
 
 def test_trace_is_capped_and_runs_reproduce() -> None:
     params = {"secret_bytes": 128, "constant_access": True}
     row = run("dirty-page-leak", "sev", params=params)
-    assert row.metrics["intervals"] == 1024 and len(row.metrics["bitmap_trace"]) == 256
+    m = row.metrics_as(DirtyPageLeakMetrics)
+    assert m.intervals == 1024 and len(m.bitmap_trace) == 256
     again = run("dirty-page-leak", "sev", params=params)
     assert again.evidence == row.evidence and again.metrics == row.metrics
     other = run("dirty-page-leak", "sev", seed=8, params=params)

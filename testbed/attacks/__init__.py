@@ -1,8 +1,27 @@
-"""The attacks: one module each, the same small contract for all (:class:`Attack`)."""
+"""The built-in attacks: one module each, the same small contract for all (:class:`Attack`).
+
+The registry of every attack a scenario can name, built-in or from a plugin, is
+:data:`testbed.registry.attacks`.
+"""
 
 from __future__ import annotations
 
-from ._base import Attack, AttackContext, AttackLog, AttackParams, Verdict, judge_bytes
+from typing import Any
+
+from ._base import (
+    Actor,
+    Attack,
+    AttackContext,
+    AttackLog,
+    AttackParams,
+    BaseMetrics,
+    Phase,
+    SecretParams,
+    Verdict,
+    judge_bytes,
+    make_secret,
+    plant_secret,
+)
 from .attestation import AttestationBypass
 from .capture_compare import CaptureCompare
 from .cross_domain_replay import CrossDomainReplay
@@ -15,33 +34,41 @@ from .secretmem_exhaustion import SecretmemExhaustion
 from .torn_live_patch import TornLivePatch
 
 __all__ = [
-    "ATTACKS",
+    "BUILTIN_ATTACKS",
+    "Actor",
     "Attack",
     "AttackContext",
     "AttackLog",
     "AttackParams",
+    "AttestationBypass",
+    "BaseMetrics",
+    "CaptureCompare",
+    "CrossDomainReplay",
+    "DirtyPageLeak",
+    "FreedDataLeak",
+    "HypervisorReplay",
+    "KernelMapLeak",
+    "KeyWearout",
+    "Phase",
+    "SecretParams",
+    "SecretmemExhaustion",
+    "TornLivePatch",
     "Verdict",
-    "get_attack",
     "judge_bytes",
+    "make_secret",
+    "plant_secret",
 ]
 
-ATTACKS: dict[str, Attack] = {
-    attack.kind: attack
-    for attack in (
-        KernelMapLeak(),
-        FreedDataLeak(),
-        CrossDomainReplay(),
-        HypervisorReplay(),
-        CaptureCompare(),
-        KeyWearout(),
-        SecretmemExhaustion(),
-        DirtyPageLeak(),
-        TornLivePatch(),
-        AttestationBypass(),
-    )
-}
-
-
-def get_attack(kind: str) -> Attack:
-    """The attack of ``kind`` (a key of :data:`ATTACKS`)."""
-    return ATTACKS[kind]
+BUILTIN_ATTACKS: tuple[type[Attack[Any]], ...] = (
+    KernelMapLeak,
+    FreedDataLeak,
+    CrossDomainReplay,
+    HypervisorReplay,
+    CaptureCompare,
+    KeyWearout,
+    SecretmemExhaustion,
+    DirtyPageLeak,
+    TornLivePatch,
+    AttestationBypass,
+)
+"""The attacks that ship with the testbed, in the order ``testbed list`` shows them."""

@@ -1,35 +1,48 @@
 """The contract every attack module follows, and the judge that turns evidence into an outcome.
 
-An attack module defines one :class:`Attack` subclass: its kind, the attacker capabilities it
-uses, a pydantic ``Params`` model (ranges documented there), :meth:`Attack.precondition` (why
-the threat does not exist on a machine, from the engine's capabilities) and :meth:`Attack.run`,
-which performs the steps on the machine and records what it achieved in an :class:`AttackLog`.
-A :class:`~testbed.errors.PlatformRefusal` escaping :meth:`run` means a platform check refused a
-step: the runner records ``blocked``.
+An attack module defines one :class:`Attack` subclass, generic over its parameter model: its
+kind, the attacker capabilities it uses, a pydantic ``Params`` model (ranges documented there;
+the scenario loader validates it once, and :meth:`Attack.run` receives that object), a frozen
+:class:`~testbed.results.Metrics` type, :meth:`Attack.precondition` (why the threat does not
+exist on a machine, from the engine's capabilities) and :meth:`Attack.run`, which performs the
+steps on the machine and records what it achieved in an :class:`AttackLog`.
+
+The attack phase starts explicitly, with :meth:`AttackLog.begin_attack`. A
+:class:`~testbed.errors.PlatformRefusal` escaping :meth:`Attack.run` after that means a platform
+check refused the attacker a step: the runner records ``blocked``. Before it (the victim being
+set up), or inside :meth:`AttackLog.victim_acts` (the victim acting later on), a refusal is a
+failed run, never the attack being blocked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..platform import Domain, Machine
-from ..results import Evidence, Step
+from ..results import Actor, Evidence, Step
+from ..results import Metrics as BaseMetrics
 from ..types import Outcome
 
 __all__ = [
+    "Actor",
     "Attack",
     "AttackContext",
     "AttackLog",
     "AttackParams",
+    "BaseMetrics",
+    "Phase",
     "SecretParams",
     "Verdict",
     "judge_bytes",
+    "make_secret",
     "plant_secret",
 ]
 
@@ -68,27 +81,54 @@ class SecretParams(AttackParams):
         return len(self.secret.encode("utf-8")) if self.secret is not None else self.secret_bytes
 
 
+class Phase(enum.Enum):
+    """Who a platform refusal is charged to."""
+
+    SETUP = "setup"
+    """The victim is being set up: a refusal is a failed run."""
+    ATTACK = "attack"
+    """The attacker drives: a refusal blocks the attack."""
+    VICTIM = "victim"
+    """The victim acts during the attack: a refusal is a failed run."""
+
+
 @dataclass
 class AttackLog:
     """What happened, filled in step by step so that a refused step still leaves its trail."""
 
     steps: list[Step] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: BaseMetrics | None = None
+    """The attack's own frozen metrics object, replaced as measurements come in."""
     secret: bytes | None = None
     captured: bytes | None = None
     recovered: bytes | None = None
     address: int | None = None
-    attacking: bool = False
-    """False while the victim is being set up: a refusal then is a failed run, not a block."""
+    phase: Phase = Phase.SETUP
 
     def step(
-        self, actor: str, action: str, capability: str = "", address: int | None = None,
-        detail: str = "",
+        self, actor: Actor, action: str, capability: str = "", address: int | None = None,
+        detail: str = "", *, cpu: int | None = None,
     ) -> None:
-        """Append one timeline entry. An attacker's first step ends the setup phase."""
-        if actor == "attacker":
-            self.attacking = True
-        self.steps.append(Step(actor, action, capability, address, detail))
+        """Append one timeline entry."""
+        self.steps.append(Step(actor, action, capability, address, detail, cpu))
+
+    def begin_attack(self) -> None:
+        """The victim is set up; from here on the attacker drives."""
+        self.phase = Phase.ATTACK
+
+    @property
+    def attacking(self) -> bool:
+        """Whether a refusal now is the platform refusing the attacker."""
+        return self.phase is Phase.ATTACK
+
+    @contextlib.contextmanager
+    def victim_acts(self) -> Iterator[None]:
+        """The victim acts during the attack: a refusal inside is a failed run, not a block."""
+        before, self.phase = self.phase, Phase.VICTIM
+        try:
+            yield
+        finally:
+            self.phase = before
 
     def evidence(self) -> Evidence:
         """Freeze the bytes gathered so far."""
@@ -137,20 +177,32 @@ def judge_bytes(secret: bytes, recovered: bytes | None, what: str = "secret") ->
     )
 
 
-class Attack(ABC):
-    """One attack, as described by its source."""
+P = TypeVar("P", bound=AttackParams)
+
+
+class Attack(ABC, Generic[P]):
+    """One attack, as described by its source.
+
+    Attributes:
+        kind: the name scenarios use in ``attack:`` (``[a-z0-9-]``).
+        title: a short human title.
+        capabilities: the attacker capabilities it needs (see the README's threat model).
+        Params: its parameter model (a subclass of :class:`AttackParams`).
+        Metrics: its frozen metrics type.
+    """
 
     kind: ClassVar[str]
     title: ClassVar[str]
     capabilities: ClassVar[tuple[str, ...]]
-    Params: ClassVar[type[AttackParams]]
+    Params: type[P]
+    Metrics: ClassVar[type[BaseMetrics]]
 
-    def precondition(self, machine: Machine, params: Any) -> str | None:
+    def precondition(self, machine: Machine, params: P) -> str | None:
         """Why the threat does not exist on ``machine`` (``None``: it does)."""
         return None
 
     @abstractmethod
-    def run(self, ctx: AttackContext, params: Any) -> Verdict:
+    def run(self, ctx: AttackContext, params: P) -> Verdict:
         """Perform the attack on ``ctx.machine``; record steps and evidence in ``ctx.log``."""
 
 
@@ -169,7 +221,7 @@ def plant_secret(
     m.write(victim, pa, secret)
     log.secret, log.address = secret, pa
     owns = f", owns {pages} pages" if pages > 1 else ""
-    log.step("victim", f"stores a {len(secret)}-byte secret{owns}", address=pa,
+    log.step(Actor.VICTIM, f"stores a {len(secret)}-byte secret{owns}", address=pa,
              detail=f"{victim.kind.value} with key slot {victim.slot}")
     return victim, pa, secret
 

@@ -22,7 +22,7 @@ the secret.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -40,10 +40,20 @@ from ..platform.psp import (
 from ..platform.sev_certs import Certificate, Vendor, issue_certificate
 from ..platform.sev_report import POLICY_NODBG, SIGNATURE_OFFSET, KeyUsage, SevReport, sign_report
 from ..platform.verifier import Verifier
+from ..results import omitted_when_none
 from ..types import PAGE_SIZE, Outcome
-from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, make_secret
+from ._base import (
+    Actor,
+    Attack,
+    AttackContext,
+    BaseMetrics,
+    SecretParams,
+    Verdict,
+    judge_bytes,
+    make_secret,
+)
 
-__all__ = ["AttestationBypass"]
+__all__ = ["AttestationBypass", "AttestationMetrics", "AttestationParams"]
 
 CMDLINE_SIZE = 256
 """The image starts with the kernel command line, NUL-padded to this many bytes."""
@@ -88,11 +98,28 @@ class _Launched:
     digest: bytes | None = None
 
 
-class AttestationBypass(Attack):
+@dataclass(frozen=True)
+class AttestationMetrics(BaseMetrics):
+    tamper: str
+    attestation_available: bool
+    """Whether a PSP measured the launch and signed a report."""
+    report_bytes: int
+    checks_passed: int
+    """Checks of the owner's verifier passed before it accepted or rejected."""
+    check_failed: str | None
+    digest_expected: str
+    digest_measured: str | None
+    digest_reported: str | None
+    secret_provisioned: bool
+    guest_runs_modified_image: bool | None = omitted_when_none()
+
+
+class AttestationBypass(Attack[AttestationParams]):
     kind = "attestation"
     title = "Attestation bypass (modified image, replayed or forged report)"
     capabilities = ("malicious_hypervisor",)
     Params = AttestationParams
+    Metrics = AttestationMetrics
 
     def run(self, ctx: AttackContext, params: AttestationParams) -> Verdict:
         m, log = ctx.machine, ctx.log
@@ -100,27 +127,30 @@ class AttestationBypass(Attack):
         secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
         vendor = Vendor(ctx.rng)
         psp = Psp(m, vendor, ctx.rng) if m.engine.attests else None
-        run = _Run(ctx, params, psp, image, hashlib.sha256(image).digest(), vendor)
+        expected = hashlib.sha256(image).digest()
+        metrics = AttestationMetrics(
+            tamper=params.tamper, attestation_available=psp is not None, report_bytes=0,
+            checks_passed=0, check_failed=None, digest_expected=expected.hex(),
+            digest_measured=None, digest_reported=None, secret_provisioned=False)
+        run = _Run(ctx, params, psp, image, expected, vendor, metrics)
         log.secret = secret
-        log.metrics.update(tamper=params.tamper, attestation_available=psp is not None,
-                           report_bytes=0, checks_passed=0, check_failed=None,
-                           digest_expected=run.expected.hex(), digest_measured=None,
-                           digest_reported=None, secret_provisioned=False)
-        log.step("owner", "hands the host its image and keeps the digest it expects",
+        log.step(Actor.OWNER, "hands the host its image and keeps the digest it expects",
                  detail=f"{len(image)} bytes, SHA-256 {run.expected.hex()}, policy "
                         f"{params.policy:#x}, command line {params.cmdline!r}")
         recorded = run.earlier_boot() if params.tamper == "replay" else None
 
         modified = _modified(image, params)
-        log.step("attacker", "writes a backdoor into the kernel command line before launch",
+        log.begin_attack()
+        log.step(Actor.ATTACKER, "writes a backdoor into the kernel command line before launch",
                  "malicious_hypervisor", detail=repr(params.cmdline + params.backdoor))
         launched = run.launch(modified, "victim")
-        log.metrics["digest_measured"] = None if launched.digest is None else launched.digest.hex()
+        run.note(replace(run.metrics, digest_measured=None if launched.digest is None
+                         else launched.digest.hex()))
         # What the guest will run, read back through its own key.
         running = b"".join(m.read(launched.guest, pa, len(chunk))
                            for pa, chunk in zip(launched.frames, _pages(modified), strict=True))
         runs_modified = running != image
-        log.metrics["guest_runs_modified_image"] = runs_modified
+        run.note(replace(run.metrics, guest_runs_modified_image=runs_modified))
         basis = run.attest(launched, recorded)
         return run.provision(launched, secret, basis, runs_modified=runs_modified)
 
@@ -135,10 +165,16 @@ class _Run:
     image: bytes
     expected: bytes
     vendor: Vendor
+    metrics: AttestationMetrics
     owner: Verifier = field(init=False)
 
     def __post_init__(self) -> None:
         self.owner = Verifier(self.vendor.root, self.expected, self.params.policy, self.ctx.rng)
+        self.note(self.metrics)
+
+    def note(self, metrics: AttestationMetrics) -> None:
+        """Keep ``metrics`` as what the run has measured so far."""
+        self.metrics = self.ctx.log.metrics = metrics
 
     def provision(
         self, launched: _Launched, secret: bytes, basis: str, *, runs_modified: bool
@@ -148,13 +184,13 @@ class _Run:
         secret_pa = m.alloc_page(launched.guest)
         log.address = secret_pa
         m.write(launched.guest, secret_pa, secret)
-        log.metrics["secret_provisioned"] = True
-        log.step("owner", "releases its disk key to the guest", address=secret_pa, detail=basis)
+        self.note(replace(self.metrics, secret_provisioned=True))
+        log.step(Actor.OWNER, "releases its disk key to the guest", address=secret_pa, detail=basis)
         if not runs_modified:
             return Verdict(Outcome.MITIGATED, "the guest runs the owner's image: no backdoor ran "
                                               "to receive the key")
         log.recovered = m.read(launched.guest, secret_pa, len(secret))
-        log.step("attacker", "the backdoor in the guest reads the disk key and sends it out",
+        log.step(Actor.ATTACKER, "the backdoor in the guest reads the disk key and sends it out",
                  "malicious_hypervisor", secret_pa)
         verdict = judge_bytes(secret, log.recovered, "disk key")
         if verdict.outcome is Outcome.SUCCEEDED:
@@ -172,7 +208,7 @@ class _Run:
         if psp is None:
             for pa, chunk in zip(launched.frames, chunks, strict=True):
                 m.write(guest, pa, chunk)
-            log.step("host", f"{name}: copies the image into guest memory",
+            log.step(Actor.HOST, f"{name}: copies the image into guest memory",
                      address=launched.frames[0], detail="nothing measures what was loaded")
             return launched
         launched.handle = psp.launch_start(guest, self.params.policy)
@@ -180,7 +216,7 @@ class _Run:
             psp.launch_update_data(launched.handle, pa, chunk)
         launched.digest = psp.launch_measure(launched.handle)
         psp.launch_finish(launched.handle)
-        log.step("psp", f"{name}: encrypts and measures the image it is given",
+        log.step(Actor.PSP, f"{name}: encrypts and measures the image it is given",
                  address=launched.frames[0],
                  detail=f"LAUNCH_UPDATE_DATA x{len(chunks)}, LAUNCH_MEASURE: SHA-256 "
                         f"{launched.digest.hex()}")
@@ -190,16 +226,17 @@ class _Run:
         """An unmodified boot the owner attests; the hypervisor keeps the report."""
         m, log, psp, owner = self.ctx.machine, self.ctx.log, self.psp, self.owner
         if psp is None:
-            log.step("owner", "earlier boot: ran without attestation",
+            log.step(Actor.OWNER, "earlier boot: ran without attestation",
                      detail="there is no PSP, so no report exists to be recorded")
             return None
         earlier = self.launch(self.image, "earlier-boot")
         nonce = owner.new_nonce()
         reply = query_attestation_report(m, psp, earlier.handle, nonce)
         owner.verify(reply, psp.cert_chain)
-        log.step("owner", "earlier boot: verifies the genuine report and accepts it",
+        log.step(Actor.OWNER, "earlier boot: verifies the genuine report and accepts it",
                  detail=f"{owner.checks_passed} checks passed; mnonce {nonce}")
-        log.step("attacker", "keeps a copy of the signed report as it passes through the host",
+        log.begin_attack()
+        log.step(Actor.ATTACKER, "keeps a copy of the signed report as it passes through the host",
                  "malicious_hypervisor", detail=f"mnonce {nonce}")
         psp.decommission(earlier.handle)
         m.destroy_domain(earlier.guest)
@@ -213,30 +250,29 @@ class _Run:
         """
         m, log, psp, owner = self.ctx.machine, self.ctx.log, self.psp, self.owner
         nonce = owner.new_nonce()
-        log.step("owner", "asks the host for an attestation report", detail=f"mnonce {nonce}")
+        log.step(Actor.OWNER, "asks the host for an attestation report", detail=f"mnonce {nonce}")
         if psp is None:
             try:
                 query_attestation_report(m, psp, launched.handle, nonce)
             except ConfigError as exc:
-                log.step("owner", "cannot check anything, so it trusts the host (the policy "
+                log.step(Actor.OWNER, "cannot check anything, so it trusts the host (the policy "
                          "where there is no attestation)", detail=str(exc))
                 return "no attestation was possible"
             raise AttackError("an attestation report came back from a machine without a PSP")
         reply, chain = self.answer(psp, launched, nonce, recorded)
         data = reply.sev.raw() if reply.sev is not None else b""
-        log.metrics["report_bytes"] = len(data)
         log.captured = data if DETERMINISTIC_SIGNING else data[:SIGNATURE_OFFSET]
-        if data:
-            log.metrics["digest_reported"] = SevReport.unpack(data).launch_digest.hex()
+        reported = SevReport.unpack(data).launch_digest.hex() if data else None
+        self.note(replace(self.metrics, report_bytes=len(data), digest_reported=reported))
         try:
             owner.verify(reply, chain)
         except VerificationFailed as exc:
-            log.metrics["checks_passed"] = owner.checks_passed
-            log.metrics["check_failed"] = owner.results[-1].check.value
-            log.step("owner", "rejects the report and keeps its disk key", detail=str(exc))
+            self.note(replace(self.metrics, checks_passed=owner.checks_passed,
+                              check_failed=owner.results[-1].check.value))
+            log.step(Actor.OWNER, "rejects the report and keeps its disk key", detail=str(exc))
             raise
-        log.metrics["checks_passed"] = owner.checks_passed
-        log.step("owner", "accepts the report", detail=f"{owner.checks_passed} checks passed")
+        self.note(replace(self.metrics, checks_passed=owner.checks_passed))
+        log.step(Actor.OWNER, "accepts the report", detail=f"{owner.checks_passed} checks passed")
         return "the owner accepted the report"
 
     def answer(
@@ -245,7 +281,7 @@ class _Run:
         """What the hypervisor sends back to the owner."""
         log, tamper = self.ctx.log, self.params.tamper
         if tamper == "replay" and recorded is not None:
-            log.step("attacker", "answers with the report recorded at the earlier boot",
+            log.step(Actor.ATTACKER, "answers with the report recorded at the earlier boot",
                      "malicious_hypervisor", detail=f"the owner asked with mnonce {nonce}")
             return recorded, psp.cert_chain
         if tamper == "forge":
@@ -255,14 +291,14 @@ class _Run:
             body = SevReport(decode_mnonce(nonce), hashlib.sha256(self.image).digest(),
                              self.params.policy)
             forged = sign_report(body, own).pack()
-            log.step("attacker", "signs a report claiming the genuine digest with its own PEK",
+            log.step(Actor.ATTACKER, "signs a report claiming the genuine digest with its own PEK",
                      "malicious_hypervisor",
                      detail="the PEK certificate is signed by the hypervisor's key, presented "
                             "as the CEK; the rest of the chain is the platform's")
             reply = AttestationReport(sev=SevAttestationReport.of(forged))
             return reply, (*psp.cert_chain[:-1], fake_pek)
         reply = query_attestation_report(self.ctx.machine, psp, launched.handle, nonce)
-        log.step("attacker", "forwards the PSP's report unchanged (changing it would break the "
+        log.step(Actor.ATTACKER, "forwards the PSP's report unchanged (changing it would break the "
                  "PEK's signature)", "malicious_hypervisor")
         return reply, psp.cert_chain
 

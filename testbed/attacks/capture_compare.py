@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -19,10 +20,18 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from ..errors import AttackError
+from ..results import DictionaryPlot, PlotData, omitted_when_none
 from ..types import LINE_SIZE, PAGE_SIZE
-from ._base import Attack, AttackContext, AttackParams, Verdict, judge_bytes
+from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict, judge_bytes
 
-__all__ = ["CaptureCompare", "first_match", "pin_blocks", "pin_lines"]
+__all__ = [
+    "CaptureCompare",
+    "CaptureCompareMetrics",
+    "CaptureCompareParams",
+    "first_match",
+    "pin_blocks",
+    "pin_lines",
+]
 
 PREFIX = b"PIN:"
 MAX_DIGITS = 8
@@ -115,11 +124,27 @@ def first_match(
     return None
 
 
-class CaptureCompare(Attack):
+@dataclass(frozen=True)
+class CaptureCompareMetrics(BaseMetrics):
+    dictionary_size: int
+    """Candidates in the dictionary (10^digits)."""
+    entropy_bits: float
+    """log2 of the dictionary size."""
+    guesses: int | None = omitted_when_none()
+    """Candidate writes made (the whole dictionary when nothing matched)."""
+
+    def plots(self) -> tuple[PlotData, ...]:
+        if self.guesses is None:
+            return ()
+        return (DictionaryPlot(self.dictionary_size, self.entropy_bits, self.guesses),)
+
+
+class CaptureCompare(Attack[CaptureCompareParams]):
     kind = "capture-compare"
     title = "Capture and delayed compare (dictionary)"
     capabilities = ("bus_interposer", "chosen_plaintext")
     Params = CaptureCompareParams
+    Metrics = CaptureCompareMetrics
 
     def run(self, ctx: AttackContext, params: CaptureCompareParams) -> Verdict:
         m, log = ctx.machine, ctx.log
@@ -132,18 +157,22 @@ class CaptureCompare(Attack):
         pa = m.alloc_page(victim)
         m.write(victim, pa, secret_line.tobytes())
         log.secret, log.address = secret, pa
-        log.step("victim", f"stores a {digits}-digit PIN at a known address", address=pa)
+        log.step(Actor.VICTIM, f"stores a {digits}-digit PIN at a known address", address=pa)
         captured = np.frombuffer(m.bus.read(pa, LINE_SIZE), dtype=np.uint8)
         log.captured = captured.tobytes()
-        log.step("attacker", "captures the PIN's ciphertext line", "bus_interposer", pa)
-        m.destroy_domain(victim)
+        log.begin_attack()
+        log.step(Actor.ATTACKER, "captures the PIN's ciphertext line", "bus_interposer", pa)
+        with log.victim_acts():
+            m.destroy_domain(victim)
         attacker = m.create_domain(params.attacker, "attacker")
         frame = m.alloc_page(attacker)
-        log.metrics.update(dictionary_size=space, entropy_bits=digits * math.log2(10))
+        metrics = CaptureCompareMetrics(dictionary_size=space,
+                                        entropy_bits=digits * math.log2(10))
+        log.metrics = metrics
         if frame != pa - pa % PAGE_SIZE:
             raise AttackError(f"the attacker did not get frame {pa // PAGE_SIZE} back "
                               f"(got {frame // PAGE_SIZE})")
-        log.step("attacker", "owns the address; writes candidates and watches the bus",
+        log.step(Actor.ATTACKER, "owns the address; writes candidates and watches the bus",
                  "chosen_plaintext", pa, f"{attacker.kind.value} with key slot {attacker.slot}")
         guesses = 0
         template = bytes(LINE_SIZE)  # a PIN line past its first block: zeros
@@ -157,8 +186,8 @@ class CaptureCompare(Attack):
                 log.recovered = candidates[hit, : len(secret)].tobytes()
                 break
             guesses += count
-        log.metrics["guesses"] = guesses
+        log.metrics = replace(metrics, guesses=guesses)
         found = "a match" if log.recovered is not None else "no match"
-        log.step("attacker", f"compared {guesses} candidate ciphertexts: {found}",
+        log.step(Actor.ATTACKER, f"compared {guesses} candidate ciphertexts: {found}",
                  "bus_interposer", pa)
         return judge_bytes(secret, log.recovered, "PIN")

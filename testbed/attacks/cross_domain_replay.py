@@ -15,9 +15,18 @@ from typing import Literal
 
 from ..errors import AttackError
 from ..types import LINE_SIZE, PAGE_SIZE
-from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, plant_secret
+from ._base import (
+    Actor,
+    Attack,
+    AttackContext,
+    BaseMetrics,
+    SecretParams,
+    Verdict,
+    judge_bytes,
+    plant_secret,
+)
 
-__all__ = ["CrossDomainReplay"]
+__all__ = ["CrossDomainReplay", "CrossDomainReplayParams"]
 
 
 class CrossDomainReplayParams(SecretParams):
@@ -25,11 +34,13 @@ class CrossDomainReplayParams(SecretParams):
     attacker: Literal["process", "guest"] = "guest"
 
 
-class CrossDomainReplay(Attack):
+class CrossDomainReplay(Attack[CrossDomainReplayParams]):
     kind = "cross-domain-replay"
     title = "Cross-domain replay"
     capabilities = ("bus_interposer", "chosen_plaintext")
     Params = CrossDomainReplayParams
+    Metrics = BaseMetrics
+    """It measures nothing beyond its evidence."""
 
     def run(self, ctx: AttackContext, params: CrossDomainReplayParams) -> Verdict:
         m, log = ctx.machine, ctx.log
@@ -37,20 +48,22 @@ class CrossDomainReplay(Attack):
         span = -(-len(secret) // LINE_SIZE) * LINE_SIZE
         captured = m.bus.read(pa, span)
         log.captured = captured[: len(secret)]
-        log.step("attacker", f"captures {span} bytes of ciphertext on the memory bus",
+        log.begin_attack()
+        log.step(Actor.ATTACKER, f"captures {span} bytes of ciphertext on the memory bus",
                  "bus_interposer", pa)
-        m.destroy_domain(victim)
-        log.step("victim", "frees the address (exits)")
+        with log.victim_acts():
+            m.destroy_domain(victim)
+        log.step(Actor.VICTIM, "frees the address (exits)")
         attacker = m.create_domain(params.attacker, "attacker")
         frame = m.alloc_page(attacker)
         if frame != pa - pa % PAGE_SIZE:
             raise AttackError(f"the attacker did not get frame {pa // PAGE_SIZE} back "
                               f"(got {frame // PAGE_SIZE})")
-        log.step("attacker", "gains ownership of the address", "chosen_plaintext", frame,
+        log.step(Actor.ATTACKER, "gains ownership of the address", "chosen_plaintext", frame,
                  f"{attacker.kind.value} with key slot {attacker.slot}")
         m.bus.write(pa, captured)
-        log.step("attacker", "writes the old ciphertext back at the same address",
+        log.step(Actor.ATTACKER, "writes the old ciphertext back at the same address",
                  "bus_interposer", pa)
         log.recovered = m.read(attacker, pa, len(secret))
-        log.step("attacker", "reads the address through its own domain", address=pa)
+        log.step(Actor.ATTACKER, "reads the address through its own domain", address=pa)
         return judge_bytes(secret, log.recovered)

@@ -21,16 +21,18 @@ The outcome compares the recovered bits with the secret's bits only: all right i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from ..platform.vfio import dirty_bitmap_bytes, dirty_page_indexes, open_guest_container
+from ..results import DirtyBitmapPlot, PlotData, TraceInterval
 from ..types import PAGE_SIZE, Outcome
-from ._base import Attack, AttackContext, SecretParams, Verdict, plant_secret
+from ._base import Actor, Attack, AttackContext, BaseMetrics, SecretParams, Verdict, plant_secret
 
-__all__ = ["DirtyPageLeak", "judge_bits"]
+__all__ = ["DirtyPageLeak", "DirtyPageLeakMetrics", "DirtyPageLeakParams", "judge_bits"]
 
 MAX_LEAK_BYTES = 128
 """Longest secret: one interval per bit, 1024 intervals."""
@@ -95,11 +97,32 @@ def judge_bits(truth: NDArray[np.uint8], recovered: NDArray[np.uint8]) -> Verdic
                    f"no better than coin flips (0.5), so the bitmaps told it nothing")
 
 
-class DirtyPageLeak(Attack):
+@dataclass(frozen=True)
+class DirtyPageLeakMetrics(BaseMetrics):
+    intervals: int
+    bits_total: int
+    bits_recovered: int
+    """Secret bits the hypervisor read right."""
+    bit_accuracy: float
+    chance_probability: float
+    """Probability that coin flips get at least as many bits right."""
+    ambiguous_intervals: int
+    """Intervals whose bitmap showed both buffers or neither (the bit was guessed)."""
+    pinned_page_dirty_scope: bool
+    guest_pages_mapped: int
+    bitmap_trace: tuple[TraceInterval, ...]
+    """The first intervals, as the hypervisor saw them."""
+
+    def plots(self) -> tuple[PlotData, ...]:
+        return (DirtyBitmapPlot(self.bitmap_trace),) if self.bitmap_trace else ()
+
+
+class DirtyPageLeak(Attack[DirtyPageLeakParams]):
     kind = "dirty-page-leak"
     title = "Dirty-page access-pattern leak"
     capabilities = ("malicious_hypervisor",)
     Params = DirtyPageLeakParams
+    Metrics = DirtyPageLeakMetrics
 
     def run(self, ctx: AttackContext, params: DirtyPageLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log
@@ -110,24 +133,26 @@ class DirtyPageLeak(Attack):
         container = open_guest_container(m, guest, MDEV)
         container.map_dma(0, size)
         scope = container.pinned_page_dirty_scope
-        log.step("host", "maps the guest's RAM into a VFIO container for its devices",
+        log.step(Actor.HOST, "maps the guest's RAM into a VFIO container for its devices",
                  detail=f"{params.guest_pages} pages at IOVA 0; pinned-page scope: "
                  f"{'yes (mediated device only)' if scope else 'no (a passthrough device too)'}")
 
-        log.step("attacker", "starts dirty-page tracking, as for live migration",
+        log.begin_attack()
+        log.step(Actor.ATTACKER, "starts dirty-page tracking, as for live migration",
                  "malicious_hypervisor", detail="VFIO_IOMMU_DIRTY_PAGES, flag START")
         container.start_dirty_tracking()
         # The guest's own reads of its key (guest page 0) decrypt correctly under every engine.
-        held = m.guest_read(guest, 0, len(secret))
+        with log.victim_acts():
+            held = m.guest_read(guest, 0, len(secret))
         truth = np.unpackbits(np.frombuffer(held, dtype=np.uint8))
-        log.step("victim", "uses its key one bit per interval: the bit picks the buffer the "
+        log.step(Actor.VICTIM, "uses its key one bit per interval: the bit picks the buffer the "
                  "device works on", address=pa,
                  detail=("constant access: both buffers every interval" if params.constant_access
                          else f"bit 0: guest page {BUFFERS[0]}, bit 1: guest page {BUFFERS[1]}"))
 
         others = [g for g in range(1, params.guest_pages) if g not in BUFFERS]
         recovered = np.zeros_like(truth)
-        trace: list[dict[str, object]] = []
+        trace: list[TraceInterval] = []
         captured = bytearray()
         ambiguous = 0
         for i, bit in enumerate(truth.tolist()):
@@ -146,11 +171,12 @@ class DirtyPageLeak(Attack):
                 recovered[i] = guess
             if i < TRACE_LIMIT:
                 captured += bitmap
-                trace.append({"interval": i, "dirty_pages": dirty, "guess": guess, "truth": bit})
-        log.step("attacker", "reads the dirty bitmap after every interval (reading re-arms it)",
+                trace.append(TraceInterval(interval=i, dirty_pages=tuple(dirty), guess=guess,
+                                           truth=bit))
+        log.step(Actor.ATTACKER, "reads the dirty bitmap after every interval (reading re-arms it)",
                  "malicious_hypervisor", detail=f"{truth.size} reads of "
                  f"{dirty_bitmap_bytes(params.guest_pages)} bytes (GET_BITMAP)")
-        log.step("attacker", "decodes each interval: buffer A alone dirty is 0, buffer B alone "
+        log.step(Actor.ATTACKER, "decodes each interval: buffer A alone dirty is 0, buffer B alone "
                  "is 1, anything else is a guess", "malicious_hypervisor",
                  detail=f"{ambiguous} of {truth.size} intervals needed a guess")
         container.stop_dirty_tracking()
@@ -160,17 +186,17 @@ class DirtyPageLeak(Attack):
         log.recovered = np.packbits(recovered).tobytes()
         verdict = judge_bits(truth, recovered)
         correct = int(np.count_nonzero(truth == recovered))
-        log.metrics.update({
-            "intervals": int(truth.size),
-            "bits_total": int(truth.size),
-            "bits_recovered": correct,
-            "bit_accuracy": correct / truth.size,
-            "chance_probability": chance_probability(correct, int(truth.size)),
-            "ambiguous_intervals": ambiguous,
-            "pinned_page_dirty_scope": scope,
-            "guest_pages_mapped": params.guest_pages,
-            "bitmap_trace": trace,
-        })
+        log.metrics = DirtyPageLeakMetrics(
+            intervals=int(truth.size),
+            bits_total=int(truth.size),
+            bits_recovered=correct,
+            bit_accuracy=correct / truth.size,
+            chance_probability=chance_probability(correct, int(truth.size)),
+            ambiguous_intervals=ambiguous,
+            pinned_page_dirty_scope=scope,
+            guest_pages_mapped=params.guest_pages,
+            bitmap_trace=tuple(trace),
+        )
         return verdict
 
 

@@ -12,14 +12,24 @@ carries the victim's KeyID sees only garbage; SEV destroys the guest's key on de
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
 
 from ..types import PAGE_SIZE
-from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, plant_secret
+from ._base import (
+    Actor,
+    Attack,
+    AttackContext,
+    BaseMetrics,
+    SecretParams,
+    Verdict,
+    judge_bytes,
+    plant_secret,
+)
 
-__all__ = ["FreedDataLeak"]
+__all__ = ["FreedDataLeak", "FreedDataLeakMetrics", "FreedDataLeakParams"]
 
 
 class FreedDataLeakParams(SecretParams):
@@ -34,23 +44,32 @@ class FreedDataLeakParams(SecretParams):
         return self.victim_pages
 
 
-class FreedDataLeak(Attack):
+@dataclass(frozen=True)
+class FreedDataLeakMetrics(BaseMetrics):
+    pages_reallocated: int
+    """Frames the attacker reallocated until it found the victim's."""
+
+
+class FreedDataLeak(Attack[FreedDataLeakParams]):
     kind = "freed-data-leak"
     title = "Freed-data leak"
     capabilities = ("uninit_page_read",)
     Params = FreedDataLeakParams
+    Metrics = FreedDataLeakMetrics
 
     def run(self, ctx: AttackContext, params: FreedDataLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log
         victim, pa, secret = plant_secret(ctx, params, params.victim, pages=params.victim_pages)
         m.destroy_domain(victim)
-        log.step("victim", "exits: its pages return to the free list and its key is released",
+        log.step(Actor.VICTIM, "exits: its pages return to the free list and its key is released",
                  detail=f"init_on_free={'on' if m.mitigations.init_on_free else 'off'}")
         log.captured = m.dram(pa, len(secret))
+        log.begin_attack()
         if params.read_with == "victim_key":
             dmap = m.keyid_direct_map(victim.slot)
-            log.step("attacker", "reads the freed frame through a stale kernel mapping with the "
-                     "victim's old KeyID", "uninit_page_read", pa, f"key slot {victim.slot}")
+            log.step(Actor.ATTACKER, "reads the freed frame through a stale kernel mapping "
+                     "with the victim's old KeyID", "uninit_page_read", pa,
+                     f"key slot {victim.slot}")
             log.recovered = m.kernel_read(dmap.virt(pa), len(secret))
             return judge_bytes(secret, log.recovered)
         attacker = m.create_domain(params.attacker, "attacker")
@@ -60,10 +79,10 @@ class FreedDataLeak(Attack):
             data = m.read(attacker, frame, PAGE_SIZE)
             if frame == pa - pa % PAGE_SIZE:
                 found = data[pa % PAGE_SIZE : pa % PAGE_SIZE + len(secret)]
-                log.step("attacker", "reallocates the victim's old frame and reads it unwritten",
-                         "uninit_page_read", frame,
+                log.step(Actor.ATTACKER, "reallocates the victim's old frame and reads it "
+                         "unwritten", "uninit_page_read", frame,
                          f"{attacker.kind.value} with key slot {attacker.slot}")
                 break
-        log.metrics["pages_reallocated"] = len(attacker.pages)
+        log.metrics = FreedDataLeakMetrics(pages_reallocated=len(attacker.pages))
         log.recovered = found
         return judge_bytes(secret, found)

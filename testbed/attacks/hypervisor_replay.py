@@ -11,13 +11,15 @@ hypervisor at all — where the hypervisor is trusted, there is nothing to attac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import Field, model_validator
 
 from ..platform import Machine
 from ..types import LINE_SIZE, PAGE_SIZE, Outcome
-from ._base import Attack, AttackContext, AttackParams, Verdict
+from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 
-__all__ = ["HypervisorReplay"]
+__all__ = ["HypervisorReplay", "HypervisorReplayMetrics", "HypervisorReplayParams"]
 
 
 class HypervisorReplayParams(AttackParams):
@@ -35,11 +37,18 @@ class HypervisorReplayParams(AttackParams):
         return self
 
 
-class HypervisorReplay(Attack):
+@dataclass(frozen=True)
+class HypervisorReplayMetrics(BaseMetrics):
+    guest_reads_old_value: bool
+    """Whether the guest read back the value the hypervisor rolled it back to."""
+
+
+class HypervisorReplay(Attack[HypervisorReplayParams]):
     kind = "hypervisor-replay"
     title = "Hypervisor replay (intra-guest rollback)"
     capabilities = ("malicious_hypervisor",)
     Params = HypervisorReplayParams
+    Metrics = HypervisorReplayMetrics
 
     def precondition(self, machine: Machine, params: HypervisorReplayParams) -> str | None:
         if not machine.engine.isolates_guests:
@@ -54,19 +63,22 @@ class HypervisorReplay(Attack):
         pa = m.alloc_page(guest)
         m.write(guest, pa, old)
         log.address = pa
-        log.step("victim", "guest stores the old value", address=pa, detail=params.old_value)
+        log.step(Actor.VICTIM, "guest stores the old value", address=pa, detail=params.old_value)
+        log.begin_attack()
         saved = m.hypervisor_read(pa, -(-len(old) // LINE_SIZE) * LINE_SIZE)
         log.captured = saved[: len(old)]
-        log.step("attacker", "hypervisor saves the page's ciphertext", "malicious_hypervisor", pa)
-        m.write(guest, pa, new)
-        log.step("victim", "guest updates the value", address=pa, detail=params.new_value)
+        log.step(Actor.ATTACKER, "hypervisor saves the page's ciphertext",
+                 "malicious_hypervisor", pa)
+        with log.victim_acts():
+            m.write(guest, pa, new)
+        log.step(Actor.VICTIM, "guest updates the value", address=pa, detail=params.new_value)
         m.hypervisor_write(pa, saved)
-        log.step("attacker", "hypervisor writes the saved ciphertext back",
+        log.step(Actor.ATTACKER, "hypervisor writes the saved ciphertext back",
                  "malicious_hypervisor", pa)
         log.recovered = m.read(guest, pa, len(old))
         log.secret = old
-        log.step("victim", "guest reads the value", address=pa)
-        log.metrics["guest_reads_old_value"] = log.recovered == old
+        log.step(Actor.VICTIM, "guest reads the value", address=pa)
+        log.metrics = HypervisorReplayMetrics(guest_reads_old_value=log.recovered == old)
         if log.recovered == old:
             return Verdict(Outcome.SUCCEEDED, "the guest read its old value: the rollback worked")
         if log.recovered == new:

@@ -11,14 +11,24 @@ is not in the direct map at all and the read faults.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from ..types import PAGE_SIZE
-from ._base import Attack, AttackContext, SecretParams, Verdict, judge_bytes, plant_secret
+from ._base import (
+    Actor,
+    Attack,
+    AttackContext,
+    BaseMetrics,
+    SecretParams,
+    Verdict,
+    judge_bytes,
+    plant_secret,
+)
 
-__all__ = ["KernelMapLeak"]
+__all__ = ["KernelMapLeak", "KernelMapLeakMetrics", "KernelMapLeakParams"]
 
 
 class KernelMapLeakParams(SecretParams):
@@ -33,11 +43,20 @@ class KernelMapLeakParams(SecretParams):
         return self
 
 
-class KernelMapLeak(Attack):
+@dataclass(frozen=True)
+class KernelMapLeakMetrics(BaseMetrics):
+    bytes_read: int
+    """Bytes the kernel read bug returned."""
+    direct_map_splits: int
+    """2 MiB direct-map mappings split (secretmem removes the secret page)."""
+
+
+class KernelMapLeak(Attack[KernelMapLeakParams]):
     kind = "kernel-map-leak"
     title = "Kernel direct-map leak"
     capabilities = ("kernel_read_bug",)
     Params = KernelMapLeakParams
+    Metrics = KernelMapLeakMetrics
 
     def run(self, ctx: AttackContext, params: KernelMapLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log
@@ -45,9 +64,10 @@ class KernelMapLeak(Attack):
                                      offset=params.offset)
         log.captured = m.dram(pa, len(secret))
         va = m.direct_map.virt(pa)
-        log.step("attacker", "reads the page through the KeyID-0 kernel direct map",
+        log.begin_attack()
+        log.step(Actor.ATTACKER, "reads the page through the KeyID-0 kernel direct map",
                  "kernel_read_bug", pa, f"virtual address {va:#x}")
         log.recovered = m.kernel_read(va, len(secret))
-        log.metrics["bytes_read"] = len(secret)
-        log.metrics["direct_map_splits"] = m.direct_map_splits
+        log.metrics = KernelMapLeakMetrics(bytes_read=len(secret),
+                                           direct_map_splits=m.direct_map_splits)
         return judge_bytes(secret, log.recovered)

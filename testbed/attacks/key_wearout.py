@@ -25,10 +25,11 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from ..platform import Domain, Machine
+from ..results import CurvePoint, PlotData, WearoutPlot, omitted_when_none
 from ..types import LINE_SIZE, PAGE_SIZE, Outcome
-from ._base import Attack, AttackContext, AttackParams, Verdict
+from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 
-__all__ = ["KeyWearout", "birthday_probability"]
+__all__ = ["KeyWearout", "KeyWearoutMetrics", "KeyWearoutParams", "birthday_probability"]
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 MAX_TOTAL_PAIRS = 1 << 22
@@ -142,13 +143,47 @@ class _Trial:
     collision_at: int | None = None
     candidates: int = 0
     success: bool = False
+    target: str | None = None
+    """The value the attacker wanted the victim to read (hex), once it tried."""
 
 
-class KeyWearout(Attack):
+@dataclass(frozen=True)
+class KeyWearoutMetrics(BaseMetrics):
+    block_bits: int
+    """Block size n of the cipher worn out."""
+    reduced_width: bool
+    """Whether that is the deliberately weak reduced-width cipher."""
+    trials: int
+    successes: int
+    success_rate: float
+    pairs_to_collision: tuple[int | None, ...]
+    """Per trial, blocks captured when a collision was confirmed (``None``: none was)."""
+    candidate_collisions: int
+    blocks_captured: int
+    max_pairs: int
+    pairs_for_50pct: float
+    """Blocks for a 50 % chance of a collision at this width: sqrt(2 ln 2 * 2^n)."""
+    key_rotations: int
+    curve: tuple[CurvePoint, ...]
+    extrapolated_blocks_for_50pct_n128: float
+    extrapolated_years_for_50pct_n128: float
+    extrapolated_years_for_2pow64_blocks: float
+    bandwidth_gb_s: float
+    attacker_target: str | None = omitted_when_none()
+    """What the attacker wanted the victim to read in the first trial (hex)."""
+
+    def plots(self) -> tuple[PlotData, ...]:
+        if not self.curve:
+            return ()
+        return (WearoutPlot(self.curve, self.block_bits, self.reduced_width),)
+
+
+class KeyWearout(Attack[KeyWearoutParams]):
     kind = "key-wearout"
     title = "Key wear-out"
     capabilities = ("bus_interposer", "chosen_plaintext")
     Params = KeyWearoutParams
+    Metrics = KeyWearoutMetrics
 
     def precondition(self, machine: Machine, params: KeyWearoutParams) -> str | None:
         if not machine.engine.encrypts:
@@ -176,9 +211,9 @@ class KeyWearout(Attack):
         store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
                            distinct_pages=source is not victim)
         trial = _Trial()
-        log.attacking = True  # the buffer is set up; from here on the attacker drives
+        log.begin_attack()  # the buffer is set up; from here on the attacker drives
         if record:
-            who = "victim" if source is victim else "attacker"
+            who = Actor.VICTIM if source is victim else Actor.ATTACKER
             log.step(who, f"{who} guest stores attacker-chosen data in {p.buffer_pages} page(s)",
                      detail=f"key slot {source.slot}; cipher {m.engine.cipher_label}")
         for start, count in _packets(pages, p.packet_lines):
@@ -194,16 +229,16 @@ class KeyWearout(Attack):
                     continue
                 trial.pairs, trial.collision_at = store.count, second + 1
                 if record:
-                    log.step("attacker", f"finds an internal collision after {second + 1} "
+                    log.step(Actor.ATTACKER, f"finds an internal collision after {second + 1} "
                              "captured blocks and confirms it", "bus_interposer", aj,
                              f"delta = {delta.tobytes().hex()}")
                 if source is victim or self._hand_over(m, source, victim, aj):
                     trial.success = self._modify(m, source, victim, ctx, blocks, ai, aj, delta,
-                                                 record)
+                                                 trial, record)
                 return trial
             trial.pairs = store.count
         if record:
-            log.step("attacker", f"captured {trial.pairs} blocks: {trial.candidates} candidate"
+            log.step(Actor.ATTACKER, f"captured {trial.pairs} blocks: {trial.candidates} candidate"
                      " collisions, none confirmed under the current key", "bus_interposer")
         return trial
 
@@ -233,7 +268,7 @@ class KeyWearout(Attack):
 
     def _modify(
         self, m: Machine, writer: Domain, victim: Domain, ctx: AttackContext, blocks: _Blocks,
-        ai: int, aj: int, delta: NDArray[np.uint8], record: bool,
+        ai: int, aj: int, delta: NDArray[np.uint8], trial: _Trial, record: bool,
     ) -> bool:
         w = blocks.width
         own, wanted = blocks.random(ctx.rng, 2)
@@ -251,13 +286,13 @@ class KeyWearout(Attack):
             log = ctx.log
             log.secret, log.captured, log.recovered = own.tobytes(), ci.tobytes(), seen.tobytes()
             log.address = aj
-            log.metrics["attacker_target"] = wanted.tobytes().hex()
-            log.step("victim", "stores its own value at the second address", address=aj)
-            log.step("attacker", f"has the {'victim' if writer is victim else 'attacker'} "
+            trial.target = wanted.tobytes().hex()
+            log.step(Actor.VICTIM, "stores its own value at the second address", address=aj)
+            log.step(Actor.ATTACKER, f"has the {'victim' if writer is victim else 'attacker'} "
                      "store target xor delta at the first address", "chosen_plaintext", ai)
-            log.step("attacker", "writes that ciphertext xor delta at the second address",
+            log.step(Actor.ATTACKER, "writes that ciphertext xor delta at the second address",
                      "bus_interposer", aj)
-            log.step("victim", "reads the second address", address=aj,
+            log.step(Actor.VICTIM, "reads the second address", address=aj,
                      detail=f"reads {seen.tobytes().hex()}, "
                      f"attacker wanted {wanted.tobytes().hex()}")
         return bool((seen == wanted).all())
@@ -275,19 +310,19 @@ class KeyWearout(Attack):
         top = min(p.max_pairs, int(4 * q50))
         points = sorted({max(1, top * k // 24) for k in range(1, 25)})
         hits = [t.collision_at for t in trials]
-        curve = [
-            {"pairs": q,
-             "measured": sum(h is not None and h <= q for h in hits) / len(trials),
-             "bound": birthday_probability(q, n)}
+        curve = tuple(
+            CurvePoint(pairs=q,
+                       measured=sum(h is not None and h <= q for h in hits) / len(trials),
+                       bound=birthday_probability(q, n))
             for q in points
-        ]
-        ctx.log.metrics.update(
+        )
+        ctx.log.metrics = KeyWearoutMetrics(
             block_bits=n,
             reduced_width=blocks.reduced,
             trials=len(trials),
             successes=wins,
             success_rate=wins / len(trials),
-            pairs_to_collision=hits,
+            pairs_to_collision=tuple(hits),
             candidate_collisions=sum(t.candidates for t in trials),
             blocks_captured=sum(t.pairs for t in trials),
             max_pairs=p.max_pairs,
@@ -298,6 +333,7 @@ class KeyWearout(Attack):
             extrapolated_years_for_50pct_n128=q50_128 * 16 / bytes_per_s / SECONDS_PER_YEAR,
             extrapolated_years_for_2pow64_blocks=2.0**64 * 16 / bytes_per_s / SECONDS_PER_YEAR,
             bandwidth_gb_s=p.bandwidth_gb_s,
+            attacker_target=trials[0].target,
         )
         width = f"{n}-bit {'reduced-width ' if blocks.reduced else ''}blocks"
         if wins == len(trials):

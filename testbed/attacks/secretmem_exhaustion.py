@@ -17,6 +17,8 @@ and one using the PMD pool.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
@@ -24,17 +26,20 @@ from pydantic import Field
 from ..errors import OutOfMemory, ResourceLimit
 from ..platform import Domain, KeySource, Machine, Mitigations, NoEngine
 from ..platform.secretmem import PMD_PAGES, SecretmemFile
+from ..results import FragmentationSeries, PlotData, omitted_when_none
 from ..types import PAGE_SIZE, Outcome
 from ._base import (
+    Actor,
     Attack,
     AttackContext,
     AttackLog,
+    BaseMetrics,
     SecretParams,
     Verdict,
     make_secret,
 )
 
-__all__ = ["SecretmemExhaustion"]
+__all__ = ["SecretmemExhaustion", "SecretmemExhaustionMetrics", "SecretmemExhaustionParams"]
 
 
 class SecretmemExhaustionParams(SecretParams):
@@ -53,11 +58,34 @@ class SecretmemExhaustionParams(SecretParams):
         return 2
 
 
-class SecretmemExhaustion(Attack):
+@dataclass(frozen=True)
+class SecretmemExhaustionMetrics(BaseMetrics):
+    attacker_pages: int
+    """Secret pages the attacker mapped and touched."""
+    attacker_locked_pages: int
+    """Pages charged to the attacker's locked-memory limit."""
+    free_chunks_left: int | None
+    """2 MiB chunks left in the secretmem= reservation (``None``: there is none)."""
+    free_frames_left: int
+    mmap_refusals: int | None = omitted_when_none()
+    """mmap calls refused with EAGAIN by the locked-memory limit."""
+    victim_allocation: str | None = omitted_when_none()
+    """``ok`` or ``ENOMEM``: what the victim's secret page fault got."""
+    fragmentation: str | None = omitted_when_none()
+    """Why the fragmentation was not measured, when it was not."""
+    direct_map_splits_per_strategy: dict[str, int] | None = omitted_when_none()
+    fragmentation_curve: FragmentationSeries | None = omitted_when_none()
+
+    def plots(self) -> tuple[PlotData, ...]:
+        return () if self.fragmentation_curve is None else (self.fragmentation_curve,)
+
+
+class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     kind = "secretmem-exhaustion"
     title = "secretmem pool exhaustion"
     capabilities = ("unprivileged_task",)
     Params = SecretmemExhaustionParams
+    Metrics = SecretmemExhaustionMetrics
 
     def run(self, ctx: AttackContext, params: SecretmemExhaustionParams) -> Verdict:
         m, log = ctx.machine, ctx.log
@@ -66,33 +94,36 @@ class SecretmemExhaustion(Attack):
         area = m.secretmem_area
         where = (f"the secretmem= reservation ({area.chunks} chunks of 2 MiB)" if area else
                  "the page allocator (no secretmem= reservation)")
-        log.step("victim", "is about to need secret memory for its key", detail=where)
+        log.step(Actor.VICTIM, "is about to need secret memory for its key", detail=where)
 
+        log.begin_attack()
         attacker = m.create_domain("process", "attacker")
-        taken = self._exhaust(m, attacker, params, log)
-        log.metrics["attacker_pages"] = taken
-        log.metrics["attacker_locked_pages"] = attacker.locked_pages
-        log.metrics["free_chunks_left"] = area.free_chunks if area else None
-        log.metrics["free_frames_left"] = m.allocator.free_count
-        self._fragmentation(ctx, params)
+        taken, refusals = self._exhaust(m, attacker, params, log)
+        metrics = SecretmemExhaustionMetrics(
+            attacker_pages=taken, attacker_locked_pages=attacker.locked_pages,
+            free_chunks_left=area.free_chunks if area else None,
+            free_frames_left=m.allocator.free_count, mmap_refusals=refusals or None)
+        log.metrics = metrics = self._fragmentation(ctx, params, metrics)
 
-        victim = m.create_domain("process", "victim")
-        file = m.memfd_secret(victim)
-        pages = -(-len(secret) // PAGE_SIZE)
-        file.mmap(pages)
+        with log.victim_acts():
+            victim = m.create_domain("process", "victim")
+            file = m.memfd_secret(victim)
+            pages = -(-len(secret) // PAGE_SIZE)
+            file.mmap(pages)
         try:
             pa = file.fault(0)
         except OutOfMemory as exc:
-            log.step("victim", "touches its secret page: the fault fails", detail=str(exc))
-            log.metrics["victim_allocation"] = "ENOMEM"
+            log.step(Actor.VICTIM, "touches its secret page: the fault fails", detail=str(exc))
+            log.metrics = replace(metrics, victim_allocation="ENOMEM")
             return Verdict(Outcome.SUCCEEDED,
                            f"denial of service: the victim's secret allocation failed ({exc}) "
                            f"after the attacker took {taken} pages")
         log.address = pa
-        m.write(victim, pa, secret)
-        log.recovered = m.read(victim, pa, len(secret))
-        log.step("victim", "stores its secret in secret memory and reads it back", address=pa)
-        log.metrics["victim_allocation"] = "ok"
+        with log.victim_acts():
+            m.write(victim, pa, secret)
+            log.recovered = m.read(victim, pa, len(secret))
+        log.step(Actor.VICTIM, "stores its secret in secret memory and reads it back", address=pa)
+        log.metrics = replace(metrics, victim_allocation="ok")
         if log.recovered != secret:
             return Verdict(Outcome.ERROR, "the victim's secret page reads back corrupt")
         return Verdict(Outcome.MITIGATED, f"the victim still got secret memory: the attacker "
@@ -101,15 +132,19 @@ class SecretmemExhaustion(Attack):
     @staticmethod
     def _exhaust(
         m: Machine, attacker: Domain, params: SecretmemExhaustionParams, log: AttackLog
-    ) -> int:
-        """The attacker maps and touches as much secret memory as it is allowed."""
-        taken = 0
+    ) -> tuple[int, int]:
+        """The attacker maps and touches as much secret memory as it is allowed.
+
+        Returns:
+            Pages taken, and mmap calls refused.
+        """
+        taken = refusals = 0
         for n in range(params.attacker_files):
             file = m.memfd_secret(attacker)
             length, refused = _mmap_greedy(file, params.pages_per_file)
             if refused:
-                log.metrics["mmap_refusals"] = log.metrics.get("mmap_refusals", 0) + refused
-                log.step("attacker", f"file {n + 1}: mmap refused {refused} times (EAGAIN), "
+                refusals += refused
+                log.step(Actor.ATTACKER, f"file {n + 1}: mmap refused {refused} times (EAGAIN), "
                          f"settles for {length} pages", "unprivileged_task")
             if not length:
                 break
@@ -120,35 +155,41 @@ class SecretmemExhaustion(Attack):
                     got += 1
             except OutOfMemory as exc:
                 taken += got
-                log.step("attacker", f"file {n + 1}: maps {length} secret pages, touches {got} "
-                         "until secret memory runs out", "unprivileged_task", detail=str(exc))
-                return taken
+                log.step(Actor.ATTACKER, f"file {n + 1}: maps {length} secret pages, touches "
+                         f"{got} until secret memory runs out", "unprivileged_task",
+                         detail=str(exc))
+                return taken, refusals
             taken += got
-            log.step("attacker", f"file {n + 1}: maps and touches {got} secret pages",
+            log.step(Actor.ATTACKER, f"file {n + 1}: maps and touches {got} secret pages",
                      "unprivileged_task", detail=f"{len(file.chunks)} pool chunks")
-        return taken
+        return taken, refusals
 
     @staticmethod
-    def _fragmentation(ctx: AttackContext, params: SecretmemExhaustionParams) -> None:
-        """Replay one workload under both strategies; record the direct-map splits."""
+    def _fragmentation(
+        ctx: AttackContext, params: SecretmemExhaustionParams,
+        metrics: SecretmemExhaustionMetrics,
+    ) -> SecretmemExhaustionMetrics:
+        """Replay one workload under both strategies; add the direct-map splits to ``metrics``."""
         if not params.workload_pages:
-            return
+            return metrics
         pages = ctx.machine.memory.pages
         tasks = ctx.rng.integers(0, params.workload_tasks, size=params.workload_pages)
         per_task = np.bincount(tasks, minlength=params.workload_tasks)
         reserve = int(sum(-(-int(n) // PMD_PAGES) for n in per_task)) * PMD_PAGES
         if 2 * reserve > pages:
-            ctx.log.metrics["fragmentation"] = (
+            return replace(metrics, fragmentation=(
                 f"not measured: the workload's pools need {reserve} frames, more than half of "
-                f"the {pages}-frame memory")
-            return
+                f"the {pages}-frame memory"))
         ops = _workload(ctx.rng, pages - reserve, tasks)
-        curves = {"per-page": _replay(ops, pages, 0, params),
-                  "pmd-pool": _replay(ops, pages, reserve, params)}
-        ctx.log.metrics["direct_map_splits_per_strategy"] = {k: v[-1] for k, v in curves.items()}
-        ctx.log.metrics["fragmentation_curve"] = {
-            "secret_pages": list(range(1, params.workload_pages + 1)), **curves,
-        }
+        per_page = _replay(ops, pages, 0, params)
+        pool = _replay(ops, pages, reserve, params)
+        return replace(
+            metrics,
+            direct_map_splits_per_strategy={"per-page": per_page[-1], "pmd-pool": pool[-1]},
+            fragmentation_curve=FragmentationSeries(
+                secret_pages=tuple(range(1, params.workload_pages + 1)),
+                per_page=tuple(per_page), pmd_pool=tuple(pool)),
+        )
 
 
 def _mmap_greedy(file: SecretmemFile, pages: int) -> tuple[int, int]:

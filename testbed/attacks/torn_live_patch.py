@@ -20,7 +20,8 @@ Mitigation: ``text_poke_bp`` (the INT3 protocol).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -35,10 +36,18 @@ from ..platform.interleave import (
 from ..platform.livepatch import PATCHER, ExecClass, Execution, LivePatch
 from ..platform.textpatch import Patcher, TextSegment, poke_site
 from ..platform.x86text import INT3, InsnKind, decode, encode
+from ..results import omitted_when_none
 from ..types import PAGE_SIZE, Outcome
-from ._base import Attack, AttackContext, AttackParams, Verdict
+from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 
-__all__ = ["TornLivePatch", "TornLivePatchParams", "build", "kernel_text"]
+__all__ = [
+    "TornExecution",
+    "TornLivePatch",
+    "TornLivePatchMetrics",
+    "TornLivePatchParams",
+    "build",
+    "kernel_text",
+]
 
 TEXT_BASE = 0xFFFF_FFFF_8100_0000
 """Virtual address of the emulated kernel text page."""
@@ -139,11 +148,44 @@ def _what(e: Execution) -> str:
     return decode(e.fetched).text(e.address)
 
 
-class TornLivePatch(Attack):
+@dataclass(frozen=True)
+class TornExecution:
+    """The first torn instruction found, and the schedule that produced it."""
+
+    schedule: str
+    cpu: int
+    site: int
+    address: str
+    executed: str
+    decoded: str
+    origin: str
+    """Per byte executed: ``o`` old, ``n`` new, ``=`` both, ``?`` neither."""
+    old: str
+    new: str
+    fetch_steps: tuple[int, ...]
+    timeline: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TornLivePatchMetrics(BaseMetrics):
+    patcher: str
+    exploration: str
+    interleavings_explored: int
+    torn_interleavings: int
+    torn_executions: int
+    executions: dict[str, int]
+    """Executions per class (old, new, emulated, torn, ...)."""
+    cpus: int
+    sites: int
+    first_torn: TornExecution | None = omitted_when_none()
+
+
+class TornLivePatch(Attack[TornLivePatchParams]):
     kind = "torn-live-patch"
     title = "Torn live patch"
     capabilities = ("concurrent_execution",)
     Params = TornLivePatchParams
+    Metrics = TornLivePatchMetrics
 
     def run(self, ctx: AttackContext, params: TornLivePatchParams) -> Verdict:
         m, log = ctx.machine, ctx.log
@@ -153,21 +195,22 @@ class TornLivePatch(Attack):
         start = build(params, patcher, m.read(m.kernel, pa, PAGE_SIZE))
         old, new = start.old_insn(0).raw, start.sites[0].text
         log.secret, log.address = new, pa
-        log.step("kernel", f"loads its text: {params.sites} site(s) holding {params.old}",
+        log.step(Actor.KERNEL, f"loads its text: {params.sites} site(s) holding {params.old}",
                  address=pa, detail=f"virtual {TEXT_BASE:#x}; site 0 holds {old.hex(' ')}")
-        log.step("patcher", self._patcher_action(patcher, params), address=pa,
+        log.step(Actor.PATCHER, self._patcher_action(patcher, params), address=pa,
                  detail=f"{len(start.ops)} patcher steps; site 0 becomes {new.hex(' ')}")
         how = ("every interleaving" if params.explore == "exhaustive"
                else f"{params.interleavings} seeded random interleavings")
-        log.step("attacker", f"runs {params.cpus} CPUs through the sites during the patch, "
+        log.begin_attack()
+        log.step(Actor.ATTACKER, f"runs {params.cpus} CPUs through the sites during the patch, "
                  f"over {how}", "concurrent_execution", pa,
                  f"a CPU fetches {params.fetch_chunk} byte(s) per step and executes each site "
                  f"{params.visits} time(s); the patcher writes {params.poke_chunk} byte(s) per "
                  "step")
         found = (explore_all(start) if params.explore == "exhaustive"
                  else explore_random(start, params.interleavings, ctx.rng))
-        self._metrics(log.metrics, params, patcher, found)
-        verdict = self._judge(ctx, start, found, pa)
+        verdict, first_torn = self._judge(ctx, start, found, pa)
+        log.metrics = self._metrics(params, patcher, found, first_torn)
         self._store_back(ctx, start, pa)
         return verdict
 
@@ -180,9 +223,9 @@ class TornLivePatch(Attack):
                 "bytes in place")
 
     @staticmethod
-    def _metrics(metrics: dict[str, Any], params: TornLivePatchParams, patcher: Patcher,
-                 found: Exploration) -> None:
-        metrics.update(
+    def _metrics(params: TornLivePatchParams, patcher: Patcher, found: Exploration,
+                 first_torn: TornExecution | None) -> TornLivePatchMetrics:
+        return TornLivePatchMetrics(
             patcher=patcher.value,
             exploration="exhaustive" if found.exhaustive else "random",
             interleavings_explored=found.interleavings,
@@ -191,10 +234,12 @@ class TornLivePatch(Attack):
             executions={c.value: n for c, n in found.counts.items()},
             cpus=params.cpus,
             sites=params.sites,
+            first_torn=first_torn,
         )
 
     def _judge(self, ctx: AttackContext, start: LivePatch, found: Exploration,
-               pa: int) -> Verdict:
+               pa: int) -> tuple[Verdict, TornExecution | None]:
+        """The verdict, and the first torn execution found (if any)."""
         log, n = ctx.log, found.interleavings
         run = found.first_torn
         if run is None:
@@ -202,32 +247,25 @@ class TornLivePatch(Attack):
             if found.first_emulated is not None:
                 log.recovered = found.first_emulated.fetched
             scope = f"all {n}" if found.exhaustive else f"{n} sampled"
-            log.step("cpus", "executed only whole old or new instructions, or the INT3 with the "
-                     "new instruction emulated", detail=f"{emulated} INT3 emulations over {scope} "
-                     "interleavings")
+            log.step(Actor.CPUS, "executed only whole old or new instructions, or the INT3 "
+                     "with the new instruction emulated", detail=f"{emulated} INT3 emulations "
+                     f"over {scope} interleavings")
             return Verdict(Outcome.MITIGATED,
                            f"no CPU executed a torn instruction in {scope} interleavings; "
                            f"{emulated} executions hit the INT3 and ran the new instruction "
-                           "through the handler")
+                           "through the handler"), None
         e = run.torn()[0]
         old, new = start.old_insn(e.site).raw, start.sites[e.site].text
         schedule = run.schedule_text()
         events = start.replay(run.schedule).events or []
         log.recovered = e.fetched
-        log.metrics["first_torn"] = {
-            "schedule": schedule,
-            "cpu": e.cpu,
-            "site": e.site,
-            "address": f"{e.address:#x}",
-            "executed": e.fetched.hex(" "),
-            "decoded": _what(e),
-            "origin": _origin(e, old, new),
-            "old": old.hex(" "),
-            "new": new.hex(" "),
-            "fetch_steps": list(e.steps),
-            "timeline": events[: e.steps[-1] + 1],
-        }
-        log.step(f"cpu{e.cpu}", f"executes a torn instruction at site {e.site}",
+        first = TornExecution(
+            schedule=schedule, cpu=e.cpu, site=e.site, address=f"{e.address:#x}",
+            executed=e.fetched.hex(" "), decoded=_what(e), origin=_origin(e, old, new),
+            old=old.hex(" "), new=new.hex(" "), fetch_steps=tuple(e.steps),
+            timeline=tuple(events[: e.steps[-1] + 1]),
+        )
+        log.step(Actor.CPU, f"executes a torn instruction at site {e.site}", cpu=e.cpu,
                  address=pa + e.address - TEXT_BASE,
                  detail=f"{e.fetched.hex(' ')} = {_what(e)} (old {old.hex(' ')}, new "
                  f"{new.hex(' ')}); schedule {schedule} (P: a patcher step, k: a step of cpu k); "
@@ -237,7 +275,7 @@ class TornLivePatch(Attack):
                        f"cpu{e.cpu} executed {e.fetched.hex(' ')} at site {e.site} "
                        f"({_what(e)}): neither the old instruction nor the new one; "
                        f"{found.torn_interleavings} of {n}{scope} interleavings tore "
-                       f"({found.counts[ExecClass.TORN]} torn executions)")
+                       f"({found.counts[ExecClass.TORN]} torn executions)"), first
 
     @staticmethod
     def _store_back(ctx: AttackContext, start: LivePatch, pa: int) -> None:
@@ -253,6 +291,6 @@ class TornLivePatch(Attack):
         new = done.sites[0].text
         log.captured = m.dram(pa, len(new))
         held = "the new bytes in plaintext" if log.captured == new else "ciphertext"
-        log.step("kernel", "keeps the patched text in its page", address=pa,
+        log.step(Actor.KERNEL, "keeps the patched text in its page", address=pa,
                  detail=f"DRAM at site 0 holds {held} ({m.engine.name}); the CPUs fetch "
                  "through the engine, so it does not change what they execute")

@@ -19,7 +19,7 @@ from .engines import (
 )
 from .keys import KeySource
 from .livepatch import LivePatch
-from .machine import Domain, DomainKind, Machine, Mitigations
+from .machine import MAX_MEMORY_PAGES, Domain, DomainKind, Machine, Mitigations
 from .memory import BusTap, PhysicalMemory
 from .psp import Psp, query_attestation_report
 from .secretmem import SecretmemArea, SecretmemFile
@@ -30,6 +30,7 @@ from .vfio import VfioContainer
 __all__ = [
     "DIRECT_MAP_BASE",
     "ENGINES",
+    "MAX_MEMORY_PAGES",
     "BusTap",
     "DirectMap",
     "Domain",

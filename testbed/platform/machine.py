@@ -7,7 +7,8 @@ accessing context; the bus tap (:attr:`Machine.bus`) bypasses all of it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,11 +23,6 @@ from .secretmem import PMD_PAGES, SecretmemArea, SecretmemFile
 
 __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
 
-MITIGATION_NAMES = (
-    "init_on_free", "secretmem", "memlock_limit", "key_rotation", "dirty_all_pages",
-    "text_poke_bp",
-)
-"""Software mitigations, in the order they appear in profile names."""
 MAX_MEMORY_PAGES = 65536
 """256 MiB of emulated DRAM at most."""
 
@@ -54,44 +50,46 @@ class Domain:
     """Pages charged to the task's locked-memory limit (secret memory)."""
 
 
+def _mitigation(profile: str, description: str, *, maximum: int | None = None) -> Any:
+    """A field of :class:`Mitigations`: its name in profile names, what it does, its limit."""
+    default: bool | int = False if maximum is None else 0
+    return field(default=default, metadata={"profile": profile, "description": description,
+                                            "maximum": maximum})
+
+
 @dataclass(frozen=True)
 class Mitigations:
-    """Software mitigations that combine with any engine.
+    """Software mitigations that combine with any engine: the one definition of each.
 
-    Attributes:
-        init_on_free: zero every page when it is freed.
-        secretmem: pages allocated as secret are removed from every kernel direct map.
-        memlock_pages: per-task limit on locked memory (``RLIMIT_MEMLOCK``) that secret
-            mappings are charged to, in pages (0 = unlimited).
-        rotation_blocks: rotate a domain's key once this many blocks were encrypted under it
-            (0 = never). Needs an engine that can rotate keys at run time.
-        dirty_all_pages: VFIO dirty-page tracking reports every mapped page dirty (a device
-            without a pinned-page scope), so the bitmap shows nothing of the guest's accesses.
-        text_poke_bp: live kernel-text patching uses the INT3 breakpoint protocol instead of
-            writing the new bytes in place one by one.
+    Each field is the setting a scenario's ``mitigations:`` uses; its metadata gives the name
+    the mitigation takes in profile names (``tme+memlock_limit``), its description and, for a
+    limit, the largest value (0 turns it off). ``testbed.registry.MITIGATIONS`` lists them.
     """
 
-    init_on_free: bool = False
-    secretmem: bool = False
-    memlock_pages: int = 0
-    rotation_blocks: int = 0
-    dirty_all_pages: bool = False
-    text_poke_bp: bool = False
+    init_on_free: bool = _mitigation("init_on_free", "zero every page when it is freed")
+    secretmem: bool = _mitigation(
+        "secretmem", "pages allocated as secret are removed from every kernel direct map")
+    memlock_limit_pages: int = _mitigation(
+        "memlock_limit", "per-task RLIMIT_MEMLOCK charged for secret memory, in pages "
+        "(0: none)", maximum=MAX_MEMORY_PAGES)
+    key_rotation_blocks: int = _mitigation(
+        "key_rotation", "rotate a domain key after this many blocks were encrypted under it "
+        "(0: never; needs an engine that rotates keys at run time)", maximum=1 << 40)
+    dirty_all_pages: bool = _mitigation(
+        "dirty_all_pages", "VFIO: report every mapped page dirty (no pinned-page scope)")
+    text_poke_bp: bool = _mitigation(
+        "text_poke_bp", "live patching uses the INT3 breakpoint protocol (text_poke_bp)")
 
     def __post_init__(self) -> None:
-        if self.rotation_blocks < 0:
-            raise ConfigError(f"rotation_blocks: must be 0 (never) or positive, got "
-                              f"{self.rotation_blocks}")
-        if self.memlock_pages < 0:
-            raise ConfigError(f"memlock_pages: must be 0 (unlimited) or positive, got "
-                              f"{self.memlock_pages}")
+        for f in fields(self):
+            limit = f.metadata["maximum"]
+            value = getattr(self, f.name)
+            if limit is not None and not 0 <= value <= limit:
+                raise ConfigError(f"{f.name}: must be 0 (off) .. {limit}, got {value}")
 
     def names(self) -> tuple[str, ...]:
-        """Names as used in profile names (``tme+init_on_free``)."""
-        active = (self.init_on_free, self.secretmem, bool(self.memlock_pages),
-                  bool(self.rotation_blocks),
-                  self.dirty_all_pages, self.text_poke_bp)
-        return tuple(name for name, on in zip(MITIGATION_NAMES, active, strict=True) if on)
+        """Names of the mitigations in force, as used in profile names (``tme+init_on_free``)."""
+        return tuple(f.metadata["profile"] for f in fields(self) if getattr(self, f.name))
 
 
 class Machine:
@@ -115,7 +113,7 @@ class Machine:
         if not 16 <= memory_pages <= MAX_MEMORY_PAGES:
             raise ConfigError(f"memory_pages: must be 16..{MAX_MEMORY_PAGES}, got {memory_pages}")
         self.mitigations = mitigations or Mitigations()
-        if self.mitigations.rotation_blocks and not engine.runtime_rotation:
+        if self.mitigations.key_rotation_blocks and not engine.runtime_rotation:
             why = ("it has no keys" if not engine.encrypts else
                    "a new key needs a reboot, which loses memory" if not engine.per_domain_keys
                    else "a guest keeps its key for its whole life")
@@ -463,7 +461,7 @@ class Machine:
 
     # -- key rotation -------------------------------------------------------------------
     def _maybe_rotate(self, domain: Domain) -> None:
-        limit = self.mitigations.rotation_blocks
+        limit = self.mitigations.key_rotation_blocks
         if not limit or domain.slot == HOST:
             return
         since = self.engine.wear(domain.slot) - self._wear_at_rotation.get(domain.slot, 0)

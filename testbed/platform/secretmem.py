@@ -104,7 +104,7 @@ class SecretmemFile:
         self._check_open()
         if pages < 1:
             raise ConfigError(f"mmap: length must be at least one page, got {pages}")
-        limit = self.machine.mitigations.memlock_pages
+        limit = self.machine.mitigations.memlock_limit_pages
         if limit and self.owner.locked_pages + pages > limit:
             raise ResourceLimit(
                 f"EAGAIN: mmap of {pages} secret pages would lock "

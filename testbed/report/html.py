@@ -19,10 +19,11 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from .. import registry
 from ..results.model import Evidence, ResultRow, RunInfo, Step
 from ..results.output import atomic_write_text
 from ..results.store import Change
-from ..scenarios.model import ENGINE_NAMES, Scenario
+from ..scenarios.model import Scenario, engine_names
 from ..types import Outcome
 from .plots import Plot, plots_for
 
@@ -268,6 +269,7 @@ def _duration(seconds: float) -> str:
 
 
 def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
+    metrics = row.metrics.to_json() if row.metrics is not None else {}
     mismatch = row.expected is not None and row.expected != row.outcome
     return _RowView(
         engine=row.engine,
@@ -279,12 +281,18 @@ def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
         expected_label=None if row.expected is None else outcome_label(row.expected),
         mismatch=mismatch,
         reason=row.reason,
-        metrics=tuple((str(k), _metric_text(v)) for k, v in sorted(row.metrics.items())),
+        metrics=tuple((k, _metric_text(v)) for k, v in metrics.items()),
         steps=tuple(_step_view(s) for s in row.steps),
         evidence_address=_address(row.evidence.address),
         evidence=_evidence_views(row.evidence),
-        plots=plots_for(row.metrics),
+        plots=plots_for(row.metrics.plots() if row.metrics is not None else ()),
     )
+
+
+def _columns(scenarios: Sequence[tuple[Scenario, str]]) -> tuple[str, ...]:
+    """The matrix's engine columns: the built-in engines, and plugin engines a scenario uses."""
+    used = {e for s, _ in scenarios for e in s.engines}
+    return tuple(e.name for e in registry.engines.entries() if e.builtin or e.name in used)
 
 
 def _page(scenario_id: str) -> str:
@@ -296,8 +304,9 @@ def _index_rows(
     rows: Sequence[ResultRow], scenario_ids: set[str]
 ) -> dict[tuple[str, str], ResultRow]:
     indexed: dict[tuple[str, str], ResultRow] = {}
+    known = set(engine_names())
     for row in rows:
-        if row.engine not in ENGINE_NAMES:
+        if row.engine not in known:
             raise ValueError(f"row for scenario {row.scenario!r} has unknown engine {row.engine!r}")
         if row.scenario not in scenario_ids:
             raise ValueError(f"row for unknown scenario {row.scenario!r}")
@@ -324,6 +333,7 @@ def _context(
     changed = {(c.scenario, c.engine): c for c in (previous.changes if previous else ())
                if c.before is not None and c.after is not None}
     titles = {s.id: s.title for s, _ in scenarios}
+    engines = _columns(scenarios)
 
     views: list[_ScenarioView] = []
     mismatches: list[_Mismatch] = []
@@ -331,7 +341,7 @@ def _context(
         cells: list[_CellView] = []
         row_views: list[_RowView] = []
         not_run: list[str] = []
-        for engine in ENGINE_NAMES:
+        for engine in engines:
             row = indexed.get((scenario.id, engine))
             if row is None:
                 cells.append(_CellView(engine=engine, row=None))
@@ -370,7 +380,7 @@ def _context(
         )
 
     summaries: list[_EngineSummary] = []
-    for engine in ENGINE_NAMES:
+    for engine in engines:
         engine_rows = [r for (_, e), r in indexed.items() if e == engine]
         applicable = [r for r in engine_rows if r.outcome is not Outcome.NOT_APPLICABLE]
         summaries.append(
@@ -392,7 +402,7 @@ def _context(
             "jobs": run.jobs,
             "profiles": tuple(run.profiles),
         },
-        "engines": ENGINE_NAMES,
+        "engines": engines,
         # Filter values come from the schema's fixed sets, never from scenario text.
         "filter_attacks": tuple(sorted({s.attack for s, _ in scenarios})),
         "summaries": tuple(summaries),

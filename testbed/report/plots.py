@@ -1,8 +1,9 @@
 """Figures for the report, drawn with matplotlib and embedded as ``data:`` PNGs.
 
-Each plot kind recognises the shape of the metrics it needs and ignores anything else, so a
-malformed or missing metric means no figure, never a failed report. Output is deterministic:
-a fixed style, no timestamps in the PNG metadata.
+Each figure is drawn from a typed :class:`~testbed.results.PlotData` that an attack's metrics
+build (:meth:`~testbed.results.Metrics.plots`). Values are still checked before drawing (a
+plugin's data may hold NaN or nothing at all): data that cannot be drawn means no figure, never
+a failed report. Output is deterministic: a fixed style, no timestamps in the PNG metadata.
 """
 
 from __future__ import annotations
@@ -10,10 +11,19 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
+
+from ..results import (
+    DictionaryPlot,
+    DirtyBitmapPlot,
+    FragmentationSeries,
+    PlotData,
+    TraceInterval,
+    WearoutPlot,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -42,7 +52,7 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 
 def _numbers(value: object) -> list[float] | None:
-    if not isinstance(value, list) or not value or not all(_is_number(v) for v in value):
+    if not isinstance(value, (list, tuple)) or not value or not all(_is_number(v) for v in value):
         return None
     return [float(v) for v in value]
 
@@ -84,12 +94,9 @@ def _finish(ax: Axes, fig: Figure, title: str, xlabel: str, ylabel: str) -> None
 # --------------------------------------------------------------------------- key wear-out
 
 
-def _wearout_title(reduced_width: Any, block_bits: Any) -> str:
-    """Plot title; names the reduced-width cipher (and its width n when known)."""
+def _wearout_title(reduced_width: bool, bits: int) -> str:
+    """Plot title; names the reduced-width cipher (and its width n when known, above 0)."""
     title = "Key wear-out: measured vs birthday bound"
-    bits = block_bits
-    if _is_number(reduced_width) and reduced_width > 1:
-        bits = reduced_width  # the width itself was given
     width = ""
     if _is_number(bits) and float(bits).is_integer() and bits > 0:
         width = f"n = {int(bits)} bits"
@@ -98,21 +105,18 @@ def _wearout_title(reduced_width: Any, block_bits: Any) -> str:
     return f"{title} ({width})" if width else title
 
 
-def _wearout(metrics: Mapping[str, Any]) -> Plot | None:
-    value = metrics.get("curve")
-    if not isinstance(value, list) or not value:
+def _wearout(data: WearoutPlot) -> Plot | None:
+    if not data.points:
         return None
     points: list[tuple[float, float, float]] = []
-    for item in value:
-        if not isinstance(item, Mapping):
-            return None
-        q, measured, bound = item.get("pairs"), item.get("measured"), item.get("bound")
+    for item in data.points:
+        q, measured, bound = item.pairs, item.measured, item.bound
         if not (_is_number(q) and _is_number(measured) and _is_number(bound)):
             return None
         points.append((float(q), float(measured), float(bound)))
     points.sort(key=lambda p: p[0])
     xs, ys, bs = zip(*points, strict=True)
-    title = _wearout_title(metrics.get("reduced_width"), metrics.get("block_bits"))
+    title = _wearout_title(data.reduced_width, data.block_bits)
     with _figure() as (fig, buf):
         ax = fig.add_subplot()
         ax.plot(xs, ys, marker="o", markersize=3, color=MEASURED, label="measured")
@@ -132,16 +136,12 @@ def _wearout(metrics: Mapping[str, Any]) -> Plot | None:
 # --------------------------------------------------------------------------- secretmem
 
 
-def _fragmentation(metrics: Mapping[str, Any]) -> Plot | None:
-    value = metrics.get("fragmentation_curve")
-    if not isinstance(value, Mapping):
+def _fragmentation(data: FragmentationSeries) -> Plot | None:
+    xs = _numbers(data.secret_pages)
+    per_page, pool = _numbers(data.per_page), _numbers(data.pmd_pool)
+    if xs is None or per_page is None or pool is None or not len(xs) == len(per_page) == len(
+            pool):
         return None
-    xs = _numbers(value.get("secret_pages"))
-    curves = {name: _numbers(value.get(name)) for name in ("per-page", "pmd-pool")}
-    if xs is None or any(c is None or len(c) != len(xs) for c in curves.values()):
-        return None
-    per_page, pool = curves["per-page"], curves["pmd-pool"]
-    assert per_page is not None and pool is not None
     with _figure() as (fig, buf):
         ax = fig.add_subplot()
         ax.step(xs, per_page, where="post", color=MEASURED, label="one page at a time")
@@ -159,8 +159,8 @@ def _fragmentation(metrics: Mapping[str, Any]) -> Plot | None:
 # --------------------------------------------------------------------------- dictionary
 
 
-def _dictionary(metrics: Mapping[str, Any]) -> Plot | None:
-    size, bits, guesses = (metrics.get(k) for k in ("dictionary_size", "entropy_bits", "guesses"))
+def _dictionary(data: DictionaryPlot) -> Plot | None:
+    size, bits, guesses = data.dictionary_size, data.entropy_bits, data.guesses
     if not (_is_number(size) and _is_number(bits) and _is_number(guesses)) or size < 1:
         return None
     top = max(float(bits), 27.0)
@@ -185,16 +185,14 @@ def _dictionary(metrics: Mapping[str, Any]) -> Plot | None:
 # --------------------------------------------------------------------------- dirty pages
 
 
-def _trace(value: object) -> list[tuple[list[int], int | None, int]] | None:
-    """``(dirty pages, guess, truth)`` per interval, or ``None`` if ``value`` is no trace."""
-    if not isinstance(value, list) or not value or len(value) > 4096:
+def _trace(value: Sequence[TraceInterval]) -> list[tuple[list[int], int | None, int]] | None:
+    """``(dirty pages, guess, truth)`` per interval, or ``None`` if ``value`` cannot be drawn."""
+    if not value or len(value) > 4096:
         return None
     out: list[tuple[list[int], int | None, int]] = []
     for item in value:
-        if not isinstance(item, Mapping):
-            return None
-        pages, guess, truth = item.get("dirty_pages"), item.get("guess"), item.get("truth")
-        if not isinstance(pages, list) or not all(
+        pages, guess, truth = list(item.dirty_pages), item.guess, item.truth
+        if not all(
                 isinstance(p, int) and not isinstance(p, bool) and 0 <= p < 1 << 20
                 for p in pages):
             return None
@@ -206,8 +204,8 @@ def _trace(value: object) -> list[tuple[list[int], int | None, int]] | None:
     return out
 
 
-def _dirty_trace(metrics: Mapping[str, Any]) -> Plot | None:
-    trace = _trace(metrics.get("bitmap_trace"))
+def _dirty_trace(data: DirtyBitmapPlot) -> Plot | None:
+    trace = _trace(data.trace)
     if trace is None:
         return None
     n = len(trace)
@@ -238,16 +236,24 @@ def _dirty_trace(metrics: Mapping[str, Any]) -> Plot | None:
                 "hypervisor read, and the secret bits it reconstructed from them.")
 
 
-_KINDS: tuple[Callable[[Mapping[str, Any]], Plot | None], ...] = (
-    _wearout, _fragmentation, _dictionary, _dirty_trace,
-)
+def _draw(data: PlotData) -> Plot | None:
+    if isinstance(data, WearoutPlot):
+        return _wearout(data)
+    if isinstance(data, FragmentationSeries):
+        return _fragmentation(data)
+    if isinstance(data, DictionaryPlot):
+        return _dictionary(data)
+    if isinstance(data, DirtyBitmapPlot):
+        return _dirty_trace(data)
+    return None  # a kind of plot data this report does not draw
 
 
-def plots_for(metrics: Mapping[str, Any]) -> tuple[Plot, ...]:
-    """Every figure ``metrics`` has the data for, in a fixed order."""
+def plots_for(data: Iterable[PlotData]) -> tuple[Plot, ...]:
+    """The figures for ``data`` (what a row's metrics build), in order; data that cannot be
+    drawn gives no figure."""
     out: list[Plot] = []
-    for kind in _KINDS:
-        plot = kind(metrics)
+    for item in data:
+        plot = _draw(item)
         if plot is not None:
             out.append(plot)
     return tuple(out)

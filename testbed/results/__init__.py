@@ -1,22 +1,46 @@
 """Result model shared by the runner, the report and the JSON output."""
 
 from .junit import junit_document, write_junit
-from .model import FORMAT_VERSION, Evidence, ResultRow, RunInfo, Step, metric_value
+from .metrics import (
+    CurvePoint,
+    DictionaryPlot,
+    DirtyBitmapPlot,
+    FragmentationSeries,
+    JsonValue,
+    Metrics,
+    PlotData,
+    TraceInterval,
+    WearoutPlot,
+    json_value,
+    omitted_when_none,
+)
+from .model import FORMAT_VERSION, Actor, Evidence, ResultRow, RunInfo, Step
 from .output import atomic_write_text, results_document, write_results_json
 from .store import Change, RunStore, StoredRun
 
 __all__ = [
-    "Change",
     "FORMAT_VERSION",
+    "Actor",
+    "Change",
+    "CurvePoint",
+    "DictionaryPlot",
+    "DirtyBitmapPlot",
     "Evidence",
+    "FragmentationSeries",
+    "JsonValue",
+    "Metrics",
+    "PlotData",
     "ResultRow",
     "RunInfo",
     "RunStore",
     "Step",
     "StoredRun",
+    "TraceInterval",
+    "WearoutPlot",
     "atomic_write_text",
     "junit_document",
-    "metric_value",
+    "omitted_when_none",
+    "json_value",
     "results_document",
     "write_junit",
     "write_results_json",

@@ -2,46 +2,64 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import enum
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from ..types import Outcome
+from .metrics import Metrics
 
-__all__ = ["FORMAT_VERSION", "Evidence", "ResultRow", "RunInfo", "Step", "metric_value"]
+__all__ = ["FORMAT_VERSION", "Actor", "Evidence", "ResultRow", "RunInfo", "Step"]
 
 FORMAT_VERSION = 1
 
-MetricValue = int | float | str | bool | list[Any] | dict[str, Any] | None
+M = TypeVar("M", bound=Metrics)
 
 
-def metric_value(value: Any) -> MetricValue:
-    """Normalise a metric to plain JSON types (NumPy scalars become Python numbers)."""
-    if hasattr(value, "item") and not isinstance(value, (list, dict)):
-        return metric_value(value.item())
-    if isinstance(value, float):
-        return round(value, 9)
-    if isinstance(value, (list, tuple)):
-        return [metric_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): metric_value(v) for k, v in value.items()}
-    if value is None or isinstance(value, (int, str, bool)):
-        return value
-    return str(value)
+class Actor(enum.StrEnum):
+    """Who performs a step of an attack's timeline."""
+
+    VICTIM = "victim"
+    ATTACKER = "attacker"
+    OWNER = "owner"
+    """A remote guest owner (attestation)."""
+    PSP = "psp"
+    """The platform security processor."""
+    HOST = "host"
+    """The host acting in good faith (setting up devices, loading images)."""
+    KERNEL = "kernel"
+    PATCHER = "patcher"
+    """The CPU applying a live kernel patch."""
+    CPUS = "cpus"
+    """Every CPU executing the patched text."""
+    CPU = "cpu"
+    """One CPU, named with its number (:attr:`Step.cpu`)."""
 
 
 @dataclass(frozen=True)
 class Step:
     """One thing an actor did during the attack (for the report's timeline)."""
 
-    actor: str
+    actor: Actor
     action: str
     capability: str = ""
     address: int | None = None
     detail: str = ""
+    cpu: int | None = None
+    """The CPU's number when :attr:`actor` is :attr:`Actor.CPU`."""
+
+    def __post_init__(self) -> None:
+        if (self.actor is Actor.CPU) != (self.cpu is not None):
+            raise ValueError("a step names a CPU number exactly when its actor is one CPU")
+
+    @property
+    def who(self) -> str:
+        """The actor as shown: ``cpu1`` for one CPU, else the actor's name."""
+        return f"{self.actor.value}{self.cpu}" if self.cpu is not None else self.actor.value
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "actor": self.actor,
+            "actor": self.who,
             "action": self.action,
             "capability": self.capability,
             "address": None if self.address is None else f"{self.address:#x}",
@@ -90,9 +108,22 @@ class ResultRow:
     outcome: Outcome
     expected: Outcome | None
     reason: str
-    metrics: dict[str, MetricValue] = field(default_factory=dict)
-    evidence: Evidence = field(default_factory=Evidence)
+    metrics: Metrics | None = None
+    evidence: Evidence = Evidence()
     steps: tuple[Step, ...] = ()
+
+    def metrics_as(self, kind: type[M]) -> M:
+        """The metrics, as the attack's own type ``kind``.
+
+        Raises:
+            TypeError: the row holds no metrics of that type (another attack's, or none
+                because the run failed early).
+        """
+        if not isinstance(self.metrics, kind):
+            raise TypeError(f"{self.scenario} under {self.profile}: metrics are "
+                            f"{type(self.metrics).__name__}, not {kind.__name__} "
+                            f"({self.outcome.value}: {self.reason})")
+        return self.metrics
 
     @property
     def as_expected(self) -> bool | None:
@@ -110,7 +141,7 @@ class ResultRow:
             "outcome": self.outcome.value,
             "expected": None if self.expected is None else self.expected.value,
             "reason": self.reason,
-            "metrics": {k: metric_value(v) for k, v in sorted(self.metrics.items())},
+            "metrics": {} if self.metrics is None else self.metrics.to_json(),
             "evidence": self.evidence.to_json(),
             "steps": [s.to_json() for s in self.steps],
         }

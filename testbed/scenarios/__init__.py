@@ -1,16 +1,16 @@
 """Scenario files (YAML -> frozen models) and the runner."""
 
 from .loader import LIMITS, find_scenario_files, load_scenario, load_scenarios
-from .model import ENGINE_NAMES, Scenario
+from .model import Scenario, engine_names
 from .runner import Job, plan, run_job, run_jobs
 
 __all__ = [
-    "ENGINE_NAMES",
     "LIMITS",
     "Job",
     "Scenario",
     "find_scenario_files",
     "load_scenario",
+    "engine_names",
     "load_scenarios",
     "plan",
     "run_job",

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ..attacks import get_attack
+from .. import registry
 from ..errors import ScenarioError
 from ..platform.allocator import RESERVED_FRAMES
-from .model import Scenario
+from .model import MitigationSpec, Scenario
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
 
@@ -93,9 +93,20 @@ def _dotted(where: Iterable[str | int]) -> str:
     return out
 
 
-def _allowed_keys(model: type[BaseModel], where: _Path) -> list[str] | None:
-    """Field names allowed at ``where`` (the parent of an unknown key), walking nested models."""
+def _allowed_keys(model: type[BaseModel], where: _Path, data: Any) -> list[str] | None:
+    """Field names allowed at ``where`` (the parent of an unknown key), walking nested models.
+
+    ``params`` is the parameter model of the attack ``data`` names; ``mitigations`` the
+    registry's settings.
+    """
     current: Any = model
+    if model is Scenario and where[:1] == ("params",):
+        kind = data.get("attack") if isinstance(data, dict) else None
+        if not isinstance(kind, str) or kind not in registry.attacks:
+            return None
+        current, where = registry.attacks.get(kind).Params, where[1:]
+    elif model is Scenario and where[:1] == ("mitigations",):
+        current, where = MitigationSpec, where[1:]
     for part in where:
         if isinstance(part, int) or not (isinstance(current, type) and
                                          issubclass(current, BaseModel)):
@@ -110,16 +121,20 @@ def _allowed_keys(model: type[BaseModel], where: _Path) -> list[str] | None:
 
 
 def _first_error(
-    exc: ValidationError, conv: _Converter, model: type[BaseModel], prefix: _Path = ()
+    exc: ValidationError, conv: _Converter, model: type[BaseModel], data: Any
 ) -> ScenarioError:
     err = exc.errors()[0]
-    where: _Path = (*prefix, *err["loc"])
+    where: _Path = tuple(err["loc"])
     message = err["msg"]
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(model, tuple(err["loc"][:-1]))
+        allowed = _allowed_keys(model, tuple(err["loc"][:-1]), data)
         message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     elif err["type"] == "missing":
         message = "required key is missing"
+    elif err["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            message = f"{message} (got {err['input']!r:.60})"
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         message = f"{message} (got {err['input']!r:.60})"
     return ScenarioError(conv.path, conv.line_of(where), _dotted(where), message)
@@ -189,12 +204,8 @@ def load_scenario(path: str | Path) -> tuple[Scenario, str]:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(exc, conv, Scenario) from None
-    params_model = get_attack(scenario.attack).Params
-    try:
-        params = params_model.model_validate(scenario.params)
-    except ValidationError as exc:
-        raise _first_error(exc, conv, params_model, ("params",)) from None
+        raise _first_error(exc, conv, Scenario, data) from None
+    params = scenario.params
     usable = scenario.platform.memory_pages - RESERVED_FRAMES
     if params.pages_needed() > usable:
         raise ScenarioError(name, conv.line_of(("platform", "memory_pages")) or

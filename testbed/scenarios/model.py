@@ -1,33 +1,63 @@
-"""The scenario schema: YAML becomes these frozen models, and nothing else travels further."""
+"""The scenario schema: YAML becomes these frozen models, and nothing else travels further.
+
+The names a scenario may use (attacks, engines, mitigations) and their limits come from the
+registries (:mod:`testbed.registry`); ``params`` is validated once, against the parameter model
+of the attack the scenario names, and travels as that typed object.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from ..platform.machine import MITIGATION_NAMES, Mitigations
+from .. import registry
+from ..attacks import AttackParams
+from ..platform import MAX_MEMORY_PAGES, Mitigations, MktmeEngine, SevEngine
 from ..types import Outcome
 
 __all__ = [
-    "ENGINE_NAMES",
-    "MITIGATION_NAMES",
+    "AttackName",
     "EngineName",
     "MitigationSpec",
     "PlatformSpec",
     "Scenario",
     "Teaching",
+    "engine_names",
 ]
 
-EngineName = Literal["none", "tme", "mktme", "sev", "sev-snp"]
-ENGINE_NAMES: tuple[EngineName, ...] = ("none", "tme", "mktme", "sev", "sev-snp")
+
+def engine_names() -> tuple[str, ...]:
+    """Every registered engine, in display order (the built-in five first)."""
+    return registry.engines.names()
+
+
+def _known_engine(name: str) -> str:
+    if name not in registry.engines:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(engine_names())}")
+    return name
+
+
+def _known_attack(name: str) -> str:
+    if name not in registry.attacks:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(registry.attacks.names())}")
+    return name
+
+
+EngineName = Annotated[str, AfterValidator(_known_engine)]
+"""A registered engine's name."""
+AttackName = Annotated[str, AfterValidator(_known_attack)]
+"""A registered attack's kind."""
 
 Text = Annotated[str, StringConstraints(max_length=4000)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -36,6 +66,10 @@ OutcomeName = Annotated[Outcome, Field(strict=False)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _builtin_engines() -> tuple[str, ...]:
+    return tuple(e.name for e in registry.engines.entries() if e.builtin)
 
 
 class Teaching(_Strict):
@@ -49,15 +83,16 @@ class Teaching(_Strict):
 class PlatformSpec(_Strict):
     """The emulated machine of a scenario."""
 
-    memory_pages: int = Field(256, ge=16, le=65536, description="4 KiB frames of DRAM")
-    keyid_bits: int = Field(6, ge=1, le=15, description="MKTME KeyID bits (KeyIDs 1..2^bits-1)")
-    asids: int = Field(15, ge=1, le=1006, description="SEV guest ASIDs")
+    memory_pages: int = Field(256, ge=16, le=MAX_MEMORY_PAGES, description="4 KiB frames of DRAM")
+    keyid_bits: int = Field(6, ge=1, le=MktmeEngine.MAX_KEYID_BITS,
+                            description="MKTME KeyID bits (KeyIDs 1..2^bits-1)")
+    asids: int = Field(15, ge=1, le=SevEngine.MAX_ASIDS, description="SEV guest ASIDs")
     ciphertext_hiding: bool = Field(False, description="SEV-SNP: hypervisor reads return 0xff")
     reduced_width_bits: int | None = Field(
         None, ge=16, le=32, description="use the reduced-width cipher of this width (wear-out)"
     )
     secretmem_reserve_pages: int = Field(
-        0, ge=0, le=65536,
+        0, ge=0, le=MAX_MEMORY_PAGES,
         description="secretmem= boot reservation for PMD-size secret-memory pools, in 4 KiB "
         "frames, a multiple of 512 (0: secret pages leave the direct map one by one)",
     )
@@ -84,24 +119,19 @@ class PlatformSpec(_Strict):
         return value
 
 
-class MitigationSpec(_Strict):
-    """Software mitigations applied on top of every engine of the scenario."""
+def _mitigation_field(info: registry.MitigationInfo) -> Any:
+    if info.kind is bool:
+        return (bool, Field(False, description=info.description))
+    return (int, Field(0, ge=0, le=info.maximum, description=info.description))
 
-    init_on_free: bool = False
-    secretmem: bool = False
-    memlock_limit_pages: int = Field(
-        0, ge=0, le=65536,
-        description="per-task RLIMIT_MEMLOCK charged for secret memory, in pages (0: none)",
-    )
-    key_rotation_blocks: int = Field(
-        0, ge=0, le=1 << 40, description="rotate a domain key after this many blocks (0: never)"
-    )
-    dirty_all_pages: bool = Field(
-        False, description="VFIO: report every mapped page dirty (no pinned-page scope)"
-    )
-    text_poke_bp: bool = Field(
-        False, description="live patching uses the INT3 breakpoint protocol (text_poke_bp)"
-    )
+
+MitigationSpec: type[BaseModel] = create_model(
+    "MitigationSpec",
+    __config__=ConfigDict(extra="forbid", frozen=True, strict=True),
+    __doc__="Software mitigations applied on top of every engine of the scenario.",
+    **{m.setting: _mitigation_field(m) for m in registry.MITIGATIONS},
+)
+"""The ``mitigations:`` block, one key per entry of :data:`testbed.registry.MITIGATIONS`."""
 
 
 class Scenario(_Strict):
@@ -109,24 +139,41 @@ class Scenario(_Strict):
 
     id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     title: ShortText
-    attack: Literal[
-        "kernel-map-leak",
-        "freed-data-leak",
-        "cross-domain-replay",
-        "hypervisor-replay",
-        "capture-compare",
-        "key-wearout",
-        "secretmem-exhaustion",
-        "dirty-page-leak",
-        "torn-live-patch",
-        "attestation",
-    ]
-    engines: list[EngineName] = Field(default_factory=lambda: list(ENGINE_NAMES), min_length=1)
+    attack: AttackName
+    engines: list[EngineName] = Field(default_factory=lambda: list(_builtin_engines()),
+                                      min_length=1, max_length=64)
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
-    mitigations: MitigationSpec = Field(default_factory=MitigationSpec)
-    params: dict[str, Any] = Field(default_factory=dict)
+    mitigations: Mitigations = Field(default_factory=Mitigations)
+    params: AttackParams = Field(default_factory=AttackParams)
     expect: dict[EngineName, OutcomeName] = Field(default_factory=dict)
     teaching: Teaching
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_default(cls, data: Any) -> Any:
+        # An absent params block is the attack's defaults: validate it like a given one.
+        if isinstance(data, dict) and "params" not in data:
+            return {**data, "params": {}}
+        return data
+
+    @field_validator("mitigations", mode="plain")
+    @classmethod
+    def _mitigations(cls, value: Any) -> Mitigations:
+        if isinstance(value, Mitigations):
+            return value
+        spec = MitigationSpec.model_validate(value)
+        return Mitigations(**spec.model_dump())
+
+    @field_validator("params", mode="plain")
+    @classmethod
+    def _params(cls, value: Any, info: ValidationInfo) -> AttackParams:
+        kind = info.data.get("attack")
+        if kind is None:  # the attack itself was refused; that error is the one reported
+            raise ValueError("no attack to check the parameters against")
+        model: type[AttackParams] = registry.attacks.get(kind).Params
+        if isinstance(value, model):
+            return value
+        return model.model_validate(value)
 
     @field_validator("engines")
     @classmethod
@@ -137,18 +184,11 @@ class Scenario(_Strict):
 
     def machine_mitigations(self) -> Mitigations:
         """The platform's view of this scenario's mitigations."""
-        return Mitigations(
-            init_on_free=self.mitigations.init_on_free,
-            secretmem=self.mitigations.secretmem,
-            memlock_pages=self.mitigations.memlock_limit_pages,
-            rotation_blocks=self.mitigations.key_rotation_blocks,
-            dirty_all_pages=self.mitigations.dirty_all_pages,
-            text_poke_bp=self.mitigations.text_poke_bp,
-        )
+        return self.mitigations
 
     def mitigation_names(self) -> tuple[str, ...]:
         """Mitigation names as they appear in profile names."""
-        return self.machine_mitigations().names()
+        return self.mitigations.names()
 
     def profile_name(self, engine: str) -> str:
         """``engine`` plus ``+mitigation`` for each mitigation in force."""

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..attacks import AttackContext, Verdict, get_attack
+from .. import registry
+from ..attacks import AttackContext, Verdict
 from ..errors import PlatformRefusal, UnsupportedMitigation
 from ..platform import KeySource, Machine, make_engine
 from ..results import Evidence, ResultRow
 from ..types import Outcome
-from .model import ENGINE_NAMES, EngineName, Scenario
+from .model import Scenario
 
 __all__ = ["Job", "plan", "run_job", "run_jobs"]
 
@@ -34,7 +35,7 @@ class Job:
 
     scenario: Scenario
     source: str
-    engine: EngineName
+    engine: str
     seed: int
 
     @property
@@ -49,7 +50,7 @@ def plan(
     wanted = set(profiles) if profiles else None
     jobs = []
     for scenario, source in scenarios:
-        for engine in ENGINE_NAMES:
+        for engine in registry.engines.names():
             if engine not in scenario.engines:
                 continue
             if wanted and engine not in wanted and scenario.profile_name(engine) not in wanted:
@@ -86,13 +87,13 @@ def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Mac
 def run_job(job: Job) -> ResultRow:
     """Run one job and judge it. Never raises: failures become ``error`` rows."""
     s = job.scenario
-    attack = get_attack(s.attack)
     key_rng, attack_rng = _streams(job)
     build = _machine_factory(job, key_rng)
     ctx: AttackContext | None = None
     try:
+        attack = registry.attacks.get(s.attack)
         machine = build()
-        params = attack.Params.model_validate(s.params)
+        params = s.params
         why_not = attack.precondition(machine, params)
         if why_not is not None:
             verdict = Verdict(Outcome.NOT_APPLICABLE, why_not)
@@ -120,7 +121,7 @@ def run_job(job: Job) -> ResultRow:
         outcome=verdict.outcome,
         expected=s.expect.get(job.engine),
         reason=verdict.reason,
-        metrics=dict(log.metrics) if log else {},
+        metrics=log.metrics if log else None,
         evidence=log.evidence() if log else Evidence(),
         steps=tuple(log.steps) if log else (),
     )
