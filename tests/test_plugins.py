@@ -1,0 +1,108 @@
+"""Plugins: a third-party package adds an attack through an entry point, with no edit in testbed/.
+
+The example package (``tests/plugins/example_plugin``) is installed with pip into a folder of
+its own, which the testbed then finds on ``PYTHONPATH``: the venv is never changed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PLUGIN = HERE / "plugins" / "example_plugin"
+SCENARIO = HERE / "plugins" / "cold-boot.yaml"
+
+
+def _testbed(*args: str, path: Path | None = None, cwd: Path | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if path is not None:
+        env["PYTHONPATH"] = str(path)
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("plugin-site")
+    # The test extras bring setuptools and wheel, so no build environment is downloaded.
+    local = all(importlib.util.find_spec(m) for m in ("setuptools", "wheel"))
+    isolation = ["--no-build-isolation"] if local else []
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation,
+         "--target", str(target), str(PLUGIN)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert any(target.glob("testbed_example_plugin-*.dist-info"))
+    return target
+
+
+def test_the_plugin_attack_runs_from_a_scenario(installed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = _testbed("run", str(SCENARIO), "--seed", "3", "--jobs", "1", "--out", str(out),
+                    path=installed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads((out / "results.json").read_text())["results"]
+    got = {r["engine"]: r["outcome"] for r in rows}
+    assert got == {"none": "succeeded", "tme": "mitigated", "mktme": "mitigated",
+                   "sev": "mitigated", "sev-snp": "mitigated"}
+    plain = next(r for r in rows if r["engine"] == "none")
+    assert plain["metrics"] == {"bytes_read": len(b"ssh-key: 9f2c1e77d04b")}
+    assert plain["evidence"]["recovered"] == plain["evidence"]["secret"]
+    page = (out / "scenarios" / "cold-boot.html").read_text()
+    assert "Cold-boot read of DRAM" in page
+
+
+def test_list_names_the_plugin_and_its_distribution(installed: Path) -> None:
+    done = _testbed("list", str(SCENARIO), path=installed)
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.strip().startswith("cold-boot "))
+    assert "(plugin: testbed-example-plugin)" in line
+    assert "kernel-map-leak" in done.stdout and "plugin" not in done.stdout.split(
+        "kernel-map-leak")[1].splitlines()[0]
+
+
+def test_without_the_plugin_the_scenario_is_refused_by_name() -> None:
+    done = _testbed("validate", str(SCENARIO))
+    assert done.returncode == 1
+    assert f"{SCENARIO}:3: attack: unknown attack 'cold-boot'" in done.stderr + done.stdout
+
+
+def _fake_distribution(site: Path, name: str, entry_points: str) -> None:
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_broken_and_colliding_plugins_are_refused_with_a_reason(tmp_path: Path) -> None:
+    _fake_distribution(tmp_path, "shaky-plugin", (
+        "[testbed.attacks]\n"
+        "missing = no_such_module_anywhere:Attack\n"
+        "kernel-map-leak = testbed.attacks:KernelMapLeak\n"
+        "not-an-attack = json:dumps\n"
+        "[testbed.engines]\n"
+        "dict = builtins:dict\n"))
+    done = _testbed("list", path=tmp_path, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    warnings = [x for x in done.stderr.splitlines() if x.startswith("warning: plugin")]
+    assert len(warnings) == 4, done.stderr
+    text = "\n".join(warnings)
+    assert "'missing' of shaky-plugin (testbed.attacks) refused: ModuleNotFoundError" in text
+    assert "attack name 'kernel-map-leak' is already taken by memcrypt-testbed" in text
+    assert "is not an Attack subclass or instance" in text
+    assert "'dict' of shaky-plugin (testbed.engines) refused" in text
+    # The built-in attacks are all still there, none of them replaced.
+    assert "kernel-map-leak" in done.stdout and "plugin:" not in done.stdout
+    # The run still works with the broken plugin around.
+    ok = _testbed("validate", str(HERE.parent / "scenarios" / "01-kernel-map-leak.yaml"),
+                  path=tmp_path)
+    assert ok.returncode == 0, ok.stderr
