@@ -244,6 +244,47 @@ def compare(run_a: int, run_b: int, db_path: Path) -> None:
     click.echo(f"{len(changes)} outcome(s) changed from run {run_a} to run {run_b}")
 
 
+@main.command()
+@click.option("--update", "update_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Rewrite the reference blocks of this Markdown file in place.")
+@click.option("--check", "check_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Exit 2 if the reference blocks of this Markdown file are out of date.")
+@click.argument("sections", nargs=-1)
+def reference(update_path: Path | None, check_path: Path | None, sections: tuple[str, ...]
+              ) -> None:
+    """Print the reference tables (attacks, engines, mitigations, platform) from the
+    registries, or refresh them in a Markdown file."""
+    from . import reference as ref
+    from .results import atomic_write_text
+
+    path = update_path or check_path
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"error: {path}: {exc.strerror or exc}", err=True)
+            sys.exit(EXIT_FAILURE)
+        new, changed = ref.update_text(text)
+        if check_path is not None:
+            if changed:
+                click.echo(f"{path}: out of date: {', '.join(changed)} (run testbed reference "
+                           f"--update {path})", err=True)
+                sys.exit(EXIT_MISMATCH)
+            click.echo(f"{path}: reference tables up to date")
+            return
+        if changed:
+            atomic_write_text(path, new)
+        click.echo(f"{path}: {', '.join(changed) or 'nothing'} updated")
+        return
+    unknown = [s for s in sections if s not in ref.SECTIONS]
+    if unknown:
+        click.echo(f"error: unknown section(s) {', '.join(unknown)}; known: "
+                   f"{', '.join(ref.SECTIONS)}", err=True)
+        sys.exit(EXIT_FAILURE)
+    for name in sections or tuple(ref.SECTIONS):
+        click.echo(f"## {name}\n\n{ref.render(name)}\n")
+
+
 @main.command(name="list")
 @click.argument("paths", nargs=-1, type=click.Path())
 def list_(paths: tuple[str, ...]) -> None:

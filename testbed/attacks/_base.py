@@ -63,7 +63,9 @@ MAX_SECRET_BYTES = 1024
 class SecretParams(AttackParams):
     """A victim secret: given text (at most 1024 bytes of UTF-8) or that many random bytes."""
 
-    secret: str | None = Field(None, min_length=1, max_length=MAX_SECRET_BYTES)
+    secret: str | None = Field(None, min_length=1, max_length=MAX_SECRET_BYTES,
+                               description="the victim's secret as text (at most 1024 bytes "
+                               "of UTF-8)")
     secret_bytes: int = Field(32, ge=1, le=MAX_SECRET_BYTES,
                               description="random secret size when no text is given")
 

@@ -61,6 +61,8 @@ MAX_IMAGE_PAGES = 16
 
 
 class AttestationParams(SecretParams):
+    """cmdline + backdoor stay under 256 bytes of UTF-8."""
+
     tamper: Literal["image", "replay", "forge"] = Field(
         "image", description="how the hypervisor answers the owner's attestation request",
     )

@@ -39,8 +39,11 @@ MAX_BATCHES = 10_000
 
 
 class CaptureCompareParams(AttackParams):
-    victim: Literal["process", "guest"] = "guest"
-    attacker: Literal["process", "guest"] = "guest"
+    """At most 10,000 engine calls: 10^pin_digits / batch."""
+
+    victim: Literal["process", "guest"] = Field("guest", description="who holds the secret")
+    attacker: Literal["process", "guest"] = Field(
+        "guest", description="the domain the attacker owns")
     pin_digits: int = Field(4, ge=1, le=MAX_DIGITS, description="decimal digits of the PIN")
     batch: int = Field(65536, ge=1, le=1 << 20, description="candidates per engine call")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from ..errors import AttackError
 from ..types import LINE_SIZE, PAGE_SIZE
 from ._base import (
@@ -30,8 +32,11 @@ __all__ = ["CrossDomainReplay", "CrossDomainReplayParams"]
 
 
 class CrossDomainReplayParams(SecretParams):
-    victim: Literal["process", "guest"] = "guest"
-    attacker: Literal["process", "guest"] = "guest"
+    """The secret is given as text or made of random bytes."""
+
+    victim: Literal["process", "guest"] = Field("guest", description="who holds the secret")
+    attacker: Literal["process", "guest"] = Field(
+        "guest", description="the domain the attacker owns")
 
 
 class CrossDomainReplay(Attack[CrossDomainReplayParams]):

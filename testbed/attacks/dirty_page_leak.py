@@ -46,6 +46,9 @@ MDEV = "mdev"
 
 
 class DirtyPageLeakParams(SecretParams):
+    """The secret leaks one bit per interval: at most 128 bytes; background_pages at most
+    guest_pages - 3."""
+
     guest_pages: int = Field(16, ge=4, le=64,
                              description="pages of guest RAM, all mapped for the device")
     background_pages: int = Field(

@@ -33,8 +33,11 @@ __all__ = ["FreedDataLeak", "FreedDataLeakMetrics", "FreedDataLeakParams"]
 
 
 class FreedDataLeakParams(SecretParams):
-    victim: Literal["process", "guest"] = "guest"
-    attacker: Literal["process", "guest"] = "process"
+    """The victim frees all its pages; the secret sits in the middle one."""
+
+    victim: Literal["process", "guest"] = Field("guest", description="who holds the secret")
+    attacker: Literal["process", "guest"] = Field(
+        "process", description="the domain the attacker owns")
     victim_pages: int = Field(4, ge=1, le=1024, description="pages the victim owns and frees")
     read_with: Literal["own_key", "victim_key"] = Field(
         "own_key", description="reallocate and read with the attacker's own key, or read the "

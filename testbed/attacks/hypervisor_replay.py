@@ -23,8 +23,12 @@ __all__ = ["HypervisorReplay", "HypervisorReplayMetrics", "HypervisorReplayParam
 
 
 class HypervisorReplayParams(AttackParams):
-    old_value: str = Field("balance=0000100", min_length=1, max_length=1024)
-    new_value: str = Field("balance=0000000", min_length=1, max_length=1024)
+    """old_value and new_value differ and have the same length in UTF-8 bytes."""
+
+    old_value: str = Field("balance=0000100", min_length=1, max_length=1024,
+                           description="what the guest stores first (the value rolled back to)")
+    new_value: str = Field("balance=0000000", min_length=1, max_length=1024,
+                           description="what the guest updates it to")
 
     @model_validator(mode="after")
     def _comparable(self) -> HypervisorReplayParams:

@@ -32,7 +32,9 @@ __all__ = ["KernelMapLeak", "KernelMapLeakMetrics", "KernelMapLeakParams"]
 
 
 class KernelMapLeakParams(SecretParams):
-    victim: Literal["process", "guest"] = "guest"
+    """offset + the secret size fit in one 4096-byte page."""
+
+    victim: Literal["process", "guest"] = Field("guest", description="who holds the secret")
     offset: int = Field(0, ge=0, le=PAGE_SIZE - 1, description="byte offset in the page")
 
     @model_validator(mode="after")

@@ -36,6 +36,8 @@ MAX_TOTAL_PAIRS = 1 << 22
 
 
 class KeyWearoutParams(AttackParams):
+    """max_pairs x trials at most 2^22; wear_domain attacker needs buffer_pages >= 2."""
+
     max_pairs: int = Field(1 << 15, ge=16, le=1 << 22, description="blocks captured per trial")
     trials: int = Field(8, ge=1, le=64, description="independent trials (each after a reboot)")
     buffer_pages: int = Field(1, ge=1, le=64, description="victim pages receiving the data")

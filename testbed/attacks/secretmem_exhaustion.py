@@ -43,6 +43,9 @@ __all__ = ["SecretmemExhaustion", "SecretmemExhaustionMetrics", "SecretmemExhaus
 
 
 class SecretmemExhaustionParams(SecretParams):
+    """The fragmentation workload needs its pools to fit in half the memory, or it is not
+    measured."""
+
     attacker_files: int = Field(1, ge=1, le=64,
                                 description="secretmem files the attacker opens")
     pages_per_file: int = Field(4096, ge=1, le=65536,

@@ -59,6 +59,9 @@ InsnName = Literal["nop5", "call", "jmp32", "nop2", "jmp8"]
 
 
 class TornLivePatchParams(AttackParams):
+    """old and new have the same length and differ; an exhaustive space over 100,000
+    interleavings, or a random one over 2,000,000 steps, is refused."""
+
     cpus: int = Field(2, ge=2, le=8, description="CPUs executing the patched sites")
     sites: int = Field(1, ge=1, le=16, description="sites patched in one batch")
     visits: int = Field(1, ge=1, le=4, description="times each CPU executes each site")

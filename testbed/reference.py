@@ -1,0 +1,151 @@
+"""Reference tables generated from the registries: attacks and their parameters, engines,
+mitigations and platform settings, as Markdown.
+
+The README holds these tables between ``<!-- reference: NAME -->`` and
+``<!-- /reference: NAME -->`` markers; ``testbed reference --update README.md`` rewrites them,
+and a test fails when they differ from the registries. The tables describe what is
+registered when they are made: built-ins, and plugins if any are installed.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from . import registry
+from .scenarios.model import PlatformSpec
+
+__all__ = ["SECTIONS", "render", "update_text"]
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _kind(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " | ".join(f"`{v}`" for v in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        parts = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return " or ".join(_kind(a) for a in parts) + " (optional)"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _range(info: FieldInfo) -> str:
+    low = high = ""
+    for m in info.metadata:  # pydantic's constraint objects (annotated-types)
+        if getattr(m, "ge", None) is not None:
+            low = f"{m.ge:,}"
+        elif getattr(m, "gt", None) is not None:
+            low = f"> {m.gt:,}"
+        elif getattr(m, "le", None) is not None:
+            high = f"{m.le:,}"
+        elif getattr(m, "lt", None) is not None:
+            high = f"< {m.lt:,}"
+        elif getattr(m, "min_length", None) is not None:
+            low = f"{m.min_length} chars"
+        elif getattr(m, "max_length", None) is not None:
+            high = f"{m.max_length:,} chars"
+    if low and high:
+        return f"{low} .. {high}"
+    return low or high
+
+
+def _default(info: FieldInfo) -> str:
+    if info.default_factory is not None:
+        return ""
+    value = info.default
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return f"`{value}`" if value else '`""`'
+    return f"`{value}`"
+
+
+def _fields_table(model: type[BaseModel]) -> list[str]:
+    rows = []
+    for name, info in model.model_fields.items():
+        rows.append(f"| `{name}` | {_cell(_kind(info.annotation))} | {_cell(_range(info))} | "
+                    f"{_cell(_default(info))} | {_cell(info.description or '')} |")
+    return rows
+
+
+def attacks_section() -> str:
+    """One table of all attacks, then one of each attack's parameters."""
+    out = ["| attack | title | capabilities | provided by |", "|---|---|---|---|"]
+    for entry in registry.attacks.entries():
+        a = entry.item
+        out.append(f"| `{entry.name}` | {_cell(a.title)} | "
+                   f"{', '.join(f'`{c}`' for c in a.capabilities)} | {entry.distribution} |")
+    for entry in registry.attacks.entries():
+        doc = " ".join((entry.item.Params.__doc__ or "").split())
+        out += ["", f"`{entry.name}` parameters (`{entry.item.Params.__name__}`)"
+                + (f": {doc}" if doc else ":"), "",
+                "| parameter | type | range | default | meaning |", "|---|---|---|---|---|"]
+        out += _fields_table(entry.item.Params) or ["| (none) | | | | |"]
+    return "\n".join(out)
+
+
+def engines_section() -> str:
+    out = ["| engine | what it is | provided by |", "|---|---|---|"]
+    for entry in registry.engines.entries():
+        doc = (entry.item.__doc__ or "").strip().splitlines()
+        out.append(f"| `{entry.name}` | {_cell(doc[0] if doc else '')} | {entry.distribution} |")
+    return "\n".join(out)
+
+
+def mitigations_section() -> str:
+    out = ["| mitigation (profile name) | setting in `mitigations:` | values | what it does |",
+           "|---|---|---|---|"]
+    for m in registry.MITIGATIONS:
+        values = "`true` | `false`" if m.kind is bool else f"0 .. {m.maximum:,} (0: off)"
+        out.append(f"| `{m.name}` | `{m.setting}` | {_cell(values)} | {_cell(m.description)} |")
+    return "\n".join(out)
+
+
+def platform_section() -> str:
+    out = ["| setting in `platform:` | type | range | default | meaning |", "|---|---|---|---|---|"]
+    return "\n".join(out + _fields_table(PlatformSpec))
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "attacks": attacks_section,
+    "engines": engines_section,
+    "mitigations": mitigations_section,
+    "platform": platform_section,
+}
+"""The generated tables, by the name their README markers use."""
+
+
+def render(name: str) -> str:
+    """The Markdown of section ``name``."""
+    return SECTIONS[name]()
+
+
+_BLOCK = re.compile(r"(<!-- reference: (?P<name>[a-z]+) -->\n)(?P<body>.*?)(<!-- /reference: "
+                    r"(?P=name) -->)", re.S)
+
+
+def update_text(text: str) -> tuple[str, list[str]]:
+    """``text`` with every reference block regenerated, and the names of the blocks changed.
+
+    Raises:
+        KeyError: a block names an unknown section.
+    """
+    changed: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name")
+        body = render(name) + "\n"
+        if match.group("body") != body:
+            changed.append(name)
+        return match.group(1) + body + match.group(4)
+
+    return _BLOCK.sub(replace, text), changed
