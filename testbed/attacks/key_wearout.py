@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from ..platform import Domain, Machine
-from ..types import LINE_SIZE, PAGE_SIZE, Outcome
+from ..types import LINE_SIZE, PAGE_SIZE, Outcome, PhysAddr
 from ._base import Attack, AttackContext, AttackParams, Verdict
 
 __all__ = ["KeyWearout", "birthday_probability"]
@@ -172,7 +172,7 @@ class KeyWearout(Attack):
         log, rng = ctx.log, ctx.rng
         victim = m.create_domain("guest", "victim")
         source = victim if p.wear_domain == "victim" else m.create_domain("guest", "attacker")
-        pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
+        pages: list[int] = [m.alloc_page(source) for _ in range(p.buffer_pages)]
         store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
                            distinct_pages=source is not victim)
         trial = _Trial()
@@ -228,7 +228,7 @@ class KeyWearout(Attack):
     def _hand_over(m: Machine, attacker: Domain, victim: Domain, addr: int) -> bool:
         """The attacker frees the frame holding ``addr``; the victim's next page is that frame."""
         frame = addr // PAGE_SIZE
-        m.free_page(attacker, frame)
+        m.free_page(attacker, PhysAddr(frame * PAGE_SIZE))
         return m.alloc_page(victim) == frame * PAGE_SIZE
 
     def _modify(

@@ -24,7 +24,7 @@ from pydantic import Field
 from ..errors import OutOfMemory, ResourceLimit
 from ..platform import Domain, KeySource, Machine, Mitigations, NoEngine
 from ..platform.secretmem import PMD_PAGES, SecretmemFile
-from ..types import PAGE_SIZE, Outcome
+from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Attack,
     AttackContext,
@@ -185,11 +185,11 @@ def _replay(
     noise = m.create_domain("process", "background")
     tasks = [m.create_domain("process", f"task-{t}") for t in range(params.workload_tasks)]
     files = [m.memfd_secret(t) for t in tasks]
-    frames: dict[int, int] = {}
+    frames: dict[int, PhysAddr] = {}
     splits: list[int] = []
     for op, arg in ops:
         if op == "alloc":
-            frames[arg] = m.alloc_page(noise) // PAGE_SIZE
+            frames[arg] = m.alloc_page(noise)
         elif op == "free":
             m.free_page(noise, frames.pop(arg))
         else:

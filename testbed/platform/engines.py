@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from ..crypto import LineCipher, as_blocks
 from ..errors import ConfigError, KeyNotProgrammed, RmpViolation
+from ..types import KeySlot
 from .keys import CipherKind, KeySource
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "make_engine",
 ]
 
-HOST = 0
+HOST = KeySlot(0)
 """Key slot of the host: KeyID 0 (the TME key) or ASID 0 (no C-bit: unencrypted under SEV)."""
 
 
@@ -63,8 +64,8 @@ class Engine:
     def __init__(self, keys: KeySource, reduced_width_bits: int | None = None) -> None:
         self._keys = keys
         self.cipher_kind = CipherKind(self.family, reduced_width_bits)
-        self._slots: dict[int, LineCipher | None] = {HOST: None}
-        self._wear: dict[int, int] = {}
+        self._slots: dict[KeySlot, LineCipher | None] = {HOST: None}
+        self._wear: dict[KeySlot, int] = {}
 
     # -- key slots ----------------------------------------------------------------------
     @property
@@ -78,22 +79,22 @@ class Engine:
     def _new_cipher(self) -> LineCipher:
         return self.cipher_kind.build(self._keys.key(self.cipher_kind.key_size))
 
-    def domain_slot(self, kind: str) -> int:
+    def domain_slot(self, kind: str) -> KeySlot:
         """The key slot a new domain of ``kind`` (``process`` or ``guest``) runs with."""
         return HOST
 
-    def release_slot(self, slot: int) -> None:
+    def release_slot(self, slot: KeySlot) -> None:
         """The domain that used ``slot`` is gone."""
 
-    def rotate(self, slot: int) -> None:
+    def rotate(self, slot: KeySlot) -> None:
         """Replace the key in ``slot`` by a fresh one (the caller re-encrypts the pages)."""
         raise ConfigError(f"engine {self.name} cannot rotate keys at run time")
 
-    def wear(self, slot: int) -> int:
+    def wear(self, slot: KeySlot) -> int:
         """Blocks encrypted under the key now in ``slot`` (the wear counter)."""
         return self._wear.get(slot, 0)
 
-    def _cipher(self, slot: int) -> LineCipher | None:
+    def _cipher(self, slot: KeySlot) -> LineCipher | None:
         try:
             return self._slots[slot]
         except KeyError:
@@ -101,7 +102,7 @@ class Engine:
 
     # -- the data path ------------------------------------------------------------------
     def encrypt(
-        self, slot: int, addrs: NDArray[np.uint64], lines: NDArray[np.uint8]
+        self, slot: KeySlot, addrs: NDArray[np.uint64], lines: NDArray[np.uint8]
     ) -> NDArray[np.uint8]:
         """Lines on their way from a CPU (using ``slot``) to DRAM."""
         cipher = self._cipher(slot)
@@ -111,7 +112,7 @@ class Engine:
         return cipher.encrypt(addrs, lines)
 
     def encrypt_varying(
-        self, slot: int, addr: int, template: bytes, offset: int, blocks: NDArray[np.uint8]
+        self, slot: KeySlot, addr: int, template: bytes, offset: int, blocks: NDArray[np.uint8]
     ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         """``n`` lines to one address that differ only in the 16-byte block at ``offset``: the
         template's ciphertext and each line's ``offset`` block (see ``Machine.write_varying``).
@@ -124,7 +125,7 @@ class Engine:
         return cipher.encrypt_varying(addr, line, offset, column)
 
     def decrypt(
-        self, slot: int, addrs: NDArray[np.uint64], lines: NDArray[np.uint8]
+        self, slot: KeySlot, addrs: NDArray[np.uint64], lines: NDArray[np.uint8]
     ) -> NDArray[np.uint8]:
         """Lines on their way from DRAM to a CPU using ``slot``."""
         cipher = self._cipher(slot)
@@ -238,6 +239,7 @@ class MktmeEngine(TmeEngine):
         if command not in PconfigCommand.__members__.values():
             return PconfigStatus.INVALID_PROG_CMD
         cmd = PconfigCommand(command)
+        slot = KeySlot(keyid)
         if cmd in (PconfigCommand.SET_KEY_DIRECT, PconfigCommand.SET_KEY_RANDOM):
             if enc_alg != AES_XTS_128:
                 return PconfigStatus.INVALID_ENC_ALG
@@ -245,21 +247,21 @@ class MktmeEngine(TmeEngine):
             if key is None or len(key) != self.cipher_kind.key_size:
                 return PconfigStatus.INVALID_PROG_CMD
             try:
-                self._slots[keyid] = self.cipher_kind.build(key)
+                self._slots[slot] = self.cipher_kind.build(key)
             except ConfigError:
                 return PconfigStatus.INVALID_PROG_CMD
         elif cmd is PconfigCommand.SET_KEY_RANDOM:
-            self._slots[keyid] = self._new_cipher()
+            self._slots[slot] = self._new_cipher()
         elif cmd is PconfigCommand.CLEAR_KEY:
             # After CLEAR_KEY the KeyID encrypts with the platform TME key.
-            self._slots[keyid] = self._slots[HOST]
+            self._slots[slot] = self._slots[HOST]
         else:
-            self._slots[keyid] = None
-        self._wear[keyid] = 0
+            self._slots[slot] = None
+        self._wear[slot] = 0
         return PconfigStatus.PROG_SUCCESS
 
-    def domain_slot(self, kind: str) -> int:
-        for keyid in range(1, self.max_keyid + 1):
+    def domain_slot(self, kind: str) -> KeySlot:
+        for keyid in map(KeySlot, range(1, self.max_keyid + 1)):
             if keyid not in self._in_use:
                 status = self.pconfig(PconfigCommand.SET_KEY_RANDOM, keyid)
                 if status is not PconfigStatus.PROG_SUCCESS:
@@ -268,7 +270,7 @@ class MktmeEngine(TmeEngine):
                 return keyid
         raise KeyNotProgrammed(f"no free KeyID (all {self.max_keyid} in use)")
 
-    def release_slot(self, slot: int) -> None:
+    def release_slot(self, slot: KeySlot) -> None:
         if slot in self._in_use:
             status = self.pconfig(PconfigCommand.CLEAR_KEY, slot)
             if status is not PconfigStatus.PROG_SUCCESS:
@@ -276,7 +278,7 @@ class MktmeEngine(TmeEngine):
                 raise KeyNotProgrammed(f"PCONFIG CLEAR_KEY failed for KeyID {slot}: {status.name}")
             self._in_use.discard(slot)
 
-    def rotate(self, slot: int) -> None:
+    def rotate(self, slot: KeySlot) -> None:
         status = self.pconfig(PconfigCommand.SET_KEY_RANDOM, slot)
         if status is not PconfigStatus.PROG_SUCCESS:
             raise KeyNotProgrammed(f"PCONFIG failed for KeyID {slot}: {status.name}")
@@ -308,17 +310,17 @@ class SevEngine(Engine):
         super().__init__(keys, reduced_width_bits)
         self.asids = asids
 
-    def domain_slot(self, kind: str) -> int:
+    def domain_slot(self, kind: str) -> KeySlot:
         if kind != "guest":
             return HOST
-        for asid in range(1, self.asids + 1):
+        for asid in map(KeySlot, range(1, self.asids + 1)):
             if asid not in self._slots:
                 self._slots[asid] = self._new_cipher()
                 self._wear[asid] = 0
                 return asid
         raise KeyNotProgrammed(f"no free ASID (all {self.asids} in use)")
 
-    def release_slot(self, slot: int) -> None:
+    def release_slot(self, slot: KeySlot) -> None:
         # DECOMMISSION: the firmware destroys the guest key.
         if slot != HOST:
             self._slots.pop(slot, None)

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError, PageFault, UnsupportedMitigation
-from ..types import LINE_SIZE, PAGE_SIZE
+from ..types import LINE_SIZE, PAGE_SIZE, KeySlot, Pfn, PhysAddr
 from .allocator import PageAllocator
 from .directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
 from .engines import HOST, Engine, EngineWithRmp
@@ -45,10 +45,10 @@ class Domain:
 
     name: str
     kind: DomainKind
-    slot: int
-    pages: list[int] = field(default_factory=list)
+    slot: KeySlot
+    pages: list[Pfn] = field(default_factory=list)
     alive: bool = True
-    npt: dict[int, int] = field(default_factory=dict)
+    npt: dict[int, Pfn] = field(default_factory=dict)
     """Guests: the nested page table the hypervisor keeps, guest page number -> frame."""
     locked_pages: int = 0
     """Pages charged to the task's locked-memory limit (secret memory)."""
@@ -94,6 +94,20 @@ class Mitigations:
         return tuple(name for name, on in zip(MITIGATION_NAMES, active, strict=True) if on)
 
 
+@dataclass(frozen=True)
+class _SecretPool:
+    """The machine as the secretmem files of one task see it (:class:`SecretPagePool`)."""
+
+    machine: Machine
+    task: Domain
+
+    def take_page(self, file: SecretmemFile) -> Pfn:
+        return self.machine._secretmem_take_page(self.task, file)
+
+    def release(self, file: SecretmemFile) -> None:
+        self.machine._secretmem_release(self.task, file)
+
+
 class Machine:
     """One emulated machine.
 
@@ -129,10 +143,10 @@ class Machine:
         self.allocator = PageAllocator(memory_pages)
         self.kernel = Domain("host-kernel", DomainKind.KERNEL, HOST)
         self.direct_map = DirectMap(HOST, memory_pages, DIRECT_MAP_BASE)
-        self._keyid_maps: dict[int, DirectMap] = {}
-        self._owner: dict[int, Domain] = {}
-        self._secret_pages: set[int] = set()
-        self._hidden: dict[int, int] = {}
+        self._keyid_maps: dict[KeySlot, DirectMap] = {}
+        self._owner: dict[Pfn, Domain] = {}
+        self._secret_pages: set[Pfn] = set()
+        self._hidden: dict[Pfn, int] = {}
         """Ranges removed from every direct map: first frame -> frames."""
         self.secretmem_area: SecretmemArea | None = None
         if secretmem_reserve_pages:
@@ -145,7 +159,7 @@ class Machine:
             self.secretmem_area = SecretmemArea(start, secretmem_reserve_pages)
         self.rotations = 0
         self._count = 0
-        self._wear_at_rotation: dict[int, int] = {}
+        self._wear_at_rotation: dict[KeySlot, int] = {}
 
     # -- domains ------------------------------------------------------------------------
     def create_domain(self, kind: DomainKind | str, name: str | None = None) -> Domain:
@@ -160,11 +174,11 @@ class Machine:
     def destroy_domain(self, domain: Domain) -> None:
         """Free every page of ``domain`` and release its key (MKTME CLEAR_KEY, SEV decommission)."""
         for pfn in list(domain.pages):
-            self.free_page(domain, pfn)
+            self._free_frame(domain, pfn)
         self.engine.release_slot(domain.slot)
         domain.alive = False
 
-    def keyid_direct_map(self, slot: int) -> DirectMap:
+    def keyid_direct_map(self, slot: KeySlot) -> DirectMap:
         """The kernel's direct map for KeyID ``slot`` (KeyID 0: :attr:`direct_map`)."""
         if slot == HOST:
             return self.direct_map
@@ -180,8 +194,8 @@ class Machine:
         return [self.direct_map, *self._keyid_maps.values()]
 
     # -- pages --------------------------------------------------------------------------
-    def alloc_page(self, domain: Domain, *, secret: bool = False) -> int:
-        """Give ``domain`` a frame; returns its physical address.
+    def alloc_page(self, domain: Domain, *, secret: bool = False) -> PhysAddr:
+        """Give ``domain`` a frame; returns its physical address (page-aligned).
 
         Args:
             secret: the page holds a secret; with ``secretmem`` it leaves the direct maps.
@@ -197,10 +211,20 @@ class Machine:
         if secret and self.mitigations.secretmem:
             self._secret_pages.add(pfn)
             self._hide(pfn, 1)
-        return pfn * PAGE_SIZE
+        return PhysAddr(pfn * PAGE_SIZE)
 
-    def free_page(self, domain: Domain, pfn: int) -> None:
-        """Return a frame to the allocator, clearing it first where a mitigation says so."""
+    def free_page(self, domain: Domain, pa: PhysAddr) -> None:
+        """Give back the page at ``pa`` (as :meth:`alloc_page` returned it), clearing it first
+        where a mitigation says so.
+
+        Raises:
+            ConfigError: ``pa`` is not page-aligned, or ``domain`` does not own the page.
+        """
+        if pa % PAGE_SIZE:
+            raise ConfigError(f"{domain.name} frees {pa:#x}, which is not page-aligned")
+        self._free_frame(domain, Pfn(pa // PAGE_SIZE))
+
+    def _free_frame(self, domain: Domain, pfn: Pfn) -> None:
         if self._owner.get(pfn) is not domain:
             raise ConfigError(f"{domain.name} frees frame {pfn} it does not own")
         if pfn in self._secret_pages:
@@ -223,10 +247,10 @@ class Machine:
         """A new secret-memory file for ``task`` (a process); see :mod:`.secretmem`."""
         if task.kind is not DomainKind.PROCESS or not task.alive:
             raise ConfigError(f"memfd_secret: {task.name} is not a live process")
-        return SecretmemFile(self, task)
+        return SecretmemFile(_SecretPool(self, task), task, self.mitigations.memlock_pages)
 
-    def secretmem_take_page(self, file: SecretmemFile) -> int:
-        """A zeroed frame, out of every direct map, for ``file`` (its fault handler).
+    def _secretmem_take_page(self, task: Domain, file: SecretmemFile) -> Pfn:
+        """A zeroed frame, out of every direct map, for ``file`` of ``task``.
 
         Raises:
             OutOfMemory: the page allocator, or the ``secretmem=`` reservation, is exhausted.
@@ -241,16 +265,17 @@ class Machine:
                 self._clear(chunk, PMD_PAGES)
                 self._hide(chunk, PMD_PAGES)
                 file.chunks.append(chunk)
-                file.pool_free = list(range(chunk + PMD_PAGES - 1, chunk - 1, -1))
+                file.pool_free = [Pfn(f) for f in range(chunk + PMD_PAGES - 1, chunk - 1, -1)]
             pfn = file.pool_free.pop()
-        file.owner.pages.append(pfn)
-        self._owner[pfn] = file.owner
+        task.pages.append(pfn)
+        self._owner[pfn] = task
         return pfn
 
-    def secretmem_release(self, file: SecretmemFile) -> None:
-        """Tear ``file`` down: its pages mapped again and cleared, memory given back."""
+    def _secretmem_release(self, task: Domain, file: SecretmemFile) -> None:
+        """Tear ``file`` of ``task`` down: its pages mapped again and cleared, memory given
+        back."""
         for pfn in file.pages.values():
-            file.owner.pages.remove(pfn)
+            task.pages.remove(pfn)
             del self._owner[pfn]
             if self.secretmem_area is None:
                 self._unhide(pfn)
@@ -265,26 +290,26 @@ class Machine:
             file.chunks.clear()
             file.pool_free.clear()
 
-    def _hide(self, pfn: int, count: int) -> None:
+    def _hide(self, pfn: Pfn, count: int) -> None:
         """set_direct_map_invalid: remove frames from every direct map."""
         self._hidden[pfn] = count
         for dmap in self._all_direct_maps():
             dmap.unmap(pfn, count)
 
-    def _unhide(self, pfn: int) -> None:
+    def _unhide(self, pfn: Pfn) -> None:
         """set_direct_map_default: map a hidden range again."""
         count = self._hidden.pop(pfn)
         for dmap in self._all_direct_maps():
             dmap.restore(pfn, count)
 
-    def _clear(self, pfn: int, count: int) -> None:
+    def _clear(self, pfn: Pfn, count: int) -> None:
         """clear_highpage, through the kernel's own key."""
         zeros = np.zeros((count * PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
         self._write_lines(HOST, pfn * PAGE_SIZE, zeros)
 
     def owner(self, pa: int) -> Domain | None:
         """The domain owning the frame at ``pa``, if any."""
-        return self._owner.get(pa // PAGE_SIZE)
+        return self._owner.get(Pfn(pa // PAGE_SIZE))
 
     @property
     def direct_map_splits(self) -> int:
@@ -302,20 +327,20 @@ class Machine:
     def _addrs(start: int, end: int) -> NDArray[np.uint64]:
         return np.arange(start, end, LINE_SIZE, dtype=np.uint64)
 
-    def _read_lines(self, slot: int, start: int, end: int) -> NDArray[np.uint8]:
+    def _read_lines(self, slot: KeySlot, start: int, end: int) -> NDArray[np.uint8]:
         raw = self.memory.load(start, end - start)
         return self.engine.decrypt(slot, self._addrs(start, end), raw)
 
-    def _write_lines(self, slot: int, start: int, lines: NDArray[np.uint8]) -> None:
+    def _write_lines(self, slot: KeySlot, start: int, lines: NDArray[np.uint8]) -> None:
         end = start + lines.shape[0] * LINE_SIZE
         self.memory.store(start, self.engine.encrypt(slot, self._addrs(start, end), lines))
 
-    def _cpu_read(self, slot: int, pa: int, length: int) -> bytes:
+    def _cpu_read(self, slot: KeySlot, pa: int, length: int) -> bytes:
         start, end = self._span(pa, length)
         plain = self._read_lines(slot, start, end).reshape(-1)
         return plain[pa - start : pa - start + length].tobytes()
 
-    def _cpu_write(self, slot: int, pa: int, data: bytes) -> None:
+    def _cpu_write(self, slot: KeySlot, pa: int, data: bytes) -> None:
         start, end = self._span(pa, len(data))
         if start == pa and end == pa + len(data):
             lines = np.frombuffer(data, dtype=np.uint8).reshape(-1, LINE_SIZE)
@@ -330,7 +355,7 @@ class Machine:
             raise ConfigError(f"{domain.name} has been destroyed")
         first, last = pa // PAGE_SIZE, (pa + max(length, 1) - 1) // PAGE_SIZE
         for pfn in range(first, last + 1):
-            if self._owner.get(pfn) is not domain:
+            if self._owner.get(Pfn(pfn)) is not domain:
                 raise PageFault(f"page fault: {domain.name} does not map frame {pfn}")
 
     def write(self, domain: Domain, pa: int, data: bytes) -> None:
@@ -393,7 +418,7 @@ class Machine:
         return head, body
 
     # -- guest-physical access (through the nested page table) ----------------------------
-    def _guest_frame(self, guest: Domain, gpa: int, length: int) -> int:
+    def _guest_frame(self, guest: Domain, gpa: int, length: int) -> PhysAddr:
         gpn = gpa // PAGE_SIZE
         if (gpa + max(length, 1) - 1) // PAGE_SIZE != gpn:
             raise ConfigError("guest accesses in this model stay within one guest page")
@@ -402,7 +427,7 @@ class Machine:
         pfn = guest.npt[gpn]
         if isinstance(self.engine, EngineWithRmp):
             self.engine.check_guest_access(pfn, guest.slot, gpn)
-        return pfn * PAGE_SIZE + gpa % PAGE_SIZE
+        return PhysAddr(pfn * PAGE_SIZE + gpa % PAGE_SIZE)
 
     def guest_write(self, guest: Domain, gpa: int, data: bytes) -> None:
         """The guest stores at guest-physical address ``gpa`` (SNP checks the RMP)."""
@@ -412,7 +437,7 @@ class Machine:
         """The guest loads from guest-physical address ``gpa`` (SNP checks the RMP)."""
         return self._cpu_read(guest.slot, self._guest_frame(guest, gpa, length), length)
 
-    def hypervisor_remap(self, guest: Domain, gpn: int, pfn: int) -> None:
+    def hypervisor_remap(self, guest: Domain, gpn: int, pfn: Pfn) -> None:
         """The hypervisor points guest page ``gpn`` at frame ``pfn`` in the nested page table.
 
         Nothing checks this when it happens; under SEV-SNP the guest's next access faults
