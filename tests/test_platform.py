@@ -24,7 +24,7 @@ from testbed.platform import (
     PconfigStatus,
     make_engine,
 )
-from testbed.platform.engines import AES_XTS_128
+from testbed.platform.engines.base import AES_XTS_128
 from testbed.types import PhysAddr
 
 PAGE = 4096

@@ -22,8 +22,15 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from ..errors import OutOfMemory, ResourceLimit
-from ..platform import Domain, KeySource, Machine, Mitigations, NoEngine
-from ..platform.secretmem import PMD_PAGES, SecretmemFile
+from ..platform import (
+    PMD_PAGES,
+    Domain,
+    KeySource,
+    Machine,
+    Mitigations,
+    NoEngine,
+    SecretmemFile,
+)
 from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Attack,

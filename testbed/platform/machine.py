@@ -14,11 +14,11 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, PageFault, UnsupportedMitigation
 from ..types import LINE_SIZE, PAGE_SIZE, KeySlot, Pfn, PhysAddr
-from .allocator import PageAllocator
-from .directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
-from .engines import HOST, Engine, EngineWithRmp
-from .memory import BusTap, PhysicalMemory
-from .secretmem import PMD_PAGES, SecretmemArea, SecretmemFile
+from .engines.base import HOST, Engine, EngineWithRmp
+from .mm.allocator import PageAllocator
+from .mm.directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
+from .mm.memory import BusTap, PhysicalMemory
+from .mm.secretmem import PMD_PAGES, SecretmemArea, SecretmemFile
 
 __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..attacks import get_attack
 from ..errors import ScenarioError
-from ..platform.allocator import RESERVED_FRAMES
+from ..platform.mm import RESERVED_FRAMES
 from .model import Scenario
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]

@@ -16,9 +16,9 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ..crypto import LineCipher, as_blocks
-from ..errors import ConfigError, KeyNotProgrammed, RmpViolation
-from ..types import KeySlot
+from ...crypto import LineCipher, as_blocks
+from ...errors import ConfigError, KeyNotProgrammed, RmpViolation
+from ...types import KeySlot
 from .keys import CipherKind, KeySource
 
 __all__ = [

@@ -10,8 +10,8 @@ with 1 GiB pages, which the pool may still split; this model starts at 2 MiB.)
 
 from __future__ import annotations
 
-from ..errors import PageFault
-from ..types import PAGE_SIZE, PMD_SIZE, KeySlot, Pfn, PhysAddr
+from ...errors import PageFault
+from ...types import PAGE_SIZE, PMD_SIZE, KeySlot, Pfn, PhysAddr
 
 __all__ = ["DIRECT_MAP_BASE", "DIRECT_MAP_STRIDE", "DirectMap"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..crypto import (
+from ...crypto import (
     NARROW_KEY_SIZE,
     XEX_KEY_SIZE,
     XTS_KEY_SIZE,
@@ -13,7 +13,7 @@ from ..crypto import (
     XexLineCipher,
     XtsLineCipher,
 )
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 __all__ = ["CipherKind", "KeySource"]
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
-from ..types import PAGE_SIZE, PMD_SIZE, Pfn, PhysAddr
+from ...errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
+from ...types import PAGE_SIZE, PMD_SIZE, Pfn, PhysAddr
 
 __all__ = [
     "PMD_PAGES",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError, OutOfMemory
-from ..types import Pfn
+from ...errors import ConfigError, OutOfMemory
+from ...types import Pfn
 
 __all__ = ["RESERVED_FRAMES", "PageAllocator"]
 
