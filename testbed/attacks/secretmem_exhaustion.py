@@ -22,15 +22,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from ..errors import OutOfMemory, ResourceLimit
-from ..platform import (
-    PMD_PAGES,
-    Domain,
-    KeySource,
-    Machine,
-    Mitigations,
-    NoEngine,
-    SecretmemFile,
-)
+from ..platform import PMD_PAGES, Domain, Machine, Mitigations, SecretmemFile
 from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Attack,
@@ -150,8 +142,8 @@ class SecretmemExhaustion(Attack):
                 f"the {pages}-frame memory")
             return
         ops = _workload(ctx.rng, pages - reserve, tasks)
-        curves = {"per-page": _replay(ops, pages, 0, params),
-                  "pmd-pool": _replay(ops, pages, reserve, params)}
+        curves = {"per-page": _replay(ctx.machine, ops, pages, 0, params),
+                  "pmd-pool": _replay(ctx.machine, ops, pages, reserve, params)}
         ctx.log.metrics["direct_map_splits_per_strategy"] = {k: v[-1] for k, v in curves.items()}
         ctx.log.metrics["fragmentation_curve"] = {
             "secret_pages": list(range(1, params.workload_pages + 1)), **curves,
@@ -184,11 +176,11 @@ def _workload(
 
 
 def _replay(
-    ops: list[tuple[str, int]], pages: int, reserve: int, params: SecretmemExhaustionParams
+    base: Machine, ops: list[tuple[str, int]], pages: int, reserve: int,
+    params: SecretmemExhaustionParams,
 ) -> list[int]:
     """Direct-map splits after each secret page of ``ops`` on a fresh machine."""
-    m = Machine(NoEngine(KeySource(np.random.default_rng(0))), pages, Mitigations(),
-                secretmem_reserve_pages=reserve)
+    m = base.scratch(pages, Mitigations(), secretmem_reserve_pages=reserve)
     noise = m.create_domain("process", "background")
     tasks = [m.create_domain("process", f"task-{t}") for t in range(params.workload_tasks)]
     files = [m.memfd_secret(t) for t in tasks]

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, PageFault, UnsupportedMitigation
 from ..types import LINE_SIZE, PAGE_SIZE, KeySlot, Pfn, PhysAddr
-from .engines.base import HOST, Engine, EngineWithRmp
+from .engines.base import HOST, Engine, EngineWithRmp, EngineWithRuntimeRotation, NoEngine
 from .mm.allocator import PageAllocator
 from .mm.directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
 from .mm.memory import BusTap, PhysicalMemory
@@ -129,7 +129,8 @@ class Machine:
         if not 16 <= memory_pages <= MAX_MEMORY_PAGES:
             raise ConfigError(f"memory_pages: must be 16..{MAX_MEMORY_PAGES}, got {memory_pages}")
         self.mitigations = mitigations or Mitigations()
-        if self.mitigations.rotation_blocks and not engine.runtime_rotation:
+        rotates = isinstance(engine, EngineWithRuntimeRotation)
+        if self.mitigations.rotation_blocks and not rotates:
             why = ("it has no keys" if not engine.encrypts else
                    "a new key needs a reboot, which loses memory" if not engine.per_domain_keys
                    else "a guest keeps its key for its whole life")
@@ -160,6 +161,22 @@ class Machine:
         self.rotations = 0
         self._count = 0
         self._wear_at_rotation: dict[KeySlot, int] = {}
+
+    def scratch(
+        self, memory_pages: int, mitigations: Mitigations | None = None, *,
+        secretmem_reserve_pages: int = 0,
+    ) -> Machine:
+        """A new machine without memory encryption, for a side measurement (direct-map
+        fragmentation, say) that must leave this one alone.
+
+        It is built from this machine's key source but draws nothing from it (it has no keys),
+        so the keys of this machine, and of any machine built after it, are unchanged.
+
+        Raises:
+            ConfigError: as the constructor does.
+        """
+        return Machine(NoEngine(self.engine.keys), memory_pages, mitigations,
+                       secretmem_reserve_pages=secretmem_reserve_pages)
 
     # -- domains ------------------------------------------------------------------------
     def create_domain(self, kind: DomainKind | str, name: str | None = None) -> Domain:
@@ -468,7 +485,9 @@ class Machine:
         """The hypervisor reads guest memory through its own (host, no C-bit) mapping."""
         start, end = self._span(pa, length)
         raw = self._read_lines(HOST, start, end)
-        for pfn in range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1):
+        if not isinstance(self.engine, EngineWithRmp):
+            return raw.reshape(-1)[pa - start : pa - start + length].tobytes()
+        for pfn in map(Pfn, range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1)):
             if self.engine.hides_ciphertext(pfn):
                 lo = max(pfn * PAGE_SIZE, start) - start
                 hi = min((pfn + 1) * PAGE_SIZE, end) - start
@@ -482,8 +501,9 @@ class Machine:
             RmpViolation: under SEV-SNP, the frame belongs to a guest.
         """
         start, end = self._span(pa, len(data))
-        for pfn in range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1):
-            self.engine.check_hypervisor_write(pfn)
+        if isinstance(self.engine, EngineWithRmp):
+            for pfn in map(Pfn, range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1)):
+                self.engine.check_hypervisor_write(pfn)
         self._cpu_write(HOST, pa, data)
 
     # -- key rotation -------------------------------------------------------------------
@@ -497,7 +517,7 @@ class Machine:
 
     def rotate_domain_key(self, domain: Domain) -> None:
         """Replace ``domain``'s key at run time and re-encrypt its pages under the new one."""
-        if not self.engine.runtime_rotation:
+        if not isinstance(self.engine, EngineWithRuntimeRotation):
             raise ConfigError(f"engine {self.engine.name} cannot rotate keys at run time")
         plain = {pfn: self._read_lines(domain.slot, pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE)
                  for pfn in domain.pages}
