@@ -485,13 +485,12 @@ class Machine:
         """The hypervisor reads guest memory through its own (host, no C-bit) mapping."""
         start, end = self._span(pa, length)
         raw = self._read_lines(HOST, start, end)
-        if not isinstance(self.engine, EngineWithRmp):
-            return raw.reshape(-1)[pa - start : pa - start + length].tobytes()
-        for pfn in map(Pfn, range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1)):
-            if self.engine.hides_ciphertext(pfn):
-                lo = max(pfn * PAGE_SIZE, start) - start
-                hi = min((pfn + 1) * PAGE_SIZE, end) - start
-                raw.reshape(-1)[lo:hi] = 0xFF
+        if isinstance(self.engine, EngineWithRmp):
+            for pfn in map(Pfn, range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1)):
+                if self.engine.hides_ciphertext(pfn):
+                    lo = max(pfn * PAGE_SIZE, start) - start
+                    hi = min((pfn + 1) * PAGE_SIZE, end) - start
+                    raw.reshape(-1)[lo:hi] = 0xFF
         return raw.reshape(-1)[pa - start : pa - start + length].tobytes()
 
     def hypervisor_write(self, pa: int, data: bytes) -> None:
