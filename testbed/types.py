@@ -11,7 +11,9 @@ __all__ = [
     "PMD_SIZE",
     "Asid",
     "KeyId",
+    "KeySlot",
     "Outcome",
+    "Pfn",
     "PhysAddr",
 ]
 
@@ -21,8 +23,16 @@ PAGE_SIZE = 4096
 PMD_SIZE = 2 * 1024 * 1024
 
 PhysAddr = NewType("PhysAddr", int)
-KeyId = NewType("KeyId", int)
-Asid = NewType("Asid", int)
+"""A physical (DRAM) byte address."""
+Pfn = NewType("Pfn", int)
+"""A page frame number: the physical address divided by :data:`PAGE_SIZE`."""
+KeySlot = NewType("KeySlot", int)
+"""The key an access carries to the memory controller: an MKTME KeyID, a SEV ASID, or 0 (the
+host: the TME key, or no C-bit)."""
+KeyId = NewType("KeyId", KeySlot)
+"""An MKTME KeyID (a key slot carried in the upper physical-address bits)."""
+Asid = NewType("Asid", KeySlot)
+"""A SEV guest's address-space ID (a key slot selected by the C-bit)."""
 
 
 class Outcome(enum.StrEnum):

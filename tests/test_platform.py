@@ -24,7 +24,8 @@ from testbed.platform import (
     PconfigStatus,
     make_engine,
 )
-from testbed.platform.engines import AES_XTS_128
+from testbed.platform.engines.base import AES_XTS_128
+from testbed.types import PhysAddr
 
 PAGE = 4096
 LINE = 64
@@ -304,7 +305,7 @@ def test_snp_frame_returns_to_hypervisor_after_free() -> None:
     m = machine("sev-snp")
     g = m.create_domain("guest")
     pa = m.alloc_page(g)
-    m.free_page(g, pa // PAGE)
+    m.free_page(g, pa)
     m.hypervisor_write(pa, b"\x01" * LINE)
     assert m.bus.read(pa, LINE) == b"\x01" * LINE
 
@@ -345,7 +346,7 @@ def test_init_on_free_zeroes_reused_frame(engine: str) -> None:
     victim, attacker = m.create_domain("process"), m.create_domain("process")
     pa = m.alloc_page(victim)
     m.write(victim, pa, SECRET)
-    m.free_page(victim, pa // PAGE)
+    m.free_page(victim, pa)
     assert m.alloc_page(attacker) == pa  # LIFO: the frame just freed comes back first
     assert kernel_read_page(m, pa) == bytes(PAGE)
     assert m.read(attacker, pa, PAGE) == bytes(PAGE)
@@ -357,7 +358,7 @@ def test_without_init_on_free_data_survives(engine: str) -> None:
     victim, attacker = m.create_domain("process"), m.create_domain("process")
     pa = m.alloc_page(victim)
     m.write(victim, pa, SECRET)
-    m.free_page(victim, pa // PAGE)
+    m.free_page(victim, pa)
     assert m.alloc_page(attacker) == pa
     assert m.read(attacker, pa, PAGE) == SECRET
 
@@ -377,7 +378,7 @@ def test_secretmem_unmaps_from_direct_map(engine: str) -> None:
     m.write(proc, plain_pa, SECRET)
     assert kernel_read_page(m, plain_pa) == SECRET  # an ordinary page stays readable
     assert m.read(proc, pa, PAGE) == SECRET  # the owner still has it
-    m.free_page(proc, pa // PAGE)
+    m.free_page(proc, pa)
     assert kernel_read_page(m, pa) == bytes(PAGE)
     assert m.direct_map_splits == 1  # the split mapping stays split
 
@@ -518,10 +519,21 @@ def test_machine_double_free_and_foreign_free() -> None:
     p1, p2 = m.create_domain("process"), m.create_domain("process")
     pa = m.alloc_page(p1)
     with pytest.raises(ConfigError, match="does not own"):
-        m.free_page(p2, pa // PAGE)
-    m.free_page(p1, pa // PAGE)
+        m.free_page(p2, pa)
+    m.free_page(p1, pa)
     with pytest.raises(ConfigError, match="does not own"):
-        m.free_page(p1, pa // PAGE)
+        m.free_page(p1, pa)
+
+
+def test_free_page_takes_what_alloc_page_returned() -> None:
+    m = machine("none")
+    proc = m.create_domain("process")
+    pa = m.alloc_page(proc)
+    assert pa % PAGE == 0
+    with pytest.raises(ConfigError, match="not page-aligned"):
+        m.free_page(proc, PhysAddr(pa + 8))
+    m.free_page(proc, pa)
+    assert m.owner(pa) is None
 
 
 @pytest.mark.parametrize("pages", [0, 15, 65537])
@@ -643,7 +655,7 @@ def test_guest_page_numbers_are_not_reused_while_mapped() -> None:
     m = machine("sev-snp")
     guest = m.create_domain("guest")
     pages = [m.alloc_page(guest) for _ in range(3)]
-    m.free_page(guest, pages[0] // PAGE)
+    m.free_page(guest, pages[0])
     m.alloc_page(guest)
     assert sorted(guest.npt) == [0, 1, 2]
     assert len(set(guest.npt.values())) == 3

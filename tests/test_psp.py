@@ -37,7 +37,14 @@ from testbed.platform import (
     TmeEngine,
     make_engine,
 )
-from testbed.platform.psp import (
+from testbed.platform.sev.certs import (
+    CERT_SIZE,
+    Certificate,
+    Vendor,
+    issue_certificate,
+    verify_chain,
+)
+from testbed.platform.sev.psp import (
     AttestationReport,
     Psp,
     SevAttestationReport,
@@ -45,14 +52,7 @@ from testbed.platform.psp import (
     encode_mnonce,
     query_attestation_report,
 )
-from testbed.platform.sev_certs import (
-    CERT_SIZE,
-    Certificate,
-    Vendor,
-    issue_certificate,
-    verify_chain,
-)
-from testbed.platform.sev_report import (
+from testbed.platform.sev.report import (
     LAUNCH_DIGEST_OFFSET,
     MNONCE_OFFSET,
     POLICY_NODBG,
@@ -68,7 +68,7 @@ from testbed.platform.sev_report import (
     SigAlgo,
     sign_report,
 )
-from testbed.platform.verifier import Check, Verifier
+from testbed.platform.sev.verifier import Check, Verifier
 from testbed.results import ResultRow
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import PAGE_SIZE, Outcome

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from testbed.attacks.secretmem_exhaustion import SecretmemExhaustionMetrics
 from testbed.errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
 from testbed.platform import DirectMap, KeySource, Machine, Mitigations, PageAllocator, make_engine
-from testbed.platform.secretmem import PMD_PAGES, SecretmemArea
+from testbed.platform.mm.secretmem import PMD_PAGES, SecretmemArea
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import Outcome
 

@@ -18,9 +18,13 @@ from testbed.errors import (
     TestbedError,
     TooManyInterleavings,
 )
-from testbed.platform.interleave import count_interleavings, explore_all, explore_random
-from testbed.platform.livepatch import PATCHER, ExecClass, LivePatch
-from testbed.platform.textpatch import (
+from testbed.platform.kernel_text.interleavings import (
+    count_interleavings,
+    explore_all,
+    explore_random,
+)
+from testbed.platform.kernel_text.livepatch import PATCHER, ExecClass, LivePatch
+from testbed.platform.kernel_text.patching import (
     OpKind,
     Patcher,
     PokeSite,
@@ -31,7 +35,7 @@ from testbed.platform.textpatch import (
     text_poke_bp_ops,
     text_poke_ops,
 )
-from testbed.platform.x86text import (
+from testbed.platform.kernel_text.x86 import (
     NOP2,
     NOP5,
     InsnKind,

@@ -29,17 +29,23 @@ from pydantic import Field, model_validator
 
 from ..crypto.signing import DETERMINISTIC_SIGNING, KEY_SEED_SIZE, SigningKey
 from ..errors import AttackError, ConfigError, VerificationFailed
-from ..platform import Domain
-from ..platform.psp import (
+from ..platform import (
+    POLICY_NODBG,
+    SIGNATURE_OFFSET,
     AttestationReport,
+    Certificate,
+    Domain,
+    KeyUsage,
     Psp,
     SevAttestationReport,
+    SevReport,
+    Vendor,
+    Verifier,
     decode_mnonce,
+    issue_certificate,
     query_attestation_report,
+    sign_report,
 )
-from ..platform.sev_certs import Certificate, Vendor, issue_certificate
-from ..platform.sev_report import POLICY_NODBG, SIGNATURE_OFFSET, KeyUsage, SevReport, sign_report
-from ..platform.verifier import Verifier
 from ..results import omitted_when_none
 from ..types import PAGE_SIZE, Outcome
 from ._base import (

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
-from ..platform.vfio import dirty_bitmap_bytes, dirty_page_indexes, open_guest_container
+from ..platform import dirty_bitmap_bytes, dirty_page_indexes, open_guest_container
 from ..results import DirtyBitmapPlot, PlotData, TraceInterval
 from ..types import PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, BaseMetrics, SecretParams, Verdict, plant_secret

@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 
 from ..platform import Domain, Machine
 from ..results import CurvePoint, PlotData, WearoutPlot, omitted_when_none
-from ..types import LINE_SIZE, PAGE_SIZE, Outcome
+from ..types import LINE_SIZE, PAGE_SIZE, Outcome, PhysAddr
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 
 __all__ = ["KeyWearout", "KeyWearoutMetrics", "KeyWearoutParams", "birthday_probability"]
@@ -209,7 +209,7 @@ class KeyWearout(Attack[KeyWearoutParams]):
         log, rng = ctx.log, ctx.rng
         victim = m.create_domain("guest", "victim")
         source = victim if p.wear_domain == "victim" else m.create_domain("guest", "attacker")
-        pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
+        pages: list[int] = [m.alloc_page(source) for _ in range(p.buffer_pages)]
         store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
                            distinct_pages=source is not victim)
         trial = _Trial()
@@ -265,7 +265,7 @@ class KeyWearout(Attack[KeyWearoutParams]):
     def _hand_over(m: Machine, attacker: Domain, victim: Domain, addr: int) -> bool:
         """The attacker frees the frame holding ``addr``; the victim's next page is that frame."""
         frame = addr // PAGE_SIZE
-        m.free_page(attacker, frame)
+        m.free_page(attacker, PhysAddr(frame * PAGE_SIZE))
         return m.alloc_page(victim) == frame * PAGE_SIZE
 
     def _modify(

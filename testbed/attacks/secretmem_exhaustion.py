@@ -24,10 +24,9 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from ..errors import OutOfMemory, ResourceLimit
-from ..platform import Domain, KeySource, Machine, Mitigations, NoEngine
-from ..platform.secretmem import PMD_PAGES, SecretmemFile
+from ..platform import PMD_PAGES, Domain, Machine, Mitigations, SecretmemFile
 from ..results import FragmentationSeries, PlotData, omitted_when_none
-from ..types import PAGE_SIZE, Outcome
+from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Actor,
     Attack,
@@ -184,8 +183,8 @@ class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
                 f"not measured: the workload's pools need {reserve} frames, more than half of "
                 f"the {pages}-frame memory"))
         ops = _workload(ctx.rng, pages - reserve, tasks)
-        per_page = _replay(ops, pages, 0, params)
-        pool = _replay(ops, pages, reserve, params)
+        per_page = _replay(ctx.machine, ops, pages, 0, params)
+        pool = _replay(ctx.machine, ops, pages, reserve, params)
         return replace(
             metrics,
             direct_map_splits_per_strategy={"per-page": per_page[-1], "pmd-pool": pool[-1]},
@@ -221,19 +220,19 @@ def _workload(
 
 
 def _replay(
-    ops: list[tuple[str, int]], pages: int, reserve: int, params: SecretmemExhaustionParams
+    base: Machine, ops: list[tuple[str, int]], pages: int, reserve: int,
+    params: SecretmemExhaustionParams,
 ) -> list[int]:
     """Direct-map splits after each secret page of ``ops`` on a fresh machine."""
-    m = Machine(NoEngine(KeySource(np.random.default_rng(0))), pages, Mitigations(),
-                secretmem_reserve_pages=reserve)
+    m = base.scratch(pages, Mitigations(), secretmem_reserve_pages=reserve)
     noise = m.create_domain("process", "background")
     tasks = [m.create_domain("process", f"task-{t}") for t in range(params.workload_tasks)]
     files = [m.memfd_secret(t) for t in tasks]
-    frames: dict[int, int] = {}
+    frames: dict[int, PhysAddr] = {}
     splits: list[int] = []
     for op, arg in ops:
         if op == "alloc":
-            frames[arg] = m.alloc_page(noise) // PAGE_SIZE
+            frames[arg] = m.alloc_page(noise)
         elif op == "free":
             m.free_page(noise, frames.pop(arg))
         else:

@@ -26,16 +26,24 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..errors import AttackError, ConfigError
-from ..platform.interleave import (
+from ..platform import (
+    INT3,
     MAX_INTERLEAVINGS,
+    PATCHER,
+    ExecClass,
+    Execution,
     Exploration,
+    InsnKind,
+    LivePatch,
+    Patcher,
+    TextSegment,
     count_interleavings,
+    decode,
+    encode,
     explore_all,
     explore_random,
+    poke_site,
 )
-from ..platform.livepatch import PATCHER, ExecClass, Execution, LivePatch
-from ..platform.textpatch import Patcher, TextSegment, poke_site
-from ..platform.x86text import INT3, InsnKind, decode, encode
 from ..results import omitted_when_none
 from ..types import PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict

@@ -14,12 +14,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError, PageFault, UnsupportedMitigation
-from ..types import LINE_SIZE, PAGE_SIZE
-from .allocator import PageAllocator
-from .directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
-from .engines import HOST, Engine, EngineWithRmp
-from .memory import BusTap, PhysicalMemory
-from .secretmem import PMD_PAGES, SecretmemArea, SecretmemFile
+from ..types import LINE_SIZE, PAGE_SIZE, KeySlot, Pfn, PhysAddr
+from .engines.base import HOST, Engine, EngineWithRmp, EngineWithRuntimeRotation, NoEngine
+from .mm.allocator import PageAllocator
+from .mm.directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
+from .mm.memory import BusTap, PhysicalMemory
+from .mm.secretmem import PMD_PAGES, SecretmemArea, SecretmemFile
 
 __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
 
@@ -41,10 +41,10 @@ class Domain:
 
     name: str
     kind: DomainKind
-    slot: int
-    pages: list[int] = field(default_factory=list)
+    slot: KeySlot
+    pages: list[Pfn] = field(default_factory=list)
     alive: bool = True
-    npt: dict[int, int] = field(default_factory=dict)
+    npt: dict[int, Pfn] = field(default_factory=dict)
     """Guests: the nested page table the hypervisor keeps, guest page number -> frame."""
     locked_pages: int = 0
     """Pages charged to the task's locked-memory limit (secret memory)."""
@@ -92,6 +92,20 @@ class Mitigations:
         return tuple(f.metadata["profile"] for f in fields(self) if getattr(self, f.name))
 
 
+@dataclass(frozen=True)
+class _SecretPool:
+    """The machine as the secretmem files of one task see it (:class:`SecretPagePool`)."""
+
+    machine: Machine
+    task: Domain
+
+    def take_page(self, file: SecretmemFile) -> Pfn:
+        return self.machine._secretmem_take_page(self.task, file)
+
+    def release(self, file: SecretmemFile) -> None:
+        self.machine._secretmem_release(self.task, file)
+
+
 class Machine:
     """One emulated machine.
 
@@ -113,7 +127,8 @@ class Machine:
         if not 16 <= memory_pages <= MAX_MEMORY_PAGES:
             raise ConfigError(f"memory_pages: must be 16..{MAX_MEMORY_PAGES}, got {memory_pages}")
         self.mitigations = mitigations or Mitigations()
-        if self.mitigations.key_rotation_blocks and not engine.runtime_rotation:
+        rotates = isinstance(engine, EngineWithRuntimeRotation)
+        if self.mitigations.key_rotation_blocks and not rotates:
             why = ("it has no keys" if not engine.encrypts else
                    "a new key needs a reboot, which loses memory" if not engine.per_domain_keys
                    else "a guest keeps its key for its whole life")
@@ -127,10 +142,10 @@ class Machine:
         self.allocator = PageAllocator(memory_pages)
         self.kernel = Domain("host-kernel", DomainKind.KERNEL, HOST)
         self.direct_map = DirectMap(HOST, memory_pages, DIRECT_MAP_BASE)
-        self._keyid_maps: dict[int, DirectMap] = {}
-        self._owner: dict[int, Domain] = {}
-        self._secret_pages: set[int] = set()
-        self._hidden: dict[int, int] = {}
+        self._keyid_maps: dict[KeySlot, DirectMap] = {}
+        self._owner: dict[Pfn, Domain] = {}
+        self._secret_pages: set[Pfn] = set()
+        self._hidden: dict[Pfn, int] = {}
         """Ranges removed from every direct map: first frame -> frames."""
         self.secretmem_area: SecretmemArea | None = None
         if secretmem_reserve_pages:
@@ -143,7 +158,23 @@ class Machine:
             self.secretmem_area = SecretmemArea(start, secretmem_reserve_pages)
         self.rotations = 0
         self._count = 0
-        self._wear_at_rotation: dict[int, int] = {}
+        self._wear_at_rotation: dict[KeySlot, int] = {}
+
+    def scratch(
+        self, memory_pages: int, mitigations: Mitigations | None = None, *,
+        secretmem_reserve_pages: int = 0,
+    ) -> Machine:
+        """A new machine without memory encryption, for a side measurement (direct-map
+        fragmentation, say) that must leave this one alone.
+
+        It is built from this machine's key source but draws nothing from it (it has no keys),
+        so the keys of this machine, and of any machine built after it, are unchanged.
+
+        Raises:
+            ConfigError: as the constructor does.
+        """
+        return Machine(NoEngine(self.engine.keys), memory_pages, mitigations,
+                       secretmem_reserve_pages=secretmem_reserve_pages)
 
     # -- domains ------------------------------------------------------------------------
     def create_domain(self, kind: DomainKind | str, name: str | None = None) -> Domain:
@@ -158,11 +189,11 @@ class Machine:
     def destroy_domain(self, domain: Domain) -> None:
         """Free every page of ``domain`` and release its key (MKTME CLEAR_KEY, SEV decommission)."""
         for pfn in list(domain.pages):
-            self.free_page(domain, pfn)
+            self._free_frame(domain, pfn)
         self.engine.release_slot(domain.slot)
         domain.alive = False
 
-    def keyid_direct_map(self, slot: int) -> DirectMap:
+    def keyid_direct_map(self, slot: KeySlot) -> DirectMap:
         """The kernel's direct map for KeyID ``slot`` (KeyID 0: :attr:`direct_map`)."""
         if slot == HOST:
             return self.direct_map
@@ -178,8 +209,8 @@ class Machine:
         return [self.direct_map, *self._keyid_maps.values()]
 
     # -- pages --------------------------------------------------------------------------
-    def alloc_page(self, domain: Domain, *, secret: bool = False) -> int:
-        """Give ``domain`` a frame; returns its physical address.
+    def alloc_page(self, domain: Domain, *, secret: bool = False) -> PhysAddr:
+        """Give ``domain`` a frame; returns its physical address (page-aligned).
 
         Args:
             secret: the page holds a secret; with ``secretmem`` it leaves the direct maps.
@@ -195,10 +226,20 @@ class Machine:
         if secret and self.mitigations.secretmem:
             self._secret_pages.add(pfn)
             self._hide(pfn, 1)
-        return pfn * PAGE_SIZE
+        return PhysAddr(pfn * PAGE_SIZE)
 
-    def free_page(self, domain: Domain, pfn: int) -> None:
-        """Return a frame to the allocator, clearing it first where a mitigation says so."""
+    def free_page(self, domain: Domain, pa: PhysAddr) -> None:
+        """Give back the page at ``pa`` (as :meth:`alloc_page` returned it), clearing it first
+        where a mitigation says so.
+
+        Raises:
+            ConfigError: ``pa`` is not page-aligned, or ``domain`` does not own the page.
+        """
+        if pa % PAGE_SIZE:
+            raise ConfigError(f"{domain.name} frees {pa:#x}, which is not page-aligned")
+        self._free_frame(domain, Pfn(pa // PAGE_SIZE))
+
+    def _free_frame(self, domain: Domain, pfn: Pfn) -> None:
         if self._owner.get(pfn) is not domain:
             raise ConfigError(f"{domain.name} frees frame {pfn} it does not own")
         if pfn in self._secret_pages:
@@ -221,10 +262,10 @@ class Machine:
         """A new secret-memory file for ``task`` (a process); see :mod:`.secretmem`."""
         if task.kind is not DomainKind.PROCESS or not task.alive:
             raise ConfigError(f"memfd_secret: {task.name} is not a live process")
-        return SecretmemFile(self, task)
+        return SecretmemFile(_SecretPool(self, task), task, self.mitigations.memlock_limit_pages)
 
-    def secretmem_take_page(self, file: SecretmemFile) -> int:
-        """A zeroed frame, out of every direct map, for ``file`` (its fault handler).
+    def _secretmem_take_page(self, task: Domain, file: SecretmemFile) -> Pfn:
+        """A zeroed frame, out of every direct map, for ``file`` of ``task``.
 
         Raises:
             OutOfMemory: the page allocator, or the ``secretmem=`` reservation, is exhausted.
@@ -239,16 +280,17 @@ class Machine:
                 self._clear(chunk, PMD_PAGES)
                 self._hide(chunk, PMD_PAGES)
                 file.chunks.append(chunk)
-                file.pool_free = list(range(chunk + PMD_PAGES - 1, chunk - 1, -1))
+                file.pool_free = [Pfn(f) for f in range(chunk + PMD_PAGES - 1, chunk - 1, -1)]
             pfn = file.pool_free.pop()
-        file.owner.pages.append(pfn)
-        self._owner[pfn] = file.owner
+        task.pages.append(pfn)
+        self._owner[pfn] = task
         return pfn
 
-    def secretmem_release(self, file: SecretmemFile) -> None:
-        """Tear ``file`` down: its pages mapped again and cleared, memory given back."""
+    def _secretmem_release(self, task: Domain, file: SecretmemFile) -> None:
+        """Tear ``file`` of ``task`` down: its pages mapped again and cleared, memory given
+        back."""
         for pfn in file.pages.values():
-            file.owner.pages.remove(pfn)
+            task.pages.remove(pfn)
             del self._owner[pfn]
             if self.secretmem_area is None:
                 self._unhide(pfn)
@@ -263,26 +305,26 @@ class Machine:
             file.chunks.clear()
             file.pool_free.clear()
 
-    def _hide(self, pfn: int, count: int) -> None:
+    def _hide(self, pfn: Pfn, count: int) -> None:
         """set_direct_map_invalid: remove frames from every direct map."""
         self._hidden[pfn] = count
         for dmap in self._all_direct_maps():
             dmap.unmap(pfn, count)
 
-    def _unhide(self, pfn: int) -> None:
+    def _unhide(self, pfn: Pfn) -> None:
         """set_direct_map_default: map a hidden range again."""
         count = self._hidden.pop(pfn)
         for dmap in self._all_direct_maps():
             dmap.restore(pfn, count)
 
-    def _clear(self, pfn: int, count: int) -> None:
+    def _clear(self, pfn: Pfn, count: int) -> None:
         """clear_highpage, through the kernel's own key."""
         zeros = np.zeros((count * PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
         self._write_lines(HOST, pfn * PAGE_SIZE, zeros)
 
     def owner(self, pa: int) -> Domain | None:
         """The domain owning the frame at ``pa``, if any."""
-        return self._owner.get(pa // PAGE_SIZE)
+        return self._owner.get(Pfn(pa // PAGE_SIZE))
 
     @property
     def direct_map_splits(self) -> int:
@@ -300,20 +342,20 @@ class Machine:
     def _addrs(start: int, end: int) -> NDArray[np.uint64]:
         return np.arange(start, end, LINE_SIZE, dtype=np.uint64)
 
-    def _read_lines(self, slot: int, start: int, end: int) -> NDArray[np.uint8]:
+    def _read_lines(self, slot: KeySlot, start: int, end: int) -> NDArray[np.uint8]:
         raw = self.memory.load(start, end - start)
         return self.engine.decrypt(slot, self._addrs(start, end), raw)
 
-    def _write_lines(self, slot: int, start: int, lines: NDArray[np.uint8]) -> None:
+    def _write_lines(self, slot: KeySlot, start: int, lines: NDArray[np.uint8]) -> None:
         end = start + lines.shape[0] * LINE_SIZE
         self.memory.store(start, self.engine.encrypt(slot, self._addrs(start, end), lines))
 
-    def _cpu_read(self, slot: int, pa: int, length: int) -> bytes:
+    def _cpu_read(self, slot: KeySlot, pa: int, length: int) -> bytes:
         start, end = self._span(pa, length)
         plain = self._read_lines(slot, start, end).reshape(-1)
         return plain[pa - start : pa - start + length].tobytes()
 
-    def _cpu_write(self, slot: int, pa: int, data: bytes) -> None:
+    def _cpu_write(self, slot: KeySlot, pa: int, data: bytes) -> None:
         start, end = self._span(pa, len(data))
         if start == pa and end == pa + len(data):
             lines = np.frombuffer(data, dtype=np.uint8).reshape(-1, LINE_SIZE)
@@ -328,7 +370,7 @@ class Machine:
             raise ConfigError(f"{domain.name} has been destroyed")
         first, last = pa // PAGE_SIZE, (pa + max(length, 1) - 1) // PAGE_SIZE
         for pfn in range(first, last + 1):
-            if self._owner.get(pfn) is not domain:
+            if self._owner.get(Pfn(pfn)) is not domain:
                 raise PageFault(f"page fault: {domain.name} does not map frame {pfn}")
 
     def write(self, domain: Domain, pa: int, data: bytes) -> None:
@@ -391,7 +433,7 @@ class Machine:
         return head, body
 
     # -- guest-physical access (through the nested page table) ----------------------------
-    def _guest_frame(self, guest: Domain, gpa: int, length: int) -> int:
+    def _guest_frame(self, guest: Domain, gpa: int, length: int) -> PhysAddr:
         gpn = gpa // PAGE_SIZE
         if (gpa + max(length, 1) - 1) // PAGE_SIZE != gpn:
             raise ConfigError("guest accesses in this model stay within one guest page")
@@ -400,7 +442,7 @@ class Machine:
         pfn = guest.npt[gpn]
         if isinstance(self.engine, EngineWithRmp):
             self.engine.check_guest_access(pfn, guest.slot, gpn)
-        return pfn * PAGE_SIZE + gpa % PAGE_SIZE
+        return PhysAddr(pfn * PAGE_SIZE + gpa % PAGE_SIZE)
 
     def guest_write(self, guest: Domain, gpa: int, data: bytes) -> None:
         """The guest stores at guest-physical address ``gpa`` (SNP checks the RMP)."""
@@ -410,7 +452,7 @@ class Machine:
         """The guest loads from guest-physical address ``gpa`` (SNP checks the RMP)."""
         return self._cpu_read(guest.slot, self._guest_frame(guest, gpa, length), length)
 
-    def hypervisor_remap(self, guest: Domain, gpn: int, pfn: int) -> None:
+    def hypervisor_remap(self, guest: Domain, gpn: int, pfn: Pfn) -> None:
         """The hypervisor points guest page ``gpn`` at frame ``pfn`` in the nested page table.
 
         Nothing checks this when it happens; under SEV-SNP the guest's next access faults
@@ -441,11 +483,12 @@ class Machine:
         """The hypervisor reads guest memory through its own (host, no C-bit) mapping."""
         start, end = self._span(pa, length)
         raw = self._read_lines(HOST, start, end)
-        for pfn in range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1):
-            if self.engine.hides_ciphertext(pfn):
-                lo = max(pfn * PAGE_SIZE, start) - start
-                hi = min((pfn + 1) * PAGE_SIZE, end) - start
-                raw.reshape(-1)[lo:hi] = 0xFF
+        if isinstance(self.engine, EngineWithRmp):
+            for pfn in map(Pfn, range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1)):
+                if self.engine.hides_ciphertext(pfn):
+                    lo = max(pfn * PAGE_SIZE, start) - start
+                    hi = min((pfn + 1) * PAGE_SIZE, end) - start
+                    raw.reshape(-1)[lo:hi] = 0xFF
         return raw.reshape(-1)[pa - start : pa - start + length].tobytes()
 
     def hypervisor_write(self, pa: int, data: bytes) -> None:
@@ -455,8 +498,9 @@ class Machine:
             RmpViolation: under SEV-SNP, the frame belongs to a guest.
         """
         start, end = self._span(pa, len(data))
-        for pfn in range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1):
-            self.engine.check_hypervisor_write(pfn)
+        if isinstance(self.engine, EngineWithRmp):
+            for pfn in map(Pfn, range(start // PAGE_SIZE, (end - 1) // PAGE_SIZE + 1)):
+                self.engine.check_hypervisor_write(pfn)
         self._cpu_write(HOST, pa, data)
 
     # -- key rotation -------------------------------------------------------------------
@@ -470,7 +514,7 @@ class Machine:
 
     def rotate_domain_key(self, domain: Domain) -> None:
         """Replace ``domain``'s key at run time and re-encrypt its pages under the new one."""
-        if not self.engine.runtime_rotation:
+        if not isinstance(self.engine, EngineWithRuntimeRotation):
             raise ConfigError(f"engine {self.engine.name} cannot rotate keys at run time")
         plain = {pfn: self._read_lines(domain.slot, pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE)
                  for pfn in domain.pages}

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, InvalidArgument, PageFault, PlatformRefusal
-from ..types import PAGE_SIZE, PMD_SIZE
+from ..types import PAGE_SIZE, PMD_SIZE, PhysAddr
 from .machine import Domain, DomainKind, Machine
 
 __all__ = [
@@ -325,7 +325,7 @@ class VfioContainer:
     def _find(self, iova: int, length: int = 1) -> DmaMapping | None:
         return next((dma for dma in self._maps if dma.overlaps(iova, length)), None)
 
-    def _frame(self, dma: DmaMapping, iova: int) -> int:
+    def _frame(self, dma: DmaMapping, iova: int) -> PhysAddr:
         """Physical address behind ``iova`` (inside ``dma``)."""
         vaddr = dma.vaddr + (iova - dma.iova)
         gpa = vaddr - GUEST_RAM_VADDR
@@ -333,7 +333,7 @@ class VfioContainer:
         if gpa < 0 or gpn not in self.guest.npt:
             raise PageFault(f"EFAULT: vaddr {vaddr:#x} (iova {iova:#x}) is not backed by a page "
                             f"of {self.guest.name}")
-        return self.guest.npt[gpn] * PAGE_SIZE + gpa % PAGE_SIZE
+        return PhysAddr(self.guest.npt[gpn] * PAGE_SIZE + gpa % PAGE_SIZE)
 
     # -- vendor-driver interface ---------------------------------------------------------
     def pin_pages(

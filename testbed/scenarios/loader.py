@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .. import registry
 from ..errors import ScenarioError
-from ..platform.allocator import RESERVED_FRAMES
+from ..platform.mm import RESERVED_FRAMES
 from .model import MitigationSpec, Scenario
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]

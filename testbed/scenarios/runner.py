@@ -19,7 +19,7 @@ import numpy as np
 from .. import registry
 from ..attacks import AttackContext, Verdict
 from ..errors import PlatformRefusal, UnsupportedMitigation
-from ..platform import KeySource, Machine, make_engine
+from ..platform import EngineOptions, KeySource, Machine
 from ..results import Evidence, ResultRow
 from ..types import Outcome
 from .model import Scenario
@@ -69,15 +69,15 @@ def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Mac
     s = job.scenario
     mitigations = s.machine_mitigations()
 
+    options = EngineOptions(
+        reduced_width_bits=s.platform.reduced_width_bits,
+        keyid_bits=s.platform.keyid_bits,
+        asids=s.platform.asids,
+        ciphertext_hiding=s.platform.ciphertext_hiding,
+    )
+
     def build() -> Machine:
-        engine = make_engine(
-            job.engine,
-            KeySource(key_rng),
-            reduced_width_bits=s.platform.reduced_width_bits,
-            keyid_bits=s.platform.keyid_bits,
-            asids=s.platform.asids,
-            ciphertext_hiding=s.platform.ciphertext_hiding,
-        )
+        engine = registry.engines.get(job.engine).build(KeySource(key_rng), options)
         return Machine(engine, s.platform.memory_pages, mitigations,
                        secretmem_reserve_pages=s.platform.secretmem_reserve_pages)
 

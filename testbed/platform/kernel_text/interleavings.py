@@ -4,7 +4,7 @@
 every interleaving, counting as one those that differ only in the order of consecutive steps of
 different CPUs (those steps only read the text and their own state, so they commute).
 :func:`count_interleavings` tells how many that is without running them. The states explored are
-:class:`~testbed.platform.livepatch.LivePatch` objects.
+:class:`~testbed.platform.kernel_text.livepatch.LivePatch` objects.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, TooManyInterleavings
+from ...errors import ConfigError, TooManyInterleavings
 from .livepatch import PATCHER, ExecClass, Execution, LivePatch
 
 __all__ = [

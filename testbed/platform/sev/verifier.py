@@ -5,8 +5,8 @@ Source: the patch adding an attestation-report query to QEMU and its review
 PEK-signed report echoes it and carries the launch digest of the image it meant to launch.
 
 This is the remote party's code: it uses only the public report and certificate types
-(:mod:`testbed.platform.sev_report`, :mod:`testbed.platform.sev_certs`) and the vendor-neutral
-reply of :func:`~testbed.platform.psp.query_attestation_report`, never the PSP's state. Each
+(:mod:`testbed.platform.sev.report`, :mod:`testbed.platform.sev.certs`) and the vendor-neutral
+reply of :func:`~testbed.platform.sev.psp.query_attestation_report`, never the PSP's state. Each
 failing check raises :class:`~testbed.errors.VerificationFailed` with a message that starts with
 the check's name (:class:`Check`).
 """
@@ -22,11 +22,11 @@ from typing import NoReturn
 
 import numpy as np
 
-from ..crypto.signing import VerifyingKey
-from ..errors import ConfigError, VerificationFailed
+from ...crypto.signing import VerifyingKey
+from ...errors import ConfigError, VerificationFailed
+from .certs import CHAIN_CHECK, CHAIN_ORDER, Certificate, chain_problem
 from .psp import AttestationReport, encode_mnonce
-from .sev_certs import CHAIN_CHECK, CHAIN_ORDER, Certificate, chain_problem
-from .sev_report import (
+from .report import (
     LAUNCH_DIGEST_SIZE,
     MNONCE_SIZE,
     REPORT_SIZE,

@@ -8,8 +8,9 @@ follows the INT3 protocol, under which a CPU whose fetch yields INT3 traps to
 :func:`poke_int3_handler`: at a site of the batch in progress the handler emulates that site's
 new instruction, otherwise the trap goes on to the normal INT3 path.
 
-The CPUs that run the text during a patch are in :mod:`testbed.platform.livepatch`; the
-exploration of their interleavings with the patcher is in :mod:`testbed.platform.interleave`.
+The CPUs that run the text during a patch are in :mod:`testbed.platform.kernel_text.livepatch`;
+the exploration of their interleavings with the patcher is in
+:mod:`testbed.platform.kernel_text.interleavings`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError, DecodeError, InvalidPatch
-from .x86text import ADDRESS_MASK, Insn, InsnKind, decode
+from ...errors import ConfigError, DecodeError, InvalidPatch
+from .x86 import ADDRESS_MASK, Insn, InsnKind, decode
 
 __all__ = [
     "POKE_MAX_OPCODE_SIZE",

@@ -10,8 +10,8 @@ with 1 GiB pages, which the pool may still split; this model starts at 2 MiB.)
 
 from __future__ import annotations
 
-from ..errors import PageFault
-from ..types import PAGE_SIZE, PMD_SIZE
+from ...errors import PageFault
+from ...types import PAGE_SIZE, PMD_SIZE, KeySlot, Pfn, PhysAddr
 
 __all__ = ["DIRECT_MAP_BASE", "DIRECT_MAP_STRIDE", "DirectMap"]
 
@@ -31,18 +31,19 @@ class DirectMap:
         base: virtual address of frame 0.
     """
 
-    def __init__(self, key_slot: int, pages: int, base: int) -> None:
+    def __init__(self, key_slot: KeySlot, pages: int, base: int) -> None:
         self.key_slot = key_slot
         self.pages = pages
         self.base = base
         self._unmapped: set[int] = set()
+        """Frames removed from the map."""
         self._split: set[int] = set()
 
     def virt(self, pa: int) -> int:
         """Kernel virtual address of physical address ``pa`` in this map."""
         return self.base + pa
 
-    def translate(self, va: int) -> int:
+    def translate(self, va: int) -> PhysAddr:
         """Physical address behind ``va``.
 
         Raises:
@@ -57,9 +58,9 @@ class DirectMap:
                 f"page fault: {va:#x} (frame {pfn}) was removed from the direct map "
                 f"(KeyID {self.key_slot})"
             )
-        return pa
+        return PhysAddr(pa)
 
-    def unmap(self, pfn: int, count: int = 1) -> None:
+    def unmap(self, pfn: Pfn, count: int = 1) -> None:
         """Remove ``count`` pages from ``pfn`` on.
 
         A 2 MiB mapping only partly covered is split (the first time); one covered whole is
@@ -72,7 +73,7 @@ class DirectMap:
             if not (pfn <= first and last <= pfn + count):
                 self._split.add(pmd)
 
-    def restore(self, pfn: int, count: int = 1) -> None:
+    def restore(self, pfn: Pfn, count: int = 1) -> None:
         """Map the pages again. A split mapping stays split (as in Linux)."""
         self._unmapped.difference_update(range(pfn, pfn + count))
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..errors import ConfigError, DecodeError
+from ...errors import ConfigError, DecodeError
 
 __all__ = [
     "ADDRESS_MASK",

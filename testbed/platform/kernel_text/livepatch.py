@@ -15,14 +15,15 @@ The model, in scheduler steps (each step is atomic; the scheduler picks whose st
   an instruction boundary, and the wait, which completes only when every CPU that was in the
   middle of a fetch at the IPI has finished that instruction (interrupts are taken between
   instructions; ``sync_core`` serialises instruction fetch). CPUs are never blocked.
-- A CPU whose fetch yields INT3 traps to :func:`~testbed.platform.textpatch.poke_int3_handler`:
+- A CPU whose fetch yields INT3 traps to
+  :func:`~testbed.platform.kernel_text.patching.poke_int3_handler`:
   at a site of the batch in progress the handler emulates that site's new instruction, otherwise
   the trap goes on to the normal INT3 path.
 
 :class:`LivePatch` holds one such state and steps it; each instruction a CPU executes is recorded
 as an :class:`Execution` and judged (:class:`ExecClass`). The patch sites and the patchers are in
-:mod:`testbed.platform.textpatch`; the exploration of schedules is in
-:mod:`testbed.platform.interleave`.
+:mod:`testbed.platform.kernel_text.patching`; the exploration of schedules is in
+:mod:`testbed.platform.kernel_text.interleavings`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import enum
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-from ..errors import ConfigError, DecodeError, InvalidPatch
-from .textpatch import (
+from ...errors import ConfigError, DecodeError, InvalidPatch
+from .patching import (
     POKE_MAX_OPCODE_SIZE,
     OpKind,
     Patcher,
@@ -44,7 +45,7 @@ from .textpatch import (
     text_poke_bp_ops,
     text_poke_ops,
 )
-from .x86text import MAX_INSN_LENGTH, Insn, InsnKind, decode, insn_length
+from .x86 import MAX_INSN_LENGTH, Insn, InsnKind, decode, insn_length
 
 __all__ = [
     "MAX_CPUS",

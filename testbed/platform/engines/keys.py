@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 
-from ..crypto import (
+from ...crypto import (
     NARROW_KEY_SIZE,
     XEX_KEY_SIZE,
     XTS_KEY_SIZE,
@@ -13,23 +15,29 @@ from ..crypto import (
     XexLineCipher,
     XtsLineCipher,
 )
-from ..errors import ConfigError
 
-__all__ = ["CipherKind", "KeySource"]
+__all__ = ["CipherFamily", "CipherKind", "KeySource"]
+
+
+class CipherFamily(enum.Enum):
+    """The full-width line cipher an engine's keys use."""
+
+    XTS = "xts"
+    """AES-XTS-128 (TME/MKTME)."""
+    XEX = "xex"
+    """AES-128 XEX (SEV)."""
 
 
 class CipherKind:
     """Which cipher an engine builds for each key: the engine's own, or the reduced-width one.
 
     Args:
-        family: ``"xts"`` (TME/MKTME) or ``"xex"`` (SEV).
+        family: the engine's own cipher.
         reduced_width_bits: when set, every key uses the reduced-width cipher of that width
             instead (the wear-out experiment).
     """
 
-    def __init__(self, family: str, reduced_width_bits: int | None = None) -> None:
-        if family not in ("xts", "xex"):
-            raise ConfigError(f"cipher family: expected 'xts' or 'xex', got {family!r}")
+    def __init__(self, family: CipherFamily, reduced_width_bits: int | None = None) -> None:
         self.family = family
         self.reduced_width_bits = reduced_width_bits
 
@@ -38,13 +46,13 @@ class CipherKind:
         """Bytes of key material one key needs."""
         if self.reduced_width_bits is not None:
             return NARROW_KEY_SIZE
-        return XTS_KEY_SIZE if self.family == "xts" else XEX_KEY_SIZE
+        return XTS_KEY_SIZE if self.family is CipherFamily.XTS else XEX_KEY_SIZE
 
     def build(self, key: bytes) -> LineCipher:
         """A cipher for ``key``."""
         if self.reduced_width_bits is not None:
             return NarrowLineCipher(key, self.reduced_width_bits)
-        if self.family == "xts":
+        if self.family is CipherFamily.XTS:
             return XtsLineCipher(key)
         return XexLineCipher(key)
 

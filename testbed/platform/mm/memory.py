@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import ConfigError
-from ..types import LINE_SIZE, PAGE_SIZE
+from ...errors import ConfigError
+from ...types import LINE_SIZE, PAGE_SIZE
 
 __all__ = ["BusTap", "Capture", "PhysicalMemory"]
 

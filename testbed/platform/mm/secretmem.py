@@ -15,20 +15,26 @@ The pool has the weakness raised in review of the series: the reservation is sha
 takes a whole chunk for the file, so one task can exhaust it and make every other task's
 secret allocation fail. The kernel accounts secret mappings against the locked-memory limit
 (``RLIMIT_MEMLOCK``); :class:`SecretmemFile.mmap` checks it.
+
+A file knows the machine only through :class:`SecretPagePool`, which the machine hands it, so
+this module depends on nothing above it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
-from ..types import PAGE_SIZE, PMD_SIZE
+from ...errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
+from ...types import PAGE_SIZE, PMD_SIZE, Pfn, PhysAddr
 
-if TYPE_CHECKING:
-    from .machine import Domain, Machine
-
-__all__ = ["PMD_PAGES", "SecretmemArea", "SecretmemFile"]
+__all__ = [
+    "PMD_PAGES",
+    "SecretPagePool",
+    "SecretmemArea",
+    "SecretmemFile",
+    "SecretmemTask",
+]
 
 PMD_PAGES = PMD_SIZE // PAGE_SIZE
 """4 KiB pages in one PMD-size chunk (512)."""
@@ -42,13 +48,13 @@ class SecretmemArea:
         pages: frames reserved (a multiple of :data:`PMD_PAGES`).
     """
 
-    def __init__(self, start: int, pages: int) -> None:
+    def __init__(self, start: Pfn, pages: int) -> None:
         if pages <= 0 or pages % PMD_PAGES or start % PMD_PAGES:
             raise ConfigError(f"secretmem reservation: must be whole PMDs of {PMD_PAGES} pages, "
                               f"got {pages} pages at frame {start}")
         self.start = start
         self.pages = pages
-        self._free = list(range(start + pages - PMD_PAGES, start - 1, -PMD_PAGES))
+        self._free = [Pfn(f) for f in range(start + pages - PMD_PAGES, start - 1, -PMD_PAGES)]
 
     @property
     def free_chunks(self) -> int:
@@ -60,7 +66,7 @@ class SecretmemArea:
         """PMD chunks in the reservation."""
         return self.pages // PMD_PAGES
 
-    def alloc_chunk(self) -> int:
+    def alloc_chunk(self) -> Pfn:
         """First frame of a free chunk (``cma_alloc`` of one PMD).
 
         Raises:
@@ -71,7 +77,7 @@ class SecretmemArea:
                               f"is exhausted")
         return self._free.pop()
 
-    def release_chunk(self, pfn: int) -> None:
+    def release_chunk(self, pfn: Pfn) -> None:
         """Give a chunk back (``cma_release``)."""
         inside = self.start <= pfn < self.start + self.pages
         if not inside or pfn % PMD_PAGES or pfn in self._free:
@@ -79,20 +85,51 @@ class SecretmemArea:
         self._free.append(pfn)
 
 
+class SecretmemTask(Protocol):
+    """The task a secretmem file belongs to, as far as the file is concerned."""
+
+    name: str
+    locked_pages: int
+    """Pages charged to the task's locked-memory limit."""
+
+
+class SecretPagePool(Protocol):
+    """Where a secretmem file's pages come from and go back to (the kernel side, which the
+    machine provides): frames cleared and out of every direct map while the file holds them."""
+
+    def take_page(self, file: SecretmemFile) -> Pfn:
+        """A zeroed frame, out of every direct map, for ``file`` (its fault handler).
+
+        Raises:
+            OutOfMemory: no memory for the page.
+        """
+        ...
+
+    def release(self, file: SecretmemFile) -> None:
+        """Tear ``file`` down: its pages mapped again and cleared, memory given back."""
+        ...
+
+
 @dataclass
 class SecretmemFile:
     """One ``memfd_secret`` file of a task: its mapping, its pages and (with a reservation) its
     PMD pool. Made by :meth:`Machine.memfd_secret`.
+
+    Attributes:
+        pool: the kernel side that gives and takes back the file's frames.
+        owner: the task.
+        memlock_pages: the task's locked-memory limit in pages (0 = unlimited).
     """
 
-    machine: Machine
-    owner: Domain
+    pool: SecretPagePool
+    owner: SecretmemTask
+    memlock_pages: int = 0
     mapped_pages: int = 0
-    pages: dict[int, int] = field(default_factory=dict)
+    pages: dict[int, Pfn] = field(default_factory=dict)
     """File page index -> frame."""
-    pool_free: list[int] = field(default_factory=list)
+    pool_free: list[Pfn] = field(default_factory=list)
     """Frames of this file's pool chunks not in use (gen_pool)."""
-    chunks: list[int] = field(default_factory=list)
+    chunks: list[Pfn] = field(default_factory=list)
     open: bool = True
 
     def mmap(self, pages: int) -> None:
@@ -104,7 +141,7 @@ class SecretmemFile:
         self._check_open()
         if pages < 1:
             raise ConfigError(f"mmap: length must be at least one page, got {pages}")
-        limit = self.machine.mitigations.memlock_limit_pages
+        limit = self.memlock_pages
         if limit and self.owner.locked_pages + pages > limit:
             raise ResourceLimit(
                 f"EAGAIN: mmap of {pages} secret pages would lock "
@@ -114,7 +151,7 @@ class SecretmemFile:
         self.owner.locked_pages += pages
         self.mapped_pages += pages
 
-    def fault(self, index: int) -> int:
+    def fault(self, index: int) -> PhysAddr:
         """The task touches page ``index`` of its mapping; returns the page's physical address.
 
         Raises:
@@ -126,13 +163,13 @@ class SecretmemFile:
             raise PageFault(f"SIGBUS: page {index} is outside the {self.mapped_pages}-page "
                             f"secret mapping")
         if index not in self.pages:
-            self.pages[index] = self.machine.secretmem_take_page(self)
-        return self.pages[index] * PAGE_SIZE
+            self.pages[index] = self.pool.take_page(self)
+        return PhysAddr(self.pages[index] * PAGE_SIZE)
 
     def close(self) -> None:
         """The last reference goes: pages back to the pool, then the pool torn down."""
         if self.open:
-            self.machine.secretmem_release(self)
+            self.pool.release(self)
             self.owner.locked_pages -= self.mapped_pages
             self.mapped_pages = 0
             self.open = False

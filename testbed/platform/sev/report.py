@@ -17,7 +17,7 @@ The report (:class:`SevReport`), in the legacy SEV layout::
     0xD0  (end: 208 bytes)
 
 The signature covers bytes 0x00-0x33 only: ``sig_usage``, ``sig_algo`` and ``reserved`` are
-outside it, so the verifier (:mod:`testbed.platform.verifier`) checks the first two by value and
+outside it, so the verifier (:mod:`testbed.platform.sev.verifier`) checks the first two by value and
 ignores the third.
 
 The model leaves out the SEV-SNP report format: SEV-SNP guests get the legacy report too.
@@ -29,8 +29,8 @@ import enum
 import struct
 from dataclasses import dataclass, replace
 
-from ..crypto.signing import SIGNATURE_SIZE, SigningKey
-from ..errors import ConfigError
+from ...crypto.signing import SIGNATURE_SIZE, SigningKey
+from ...errors import ConfigError
 
 __all__ = [
     "LAUNCH_DIGEST_OFFSET",

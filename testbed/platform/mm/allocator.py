@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError, OutOfMemory
+from ...errors import ConfigError, OutOfMemory
+from ...types import Pfn
 
 __all__ = ["RESERVED_FRAMES", "PageAllocator"]
 
@@ -23,15 +24,15 @@ class PageAllocator:
             raise ConfigError(f"reserved frames: must be in 0..{pages - 1}, got {reserved}")
         self.pages = pages
         # Highest frames at the bottom of the stack, so the first allocations are low frames.
-        self._free: list[int] = list(range(pages - 1, reserved - 1, -1))
-        self._in_use: set[int] = set()
+        self._free: list[Pfn] = [Pfn(f) for f in range(pages - 1, reserved - 1, -1)]
+        self._in_use: set[Pfn] = set()
 
     @property
     def free_count(self) -> int:
         """Frames on the free list."""
         return len(self._free)
 
-    def alloc(self) -> int:
+    def alloc(self) -> Pfn:
         """Take a frame off the free list.
 
         Raises:
@@ -43,7 +44,7 @@ class PageAllocator:
         self._in_use.add(pfn)
         return pfn
 
-    def reserve_contiguous(self, count: int, align: int) -> int:
+    def reserve_contiguous(self, count: int, align: int) -> Pfn:
         """Take ``count`` free frames starting at a multiple of ``align``, as high as possible
         (a boot-time carve-out such as a CMA area); returns the first frame.
 
@@ -58,11 +59,11 @@ class PageAllocator:
             if all(f in free for f in range(start, start + count)):
                 taken = set(range(start, start + count))
                 self._free = [f for f in self._free if f not in taken]
-                return start
+                return Pfn(start)
             start -= align
         raise OutOfMemory(f"ENOMEM: no free range of {count} frames aligned to {align}")
 
-    def free(self, pfn: int) -> None:
+    def free(self, pfn: Pfn) -> None:
         """Return a frame to the head of the free list.
 
         Raises:

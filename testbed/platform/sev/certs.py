@@ -18,15 +18,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..crypto.signing import (
+from ...crypto.signing import (
     KEY_SEED_SIZE,
     PUBLIC_KEY_SIZE,
     SIGNATURE_SIZE,
     SigningKey,
     VerifyingKey,
 )
-from ..errors import ConfigError, VerificationFailed
-from .sev_report import KeyUsage, SigAlgo
+from ...errors import ConfigError, VerificationFailed
+from .report import KeyUsage, SigAlgo
 
 __all__ = [
     "CERT_SIGNED_END",

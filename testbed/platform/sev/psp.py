@@ -11,13 +11,13 @@ What this module models:
 - **Launch.** :meth:`Psp.launch_start`, :meth:`Psp.launch_update_data` (the PSP encrypts what
   the host hands it into guest memory, under the guest's key, and folds the same bytes into a
   SHA-256 launch digest), :meth:`Psp.launch_measure`, :meth:`Psp.launch_finish`.
-- **The report** it signs with its PEK: the layout is in :mod:`testbed.platform.sev_report`, the
-  PEK's certificate chain in :mod:`testbed.platform.sev_certs`.
+- **The report** it signs with its PEK: the layout is in :mod:`testbed.platform.sev.report`, the
+  PEK's certificate chain in :mod:`testbed.platform.sev.certs`.
 - **The host interface** :func:`query_attestation_report`: one vendor-neutral call whose reply
   has an optional SEV component (as the review asked), with the mnonce given as base64 of
   exactly 16 bytes (as the review asked too).
 
-The guest owner's side, which checks the reply, is :mod:`testbed.platform.verifier`.
+The guest owner's side, which checks the reply, is :mod:`testbed.platform.sev.verifier`.
 
 The model leaves out the VMSA measurement (SEV-ES), the HMAC'd LAUNCH_MEASURE blob and the
 transport keys of LAUNCH_SECRET.
@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..crypto.signing import KEY_SEED_SIZE, SigningKey
-from ..errors import ConfigError, InvalidArgument
-from .machine import Domain, DomainKind, Machine
-from .sev_certs import Certificate, Vendor, issue_certificate
-from .sev_report import MNONCE_SIZE, POLICY_NODBG, U32_MAX, KeyUsage, SevReport, sign_report
+from ...crypto.signing import KEY_SEED_SIZE, SigningKey
+from ...errors import ConfigError, InvalidArgument
+from ..machine import Domain, DomainKind, Machine
+from .certs import Certificate, Vendor, issue_certificate
+from .report import MNONCE_SIZE, POLICY_NODBG, U32_MAX, KeyUsage, SevReport, sign_report
 
 __all__ = [
     "AttestationReport",

@@ -1,0 +1,53 @@
+"""Memory-encryption engines: what the memory controller does to each line on its way to DRAM.
+
+:mod:`.base` holds the engine base and the capability interfaces, :mod:`.tme` Intel TME and
+MKTME (PCONFIG), :mod:`.sev` AMD SEV and SEV-SNP (the RMP), :mod:`.registry` the built-in
+engines by name.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    AES_XTS_128,
+    HOST,
+    Engine,
+    EngineOptions,
+    EngineWithAttestation,
+    EngineWithGuestIsolation,
+    EngineWithKeyIds,
+    EngineWithRmp,
+    EngineWithRuntimeRotation,
+    NoEngine,
+    PconfigCommand,
+    PconfigStatus,
+)
+from .keys import CipherFamily, CipherKind, KeySource
+from .registry import ENGINES, engine_class, make_engine
+from .sev import RmpEntry, SevEngine, SevSnpEngine
+from .tme import MktmeEngine, TmeEngine
+
+__all__ = [
+    "AES_XTS_128",
+    "ENGINES",
+    "HOST",
+    "CipherFamily",
+    "CipherKind",
+    "Engine",
+    "EngineOptions",
+    "EngineWithAttestation",
+    "EngineWithGuestIsolation",
+    "EngineWithKeyIds",
+    "EngineWithRmp",
+    "EngineWithRuntimeRotation",
+    "KeySource",
+    "MktmeEngine",
+    "NoEngine",
+    "PconfigCommand",
+    "PconfigStatus",
+    "RmpEntry",
+    "SevEngine",
+    "SevSnpEngine",
+    "TmeEngine",
+    "engine_class",
+    "make_engine",
+]

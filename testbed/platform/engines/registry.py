@@ -1,0 +1,43 @@
+"""The built-in engines by name, and building one by name."""
+
+from __future__ import annotations
+
+from ...errors import ConfigError
+from .base import Engine, EngineOptions, NoEngine
+from .keys import KeySource
+from .sev import SevEngine, SevSnpEngine
+from .tme import MktmeEngine, TmeEngine
+
+__all__ = ["ENGINES", "engine_class", "make_engine"]
+
+ENGINES: dict[str, type[Engine]] = {
+    cls.name: cls for cls in (NoEngine, TmeEngine, MktmeEngine, SevEngine, SevSnpEngine)
+}
+"""The built-in engines: :attr:`Engine.name` -> class."""
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The built-in engine called ``name``.
+
+    Raises:
+        ConfigError: no engine has that name.
+    """
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ConfigError(f"engine: unknown {name!r}; known: {', '.join(ENGINES)}") from None
+
+
+def make_engine(
+    name: str,
+    keys: KeySource,
+    *,
+    reduced_width_bits: int | None = None,
+    keyid_bits: int = EngineOptions.keyid_bits,
+    asids: int = EngineOptions.asids,
+    ciphertext_hiding: bool = False,
+) -> Engine:
+    """Build the engine called ``name`` with the options that apply to it (see
+    :class:`EngineOptions`); ``engine_class(name).build(keys, options)`` does the same."""
+    options = EngineOptions(reduced_width_bits, keyid_bits, asids, ciphertext_hiding)
+    return engine_class(name).build(keys, options)
