@@ -2,7 +2,9 @@
 
 Every figure is measured in the same process, one after the other, as the best of a few
 repetitions. Ratios compare the testbed's batched paths with OpenSSL doing the bare cipher work
-on one large buffer: AES-XTS for the engine, AES-ECB blocks for the dictionary attack.
+on one large buffer: AES-XTS for the engine, AES-ECB blocks for the dictionary attack. The XTS
+engine's figures depend on which mask passes run (:func:`testbed.crypto.mask_backend`: the
+llvmlite accelerator or the NumPy reference); :data:`BACKEND_KEY` names that in the output.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .attacks.capture_compare import CaptureCompareMetrics
 from .attacks.key_wearout import KeyWearoutMetrics
-from .crypto import XexLineCipher, XtsLineCipher
+from .crypto import XexLineCipher, XtsLineCipher, mask_backend
 from .crypto.xts import engine_threads
 from .scenarios import Job, Scenario, load_scenarios, plan, run_job, run_jobs
 from .types import LINE_SIZE, PAGE_SIZE
 
-__all__ = ["BENCH_KEYS", "DETAIL_KEYS", "run_bench"]
+__all__ = ["BACKEND_KEY", "BENCH_KEYS", "DETAIL_KEYS", "run_bench"]
 
 BENCH_KEYS = (
     "engine_mb_s",
@@ -43,6 +45,10 @@ DETAIL_KEYS = (
 """Printed and written after :data:`BENCH_KEYS`: the engine runs on one thread by default
 (``engine_mb_s``) and can split large batches across threads; these give that figure with one
 thread per CPU; and the SEV engine's model cipher (AES-128 XEX) in the same test."""
+BACKEND_KEY = "mask_backend"
+"""Written and printed after the figures: ``"llvmlite"`` or ``"numpy"``, the XTS mask passes
+the figures were measured with (:func:`testbed.crypto.mask_backend`; ``TESTBED_ACCEL=0`` chooses
+NumPy, and the matrix's worker processes inherit it)."""
 _KEY = bytes(range(1, 33))
 
 
@@ -143,7 +149,7 @@ def run_bench(
     say = progress or (lambda _: None)
     pages, repeat = (16, 1) if quick else (1024, 10)
     out: dict[str, float] = {}
-    say("engine throughput")
+    say(f"engine throughput ({mask_backend()} mask passes)")
     out["engine_mb_s"] = engine_mb_s(pages, repeat)
     out["openssl_xts_mb_s"] = openssl_xts_mb_s(pages * PAGE_SIZE, repeat)
     out["engine_ratio"] = out["engine_mb_s"] / out["openssl_xts_mb_s"]

@@ -180,7 +180,8 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
     """Measure engine and attack speed next to raw OpenSSL on this machine."""
     import json
 
-    from .bench import BENCH_KEYS, DETAIL_KEYS, run_bench
+    from .bench import BACKEND_KEY, BENCH_KEYS, DETAIL_KEYS, run_bench
+    from .crypto import mask_backend
     from .results import atomic_write_text
 
     workers = os.cpu_count() or 1
@@ -199,9 +200,12 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
         value = figures[key]
         shown = f"{value:.3f}" if value < 10 else f"{value:,.0f}"
         click.echo(f"{key:<26} {shown:>18}  {labels.get(key, '')}")
+    backend = mask_backend()
+    click.echo(f"{BACKEND_KEY:<26} {backend:>18}  (XTS mask passes; TESTBED_ACCEL=0: numpy)")
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps({k: figures[k] for k in keys},
-                                                indent=2) + "\n")
+        doc: dict[str, float | str] = {k: figures[k] for k in keys}
+        doc[BACKEND_KEY] = backend
+        atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
         click.echo(f"written: {json_path}")
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from testbed.bench import BENCH_KEYS, DETAIL_KEYS
+from testbed.bench import BACKEND_KEY, BENCH_KEYS, DETAIL_KEYS
 from testbed.cli import main
+from testbed.crypto import mask_backend
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -20,6 +21,10 @@ def test_bench_quick_writes_every_key(tmp_path: Path) -> None:
                                        "--scenarios", str(SCENARIOS)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
+    assert list(figures)[-1] == BACKEND_KEY  # which mask passes the figures were measured with
+    assert figures.pop(BACKEND_KEY) == mask_backend()
+    assert mask_backend() in ("llvmlite", "numpy")
+    assert f"{BACKEND_KEY} " in result.output and f" {mask_backend()}  " in result.output
     assert list(figures) == list(BENCH_KEYS + DETAIL_KEYS)
     assert all(value > 0 for value in figures.values())
     assert figures["engine_ratio"] == pytest.approx(

@@ -1,5 +1,6 @@
 """The engines' fast paths give exactly the bytes of the plain way: OpenSSL's XTS line by line,
-or every line built and encrypted whole."""
+or every line built and encrypted whole. Tests that run the XTS engine run once with each
+implementation of its mask passes (the ``backend`` fixture: llvmlite and NumPy)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
@@ -35,7 +36,8 @@ def per_line(key: bytes, addrs: NDArray[np.uint64], lines: NDArray[np.uint8],
 
 
 # -- one address, many lines (write_sequence) --------------------------------------------------
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     addr=st.integers(0, 2**40).map(lambda a: a * 64),
     count=st.integers(2, 40),
@@ -43,7 +45,7 @@ def per_line(key: bytes, addrs: NDArray[np.uint64], lines: NDArray[np.uint8],
     seed=st.integers(0, 2**32 - 1),
 )
 def test_one_address_batch_equals_openssl(addr: int, count: int, varying: set[int],
-                                          seed: int) -> None:
+                                          seed: int, backend: str) -> None:
     rng = np.random.default_rng(seed)
     lines = np.repeat(rng.integers(0, 256, (1, 64), dtype=np.uint8), count, axis=0)
     for j in varying:  # some 16-byte blocks differ between lines, the others are constant
@@ -76,7 +78,7 @@ def split_from(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize("count", [4095, 4096, 4097, 8193, 16383, 16384, 16385, 20481, 53249])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_large_batches_equal_openssl_line_by_line(count: int, threads: int,
-                                                  split_from: int) -> None:
+                                                  split_from: int, backend: str) -> None:
     addrs, lines, expected = _large_batch(count)
     cipher = XtsLineCipher(KEY, threads=threads)
     ct = cipher.encrypt(addrs, lines)
@@ -89,7 +91,7 @@ def test_large_batches_equal_openssl_line_by_line(count: int, threads: int,
         assert 2 <= lanes <= threads
 
 
-def test_big_batches_use_every_thread() -> None:
+def test_big_batches_use_every_thread(backend: str) -> None:
     """From the split size on, every thread asked for gets a part, each with its own lane."""
     count = xts._PARALLEL_MIN_LINES * 2
     addrs, lines, expected = _large_batch(count)
@@ -106,7 +108,8 @@ def test_threads_must_be_positive() -> None:
         XtsLineCipher(KEY, threads=0)
 
 
-def test_cipher_is_safe_to_share_between_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cipher_is_safe_to_share_between_threads(monkeypatch: pytest.MonkeyPatch,
+                                                  backend: str) -> None:
     """Two threads on one cipher object, each call split again: each call still gets its
     own, correct result."""
     from concurrent.futures import ThreadPoolExecutor
@@ -130,7 +133,8 @@ CIPHERS = {
 }
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kind=st.sampled_from(sorted(CIPHERS)),
     line_no=st.integers(0, 2**30),
@@ -139,7 +143,7 @@ CIPHERS = {
     seed=st.integers(0, 2**32 - 1),
 )
 def test_varying_block_equals_whole_lines(kind: str, line_no: int, offset: int, count: int,
-                                          seed: int) -> None:
+                                          seed: int, backend: str) -> None:
     rng = np.random.default_rng(seed)
     cipher = CIPHERS[kind]()
     # The narrow cipher stores 20-bit values in 32-bit words: keep every word below 2**20.
@@ -174,7 +178,7 @@ def test_varying_block_shapes_checked() -> None:
 
 
 @pytest.mark.parametrize("engine", ["none", "tme", "mktme", "sev", "sev-snp"])
-def test_write_varying_equals_write_sequence(engine: str) -> None:
+def test_write_varying_equals_write_sequence(engine: str, backend: str) -> None:
     rng = np.random.default_rng(11)
     template = rng.integers(0, 256, LINE, dtype=np.uint8)
     blocks = rng.integers(0, 256, (50, 16), dtype=np.uint8)
@@ -270,8 +274,8 @@ def test_openssl_writes_no_more_than_its_input() -> None:
         assert buf[size:] == b"\xa5" * 16
 
 
-def test_input_at_any_byte_alignment() -> None:
-    """Lines and addresses may sit anywhere in memory (a slice at an odd offset): the compiled
+def test_input_at_any_byte_alignment(backend: str) -> None:
+    """Lines and addresses may sit anywhere in memory (a slice at an odd offset): the mask
     passes load them without assuming alignment."""
     rng = np.random.default_rng(8)
     count = 5000
@@ -287,7 +291,7 @@ def test_input_at_any_byte_alignment() -> None:
     assert np.array_equal(expected[:50], per_line(KEY, addrs[:50], lines[:50]))
 
 
-def test_addresses_across_the_whole_64_bit_range() -> None:
+def test_addresses_across_the_whole_64_bit_range(backend: str) -> None:
     """Tweaks are 128-bit little-endian encodings of 64-bit addresses: the top of the range
     too, in a batch that spans two chunks."""
     rng = np.random.default_rng(12)
@@ -309,7 +313,7 @@ SHARED = {
 
 
 @pytest.mark.parametrize("kind", sorted(SHARED))
-def test_every_cipher_is_safe_to_share_between_threads(kind: str) -> None:
+def test_every_cipher_is_safe_to_share_between_threads(kind: str, backend: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(21)
@@ -327,7 +331,7 @@ def test_every_cipher_is_safe_to_share_between_threads(kind: str) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available on this platform")
 @pytest.mark.parametrize("kind", sorted(SHARED))
-def test_forked_child_can_use_a_cipher_locked_at_the_fork(kind: str) -> None:
+def test_forked_child_can_use_a_cipher_locked_at_the_fork(kind: str, backend: str) -> None:
     """A worker forked while another thread was inside a cipher (its lock held) finds every
     lock free: it encrypts instead of waiting forever."""
     from testbed.crypto import _kernels
@@ -336,7 +340,7 @@ def test_forked_child_can_use_a_cipher_locked_at_the_fork(kind: str) -> None:
     lines = np.zeros((64, LINE), dtype=np.uint8)
     cipher = SHARED[kind]()
     expected = cipher.encrypt(addrs, lines)
-    held = [cipher._lock, xts._pool_lock, _kernels._library_lock]
+    held = [cipher._lock, xts._pool_lock, _kernels._backend_lock]
     for lock in held:
         lock.acquire()
     try:

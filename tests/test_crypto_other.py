@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from testbed.crypto import NarrowLineCipher, XexLineCipher
-from testbed.crypto._kernels import KernelError, address_blocks, compiled, xts_mask_lines
+from testbed.crypto import NarrowLineCipher, XexLineCipher, _kernels
+from testbed.crypto._kernels import KernelError, address_blocks, xts_mask_lines
 from testbed.errors import ConfigError
 
 LINE = 64
@@ -214,7 +214,7 @@ def _from_pairs(arr: np.ndarray) -> list[int]:
 
 
 def _alpha_powers(values: list[int], count: int) -> np.ndarray:
-    """``values[n] * alpha**j`` for ``j < count`` through the compiled mask loop: zero data,
+    """``values[n] * alpha**j`` for ``j < count`` through the mask pass in charge: zero data,
     zero chain, so what comes out is the masks themselves."""
     tweaks = _to_pairs(values)
     rows = -(-count // 4)
@@ -228,7 +228,7 @@ def _alpha_powers(values: list[int], count: int) -> np.ndarray:
     return out[:, :count]
 
 
-def test_gf128_double_matches_integer_model() -> None:
+def test_gf128_double_matches_integer_model(backend: str) -> None:
     rng = np.random.default_rng(128)
     values = [int.from_bytes(rng.bytes(16), "little") for _ in range(500)]
     values += [v | (1 << 127) for v in values[:100]]  # top bit set: reduction
@@ -241,7 +241,7 @@ def test_gf128_double_matches_integer_model() -> None:
     assert _double_int(1 << 127) == 0x87
 
 
-def test_gf128_alpha_powers() -> None:
+def test_gf128_alpha_powers(backend: str) -> None:
     values = [0x0123_4567_89AB_CDEF_FEDC_BA98_7654_3210, (1 << 128) - 1]
     out = _alpha_powers(values, 6)
     assert out.shape == (2, 6, 2)
@@ -252,7 +252,7 @@ def test_gf128_alpha_powers() -> None:
         assert _from_pairs(out[n]) == expected
 
 
-def test_mask_loop_xors_masks_into_data_in_place() -> None:
+def test_mask_loop_xors_masks_into_data_in_place(backend: str) -> None:
     rng = np.random.default_rng(7)
     data = rng.integers(0, 2**63, (33, 8), dtype="<u8")
     tweaks = rng.integers(0, 2**63, (33, 2), dtype="<u8")
@@ -262,7 +262,7 @@ def test_mask_loop_xors_masks_into_data_in_place() -> None:
     assert np.array_equal(work, data ^ masks)
 
 
-def test_kernels_refuse_arrays_they_cannot_use() -> None:
+def test_kernels_refuse_arrays_they_cannot_use(backend: str) -> None:
     lines = np.zeros((4, 8), dtype="<u8")
     pairs = np.zeros((4, 2), dtype="<u8")
     with pytest.raises(KernelError, match="uint64"):
@@ -283,7 +283,7 @@ def test_kernels_refuse_arrays_they_cannot_use() -> None:
 
 
 @pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 8, 4099])
-def test_address_blocks_are_little_endian_128_bit(count: int) -> None:
+def test_address_blocks_are_little_endian_128_bit(count: int, backend: str) -> None:
     rng = np.random.default_rng(count)
     addrs = rng.integers(0, 2**64 - 1, count, dtype="<u8", endpoint=True)
     out = np.full((count, 2), 7, dtype="<u8")
@@ -291,13 +291,15 @@ def test_address_blocks_are_little_endian_128_bit(count: int) -> None:
     assert out.tobytes() == b"".join(int(a).to_bytes(16, "little") for a in addrs)
 
 
-def test_mask_pair_is_two_mask_calls() -> None:
+def test_mask_pair_is_two_mask_calls(backend: str) -> None:
     rng = np.random.default_rng(11)
     src = rng.integers(0, 2**63, (9, 8), dtype="<u8")
     tweaks = rng.integers(0, 2**63, (9, 2), dtype="<u8")
     expected = np.empty_like(src)
     xts_mask_lines(src, tweaks, expected)
     got = np.zeros_like(src)
-    at = [int(a.ctypes.data) for a in (src, tweaks, got)]
-    compiled().mask_pair(at[0], at[1], at[2], 4, at[0] + 4 * 64, at[1] + 4 * 16, at[2] + 4 * 64, 5)
+    passes = _kernels.mask_passes()
+    assert passes.name == backend
+    at = [passes.handle(a) for a in (src, tweaks, got)]
+    passes.mask_pair(at[0], 0, at[1], 0, at[2], 0, 4, at[0], 4, at[1], 4, at[2], 4, 5)
     assert np.array_equal(got, expected)

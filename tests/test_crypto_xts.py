@@ -29,7 +29,7 @@ import cryptography_vectors
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from testbed.crypto import XtsLineCipher
@@ -184,7 +184,7 @@ def test_nist_reference_xts(vec: NistVector) -> None:
 
 
 @pytest.mark.parametrize("vec", NIST_LINE_CIPHER, ids=lambda v: v.id)
-def test_nist_line_cipher(vec: NistVector) -> None:
+def test_nist_line_cipher(vec: NistVector, backend: str) -> None:
     cipher = XtsLineCipher(vec.key)
     if vec.section == "ENCRYPT":
         assert _first_line(cipher, vec.tweak_int, vec.pt, decrypt=False) == vec.ct
@@ -258,7 +258,7 @@ def test_ieee_vector1_equal_halves_refused() -> None:
 
 
 @pytest.mark.parametrize("vec", IEEE_DISTINCT_HALVES, ids=lambda v: f"vector{v.number}")
-def test_ieee_line_cipher_first_blocks(vec: IeeeVector) -> None:
+def test_ieee_line_cipher_first_blocks(vec: IeeeVector, backend: str) -> None:
     # None of these data units is exactly 64 bytes: compare blocks 0..3 (see module docstring).
     cipher = XtsLineCipher(vec.key)
     n = min(len(vec.pt), LINE)
@@ -266,7 +266,7 @@ def test_ieee_line_cipher_first_blocks(vec: IeeeVector) -> None:
     assert _first_line(cipher, vec.dusn, vec.ct, decrypt=True) == vec.pt[:n]
 
 
-def test_ieee_512_byte_unit_is_not_eight_lines() -> None:
+def test_ieee_512_byte_unit_is_not_eight_lines(backend: str) -> None:
     # Eight independent 64-byte units at consecutive "addresses" are a different thing from one
     # 512-byte unit: the alpha powers continue across the whole data unit.
     vec4 = IEEE[3]
@@ -293,9 +293,11 @@ def _line_batches(draw: st.DrawFn) -> tuple[bytes, list[int], bytes]:
     return key, addrs, data
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_line_batches())
-def test_line_cipher_matches_openssl_xts(batch: tuple[bytes, list[int], bytes]) -> None:
+def test_line_cipher_matches_openssl_xts(backend: str,
+                                         batch: tuple[bytes, list[int], bytes]) -> None:
     key, addrs, data = batch
     cipher = XtsLineCipher(key)
     addr_arr = np.array(addrs, dtype=np.uint64)
@@ -318,7 +320,7 @@ def test_equal_halves_refused() -> None:
         XtsLineCipher(bytes(range(16)) * 2)
 
 
-def test_batch_equals_single_lines_and_inputs_forms() -> None:
+def test_batch_equals_single_lines_and_inputs_forms(backend: str) -> None:
     key = bytes(range(32))
     cipher = XtsLineCipher(key)
     data = bytes(range(256)) * 3  # 12 lines
@@ -331,7 +333,7 @@ def test_batch_equals_single_lines_and_inputs_forms() -> None:
         assert single.tobytes() == batch[i].tobytes()
 
 
-def test_empty_batch_and_wrong_length() -> None:
+def test_empty_batch_and_wrong_length(backend: str) -> None:
     cipher = XtsLineCipher(bytes(range(32)))
     out = cipher.encrypt(np.zeros(0, dtype=np.uint64), b"")
     assert out.shape == (0, LINE)

@@ -1,6 +1,8 @@
 """Memory-encryption ciphers. The only package that imports ``cryptography``.
 
 Every line cipher encrypts batches of 64-byte lines at physical addresses in a few OpenSSL calls.
+The XTS mask passes between those calls run in NumPy, or compiled by llvmlite where it is
+installed and works (:func:`mask_backend` says which; ``TESTBED_ACCEL=0`` chooses NumPy).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from ._kernels import mask_backend
 from ._lines import as_blocks
 from .narrow import NARROW_KEY_SIZE, NarrowLineCipher
 from .xex import XEX_KEY_SIZE, XexLineCipher
@@ -24,6 +27,7 @@ __all__ = [
     "XexLineCipher",
     "XtsLineCipher",
     "as_blocks",
+    "mask_backend",
 ]
 
 

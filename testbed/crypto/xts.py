@@ -17,11 +17,12 @@ then per chunk of up to 4096 lines (256 KiB):
 3. one call encrypts (or decrypts) every block with ``K1``, straight into the output;
 4. one pass XORs the same masks into the output, in place.
 
-Steps 2 and 4 are compiled vector loops (``_kernels``); step 4 of one chunk and step 2 of the
-next are one call. A cipher made with ``threads`` > 1 splits large batches across threads:
-every piece of the work releases the GIL, and each thread has its own OpenSSL contexts. The
-result is identical, line for line, to OpenSSL's XTS with one call per line; the tests check it
-against OpenSSL and published vectors.
+Steps 2 and 4 are the mask passes (``_kernels``: compiled vector loops where llvmlite works,
+NumPy otherwise); step 4 of one chunk and step 2 of the next are one call. A cipher made with
+``threads`` > 1 splits large batches across threads: every piece of the work releases the GIL
+(the compiled passes release it; NumPy releases it for most of its work), and each thread has
+its own OpenSSL contexts. The result is identical, line for line, to OpenSSL's XTS with one
+call per line; the tests check it against OpenSSL and published vectors, with both passes.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError
-from ._kernels import compiled, xts_mask_lines
+from ._kernels import MaskPasses, mask_passes, xts_mask_lines
 from ._lines import (
     as_addresses,
     as_blocks,
@@ -88,8 +90,8 @@ def _thread_pool() -> ThreadPoolExecutor:
 
 
 class _Lane:
-    """One thread's OpenSSL contexts and scratch buffers, with their raw addresses for the
-    compiled passes."""
+    """One thread's OpenSSL contexts and scratch buffers, with their handles for the mask
+    passes."""
 
     def __init__(self, key: bytes) -> None:
         self.tweak = ecb_via_xts(key[16:], encrypt=True)
@@ -102,9 +104,18 @@ class _Lane:
         self.tweaks_out = self.tweaks.data
         self.work = np.empty(_CHUNK_LINES * 64, dtype=np.uint8)
         self.work_bytes = self.work.data
-        self.addresses_at = int(self.addresses.ctypes.data)
-        self.tweaks_at = int(self.tweaks.ctypes.data)
-        self.work_at = int(self.work.ctypes.data)
+        self._passes: MaskPasses[Any] | None = None
+        self._handles: tuple[Any, Any, Any] = (None, None, None)
+
+    def handles(self, passes: MaskPasses[Any]) -> tuple[Any, Any, Any]:
+        """The handles of the address blocks, tweaks and work lines for ``passes``."""
+        if passes is not self._passes:
+            tweaks = self.tweaks[: _TWEAK_LINES * _BLOCK].view("<u8").reshape(_TWEAK_LINES, 2)
+            work = self.work.view("<u8").reshape(_CHUNK_LINES, _LINE_WORDS)
+            self._handles = (passes.handle(self.addresses), passes.handle(tweaks),
+                             passes.handle(work))
+            self._passes = passes
+        return self._handles
 
 
 class XtsLineCipher:
@@ -150,31 +161,31 @@ class XtsLineCipher:
         """Lines ``src`` at ``addrs`` into ``dst`` (all C-contiguous; lines as ``(n, 8)``
         uint64), with ``lane``'s contexts and buffers. ``dst_bytes`` is ``dst``'s memory
         with room for one more block after it, for OpenSSL's output."""
-        kernels = compiled()
-        mask, pair, blocks = kernels.mask_lines, kernels.mask_pair, kernels.address_blocks
-        addrs_at, src_at, dst_at = (int(a.ctypes.data) for a in (addrs, src, dst))
-        tweaks_at, work_at, work = lane.tweaks_at, lane.work_at, lane.work_bytes
+        passes = mask_passes()
+        mask, pair, blocks = passes.mask_lines, passes.mask_pair, passes.address_blocks
+        h_addrs, h_src, h_dst = (passes.handle(a) for a in (addrs, src, dst))
+        h_blocks, h_tweaks, h_work = lane.handles(passes)
+        work = lane.work_bytes
         data = lane.enc if encrypt else lane.dec
         count = addrs.shape[0]
         for group in range(0, count, _TWEAK_LINES):
             size = min(_TWEAK_LINES, count - group)
-            blocks(addrs_at + group * 8, lane.addresses_at, size)
+            blocks(h_addrs, group, h_blocks, size)
             lane.tweak.update_into(lane.address_bytes[: size * _BLOCK], lane.tweaks_out)
             due = 0, 0  # (first line, lines) of the chunk whose step 4 is still to do
             for first in range(0, size, _CHUNK_LINES):
                 m = min(_CHUNK_LINES, size - first)
-                source = src_at + (group + first) * 64
                 if first == 0:
-                    mask(source, tweaks_at, work_at, m)
+                    mask(h_src, group, h_tweaks, 0, h_work, 0, m)
                 else:
-                    at = dst_at + (group + due[0]) * 64
-                    pair(at, tweaks_at + due[0] * _BLOCK, at, due[1],
-                         source, tweaks_at + first * _BLOCK, work_at, m)
+                    at = group + due[0]
+                    pair(h_dst, at, h_tweaks, due[0], h_dst, at, due[1],
+                         h_src, group + first, h_tweaks, first, h_work, 0, m)
                 start = (group + first) * 64
                 data.update_into(work[: m * 64], dst_bytes[start : start + m * 64 + _BLOCK])
                 due = first, m
-            at = dst_at + (group + due[0]) * 64
-            mask(at, tweaks_at + due[0] * _BLOCK, at, due[1])
+            at = group + due[0]
+            mask(h_dst, at, h_tweaks, due[0], h_dst, at, due[1])
 
     def _apply(self, addrs: object, lines: object, *, encrypt: bool) -> NDArray[np.uint8]:
         addr_arr = np.ascontiguousarray(as_addresses(addrs))
