@@ -1,4 +1,5 @@
-"""Plugins: a third-party package adds an attack through an entry point, with no edit in testbed/.
+"""Plugins: a third-party package adds an attack and an engine through entry points, with no edit
+in testbed/.
 
 The example package (``tests/plugins/example_plugin``) is installed with pip into a folder of
 its own, which the testbed then finds on ``PYTHONPATH``: the venv is never changed.
@@ -18,6 +19,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 PLUGIN = HERE / "plugins" / "example_plugin"
 SCENARIO = HERE / "plugins" / "cold-boot.yaml"
+SME_SCENARIOS = HERE / "plugins" / "sme"
 
 
 def _testbed(*args: str, path: Path | None = None, cwd: Path | None = None
@@ -61,11 +63,45 @@ def test_the_plugin_attack_runs_from_a_scenario(installed: Path, tmp_path: Path)
     assert "Cold-boot read of DRAM" in page
 
 
+def test_the_plugin_engine_runs_scenarios_and_the_evidence_decides(
+    installed: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = _testbed("run", str(SME_SCENARIOS), "--seed", "3", "--jobs", "1", "--out", str(out),
+                    path=installed)
+    assert done.returncode == 0, done.stdout + done.stderr  # every outcome as expected
+    rows = {(r["scenario"], r["engine"]): r
+            for r in json.loads((out / "results.json").read_text())["results"]}
+    assert {key: row["outcome"] for key, row in rows.items()} == {
+        ("sme-cold-boot", "none"): "succeeded",
+        ("sme-cold-boot", "sme"): "mitigated",
+        ("sme-hypervisor-replay", "none"): "not_applicable",
+        ("sme-hypervisor-replay", "sev"): "succeeded",
+        ("sme-hypervisor-replay", "sme"): "not_applicable",
+        ("sme-kernel-map-leak", "none"): "succeeded",
+        ("sme-kernel-map-leak", "sme"): "succeeded",
+    }
+    # One key for everything: DRAM holds ciphertext, yet the kernel's read decrypts it.
+    leak = rows[("sme-kernel-map-leak", "sme")]["evidence"]
+    assert leak["recovered"] == leak["secret"] == b"db-password=Tr0ub4dor&3 (guest)".hex()
+    assert leak["captured"] != leak["secret"]
+    plain = rows[("sme-kernel-map-leak", "none")]["evidence"]
+    assert plain["captured"] == plain["secret"]
+    # The moved DIMM gives the attacker exactly that ciphertext, and nothing else.
+    cold = rows[("sme-cold-boot", "sme")]["evidence"]
+    assert cold["recovered"] == cold["captured"] != cold["secret"]
+    # No guest isolation: the precondition says so, from the capability, not from the name.
+    assert "does not protect guests from the hypervisor" in rows[
+        ("sme-hypervisor-replay", "sme")]["reason"]
+
+
 def test_list_names_the_plugin_and_its_distribution(installed: Path) -> None:
     done = _testbed("list", str(SCENARIO), path=installed)
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stdout.splitlines() if x.strip().startswith("cold-boot "))
     assert "(plugin: testbed-example-plugin)" in line
+    engine = next(x for x in done.stdout.splitlines() if x.strip().startswith("sme "))
+    assert "AMD SME" in engine and "(plugin: testbed-example-plugin)" in engine
     assert "kernel-map-leak" in done.stdout and "plugin" not in done.stdout.split(
         "kernel-map-leak")[1].splitlines()[0]
 

@@ -7,7 +7,8 @@ ciphertext under any engine that encrypts, with the key gone with the power.
 Preconditions: physical access to the memory (modelled as a read of raw DRAM).
 
 It uses only the testbed's public API: the attack contract from ``testbed.attacks`` and the
-machine the runner hands it.
+machine the runner hands it. The package also provides an engine, :class:`SmeEngine` (AMD SME,
+in :mod:`.sme`), registered in the ``testbed.engines`` group.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from testbed.attacks import (
     plant_secret,
 )
 
-__all__ = ["ColdBoot", "ColdBootMetrics", "ColdBootParams"]
+from .sme import SmeEngine
+
+__all__ = ["ColdBoot", "ColdBootMetrics", "ColdBootParams", "SmeEngine"]
 
 
 class ColdBootParams(SecretParams):
