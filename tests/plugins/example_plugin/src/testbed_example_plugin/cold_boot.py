@@ -13,6 +13,7 @@ machine the runner hands it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field
 
@@ -31,8 +32,9 @@ __all__ = ["ColdBoot", "ColdBootMetrics", "ColdBootParams"]
 
 
 class ColdBootParams(SecretParams):
-    victim: str = Field("guest", pattern="^(process|guest)$",
-                        description="who holds the secret")
+    """The victim's secret, and who holds it."""
+
+    victim: Literal["process", "guest"] = Field("guest", description="who holds the secret")
 
 
 @dataclass(frozen=True)
