@@ -1,10 +1,10 @@
 """The SEV platform security processor (PSP): launch measurement and signed attestation reports.
 
-Source: the patch adding an attestation-report query to QEMU and its review
-(``seeds/sev-attestation-report.txt``). From SEV firmware 0.23 the PSP can return a report that
-holds the SHA-256 digest of the guest memory encrypted through LAUNCH_UPDATE, signed with the
-platform endorsement key (PEK); unlike LAUNCH_MEASURE it can be asked for while the guest runs,
-and the caller supplies a 16-byte ``mnonce`` that the report echoes.
+Source: B. Singh, "[PATCH] target/i386/sev: add the support to query the attestation report"
+(qemu-devel, 4 December 2020), and its review. From SEV firmware 0.23 the PSP can return a report
+that holds the SHA-256 digest of the guest memory encrypted through LAUNCH_UPDATE, signed with the
+platform endorsement key (PEK); unlike LAUNCH_MEASURE it can be asked for while the guest runs, and
+the caller supplies a 16-byte ``mnonce`` that the report echoes.
 
 What this module models:
 
