@@ -134,7 +134,7 @@ class AttestationBypass(Attack[AttestationParams]):
         image = _image(ctx, params)
         secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
         vendor = Vendor(ctx.rng)
-        psp = Psp(m, vendor, ctx.rng) if m.engine.attests else None
+        psp = Psp(m, vendor) if m.engine.attests else None
         expected = hashlib.sha256(image).digest()
         metrics = AttestationMetrics(
             tamper=params.tamper, attestation_available=psp is not None, report_bytes=0,

@@ -31,8 +31,6 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ...crypto.signing import KEY_SEED_SIZE, SigningKey
 from ...errors import ConfigError, InvalidArgument
 from ..machine import Domain, DomainKind, Machine
@@ -75,18 +73,21 @@ class Psp:
     Args:
         machine: the machine; its engine must attest (:attr:`Engine.attests`).
         vendor: the vendor that certifies this chip.
-        rng: seeded randomness for the chip's CEK and the PEK.
+
+    The chip's CEK and its PEK come from the machine's own key source (the platform RNG the
+    engine's keys come from), never from an attack's randomness.
 
     Raises:
         ConfigError: the engine has no PSP.
     """
 
-    def __init__(self, machine: Machine, vendor: Vendor, rng: np.random.Generator) -> None:
+    def __init__(self, machine: Machine, vendor: Vendor) -> None:
         if not machine.engine.attests:
             raise ConfigError(f"engine {machine.engine.name} has no platform security processor")
         self.machine = machine
-        cek = SigningKey(rng.bytes(KEY_SEED_SIZE))
-        self._pek = SigningKey(rng.bytes(KEY_SEED_SIZE))
+        keys = machine.engine.keys
+        cek = SigningKey(keys.seed(KEY_SEED_SIZE))
+        self._pek = SigningKey(keys.seed(KEY_SEED_SIZE))
         pek_cert = issue_certificate(KeyUsage.PEK, self._pek.public_key, KeyUsage.CEK, cek)
         self.cert_chain: tuple[Certificate, ...] = (
             vendor.ark_cert, vendor.ask_cert, vendor.certify_chip(cek.public_key), pek_cert,
