@@ -9,7 +9,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY testbed ./testbed
 COPY scenarios ./scenarios
-RUN pip install --no-cache-dir . \
+# The project itself with its optional accelerator; versions come from pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[fast]" \
     && useradd --create-home --uid 1000 testbed \
     && mkdir -p /app/reports \
     && chown testbed:testbed /app/reports

@@ -20,7 +20,7 @@ from . import registry
 from ._version import __version__
 from .errors import ScenarioError
 from .results import ResultRow, RunInfo, RunStore, write_junit, write_results_json
-from .scenarios import load_scenarios, plan, run_jobs
+from .scenarios import Job, load_scenarios, plan, run_jobs
 from .types import Outcome
 
 __all__ = ["main"]
@@ -47,8 +47,10 @@ def _first_line(doc: str | None) -> str:
     return lines[0] if lines else ""
 
 
-def _builtin_engines() -> tuple[str, ...]:
-    return tuple(e.name for e in registry.engines.entries() if e.builtin)
+def _planned_engines(jobs: Sequence[Job]) -> tuple[str, ...]:
+    """The engines a run uses, in registry order."""
+    used = {job.engine for job in jobs}
+    return tuple(name for name in registry.engines.names() if name in used)
 
 
 def _echo_errors(errors: Sequence[ScenarioError]) -> None:
@@ -126,7 +128,7 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
                        "unchanged", err=True)
             sys.exit(EXIT_INTERRUPTED)
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
-                   tuple(wanted or _builtin_engines()), workers)
+                   tuple(wanted or _planned_engines(job_list)), workers)
     store = RunStore(db_path or out_dir / HISTORY)
     run_id = store.record(info, rows)
     before = store.previous_of_same_scenarios(run_id)

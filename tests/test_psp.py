@@ -101,7 +101,7 @@ class Platform:
         self.rng = rng(seed)
         self.machine = machine(engine, seed)
         self.vendor = Vendor(self.rng)
-        self.psp = Psp(self.machine, self.vendor, self.rng)
+        self.psp = Psp(self.machine, self.vendor)
         self.guest = self.machine.create_domain("guest", "g")
         self.pa = self.machine.alloc_page(self.guest)
         self.handle = self.psp.launch_start(self.guest, POLICY_NODBG)
@@ -246,8 +246,8 @@ def test_chain_with_a_broken_link() -> None:
     p = Platform()
     ark, ask, cek, pek = p.psp.cert_chain
     # A genuine CEK certificate of another chip from the same vendor: the ASK link holds.
-    other_cek = Psp(machine("sev", 2), p.vendor, rng(9)).cert_chain[2]
-    verify_chain(Psp(machine("sev", 2), p.vendor, rng(9)).cert_chain, p.vendor.root)
+    other_cek = Psp(machine("sev", 2), p.vendor).cert_chain[2]
+    verify_chain(Psp(machine("sev", 2), p.vendor).cert_chain, p.vendor.root)
     assert "PEK certificate: signature does not verify with the CEK key" in chain_error(
         (ark, ask, other_cek, pek), p.vendor.root)
     stranger = SigningKey(rng(8).bytes(64)).public_key
@@ -391,7 +391,7 @@ def test_no_psp_means_attestation_is_not_enabled(engine: str) -> None:
     with pytest.raises(ConfigError, match="not enabled"):  # checked before the mnonce
         query_attestation_report(m, None, 1, "bad")
     with pytest.raises(ConfigError, match=f"engine {engine} has no platform security processor"):
-        Psp(m, Vendor(rng()), rng())
+        Psp(m, Vendor(rng()))
 
 
 def test_sev_machine_without_its_psp_is_not_enabled_either() -> None:
@@ -412,7 +412,7 @@ def test_launch_encrypts_into_guest_memory_and_measures_it() -> None:
 
 def launch_states() -> tuple[Psp, Domain, int, int]:
     m = machine("sev")
-    psp = Psp(m, Vendor(rng()), rng())
+    psp = Psp(m, Vendor(rng()))
     guest = m.create_domain("guest")
     pa = m.alloc_page(guest)
     return psp, guest, pa, psp.launch_start(guest)
@@ -557,3 +557,12 @@ def test_shipped_scenarios_reproduce_their_expectations(name: str) -> None:
     for engine in scenario.engines:
         row = run_job(Job(scenario, source, engine, 1))
         assert row.outcome is scenario.expect[engine], f"{engine}: {row.reason}"
+
+
+def test_the_chip_keys_come_from_the_platform_key_source() -> None:
+    vendor = Vendor(rng(3))
+    first = Psp(machine("sev", 4), vendor).cert_chain
+    again = Psp(machine("sev", 4), vendor).cert_chain
+    other = Psp(machine("sev", 5), vendor).cert_chain
+    assert first == again  # the same platform seed: the same chip
+    assert first[2].public_key != other[2].public_key and first[3] != other[3]

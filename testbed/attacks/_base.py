@@ -125,12 +125,14 @@ class AttackLog:
 
     @contextlib.contextmanager
     def victim_acts(self) -> Iterator[None]:
-        """The victim acts during the attack: a refusal inside is a failed run, not a block."""
+        """The victim acts during the attack: a refusal inside is a failed run, not a block.
+
+        The phase goes back only when the block ends normally: an exception leaves it with the
+        victim, so that the runner charges the refusal to the victim.
+        """
         before, self.phase = self.phase, Phase.VICTIM
-        try:
-            yield
-        finally:
-            self.phase = before
+        yield
+        self.phase = before
 
     def evidence(self) -> Evidence:
         """Freeze the bytes gathered so far."""

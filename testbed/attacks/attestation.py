@@ -8,12 +8,12 @@ hypervisor gives to the owner's attestation request: ``image`` forwards the genu
 PSP measured the modified image), ``replay`` returns a genuine report recorded at an earlier,
 unmodified boot, ``forge`` returns a report claiming the genuine digest, signed with a PEK of
 the hypervisor's own making.
-Source: the SEV attestation-report patch and its review (``seeds/sev-attestation-report.txt``);
-DESIGN §3.9.
+Source: B. Singh, "[PATCH] target/i386/sev: add the support to query the attestation report"
+(qemu-devel, 4 December 2020), and its review thread.
 Preconditions: capability ``malicious_hypervisor``. Where the engine attests
 (:attr:`~testbed.platform.Engine.attests`), a PSP measures the launch and signs reports with a
 PEK certified up to the vendor's root, and the owner's
-:class:`~testbed.platform.verifier.Verifier` checks the chain, the signature, the nonce, the digest
+:class:`~testbed.platform.Verifier` checks the chain, the signature, the nonce, the digest
 and the policy; a failed check refuses the secret and the attack is ``blocked``. Without a PSP
 the owner can check nothing: its policy there is to trust the host, and the backdoor receives
 the secret.
@@ -134,7 +134,7 @@ class AttestationBypass(Attack[AttestationParams]):
         image = _image(ctx, params)
         secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
         vendor = Vendor(ctx.rng)
-        psp = Psp(m, vendor, ctx.rng) if m.engine.attests else None
+        psp = Psp(m, vendor) if m.engine.attests else None
         expected = hashlib.sha256(image).digest()
         metrics = AttestationMetrics(
             tamper=params.tamper, attestation_available=psp is not None, report_bytes=0,

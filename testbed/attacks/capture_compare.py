@@ -4,7 +4,8 @@ Threat: an interposer captures the ciphertext of a victim's PIN at a known physi
 once the attacker owns that address it writes candidate plaintexts until the ciphertext on the
 bus equals the captured one. XTS ties ciphertext to key and address only, so with a shared key
 each candidate is a test. Secrets with little entropy fall fast.
-Source: MKTME mitigations document, "Cross-Domain Capture and Delayed Compare Attack".
+Source: K. Shutemov, "[PATCH, RFC 58/62] x86/mktme: Document the MKTME provided security
+mitigations" (linux-kernel, 8 May 2019), section "Cross-Domain Capture and Delayed Compare Attack".
 Preconditions: capabilities ``bus_interposer`` and ``chosen_plaintext``.
 """
 

@@ -4,7 +4,8 @@ Threat: a DDR interposer captures the ciphertext of a victim's secret at a physi
 after the victim frees the address the attacker gains ownership, writes the old ciphertext back
 and reads it through its own domain. AES-XTS binds ciphertext to its physical address, so the
 replay must happen at the same address; different keys per domain defeat it.
-Source: MKTME mitigations document, "Cross-Domain Replay Attack".
+Source: K. Shutemov, "[PATCH, RFC 58/62] x86/mktme: Document the MKTME provided security
+mitigations" (linux-kernel, 8 May 2019), section "Cross-Domain Replay Attack".
 Preconditions: capabilities ``bus_interposer`` and ``chosen_plaintext`` (the attacker owns a
 domain).
 """

@@ -5,7 +5,8 @@ Threat: during live migration the hypervisor asks VFIO which guest pages a devic
 table lookup per key bit: bit 0 makes the device work on buffer page A, bit 1 on buffer page B)
 shows that secret in the dirty bitmaps, one bit per interval. Memory encryption hides what a
 page holds, not which page was touched: the leak works under every engine.
-Source: VFIO dirty-page tracking patch (v16 4/7) and its review thread: pinned pages and
+Source: K. Wankhede, "[PATCH v16 Kernel 4/7] vfio iommu: Implementation of ioctl for dirty pages
+tracking" (qemu-devel and kvm, March 2020), and its review thread: pinned pages and
 ``dma_rw`` writes are reported dirty, reading the bitmap re-arms it, and a container without a
 pinned-page scope reports every mapped page dirty.
 Preconditions: capability ``malicious_hypervisor`` (start tracking, read the bitmaps); the guest

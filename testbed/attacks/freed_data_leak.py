@@ -3,7 +3,8 @@
 Threat: an application or VM places a secret in a page, then exits; the page goes back to the
 allocator's free list; an attacker reallocates it and reads it before writing it (the kernel's
 history of uninitialised-data bugs).
-Source: MKTME mitigations document, "Freed Data Leak Attack".
+Source: K. Shutemov, "[PATCH, RFC 58/62] x86/mktme: Document the MKTME provided security
+mitigations" (linux-kernel, 8 May 2019), section "Freed Data Leak Attack".
 Preconditions: capability ``uninit_page_read``. With MKTME the victim's KeyID is de-programmed
 at teardown (CLEAR_KEY: the KeyID falls back to the TME key), so even a mapping that still
 carries the victim's KeyID sees only garbage; SEV destroys the guest's key on decommission.

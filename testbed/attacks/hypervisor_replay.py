@@ -3,8 +3,9 @@
 Threat: a malicious hypervisor saves the ciphertext of a guest page, lets the guest update it,
 then writes the old ciphertext back: without integrity the guest decrypts its own stale data
 (for example an old balance or an old nonce counter).
-Source: DESIGN §3.3 (SEV has no integrity; SEV-SNP's RMP refuses hypervisor writes to guest
-pages).
+Source: AMD, "AMD SEV-SNP: Strengthening VM Isolation with Integrity Protection and More"
+(white paper, January 2020): SEV has no integrity, so a hypervisor can replay old ciphertext;
+SEV-SNP's Reverse Map Table refuses hypervisor writes to guest pages.
 Preconditions: capability ``malicious_hypervisor``; the engine must protect guests from the
 hypervisor at all — where the hypervisor is trusted, there is nothing to attack.
 """

@@ -2,7 +2,8 @@
 
 Threat: a kernel information-disclosure bug (CVE-2017-7277 and CVE-2017-9605 are the source's
 examples) reads arbitrary memory through the kernel direct map, which uses KeyID 0.
-Source: MKTME mitigations document, "Kernel Mapping Attacks".
+Source: K. Shutemov, "[PATCH, RFC 58/62] x86/mktme: Document the MKTME provided security
+mitigations" (linux-kernel, 8 May 2019), section "Kernel Mapping Attacks".
 Preconditions: capability ``kernel_read_bug``; the victim (a process or guest) holds a secret.
 With MKTME the victim's page is encrypted under its own KeyID, so the KeyID-0 read decrypts
 with the wrong key; under SEV the host sees the guest's ciphertext; with ``secretmem`` the page

@@ -6,7 +6,10 @@ tweaks T1, T2 collide inside the cipher when ``P1 xor D1 == P2 xor D2``; this sh
 ``P1 xor P2 == C1 xor C2`` and reveals ``delta = D1 xor D2``. The attacker then has the victim
 store ``V xor delta`` at T1 and writes that ciphertext, xored with ``delta``, at T2: the victim
 reads ``V``, a value of the attacker's choosing.
-Source: MKTME mitigations document, "Key Wear-out Attack" (citing Rogaway's offsets paper).
+Source: K. Shutemov, "[PATCH, RFC 58/62] x86/mktme: Document the MKTME provided security
+mitigations" (linux-kernel, 8 May 2019), section "Key Wear-out Attack", which cites P. Rogaway,
+"Efficient Instantiations of Tweakable Blockciphers and Refinements to Modes OCB and PMAC"
+(ASIACRYPT 2004).
 Preconditions: capabilities ``bus_interposer`` and ``chosen_plaintext`` under the victim's key.
 At 128-bit blocks a collision needs about 2^64 blocks, so the shipped scenarios use the
 *reduced-width* cipher (:mod:`testbed.crypto.narrow`) and extrapolate to n = 128.

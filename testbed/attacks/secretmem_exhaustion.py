@@ -3,8 +3,9 @@
 Threat: secret memory (``memfd_secret``) comes from a fixed ``secretmem=`` reservation carved
 into PMD-size pools. Any unprivileged task can map and touch secret pages until the reservation
 is gone; every other task's secret allocation then fails (denial of service).
-Source: secretmem PMD-pool patch and its review ("any task is able to deprive access to secret
-memory to other tasks").
+Source: M. Hocko, review of "[PATCH v16 07/11] secretmem: use PMD-size pages to amortize direct
+map fragmentation" (linux-api, 26 January 2021): "any task is able to deprive access to secret
+memory to other tasks".
 Preconditions: capability ``unprivileged_task`` (open ``memfd_secret``, ``mmap`` and touch
 pages). Nothing about the memory-encryption engine matters here; the per-task locked-memory
 limit (``memlock_limit``) is the mitigation under test. Without a reservation the same attack

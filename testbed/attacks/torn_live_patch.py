@@ -7,14 +7,15 @@ that is neither the old nor the new one: a wrong call target, a jump into the mi
 instruction, an invalid opcode. Here the "attacker" is the adversarial scheduler: it chooses
 the order in which the CPUs and the patcher take their steps, and wins if any CPU executes a
 torn instruction. Kernel integrity is the victim.
-Source: "x86/alternatives: Teach text_poke_bp() to emulate instructions" (LKML, October 2019):
+Source: P. Zijlstra, "[PATCH v3 1/6] x86/alternatives: Teach text_poke_bp() to emulate
+instructions" (LKML, 7 October 2019):
 the INT3 protocol (INT3 on the first byte of every site, sync, tails, sync, first bytes, sync)
 and the INT3 handler that emulates CALL, JMP32, JMP8, NOP2 (as JMP8 +0) and NOP5 (as JMP32 +0).
 Preconditions: capability ``concurrent_execution`` (at least two CPUs run the patched text).
 Memory encryption plays no part: the CPUs fetch the text through the engine, so the outcome is
 the same under every engine. The text lives in a kernel-owned page of the machine; the
-interleavings run on a copy of it (:mod:`testbed.platform.livepatch`,
-:mod:`testbed.platform.interleave`), and the patched text is stored back at the end.
+interleavings run on a copy of it (:mod:`testbed.platform.kernel_text.livepatch`,
+:mod:`testbed.platform.kernel_text.interleavings`), and the patched text is stored back at the end.
 Mitigation: ``text_poke_bp`` (the INT3 protocol).
 """
 

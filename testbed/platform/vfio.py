@@ -1,7 +1,7 @@
 """VFIO type1 IOMMU container with dirty-page tracking (the ``VFIO_IOMMU_DIRTY_PAGES`` ioctl).
 
-Source: the VFIO dirty-page tracking patch ("vfio iommu: Implementation of ioctl for dirty pages
-tracking", v16 4/7) and its review thread.
+Source: K. Wankhede, "[PATCH v16 Kernel 4/7] vfio iommu: Implementation of ioctl for dirty pages
+tracking" (qemu-devel and kvm, March 2020), and its review thread.
 
 What the model keeps from the source:
 

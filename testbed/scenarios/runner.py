@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import registry
-from ..attacks import AttackContext, Verdict
+from ..attacks import AttackContext, Phase, Verdict
 from ..errors import PlatformRefusal, UnsupportedMitigation
 from ..platform import EngineOptions, KeySource, Machine
 from ..results import Evidence, ResultRow
@@ -103,8 +103,11 @@ def run_job(job: Job) -> ResultRow:
     except UnsupportedMitigation as exc:
         verdict = Verdict(Outcome.NOT_APPLICABLE, str(exc))
     except PlatformRefusal as exc:
-        if ctx is not None and ctx.log.attacking:
+        phase = ctx.log.phase if ctx is not None else Phase.SETUP
+        if phase is Phase.ATTACK:
             verdict = Verdict(Outcome.BLOCKED, f"the platform refused a step: {exc}")
+        elif phase is Phase.VICTIM:
+            verdict = Verdict(Outcome.ERROR, f"the platform refused the victim a step: {exc}")
         else:
             verdict = Verdict(Outcome.ERROR, f"setting up the victim failed: {exc}")
     except Exception as exc:  # one failing scenario must not stop the run

@@ -63,6 +63,10 @@ class KeySource:
     def __init__(self, rng: np.random.Generator) -> None:
         self._rng = rng
 
+    def seed(self, size: int) -> bytes:
+        """Fresh random bytes for a key of another kind (a signing key's seed)."""
+        return self._rng.bytes(size)
+
     def key(self, size: int) -> bytes:
         """Fresh key bytes. A key whose two halves are equal is never returned (XTS weak key)."""
         while True:

@@ -1,7 +1,7 @@
 """The PEK's certificate chain, ARK -> ASK -> CEK -> PEK, and the vendor that roots it.
 
-Source: the patch adding an attestation-report query to QEMU and its review
-(``seeds/sev-attestation-report.txt``): reports are signed with the platform endorsement key
+Source: B. Singh, "[PATCH] target/i386/sev: add the support to query the attestation report"
+(qemu-devel, 4 December 2020), and its review: reports are signed with the platform endorsement key
 (PEK), which a guest owner trusts through its certificate chain.
 
 Real SEV signs the ARK and ASK with RSA; here every link is ECDSA P-384, and a certificate is

@@ -1,10 +1,10 @@
 """The SEV platform security processor (PSP): launch measurement and signed attestation reports.
 
-Source: the patch adding an attestation-report query to QEMU and its review
-(``seeds/sev-attestation-report.txt``). From SEV firmware 0.23 the PSP can return a report that
-holds the SHA-256 digest of the guest memory encrypted through LAUNCH_UPDATE, signed with the
-platform endorsement key (PEK); unlike LAUNCH_MEASURE it can be asked for while the guest runs,
-and the caller supplies a 16-byte ``mnonce`` that the report echoes.
+Source: B. Singh, "[PATCH] target/i386/sev: add the support to query the attestation report"
+(qemu-devel, 4 December 2020), and its review. From SEV firmware 0.23 the PSP can return a report
+that holds the SHA-256 digest of the guest memory encrypted through LAUNCH_UPDATE, signed with the
+platform endorsement key (PEK); unlike LAUNCH_MEASURE it can be asked for while the guest runs, and
+the caller supplies a 16-byte ``mnonce`` that the report echoes.
 
 What this module models:
 
@@ -30,8 +30,6 @@ import binascii
 import enum
 import hashlib
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from ...crypto.signing import KEY_SEED_SIZE, SigningKey
 from ...errors import ConfigError, InvalidArgument
@@ -75,18 +73,21 @@ class Psp:
     Args:
         machine: the machine; its engine must attest (:attr:`Engine.attests`).
         vendor: the vendor that certifies this chip.
-        rng: seeded randomness for the chip's CEK and the PEK.
+
+    The chip's CEK and its PEK come from the machine's own key source (the platform RNG the
+    engine's keys come from), never from an attack's randomness.
 
     Raises:
         ConfigError: the engine has no PSP.
     """
 
-    def __init__(self, machine: Machine, vendor: Vendor, rng: np.random.Generator) -> None:
+    def __init__(self, machine: Machine, vendor: Vendor) -> None:
         if not machine.engine.attests:
             raise ConfigError(f"engine {machine.engine.name} has no platform security processor")
         self.machine = machine
-        cek = SigningKey(rng.bytes(KEY_SEED_SIZE))
-        self._pek = SigningKey(rng.bytes(KEY_SEED_SIZE))
+        keys = machine.engine.keys
+        cek = SigningKey(keys.seed(KEY_SEED_SIZE))
+        self._pek = SigningKey(keys.seed(KEY_SEED_SIZE))
         pek_cert = issue_certificate(KeyUsage.PEK, self._pek.public_key, KeyUsage.CEK, cek)
         self.cert_chain: tuple[Certificate, ...] = (
             vendor.ark_cert, vendor.ask_cert, vendor.certify_chip(cek.public_key), pek_cert,

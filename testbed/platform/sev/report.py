@@ -1,8 +1,8 @@
 """The legacy SEV attestation report: its byte layout, its field codes and how it is signed.
 
-Source: the patch adding an attestation-report query to QEMU and its review
-(``seeds/sev-attestation-report.txt``). From SEV firmware 0.23 the PSP can return a report that
-holds the SHA-256 digest of the guest memory encrypted through LAUNCH_UPDATE, signed with the
+Source: B. Singh, "[PATCH] target/i386/sev: add the support to query the attestation report"
+(qemu-devel, 4 December 2020), and its review. From SEV firmware 0.23 the PSP can return a report
+that holds the SHA-256 digest of the guest memory encrypted through LAUNCH_UPDATE, signed with the
 platform endorsement key (PEK); the caller supplies a 16-byte ``mnonce`` that the report echoes.
 
 The report (:class:`SevReport`), in the legacy SEV layout::

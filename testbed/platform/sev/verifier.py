@@ -1,8 +1,8 @@
 """The guest owner's verifier: issue nonces, check attestation replies, decide whether to trust.
 
-Source: the patch adding an attestation-report query to QEMU and its review
-(``seeds/sev-attestation-report.txt``): the owner sends a 16-byte ``mnonce`` and checks that the
-PEK-signed report echoes it and carries the launch digest of the image it meant to launch.
+Source: B. Singh, "[PATCH] target/i386/sev: add the support to query the attestation report"
+(qemu-devel, 4 December 2020), and its review: the owner sends a 16-byte ``mnonce`` and checks that
+the PEK-signed report echoes it and carries the launch digest of the image it meant to launch.
 
 This is the remote party's code: it uses only the public report and certificate types
 (:mod:`testbed.platform.sev.report`, :mod:`testbed.platform.sev.certs`) and the vendor-neutral

@@ -1,0 +1,69 @@
+"""Who a platform refusal is charged to: the attacker (blocked), or the victim (a failed run)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import scenario
+
+from testbed import registry
+from testbed.attacks import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
+from testbed.errors import PageFault
+from testbed.scenarios import Job, run_job
+from testbed.types import Outcome
+
+
+class _RefusedIn(Attack[AttackParams]):
+    """Meets a page fault in the phase named by ``where``."""
+
+    kind = "refused-in"
+    title = "refused in a phase"
+    capabilities = ()
+    Params = AttackParams
+    Metrics = BaseMetrics
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def run(self, ctx: AttackContext, params: AttackParams) -> Verdict:
+        m, log = ctx.machine, ctx.log
+        victim = m.create_domain("process", "victim")
+        stranger = m.create_domain("process", "stranger")
+        pa = m.alloc_page(stranger)
+        log.step(Actor.VICTIM, "sets up")
+        if self.where == "setup":
+            m.write(victim, pa, b"x")  # not the victim's page: a page fault
+        log.begin_attack()
+        if self.where == "victim":
+            with log.victim_acts():
+                m.write(victim, pa, b"x")
+        m.write(victim, pa, b"x")  # the attacker's step (here: also the victim's domain)
+        return Verdict(Outcome.SUCCEEDED, "unreachable")
+
+
+@pytest.mark.parametrize(("where", "outcome", "reason"), [
+    ("setup", Outcome.ERROR, "setting up the victim failed: page fault"),
+    ("victim", Outcome.ERROR, "the platform refused the victim a step: page fault"),
+    ("attack", Outcome.BLOCKED, "the platform refused a step: page fault"),
+])
+def test_a_refusal_is_charged_to_the_phase_it_happens_in(
+    monkeypatch: pytest.MonkeyPatch, where: str, outcome: Outcome, reason: str
+) -> None:
+    entries = registry.attacks._load()
+    monkeypatch.setitem(entries, "kernel-map-leak",
+                        registry.Registered("kernel-map-leak", _RefusedIn(where), "test"))
+    row = run_job(Job(scenario("kernel-map-leak"), "<test>", "tme", 1))
+    assert row.outcome is outcome, row.reason
+    assert row.reason.startswith(reason)
+
+
+def test_the_victim_phase_ends_with_its_block() -> None:
+    from testbed.attacks import AttackLog, Phase
+
+    log = AttackLog()
+    log.begin_attack()
+    with log.victim_acts():
+        assert log.phase is Phase.VICTIM and not log.attacking
+    assert log.phase is Phase.ATTACK and log.attacking
+    with pytest.raises(PageFault), log.victim_acts():
+        raise PageFault("refused")
+    assert log.phase is Phase.VICTIM  # the refusal stays the victim's
