@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .engines import (
     ENGINES,
+    HOST,
     CipherFamily,
     Engine,
     EngineOptions,
@@ -85,6 +86,7 @@ from .vfio import VfioContainer, dirty_bitmap_bytes, dirty_page_indexes, open_gu
 __all__ = [
     "DIRECT_MAP_BASE",
     "ENGINES",
+    "HOST",
     "INT3",
     "MAX_INTERLEAVINGS",
     "MAX_MEMORY_PAGES",

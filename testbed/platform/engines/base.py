@@ -238,6 +238,37 @@ class Engine:
     def _new_cipher(self) -> LineCipher:
         return self.cipher_kind.build(self._keys.key(self.cipher_kind.key_size))
 
+    # -- for engines: programming key slots -------------------------------------------------
+    def program_key(self, slot: KeySlot, key: bytes | None = None) -> None:
+        """Put a key in ``slot``: ``key`` (data key then tweak key), or a fresh one from the
+        platform RNG. The slot's wear counter starts again at zero.
+
+        Raises:
+            ConfigError: ``key`` has the wrong size, or is a weak XTS key.
+        """
+        self._slots[slot] = (self._new_cipher() if key is None
+                             else self.cipher_kind.build(key))
+        self._wear[slot] = 0
+
+    def share_key(self, slot: KeySlot, source: KeySlot) -> None:
+        """``slot`` encrypts with the key now in ``source`` (MKTME's CLEAR_KEY falls back to
+        the TME key this way); its wear counter starts again at zero."""
+        self._slots[slot] = self._cipher(source)
+        self._wear[slot] = 0
+
+    def set_plaintext(self, slot: KeySlot) -> None:
+        """Accesses through ``slot`` are not encrypted (MKTME's NO_ENCRYPT, SEV's host)."""
+        self._slots[slot] = None
+        self._wear[slot] = 0
+
+    def forget_key(self, slot: KeySlot) -> None:
+        """``slot`` holds no key any more: an access through it raises ``KeyNotProgrammed``."""
+        self._slots.pop(slot, None)
+
+    def holds_key(self, slot: KeySlot) -> bool:
+        """Whether ``slot`` was programmed (with a key, or as plaintext)."""
+        return slot in self._slots
+
     def domain_slot(self, kind: str) -> KeySlot:
         """The key slot a new domain of ``kind`` (``process`` or ``guest``) runs with."""
         return HOST

@@ -52,16 +52,15 @@ class SevEngine(Engine, EngineWithGuestIsolation, EngineWithAttestation):
         if kind != "guest":
             return HOST
         for asid in map(KeySlot, range(1, self.asids + 1)):
-            if asid not in self._slots:
-                self._slots[asid] = self._new_cipher()
-                self._wear[asid] = 0
+            if not self.holds_key(asid):
+                self.program_key(asid)
                 return asid
         raise KeyNotProgrammed(f"no free ASID (all {self.asids} in use)")
 
     def release_slot(self, slot: KeySlot) -> None:
         # DECOMMISSION: the firmware destroys the guest key.
         if slot != HOST:
-            self._slots.pop(slot, None)
+            self.forget_key(slot)
 
 
 @dataclass

@@ -29,7 +29,7 @@ class TmeEngine(Engine):
 
     def __init__(self, keys: KeySource, reduced_width_bits: int | None = None) -> None:
         super().__init__(keys, reduced_width_bits)
-        self._slots[HOST] = self._new_cipher()
+        self.program_key(HOST)
 
 
 class MktmeEngine(TmeEngine, EngineWithKeyIds, EngineWithRuntimeRotation):
@@ -84,17 +84,16 @@ class MktmeEngine(TmeEngine, EngineWithKeyIds, EngineWithRuntimeRotation):
             if key is None or len(key) != self.cipher_kind.key_size:
                 return PconfigStatus.INVALID_PROG_CMD
             try:
-                self._slots[slot] = self.cipher_kind.build(key)
+                self.program_key(slot, key)
             except ConfigError:
                 return PconfigStatus.INVALID_PROG_CMD
         elif cmd is PconfigCommand.SET_KEY_RANDOM:
-            self._slots[slot] = self._new_cipher()
+            self.program_key(slot)
         elif cmd is PconfigCommand.CLEAR_KEY:
             # After CLEAR_KEY the KeyID encrypts with the platform TME key.
-            self._slots[slot] = self._slots[HOST]
+            self.share_key(slot, HOST)
         else:
-            self._slots[slot] = None
-        self._wear[slot] = 0
+            self.set_plaintext(slot)
         return PconfigStatus.PROG_SUCCESS
 
     def domain_slot(self, kind: str) -> KeySlot:

@@ -19,8 +19,7 @@ model (AMD publishes neither the exact tweak function of SME nor that of SEV).
 
 from __future__ import annotations
 
-from testbed.platform import CipherFamily, Engine, KeySource
-from testbed.platform.engines import HOST
+from testbed.platform import HOST, CipherFamily, Engine, KeySource
 
 __all__ = ["SmeEngine"]
 
@@ -39,4 +38,4 @@ class SmeEngine(Engine):
         super().__init__(keys, reduced_width_bits)
         # The one key, in the host's slot; domain_slot() keeps the base behaviour and hands
         # that slot to every process and guest.
-        self._slots[HOST] = self._new_cipher()
+        self.program_key(HOST)
