@@ -18,8 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .. import registry
 from ..errors import ScenarioError
-from ..platform.mm import RESERVED_FRAMES
-from .model import MitigationSpec, Scenario
+from .model import FIELD_ERROR, MitigationSpec, Scenario
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
 
@@ -86,6 +85,15 @@ class _Converter:
         return 0
 
 
+def _present(data: Any, where: _Path) -> bool:
+    """Whether the file gives a value at ``where``."""
+    for part in where:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
 def _dotted(where: Iterable[str | int]) -> str:
     out = ""
     for part in where:
@@ -126,6 +134,12 @@ def _first_error(
     err = exc.errors()[0]
     where: _Path = tuple(err["loc"])
     message = err["msg"]
+    if err["type"] == FIELD_ERROR:  # a check across fields names the field it is about
+        ctx = err.get("ctx", {})
+        field: _Path = tuple(ctx["field"].split("."))
+        shown = field if _present(data, field) or not ctx["near"] else tuple(
+            ctx["near"].split("."))
+        return ScenarioError(conv.path, conv.line_of(shown), ctx["field"], ctx["message"])
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, tuple(err["loc"][:-1]), data)
         message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
@@ -205,17 +219,6 @@ def load_scenario(path: str | Path) -> tuple[Scenario, str]:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc, conv, Scenario, data) from None
-    params = scenario.params
-    usable = scenario.platform.memory_pages - RESERVED_FRAMES
-    if params.pages_needed() > usable:
-        raise ScenarioError(name, conv.line_of(("platform", "memory_pages")) or
-                            conv.line_of(("params",)), "platform.memory_pages",
-                            f"the attack needs {params.pages_needed()} free frames; "
-                            f"{scenario.platform.memory_pages} frames leave {usable}")
-    for engine in scenario.expect:
-        if engine not in scenario.engines:
-            raise ScenarioError(name, conv.line_of(("expect", engine)), f"expect.{engine}",
-                                f"engine {engine!r} is not in this scenario's engines")
     return scenario, name
 
 

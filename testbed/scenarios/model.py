@@ -20,10 +20,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .. import registry
 from ..attacks import AttackParams
 from ..platform import MAX_MEMORY_PAGES, Mitigations, MktmeEngine, SevEngine
+from ..platform.mm import RESERVED_FRAMES
 from ..types import Outcome
 
 __all__ = [
@@ -35,6 +37,17 @@ __all__ = [
     "Teaching",
     "engine_names",
 ]
+
+
+FIELD_ERROR = "scenario_field"
+"""The pydantic error type of a check across fields; its context names the field it is about."""
+
+
+def field_error(field: str, message: str, *, near: str = "") -> PydanticCustomError:
+    """An error about ``field`` (a dotted path) found by a check across fields; ``near`` is
+    where to point when the field itself is not in the file."""
+    return PydanticCustomError(FIELD_ERROR, "{field}: {message}",
+                               {"field": field, "message": message, "near": near})
 
 
 def engine_names() -> tuple[str, ...]:
@@ -181,6 +194,20 @@ class Scenario(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("engines must not repeat")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        usable = self.platform.memory_pages - RESERVED_FRAMES
+        if self.params.pages_needed() > usable:
+            raise field_error("platform.memory_pages",
+                              f"the attack needs {self.params.pages_needed()} free frames; "
+                              f"{self.platform.memory_pages} frames leave {usable}",
+                              near="params")
+        for engine in self.expect:
+            if engine not in self.engines:
+                raise field_error(f"expect.{engine}",
+                                  f"engine {engine!r} is not in this scenario's engines")
+        return self
 
     def machine_mitigations(self) -> Mitigations:
         """The platform's view of this scenario's mitigations."""
