@@ -141,6 +141,40 @@ class Registry(Generic[T]):
         self._problems.append(problem)
         _log.warning("%s", problem.one_line())
 
+    def add(self, obj: object, distribution: str = "a script") -> T:
+        """Register ``obj`` from a running script or notebook, as an entry point would.
+
+        Worker processes started by fork see it; with another start method, use an entry
+        point (or run with ``jobs=1``).
+
+        Returns:
+            The registered item.
+
+        Raises:
+            ConfigError: ``obj`` is not of the right kind, or its name is taken.
+        """
+        try:
+            item = self._accept(obj)
+        except TypeError as exc:
+            raise ConfigError(f"{self.noun}: {exc}") from None
+        entries = self._load()
+        name = self._name_of(item)
+        with self._lock:
+            if name in entries:
+                raise ConfigError(f"{self.noun} name {name!r} is already taken by "
+                                  f"{entries[name].distribution}")
+            entries[name] = Registered(name, item, distribution)
+        return item
+
+    def remove(self, name: str) -> None:
+        """Unregister what :meth:`add` registered (built-ins and entry points stay)."""
+        entries = self._load()
+        with self._lock:
+            entry = entries.get(name)
+            if entry is None or entry.builtin:
+                raise ConfigError(f"{self.noun} {name!r} cannot be removed")
+            del entries[name]
+
     def reload(self) -> None:
         """Forget what was discovered; the next use looks at the entry points again."""
         with self._lock:

@@ -20,6 +20,7 @@ from ..results import (
     DictionaryPlot,
     DirtyBitmapPlot,
     FragmentationSeries,
+    LinePlot,
     PlotData,
     TraceInterval,
     WearoutPlot,
@@ -236,6 +237,46 @@ def _dirty_trace(data: DirtyBitmapPlot) -> Plot | None:
                 "hypervisor read, and the secret bits it reconstructed from them.")
 
 
+# --------------------------------------------------------------------------- any attack's own
+
+MAX_LINES = 8
+MAX_POINTS = 10_000
+_COLOURS = (MEASURED, BOUND, OTHER, "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+"""The Okabe–Ito palette, one colour per line."""
+
+
+def _literal(text: object) -> str:
+    """Text matplotlib shows as written: ``$`` would start its math notation."""
+    return " ".join(str(text).split())[:200].replace("$", r"\$")
+
+
+def _line_plot(data: LinePlot) -> Plot | None:
+    lines = list(data.lines)
+    if not lines or len(lines) > MAX_LINES:
+        return None
+    series: list[tuple[str, list[float], list[float]]] = []
+    for line in lines:
+        xs, ys = _numbers(line.xs), _numbers(line.ys)
+        if xs is None or ys is None or len(xs) != len(ys) or len(xs) > MAX_POINTS:
+            return None
+        if (data.log_x and min(xs) <= 0) or (data.log_y and min(ys) <= 0):
+            return None
+        series.append((str(line.label), xs, ys))
+    with _figure() as (fig, buf):
+        ax = fig.add_subplot()
+        for (label, xs, ys), colour in zip(series, _COLOURS, strict=False):
+            ax.plot(xs, ys, marker="o", markersize=3, color=colour, label=_literal(label))
+        if data.log_x:
+            ax.set_xscale("log")
+        if data.log_y:
+            ax.set_yscale("log")
+        _finish(ax, fig, _literal(data.title), _literal(data.x_label), _literal(data.y_label))
+    ends = "; ".join(f"{label} ends at ({xs[-1]:g}, {ys[-1]:g})" for label, xs, ys in series)
+    alt = (f"{data.title}. Line plot of {data.y_label} against {data.x_label}, {len(series)} "
+           f"line(s): {ends}.")
+    return Plot(_src(buf), alt, str(data.caption))
+
+
 def _draw(data: PlotData) -> Plot | None:
     if isinstance(data, WearoutPlot):
         return _wearout(data)
@@ -245,6 +286,8 @@ def _draw(data: PlotData) -> Plot | None:
         return _dictionary(data)
     if isinstance(data, DirtyBitmapPlot):
         return _dirty_trace(data)
+    if isinstance(data, LinePlot):
+        return _line_plot(data)
     return None  # a kind of plot data this report does not draw
 
 

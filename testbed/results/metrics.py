@@ -22,6 +22,8 @@ __all__ = [
     "DirtyBitmapPlot",
     "FragmentationSeries",
     "JsonValue",
+    "Line",
+    "LinePlot",
     "Metrics",
     "PlotData",
     "TraceInterval",
@@ -142,3 +144,30 @@ class DirtyBitmapPlot(PlotData):
     """The dirty bitmaps the hypervisor read, interval by interval."""
 
     trace: Sequence[TraceInterval]
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a :class:`LinePlot`: a label and its points."""
+
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+
+
+@dataclass(frozen=True)
+class LinePlot(PlotData):
+    """A figure of any attack's own: lines of (x, y) points, with the text that explains them.
+
+    For attacks whose data fits none of the figures above (a plugin's, for instance). The report
+    draws at most eight lines of at most 10,000 points each; the text alternative lists each
+    line's last point.
+    """
+
+    title: str
+    x_label: str
+    y_label: str
+    lines: Sequence[Line]
+    caption: str
+    log_x: bool = False
+    log_y: bool = False
