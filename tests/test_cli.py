@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.paths import SCENARIOS
 from click.testing import CliRunner, Result
 
 from testbed import registry
 from testbed.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ROOT / "scenarios"
 ROW_KEYS = {"scenario", "attack", "profile", "engine", "mitigations", "outcome", "expected",
             "metrics"}
 OUTCOMES = {"succeeded", "partial", "mitigated", "blocked", "error", "not_applicable"}

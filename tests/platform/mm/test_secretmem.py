@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from helpers import run, scenario
+from _support.paths import SCENARIOS
+from _support.scenarios import run, scenario
 from pydantic import ValidationError
 
 from testbed.attacks.secretmem_exhaustion import SecretmemExhaustionMetrics
@@ -17,7 +16,6 @@ from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import Outcome
 
 PAGE = 4096
-SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 
 def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cryptography_vectors
 import numpy as np
 import pytest
+from _support.paths import VECTORS
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -205,7 +205,7 @@ class IeeeVector:
         return self.dusn.to_bytes(BLOCK, "little")
 
 
-IEEE_FILE = Path(__file__).parent / "vectors" / "ieee1619_xts_aes128.txt"
+IEEE_FILE = VECTORS / "ieee1619_xts_aes128.txt"
 
 
 def load_ieee() -> list[IeeeVector]:

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import pytest
-from helpers import scenario
+from _support.scenarios import scenario
 
 from testbed import registry
 from testbed.attacks.kernel_map_leak import KernelMapLeak

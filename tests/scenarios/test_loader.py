@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _support.paths import SCENARIOS
 
 from testbed.errors import ScenarioError
 from testbed.scenarios import load_scenario, load_scenarios
@@ -112,7 +113,7 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:
 
 
 def test_shipped_scenarios_all_load() -> None:
-    root = Path(__file__).resolve().parent.parent / "scenarios"
+    root = SCENARIOS
     loaded, errors = load_scenarios([root])
     assert errors == []
     assert len(loaded) == len(list(root.glob("*.yaml"))) >= 21

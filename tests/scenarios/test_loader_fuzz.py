@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _support.paths import SCENARIOS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from testbed.errors import ScenarioError
 from testbed.scenarios import load_scenario
 
-SHIPPED = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+SHIPPED = sorted(SCENARIOS.glob("*.yaml"))
 KEYS = ["id", "title", "attack", "engines", "platform", "mitigations", "params", "expect",
         "teaching", "summary", "memory_pages", "keyid_bits", "reduced_width_bits", "victim",
         "secret", "pin_digits", "batch", "max_pairs", "trials", "wear_domain", "secretmem",

@@ -7,15 +7,15 @@ import base64
 import hashlib
 import struct
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _support.paths import SCENARIOS
+from _support.scenarios import run
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from helpers import run
 from pydantic import ValidationError
 
 from testbed.attacks import AttackContext
@@ -73,7 +73,6 @@ from testbed.results import ResultRow
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import PAGE_SIZE, Outcome
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 IMAGE = b"console=ttyS0 ro".ljust(256, b"\0") + bytes(range(256)) * 15  # 4096 bytes
 
 

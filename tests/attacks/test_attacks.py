@@ -6,7 +6,7 @@ Outcomes come from the evidence: the tests also check the evidence agrees with t
 from __future__ import annotations
 
 import pytest
-from helpers import run
+from _support.scenarios import run
 
 from testbed.attacks.capture_compare import CaptureCompareMetrics
 from testbed.attacks.key_wearout import KeyWearoutMetrics
@@ -211,7 +211,7 @@ def test_zeros_read_back_are_not_recovered_bytes() -> None:
 
 def test_a_refusal_while_setting_up_the_victim_is_an_error_not_a_block() -> None:
     # 40 victim pages on a machine whose 15 usable frames run out before the attack starts.
-    from helpers import scenario as make
+    from _support.scenarios import scenario as make
 
     from testbed.scenarios import Job, run_job
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run
+from _support.paths import SCENARIOS
+from _support.scenarios import run
 from pydantic import ValidationError
 
 from testbed.attacks.torn_live_patch import TornLivePatchMetrics, TornLivePatchParams, build
@@ -48,7 +49,6 @@ from testbed.scenarios.runner import Job
 from testbed.types import Outcome
 
 BASE = 0xFFFF_FFFF_8100_0000
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 # -- decoder ------------------------------------------------------------------------------

@@ -4,11 +4,11 @@ dirty-page access-pattern leak with and without its mitigations."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run
+from _support.paths import SCENARIOS
+from _support.scenarios import run
 
 from testbed.attacks.dirty_page_leak import (
     DirtyPageLeakMetrics,
@@ -35,7 +35,6 @@ from testbed.types import Outcome
 PAGE = 4096
 PAGES = 8
 TOP = 1 << 64
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 ENGINES = ["none", "tme", "mktme", "sev", "sev-snp"]
 
 
