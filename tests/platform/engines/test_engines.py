@@ -137,3 +137,8 @@ def test_scratch_machine_is_plaintext_and_draws_no_keys() -> None:
     a.write(pa, xa, b"x" * 64)
     b.write(pb, xb, b"x" * 64)
     assert a.dram(xa, 64) == b.dram(xb, 64)
+
+
+def test_unknown_engine() -> None:
+    with pytest.raises(ConfigError, match="engine: unknown 'sme'"):
+        make_engine("sme", KeySource(np.random.default_rng(0)))

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from testbed.attacks.secretmem_exhaustion import SecretmemExhaustionMetrics
 from testbed.errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
-from testbed.platform import DirectMap, KeySource, Machine, Mitigations, PageAllocator, make_engine
+from testbed.platform import KeySource, Machine, Mitigations, make_engine
 from testbed.platform.mm.secretmem import PMD_PAGES, SecretmemArea
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import Outcome
@@ -25,40 +25,6 @@ def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,
                    secretmem_reserve_pages=reserve)
 
 
-# -- direct map and allocator ---------------------------------------------------------------
-def test_removing_a_whole_aligned_pmd_splits_nothing() -> None:
-    dmap = DirectMap(0, 2048, 0)
-    dmap.unmap(512, PMD_PAGES)
-    assert dmap.split_count == 0
-    with pytest.raises(PageFault, match="removed"):
-        dmap.translate(512 * PAGE)
-    dmap.translate(511 * PAGE)
-    dmap.translate(1024 * PAGE)
-
-
-def test_removing_part_of_a_pmd_splits_each_one_touched() -> None:
-    dmap = DirectMap(0, 2048, 0)
-    dmap.unmap(500, 30)  # crosses from the first PMD into the second
-    assert dmap.split_count == 2
-    dmap.restore(500, 30)
-    dmap.translate(510 * PAGE)
-    assert dmap.split_count == 2  # split mappings stay split
-
-
-def test_reserve_contiguous_takes_an_aligned_range_from_the_top() -> None:
-    alloc = PageAllocator(2048)
-    start = alloc.reserve_contiguous(1024, 512)
-    assert start == 1024
-    assert alloc.free_count == 2048 - 1 - 1024
-    taken = {alloc.alloc() for _ in range(alloc.free_count)}
-    assert taken.isdisjoint(range(1024, 2048))
-
-
-def test_reserve_contiguous_refuses_when_no_range_is_free() -> None:
-    alloc = PageAllocator(1024)
-    alloc.alloc()  # frame 1
-    with pytest.raises(OutOfMemory, match="ENOMEM"):
-        alloc.reserve_contiguous(1024, 512)
 
 
 # -- the reservation --------------------------------------------------------------------------
