@@ -1,19 +1,16 @@
-"""secretmem: per-page removal, the PMD pool, the memlock limit and the exhaustion attack."""
+"""secretmem: the reservation, the PMD pool and the memlock limit (the page removal from direct
+maps: test_directmap.py; the exhaustion attack: tests/attacks/test_secretmem_exhaustion.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from _support.paths import SCENARIOS
-from _support.scenarios import run, scenario
+from _support.scenarios import scenario
 from pydantic import ValidationError
 
-from testbed.attacks.secretmem_exhaustion import SecretmemExhaustionMetrics
 from testbed.errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
 from testbed.platform import KeySource, Machine, Mitigations, make_engine
 from testbed.platform.mm.secretmem import PMD_PAGES, SecretmemArea
-from testbed.scenarios import Job, load_scenario, run_job
-from testbed.types import Outcome
 
 PAGE = 4096
 
@@ -23,8 +20,6 @@ def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,
     eng = make_engine(engine, KeySource(np.random.default_rng(3)))
     return Machine(eng, pages, Mitigations(memlock_limit_pages=memlock),
                    secretmem_reserve_pages=reserve)
-
-
 
 
 # -- the reservation --------------------------------------------------------------------------
@@ -189,68 +184,5 @@ def test_schema_checks_the_reservation(platform: dict[str, int], message: str) -
         scenario("secretmem-exhaustion", platform=platform)
 
 
-# -- the attack -------------------------------------------------------------------------------
-POOL = {"memory_pages": 4096, "secretmem_reserve_pages": 1024}
 
 
-def test_exhaustion_succeeds_against_the_plain_pool() -> None:
-    row = run("secretmem-exhaustion", "mktme", platform=POOL,
-              params={"workload_pages": 0})
-    assert row.outcome is Outcome.SUCCEEDED, row.reason
-    assert row.metrics_as(SecretmemExhaustionMetrics).victim_allocation == "ENOMEM"
-    assert row.metrics_as(SecretmemExhaustionMetrics).free_chunks_left == 0
-    assert row.evidence.recovered is None
-
-
-def test_memlock_limit_mitigates_the_greedy_task() -> None:
-    row = run("secretmem-exhaustion", "sev", platform=POOL,
-              mitigations={"memlock_limit_pages": 64}, params={"workload_pages": 0})
-    assert row.outcome is Outcome.MITIGATED, row.reason
-    assert row.metrics_as(SecretmemExhaustionMetrics).attacker_locked_pages == 64
-    assert (row.metrics_as(SecretmemExhaustionMetrics).mmap_refusals or 0) > 0
-    assert row.evidence.recovered == row.evidence.secret
-
-
-def test_many_files_defeat_the_memlock_limit() -> None:
-    row = run("secretmem-exhaustion", "tme", platform=POOL,
-              mitigations={"memlock_limit_pages": 64},
-              params={"attacker_files": 2, "pages_per_file": 1, "workload_pages": 0})
-    assert row.outcome is Outcome.SUCCEEDED, row.reason
-    assert row.metrics_as(SecretmemExhaustionMetrics).attacker_locked_pages == 2
-
-
-def test_without_a_reservation_the_page_allocator_is_exhausted() -> None:
-    row = run("secretmem-exhaustion", "none", platform={"memory_pages": 256},
-              params={"pages_per_file": 512, "workload_pages": 0})
-    assert row.outcome is Outcome.SUCCEEDED
-    assert "no free page frames" in row.reason
-    limited = run("secretmem-exhaustion", "none", platform={"memory_pages": 256},
-                  mitigations={"memlock_limit_pages": 32},
-                  params={"pages_per_file": 512, "workload_pages": 0})
-    assert limited.outcome is Outcome.MITIGATED
-
-
-def test_fragmentation_pool_splits_nothing_per_page_splits_many() -> None:
-    row = run("secretmem-exhaustion", "none",
-              platform={"memory_pages": 8192, "secretmem_reserve_pages": 1024},
-              params={"workload_pages": 128})
-    m = row.metrics_as(SecretmemExhaustionMetrics)
-    splits = m.direct_map_splits_per_strategy
-    assert splits is not None and splits["pmd-pool"] == 0
-    assert splits["per-page"] >= 3
-    curve = m.fragmentation_curve
-    assert curve is not None
-    assert len(curve.per_page) == len(curve.secret_pages) == 128
-    assert list(curve.per_page) == sorted(curve.per_page)  # splits never heal
-
-
-@pytest.mark.parametrize("name", [
-    "12-secretmem-pool-exhaustion.yaml",
-    "13-secretmem-pool-exhaustion-memlock.yaml",
-    "21-secretmem-pool-exhaustion-many-files.yaml",
-])
-def test_shipped_secretmem_scenarios_hold(name: str) -> None:
-    s, _ = load_scenario(SCENARIOS / name)
-    for engine, expected in s.expect.items():
-        row = run_job(Job(s, name, engine, 1))
-        assert row.outcome == expected, (engine, row.reason)
