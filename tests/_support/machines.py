@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from testbed.platform import KeySource, Machine, Mitigations, make_engine
+from testbed.platform import (
+    EngineOptions,
+    KeySource,
+    Machine,
+    Mitigations,
+    MktmeEngine,
+    make_engine,
+)
 
 PAGE = 4096
 LINE = 64
@@ -14,11 +21,24 @@ SECRET = bytes((i * 37 + 11) & 0xFF for i in range(PAGE))
 
 
 def machine(
-    name: str, mitigations: Mitigations | None = None, pages: int = 64, **engine_opts: object
+    name: str,
+    mitigations: Mitigations | None = None,
+    pages: int = 64,
+    *,
+    keyid_bits: int = EngineOptions.keyid_bits,
+    asids: int = EngineOptions.asids,
+    ciphertext_hiding: bool = False,
 ) -> Machine:
     """A machine with engine ``name`` whose keys come from a KeySource seeded with SEED."""
-    engine = make_engine(name, KeySource(np.random.default_rng(SEED)), **engine_opts)
+    engine = make_engine(name, KeySource(np.random.default_rng(SEED)), keyid_bits=keyid_bits,
+                         asids=asids, ciphertext_hiding=ciphertext_hiding)
     return Machine(engine, memory_pages=pages, mitigations=mitigations)
+
+
+def mktme_engine(m: Machine) -> MktmeEngine:
+    """The machine's engine as the MKTME engine it was built with (PCONFIG, KeyIDs)."""
+    assert isinstance(m.engine, MktmeEngine)
+    return m.engine
 
 
 def keys_drawn(*sizes: int) -> list[bytes]:

@@ -5,6 +5,8 @@ Outcomes come from the evidence: the tests also check the evidence agrees with t
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from _support.scenarios import run
 
@@ -105,11 +107,14 @@ def test_capture_compare(engine: str, want: Outcome) -> None:
 
 def test_capture_compare_guess_count_is_the_pin_position() -> None:
     row = run("capture-compare", "tme", params={"pin_digits": 4})
-    pin = int(row.evidence.secret[4:])
+    secret = row.evidence.secret
+    assert secret is not None and secret.startswith(b"PIN:")
+    pin = int(secret[4:])
     assert row.metrics_as(CaptureCompareMetrics).guesses == pin + 1
 
 
-WEAR = {"platform": {"reduced_width_bits": 20}, "params": {"max_pairs": 8192, "trials": 3}}
+WEAR: dict[str, Any] = {"platform": {"reduced_width_bits": 20},
+                        "params": {"max_pairs": 8192, "trials": 3}}
 
 
 @pytest.mark.parametrize("engine", ["tme", "mktme", "sev", "sev-snp"])

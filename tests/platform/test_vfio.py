@@ -64,9 +64,10 @@ def test_constants_follow_the_source() -> None:
 
 # -- every rule, one failing input each ----------------------------------------------------
 
-def _top_mapping(c: VfioContainer) -> None:
+def _top_mapping(c: VfioContainer) -> VfioContainer:
     # A mapping ending exactly at 2^64 is legal (map checks iova + size - 1) ...
     c.map_dma(TOP - PAGE, PAGE, vaddr=0x1000)
+    return c
 
 
 GET_BITMAP_RULES: list[tuple[str, Callable[[VfioContainer], object], str]] = [
@@ -79,7 +80,7 @@ GET_BITMAP_RULES: list[tuple[str, Callable[[VfioContainer], object], str]] = [
     ("size zero", lambda c: c.get_dirty_bitmap(0, 0, bitmap_size=8), "size must be non-zero"),
     ("size unaligned", lambda c: c.get_dirty_bitmap(0, PAGE + 1, bitmap_size=8),
      "size 0x1001 is not aligned"),
-    ("wrap-around", lambda c: (_top_mapping(c), c.get_dirty_bitmap(TOP - PAGE, PAGE)),
+    ("wrap-around", lambda c: _top_mapping(c).get_dirty_bitmap(TOP - PAGE, PAGE),
      "wraps around"),
     ("u64 overflow", lambda c: c.get_dirty_bitmap(-PAGE, PAGE), "u64"),
     ("bitmap size zero", lambda c: c.get_dirty_bitmap(0, PAGES * PAGE, bitmap_size=0),

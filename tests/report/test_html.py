@@ -446,7 +446,8 @@ def test_each_plot_kind_is_drawn_with_its_text(
 @pytest.mark.parametrize("data", [
     FragmentationSeries((1, 2), (1,), (0, 0)),
     FragmentationSeries((), (), ()),
-    FragmentationSeries((1, 2), (1, NAN), (0, 0)),
+    # Deliberately malformed: a NaN where split counts (ints) go.
+    FragmentationSeries((1, 2), (1, NAN), (0, 0)),  # type: ignore[arg-type]
     DictionaryPlot(WEIRD, 13.3, 5),
     DictionaryPlot(0, 0, 0),
     WearoutPlot((CurvePoint(8, NAN, 0.1),), 24, True),

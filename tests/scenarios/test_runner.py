@@ -16,7 +16,7 @@ from testbed.scenarios import Job, run_jobs
 from testbed.types import Outcome
 
 
-class _Crash(KernelMapLeak):  # type: ignore[misc]
+class _Crash(KernelMapLeak):
     """Kills its worker process outright, as an out-of-memory kill would."""
 
     def run(self, ctx: Any, params: Any) -> Any:

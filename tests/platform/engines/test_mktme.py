@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _support.machines import LINE, PAGE, SECRET, addrs_of, kernel_read_page, keys_drawn, machine
+from _support.machines import (
+    LINE,
+    PAGE,
+    SECRET,
+    addrs_of,
+    kernel_read_page,
+    keys_drawn,
+    machine,
+    mktme_engine,
+)
 
 from testbed.crypto import XtsLineCipher
 from testbed.errors import ConfigError, KeyNotProgrammed
 from testbed.platform import KeySource, MktmeEngine, PconfigCommand, PconfigStatus, make_engine
 from testbed.platform.engines.base import AES_XTS_128
+from testbed.types import KeySlot
 
 
 def test_pconfig_return_codes() -> None:
-    engine = machine("mktme").engine
+    engine = mktme_engine(machine("mktme"))
     assert engine.max_keyid == 63
     good_key = bytes(range(32))
     S = PconfigStatus
@@ -46,20 +56,22 @@ def test_pconfig_return_codes() -> None:
 
 def test_pconfig_programs_the_data_path() -> None:
     m = machine("mktme")
-    engine = m.engine
+    engine = mktme_engine(m)
     (tme_key,) = keys_drawn(32)
     key = bytes(range(32))
     addrs = addrs_of(0x3000, 2 * LINE)
     lines = np.frombuffer(SECRET[: 2 * LINE], dtype=np.uint8).reshape(2, LINE)
     assert engine.pconfig(PconfigCommand.SET_KEY_DIRECT, 9, key) is PconfigStatus.PROG_SUCCESS
-    assert np.array_equal(engine.encrypt(9, addrs, lines), XtsLineCipher(key).encrypt(addrs, lines))
+    slot = KeySlot(9)
+    expected = XtsLineCipher(key).encrypt(addrs, lines)
+    assert np.array_equal(engine.encrypt(slot, addrs, lines), expected)
     assert engine.pconfig(PconfigCommand.NO_ENCRYPT, 9) is PconfigStatus.PROG_SUCCESS
-    assert np.array_equal(engine.encrypt(9, addrs, lines), lines)
+    assert np.array_equal(engine.encrypt(slot, addrs, lines), lines)
     assert engine.pconfig(PconfigCommand.CLEAR_KEY, 9) is PconfigStatus.PROG_SUCCESS
     expected = XtsLineCipher(tme_key).encrypt(addrs, lines)
-    assert np.array_equal(engine.encrypt(9, addrs, lines), expected)
+    assert np.array_equal(engine.encrypt(slot, addrs, lines), expected)
     with pytest.raises(KeyNotProgrammed):
-        engine.encrypt(10, addrs, lines)  # never programmed
+        engine.encrypt(KeySlot(10), addrs, lines)  # never programmed
 
 
 @pytest.mark.parametrize("bits", [0, 16, -1])
@@ -69,9 +81,10 @@ def test_mktme_keyid_bits_bounds(bits: int) -> None:
 
 
 def test_mktme_keyid_bits_one_and_fifteen() -> None:
-    assert make_engine("mktme", KeySource(np.random.default_rng(0)), keyid_bits=1).max_keyid == 1
-    engine = make_engine("mktme", KeySource(np.random.default_rng(0)), keyid_bits=15)
-    assert engine.max_keyid == 32767
+    for bits, max_keyid in [(1, 1), (15, 32767)]:
+        engine = make_engine("mktme", KeySource(np.random.default_rng(0)), keyid_bits=bits)
+        assert isinstance(engine, MktmeEngine)
+        assert engine.max_keyid == max_keyid
 
 
 def test_mktme_guests_get_own_keyids() -> None:
@@ -124,14 +137,16 @@ def test_mktme_destroy_clears_keyid() -> None:
     m.write(g, pa, SECRET)
     addrs = addrs_of(pa, LINE)
     line = np.frombuffer(SECRET[:LINE], dtype=np.uint8).reshape(1, LINE)
-    assert not np.array_equal(m.engine.encrypt(1, addrs, line), m.engine.encrypt(0, addrs, line))
-    assert m.engine.wear(1) > 0
+    guest, host = KeySlot(1), KeySlot(0)  # the guest's KeyID, and the TME key's
+    engine = m.engine
+    assert not np.array_equal(engine.encrypt(guest, addrs, line), engine.encrypt(host, addrs, line))
+    assert m.engine.wear(guest) > 0
     m.destroy_domain(g)
     assert g.alive is False and g.pages == []
     assert m.allocator.free_count == 63
     # CLEAR_KEY: KeyID 1 now encrypts with the TME key, and its wear counter restarts.
-    assert m.engine.wear(1) == 0
-    assert np.array_equal(m.engine.encrypt(1, addrs, line), m.engine.encrypt(0, addrs, line))
+    assert m.engine.wear(guest) == 0
+    assert np.array_equal(engine.encrypt(guest, addrs, line), engine.encrypt(host, addrs, line))
     # The KeyID is free again.
     assert m.create_domain("guest").slot == 1
     with pytest.raises(ConfigError, match="has been destroyed"):

@@ -10,6 +10,7 @@ from _support.machines import LINE, PAGE, SECRET, addrs_of, keys_drawn, machine
 from testbed.crypto import XexLineCipher
 from testbed.errors import ConfigError, KeyNotProgrammed, PageFault, RmpViolation
 from testbed.platform import KeySource, make_engine
+from testbed.types import KeySlot
 
 
 def test_sev_guests_distinct_asids_and_keys() -> None:
@@ -53,7 +54,7 @@ def test_sev_asid_exhaustion_and_decommission() -> None:
         m.create_domain("guest")
     m.destroy_domain(g1)
     with pytest.raises(KeyNotProgrammed):
-        m.engine.encrypt(1, addrs_of(0, LINE), np.zeros((1, LINE), dtype=np.uint8))
+        m.engine.encrypt(KeySlot(1), addrs_of(0, LINE), np.zeros((1, LINE), dtype=np.uint8))
     assert m.create_domain("guest").slot == 1
 
 

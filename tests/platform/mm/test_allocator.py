@@ -7,6 +7,7 @@ from _support.machines import PAGE, machine
 
 from testbed.errors import ConfigError, OutOfMemory
 from testbed.platform import PageAllocator
+from testbed.types import Pfn
 
 
 def test_allocator_enomem() -> None:
@@ -29,7 +30,7 @@ def test_allocator_lifo_and_double_free() -> None:
         alloc.free(a)
         alloc.free(a)
     with pytest.raises(ConfigError):
-        alloc.free(0)  # reserved kernel frame
+        alloc.free(Pfn(0))  # reserved kernel frame
 
 
 def test_reserve_contiguous_takes_an_aligned_range_from_the_top() -> None:

@@ -8,6 +8,7 @@ from _support.machines import LINE, PAGE, SECRET, kernel_read_page, machine
 from testbed.errors import PageFault
 from testbed.platform import DirectMap, Mitigations
 from testbed.platform.mm.secretmem import PMD_PAGES
+from testbed.types import KeySlot, Pfn
 
 
 def test_kernel_read_outside_direct_maps_faults() -> None:
@@ -70,8 +71,8 @@ def test_secretmem_also_hides_page_from_keyid_direct_maps() -> None:
 
 
 def test_removing_a_whole_aligned_pmd_splits_nothing() -> None:
-    dmap = DirectMap(0, 2048, 0)
-    dmap.unmap(512, PMD_PAGES)
+    dmap = DirectMap(KeySlot(0), 2048, 0)
+    dmap.unmap(Pfn(512), PMD_PAGES)
     assert dmap.split_count == 0
     with pytest.raises(PageFault, match="removed"):
         dmap.translate(512 * PAGE)
@@ -80,9 +81,9 @@ def test_removing_a_whole_aligned_pmd_splits_nothing() -> None:
 
 
 def test_removing_part_of_a_pmd_splits_each_one_touched() -> None:
-    dmap = DirectMap(0, 2048, 0)
-    dmap.unmap(500, 30)  # crosses from the first PMD into the second
+    dmap = DirectMap(KeySlot(0), 2048, 0)
+    dmap.unmap(Pfn(500), 30)  # crosses from the first PMD into the second
     assert dmap.split_count == 2
-    dmap.restore(500, 30)
+    dmap.restore(Pfn(500), 30)
     dmap.translate(510 * PAGE)
     assert dmap.split_count == 2  # split mappings stay split

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from testbed.errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
 from testbed.platform import KeySource, Machine, Mitigations, make_engine
 from testbed.platform.mm.secretmem import PMD_PAGES, SecretmemArea
+from testbed.types import Pfn
 
 PAGE = 4096
 
@@ -24,7 +25,7 @@ def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,
 
 # -- the reservation --------------------------------------------------------------------------
 def test_area_hands_out_whole_chunks_until_exhausted() -> None:
-    area = SecretmemArea(1024, 1024)
+    area = SecretmemArea(Pfn(1024), 1024)
     chunks = [area.alloc_chunk(), area.alloc_chunk()]
     assert sorted(chunks) == [1024, 1536]
     with pytest.raises(OutOfMemory, match="exhausted"):
@@ -38,7 +39,7 @@ def test_area_hands_out_whole_chunks_until_exhausted() -> None:
 @pytest.mark.parametrize(("start", "pages"), [(1024, 100), (100, 512), (1024, 0)])
 def test_area_must_be_whole_aligned_pmds(start: int, pages: int) -> None:
     with pytest.raises(ConfigError, match="whole PMDs"):
-        SecretmemArea(start, pages)
+        SecretmemArea(Pfn(start), pages)
 
 
 @pytest.mark.parametrize("reserve", [100, 4096])
