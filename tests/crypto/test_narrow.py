@@ -68,7 +68,7 @@ def test_narrow_value_too_wide(bits: int, value: int) -> None:
 
 def test_narrow_value_beyond_32_bits_is_config_error() -> None:
     cipher = NarrowLineCipher(NARROW_KEY, 16)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="holds 16-bit values; got 0x100000000"):
         cipher.encrypt_words([0], [1 << 32])
 
 

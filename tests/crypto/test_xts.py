@@ -215,7 +215,7 @@ def test_wrong_key_size_refused(size: int) -> None:
 
 
 def test_equal_halves_refused() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="halves must differ"):
         XtsLineCipher(bytes(range(16)) * 2)
 
 

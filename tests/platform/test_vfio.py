@@ -323,7 +323,7 @@ def test_device_sees_ciphertext_under_sev_and_cannot_write_under_snp() -> None:
     c.machine.guest_write(c.guest, PAGE, b"guest-private!")
     assert c.dma_read(PAGE, 14) != b"guest-private!"
     snp = container("sev-snp")
-    with pytest.raises(RmpViolation):
+    with pytest.raises(RmpViolation, match="owned by ASID 1"):
         snp.dma_write(PAGE, b"x")
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from _support.paths import SCENARIOS
+from _support.scenarios import scenario
+from pydantic import ValidationError
 
 from testbed.errors import ScenarioError
 from testbed.scenarios import load_scenario, load_scenarios
@@ -150,3 +152,10 @@ def test_special_files_are_refused_without_reading(tmp_path: Path) -> None:
     assert error_of(fifo).endswith("(file): not a regular file")
     with pytest.raises(ScenarioError, match="not a regular file"):
         load_scenario("/dev/zero")
+
+
+@pytest.mark.parametrize("bad_id", ["../escape", "a/b", ".hidden", "UPPER", "x" * 65, "a.b"])
+def test_scenario_ids_cannot_name_paths(bad_id: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        scenario("kernel-map-leak", id=bad_id)
+    assert [e["loc"] for e in info.value.errors()] == [("id",)]

@@ -73,7 +73,7 @@ def test_snp_rmp_blocks_hypervisor_writes_to_guest_frames() -> None:
     before = m.bus.read(gpa, PAGE)
     with pytest.raises(RmpViolation, match=f"frame {gpa // PAGE} owned by ASID 1"):
         m.hypervisor_write(gpa, b"\x00" * LINE)
-    with pytest.raises(RmpViolation):
+    with pytest.raises(RmpViolation, match=f"frame {gpa // PAGE} owned by ASID 1"):
         m.hypervisor_write(gpa - 8, b"\x00" * 16)  # starts in the frame below, ends in it
     assert m.bus.read(gpa, PAGE) == before
     assert m.read(g, gpa, PAGE) == SECRET

@@ -108,7 +108,7 @@ def test_per_page_strategy_splits_and_restores() -> None:
     file.mmap(2)
     pa = file.fault(0)
     m.write(task, pa, b"k" * 16)
-    with pytest.raises(PageFault):
+    with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(m.direct_map.virt(pa), 16)
     assert m.direct_map_splits == 1
     free_before = m.allocator.free_count
@@ -124,7 +124,7 @@ def test_later_keyid_direct_maps_also_lack_the_pool_chunk() -> None:
     file.mmap(1)
     pa = file.fault(0)
     dmap = m.keyid_direct_map(task.slot)
-    with pytest.raises(PageFault):
+    with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(dmap.virt(pa), 8)
     assert dmap.split_count == 0
 
@@ -163,7 +163,7 @@ def test_memlock_limit_refuses_mmap_beyond_it() -> None:
     with pytest.raises(ResourceLimit, match="EAGAIN.*RLIMIT_MEMLOCK of 8"):
         file.mmap(1)
     second = m.memfd_secret(task)  # the limit is per task, not per file
-    with pytest.raises(ResourceLimit):
+    with pytest.raises(ResourceLimit, match="EAGAIN.*RLIMIT_MEMLOCK of 8"):
         second.mmap(1)
     file.close()
     second.mmap(8)
