@@ -109,7 +109,8 @@ SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
     (b"--- {}\n--- {}\n", ":2: (file): invalid YAML: but found another document"),
     # a merge key
     (b"<<: {id: x}\n", ":1: (file): keys must be plain strings"),
-])
+], ids=["float-overflow", "float-without-dot", "binary-tag", "self-alias", "nan", "bom",
+        "two-documents", "merge-key"])
 def test_regressions(tmp_path: Path, raw: bytes, refused: str | None) -> None:
     """Each case loads, or is refused on one line for the reason its comment names."""
     path = tmp_path / "fuzz.yaml"
