@@ -26,6 +26,7 @@ test-noaccel: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check testbed tests
 	$(BIN)/mypy --strict testbed
+	$(BIN)/mypy --check-untyped-defs tests
 	$(BIN)/hadolint Dockerfile
 
 clean:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mask_backends import BACKENDS, passes_for
+from _support.backends import BACKENDS, passes_for
 
 from testbed.crypto import _kernels
 

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from _support.paths import SCENARIOS
 from click.testing import CliRunner
 
 from testbed.bench import BACKEND_KEY, BENCH_KEYS, DETAIL_KEYS
 from testbed.cli import main
 from testbed.crypto import mask_backend
-
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def test_bench_quick_writes_every_key(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from _support import paths
 
-ROOT = Path(__file__).resolve().parent.parent / "testbed"
+ROOT = paths.PACKAGE
 PACKAGE = ROOT.name
 
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from _support.paths import SCENARIOS
 
-ROOT = Path(__file__).resolve().parent.parent
 SLOW = """\
 id: slow-{n}
 title: A long dictionary attack
@@ -45,7 +45,7 @@ def _default_sigint() -> None:
 def test_killed_run_leaves_earlier_outputs_intact(tmp_path: Path, sig: signal.Signals) -> None:
     env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")}
     out = tmp_path / "out"
-    first = start("run", str(ROOT / "scenarios" / "01-kernel-map-leak.yaml"), "--out", str(out),
+    first = start("run", str(SCENARIOS / "01-kernel-map-leak.yaml"), "--out", str(out),
                     "--jobs", "1", env=env)
     assert first.wait(timeout=120) == 0
     before = {name: (out / name).read_bytes() for name in OUTPUTS}
@@ -55,7 +55,7 @@ def test_killed_run_leaves_earlier_outputs_intact(tmp_path: Path, sig: signal.Si
     folder.mkdir()
     for n in range(SLOW_COPIES):
         (folder / f"slow-{n}.yaml").write_text(SLOW.format(n=n))
-    shutil.copy(ROOT / "scenarios" / "07-capture-compare.yaml", folder)
+    shutil.copy(SCENARIOS / "07-capture-compare.yaml", folder)
     victim = start("run", str(folder), "--out", str(out), "--jobs", "2", env=env)
     time.sleep(2.0)  # well inside the 10^8-candidate attacks
     assert victim.poll() is None, "the slow run ended before it could be interrupted"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from _support import paths
 from click.testing import CliRunner
 
 from testbed import reference, registry
 from testbed.cli import main
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = paths.README
 
 
 def test_readme_tables_match_the_registries() -> None:

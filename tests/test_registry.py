@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import scenario
+from _support.scenarios import scenario
 
 from testbed import registry
 from testbed.attacks import KernelMapLeak
@@ -29,7 +29,7 @@ def test_unknown_names_list_the_known_ones() -> None:
         registry.attacks.get("rowhammer")
 
 
-class _Quiet(KernelMapLeak):  # type: ignore[misc]
+class _Quiet(KernelMapLeak):
     kind = "quiet-leak"
     title = "The kernel map leak under another name"
 

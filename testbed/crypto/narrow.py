@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..types import LINE_SIZE
 from ._lines import as_addresses, as_blocks, as_lines, fork_safe_lock, varying_by_lines
 
-__all__ = ["NARROW_KEY_SIZE", "NarrowLineCipher", "WORD_SIZE"]
+__all__ = ["NARROW_KEY_SIZE", "WORD_SIZE", "NarrowLineCipher"]
 
 NARROW_KEY_SIZE = 32
 WORD_SIZE = 4

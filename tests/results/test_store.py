@@ -6,13 +6,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from _support.paths import SCENARIOS
+from _support.scenarios import run as run_one
 from click.testing import CliRunner
-from helpers import run as run_one
 
 from testbed.cli import main
 from testbed.results import RunInfo, RunStore
 
-SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "01-kernel-map-leak.yaml"
+SCENARIO = SCENARIOS / "01-kernel-map-leak.yaml"
 
 
 def invoke(*args: str) -> tuple[int, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import scenario
+from _support.scenarios import scenario
 
 from testbed import registry
 from testbed.attacks import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
@@ -60,10 +60,14 @@ def test_the_victim_phase_ends_with_its_block() -> None:
     from testbed.attacks import AttackLog, Phase
 
     log = AttackLog()
+
+    def phase() -> Phase:  # read afresh each time (the context manager changes it)
+        return log.phase
+
     log.begin_attack()
     with log.victim_acts():
-        assert log.phase is Phase.VICTIM and not log.attacking
-    assert log.phase is Phase.ATTACK and log.attacking
+        assert phase() is Phase.VICTIM and not log.attacking
+    assert phase() is Phase.ATTACK and log.attacking
     with pytest.raises(PageFault), log.victim_acts():
         raise PageFault("refused")
-    assert log.phase is Phase.VICTIM  # the refusal stays the victim's
+    assert phase() is Phase.VICTIM  # the refusal stays the victim's

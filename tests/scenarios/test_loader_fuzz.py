@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _support.paths import SCENARIOS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from testbed.errors import ScenarioError
 from testbed.scenarios import load_scenario
 
-SHIPPED = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+SHIPPED = sorted(SCENARIOS.glob("*.yaml"))
 KEYS = ["id", "title", "attack", "engines", "platform", "mitigations", "params", "expect",
         "teaching", "summary", "memory_pages", "keyid_bits", "reduced_width_bits", "victim",
         "secret", "pin_digits", "batch", "max_pairs", "trials", "wear_domain", "secretmem",
@@ -85,17 +86,44 @@ def test_valid_skeleton_with_random_parameters(tmp_path: Path, doc: dict[str, ob
     _check(tmp_path, yaml.safe_dump(doc).encode())
 
 
-@pytest.mark.parametrize("raw", [
-    b"id: x\nplatform: {memory_pages: 1e400}\n",           # float overflow in a scalar
-    b"id: !!binary AAAA\n",                                 # a non-plain tag
-    b"a: &a [*a]\n",                                        # a self-referencing alias
-    b"id: x\ntitle: t\nattack: key-wearout\nteaching: {summary: s}\nparams: {max_pairs: .nan}\n",
-    b"\xef\xbb\xbfid: x\n",                                 # a byte-order mark
-    b"--- {}\n--- {}\n",                                    # two documents
-    b"<<: {id: x}\n",                                       # a merge key
-])
-def test_regressions(tmp_path: Path, raw: bytes) -> None:
-    _check(tmp_path, raw)
+SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
+"""A valid scenario: a case built on it is refused for its own line, not for a missing key."""
+
+
+@pytest.mark.parametrize(("raw", "refused"), [
+    # float overflow in a scalar: 1.0e+400 reads as inf (YAML 1.1 wants the dot)
+    (SKELETON + b"platform: {memory_pages: 1.0e+400}\n",
+     ":5: platform.memory_pages: Input should be a valid integer (got inf)"),
+    # without the dot YAML 1.1 reads no float at all: a string, refused as one
+    (SKELETON + b"platform: {memory_pages: 1e400}\n",
+     ":5: platform.memory_pages: Input should be a valid integer (got '1e400')"),
+    # a non-plain tag
+    (b"id: !!binary AAAA\n", ":1: id: YAML tag 'tag:yaml.org,2002:binary' is not allowed"),
+    # a self-referencing alias
+    (b"a: &a [*a]\n", ": nesting deeper than 32 levels"),
+    (SKELETON.replace(b"kernel-map-leak", b"key-wearout") + b"params: {max_pairs: .nan}\n",
+     ":5: params.max_pairs: Input should be a valid integer (got nan)"),
+    # a byte-order mark: read past, the scenario loads
+    (b"\xef\xbb\xbf" + SKELETON, None),
+    # two documents
+    (b"--- {}\n--- {}\n", ":2: (file): invalid YAML: but found another document"),
+    # a merge key
+    (b"<<: {id: x}\n", ":1: (file): keys must be plain strings"),
+], ids=["float-overflow", "float-without-dot", "binary-tag", "self-alias", "nan", "bom",
+        "two-documents", "merge-key"])
+def test_regressions(tmp_path: Path, raw: bytes, refused: str | None) -> None:
+    """Each case loads, or is refused on one line for the reason its comment names."""
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(raw)
+    if refused is None:
+        scenario, _ = load_scenario(path)
+        assert scenario.id == "x"
+        return
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    line = info.value.one_line()
+    assert "\n" not in line
+    assert line.startswith(f"{path}:") and refused in line, line
 
 
 def test_control_character_is_one_line_with_its_line_number(tmp_path: Path) -> None:

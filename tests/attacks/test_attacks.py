@@ -5,8 +5,10 @@ Outcomes come from the evidence: the tests also check the evidence agrees with t
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from helpers import run
+from _support.scenarios import run
 
 from testbed.attacks.capture_compare import CaptureCompareMetrics
 from testbed.attacks.key_wearout import KeyWearoutMetrics
@@ -105,11 +107,14 @@ def test_capture_compare(engine: str, want: Outcome) -> None:
 
 def test_capture_compare_guess_count_is_the_pin_position() -> None:
     row = run("capture-compare", "tme", params={"pin_digits": 4})
-    pin = int(row.evidence.secret[4:])
+    secret = row.evidence.secret
+    assert secret is not None and secret.startswith(b"PIN:")
+    pin = int(secret[4:])
     assert row.metrics_as(CaptureCompareMetrics).guesses == pin + 1
 
 
-WEAR = {"platform": {"reduced_width_bits": 20}, "params": {"max_pairs": 8192, "trials": 3}}
+WEAR: dict[str, Any] = {"platform": {"reduced_width_bits": 20},
+                        "params": {"max_pairs": 8192, "trials": 3}}
 
 
 @pytest.mark.parametrize("engine", ["tme", "mktme", "sev", "sev-snp"])
@@ -211,7 +216,7 @@ def test_zeros_read_back_are_not_recovered_bytes() -> None:
 
 def test_a_refusal_while_setting_up_the_victim_is_an_error_not_a_block() -> None:
     # 40 victim pages on a machine whose 15 usable frames run out before the attack starts.
-    from helpers import scenario as make
+    from _support.scenarios import scenario as make
 
     from testbed.scenarios import Job, run_job
 

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from _support.paths import SCENARIOS
+from _support.scenarios import scenario
+from pydantic import ValidationError
 
 from testbed.errors import ScenarioError
 from testbed.scenarios import load_scenario, load_scenarios
@@ -112,7 +115,7 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:
 
 
 def test_shipped_scenarios_all_load() -> None:
-    root = Path(__file__).resolve().parent.parent / "scenarios"
+    root = SCENARIOS
     loaded, errors = load_scenarios([root])
     assert errors == []
     assert len(loaded) == len(list(root.glob("*.yaml"))) >= 21
@@ -149,3 +152,10 @@ def test_special_files_are_refused_without_reading(tmp_path: Path) -> None:
     assert error_of(fifo).endswith("(file): not a regular file")
     with pytest.raises(ScenarioError, match="not a regular file"):
         load_scenario("/dev/zero")
+
+
+@pytest.mark.parametrize("bad_id", ["../escape", "a/b", ".hidden", "UPPER", "x" * 65, "a.b"])
+def test_scenario_ids_cannot_name_paths(bad_id: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        scenario("kernel-map-leak", id=bad_id)
+    assert [e["loc"] for e in info.value.errors()] == [("id",)]

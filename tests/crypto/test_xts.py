@@ -21,13 +21,17 @@ put through ``XtsLineCipher``: only the blocks with index < 4 are compared.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
-import cryptography_vectors
 import numpy as np
 import pytest
+from _support.paths import VECTORS
+from _support.vectors import (
+    NIST_XTS_FILES,
+    Ieee1619Vector,
+    NistSource,
+    NistXtsVector,
+    load_ieee1619,
+    load_nist_xts,
+)
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -82,79 +86,9 @@ def _first_line(cipher: XtsLineCipher, addr: int, data: bytes, *, decrypt: bool)
 
 
 # -- NIST CAVS vectors --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class NistVector:
-    source: str
-    section: str  # "ENCRYPT" or "DECRYPT"
-    count: int
-    bits: int
-    key: bytes
-    tweak: bytes  # 16 bytes, as handed to modes.XTS
-    pt: bytes
-    ct: bytes
-
-    @property
-    def id(self) -> str:
-        return f"{self.source}-{self.section.lower()}-{self.count}"
-
-    @property
-    def tweak_int(self) -> int:
-        return int.from_bytes(self.tweak, "little")
-
-
-NIST_FILES = {
-    "hexstr": os.path.join("ciphers", "AES", "XTS", "tweak-128hexstr", "XTSGenAES128.rsp"),
-    "dusn": os.path.join("ciphers", "AES", "XTS", "tweak-dataunitseqno", "XTSGenAES128.rsp"),
+NIST: dict[NistSource, list[NistXtsVector]] = {
+    source: load_nist_xts(source) for source in NIST_XTS_FILES
 }
-
-
-def load_nist(source: str) -> list[NistVector]:
-    """Parse a CAVS XTSGen .rsp file: [ENCRYPT]/[DECRYPT] sections of ``name = value`` blocks."""
-    with cryptography_vectors.open_vector_file(NIST_FILES[source], "r") as fh:
-        text = fh.read()
-    vectors: list[NistVector] = []
-    section = ""
-    fields: dict[str, str] = {}
-
-    def flush() -> None:
-        if not fields:
-            return
-        if "i" in fields:
-            tweak = bytes.fromhex(fields["i"])
-        else:
-            tweak = int(fields["DataUnitSeqNumber"]).to_bytes(BLOCK, "little")
-        vectors.append(
-            NistVector(
-                source=source,
-                section=section,
-                count=int(fields["COUNT"]),
-                bits=int(fields["DataUnitLen"]),
-                key=bytes.fromhex(fields["Key"]),
-                tweak=tweak,
-                pt=bytes.fromhex(fields["PT"]),
-                ct=bytes.fromhex(fields["CT"]),
-            )
-        )
-        fields.clear()
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            flush()
-            section = line.strip("[]")
-            continue
-        name, _, value = line.partition("=")
-        name, value = name.strip(), value.strip()
-        if name == "COUNT":
-            flush()
-        fields[name] = value
-    flush()
-    return vectors
-
-
-NIST = {source: load_nist(source) for source in NIST_FILES}
 NIST_WHOLE_BLOCKS = [v for vs in NIST.values() for v in vs if v.bits % 128 == 0]
 NIST_LINE_CIPHER = [v for v in NIST_WHOLE_BLOCKS if v.tweak_int < 2**64 and v.bits <= LINE * 8]
 
@@ -176,7 +110,7 @@ def test_nist_vector_counts() -> None:
 
 
 @pytest.mark.parametrize("vec", NIST_WHOLE_BLOCKS, ids=lambda v: v.id)
-def test_nist_reference_xts(vec: NistVector) -> None:
+def test_nist_reference_xts(vec: NistXtsVector) -> None:
     assert len(vec.pt) == len(vec.ct) == vec.bits // 8
     if vec.section == "ENCRYPT":
         assert reference_xts(vec.key, vec.tweak, vec.pt) == vec.ct
@@ -184,7 +118,7 @@ def test_nist_reference_xts(vec: NistVector) -> None:
 
 
 @pytest.mark.parametrize("vec", NIST_LINE_CIPHER, ids=lambda v: v.id)
-def test_nist_line_cipher(vec: NistVector, backend: str) -> None:
+def test_nist_line_cipher(vec: NistXtsVector, backend: str) -> None:
     cipher = XtsLineCipher(vec.key)
     if vec.section == "ENCRYPT":
         assert _first_line(cipher, vec.tweak_int, vec.pt, decrypt=False) == vec.ct
@@ -192,42 +126,7 @@ def test_nist_line_cipher(vec: NistVector, backend: str) -> None:
 
 
 # -- IEEE 1619-2007 Annex B ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class IeeeVector:
-    number: int
-    key: bytes
-    dusn: int
-    pt: bytes
-    ct: bytes
-
-    @property
-    def tweak(self) -> bytes:
-        return self.dusn.to_bytes(BLOCK, "little")
-
-
-IEEE_FILE = Path(__file__).parent / "vectors" / "ieee1619_xts_aes128.txt"
-
-
-def load_ieee() -> list[IeeeVector]:
-    out: list[IeeeVector] = []
-    for block in IEEE_FILE.read_text().split("\n\n"):
-        lines = [ln for ln in block.splitlines() if ln.strip() and not ln.startswith("#")]
-        if not lines:
-            continue
-        f = {k.strip(): v.strip() for k, _, v in (ln.partition("=") for ln in lines)}
-        out.append(
-            IeeeVector(
-                number=int(f["VECTOR"]),
-                key=bytes.fromhex(f["KEY"]),
-                dusn=int(f["DUSN"], 16),
-                pt=bytes.fromhex(f["PT"]),
-                ct=bytes.fromhex(f["CT"]),
-            )
-        )
-    return out
-
-
-IEEE = load_ieee()
+IEEE = load_ieee1619(VECTORS / "ieee1619_xts_aes128.txt")
 IEEE_DISTINCT_HALVES = [v for v in IEEE if v.key[:16] != v.key[16:]]
 
 
@@ -244,8 +143,8 @@ def test_ieee_vector_file() -> None:
     assert [v.number for v in IEEE_DISTINCT_HALVES] == list(range(2, 10))
 
 
-@pytest.mark.parametrize("vec", IEEE, ids=lambda v: f"vector{v.number}")
-def test_ieee_reference_xts(vec: IeeeVector) -> None:
+@pytest.mark.parametrize("vec", IEEE, ids=lambda v: v.id)
+def test_ieee_reference_xts(vec: Ieee1619Vector) -> None:
     assert reference_xts(vec.key, vec.tweak, vec.pt) == vec.ct
     assert reference_xts(vec.key, vec.tweak, vec.ct, decrypt=True) == vec.pt
 
@@ -257,8 +156,8 @@ def test_ieee_vector1_equal_halves_refused() -> None:
         XtsLineCipher(vec1.key)
 
 
-@pytest.mark.parametrize("vec", IEEE_DISTINCT_HALVES, ids=lambda v: f"vector{v.number}")
-def test_ieee_line_cipher_first_blocks(vec: IeeeVector, backend: str) -> None:
+@pytest.mark.parametrize("vec", IEEE_DISTINCT_HALVES, ids=lambda v: v.id)
+def test_ieee_line_cipher_first_blocks(vec: Ieee1619Vector, backend: str) -> None:
     # None of these data units is exactly 64 bytes: compare blocks 0..3 (see module docstring).
     cipher = XtsLineCipher(vec.key)
     n = min(len(vec.pt), LINE)
@@ -316,7 +215,7 @@ def test_wrong_key_size_refused(size: int) -> None:
 
 
 def test_equal_halves_refused() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="halves must differ"):
         XtsLineCipher(bytes(range(16)) * 2)
 
 

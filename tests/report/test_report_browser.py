@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _support.paths import ROOT, SCENARIOS
 from click.testing import CliRunner
 
 from testbed.cli import main
@@ -23,7 +24,6 @@ playwright = pytest.importorskip("playwright.sync_api",
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason="Debian's chromium is not installed (.ci/run installs it)")
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 HOSTILE = """\
 id: hostile
@@ -43,7 +43,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("browser")
     os.environ.setdefault("MPLCONFIGDIR", str(base / "mpl"))
     scenarios = base / "scenarios"
-    shutil.copytree(ROOT / "scenarios", scenarios)
+    shutil.copytree(SCENARIOS, scenarios)
     (scenarios / "zz-hostile.yaml").write_text(HOSTILE)
     out = base / "out"
     result = CliRunner().invoke(main, ["run", str(scenarios), "--out", str(out), "--jobs", "1"],
@@ -74,7 +74,7 @@ def test_report_in_chromium(report: Path, tmp_path: Path,
 
             assert page.title() == "memcrypt-testbed report"
             # The shipped scenarios x 5 engines, plus the hostile one x 5 (3 of them "not run").
-            rows = len(list((ROOT / "scenarios").glob("*.yaml"))) + 1
+            rows = len(list(SCENARIOS.glob("*.yaml"))) + 1
             assert page.locator("[data-cell]").count() == rows * 5
             assert page.evaluate("typeof window.__pwned") == "undefined"
             body = page.inner_text("body")

@@ -130,10 +130,17 @@ def test_scratch_machine_is_plaintext_and_draws_no_keys() -> None:
     assert isinstance(scratch.engine, NoEngine) and scratch.engine.keys is a.engine.keys
     assert scratch.memory.pages == 1024 and scratch.secretmem_area is not None
     proc = scratch.create_domain("process")
-    scratch.write(proc, scratch.alloc_page(proc), b"plain")
+    page = scratch.alloc_page(proc)
+    scratch.write(proc, page, b"plain")
+    assert scratch.dram(page, 5) == b"plain"
     # The machine it came from still draws the same keys as a twin that made no scratch.
     pa, pb = a.create_domain("process"), b.create_domain("process")
     xa, xb = a.alloc_page(pa), b.alloc_page(pb)
     a.write(pa, xa, b"x" * 64)
     b.write(pb, xb, b"x" * 64)
     assert a.dram(xa, 64) == b.dram(xb, 64)
+
+
+def test_unknown_engine() -> None:
+    with pytest.raises(ConfigError, match="engine: unknown 'sme'"):
+        make_engine("sme", KeySource(np.random.default_rng(0)))

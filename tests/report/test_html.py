@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.scenarios import scenario
 
 from testbed.report import write_report
+from testbed.report.html import SCENARIO_DIR, _page
 from testbed.results import (
     Actor,
     CurvePoint,
@@ -222,7 +224,7 @@ def test_outcome_texts_and_profile(tmp_path: Path) -> None:
     for text in ("succeeded", "partial", "mitigated", "blocked", "error", "not applicable"):
         assert f'<span class="outcome">{text}</span>' in html
     assert '<small class="profile">tme+secretmem</small>' in html
-    assert "not run" in html
+    assert html.count('<span class="outcome">not run</span>') == 3 + 3  # matrix + wear page
 
 
 def test_mismatch_is_flagged_with_text(tmp_path: Path) -> None:
@@ -446,7 +448,8 @@ def test_each_plot_kind_is_drawn_with_its_text(
 @pytest.mark.parametrize("data", [
     FragmentationSeries((1, 2), (1,), (0, 0)),
     FragmentationSeries((), (), ()),
-    FragmentationSeries((1, 2), (1, NAN), (0, 0)),
+    # Deliberately malformed: a NaN where split counts (ints) go.
+    FragmentationSeries((1, 2), (1, NAN), (0, 0)),  # type: ignore[arg-type]
     DictionaryPlot(WEIRD, 13.3, 5),
     DictionaryPlot(0, 0, 0),
     WearoutPlot((CurvePoint(8, NAN, 0.1),), 24, True),
@@ -465,3 +468,8 @@ def test_plots_of_a_row_appear_in_the_order_its_metrics_give(tmp_path: Path) -> 
     plots = _plots(tmp_path, (DIRTY, FRAGMENTATION, DICTIONARY))
     assert [caption.split(":")[0] for _, caption in plots] == [
         "Dirty-page access-pattern leak", "secretmem", "Dictionary attack"]
+
+
+def test_scenario_pages_stay_in_their_folder() -> None:
+    page = _page(scenario("kernel-map-leak", id="a-b_c9").id)
+    assert page == f"{SCENARIO_DIR}/a-b_c9.html"

@@ -8,14 +8,14 @@ import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _support.backends import passes_for
+from _support.paths import ROOT, SCENARIOS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mask_backends import passes_for
 from numpy.typing import NDArray
 
 from testbed.crypto import XtsLineCipher, _kernels, _masks_numpy, mask_backend, xts
@@ -25,7 +25,6 @@ LINE_WORDS = 8
 SIZES = [0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 4095, 4096, 4097, 16384, 16385]
 """Edge sizes: none, one, below, at and above a vector of four, and the engine's chunk and
 tweak-group edges."""
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _both() -> tuple[Any, NumpyPasses]:
@@ -274,7 +273,7 @@ def test_validate_without_llvmlite() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    files = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
+    files = sorted(p.name for p in SCENARIOS.glob("*.yaml"))
     assert len(files) >= 20
     assert [ln.split(":")[1].strip() for ln in done.stdout.splitlines()] == \
         [f"scenarios/{name}" for name in files]

@@ -1,23 +1,19 @@
-"""secretmem: per-page removal, the PMD pool, the memlock limit and the exhaustion attack."""
+"""secretmem: the reservation, the PMD pool and the memlock limit (the page removal from direct
+maps: test_directmap.py; the exhaustion attack: tests/attacks/test_secretmem_exhaustion.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from helpers import run, scenario
+from _support.scenarios import scenario
 from pydantic import ValidationError
 
-from testbed.attacks.secretmem_exhaustion import SecretmemExhaustionMetrics
 from testbed.errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
-from testbed.platform import DirectMap, KeySource, Machine, Mitigations, PageAllocator, make_engine
+from testbed.platform import KeySource, Machine, Mitigations, make_engine
 from testbed.platform.mm.secretmem import PMD_PAGES, SecretmemArea
-from testbed.scenarios import Job, load_scenario, run_job
-from testbed.types import Outcome
+from testbed.types import Pfn
 
 PAGE = 4096
-SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 
 def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,
@@ -27,45 +23,9 @@ def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,
                    secretmem_reserve_pages=reserve)
 
 
-# -- direct map and allocator ---------------------------------------------------------------
-def test_removing_a_whole_aligned_pmd_splits_nothing() -> None:
-    dmap = DirectMap(0, 2048, 0)
-    dmap.unmap(512, PMD_PAGES)
-    assert dmap.split_count == 0
-    with pytest.raises(PageFault, match="removed"):
-        dmap.translate(512 * PAGE)
-    dmap.translate(511 * PAGE)
-    dmap.translate(1024 * PAGE)
-
-
-def test_removing_part_of_a_pmd_splits_each_one_touched() -> None:
-    dmap = DirectMap(0, 2048, 0)
-    dmap.unmap(500, 30)  # crosses from the first PMD into the second
-    assert dmap.split_count == 2
-    dmap.restore(500, 30)
-    dmap.translate(510 * PAGE)
-    assert dmap.split_count == 2  # split mappings stay split
-
-
-def test_reserve_contiguous_takes_an_aligned_range_from_the_top() -> None:
-    alloc = PageAllocator(2048)
-    start = alloc.reserve_contiguous(1024, 512)
-    assert start == 1024
-    assert alloc.free_count == 2048 - 1 - 1024
-    taken = {alloc.alloc() for _ in range(alloc.free_count)}
-    assert taken.isdisjoint(range(1024, 2048))
-
-
-def test_reserve_contiguous_refuses_when_no_range_is_free() -> None:
-    alloc = PageAllocator(1024)
-    alloc.alloc()  # frame 1
-    with pytest.raises(OutOfMemory, match="ENOMEM"):
-        alloc.reserve_contiguous(1024, 512)
-
-
 # -- the reservation --------------------------------------------------------------------------
 def test_area_hands_out_whole_chunks_until_exhausted() -> None:
-    area = SecretmemArea(1024, 1024)
+    area = SecretmemArea(Pfn(1024), 1024)
     chunks = [area.alloc_chunk(), area.alloc_chunk()]
     assert sorted(chunks) == [1024, 1536]
     with pytest.raises(OutOfMemory, match="exhausted"):
@@ -79,7 +39,7 @@ def test_area_hands_out_whole_chunks_until_exhausted() -> None:
 @pytest.mark.parametrize(("start", "pages"), [(1024, 100), (100, 512), (1024, 0)])
 def test_area_must_be_whole_aligned_pmds(start: int, pages: int) -> None:
     with pytest.raises(ConfigError, match="whole PMDs"):
-        SecretmemArea(start, pages)
+        SecretmemArea(Pfn(start), pages)
 
 
 @pytest.mark.parametrize("reserve", [100, 4096])
@@ -148,7 +108,7 @@ def test_per_page_strategy_splits_and_restores() -> None:
     file.mmap(2)
     pa = file.fault(0)
     m.write(task, pa, b"k" * 16)
-    with pytest.raises(PageFault):
+    with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(m.direct_map.virt(pa), 16)
     assert m.direct_map_splits == 1
     free_before = m.allocator.free_count
@@ -164,7 +124,7 @@ def test_later_keyid_direct_maps_also_lack_the_pool_chunk() -> None:
     file.mmap(1)
     pa = file.fault(0)
     dmap = m.keyid_direct_map(task.slot)
-    with pytest.raises(PageFault):
+    with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(dmap.virt(pa), 8)
     assert dmap.split_count == 0
 
@@ -203,7 +163,7 @@ def test_memlock_limit_refuses_mmap_beyond_it() -> None:
     with pytest.raises(ResourceLimit, match="EAGAIN.*RLIMIT_MEMLOCK of 8"):
         file.mmap(1)
     second = m.memfd_secret(task)  # the limit is per task, not per file
-    with pytest.raises(ResourceLimit):
+    with pytest.raises(ResourceLimit, match="EAGAIN.*RLIMIT_MEMLOCK of 8"):
         second.mmap(1)
     file.close()
     second.mmap(8)
@@ -225,68 +185,5 @@ def test_schema_checks_the_reservation(platform: dict[str, int], message: str) -
         scenario("secretmem-exhaustion", platform=platform)
 
 
-# -- the attack -------------------------------------------------------------------------------
-POOL = {"memory_pages": 4096, "secretmem_reserve_pages": 1024}
 
 
-def test_exhaustion_succeeds_against_the_plain_pool() -> None:
-    row = run("secretmem-exhaustion", "mktme", platform=POOL,
-              params={"workload_pages": 0})
-    assert row.outcome is Outcome.SUCCEEDED, row.reason
-    assert row.metrics_as(SecretmemExhaustionMetrics).victim_allocation == "ENOMEM"
-    assert row.metrics_as(SecretmemExhaustionMetrics).free_chunks_left == 0
-    assert row.evidence.recovered is None
-
-
-def test_memlock_limit_mitigates_the_greedy_task() -> None:
-    row = run("secretmem-exhaustion", "sev", platform=POOL,
-              mitigations={"memlock_limit_pages": 64}, params={"workload_pages": 0})
-    assert row.outcome is Outcome.MITIGATED, row.reason
-    assert row.metrics_as(SecretmemExhaustionMetrics).attacker_locked_pages == 64
-    assert (row.metrics_as(SecretmemExhaustionMetrics).mmap_refusals or 0) > 0
-    assert row.evidence.recovered == row.evidence.secret
-
-
-def test_many_files_defeat_the_memlock_limit() -> None:
-    row = run("secretmem-exhaustion", "tme", platform=POOL,
-              mitigations={"memlock_limit_pages": 64},
-              params={"attacker_files": 2, "pages_per_file": 1, "workload_pages": 0})
-    assert row.outcome is Outcome.SUCCEEDED, row.reason
-    assert row.metrics_as(SecretmemExhaustionMetrics).attacker_locked_pages == 2
-
-
-def test_without_a_reservation_the_page_allocator_is_exhausted() -> None:
-    row = run("secretmem-exhaustion", "none", platform={"memory_pages": 256},
-              params={"pages_per_file": 512, "workload_pages": 0})
-    assert row.outcome is Outcome.SUCCEEDED
-    assert "no free page frames" in row.reason
-    limited = run("secretmem-exhaustion", "none", platform={"memory_pages": 256},
-                  mitigations={"memlock_limit_pages": 32},
-                  params={"pages_per_file": 512, "workload_pages": 0})
-    assert limited.outcome is Outcome.MITIGATED
-
-
-def test_fragmentation_pool_splits_nothing_per_page_splits_many() -> None:
-    row = run("secretmem-exhaustion", "none",
-              platform={"memory_pages": 8192, "secretmem_reserve_pages": 1024},
-              params={"workload_pages": 128})
-    m = row.metrics_as(SecretmemExhaustionMetrics)
-    splits = m.direct_map_splits_per_strategy
-    assert splits is not None and splits["pmd-pool"] == 0
-    assert splits["per-page"] >= 3
-    curve = m.fragmentation_curve
-    assert curve is not None
-    assert len(curve.per_page) == len(curve.secret_pages) == 128
-    assert list(curve.per_page) == sorted(curve.per_page)  # splits never heal
-
-
-@pytest.mark.parametrize("name", [
-    "12-secretmem-pool-exhaustion.yaml",
-    "13-secretmem-pool-exhaustion-memlock.yaml",
-    "21-secretmem-pool-exhaustion-many-files.yaml",
-])
-def test_shipped_secretmem_scenarios_hold(name: str) -> None:
-    s, _ = load_scenario(SCENARIOS / name)
-    for engine, expected in s.expect.items():
-        row = run_job(Job(s, name, engine, 1))
-        assert row.outcome == expected, (engine, row.reason)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from testbed.platform import KeySource, Machine, make_engine
 
 KEY = bytes(range(32))
 LINE = 64
+
+AnyCipher = XtsLineCipher | XexLineCipher | NarrowLineCipher
 
 
 def per_line(key: bytes, addrs: NDArray[np.uint64], lines: NDArray[np.uint8],
@@ -126,7 +129,7 @@ def test_cipher_is_safe_to_share_between_threads(monkeypatch: pytest.MonkeyPatch
 
 
 # -- lines that differ in one block (write_varying) ---------------------------------------------
-CIPHERS = {
+CIPHERS: dict[str, Callable[[], AnyCipher]] = {
     "xts": lambda: XtsLineCipher(KEY),
     "xex": lambda: XexLineCipher(KEY[:16]),
     "narrow": lambda: NarrowLineCipher(KEY, 20),
@@ -305,7 +308,7 @@ def test_addresses_across_the_whole_64_bit_range(backend: str) -> None:
 
 
 # -- sharing: threads and fork ------------------------------------------------------------------
-SHARED = {
+SHARED: dict[str, Callable[[], AnyCipher]] = {
     "xts": lambda: XtsLineCipher(KEY),
     "xex": lambda: XexLineCipher(KEY[:16]),
     "narrow": lambda: NarrowLineCipher(KEY, 24),
