@@ -7,7 +7,6 @@ its own, which the testbed then finds on ``PYTHONPATH``: the venv is never chang
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _support.plugin import install_example_plugin
 
 HERE = Path(__file__).resolve().parent
-PLUGIN = HERE / "plugins" / "example_plugin"
 SCENARIO = HERE / "plugins" / "cold-boot.yaml"
 SME_SCENARIOS = HERE / "plugins" / "sme"
 
@@ -34,17 +33,7 @@ def _testbed(*args: str, path: Path | None = None, cwd: Path | None = None
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("plugin-site")
-    # The test extras bring setuptools and wheel, so no build environment is downloaded.
-    local = all(importlib.util.find_spec(m) for m in ("setuptools", "wheel"))
-    isolation = ["--no-build-isolation"] if local else []
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation,
-         "--target", str(target), str(PLUGIN)],
-        capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    assert any(target.glob("testbed_example_plugin-*.dist-info"))
-    return target
+    return install_example_plugin(tmp_path_factory.mktemp("plugin"))
 
 
 def test_the_plugin_attack_runs_from_a_scenario(installed: Path, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ it must be a verbatim excerpt of that file, so that the guide cannot drift from 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -22,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _support.plugin import install_example_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-PLUGIN = ROOT / "tests" / "plugins" / "example_plugin"
 GUIDES = ("writing-an-attack.md", "writing-an-engine.md", "python-api.md")
 NEEDS_PLUGIN = frozenset({"writing-an-attack.md", "writing-an-engine.md"})
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
@@ -86,22 +85,9 @@ def python_blocks() -> list[Block]:
 BLOCKS = python_blocks()
 
 
-def _install_plugin(target: Path) -> None:
-    # The test extras bring setuptools and wheel, so no build environment is downloaded.
-    local = all(importlib.util.find_spec(m) for m in ("setuptools", "wheel"))
-    isolation = ["--no-build-isolation"] if local else []
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation,
-         "--target", str(target), str(PLUGIN)],
-        capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("docs-plugin-site")
-    _install_plugin(target)
-    return target
+    return install_example_plugin(tmp_path_factory.mktemp("docs-plugin"))
 
 
 def test_every_guide_exists_and_has_examples() -> None:
