@@ -38,6 +38,13 @@ teaching:
 """
 
 
+def _no_stray_markup(text: str) -> None:
+    """What a reader sees holds no style sheet or template syntax that leaked out of place."""
+    for leak in ("@media", "display:", "{ ", "{%", "%}", "</"):
+        shown = text.replace("<script>window.__pwned = 1</script> {{ 7*7 }}", "")
+        assert leak not in shown, f"{leak!r} shows on the page"
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("browser")
@@ -78,6 +85,7 @@ def test_report_in_chromium(report: Path, tmp_path: Path,
             assert page.locator("[data-cell]").count() == rows * 5
             assert page.evaluate("typeof window.__pwned") == "undefined"
             body = page.inner_text("body")
+            _no_stray_markup(body)
             assert "<script>window.__pwned = 1</script> {{ 7*7 }}" in body
             assert "javascript:window.__pwned=4" in body
             assert page.locator("script").count() == 0
@@ -106,6 +114,7 @@ def test_report_in_chromium(report: Path, tmp_path: Path,
             assert page.url.endswith("/scenarios/secretmem-pool-exhaustion.html"
                                      "#res-secretmem-pool-exhaustion.mktme")
             assert page.locator("h1").inner_text() == "secretmem pool exhaustion"
+            _no_stray_markup(page.inner_text("body"))
             assert page.locator("details.result[open]").count() == 5
             plots = page.locator("figure.plot img")
             assert plots.count() == 5  # the fragmentation plot, once per engine
