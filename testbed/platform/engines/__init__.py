@@ -22,7 +22,7 @@ from .base import (
     PconfigStatus,
 )
 from .keys import CipherFamily, CipherKind, KeySource
-from .registry import ENGINES, engine_class, make_engine
+from .builtin import ENGINES, engine_class, make_engine
 from .sev import RmpEntry, SevEngine, SevSnpEngine
 from .tme import MktmeEngine, TmeEngine
 

@@ -40,7 +40,7 @@ def test_registry_maps_each_name_to_its_class() -> None:
                        "sev": SevEngine, "sev-snp": SevSnpEngine}
     assert all(cls.name == name for name, cls in ENGINES.items())
     assert engine_class("sev") is SevEngine
-    with pytest.raises(ConfigError, match="engine: unknown 'sme'; known: none, tme"):
+    with pytest.raises(ConfigError, match="engine: unknown 'sme'; built-in: none, tme"):
         engine_class("sme")
 
 

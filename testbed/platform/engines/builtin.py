@@ -1,4 +1,9 @@
-"""The built-in engines by name, and building one by name."""
+"""The built-in engines by name, and building one by name.
+
+This is what the platform itself knows. Engines from plugins join these in
+:data:`testbed.registry.engines` (``registry.engines.get(name).build(keys, options)`` builds
+any registered engine).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +30,8 @@ def engine_class(name: str) -> type[Engine]:
     try:
         return ENGINES[name]
     except KeyError:
-        raise ConfigError(f"engine: unknown {name!r}; known: {', '.join(ENGINES)}") from None
+        raise ConfigError(f"engine: unknown {name!r}; built-in: {', '.join(ENGINES)} (engines "
+                          "from plugins are in testbed.registry.engines)") from None
 
 
 def make_engine(
