@@ -189,9 +189,10 @@ class _Run:
     ) -> Verdict:
         """The owner releases its secret to the guest; a backdoor, if it runs, passes it on."""
         m, log = self.ctx.machine, self.ctx.log
-        secret_pa = m.alloc_page(launched.guest)
+        with log.victim_acts():  # the owner provisions its own guest
+            secret_pa = m.alloc_page(launched.guest)
+            m.write(launched.guest, secret_pa, secret)
         log.address = secret_pa
-        m.write(launched.guest, secret_pa, secret)
         self.note(replace(self.metrics, secret_provisioned=True))
         log.step(Actor.OWNER, "releases its disk key to the guest", address=secret_pa, detail=basis)
         if not runs_modified:

@@ -30,7 +30,15 @@ from pydantic import Field, model_validator
 from ..platform import Domain, Machine
 from ..results import CurvePoint, PlotData, WearoutPlot, omitted_when_none
 from ..types import LINE_SIZE, PAGE_SIZE, Outcome, PhysAddr
-from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
+from ._base import (
+    Actor,
+    Attack,
+    AttackContext,
+    AttackLog,
+    AttackParams,
+    BaseMetrics,
+    Verdict,
+)
 
 __all__ = ["KeyWearout", "KeyWearoutMetrics", "KeyWearoutParams", "birthday_probability"]
 
@@ -237,7 +245,7 @@ class KeyWearout(Attack[KeyWearoutParams]):
                     log.step(Actor.ATTACKER, f"finds an internal collision after {second + 1} "
                              "captured blocks and confirms it", "bus_interposer", aj,
                              f"delta = {delta.tobytes().hex()}")
-                if source is victim or self._hand_over(m, source, victim, aj):
+                if source is victim or self._hand_over(m, log, source, victim, aj):
                     trial.success = self._modify(m, source, victim, ctx, blocks, ai, aj, delta,
                                                  trial, record)
                 return trial
@@ -265,11 +273,14 @@ class KeyWearout(Attack[KeyWearoutParams]):
         return bool(((ci ^ delta) == cj).all())
 
     @staticmethod
-    def _hand_over(m: Machine, attacker: Domain, victim: Domain, addr: int) -> bool:
+    def _hand_over(
+        m: Machine, log: AttackLog, attacker: Domain, victim: Domain, addr: int
+    ) -> bool:
         """The attacker frees the frame holding ``addr``; the victim's next page is that frame."""
         frame = addr // PAGE_SIZE
         m.free_page(attacker, PhysAddr(frame * PAGE_SIZE))
-        return m.alloc_page(victim) == frame * PAGE_SIZE
+        with log.victim_acts():
+            return m.alloc_page(victim) == frame * PAGE_SIZE
 
     def _modify(
         self, m: Machine, writer: Domain, victim: Domain, ctx: AttackContext, blocks: _Blocks,
@@ -279,14 +290,16 @@ class KeyWearout(Attack[KeyWearoutParams]):
         own, wanted = blocks.random(ctx.rng, 2)
         while (own == wanted).all():
             wanted = blocks.random(ctx.rng, 1)[0]
-        m.write(victim, aj, own.tobytes())
+        with ctx.log.victim_acts():
+            m.write(victim, aj, own.tobytes())
         m.write(writer, ai, (wanted ^ delta).tobytes())
         ci = self._block_at(m, ai, w)
         line = aj - aj % LINE_SIZE
         raw = np.frombuffer(m.bus.read(line, LINE_SIZE), dtype=np.uint8).copy()
         raw[aj - line : aj - line + w] = ci ^ delta
         m.bus.write(line, raw.tobytes())
-        seen = np.frombuffer(m.read(victim, aj, w), dtype=np.uint8)
+        with ctx.log.victim_acts():
+            seen = np.frombuffer(m.read(victim, aj, w), dtype=np.uint8)
         if record:
             log = ctx.log
             log.secret, log.captured, log.recovered = own.tobytes(), ci.tobytes(), seen.tobytes()

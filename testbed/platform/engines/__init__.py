@@ -21,8 +21,8 @@ from .base import (
     PconfigCommand,
     PconfigStatus,
 )
-from .keys import CipherFamily, CipherKind, KeySource
 from .builtin import ENGINES, engine_class, make_engine
+from .keys import CipherFamily, CipherKind, KeySource
 from .sev import RmpEntry, SevEngine, SevSnpEngine
 from .tme import MktmeEngine, TmeEngine
 
