@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..platform import Domain, Machine
 from ..results import Actor, Evidence, Step
 from ..results import Metrics as BaseMetrics
-from ..types import Outcome
+from ..types import Outcome, PhysAddr
 
 __all__ = [
     "Actor",
@@ -213,7 +213,7 @@ class Attack(ABC, Generic[P]):
 def plant_secret(
     ctx: AttackContext, params: SecretParams, kind: str, *, pages: int = 1,
     secret_page: bool = False, offset: int = 0,
-) -> tuple[Domain, int, bytes]:
+) -> tuple[Domain, PhysAddr, bytes]:
     """The usual opening: a victim of ``kind`` gets ``pages`` pages and stores its secret in the
     middle one at ``offset``. Records the truth and the step; returns (victim, address, secret).
     """
@@ -221,7 +221,7 @@ def plant_secret(
     secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
     victim = m.create_domain(kind, "victim")
     frames = [m.alloc_page(victim, secret=secret_page) for _ in range(pages)]
-    pa = frames[len(frames) // 2] + offset
+    pa = PhysAddr(frames[len(frames) // 2] + offset)
     m.write(victim, pa, secret)
     log.secret, log.address = secret, pa
     owns = f", owns {pages} pages" if pages > 1 else ""

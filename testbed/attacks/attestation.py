@@ -47,7 +47,7 @@ from ..platform import (
     sign_report,
 )
 from ..results import omitted_when_none
-from ..types import PAGE_SIZE, Outcome
+from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Actor,
     Attack,
@@ -101,7 +101,7 @@ class AttestationParams(SecretParams):
 @dataclass
 class _Launched:
     guest: Domain
-    frames: list[int]
+    frames: list[PhysAddr]
     handle: int = 0
     digest: bytes | None = None
 

@@ -101,14 +101,14 @@ class _Blocks:
         return np.frombuffer(rng.bytes(16 * count), dtype=np.uint8).reshape(count, 16).copy()
 
 
-def _packets(pages: list[int], packet_lines: int) -> Iterator[tuple[int, int]]:
+def _packets(pages: list[PhysAddr], packet_lines: int) -> Iterator[tuple[PhysAddr, int]]:
     """Where each victim write goes: ``packet_lines`` lines at a time, cycling over the buffer
     pages, never crossing a page boundary. Endless; the caller stops."""
     per_page = PAGE_SIZE // LINE_SIZE
     while True:
         for page in pages:
             for first in range(0, per_page, packet_lines):
-                yield page + first * LINE_SIZE, min(packet_lines, per_page - first)
+                yield PhysAddr(page + first * LINE_SIZE), min(packet_lines, per_page - first)
 
 
 class _PairStore:
@@ -144,10 +144,10 @@ class _PairStore:
                 continue
             yield first, base + k
 
-    def delta(self, first: int, second: int) -> tuple[NDArray[np.uint8], int, int]:
+    def delta(self, first: int, second: int) -> tuple[NDArray[np.uint8], PhysAddr, PhysAddr]:
         """``P1 xor P2`` and the two addresses of a candidate."""
-        return (self.plain[first] ^ self.plain[second], int(self.addrs[first]),
-                int(self.addrs[second]))
+        return (self.plain[first] ^ self.plain[second], PhysAddr(int(self.addrs[first])),
+                PhysAddr(int(self.addrs[second])))
 
 
 @dataclass
@@ -220,7 +220,7 @@ class KeyWearout(Attack[KeyWearoutParams]):
         log, rng = ctx.log, ctx.rng
         victim = m.create_domain("guest", "victim")
         source = victim if p.wear_domain == "victim" else m.create_domain("guest", "attacker")
-        pages: list[int] = [m.alloc_page(source) for _ in range(p.buffer_pages)]
+        pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
         store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
                            distinct_pages=source is not victim)
         trial = _Trial()
@@ -263,7 +263,7 @@ class KeyWearout(Attack[KeyWearoutParams]):
 
     def _confirm(
         self, m: Machine, victim: Domain, rng: np.random.Generator, blocks: _Blocks,
-        ai: int, aj: int, delta: NDArray[np.uint8],
+        ai: PhysAddr, aj: PhysAddr, delta: NDArray[np.uint8],
     ) -> bool:
         probe = blocks.random(rng, 1)[0]
         m.write(victim, ai, probe.tobytes())
@@ -284,7 +284,7 @@ class KeyWearout(Attack[KeyWearoutParams]):
 
     def _modify(
         self, m: Machine, writer: Domain, victim: Domain, ctx: AttackContext, blocks: _Blocks,
-        ai: int, aj: int, delta: NDArray[np.uint8], trial: _Trial, record: bool,
+        ai: PhysAddr, aj: PhysAddr, delta: NDArray[np.uint8], trial: _Trial, record: bool,
     ) -> bool:
         w = blocks.width
         own, wanted = blocks.random(ctx.rng, 2)

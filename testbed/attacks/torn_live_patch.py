@@ -46,7 +46,7 @@ from ..platform import (
     poke_site,
 )
 from ..results import omitted_when_none
-from ..types import PAGE_SIZE, Outcome
+from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 
 __all__ = [
@@ -250,7 +250,7 @@ class TornLivePatch(Attack[TornLivePatchParams]):
         )
 
     def _judge(self, ctx: AttackContext, start: LivePatch, found: Exploration,
-               pa: int) -> tuple[Verdict, TornExecution | None]:
+               pa: PhysAddr) -> tuple[Verdict, TornExecution | None]:
         """The verdict, and the first torn execution found (if any)."""
         log, n = ctx.log, found.interleavings
         run = found.first_torn
@@ -290,7 +290,7 @@ class TornLivePatch(Attack[TornLivePatchParams]):
                        f"({found.counts[ExecClass.TORN]} torn executions)"), first
 
     @staticmethod
-    def _store_back(ctx: AttackContext, start: LivePatch, pa: int) -> None:
+    def _store_back(ctx: AttackContext, start: LivePatch, pa: PhysAddr) -> None:
         """Finish the patch alone, check it, and keep the patched text in the kernel page."""
         m, log = ctx.machine, ctx.log
         done = start.clone()

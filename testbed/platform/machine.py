@@ -322,7 +322,7 @@ class Machine:
         zeros = np.zeros((count * PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
         self._write_lines(HOST, pfn * PAGE_SIZE, zeros)
 
-    def owner(self, pa: int) -> Domain | None:
+    def owner(self, pa: PhysAddr) -> Domain | None:
         """The domain owning the frame at ``pa``, if any."""
         return self._owner.get(Pfn(pa // PAGE_SIZE))
 
@@ -350,12 +350,12 @@ class Machine:
         end = start + lines.shape[0] * LINE_SIZE
         self.memory.store(start, self.engine.encrypt(slot, self._addrs(start, end), lines))
 
-    def _cpu_read(self, slot: KeySlot, pa: int, length: int) -> bytes:
+    def _cpu_read(self, slot: KeySlot, pa: PhysAddr, length: int) -> bytes:
         start, end = self._span(pa, length)
         plain = self._read_lines(slot, start, end).reshape(-1)
         return plain[pa - start : pa - start + length].tobytes()
 
-    def _cpu_write(self, slot: KeySlot, pa: int, data: bytes) -> None:
+    def _cpu_write(self, slot: KeySlot, pa: PhysAddr, data: bytes) -> None:
         start, end = self._span(pa, len(data))
         if start == pa and end == pa + len(data):
             lines = np.frombuffer(data, dtype=np.uint8).reshape(-1, LINE_SIZE)
@@ -365,7 +365,7 @@ class Machine:
             flat[pa - start : pa - start + len(data)] = np.frombuffer(data, dtype=np.uint8)
         self._write_lines(slot, start, lines)
 
-    def _check_owned(self, domain: Domain, pa: int, length: int) -> None:
+    def _check_owned(self, domain: Domain, pa: PhysAddr, length: int) -> None:
         if not domain.alive:
             raise ConfigError(f"{domain.name} has been destroyed")
         first, last = pa // PAGE_SIZE, (pa + max(length, 1) - 1) // PAGE_SIZE
@@ -373,24 +373,24 @@ class Machine:
             if self._owner.get(Pfn(pfn)) is not domain:
                 raise PageFault(f"page fault: {domain.name} does not map frame {pfn}")
 
-    def write(self, domain: Domain, pa: int, data: bytes) -> None:
+    def write(self, domain: Domain, pa: PhysAddr, data: bytes) -> None:
         """``domain`` stores ``data`` at ``pa`` in one of its own pages, with its own key."""
         self._check_owned(domain, pa, len(data))
         self._maybe_rotate(domain)
         self._cpu_write(domain.slot, pa, data)
 
-    def read(self, domain: Domain, pa: int, length: int) -> bytes:
+    def read(self, domain: Domain, pa: PhysAddr, length: int) -> bytes:
         """``domain`` loads ``length`` bytes at ``pa`` from one of its own pages."""
         self._check_owned(domain, pa, length)
         return self._cpu_read(domain.slot, pa, length)
 
-    def dram(self, pa: int, length: int) -> bytes:
+    def dram(self, pa: PhysAddr, length: int) -> bytes:
         """Raw DRAM bytes at any address: ground truth for evidence (attacks use :attr:`bus`)."""
         start, end = self._span(pa, length)
         raw = self.memory.load(start, end - start).reshape(-1)
         return raw[pa - start : pa - start + length].tobytes()
 
-    def _start_line_writes(self, what: str, domain: Domain, pa: int) -> None:
+    def _start_line_writes(self, what: str, domain: Domain, pa: PhysAddr) -> None:
         """Checks before a batch of writes to the one line at ``pa``; rotates a worn key."""
         self._check_owned(domain, pa, LINE_SIZE)
         if pa % LINE_SIZE:
@@ -398,7 +398,7 @@ class Machine:
         self._maybe_rotate(domain)
 
     def write_sequence(
-        self, domain: Domain, pa: int, lines: NDArray[np.uint8]
+        self, domain: Domain, pa: PhysAddr, lines: NDArray[np.uint8]
     ) -> NDArray[np.uint8]:
         """``domain`` writes each 64-byte line to the line at ``pa`` in turn.
 
@@ -413,7 +413,7 @@ class Machine:
         return out
 
     def write_varying(
-        self, domain: Domain, pa: int, template: bytes, offset: int, blocks: NDArray[np.uint8]
+        self, domain: Domain, pa: PhysAddr, template: bytes, offset: int, blocks: NDArray[np.uint8]
     ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         """``domain`` writes ``n`` lines to the line at ``pa`` in turn, each ``template`` with its
         16-byte block at ``offset`` replaced by ``blocks[i]``.
@@ -479,7 +479,7 @@ class Machine:
         raise PageFault(f"page fault: {va:#x} is not a kernel direct-map address")
 
     # -- the hypervisor -----------------------------------------------------------------
-    def hypervisor_read(self, pa: int, length: int) -> bytes:
+    def hypervisor_read(self, pa: PhysAddr, length: int) -> bytes:
         """The hypervisor reads guest memory through its own (host, no C-bit) mapping."""
         start, end = self._span(pa, length)
         raw = self._read_lines(HOST, start, end)
@@ -491,7 +491,7 @@ class Machine:
                     raw.reshape(-1)[lo:hi] = 0xFF
         return raw.reshape(-1)[pa - start : pa - start + length].tobytes()
 
-    def hypervisor_write(self, pa: int, data: bytes) -> None:
+    def hypervisor_write(self, pa: PhysAddr, data: bytes) -> None:
         """The hypervisor writes guest memory through its own mapping.
 
         Raises:

@@ -21,6 +21,7 @@ from testbed.crypto import NarrowLineCipher, XexLineCipher, XtsLineCipher, xts
 from testbed.crypto._lines import XTS_MAX_BYTES, ecb_via_xts, varying_by_lines
 from testbed.errors import ConfigError
 from testbed.platform import KeySource, Machine, make_engine
+from testbed.types import PhysAddr
 
 KEY = bytes(range(32))
 LINE = 64
@@ -191,7 +192,7 @@ def test_write_varying_equals_write_sequence(engine: str, backend: str) -> None:
     for varying in (True, False):
         m = Machine(make_engine(engine, KeySource(np.random.default_rng(5))), memory_pages=64)
         g = m.create_domain("guest")
-        pa = m.alloc_page(g) + 2 * LINE
+        pa = PhysAddr(m.alloc_page(g) + 2 * LINE)
         wear = m.engine.wear(g.slot)
         if varying:
             head, body = m.write_varying(g, pa, template.tobytes(), 32, blocks)
@@ -212,7 +213,7 @@ def test_write_varying_refuses_unaligned_address() -> None:
     g = m.create_domain("guest")
     pa = m.alloc_page(g)
     with pytest.raises(ConfigError, match="not line-aligned"):
-        m.write_varying(g, pa + 8, bytes(LINE), 0, np.zeros((1, 16), np.uint8))
+        m.write_varying(g, PhysAddr(pa + 8), bytes(LINE), 0, np.zeros((1, 16), np.uint8))
 
 
 # -- the dictionary's candidates -----------------------------------------------------------------

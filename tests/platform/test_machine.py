@@ -19,10 +19,10 @@ def test_unaligned_write_is_read_modify_write() -> None:
     proc = m.create_domain("process")
     pa = m.alloc_page(proc)
     m.write(proc, pa, SECRET)
-    m.write(proc, pa + 60, b"ABCDEFGH")  # straddles two lines
+    m.write(proc, PhysAddr(pa + 60), b"ABCDEFGH")  # straddles two lines
     expected = SECRET[:60] + b"ABCDEFGH" + SECRET[68:]
     assert m.read(proc, pa, PAGE) == expected
-    assert m.read(proc, pa + 59, 10) == expected[59:69]
+    assert m.read(proc, PhysAddr(pa + 59), 10) == expected[59:69]
 
 
 # -- mitigations ---------------------------------------------------------------------------
@@ -96,15 +96,15 @@ def test_write_sequence_returns_every_bus_write() -> None:
     pa = m.alloc_page(g)
     lines = np.frombuffer(SECRET[: 5 * LINE], dtype=np.uint8).reshape(5, LINE)
     wear = m.engine.wear(g.slot)
-    out = m.write_sequence(g, pa + LINE, lines)
+    out = m.write_sequence(g, PhysAddr(pa + LINE), lines)
     _, guest_key = keys_drawn(32, 32)
     expected = XtsLineCipher(guest_key).encrypt(np.full(5, pa + LINE, dtype=np.uint64), lines)
     assert np.array_equal(out, expected)
-    assert m.dram(pa + LINE, LINE) == expected[-1].tobytes()
-    assert m.read(g, pa + LINE, LINE) == lines[-1].tobytes()
+    assert m.dram(PhysAddr(pa + LINE), LINE) == expected[-1].tobytes()
+    assert m.read(g, PhysAddr(pa + LINE), LINE) == lines[-1].tobytes()
     assert m.engine.wear(g.slot) == wear + 20
     with pytest.raises(ConfigError, match="not line-aligned"):
-        m.write_sequence(g, pa + 8, lines)
+        m.write_sequence(g, PhysAddr(pa + 8), lines)
 
 
 # -- ownership, frees and bounds ----------------------------------------------------------
@@ -147,8 +147,8 @@ def test_write_to_foreign_frame_faults() -> None:
     with pytest.raises(PageFault, match=f"does not map frame {pa1 // PAGE}"):
         m.read(p2, pa1, 1)
     with pytest.raises(PageFault, match=f"does not map frame {pa2 // PAGE}"):
-        m.write(p1, pa1 + PAGE - 4, b"12345678")  # spills into p2's frame
-    assert m.owner(pa1) is p1 and m.owner(pa2) is p2 and m.owner(50 * PAGE) is None
+        m.write(p1, PhysAddr(pa1 + PAGE - 4), b"12345678")  # spills into p2's frame
+    assert m.owner(pa1) is p1 and m.owner(pa2) is p2 and m.owner(PhysAddr(50 * PAGE)) is None
 
 
 def test_kernel_domain_cannot_be_created() -> None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from ...crypto.signing import KEY_SEED_SIZE, SigningKey
 from ...errors import ConfigError, InvalidArgument
+from ...types import PhysAddr
 from ..machine import Domain, DomainKind, Machine
 from .certs import Certificate, Vendor, issue_certificate
 from .report import MNONCE_SIZE, POLICY_NODBG, U32_MAX, KeyUsage, SevReport, sign_report
@@ -122,7 +123,7 @@ class Psp:
         self._launches[handle] = _Launch(guest, policy)
         return handle
 
-    def launch_update_data(self, handle: int, pa: int, data: bytes) -> None:
+    def launch_update_data(self, handle: int, pa: PhysAddr, data: bytes) -> None:
         """Encrypt ``data`` into the guest's page at ``pa`` and add it to the launch digest."""
         launch = self._launch(handle, LaunchState.UPDATE)
         self.machine.write(launch.guest, pa, data)

@@ -10,7 +10,7 @@ from _support.machines import LINE, PAGE, SECRET, addrs_of, keys_drawn, machine
 from testbed.crypto import XexLineCipher
 from testbed.errors import ConfigError, KeyNotProgrammed, PageFault, RmpViolation
 from testbed.platform import KeySource, make_engine
-from testbed.types import KeySlot
+from testbed.types import KeySlot, PhysAddr
 
 
 def test_sev_guests_distinct_asids_and_keys() -> None:
@@ -34,7 +34,7 @@ def test_sev_hypervisor_reads_ciphertext() -> None:
     seen = m.hypervisor_read(pa, PAGE)
     assert seen == m.bus.read(pa, PAGE)
     assert seen != SECRET
-    assert m.hypervisor_read(pa + 3, 5) == seen[3:8]
+    assert m.hypervisor_read(PhysAddr(pa + 3), 5) == seen[3:8]
 
 
 def test_sev_processes_run_unencrypted() -> None:
@@ -74,14 +74,14 @@ def test_snp_rmp_blocks_hypervisor_writes_to_guest_frames() -> None:
     with pytest.raises(RmpViolation, match=f"frame {gpa // PAGE} owned by ASID 1"):
         m.hypervisor_write(gpa, b"\x00" * LINE)
     with pytest.raises(RmpViolation, match=f"frame {gpa // PAGE} owned by ASID 1"):
-        m.hypervisor_write(gpa - 8, b"\x00" * 16)  # starts in the frame below, ends in it
+        m.hypervisor_write(PhysAddr(gpa - 8), b"\x00" * 16)  # starts in the frame below, ends in it
     assert m.bus.read(gpa, PAGE) == before
     assert m.read(g, gpa, PAGE) == SECRET
     # A process page and a free frame are the hypervisor's to write.
     m.hypervisor_write(ppa, b"hv" * 32)
     assert m.read(proc, ppa, LINE) == b"hv" * 32
     free_pa = 40 * PAGE
-    m.hypervisor_write(free_pa, b"\x5a" * LINE)
+    m.hypervisor_write(PhysAddr(free_pa), b"\x5a" * LINE)
     assert m.bus.read(free_pa, LINE) == b"\x5a" * LINE
 
 
@@ -112,7 +112,7 @@ def test_snp_ciphertext_hiding() -> None:
     m.write(g, gpa, SECRET)
     m.write(proc, ppa, SECRET)
     assert m.hypervisor_read(gpa, PAGE) == b"\xff" * PAGE
-    assert m.hypervisor_read(gpa + 100, 10) == b"\xff" * 10
+    assert m.hypervisor_read(PhysAddr(gpa + 100), 10) == b"\xff" * 10
     assert m.hypervisor_read(ppa, PAGE) == SECRET
     assert m.bus.read(gpa, PAGE) != b"\xff" * PAGE  # the DRAM itself still holds ciphertext
     # Without hiding the same read shows the ciphertext.

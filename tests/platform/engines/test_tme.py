@@ -5,6 +5,7 @@ from __future__ import annotations
 from _support.machines import LINE, PAGE, SECRET, addrs_of, kernel_read_page, keys_drawn, machine
 
 from testbed.crypto import XtsLineCipher
+from testbed.types import PhysAddr
 
 
 def test_none_engine_dram_holds_plaintext() -> None:
@@ -36,7 +37,7 @@ def test_tme_same_plaintext_at_two_addresses_differs() -> None:
     pa = m.alloc_page(proc)
     line = bytes(range(LINE))
     m.write(proc, pa, line)
-    m.write(proc, pa + LINE, line)
+    m.write(proc, PhysAddr(pa + LINE), line)
     first, second = m.bus.read(pa, LINE), m.bus.read(pa + LINE, LINE)
     assert first != line and second != line and first != second
     assert m.read(proc, pa, 2 * LINE) == line * 2

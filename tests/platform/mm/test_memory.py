@@ -6,6 +6,7 @@ import pytest
 from _support.machines import LINE, PAGE, SECRET, machine
 
 from testbed.errors import ConfigError
+from testbed.types import PhysAddr
 
 
 def test_dram_is_ground_truth_without_bus_counters() -> None:
@@ -14,7 +15,7 @@ def test_dram_is_ground_truth_without_bus_counters() -> None:
     pa = m.alloc_page(proc)
     m.write(proc, pa, SECRET)
     assert m.dram(pa, PAGE) == m.bus.read(pa, PAGE)
-    assert m.dram(pa + 5, 7) == m.bus.read(pa, LINE)[5:12]
+    assert m.dram(PhysAddr(pa + 5), 7) == m.bus.read(pa, LINE)[5:12]
     assert m.bus.lines_read == 65
 
 

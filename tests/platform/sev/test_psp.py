@@ -56,6 +56,7 @@ from testbed.platform.sev.report import (
     sign_report,
 )
 from testbed.platform.sev.verifier import Check, Verifier
+from testbed.types import PhysAddr
 
 IMAGE = b"console=ttyS0 ro".ljust(256, b"\0") + bytes(range(256)) * 15  # 4096 bytes
 
@@ -384,7 +385,7 @@ def test_launch_encrypts_into_guest_memory_and_measures_it() -> None:
     assert p.digest == hashlib.sha256(IMAGE).digest()
 
 
-def launch_states() -> tuple[Psp, Domain, int, int]:
+def launch_states() -> tuple[Psp, Domain, PhysAddr, int]:
     m = machine("sev")
     psp = Psp(m, Vendor(rng()))
     guest = m.create_domain("guest")
