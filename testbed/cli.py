@@ -11,8 +11,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -74,6 +75,24 @@ def _profiles(value: str | None) -> list[str] | None:
     return names
 
 
+class _LazyHelpOption(click.Option):
+    """An option whose help text is made when help is shown, not when the CLI is imported
+    (the registries, and so the plugins, load only when something needs them)."""
+
+    def __init__(self, *args: Any, lazy_help: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy_help = lazy_help
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = self._lazy_help()
+        return super().get_help_record(ctx)
+
+
+def _echo_plugin_problems() -> None:
+    for problem in (*registry.attacks.problems, *registry.engines.problems):
+        click.echo(f"warning: {_clean(problem.one_line())}", err=True)
+
+
 def _profiles_help() -> str:
     return (f"Comma-separated engines ({', '.join(registry.engines.names())}) or profiles "
             f"(engine+mitigation, e.g. tme+secretmem).")
@@ -90,7 +109,7 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--profiles", help=_profiles_help())
+@click.option("--profiles", cls=_LazyHelpOption, lazy_help=_profiles_help)
 @click.option("--seed", default=1, show_default=True, type=click.IntRange(0, MAX_SEED),
               help="Makes the results byte-identical between runs.")
 @click.option("--out", "out_dir", default="reports", show_default=True,
@@ -104,6 +123,7 @@ def main(verbose: bool) -> None:
 def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
         jobs: int, junit_path: Path | None, db_path: Path | None) -> None:
     """Run every scenario in PATHS (files or folders) under every profile."""
+    _echo_plugin_problems()
     wanted = _profiles(profiles)
     scenarios, errors = load_scenarios(paths)
     _echo_errors(errors)
@@ -165,6 +185,7 @@ def _summary(rows: Sequence[ResultRow]) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def validate(files: tuple[str, ...]) -> None:
     """Check scenario files without running them."""
+    _echo_plugin_problems()
     scenarios, errors = load_scenarios(files)
     for scenario, source in scenarios:
         click.echo(f"ok: {source}: {scenario.id} ({scenario.attack})")
@@ -299,7 +320,7 @@ def list_(paths: tuple[str, ...]) -> None:
     for entry in registry.attacks.entries():
         attack = entry.item
         click.echo(f"  {entry.name:<22} {_clean(attack.title)}  [needs: "
-                   f"{', '.join(attack.capabilities)}]{_origin(entry.distribution)}")
+                   f"{_clean(', '.join(attack.capabilities))}]{_origin(entry.distribution)}")
     click.echo("engines:")
     for engine in registry.engines.entries():
         click.echo(f"  {engine.name:<22} {_clean(_first_line(engine.item.__doc__))}"
@@ -307,8 +328,7 @@ def list_(paths: tuple[str, ...]) -> None:
     click.echo("mitigations (profiles add +name):")
     for m in registry.MITIGATIONS:
         click.echo(f"  {m.name:<22} {m.setting}: {m.description}")
-    for problem in (*registry.attacks.problems, *registry.engines.problems):
-        click.echo(f"warning: {_clean(problem.one_line())}", err=True)
+    _echo_plugin_problems()
     targets = paths or (("scenarios",) if Path("scenarios").is_dir() else ())
     if targets:
         scenarios, errors = load_scenarios(targets)

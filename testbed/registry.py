@@ -22,8 +22,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import logging
+import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -52,10 +54,22 @@ _log = logging.getLogger("testbed")
 ATTACK_GROUP = "testbed.attacks"
 ENGINE_GROUP = "testbed.engines"
 BUILTIN_DISTRIBUTION = "memcrypt-testbed"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-"""Attack kinds and engine names: lower-case letters, digits and dashes, at most 32."""
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+"""Attack kinds and engine names: lower-case letters, digits and dashes, at most 32 (matched
+whole, with ``fullmatch``: they become HTML ids and CSS selectors in the report)."""
 
 T = TypeVar("T")
+
+_REGISTRIES: weakref.WeakSet[Registry[Any]] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """A child forked while another thread held a registry's lock finds it free."""
+    for reg in list(_REGISTRIES):
+        reg._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 @dataclass(frozen=True)
@@ -80,13 +94,28 @@ class PluginProblem:
     distribution: str
     message: str
 
+    def __post_init__(self) -> None:
+        # Plugin text goes to terminals and pages: one line, no control characters.
+        for name in ("entry_point", "distribution", "message"):
+            object.__setattr__(self, name, _printable(getattr(self, name)))
+
     def one_line(self) -> str:
         return (f"plugin {self.entry_point!r} of {self.distribution} ({self.group}) refused: "
                 f"{self.message}")
 
 
+def _printable(text: str) -> str:
+    """``text`` on one line with every control character replaced."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in " ".join(text.split()))[:500]
+
+
 class Registry(Generic[T]):
     """Built-in items plus the entry points of ``group``, loaded once on first use.
+
+    The table is replaced whole, never changed in place: a reader always sees a complete
+    snapshot, whatever another thread adds meanwhile. Plugins are imported outside the lock,
+    so a plugin that looks at the registry while it is imported sees what is there so far
+    (and never waits for itself).
 
     Args:
         noun: what the items are (for messages).
@@ -104,48 +133,73 @@ class Registry(Generic[T]):
         self.noun, self.group = noun, group
         self._builtins, self._name_of, self._accept = builtins, name_of, accept
         self._entries: dict[str, Registered[T]] | None = None
-        self._problems: list[PluginProblem] = []
+        self._added: dict[str, Registered[T]] = {}
+        """What :meth:`add` registered: kept across :meth:`reload`."""
+        self._problems: tuple[PluginProblem, ...] = ()
+        self._loading = False
         self._lock = threading.Lock()
+        _REGISTRIES.add(self)
+
+    def _builtin_entries(self) -> dict[str, Registered[T]]:
+        return {self._name_of(item): Registered(self._name_of(item), item, BUILTIN_DISTRIBUTION)
+                for item in self._builtins()}
 
     def _load(self) -> dict[str, Registered[T]]:
+        entries = self._entries
+        if entries is not None:
+            return entries
         with self._lock:
-            if self._entries is None:
-                entries = {self._name_of(item): Registered(self._name_of(item), item,
-                                                           BUILTIN_DISTRIBUTION)
-                           for item in self._builtins()}
-                self._problems = []
-                for ep in sorted(importlib.metadata.entry_points(group=self.group),
-                                 key=lambda e: (e.name, e.value)):
-                    self._add_plugin(entries, ep)
-                self._entries = entries
-            return self._entries
+            if self._entries is not None:
+                return self._entries
+            if self._loading:  # a plugin being imported asks: it sees what is there so far
+                return {**self._builtin_entries(), **self._added}
+            self._loading = True
+        try:
+            entries = self._builtin_entries()
+            problems: list[PluginProblem] = []
+            for ep in sorted(importlib.metadata.entry_points(group=self.group),
+                             key=lambda e: (e.name, e.value)):
+                self._add_plugin(entries, ep, problems)
+            with self._lock:
+                for name, entry in self._added.items():
+                    if name in entries:  # an entry point took the name since: it wins
+                        problems.append(PluginProblem(
+                            self.group, name, entry.distribution,
+                            f"{self.noun} name {name!r} is now taken by "
+                            f"{entries[name].distribution}"))
+                    else:
+                        entries[name] = entry
+                self._entries, self._problems = entries, tuple(problems)
+        finally:
+            self._loading = False
+        for problem in problems:
+            _log.debug("%s", problem.one_line())
+        return entries
 
     def _add_plugin(
-        self, entries: dict[str, Registered[T]], ep: importlib.metadata.EntryPoint
+        self, entries: dict[str, Registered[T]], ep: importlib.metadata.EntryPoint,
+        problems: list[PluginProblem],
     ) -> None:
         dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
         try:
             item = self._accept(ep.load())
+            name = _check_name(self.noun, self._name_of(item))
         except Exception as exc:  # a broken plugin is refused, never fatal
-            self._refuse(ep, dist, f"{type(exc).__name__}: {exc}")
+            problems.append(PluginProblem(self.group, ep.name, dist,
+                                          f"{type(exc).__name__}: {exc}"))
             return
-        name = self._name_of(item)
         if name in entries:
-            self._refuse(ep, dist, f"{self.noun} name {name!r} is already taken by "
-                         f"{entries[name].distribution}")
+            problems.append(PluginProblem(self.group, ep.name, dist,
+                                          f"{self.noun} name {name!r} is already taken by "
+                                          f"{entries[name].distribution}"))
             return
         entries[name] = Registered(name, item, dist)
-
-    def _refuse(self, ep: importlib.metadata.EntryPoint, dist: str, message: str) -> None:
-        problem = PluginProblem(self.group, ep.name, dist, " ".join(message.split()))
-        self._problems.append(problem)
-        _log.warning("%s", problem.one_line())
 
     def add(self, obj: object, distribution: str = "a script") -> T:
         """Register ``obj`` from a running script or notebook, as an entry point would.
 
-        Worker processes started by fork see it; with another start method, use an entry
-        point (or run with ``jobs=1``).
+        The runner hands each job its attack and engine class, so worker processes have
+        them however they are started.
 
         Returns:
             The registered item.
@@ -155,28 +209,33 @@ class Registry(Generic[T]):
         """
         try:
             item = self._accept(obj)
+            name = _check_name(self.noun, self._name_of(item))
         except TypeError as exc:
             raise ConfigError(f"{self.noun}: {exc}") from None
-        entries = self._load()
-        name = self._name_of(item)
+        self._load()
         with self._lock:
+            entries = self._entries if self._entries is not None else {}
             if name in entries:
                 raise ConfigError(f"{self.noun} name {name!r} is already taken by "
                                   f"{entries[name].distribution}")
-            entries[name] = Registered(name, item, distribution)
+            entry = Registered(name, item, distribution)
+            self._added = {**self._added, name: entry}
+            self._entries = {**entries, name: entry}
         return item
 
     def remove(self, name: str) -> None:
         """Unregister what :meth:`add` registered (built-ins and entry points stay)."""
-        entries = self._load()
+        self._load()
         with self._lock:
-            entry = entries.get(name)
-            if entry is None or entry.builtin:
-                raise ConfigError(f"{self.noun} {name!r} cannot be removed")
-            del entries[name]
+            if name not in self._added:
+                raise ConfigError(f"{self.noun} {name!r} cannot be removed: only what add() "
+                                  "registered can")
+            self._added = {k: v for k, v in self._added.items() if k != name}
+            if self._entries is not None:
+                self._entries = {k: v for k, v in self._entries.items() if k != name}
 
     def reload(self) -> None:
-        """Forget what was discovered; the next use looks at the entry points again."""
+        """Look at the entry points again on next use (what :meth:`add` registered stays)."""
         with self._lock:
             self._entries = None
 
@@ -184,11 +243,15 @@ class Registry(Generic[T]):
     def problems(self) -> tuple[PluginProblem, ...]:
         """Plugins refused when the registry was loaded."""
         self._load()
-        return tuple(self._problems)
+        return self._problems
 
     def names(self) -> tuple[str, ...]:
         """Every registered name, built-ins first, in display order."""
         return tuple(self._load())
+
+    def builtin_names(self) -> tuple[str, ...]:
+        """The names that ship with the testbed, in display order."""
+        return tuple(name for name, entry in self._load().items() if entry.builtin)
 
     def entries(self) -> tuple[Registered[T], ...]:
         return tuple(self._load().values())
@@ -197,7 +260,7 @@ class Registry(Generic[T]):
         return name in self._load()
 
     def __iter__(self) -> Iterator[T]:
-        return (entry.item for entry in self._load().values())
+        return iter([entry.item for entry in self._load().values()])
 
     def get(self, name: str) -> T:
         """The item called ``name``.
@@ -217,7 +280,7 @@ class Registry(Generic[T]):
 
 
 def _check_name(noun: str, name: object) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise TypeError(f"{noun} name {name!r} must match {NAME_PATTERN.pattern}")
     return name
 
@@ -228,10 +291,17 @@ def _accept_attack(obj: object) -> Attack[Any]:
     if not isinstance(obj, Attack):
         raise TypeError(f"{obj!r} is not an Attack subclass or instance")
     cls = type(obj)
-    _check_name("attack", getattr(cls, "kind", None))
+    _check_name("attack", getattr(obj, "kind", None))
     for attr in ("title", "capabilities", "Params", "Metrics"):
-        if not hasattr(cls, attr):
+        if not hasattr(obj, attr):
             raise TypeError(f"{cls.__name__} has no {attr}")
+    if not isinstance(obj.title, str):
+        raise TypeError(f"{cls.__name__}.title is not text")
+    if not (isinstance(obj.capabilities, tuple)
+            and all(isinstance(c, str) and NAME_PATTERN.fullmatch(c.replace("_", "-"))
+                    for c in obj.capabilities)):
+        raise TypeError(f"{cls.__name__}.capabilities must be a tuple of names "
+                        "([a-z0-9_], like 'bus_interposer')")
     if not (isinstance(obj.Params, type) and issubclass(obj.Params, AttackParams)):
         raise TypeError(f"{cls.__name__}.Params is not an AttackParams subclass")
     if not (isinstance(cls.Metrics, type) and issubclass(cls.Metrics, BaseMetrics)):

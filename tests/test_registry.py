@@ -67,3 +67,56 @@ def test_an_attack_and_an_engine_added_from_a_script_run() -> None:
 def test_what_add_refuses(obj: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         registry.attacks.add(obj)
+
+
+def test_a_job_carries_its_attack_and_engine_to_any_worker() -> None:
+    import pickle
+
+    registry.attacks.add(_Quiet)
+    registry.engines.add(_Fifth)
+    try:
+        job = Job(scenario("quiet-leak", engines=["tme-again"]), "<script>", "tme-again", 1)
+    finally:
+        registry.attacks.remove("quiet-leak")
+        registry.engines.remove("tme-again")
+    # What a spawned worker gets: the pickled job, with a registry that never saw the script.
+    again = pickle.loads(pickle.dumps(job))
+    assert isinstance(again.attack, _Quiet) and again.engine_class is _Fifth
+    row = run_job(again)
+    assert row.outcome is Outcome.SUCCEEDED, row.reason
+
+
+def test_a_plugin_may_look_at_the_registry_while_it_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, ...]] = []
+
+    class _Peeking:
+        name, value, dist = "peek", "x:y", None
+
+        def load(self) -> object:
+            seen.append(registry.attacks.names())  # would wait forever on a held lock
+            return _Quiet
+
+    monkeypatch.setattr("importlib.metadata.entry_points",
+                        lambda group: [_Peeking()] if group == registry.ATTACK_GROUP else [])
+    registry.attacks.reload()
+    try:
+        assert "quiet-leak" in registry.attacks.names()
+        assert seen and seen[0][0] == "kernel-map-leak"
+    finally:
+        monkeypatch.undo()
+        registry.attacks.reload()
+    assert "quiet-leak" not in registry.attacks
+
+
+def test_names_are_matched_whole_and_taken_from_the_object() -> None:
+    class _Sneaky(KernelMapLeak):
+        kind = "sneaky"
+
+        def __init__(self) -> None:
+            self.kind = "<img src=x onerror=alert(1)>"  # type: ignore[misc]  # on purpose
+
+    with pytest.raises(ConfigError, match="must match"):
+        registry.attacks.add(_Sneaky())
+    trailing = type("Trailing", (KernelMapLeak,), {"kind": "evil\n"})
+    with pytest.raises(ConfigError, match="must match"):
+        registry.attacks.add(trailing)

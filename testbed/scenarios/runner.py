@@ -12,14 +12,15 @@ import logging
 import multiprocessing
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .. import registry
-from ..attacks import AttackContext, Phase, Verdict
-from ..errors import PlatformRefusal, UnsupportedMitigation
-from ..platform import EngineOptions, KeySource, Machine
+from ..attacks import Attack, AttackContext, Phase, Verdict
+from ..errors import ConfigError, PlatformRefusal, UnsupportedMitigation
+from ..platform import Engine, EngineOptions, KeySource, Machine
 from ..results import Evidence, ResultRow
 from ..types import Outcome
 from .model import Scenario
@@ -31,12 +32,25 @@ _log = logging.getLogger("testbed")
 
 @dataclass(frozen=True)
 class Job:
-    """One scenario under one engine."""
+    """One scenario under one engine.
+
+    The attack and the engine class are looked up when the job is made and travel with it,
+    so a worker process runs what the parent registered, however the worker was started
+    (an attack a script added with ``registry.attacks.add`` included).
+    """
 
     scenario: Scenario
     source: str
     engine: str
     seed: int
+    attack: Attack[Any] | None = field(default=None, compare=False, repr=False)
+    engine_class: type[Engine] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.attack is None and self.scenario.attack in registry.attacks:
+            object.__setattr__(self, "attack", registry.attacks.get(self.scenario.attack))
+        if self.engine_class is None and self.engine in registry.engines:
+            object.__setattr__(self, "engine_class", registry.engines.get(self.engine))
 
     @property
     def profile(self) -> str:
@@ -77,7 +91,9 @@ def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Mac
     )
 
     def build() -> Machine:
-        engine = registry.engines.get(job.engine).build(KeySource(key_rng), options)
+        if job.engine_class is None:
+            raise ConfigError(f"unknown engine {job.engine!r}")
+        engine = job.engine_class.build(KeySource(key_rng), options)
         return Machine(engine, s.platform.memory_pages, mitigations,
                        secretmem_reserve_pages=s.platform.secretmem_reserve_pages)
 
@@ -91,7 +107,9 @@ def run_job(job: Job) -> ResultRow:
     build = _machine_factory(job, key_rng)
     ctx: AttackContext | None = None
     try:
-        attack = registry.attacks.get(s.attack)
+        attack = job.attack
+        if attack is None:
+            raise ConfigError(f"unknown attack {s.attack!r}")
         machine = build()
         params = s.params
         why_not = attack.precondition(machine, params)

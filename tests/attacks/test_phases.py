@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from _support.scenarios import scenario
 
-from testbed import registry
 from testbed.attacks import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 from testbed.errors import PageFault
 from testbed.scenarios import Job, run_job
@@ -46,12 +45,9 @@ class _RefusedIn(Attack[AttackParams]):
     ("attack", Outcome.BLOCKED, "the platform refused a step: page fault"),
 ])
 def test_a_refusal_is_charged_to_the_phase_it_happens_in(
-    monkeypatch: pytest.MonkeyPatch, where: str, outcome: Outcome, reason: str
+    where: str, outcome: Outcome, reason: str
 ) -> None:
-    entries = registry.attacks._load()
-    monkeypatch.setitem(entries, "kernel-map-leak",
-                        registry.Registered("kernel-map-leak", _RefusedIn(where), "test"))
-    row = run_job(Job(scenario("kernel-map-leak"), "<test>", "tme", 1))
+    row = run_job(Job(scenario("kernel-map-leak"), "<test>", "tme", 1, attack=_RefusedIn(where)))
     assert row.outcome is outcome, row.reason
     assert row.reason.startswith(reason)
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from typing import Any
 
-import pytest
 from _support.scenarios import scenario
 
-from testbed import registry
 from testbed.attacks.kernel_map_leak import KernelMapLeak
 from testbed.scenarios import Job, run_jobs
 from testbed.types import Outcome
@@ -22,14 +19,8 @@ class _Crash(KernelMapLeak):
         os._exit(9)
 
 
-@pytest.mark.skipif(multiprocessing.get_start_method() != "fork",
-                    reason="the patched, crashing attack reaches worker processes only when they "
-                    "are forked; this platform starts them with spawn")
-def test_a_crashed_worker_is_an_error_row_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
-    entries = registry.attacks._load()
-    monkeypatch.setitem(entries, "kernel-map-leak",
-                        registry.Registered("kernel-map-leak", _Crash(), "test"))
-    jobs = [Job(scenario("kernel-map-leak"), "<crash>", "tme", 1),
+def test_a_crashed_worker_is_an_error_row_not_a_hang() -> None:
+    jobs = [Job(scenario("kernel-map-leak"), "<crash>", "tme", 1, attack=_Crash()),
             Job(scenario("freed-data-leak"), "<ok>", "mktme", 1)]
     rows = run_jobs(jobs, workers=2)
     assert [r.scenario for r in rows] == ["t-kernel-map-leak", "t-freed-data-leak"]
