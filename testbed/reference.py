@@ -13,7 +13,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -22,6 +22,8 @@ from . import registry
 from .scenarios.model import PlatformSpec
 
 __all__ = ["SECTIONS", "render", "update_text"]
+
+T = TypeVar("T")
 
 
 def _cell(text: object) -> str:
@@ -77,14 +79,20 @@ def _fields_table(model: type[BaseModel]) -> list[str]:
     return rows
 
 
-def attacks_section() -> str:
+def _shown(entries: tuple[registry.Registered[T], ...], builtin_only: bool
+           ) -> list[registry.Registered[T]]:
+    return [e for e in entries if e.builtin or not builtin_only]
+
+
+def attacks_section(builtin_only: bool = False) -> str:
     """One table of all attacks, then one of each attack's parameters."""
     out = ["| attack | title | capabilities | provided by |", "|---|---|---|---|"]
-    for entry in registry.attacks.entries():
+    attacks = _shown(registry.attacks.entries(), builtin_only)
+    for entry in attacks:
         a = entry.item
         out.append(f"| `{entry.name}` | {_cell(a.title)} | "
                    f"{', '.join(f'`{c}`' for c in a.capabilities)} | {entry.distribution} |")
-    for entry in registry.attacks.entries():
+    for entry in attacks:
         doc = " ".join((entry.item.Params.__doc__ or "").split())
         out += ["", f"`{entry.name}` parameters (`{entry.item.Params.__name__}`)"
                 + (f": {doc}" if doc else ":"), "",
@@ -93,15 +101,15 @@ def attacks_section() -> str:
     return "\n".join(out)
 
 
-def engines_section() -> str:
+def engines_section(builtin_only: bool = False) -> str:
     out = ["| engine | what it is | provided by |", "|---|---|---|"]
-    for entry in registry.engines.entries():
+    for entry in _shown(registry.engines.entries(), builtin_only):
         doc = (entry.item.__doc__ or "").strip().splitlines()
         out.append(f"| `{entry.name}` | {_cell(doc[0] if doc else '')} | {entry.distribution} |")
     return "\n".join(out)
 
 
-def mitigations_section() -> str:
+def mitigations_section(builtin_only: bool = False) -> str:
     out = ["| mitigation (profile name) | setting in `mitigations:` | values | what it does |",
            "|---|---|---|---|"]
     for m in registry.MITIGATIONS:
@@ -110,12 +118,12 @@ def mitigations_section() -> str:
     return "\n".join(out)
 
 
-def platform_section() -> str:
+def platform_section(builtin_only: bool = False) -> str:
     out = ["| setting in `platform:` | type | range | default | meaning |", "|---|---|---|---|---|"]
     return "\n".join(out + _fields_table(PlatformSpec))
 
 
-SECTIONS: dict[str, Callable[[], str]] = {
+SECTIONS: dict[str, Callable[[bool], str]] = {
     "attacks": attacks_section,
     "engines": engines_section,
     "mitigations": mitigations_section,
@@ -124,17 +132,21 @@ SECTIONS: dict[str, Callable[[], str]] = {
 """The generated tables, by the name their README markers use."""
 
 
-def render(name: str) -> str:
-    """The Markdown of section ``name``."""
-    return SECTIONS[name]()
+def render(name: str, builtin_only: bool = False) -> str:
+    """The Markdown of section ``name``: everything registered, or what ships with the
+    testbed only (``builtin_only``, as in the README)."""
+    return SECTIONS[name](builtin_only)
 
 
 _BLOCK = re.compile(r"(<!-- reference: (?P<name>[a-z]+) -->\n)(?P<body>.*?)(<!-- /reference: "
                     r"(?P=name) -->)", re.S)
 
 
-def update_text(text: str) -> tuple[str, list[str]]:
+def update_text(text: str, builtin_only: bool = True) -> tuple[str, list[str]]:
     """``text`` with every reference block regenerated, and the names of the blocks changed.
+
+    By default the blocks describe what ships with the testbed, whatever plugins are
+    installed where this runs.
 
     Raises:
         KeyError: a block names an unknown section.
@@ -143,7 +155,7 @@ def update_text(text: str) -> tuple[str, list[str]]:
 
     def replace(match: re.Match[str]) -> str:
         name = match.group("name")
-        body = render(name) + "\n"
+        body = render(name, builtin_only) + "\n"
         if match.group("body") != body:
             changed.append(name)
         return match.group(1) + body + match.group(4)

@@ -26,6 +26,7 @@ from typing import ClassVar, Generic, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..errors import PlatformRefusal
 from ..platform import Domain, Machine
 from ..results import Actor, Evidence, Step
 from ..results import Metrics as BaseMetrics
@@ -106,6 +107,9 @@ class AttackLog:
     recovered: bytes | None = None
     address: int | None = None
     phase: Phase = Phase.SETUP
+    victim_refusal: BaseException | None = None
+    """The last refusal the victim met inside :meth:`victim_acts` (the runner charges that very
+    exception to the victim, whatever the phase is when it arrives)."""
 
     def step(
         self, actor: Actor, action: str, capability: str = "", address: int | None = None,
@@ -118,6 +122,10 @@ class AttackLog:
         """The victim is set up; from here on the attacker drives."""
         self.phase = Phase.ATTACK
 
+    def begin_setup(self) -> None:
+        """The victim is being set up again (after a reboot, for another trial)."""
+        self.phase = Phase.SETUP
+
     @property
     def attacking(self) -> bool:
         """Whether a refusal now is the platform refusing the attacker."""
@@ -127,12 +135,17 @@ class AttackLog:
     def victim_acts(self) -> Iterator[None]:
         """The victim acts during the attack: a refusal inside is a failed run, not a block.
 
-        The phase goes back only when the block ends normally: an exception leaves it with the
-        victim, so that the runner charges the refusal to the victim.
+        A refusal leaving the block is remembered (:attr:`victim_refusal`), so the runner
+        charges it to the victim; one the attack catches does not change later verdicts.
         """
         before, self.phase = self.phase, Phase.VICTIM
-        yield
-        self.phase = before
+        try:
+            yield
+        except PlatformRefusal as exc:
+            self.victim_refusal = exc
+            raise
+        finally:
+            self.phase = before
 
     def evidence(self) -> Evidence:
         """Freeze the bytes gathered so far."""

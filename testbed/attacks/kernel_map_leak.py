@@ -12,11 +12,12 @@ is not in the direct map at all and the read faults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ..results import omitted_when_none
 from ..types import PAGE_SIZE
 from ._base import (
     Actor,
@@ -48,10 +49,10 @@ class KernelMapLeakParams(SecretParams):
 
 @dataclass(frozen=True)
 class KernelMapLeakMetrics(BaseMetrics):
-    bytes_read: int
-    """Bytes the kernel read bug returned."""
     direct_map_splits: int
     """2 MiB direct-map mappings split (secretmem removes the secret page)."""
+    bytes_read: int | None = omitted_when_none()
+    """Bytes the kernel read bug returned (absent when the read faulted)."""
 
 
 class KernelMapLeak(Attack[KernelMapLeakParams]):
@@ -67,10 +68,11 @@ class KernelMapLeak(Attack[KernelMapLeakParams]):
                                      offset=params.offset)
         log.captured = m.dram(pa, len(secret))
         va = m.direct_map.virt(pa)
+        metrics = KernelMapLeakMetrics(direct_map_splits=m.direct_map_splits)
+        log.metrics = metrics  # measured before the read, which may fault
         log.begin_attack()
         log.step(Actor.ATTACKER, "reads the page through the KeyID-0 kernel direct map",
                  "kernel_read_bug", pa, f"virtual address {va:#x}")
         log.recovered = m.kernel_read(va, len(secret))
-        log.metrics = KernelMapLeakMetrics(bytes_read=len(secret),
-                                           direct_map_splits=m.direct_map_splits)
+        log.metrics = replace(metrics, bytes_read=len(secret))
         return judge_bytes(secret, log.recovered)

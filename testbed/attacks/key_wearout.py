@@ -207,11 +207,17 @@ class KeyWearout(Attack[KeyWearoutParams]):
         trials: list[_Trial] = []
         rotations = 0
         blocks = _Blocks.of(ctx.machine)
+        verdict: Verdict | None = None
         for number in range(params.trials):
+            if number:
+                ctx.log.begin_setup()  # a new victim on a rebooted machine
             machine = ctx.machine if number == 0 else ctx.reboot()
             trials.append(self._trial(machine, ctx, params, blocks, record=number == 0))
             rotations += machine.rotations
-        return self._verdict(ctx, params, blocks, trials, rotations)
+            # The metrics so far, after every trial: a refusal in a later one keeps them.
+            verdict = self._verdict(ctx, params, blocks, trials, rotations)
+        assert verdict is not None  # params.trials >= 1
+        return verdict
 
     # -- one trial ------------------------------------------------------------------------
     def _trial(

@@ -106,6 +106,7 @@ class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
             attacker_pages=taken, attacker_locked_pages=attacker.locked_pages,
             free_chunks_left=area.free_chunks if area else None,
             free_frames_left=m.allocator.free_count, mmap_refusals=refusals or None)
+        log.metrics = metrics  # kept if the fragmentation measurement fails
         log.metrics = metrics = self._fragmentation(ctx, params, metrics)
 
         with log.victim_acts():

@@ -250,7 +250,7 @@ def _address(address: int | None) -> str:
 
 def _step_view(step: Step) -> _StepView:
     return _StepView(
-        actor=step.actor,
+        actor=step.who,
         action=step.action,
         capability=step.capability,
         address=_address(step.address),

@@ -12,6 +12,7 @@ A field declared with :func:`omitted_when_none` is left out of the JSON while it
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,9 +54,12 @@ def json_value(value: Any) -> JsonValue:
     if hasattr(value, "item") and not isinstance(value, (list, dict, tuple)):
         return json_value(value.item())
     if isinstance(value, float):
-        return round(value, 9)
+        # JSON has no NaN or infinity: a value that is not a number is written as null.
+        return round(value, 9) if math.isfinite(value) else None
     if isinstance(value, (list, tuple)):
         return [json_value(v) for v in value]
+    if isinstance(value, (set, frozenset)):  # in a stable order, whatever the hash seed
+        return sorted((json_value(v) for v in value), key=lambda v: (str(type(v)), str(v)))
     if isinstance(value, Mapping):
         return {str(k): json_value(v) for k, v in value.items()}
     if value is None or isinstance(value, (int, str, bool)):

@@ -49,6 +49,8 @@ class Step:
     """The CPU's number when :attr:`actor` is :attr:`Actor.CPU`."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.actor, Actor):
+            raise TypeError(f"a step's actor is an Actor, got {self.actor!r}")
         if (self.actor is Actor.CPU) != (self.cpu is not None):
             raise ValueError("a step names a CPU number exactly when its actor is one CPU")
 

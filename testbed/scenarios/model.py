@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     StringConstraints,
     ValidationInfo,
     create_model,
@@ -157,7 +158,7 @@ class Scenario(_Strict):
                                       min_length=1, max_length=64)
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
     mitigations: Mitigations = Field(default_factory=Mitigations)
-    params: AttackParams = Field(default_factory=AttackParams)
+    params: SerializeAsAny[AttackParams] = Field(default_factory=AttackParams)
     expect: dict[EngineName, OutcomeName] = Field(default_factory=dict)
     teaching: Teaching
 

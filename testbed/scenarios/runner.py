@@ -122,16 +122,23 @@ def run_job(job: Job) -> ResultRow:
         verdict = Verdict(Outcome.NOT_APPLICABLE, str(exc))
     except PlatformRefusal as exc:
         phase = ctx.log.phase if ctx is not None else Phase.SETUP
-        if phase is Phase.ATTACK:
-            verdict = Verdict(Outcome.BLOCKED, f"the platform refused a step: {exc}")
-        elif phase is Phase.VICTIM:
+        if ctx is not None and ctx.log.victim_refusal is exc:
             verdict = Verdict(Outcome.ERROR, f"the platform refused the victim a step: {exc}")
+        elif phase is Phase.ATTACK:
+            verdict = Verdict(Outcome.BLOCKED, f"the platform refused a step: {exc}")
         else:
             verdict = Verdict(Outcome.ERROR, f"setting up the victim failed: {exc}")
     except Exception as exc:  # one failing scenario must not stop the run
         _log.warning("%s under %s failed: %s", s.id, job.profile, exc)
         verdict = Verdict(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
     log = ctx.log if ctx is not None else None
+    attack = job.attack
+    if (log is not None and log.metrics is not None and attack is not None
+            and not isinstance(log.metrics, attack.Metrics)):
+        # A contract broken by the attack: an error row, never a report that cannot be written.
+        verdict = Verdict(Outcome.ERROR, f"the attack recorded metrics of type "
+                          f"{type(log.metrics).__name__}, not its {attack.Metrics.__name__}")
+        log.metrics = None
     return ResultRow(
         scenario=s.id,
         title=s.title,

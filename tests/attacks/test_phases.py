@@ -64,6 +64,13 @@ def test_the_victim_phase_ends_with_its_block() -> None:
     with log.victim_acts():
         assert phase() is Phase.VICTIM and not log.attacking
     assert phase() is Phase.ATTACK and log.attacking
+    refused = PageFault("refused")
     with pytest.raises(PageFault), log.victim_acts():
-        raise PageFault("refused")
-    assert phase() is Phase.VICTIM  # the refusal stays the victim's
+        raise refused
+    assert phase() is Phase.ATTACK and log.victim_refusal is refused  # charged to the victim
+    with log.victim_acts():
+        try:
+            raise PageFault("caught by the attack")
+        except PageFault:
+            pass
+    assert phase() is Phase.ATTACK

@@ -76,3 +76,12 @@ def test_a_failed_record_leaves_no_half_run(tmp_path: Path) -> None:
     assert [r.id for r in store.runs()] == [1]
     assert store.outcomes(1) == {("t-kernel-map-leak", "tme"): ("succeeded", "tme")}
     assert store.previous_of_same_scenarios(1) is None
+
+
+def test_metric_values_become_valid_stable_json() -> None:
+    from testbed.results import json_value
+
+    assert json_value(float("nan")) is None and json_value(float("inf")) is None
+    assert json_value({"b", "a", "c"}) == ["a", "b", "c"]
+    assert json_value(frozenset({3, 1, 2})) == [1, 2, 3]
+    assert json_value(0.1234567891234) == 0.123456789

@@ -1,7 +1,7 @@
 """Memory-encryption engines: what the memory controller does to each line on its way to DRAM.
 
 :mod:`.base` holds the engine base and the capability interfaces, :mod:`.tme` Intel TME and
-MKTME (PCONFIG), :mod:`.sev` AMD SEV and SEV-SNP (the RMP), :mod:`.registry` the built-in
+MKTME (PCONFIG), :mod:`.sev` AMD SEV and SEV-SNP (the RMP), :mod:`.builtin` the built-in
 engines by name.
 """
 
