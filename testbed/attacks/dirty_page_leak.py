@@ -162,9 +162,10 @@ class DirtyPageLeak(Attack[DirtyPageLeakParams]):
         for i, bit in enumerate(truth.tolist()):
             wanted = list(BUFFERS) if params.constant_access else [BUFFERS[bit]]
             noise = ctx.rng.choice(others, params.background_pages, replace=False).tolist()
-            for gpn in wanted + noise:  # the vendor driver pins the page for the request
-                container.pin_pages(MDEV, [gpn * PAGE_SIZE])
-                container.unpin_pages(MDEV, [gpn * PAGE_SIZE])
+            with log.victim_acts():  # the guest's requests: the vendor driver pins their pages
+                for gpn in wanted + noise:
+                    container.pin_pages(MDEV, [gpn * PAGE_SIZE])
+                    container.unpin_pages(MDEV, [gpn * PAGE_SIZE])
             bitmap = container.get_dirty_bitmap(0, size)
             dirty = dirty_page_indexes(bitmap)
             guess = _decode(set(dirty))

@@ -115,7 +115,9 @@ class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
             pages = -(-len(secret) // PAGE_SIZE)
             file.mmap(pages)
         try:
-            pa = file.fault(0)
+            # ENOMEM is the attack's success; any other refusal is the victim's.
+            with log.victim_acts():
+                pa = file.fault(0)
         except OutOfMemory as exc:
             log.step(Actor.VICTIM, "touches its secret page: the fault fails", detail=str(exc))
             log.metrics = replace(metrics, victim_allocation="ENOMEM")

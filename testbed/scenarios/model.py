@@ -82,10 +82,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def _builtin_engines() -> tuple[str, ...]:
-    return tuple(e.name for e in registry.engines.entries() if e.builtin)
-
-
 class Teaching(_Strict):
     """Text for students: what the scenario shows, what to look at, questions to discuss."""
 
@@ -154,8 +150,9 @@ class Scenario(_Strict):
     id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     title: ShortText
     attack: AttackName
-    engines: list[EngineName] = Field(default_factory=lambda: list(_builtin_engines()),
-                                      min_length=1, max_length=64)
+    engines: list[EngineName] = Field(
+        default_factory=lambda: list(registry.engines.builtin_names()), min_length=1,
+        max_length=64)
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
     mitigations: Mitigations = Field(default_factory=Mitigations)
     params: SerializeAsAny[AttackParams] = Field(default_factory=AttackParams)

@@ -107,7 +107,7 @@ def test_build_takes_the_options_that_apply() -> None:
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
-def test_make_engine_is_build_over_the_registry(name: str) -> None:
+def test_make_engine_builds_the_builtin_engine_by_name(name: str) -> None:
     a = make_engine(name, keys(4), asids=3, keyid_bits=2)
     b = ENGINES[name].build(keys(4), EngineOptions(asids=3, keyid_bits=2))
     addrs = np.arange(0, 4 * 64, 64, dtype=np.uint64)
