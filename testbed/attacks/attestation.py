@@ -151,7 +151,8 @@ class AttestationBypass(Attack[AttestationParams]):
         log.begin_attack()
         log.step(Actor.ATTACKER, "writes a backdoor into the kernel command line before launch",
                  "malicious_hypervisor", detail=repr(params.cmdline + params.backdoor))
-        launched = run.launch(modified, "victim")
+        with log.victim_acts():  # the victim's guest is built: no ASID for it is no defence
+            launched = run.launch(modified, "victim")
         run.note(replace(run.metrics, digest_measured=None if launched.digest is None
                          else launched.digest.hex()))
         # What the guest will run, read back through its own key.
