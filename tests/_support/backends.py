@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ def passes_for(name: str) -> Any:
     if name == "numpy":
         return NumpyPasses()
     try:
-        import llvmlite.binding  # noqa: F401
+        importlib.import_module("llvmlite.binding")
     except ImportError:
         pytest.skip("llvmlite not installed")
     return _llvm_passes()

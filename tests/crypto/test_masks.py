@@ -163,7 +163,7 @@ def fresh_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _fake_llvm(monkeypatch: pytest.MonkeyPatch, passes_cls: type) -> None:
     module = types.ModuleType("testbed.crypto._masks_llvm")
-    module.LlvmPasses = passes_cls  # type: ignore[attr-defined]
+    module.__dict__["LlvmPasses"] = passes_cls  # a module built at run time
     monkeypatch.setitem(sys.modules, "testbed.crypto._masks_llvm", module)
 
 

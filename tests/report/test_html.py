@@ -425,7 +425,7 @@ DICTIONARY = DictionaryPlot(10000, 13.29, 4711)
 DIRTY = DirtyBitmapPlot(tuple(
     TraceInterval(i, (1 + t, 7), g, t)
     for i, (g, t) in enumerate([(1, 1), (0, 0), (0, 1), (None, 1)])))
-NAN = float("nan")
+NAN: Any = float("nan")  # in any field, as a plugin's data might hold it
 WEIRD: Any = "many"  # what a plugin's metrics might hold despite their types
 
 
@@ -449,7 +449,7 @@ def test_each_plot_kind_is_drawn_with_its_text(
     FragmentationSeries((1, 2), (1,), (0, 0)),
     FragmentationSeries((), (), ()),
     # Deliberately malformed: a NaN where split counts (ints) go.
-    FragmentationSeries((1, 2), (1, NAN), (0, 0)),  # type: ignore[arg-type]
+    FragmentationSeries((1, 2), (1, NAN), (0, 0)),
     DictionaryPlot(WEIRD, 13.3, 5),
     DictionaryPlot(0, 0, 0),
     WearoutPlot((CurvePoint(8, NAN, 0.1),), 24, True),

@@ -148,13 +148,13 @@ class EngineWithRmp(abc.ABC):
         """Whether a hypervisor read of ``pfn`` returns 0xff instead of the ciphertext."""
 
 
-class EngineWithAttestation(abc.ABC):  # noqa: B024 (a marker: the PSP is a device of its own)
+class EngineWithAttestation:
     """Interface: a platform security processor measures guest launches and signs attestation
     reports that a remote guest owner can verify. The PSP itself is
     :class:`~testbed.platform.sev.Psp`; the engine only declares that the platform has one."""
 
 
-_DERIVED: dict[str, type[abc.ABC]] = {
+_DERIVED: dict[str, type] = {
     "runtime_rotation": EngineWithRuntimeRotation,
     "isolates_guests": EngineWithGuestIsolation,
     "attests": EngineWithAttestation,
