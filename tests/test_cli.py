@@ -53,12 +53,16 @@ def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped: Shipped) ->
 
 def test_results_json_contract(shipped: Shipped) -> None:
     _, doc = shipped
-    assert doc["format_version"] == 1
+    assert doc["format_version"] == 2
     assert {"seed", "testbed_version", "started"} <= set(doc["run"])
     assert doc["run"]["seed"] == 11
     for row in doc["results"]:
         assert ROW_KEYS <= set(row)
         assert row["outcome"] in OUTCOMES
+        chance = row["chance_log2"]
+        assert chance is None or chance == "-inf" or -8192 <= chance <= 0
+        if row["outcome"] == "succeeded" and chance is not None:
+            assert "by chance 2^" in row["reason"], row["reason"]
         assert row["profile"] == "+".join([row["engine"], *row["mitigations"]])
     profiles = {r["profile"] for r in doc["results"]}
     assert {"tme+init_on_free", "mktme+secretmem", "mktme+key_rotation"} <= profiles

@@ -54,11 +54,13 @@ EXPORTED: dict[str, list[str]] = {
         "mitigation_names"
     ],
     "testbed.results": [
-        "FORMAT_VERSION", "Actor", "Change", "CurvePoint", "DictionaryPlot", "DirtyBitmapPlot",
+        "DEFENCE_BYTES", "FORMAT_VERSION", "Actor", "Change", "CurvePoint", "DictionaryPlot",
+        "DirtyBitmapPlot",
         "Evidence", "FragmentationSeries", "JsonValue", "Line", "LinePlot", "Metrics", "PlotData",
         "ResultRow",
         "RunInfo", "RunStore", "Step", "StoredRun", "TraceInterval", "WearoutPlot",
-        "atomic_write_text", "json_value", "junit_document", "omitted_when_none",
+        "atomic_write_text", "chance_text", "json_value", "junit_document", "log2_tail",
+        "matched_bytes", "omitted_when_none",
         "results_document", "write_junit", "write_results_json"
     ],
     "testbed.scenarios": [

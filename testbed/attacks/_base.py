@@ -30,6 +30,7 @@ from ..errors import PlatformRefusal
 from ..platform import Domain, Machine
 from ..results import Actor, Evidence, Step
 from ..results import Metrics as BaseMetrics
+from ..results.chance import chance_text, log2_tail, matched_bytes
 from ..types import Outcome, PhysAddr
 
 __all__ = [
@@ -154,10 +155,17 @@ class AttackLog:
 
 @dataclass(frozen=True)
 class Verdict:
-    """An outcome and the sentence that explains it."""
+    """An outcome, the sentence that explains it, and the chance a guess does as well.
+
+    Attributes:
+        chance_log2: log2 of the probability that an attacker without the capability,
+            guessing, gets at least this result (:mod:`testbed.results.chance`); ``None``
+            where the result is no guess (a denial of service, a torn instruction).
+    """
 
     outcome: Outcome
     reason: str
+    chance_log2: float | None = None
 
 
 @dataclass
@@ -170,27 +178,37 @@ class AttackContext:
     log: AttackLog = field(default_factory=AttackLog)
 
 
-def judge_bytes(secret: bytes, recovered: bytes | None, what: str = "secret") -> Verdict:
-    """Compare what the attacker recovered with the truth.
+def judge_bytes(
+    secret: bytes, recovered: bytes | None, what: str = "secret", *,
+    space_log2: float | None = None,
+) -> Verdict:
+    """Compare what the attacker recovered with the truth, and weigh it against chance.
 
     ``succeeded`` when every byte matches; ``partial`` when at least half do (far above the
-    1/256 a random guess gets); otherwise ``mitigated``.
+    1/256 a random guess gets); otherwise ``mitigated``. The chance is that of a guess matching
+    as many bytes (each 1 in 256; bytes a defence writes,
+    :data:`~testbed.results.chance.DEFENCE_BYTES`, never count), or, for an exact match of a
+    secret from a smaller space (a PIN), one guess in ``2^space_log2``.
     """
+    n = len(secret)
     if recovered is None:
-        return Verdict(Outcome.MITIGATED, f"the attacker recovered nothing of the {what}")
-    # A zero byte read back is what a cleared page holds: it only counts in an exact match.
-    same = sum(a == b and a != 0 for a, b in zip(secret, recovered, strict=False))
+        return Verdict(Outcome.MITIGATED, f"the attacker recovered nothing of the {what}", 0.0)
+    same = matched_bytes(secret, recovered)
+    chance = log2_tail(n, same, 1 / 256)
     if recovered == secret:
-        return Verdict(Outcome.SUCCEEDED, f"the attacker recovered the {what} exactly")
-    if same > 0 and same * 2 >= len(secret):
-        return Verdict(
-            Outcome.PARTIAL, f"the attacker recovered {same} of {len(secret)} bytes of the {what}"
-        )
+        if space_log2 is not None:
+            chance = max(chance, -space_log2)
+        return Verdict(Outcome.SUCCEEDED, f"the attacker recovered the {what} exactly ({same} of "
+                       f"{n} bytes; by chance {chance_text(chance)})", chance)
+    if same > 0 and same * 2 >= n:
+        return Verdict(Outcome.PARTIAL, f"the attacker recovered {same} of {n} bytes of the "
+                       f"{what} (by chance {chance_text(chance)})", chance)
     got = "zeros" if not any(recovered) else "ciphertext or garbage"
     return Verdict(
         Outcome.MITIGATED,
-        f"the attacker read {len(recovered)} bytes, but only {same} of {len(secret)} match the "
-        f"{what}: it got {got}",
+        f"the attacker read {len(recovered)} bytes, but only {same} of {n} match the {what}: "
+        f"it got {got}",
+        chance,
     )
 
 

@@ -46,7 +46,7 @@ from ..platform import (
     query_attestation_report,
     sign_report,
 )
-from ..results import omitted_when_none
+from ..results import chance_text, omitted_when_none
 from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Actor,
@@ -206,7 +206,8 @@ class _Run:
         if verdict.outcome is Outcome.SUCCEEDED:
             return Verdict(Outcome.SUCCEEDED, f"{basis}: the owner released its disk key to a "
                            "guest running the hypervisor's modified image, and the backdoor "
-                           "handed it over")
+                           f"handed it over (by chance {chance_text(verdict.chance_log2)})",
+                           verdict.chance_log2)
         return verdict
 
     def launch(self, image: bytes, name: str) -> _Launched:

@@ -194,4 +194,4 @@ class CaptureCompare(Attack[CaptureCompareParams]):
         found = "a match" if log.recovered is not None else "no match"
         log.step(Actor.ATTACKER, f"compared {guesses} candidate ciphertexts: {found}",
                  "bus_interposer", pa)
-        return judge_bytes(secret, log.recovered, "PIN")
+        return judge_bytes(secret, log.recovered, "PIN", space_log2=digits * math.log2(10))

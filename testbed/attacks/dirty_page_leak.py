@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from ..platform import dirty_bitmap_bytes, dirty_page_indexes, open_guest_container
-from ..results import DirtyBitmapPlot, PlotData, TraceInterval
+from ..results import DirtyBitmapPlot, PlotData, TraceInterval, chance_text, log2_tail
 from ..types import PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, BaseMetrics, SecretParams, Verdict, plant_secret
 
@@ -87,18 +87,20 @@ def judge_bits(truth: NDArray[np.uint8], recovered: NDArray[np.uint8]) -> Verdic
     """
     total = int(truth.size)
     correct = int(np.count_nonzero(truth == recovered))
+    odds = log2_tail(total, correct, 0.5)
     if correct == total:
         return Verdict(Outcome.SUCCEEDED,
-                       f"the attacker recovered all {total} secret bits from the dirty bitmaps")
+                       f"the attacker recovered all {total} secret bits from the dirty bitmaps "
+                       f"(by chance {chance_text(odds)})", odds)
     chance = chance_probability(correct, total)
     accuracy = correct / total
     if chance < CHANCE_LIMIT:
         return Verdict(Outcome.PARTIAL,
                        f"the attacker got {correct} of {total} bits right ({accuracy:.0%}); coin "
-                       f"flips do that well with probability {chance:.1e}")
+                       f"flips do that well with probability {chance:.1e}", odds)
     return Verdict(Outcome.MITIGATED,
                    f"the attacker got {correct} of {total} bits right (accuracy {accuracy:.2f}): "
-                   f"no better than coin flips (0.5), so the bitmaps told it nothing")
+                   f"no better than coin flips (0.5), so the bitmaps told it nothing", odds)
 
 
 @dataclass(frozen=True)

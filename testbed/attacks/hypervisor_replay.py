@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pydantic import Field, model_validator
 
 from ..platform import Machine
+from ..results import chance_text
 from ..types import LINE_SIZE, PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 
@@ -85,8 +86,11 @@ class HypervisorReplay(Attack[HypervisorReplayParams]):
         log.step(Actor.VICTIM, "guest reads the value", address=pa)
         log.metrics = HypervisorReplayMetrics(guest_reads_old_value=log.recovered == old)
         if log.recovered == old:
-            return Verdict(Outcome.SUCCEEDED, "the guest read its old value: the rollback worked")
+            # A blind write reads back as the old value 1 time in 2^(8 x its bytes).
+            odds = -8.0 * len(old)
+            return Verdict(Outcome.SUCCEEDED, f"the guest read its old value: the rollback "
+                           f"worked (by chance {chance_text(odds)})", odds)
         if log.recovered == new:
-            return Verdict(Outcome.MITIGATED, "the guest still reads its current value")
+            return Verdict(Outcome.MITIGATED, "the guest still reads its current value", 0.0)
         return Verdict(Outcome.MITIGATED,
-                       "the guest read garbage: the replayed bytes were not its ciphertext")
+                       "the guest read garbage: the replayed bytes were not its ciphertext", 0.0)

@@ -28,7 +28,14 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from ..platform import Domain, Machine
-from ..results import CurvePoint, PlotData, WearoutPlot, omitted_when_none
+from ..results import (
+    CurvePoint,
+    PlotData,
+    WearoutPlot,
+    chance_text,
+    log2_tail,
+    omitted_when_none,
+)
 from ..types import LINE_SIZE, PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Actor,
@@ -360,12 +367,15 @@ class KeyWearout(Attack[KeyWearoutParams]):
             attacker_target=trials[0].target,
         )
         width = f"{n}-bit {'reduced-width ' if blocks.reduced else ''}blocks"
+        # A blind write of the victim's block reads as the chosen value 1 time in 2^n.
+        odds = log2_tail(len(trials), wins, 2.0**-n)
         if wins == len(trials):
             return Verdict(Outcome.SUCCEEDED, f"in {wins} of {len(trials)} trials an internal "
-                           f"collision ({width}) let the attacker set the victim's value")
+                           f"collision ({width}) let the attacker set the victim's value (by "
+                           f"chance {chance_text(odds)})", odds)
         if wins:
             return Verdict(Outcome.PARTIAL, f"the controlled modification worked in {wins} of "
-                           f"{len(trials)} trials ({width})")
+                           f"{len(trials)} trials ({width}; by chance {chance_text(odds)})", odds)
         found = sum(h is not None for h in hits)
         if rotations:
             why = (f"the key was rotated {rotations} times, so no collision held under the "
@@ -375,4 +385,5 @@ class KeyWearout(Attack[KeyWearoutParams]):
                    "its data is under another key than the one worn out")
         else:
             why = f"no internal collision within {p.max_pairs} blocks"
-        return Verdict(Outcome.MITIGATED, f"0 of {len(trials)} trials succeeded ({width}): {why}")
+        return Verdict(Outcome.MITIGATED, f"0 of {len(trials)} trials succeeded ({width}): {why}",
+                       odds)

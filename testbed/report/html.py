@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from .. import registry
+from ..results.chance import chance_text
 from ..results.model import Evidence, ResultRow, RunInfo, Step
 from ..results.output import atomic_write_text
 from ..results.store import Change
@@ -109,6 +110,8 @@ class _RowView:
     expected_label: str | None
     mismatch: bool
     reason: str
+    chance: str
+    """How likely a guess does as well: ``2^-248``, or ``not a guess``."""
     metrics: tuple[tuple[str, str], ...]
     steps: tuple[_StepView, ...]
     evidence_address: str
@@ -281,6 +284,7 @@ def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
         expected_label=None if row.expected is None else outcome_label(row.expected),
         mismatch=mismatch,
         reason=row.reason,
+        chance=chance_text(row.chance_log2),
         metrics=tuple((k, _metric_text(v)) for k, v in metrics.items()),
         steps=tuple(_step_view(s) for s in row.steps),
         evidence_address=_address(row.evidence.address),

@@ -13,7 +13,7 @@ from ..results import ResultRow, atomic_write_text
 __all__ = ["results_frame", "write_results_csv"]
 
 COLUMNS = ("scenario", "title", "attack", "profile", "engine", "mitigations", "outcome",
-           "expected", "as_expected", "reason", "metrics")
+           "expected", "as_expected", "reason", "chance_log2", "metrics")
 
 
 def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
@@ -30,6 +30,7 @@ def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
             "expected": r.expected.value if r.expected else "",
             "as_expected": "" if r.as_expected is None else str(r.as_expected).lower(),
             "reason": r.reason,
+            "chance_log2": "" if r.chance_log2 is None else r.to_json()["chance_log2"],
             "metrics": json.dumps(r.to_json()["metrics"], sort_keys=True),
         }
         for r in rows

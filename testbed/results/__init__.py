@@ -1,5 +1,6 @@
 """Result model shared by the runner, the report and the JSON output."""
 
+from .chance import DEFENCE_BYTES, chance_text, log2_tail, matched_bytes
 from .junit import junit_document, write_junit
 from .metrics import (
     CurvePoint,
@@ -21,6 +22,7 @@ from .output import atomic_write_text, results_document, write_results_json
 from .store import Change, RunStore, StoredRun
 
 __all__ = [
+    "DEFENCE_BYTES",
     "FORMAT_VERSION",
     "Actor",
     "Change",
@@ -42,8 +44,11 @@ __all__ = [
     "TraceInterval",
     "WearoutPlot",
     "atomic_write_text",
+    "chance_text",
     "json_value",
     "junit_document",
+    "log2_tail",
+    "matched_bytes",
     "omitted_when_none",
     "results_document",
     "write_junit",

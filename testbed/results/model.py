@@ -11,9 +11,17 @@ from .metrics import Metrics
 
 __all__ = ["FORMAT_VERSION", "Actor", "Evidence", "ResultRow", "RunInfo", "Step"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds ``chance_log2`` to every result row (version 1 had none)."""
 
 M = TypeVar("M", bound=Metrics)
+
+
+def _log2_json(value: float | None) -> float | str | None:
+    """log2 odds for JSON: 3 decimals, ``"-inf"`` for a result no guess reaches."""
+    if value is None:
+        return None
+    return "-inf" if value == float("-inf") else round(value, 3)
 
 
 class Actor(enum.StrEnum):
@@ -111,6 +119,9 @@ class ResultRow:
     expected: Outcome | None
     reason: str
     metrics: Metrics | None = None
+    chance_log2: float | None = None
+    """log2 of the chance that a guess, without the capability, does as well (``None``: the
+    result is no guess)."""
     evidence: Evidence = Evidence()
     steps: tuple[Step, ...] = ()
 
@@ -143,6 +154,7 @@ class ResultRow:
             "outcome": self.outcome.value,
             "expected": None if self.expected is None else self.expected.value,
             "reason": self.reason,
+            "chance_log2": _log2_json(self.chance_log2),
             "metrics": {} if self.metrics is None else self.metrics.to_json(),
             "evidence": self.evidence.to_json(),
             "steps": [s.to_json() for s in self.steps],

@@ -149,6 +149,7 @@ def run_job(job: Job) -> ResultRow:
         outcome=verdict.outcome,
         expected=s.expect.get(job.engine),
         reason=verdict.reason,
+        chance_log2=verdict.chance_log2,
         metrics=log.metrics if log else None,
         evidence=log.evidence() if log else Evidence(),
         steps=tuple(log.steps) if log else (),
