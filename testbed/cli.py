@@ -21,7 +21,7 @@ from . import registry
 from ._version import __version__
 from .errors import ScenarioError
 from .results import ResultRow, RunInfo, RunStore, write_junit, write_results_json
-from .scenarios import Job, load_scenarios, plan, run_jobs
+from .scenarios import Job, load_scenarios, plan, run_jobs, units
 from .types import Outcome
 
 __all__ = ["main"]
@@ -134,7 +134,9 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
     workers = jobs or os.cpu_count() or 1
     started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     t0 = time.perf_counter()
-    with click.progressbar(length=len(job_list), label=f"{len(job_list)} runs",
+    runs = len(units(job_list)[0])
+    with click.progressbar(length=runs, label=f"{len(job_list)} runs + {runs - len(job_list)} "
+                           "controls",
                            file=sys.stderr, show_pos=True,
                            item_show_func=lambda r: r and f"{r.scenario} / {r.profile}"
                            ) as bar:

@@ -42,10 +42,17 @@ class Outcome(enum.StrEnum):
     """The attacker got exactly what it wanted."""
     PARTIAL = "partial"
     """The attacker got part of it; a metric says how much."""
+    INCONCLUSIVE = "inconclusive"
+    """What the attacker got, a guess gets too often (more than 2^-32): success cannot be told
+    from luck."""
     MITIGATED = "mitigated"
-    """The attack ran to the end but got only garbage or ciphertext."""
+    """The attack ran to the end but got only garbage or ciphertext, where the control without
+    the defence succeeded."""
     BLOCKED = "blocked"
     """A platform check refused a step (fault, RMP violation, ENOMEM, signature)."""
+    INEFFECTIVE = "ineffective"
+    """The attack failed, but it fails without any defence too (the control): it does not work
+    with these parameters, and no defence is credited."""
     ERROR = "error"
     """The run itself failed."""
     NOT_APPLICABLE = "not_applicable"

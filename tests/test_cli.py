@@ -16,8 +16,9 @@ from testbed import registry
 from testbed.cli import main
 
 ROW_KEYS = {"scenario", "attack", "profile", "engine", "mitigations", "outcome", "expected",
-            "metrics"}
-OUTCOMES = {"succeeded", "partial", "mitigated", "blocked", "error", "not_applicable"}
+            "metrics", "chance_log2", "trials", "control"}
+OUTCOMES = {"succeeded", "partial", "inconclusive", "mitigated", "blocked", "ineffective", "error",
+            "not_applicable"}
 
 
 Shipped = tuple[Result, dict[str, Any]]
@@ -53,7 +54,7 @@ def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped: Shipped) ->
 
 def test_results_json_contract(shipped: Shipped) -> None:
     _, doc = shipped
-    assert doc["format_version"] == 2
+    assert doc["format_version"] == 3
     assert {"seed", "testbed_version", "started"} <= set(doc["run"])
     assert doc["run"]["seed"] == 11
     for row in doc["results"]:
@@ -64,6 +65,12 @@ def test_results_json_contract(shipped: Shipped) -> None:
         if row["outcome"] == "succeeded" and chance is not None:
             assert "by chance 2^" in row["reason"], row["reason"]
         assert row["profile"] == "+".join([row["engine"], *row["mitigations"]])
+        control = row["control"]
+        assert control["outcome"] in OUTCOMES and not control["profile"].count("+")
+        if row["outcome"] in ("mitigated", "blocked"):
+            assert control["outcome"] in ("succeeded", "partial"), row
+        trials = row["trials"]
+        assert trials is None or 0 <= trials["low"] <= trials["rate"] <= trials["high"] <= 1
     profiles = {r["profile"] for r in doc["results"]}
     assert {"tme+init_on_free", "mktme+secretmem", "mktme+key_rotation"} <= profiles
 

@@ -54,18 +54,18 @@ EXPORTED: dict[str, list[str]] = {
         "mitigation_names"
     ],
     "testbed.results": [
-        "DEFENCE_BYTES", "FORMAT_VERSION", "Actor", "Change", "CurvePoint", "DictionaryPlot",
-        "DirtyBitmapPlot",
+        "DEFENCE_BYTES", "FORMAT_VERSION", "MARGIN_LOG2", "MAX_TRIALS", "Actor", "Change",
+        "Control", "CurvePoint", "DictionaryPlot", "DirtyBitmapPlot",
         "Evidence", "FragmentationSeries", "JsonValue", "Line", "LinePlot", "Metrics", "PlotData",
         "ResultRow",
-        "RunInfo", "RunStore", "Step", "StoredRun", "TraceInterval", "WearoutPlot",
-        "atomic_write_text", "chance_text", "json_value", "junit_document", "log2_tail",
-        "matched_bytes", "omitted_when_none",
-        "results_document", "write_junit", "write_results_json"
+        "RunInfo", "RunStore", "Step", "StoredRun", "TraceInterval", "TrialStats", "Verdict",
+        "WearoutPlot", "atomic_write_text", "chance_text", "json_value", "junit_document",
+        "log2_tail", "matched_bytes", "omitted_when_none",
+        "results_document", "wilson_interval", "write_junit", "write_results_json"
     ],
     "testbed.scenarios": [
-        "LIMITS", "Job", "Scenario", "engine_names", "find_scenario_files", "load_scenario",
-        "load_scenarios", "plan", "run_job", "run_jobs"
+        "LIMITS", "Job", "Scenario", "control_of", "engine_names", "find_scenario_files",
+        "load_scenario", "load_scenarios", "plan", "run_job", "run_jobs", "run_trials", "units"
     ],
 }
 

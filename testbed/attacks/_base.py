@@ -30,7 +30,14 @@ from ..errors import PlatformRefusal
 from ..platform import Domain, Machine
 from ..results import Actor, Evidence, Step
 from ..results import Metrics as BaseMetrics
-from ..results.chance import chance_text, log2_tail, matched_bytes
+from ..results.chance import (
+    byte_chance,
+    chance_text,
+    informative_matches,
+    log2_tail,
+    matched_bytes,
+)
+from ..results.verdicts import Verdict
 from ..types import Outcome, PhysAddr
 
 __all__ = [
@@ -153,21 +160,6 @@ class AttackLog:
         return Evidence(self.secret, self.captured, self.recovered, self.address)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """An outcome, the sentence that explains it, and the chance a guess does as well.
-
-    Attributes:
-        chance_log2: log2 of the probability that an attacker without the capability,
-            guessing, gets at least this result (:mod:`testbed.results.chance`); ``None``
-            where the result is no guess (a denial of service, a torn instruction).
-    """
-
-    outcome: Outcome
-    reason: str
-    chance_log2: float | None = None
-
-
 @dataclass
 class AttackContext:
     """Everything an attack run gets: the machine, randomness, a way to reboot, the log."""
@@ -184,22 +176,27 @@ def judge_bytes(
 ) -> Verdict:
     """Compare what the attacker recovered with the truth, and weigh it against chance.
 
-    ``succeeded`` when every byte matches; ``partial`` when at least half do (far above the
-    1/256 a random guess gets); otherwise ``mitigated``. The chance is that of a guess matching
-    as many bytes (each 1 in 256; bytes a defence writes,
-    :data:`~testbed.results.chance.DEFENCE_BYTES`, never count), or, for an exact match of a
-    secret from a smaller space (a PIN), one guess in ``2^space_log2``.
+    ``succeeded`` when every byte matches; ``partial`` when at least half do; otherwise
+    ``mitigated``. The chance is that of a guess matching as many bytes (each 1 in 256, or 1
+    in 95 for a text secret; bytes a defence writes,
+    :data:`~testbed.results.chance.DEFENCE_BYTES`, and repeats never count), or, for an exact
+    match of a secret from a smaller space (a PIN), one guess in ``2^space_log2``. The runner
+    then weighs it (:func:`testbed.results.verdicts.weigh`): a success a guess reaches more
+    often than 2^-32 is ``inconclusive``.
     """
     n = len(secret)
     if recovered is None:
         return Verdict(Outcome.MITIGATED, f"the attacker recovered nothing of the {what}", 0.0)
     same = matched_bytes(secret, recovered)
-    chance = log2_tail(n, same, 1 / 256)
+    counted = informative_matches(secret, recovered)
+    chance = log2_tail(n, counted, byte_chance(secret))
     if recovered == secret:
         if space_log2 is not None:
             chance = max(chance, -space_log2)
-        return Verdict(Outcome.SUCCEEDED, f"the attacker recovered the {what} exactly ({same} of "
-                       f"{n} bytes; by chance {chance_text(chance)})", chance)
+        size = (f"{n} bytes" if counted == n else
+                f"{n} bytes, {counted} of them evidence: zeros, 0xff and repeats are not")
+        return Verdict(Outcome.SUCCEEDED, f"the attacker recovered the {what} exactly ({size}; "
+                       f"by chance {chance_text(chance)})", chance)
     if same > 0 and same * 2 >= n:
         return Verdict(Outcome.PARTIAL, f"the attacker recovered {same} of {n} bytes of the "
                        f"{what} (by chance {chance_text(chance)})", chance)
@@ -224,6 +221,11 @@ class Attack(ABC, Generic[P]):
         capabilities: the attacker capabilities it needs (see the README's threat model).
         Params: its parameter model (a subclass of :class:`AttackParams`).
         Metrics: its frozen metrics type.
+        control_engine: the engine of the control run every result is weighed against: the
+            weakest engine under which the threat exists (``none``, plaintext DRAM, unless the
+            attack needs a cipher or an untrusted hypervisor to exist at all). The control
+            runs with no mitigations and no ciphertext hiding
+            (:func:`testbed.results.verdicts.attribute`).
     """
 
     kind: ClassVar[str]
@@ -231,6 +233,7 @@ class Attack(ABC, Generic[P]):
     capabilities: ClassVar[tuple[str, ...]]
     Params: type[P]
     Metrics: ClassVar[type[BaseMetrics]]
+    control_engine: ClassVar[str] = "none"
 
     def precondition(self, machine: Machine, params: P) -> str | None:
         """Why the threat does not exist on ``machine`` (``None``: it does)."""

@@ -55,6 +55,8 @@ class HypervisorReplay(Attack[HypervisorReplayParams]):
     capabilities = ("malicious_hypervisor",)
     Params = HypervisorReplayParams
     Metrics = HypervisorReplayMetrics
+    control_engine = "sev"
+    """The threat needs a hypervisor the guest does not trust; ``sev`` has no defence against it."""
 
     def precondition(self, machine: Machine, params: HypervisorReplayParams) -> str | None:
         if not machine.engine.isolates_guests:

@@ -204,6 +204,8 @@ class KeyWearout(Attack[KeyWearoutParams]):
     capabilities = ("bus_interposer", "chosen_plaintext")
     Params = KeyWearoutParams
     Metrics = KeyWearoutMetrics
+    control_engine = "tme"
+    """The threat needs a cipher to wear out; ``tme`` has no defence against it."""
 
     def precondition(self, machine: Machine, params: KeyWearoutParams) -> str | None:
         if not machine.engine.encrypts:

@@ -17,15 +17,19 @@ from .metrics import (
     json_value,
     omitted_when_none,
 )
-from .model import FORMAT_VERSION, Actor, Evidence, ResultRow, RunInfo, Step
+from .model import FORMAT_VERSION, Actor, Control, Evidence, ResultRow, RunInfo, Step
 from .output import atomic_write_text, results_document, write_results_json
 from .store import Change, RunStore, StoredRun
+from .verdicts import MARGIN_LOG2, MAX_TRIALS, TrialStats, Verdict, wilson_interval
 
 __all__ = [
     "DEFENCE_BYTES",
     "FORMAT_VERSION",
+    "MARGIN_LOG2",
+    "MAX_TRIALS",
     "Actor",
     "Change",
+    "Control",
     "CurvePoint",
     "DictionaryPlot",
     "DirtyBitmapPlot",
@@ -42,6 +46,8 @@ __all__ = [
     "Step",
     "StoredRun",
     "TraceInterval",
+    "TrialStats",
+    "Verdict",
     "WearoutPlot",
     "atomic_write_text",
     "chance_text",
@@ -51,6 +57,7 @@ __all__ = [
     "matched_bytes",
     "omitted_when_none",
     "results_document",
+    "wilson_interval",
     "write_junit",
     "write_results_json",
 ]

@@ -8,14 +8,24 @@ n bits) and the count of what matched, as a binomial tail.
 
 Bytes a defence writes itself (the zeros ``init_on_free`` and secret memory clear pages with,
 the 0xff that ciphertext hiding returns) are the same under every key: a match on them is
-never counted as recovered.
+never counted as recovered. Nor is a repeat: a matched byte equal to the byte before it in what
+the attacker read counts only once, so that a page filled with one value (whatever a defence
+writes) matches a secret made of that value by at most one byte. A secret of printable ASCII
+text is weighed by its alphabet (1 in 95 per byte), not as random bytes.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["DEFENCE_BYTES", "chance_text", "log2_tail", "matched_bytes"]
+__all__ = [
+    "DEFENCE_BYTES",
+    "byte_chance",
+    "chance_text",
+    "informative_matches",
+    "log2_tail",
+    "matched_bytes",
+]
 
 DEFENCE_BYTES = frozenset({0x00, 0xFF})
 """Byte values a defence writes or returns in place of data; a match on them counts for nothing."""
@@ -44,6 +54,23 @@ def log2_tail(n: int, k: int, p: float) -> float:
 def matched_bytes(secret: bytes, recovered: bytes) -> int:
     """Positions where ``recovered`` holds the secret's byte, not counting defence bytes."""
     return sum(a == b and a not in DEFENCE_BYTES for a, b in zip(secret, recovered, strict=False))
+
+
+def informative_matches(secret: bytes, recovered: bytes) -> int:
+    """Matched bytes that count as evidence: not defence bytes, and not a repeat of the byte
+    read just before (a run of one value counts once)."""
+    return sum(a == b and a not in DEFENCE_BYTES and (i == 0 or b != recovered[i - 1])
+               for i, (a, b) in enumerate(zip(secret, recovered, strict=False)))
+
+
+PRINTABLE = frozenset(range(0x20, 0x7F))
+"""Printable ASCII: the alphabet of a text secret."""
+
+
+def byte_chance(secret: bytes) -> float:
+    """The chance that one guessed byte is right: 1 in 95 when the whole secret is printable
+    ASCII (a guesser knows it is text), else 1 in 256."""
+    return 1 / len(PRINTABLE) if secret and PRINTABLE.issuperset(secret) else 1 / 256
 
 
 def chance_text(log2_odds: float | None) -> str:

@@ -8,11 +8,14 @@ from typing import Any, TypeVar
 
 from ..types import Outcome
 from .metrics import Metrics
+from .verdicts import TrialStats
 
-__all__ = ["FORMAT_VERSION", "Actor", "Evidence", "ResultRow", "RunInfo", "Step"]
+__all__ = ["FORMAT_VERSION", "Actor", "Control", "Evidence", "ResultRow", "RunInfo", "Step"]
 
-FORMAT_VERSION = 2
-"""Version 2 adds ``chance_log2`` to every result row (version 1 had none)."""
+FORMAT_VERSION = 3
+"""Version 3 adds ``trials`` (successes, rate and 95 % Wilson interval, or ``null`` for a single
+run) and ``control`` (the outcome of the same scenario without any defence) to every result
+row, and the outcomes ``inconclusive`` and ``ineffective``. Version 2 added ``chance_log2``."""
 
 M = TypeVar("M", bound=Metrics)
 
@@ -106,6 +109,27 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Control:
+    """The control of a result: the same scenario and seed, the threat present, no defence."""
+
+    profile: str
+    """The control's engine (no mitigations are in force)."""
+    outcome: Outcome
+    reason: str
+    chance_log2: float | None = None
+    trials: TrialStats | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "chance_log2": _log2_json(self.chance_log2),
+            "trials": None if self.trials is None else self.trials.to_json(),
+        }
+
+
+@dataclass(frozen=True)
 class ResultRow:
     """One (scenario, profile) pair."""
 
@@ -124,6 +148,12 @@ class ResultRow:
     result is no guess)."""
     evidence: Evidence = Evidence()
     steps: tuple[Step, ...] = ()
+    trials: TrialStats | None = None
+    """Successes over the scenario's trials (``None``: one run). Metrics, evidence and steps
+    are those of the first trial."""
+    control: Control | None = None
+    """The control run the outcome was weighed against (``None`` where none ran: the row
+    failed before, or the threat does not exist)."""
 
     def metrics_as(self, kind: type[M]) -> M:
         """The metrics, as the attack's own type ``kind``.
@@ -155,6 +185,8 @@ class ResultRow:
             "expected": None if self.expected is None else self.expected.value,
             "reason": self.reason,
             "chance_log2": _log2_json(self.chance_log2),
+            "trials": None if self.trials is None else self.trials.to_json(),
+            "control": None if self.control is None else self.control.to_json(),
             "metrics": {} if self.metrics is None else self.metrics.to_json(),
             "evidence": self.evidence.to_json(),
             "steps": [s.to_json() for s in self.steps],

@@ -30,7 +30,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def results_document(run: RunInfo, rows: Sequence[ResultRow]) -> dict[str, Any]:
-    """The ``results.json`` document (format version 1)."""
+    """The ``results.json`` document (format version :data:`~testbed.results.FORMAT_VERSION`)."""
     return {
         "format_version": FORMAT_VERSION,
         "run": run.to_json(),

@@ -27,6 +27,7 @@ from .. import registry
 from ..attacks import AttackParams
 from ..platform import MAX_MEMORY_PAGES, Mitigations, MktmeEngine, SevEngine
 from ..platform.mm import RESERVED_FRAMES
+from ..results.verdicts import MAX_TRIALS
 from ..types import Outcome
 
 __all__ = [
@@ -157,6 +158,9 @@ class Scenario(_Strict):
     mitigations: Mitigations = Field(default_factory=Mitigations)
     params: SerializeAsAny[AttackParams] = Field(default_factory=AttackParams)
     expect: dict[EngineName, OutcomeName] = Field(default_factory=dict)
+    trials: int = Field(1, ge=1, le=MAX_TRIALS, description="independent runs of the attack "
+                        "per profile; the outcome follows from the success rate's 95 % "
+                        "interval")
     teaching: Teaching
 
     @model_validator(mode="before")

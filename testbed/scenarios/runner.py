@@ -1,7 +1,10 @@
-"""Runs every scenario under every engine profile, in parallel, reproducibly.
+"""Runs every scenario under every engine profile, and its control, in parallel, reproducibly.
 
 Each (scenario, engine) job gets its own random streams derived from the run seed, the scenario
-id and the engine name, so results do not depend on job order or on the number of workers.
+id, the engine name and the trial, so results do not depend on job order or on the number of
+workers. Every job is judged against a control (:func:`control_of`): the same scenario and
+seed under the attack's control engine with no defence; a job that is its own control runs
+once.
 """
 
 from __future__ import annotations
@@ -12,20 +15,21 @@ import logging
 import multiprocessing
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .. import registry
-from ..attacks import Attack, AttackContext, Phase, Verdict
+from ..attacks import Attack, AttackContext, AttackLog, Phase, Verdict
 from ..errors import ConfigError, PlatformRefusal, UnsupportedMitigation
-from ..platform import Engine, EngineOptions, KeySource, Machine
-from ..results import Evidence, ResultRow
+from ..platform import Engine, EngineOptions, KeySource, Machine, Mitigations
+from ..results import Control, Evidence, ResultRow
+from ..results.verdicts import attribute, combine
 from ..types import Outcome
 from .model import Scenario
 
-__all__ = ["Job", "plan", "run_job", "run_jobs"]
+__all__ = ["Job", "control_of", "judged", "plan", "run_job", "run_jobs", "run_trials", "units"]
 
 _log = logging.getLogger("testbed")
 
@@ -73,8 +77,11 @@ def plan(
     return jobs
 
 
-def _streams(job: Job) -> tuple[np.random.Generator, np.random.Generator]:
-    digest = hashlib.sha256(f"{job.seed}\0{job.scenario.id}\0{job.engine}".encode()).digest()
+def _streams(job: Job, trial: int = 0) -> tuple[np.random.Generator, np.random.Generator]:
+    label = f"{job.seed}\0{job.scenario.id}\0{job.engine}"
+    if trial:  # trial 0 keeps the streams of a single run
+        label += f"\0trial {trial}"
+    digest = hashlib.sha256(label.encode()).digest()
     keys, attack = np.random.SeedSequence(int.from_bytes(digest[:16], "little")).spawn(2)
     return np.random.default_rng(keys), np.random.default_rng(attack)
 
@@ -100,10 +107,11 @@ def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Mac
     return build
 
 
-def run_job(job: Job) -> ResultRow:
-    """Run one job and judge it. Never raises: failures become ``error`` rows."""
+def _run_trial(job: Job, trial: int) -> tuple[Verdict, AttackLog | None]:
+    """One run of the attack, judged by the attack itself (before any rule of
+    :mod:`testbed.results.verdicts`). Never raises."""
     s = job.scenario
-    key_rng, attack_rng = _streams(job)
+    key_rng, attack_rng = _streams(job, trial)
     build = _machine_factory(job, key_rng)
     ctx: AttackContext | None = None
     try:
@@ -139,6 +147,23 @@ def run_job(job: Job) -> ResultRow:
         verdict = Verdict(Outcome.ERROR, f"the attack recorded metrics of type "
                           f"{type(log.metrics).__name__}, not its {attack.Metrics.__name__}")
         log.metrics = None
+    return verdict, log
+
+
+def run_trials(job: Job) -> ResultRow:
+    """Run ``job``'s trials and combine them (rules 1 and 2 of
+    :mod:`testbed.results.verdicts`), without a control. Never raises."""
+    s = job.scenario
+    verdicts: list[Verdict] = []
+    first: AttackLog | None = None
+    for trial in range(s.trials):
+        verdict, log = _run_trial(job, trial)
+        verdicts.append(verdict)
+        if trial == 0:
+            first = log
+        if verdict.outcome in (Outcome.ERROR, Outcome.NOT_APPLICABLE):
+            break  # the same would happen again, or the run is broken
+    verdict, stats = combine(verdicts)
     return ResultRow(
         scenario=s.id,
         title=s.title,
@@ -150,10 +175,59 @@ def run_job(job: Job) -> ResultRow:
         expected=s.expect.get(job.engine),
         reason=verdict.reason,
         chance_log2=verdict.chance_log2,
-        metrics=log.metrics if log else None,
-        evidence=log.evidence() if log else Evidence(),
-        steps=tuple(log.steps) if log else (),
+        metrics=first.metrics if first else None,
+        evidence=first.evidence() if first else Evidence(),
+        steps=tuple(first.steps) if first else (),
+        trials=stats,
     )
+
+
+def control_of(job: Job) -> Job | None:
+    """The control of ``job``: the same scenario and seed under the attack's control engine,
+    with no mitigations and no ciphertext hiding (``None``: the attack or the engine is not
+    registered, so nothing can be run)."""
+    attack = job.attack
+    if attack is None or attack.control_engine not in registry.engines:
+        return None
+    s = job.scenario
+    bare = s.model_copy(update={
+        "mitigations": Mitigations(),
+        "platform": s.platform.model_copy(update={"ciphertext_hiding": False}),
+    })
+    return Job(bare, job.source, attack.control_engine, job.seed, attack=attack)
+
+
+def _signature(job: Job) -> tuple[str, int, str]:
+    """What makes a run: two jobs with the same signature give the same row."""
+    return job.engine, job.seed, repr(job.scenario)
+
+
+def _same_run(a: Job, b: Job) -> bool:
+    """Whether two jobs are one run (a job that is its own control)."""
+    return _signature(a) == _signature(b)
+
+
+def judged(row: ResultRow, control: ResultRow | None) -> ResultRow:
+    """``row`` weighed against its control (rule 3 of :mod:`testbed.results.verdicts`)."""
+    if control is None:
+        return row
+    own = Verdict(row.outcome, row.reason, row.chance_log2)
+    reference = Verdict(control.outcome, control.reason, control.chance_log2)
+    verdict = attribute(own, reference, control.profile)
+    return replace(row, outcome=verdict.outcome, reason=verdict.reason,
+                   chance_log2=verdict.chance_log2,
+                   control=Control(control.profile, control.outcome, control.reason,
+                                   control.chance_log2, control.trials))
+
+
+def run_job(job: Job) -> ResultRow:
+    """Run one job and its control, and judge it. Never raises: failures become ``error``
+    rows."""
+    row = run_trials(job)
+    control = control_of(job)
+    if control is None:
+        return judged(row, None)
+    return judged(row, row if _same_run(job, control) else run_trials(control))
 
 
 def _error_row(job: Job, message: str) -> ResultRow:
@@ -163,30 +237,64 @@ def _error_row(job: Job, message: str) -> ResultRow:
                      message)
 
 
+def units(jobs: Sequence[Job]) -> tuple[list[Job], list[int | None]]:
+    """The runs ``jobs`` need: the jobs themselves, then each control that is not already one
+    of them (one per scenario and control engine). The second list gives, for each job, the
+    index of its control's run (``None``: no control)."""
+    runs = list(jobs)
+    index: dict[tuple[str, int, str], int] = {}
+    for i, job in enumerate(jobs):
+        index.setdefault(_signature(job), i)
+    where: list[int | None] = []
+    for job in jobs:
+        control = control_of(job)
+        if control is None:
+            where.append(None)
+            continue
+        key = _signature(control)
+        if key not in index:
+            runs.append(control)
+            index[key] = len(runs) - 1
+        where.append(index[key])
+    return runs, where
+
+
 def run_jobs(
     jobs: Sequence[Job], workers: int = 1, progress: Callable[[ResultRow], None] | None = None
 ) -> list[ResultRow]:
-    """Run ``jobs`` on ``workers`` processes; rows come back in job order.
+    """Run ``jobs`` and their controls on ``workers`` processes; rows come back in job order,
+    each judged against its control.
 
-    A worker that dies (killed, out of memory) turns its jobs into ``error`` rows; the run goes on.
+    ``progress`` is called once per run, controls included (:func:`units` counts them). A
+    worker that dies (killed, out of memory) turns its runs into ``error`` rows; the run goes
+    on.
     """
-    rows: list[ResultRow | None] = [None] * len(jobs)
-    if workers <= 1 or len(jobs) <= 1:
-        for i, job in enumerate(jobs):
-            row = rows[i] = run_job(job)
+    runs, controls = units(jobs)
+    raw: list[ResultRow | None] = [None] * len(runs)
+    if workers <= 1 or len(runs) <= 1:
+        for i, job in enumerate(runs):
+            row = raw[i] = run_trials(job)
             if progress:
                 progress(row)
-        return [r for r in rows if r is not None]
+    else:
+        _run_pool(runs, raw, workers, progress)
+    done = [r if r is not None else _error_row(runs[i], "the run did not finish")
+            for i, r in enumerate(raw)]
+    return [judged(done[i], None if c is None else done[c]) for i, c in enumerate(controls)]
+
+
+def _run_pool(runs: Sequence[Job], raw: list[ResultRow | None], workers: int,
+              progress: Callable[[ResultRow], None] | None) -> None:
     pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
     try:
-        futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
+        futures = {pool.submit(run_trials, job): i for i, job in enumerate(runs)}
         for future in cf.as_completed(futures):
             i = futures[future]
             try:
                 row = future.result()
             except Exception as exc:  # a crashed worker: BrokenProcessPool and kin
-                row = _error_row(jobs[i], f"worker failed: {type(exc).__name__}: {exc}")
-            rows[i] = row
+                row = _error_row(runs[i], f"worker failed: {type(exc).__name__}: {exc}")
+            raw[i] = row
             if progress:
                 progress(row)
     except BaseException:
@@ -196,7 +304,6 @@ def run_jobs(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
-    return [r for r in rows if r is not None]
 
 
 def _ignore_sigint() -> None:

@@ -93,7 +93,8 @@ def test_hypervisor_replay_with_ciphertext_hiding_is_blocked_by_rmp() -> None:
 @pytest.mark.parametrize(("engine", "want"), [
     ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
 def test_capture_compare(engine: str, want: Outcome) -> None:
-    row = run("capture-compare", engine, params={"pin_digits": 3, "batch": 97})
+    # Four PINs of 3 digits: one alone (2^-10 by chance) would be inconclusive.
+    row = run("capture-compare", engine, params={"pin_digits": 3, "batch": 97}, trials=4)
     assert row.outcome is want, row.reason
     m = row.metrics_as(CaptureCompareMetrics)
     assert m.dictionary_size == 1000
@@ -154,7 +155,8 @@ def test_key_rotation_not_applicable_where_engine_cannot_rotate(engine: str) -> 
 def test_key_wearout_full_width_finds_no_collision() -> None:
     # Real AES-XTS: 128-bit blocks; no internal collision within a small budget.
     row = run("key-wearout", "tme", params={"max_pairs": 2048, "trials": 1})
-    assert row.outcome is M
+    # No defence is in force: the attack cannot work at this width (the control fails too).
+    assert row.outcome is Outcome.INEFFECTIVE, row.reason
     assert row.metrics_as(KeyWearoutMetrics).block_bits == 128
     assert row.metrics_as(KeyWearoutMetrics).pairs_to_collision == (None,)
     assert 90 < row.metrics_as(KeyWearoutMetrics).extrapolated_years_for_2pow64_blocks < 97
@@ -210,8 +212,10 @@ def test_zeros_read_back_are_not_recovered_bytes() -> None:
     secret = "\0" * 20 + "xyz"
     row = run("freed-data-leak", "none", params={"secret": secret},
               mitigations={"init_on_free": True})
-    assert row.outcome is M
+    # Three bytes of evidence (2^-13.3) are all the control can show: no defence is credited.
+    assert row.outcome is Outcome.INCONCLUSIVE, row.reason
     assert "zeros" in row.reason
+    assert row.control is not None and row.control.outcome is Outcome.INCONCLUSIVE
 
 
 def test_a_refusal_while_setting_up_the_victim_is_an_error_not_a_block() -> None:

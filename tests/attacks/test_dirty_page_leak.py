@@ -52,9 +52,12 @@ def test_all_pages_dirty_mitigates(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ["none", "sev-snp"])
-def test_constant_access_mitigates(engine: str) -> None:
+def test_constant_access_leaves_nothing_to_read(engine: str) -> None:
+    # The guest's constant access is a parameter, not a defence in force: without any defence
+    # (the control) the attack gets coin flips too, so it is ineffective, not mitigated.
     row = run("dirty-page-leak", engine, params={**SECRET, "constant_access": True})
-    assert row.outcome is Outcome.MITIGATED, row.reason
+    assert row.outcome is Outcome.INEFFECTIVE, row.reason
+    assert row.control is not None and row.control.outcome is Outcome.MITIGATED
     m = row.metrics_as(DirtyPageLeakMetrics)
     assert m.ambiguous_intervals == 32
     assert m.pinned_page_dirty_scope is True
