@@ -21,7 +21,7 @@ from . import registry
 from ._version import __version__
 from .errors import ScenarioError
 from .results import ResultRow, RunInfo, RunStore, write_junit, write_results_json
-from .scenarios import Job, load_scenarios, plan, run_jobs, units
+from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, units
 from .types import Outcome
 
 __all__ = ["main"]
@@ -57,6 +57,14 @@ def _planned_engines(jobs: Sequence[Job]) -> tuple[str, ...]:
 def _echo_errors(errors: Sequence[ScenarioError]) -> None:
     for err in errors:
         click.echo(f"error: {err.one_line()}", err=True)
+
+
+def _echo_weak_evidence(scenarios: Sequence[tuple[Scenario, str]]) -> None:
+    """Warn about scenarios whose secret is too small to ever show a success."""
+    for scenario, source in scenarios:
+        warning = scenario.evidence_warning()
+        if warning is not None:
+            click.echo(f"warning: {_clean(source)}: params: {warning}", err=True)
 
 
 def _profiles(value: str | None) -> list[str] | None:
@@ -127,6 +135,7 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
     wanted = _profiles(profiles)
     scenarios, errors = load_scenarios(paths)
     _echo_errors(errors)
+    _echo_weak_evidence(scenarios)
     job_list = plan(scenarios, seed, wanted)
     if not job_list:
         click.echo("error: nothing to run (no valid scenario matches)", err=True)
@@ -191,6 +200,7 @@ def validate(files: tuple[str, ...]) -> None:
     scenarios, errors = load_scenarios(files)
     for scenario, source in scenarios:
         click.echo(f"ok: {source}: {scenario.id} ({scenario.attack})")
+    _echo_weak_evidence(scenarios)
     _echo_errors(errors)
     sys.exit(EXIT_FAILURE if errors or not scenarios else EXIT_OK)
 

@@ -65,6 +65,14 @@ class AttackParams(BaseModel):
         """Page frames the attack allocates at most (checked against the scenario's memory)."""
         return 2
 
+    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
+        """log2 of the chance that a guess matches the attack's best possible result in one
+        run (the secret recovered exactly), or ``None`` when its result is no guess or the
+        attack does not say. The scenario warns when even that cannot beat
+        :data:`~testbed.results.verdicts.MARGIN_LOG2` over its trials. ``block_bits`` is the
+        width of the cipher's block (the reduced-width cipher's, or 128)."""
+        return None
+
 
 MAX_SECRET_BYTES = 1024
 
@@ -85,6 +93,13 @@ class SecretParams(AttackParams):
             raise ValueError(f"at most {MAX_SECRET_BYTES} bytes in UTF-8, got "
                              f"{len(value.encode('utf-8'))}")
         return value
+
+    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
+        """A text secret by its alphabet and repeats; random bytes at 8 bits each."""
+        if self.secret is None:
+            return -8.0 * self.secret_bytes
+        text = self.secret.encode("utf-8")
+        return log2_tail(len(text), informative_matches(text, text), byte_chance(text))
 
     @property
     def secret_size(self) -> int:
@@ -194,7 +209,7 @@ def judge_bytes(
         if space_log2 is not None:
             chance = max(chance, -space_log2)
         size = (f"{n} bytes" if counted == n else
-                f"{n} bytes, {counted} of them evidence: zeros, 0xff and repeats are not")
+                f"{n} bytes, {counted} of them counted as evidence")
         return Verdict(Outcome.SUCCEEDED, f"the attacker recovered the {what} exactly ({size}; "
                        f"by chance {chance_text(chance)})", chance)
     if same > 0 and same * 2 >= n:

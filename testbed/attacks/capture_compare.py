@@ -56,6 +56,10 @@ class CaptureCompareParams(AttackParams):
                              f"{calls} engine calls; the limit is {MAX_BATCHES} (raise batch)")
         return self
 
+    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
+        """One PIN of ``pin_digits`` digits: 1 in 10^digits."""
+        return -self.pin_digits * math.log2(10)
+
 
 _DIGITS3 = np.array([[ord(c) for c in f"{i:03d}"] for i in range(1000)], dtype=np.uint8)
 _BLOCK = 16

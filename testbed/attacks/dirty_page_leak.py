@@ -73,6 +73,10 @@ class DirtyPageLeakParams(SecretParams):
     def pages_needed(self) -> int:
         return self.guest_pages
 
+    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
+        """Every bit of the secret, one coin flip each."""
+        return -8.0 * self.secret_size
+
 
 def chance_probability(correct: int, total: int) -> float:
     """Probability that coin flips get at least ``correct`` of ``total`` bits right."""

@@ -42,6 +42,10 @@ class HypervisorReplayParams(AttackParams):
             raise ValueError(f"values must fit in one page ({PAGE_SIZE} bytes)")
         return self
 
+    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
+        """The rolled-back value, 8 bits per byte."""
+        return -8.0 * len(self.old_value.encode("utf-8"))
+
 
 @dataclass(frozen=True)
 class HypervisorReplayMetrics(BaseMetrics):

@@ -82,6 +82,10 @@ class KeyWearoutParams(AttackParams):
                              "to the victim, the other stays the attacker's)")
         return self
 
+    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
+        """The chosen value lands in every trial: 1 in 2^block_bits per trial."""
+        return -float(block_bits) * self.trials
+
 
 def birthday_probability(pairs: float, bits: int) -> float:
     """The birthday bound ``q^2 / 2^(n+1)``, capped at 1."""

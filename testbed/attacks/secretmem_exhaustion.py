@@ -60,6 +60,10 @@ class SecretmemExhaustionParams(SecretParams):
     def pages_needed(self) -> int:
         return 2
 
+    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
+        """A denial of service is no guess."""
+        return None
+
 
 @dataclass(frozen=True)
 class SecretmemExhaustionMetrics(BaseMetrics):

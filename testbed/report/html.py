@@ -21,9 +21,10 @@ from markupsafe import Markup, escape
 
 from .. import registry
 from ..results.chance import chance_text
-from ..results.model import Evidence, ResultRow, RunInfo, Step
+from ..results.model import Control, Evidence, ResultRow, RunInfo, Step
 from ..results.output import atomic_write_text
 from ..results.store import Change
+from ..results.verdicts import TrialStats
 from ..scenarios.model import Scenario, engine_names
 from ..types import Outcome
 from .plots import Plot, plots_for
@@ -51,8 +52,14 @@ METRIC_TEXT_LIMIT = 300
 OUTCOME_LEGEND: tuple[tuple[Outcome, str], ...] = (
     (Outcome.SUCCEEDED, "The attacker got exactly what it wanted."),
     (Outcome.PARTIAL, "The attacker got part of what it wanted; a metric says how much."),
-    (Outcome.MITIGATED, "The attack ran to the end but got only garbage or ciphertext."),
-    (Outcome.BLOCKED, "A platform check refused a step (fault, RMP violation, ENOMEM, signature)."),
+    (Outcome.INCONCLUSIVE, "What the attacker got, a guess gets more often than 2^-32: success "
+     "cannot be told from luck (a bigger secret or more trials can tell)."),
+    (Outcome.MITIGATED, "The attack ran to the end but got only garbage or ciphertext, where the "
+     "control without the defence succeeded."),
+    (Outcome.BLOCKED, "A platform check refused a step (fault, RMP violation, ENOMEM, signature), "
+     "where the control without the defence succeeded."),
+    (Outcome.INEFFECTIVE, "The attack failed, and fails without any defence too (the control): "
+     "it does not work with these parameters, so no defence is credited."),
     (Outcome.ERROR, "The run itself failed."),
     (Outcome.NOT_APPLICABLE, "The threat does not exist under this profile."),
 )
@@ -100,6 +107,16 @@ class _StepView:
 
 
 @dataclass(frozen=True)
+class _ControlView:
+    profile: str
+    outcome: str
+    outcome_label: str
+    reason: str
+    chance: str
+    trials: str
+
+
+@dataclass(frozen=True)
 class _RowView:
     engine: str
     anchor: str
@@ -112,6 +129,9 @@ class _RowView:
     reason: str
     chance: str
     """How likely a guess does as well: ``2^-248``, or ``not a guess``."""
+    trials: str
+    """``4 of 4 succeeded: rate 1.00 (95 % interval 0.51-1.00)``, or ``""`` for one run."""
+    control: _ControlView | None
     metrics: tuple[tuple[str, str], ...]
     steps: tuple[_StepView, ...]
     evidence_address: str
@@ -139,6 +159,8 @@ class _ScenarioView:
     questions: tuple[str, ...]
     cells: tuple[_CellView, ...]
     rows: tuple[_RowView, ...]
+    control: _ControlView | None
+    """The scenario's control (the same for every row, as every row has the same one)."""
     not_run: tuple[str, ...]
     page: str
     """Path of the scenario's own page, relative to the report folder."""
@@ -271,6 +293,21 @@ def _duration(seconds: float) -> str:
 # --------------------------------------------------------------------------- assembly
 
 
+def _trials_text(stats: TrialStats | None) -> str:
+    if stats is None:
+        return ""
+    return f"{stats.successes} of {stats.trials} succeeded: {stats.text()}"
+
+
+def _control_view(control: Control | None) -> _ControlView | None:
+    if control is None:
+        return None
+    return _ControlView(profile=control.profile, outcome=control.outcome.value,
+                        outcome_label=outcome_label(control.outcome), reason=control.reason,
+                        chance=chance_text(control.chance_log2),
+                        trials=_trials_text(control.trials))
+
+
 def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
     metrics = row.metrics.to_json() if row.metrics is not None else {}
     mismatch = row.expected is not None and row.expected != row.outcome
@@ -285,6 +322,8 @@ def _row_view(scenario_id: str, row: ResultRow) -> _RowView:
         mismatch=mismatch,
         reason=row.reason,
         chance=chance_text(row.chance_log2),
+        trials=_trials_text(row.trials),
+        control=_control_view(row.control),
         metrics=tuple((k, _metric_text(v)) for k, v in metrics.items()),
         steps=tuple(_step_view(s) for s in row.steps),
         evidence_address=_address(row.evidence.address),
@@ -378,6 +417,7 @@ def _context(
                 questions=tuple(scenario.teaching.questions),
                 cells=tuple(cells),
                 rows=tuple(row_views),
+                control=next((v.control for v in row_views if v.control is not None), None),
                 not_run=tuple(not_run),
                 page=_page(scenario.id),
             )

@@ -13,7 +13,8 @@ from ..results import ResultRow, atomic_write_text
 __all__ = ["results_frame", "write_results_csv"]
 
 COLUMNS = ("scenario", "title", "attack", "profile", "engine", "mitigations", "outcome",
-           "expected", "as_expected", "reason", "chance_log2", "metrics")
+           "expected", "as_expected", "reason", "chance_log2", "trials", "successes",
+           "success_low", "success_high", "control_profile", "control_outcome", "metrics")
 
 
 def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
@@ -31,6 +32,12 @@ def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
             "as_expected": "" if r.as_expected is None else str(r.as_expected).lower(),
             "reason": r.reason,
             "chance_log2": "" if r.chance_log2 is None else r.to_json()["chance_log2"],
+            "trials": 1 if r.trials is None else r.trials.trials,
+            "successes": "" if r.trials is None else r.trials.successes,
+            "success_low": "" if r.trials is None else round(r.trials.low, 4),
+            "success_high": "" if r.trials is None else round(r.trials.high, 4),
+            "control_profile": "" if r.control is None else r.control.profile,
+            "control_outcome": "" if r.control is None else r.control.outcome.value,
             "metrics": json.dumps(r.to_json()["metrics"], sort_keys=True),
         }
         for r in rows

@@ -7,6 +7,7 @@ of the attack the scenario names, and travels as that typed object.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from pydantic import (
@@ -27,7 +28,8 @@ from .. import registry
 from ..attacks import AttackParams
 from ..platform import MAX_MEMORY_PAGES, Mitigations, MktmeEngine, SevEngine
 from ..platform.mm import RESERVED_FRAMES
-from ..results.verdicts import MAX_TRIALS
+from ..results.chance import chance_text
+from ..results.verdicts import MARGIN_LOG2, MAX_TRIALS
 from ..types import Outcome
 
 __all__ = [
@@ -210,6 +212,27 @@ class Scenario(_Strict):
                 raise field_error(f"expect.{engine}",
                                   f"engine {engine!r} is not in this scenario's engines")
         return self
+
+    def evidence_warning(self) -> str | None:
+        """Why this scenario can never reach a verdict of success (``None``: it can).
+
+        Even the attack's best result, the secret recovered exactly in every trial, must be
+        rarer by chance than :data:`~testbed.results.verdicts.MARGIN_LOG2`; otherwise every
+        success is ``inconclusive``.
+        """
+        bits = self.platform.reduced_width_bits or 128
+        best = self.params.best_chance_log2(block_bits=bits)
+        if best is None or best * self.trials <= MARGIN_LOG2:
+            return None
+        hint = "use a larger secret"
+        if best < 0:
+            needed = math.ceil(MARGIN_LOG2 / best)
+            if needed <= MAX_TRIALS:
+                hint += f" or trials: {needed}"
+        return (f"even recovered exactly in all {self.trials} trial(s), this secret is guessed "
+                f"{chance_text(best * self.trials)} of the time, more than the "
+                f"2^{MARGIN_LOG2:.0f} a success needs: every success will be inconclusive "
+                f"({hint})")
 
     def machine_mitigations(self) -> Mitigations:
         """The platform's view of this scenario's mitigations."""
