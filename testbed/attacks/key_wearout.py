@@ -238,12 +238,17 @@ class KeyWearout(Attack[KeyWearoutParams]):
     ) -> _Trial:
         log, rng = ctx.log, ctx.rng
         victim = m.create_domain("guest", "victim")
-        source = victim if p.wear_domain == "victim" else m.create_domain("guest", "attacker")
-        pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
+        if p.wear_domain == "victim":
+            source = victim
+            pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
+            log.begin_attack()  # the victim's buffer is set up; from here on the attacker drives
+        else:
+            log.begin_attack()  # the attacker's own guest and pages are the attacker's steps
+            source = m.create_domain("guest", "attacker")
+            pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
         store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
                            distinct_pages=source is not victim)
         trial = _Trial()
-        log.begin_attack()  # the buffer is set up; from here on the attacker drives
         if record:
             who = Actor.VICTIM if source is victim else Actor.ATTACKER
             log.step(who, f"{who} guest stores attacker-chosen data in {p.buffer_pages} page(s)",

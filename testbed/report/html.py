@@ -41,6 +41,8 @@ SCENARIO_DIR = "scenarios"
 
 STOPPED: frozenset[Outcome] = frozenset({Outcome.MITIGATED, Outcome.BLOCKED})
 """Outcomes that count as "the attack was stopped" in the engine summary."""
+UNDECIDED: frozenset[Outcome] = frozenset({Outcome.INCONCLUSIVE, Outcome.INEFFECTIVE})
+"""Outcomes left out of the engine summary's count: neither stopped nor successful."""
 
 HEX_LIMIT = 256
 """Evidence bytes shown per buffer; longer buffers are truncated with a note."""
@@ -173,6 +175,8 @@ class _EngineSummary:
     considered: int
     not_applicable: int
     total: int
+    undecided: int = 0
+    """Rows that are ``inconclusive`` or ``ineffective``: neither stopped nor successful."""
 
     @property
     def text(self) -> str:
@@ -427,13 +431,15 @@ def _context(
     for engine in engines:
         engine_rows = [r for (_, e), r in indexed.items() if e == engine]
         applicable = [r for r in engine_rows if r.outcome is not Outcome.NOT_APPLICABLE]
+        decided = [r for r in applicable if r.outcome not in UNDECIDED]
         summaries.append(
             _EngineSummary(
                 engine=engine,
-                stopped=sum(1 for r in applicable if r.outcome in STOPPED),
-                considered=len(applicable),
+                stopped=sum(1 for r in decided if r.outcome in STOPPED),
+                considered=len(decided),
                 not_applicable=len(engine_rows) - len(applicable),
                 total=len(engine_rows),
+                undecided=len(applicable) - len(decided),
             )
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -473,3 +473,44 @@ def test_plots_of_a_row_appear_in_the_order_its_metrics_give(tmp_path: Path) -> 
 def test_scenario_pages_stay_in_their_folder() -> None:
     page = _page(scenario("kernel-map-leak", id="a-b_c9").id)
     assert page == f"{SCENARIO_DIR}/a-b_c9.html"
+
+
+def test_controls_trials_and_undecided_outcomes(tmp_path: Path) -> None:
+    from testbed.results import Control, TrialStats
+
+    weak = _scenario("weak", "Weak evidence", "A two-byte secret.")
+    worked = Control("none", Outcome.SUCCEEDED, "the control read the secret", -200.0)
+    failed = Control("none", Outcome.MITIGATED, "the control read garbage", 0.0)
+    rows = [
+        replace(_row("leak", "none", Outcome.SUCCEEDED), control=worked,
+                trials=TrialStats.of(4, 4)),
+        replace(_row("leak", "mktme", Outcome.MITIGATED), control=worked,
+                trials=TrialStats.of(0, 4)),
+        replace(_row("weak", "none", Outcome.INCONCLUSIVE), control=failed),
+        replace(_row("weak", "mktme", Outcome.INEFFECTIVE), control=failed),
+    ]
+    scenarios = [(_scenario("leak", "Leak", "x"), "leak.yaml"), (weak, "weak.yaml")]
+    html = _all_pages(write_report(tmp_path / "out", _run(), rows, scenarios))
+    # The control column, one cell per scenario, coloured by the control's outcome.
+    assert html.count('<td class="control-cell o-succeeded">') == 1
+    assert html.count('<td class="control-cell o-mitigated">') == 1
+    assert "Control</strong> (the same attack under none, no mitigations)" in html
+    assert "4 of 4 succeeded: success rate 1.00 (95 % interval 0.51-1.00)" in html
+    assert "0 of 4 succeeded: success rate 0.00 (95 % interval 0.00-0.49)" in html
+    # Inconclusive and ineffective rows are neither stopped nor counted as attacks that ran.
+    assert "none: 0 of 1 attacks stopped" in html
+    assert "mktme: 1 of 1 attacks stopped" in html
+    assert html.count("(1 inconclusive or ineffective)") == 2
+    for text in ("inconclusive", "ineffective"):
+        assert f'<span class="outcome">{text}</span>' in html
+
+
+def test_every_outcome_has_a_legend_entry_and_a_colour() -> None:
+    from testbed.report.html import OUTCOME_LEGEND, TEMPLATES_DIR
+
+    assert [o for o, _ in OUTCOME_LEGEND] == list(Outcome)
+    css = (TEMPLATES_DIR / "style.css.j2").read_text(encoding="utf-8")
+    printed = css[css.index("print-color-adjust") - 400 : css.index("print-color-adjust")]
+    for outcome in Outcome:
+        assert f".o-{outcome.value} {{ background: var(--" in css, outcome
+        assert f".o-{outcome.value}" in printed, outcome

@@ -37,6 +37,25 @@ teaching:
   questions: ["<svg onload=\\"window.__pwned = 5\\"></svg>"]
 """
 
+# A secret too small to beat chance (inconclusive), and an attack that cannot work with its
+# parameters (ineffective): the two outcomes must show in colours of their own.
+WEAK = """\
+id: zz-weak
+title: Two-byte secret
+attack: kernel-map-leak
+engines: [none, mktme]
+params: {secret_bytes: 2}
+teaching: {summary: Too small to tell from luck.}
+"""
+FUTILE = """\
+id: zz-futile
+title: Constant access
+attack: dirty-page-leak
+engines: [none, sev]
+params: {secret_bytes: 4, constant_access: true}
+teaching: {summary: Nothing to read in the bitmaps.}
+"""
+
 
 def _no_stray_markup(text: str) -> None:
     """What a reader sees holds no style sheet or template syntax that leaked out of place."""
@@ -52,6 +71,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     scenarios = base / "scenarios"
     shutil.copytree(SCENARIOS, scenarios)
     (scenarios / "zz-hostile.yaml").write_text(HOSTILE)
+    (scenarios / "zz-weak.yaml").write_text(WEAK)
+    (scenarios / "zz-futile.yaml").write_text(FUTILE)
     out = base / "out"
     result = CliRunner().invoke(main, ["run", str(scenarios), "--out", str(out), "--jobs", "1"],
                                 catch_exceptions=False)
@@ -80,8 +101,8 @@ def test_report_in_chromium(report: Path, tmp_path: Path,
             page.wait_for_load_state("load")
 
             assert page.title() == "memcrypt-testbed report"
-            # The shipped scenarios x 5 engines, plus the hostile one x 5 (3 of them "not run").
-            rows = len(list(SCENARIOS.glob("*.yaml"))) + 1
+            # The shipped scenarios x 5 engines, plus three of ours x 5 (3 of each "not run").
+            rows = len(list(SCENARIOS.glob("*.yaml"))) + 3
             assert page.locator("[data-cell]").count() == rows * 5
             assert page.evaluate("typeof window.__pwned") == "undefined"
             body = page.inner_text("body")
@@ -92,6 +113,23 @@ def test_report_in_chromium(report: Path, tmp_path: Path,
             assert page.locator("img[onerror]").count() == 0
             assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
             assert messages == []
+
+            # The control column: one visible cell per scenario, next to the engines.
+            assert page.locator("td.control-cell:visible").count() == rows
+            assert page.locator("thead th").nth(1).inner_text().startswith("Control")
+
+            def background(cell: str) -> str:
+                return str(page.locator(f'td[data-cell="{cell}"]').evaluate(
+                    "e => getComputedStyle(e).backgroundColor"))
+
+            colours = {name: background(cell) for name, cell in [
+                ("inconclusive", "zz-weak/none"), ("ineffective", "zz-futile/sev"),
+                ("succeeded", "kernel-map-leak/none"), ("mitigated", "kernel-map-leak/mktme"),
+                ("blocked", "kernel-map-leak-secretmem/none")]}
+            assert len(set(colours.values())) == len(colours), colours
+            assert "rgb(255, 255, 255)" not in colours.values()
+            for name, cell in [("inconclusive", "zz-weak/none"), ("ineffective", "zz-futile/sev")]:
+                assert page.locator(f'td[data-cell="{cell}"] .outcome').inner_text() == name
 
             # CSS-only filters (the page runs no script): engine, attack, outcome.
             page.click("label[for=fe-mktme]")
