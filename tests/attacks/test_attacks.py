@@ -115,7 +115,7 @@ def test_capture_compare_guess_count_is_the_pin_position() -> None:
 
 
 WEAR: dict[str, Any] = {"platform": {"reduced_width_bits": 20},
-                        "params": {"max_pairs": 8192, "trials": 3}}
+                        "params": {"max_pairs": 8192, "trials": 4}}
 
 
 @pytest.mark.parametrize("engine", ["tme", "mktme", "sev", "sev-snp"])
@@ -123,7 +123,7 @@ def test_key_wearout_reduced_width_succeeds(engine: str) -> None:
     row = run("key-wearout", engine, **WEAR)
     assert row.outcome is S, row.reason
     m = row.metrics_as(KeyWearoutMetrics)
-    assert m.successes == 3
+    assert m.successes == 4 and m.success_low > 0.5
     assert m.reduced_width is True
     assert all(q is not None and q <= 8192 for q in m.pairs_to_collision)
     assert row.evidence.recovered is not None
@@ -175,7 +175,7 @@ def test_same_seed_same_row_different_seed_different_secret() -> None:
 def test_key_wearout_of_own_key_only_hurts_a_victim_sharing_it(engine: str,
                                                                want: Outcome) -> None:
     row = run("key-wearout", engine, platform={"reduced_width_bits": 20},
-              params={"max_pairs": 8192, "trials": 2, "wear_domain": "attacker",
+              params={"max_pairs": 8192, "trials": 4, "wear_domain": "attacker",
                       "buffer_pages": 2})
     assert row.outcome is want, row.reason
     # The attacker finds its own collision under every engine; only the victim's key differs.
