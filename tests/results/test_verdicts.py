@@ -37,7 +37,7 @@ def _v(outcome: Outcome, chance: float | None = -100.0, reason: str = "why") -> 
     (1, 10, 0.0179, 0.4042),
     (5, 10, 0.2366, 0.7634),
     # Newcombe, "Two-sided confidence intervals for the single proportion" (Statistics in
-    # Medicine 17, 1998), Table IN, method 3:
+    # Medicine 17, 1998), Table I, method 3:
     (81, 263, 0.2553, 0.3662),
     (15, 148, 0.0624, 0.1605),
     (0, 20, 0.0, 0.1611),
