@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 
 from ..platform import dirty_bitmap_bytes, dirty_page_indexes, open_guest_container
 from ..results import DirtyBitmapPlot, PlotData, TraceInterval, chance_text, log2_tail
+from ..results.chance import byte_chance
 from ..types import PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, BaseMetrics, SecretParams, Verdict, plant_secret
 
@@ -74,8 +75,8 @@ class DirtyPageLeakParams(SecretParams):
         return self.guest_pages
 
     def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
-        """Every bit of the secret, one coin flip each."""
-        return -8.0 * self.secret_size
+        """Every bit of random bytes is a coin flip; a text secret by its alphabet."""
+        return super().best_chance_log2(block_bits=block_bits)
 
 
 def chance_probability(correct: int, total: int) -> float:
@@ -83,15 +84,23 @@ def chance_probability(correct: int, total: int) -> float:
     return sum(math.comb(total, k) for k in range(correct, total + 1)) / (1 << total)
 
 
-def judge_bits(truth: NDArray[np.uint8], recovered: NDArray[np.uint8]) -> Verdict:
+def judge_bits(
+    truth: NDArray[np.uint8], recovered: NDArray[np.uint8], *, secret: bytes | None = None,
+) -> Verdict:
     """Compare recovered bits with the secret's bits.
 
     ``succeeded`` when all match; ``partial`` when coin flips would do as well with probability
     below :data:`CHANCE_LIMIT`; otherwise ``mitigated`` (about half right is what guessing gets).
+    The chance is that of coin flips, or, for a printable-text ``secret`` (whose bits are not
+    coin flips to a guesser who knows it is text), that of guessing as many whole bytes from
+    its alphabet, whichever is likelier.
     """
     total = int(truth.size)
     correct = int(np.count_nonzero(truth == recovered))
     odds = log2_tail(total, correct, 0.5)
+    if secret is not None and total == 8 * len(secret) and byte_chance(secret) > 1 / 256:
+        whole = int(np.count_nonzero((truth == recovered).reshape(-1, 8).all(axis=1)))
+        odds = max(odds, log2_tail(len(secret), whole, byte_chance(secret)))
     if correct == total:
         return Verdict(Outcome.SUCCEEDED,
                        f"the attacker recovered all {total} secret bits from the dirty bitmaps "
@@ -195,7 +204,7 @@ class DirtyPageLeak(Attack[DirtyPageLeakParams]):
         log.address = pa
         log.captured = bytes(captured)
         log.recovered = np.packbits(recovered).tobytes()
-        verdict = judge_bits(truth, recovered)
+        verdict = judge_bits(truth, recovered, secret=secret)
         correct = int(np.count_nonzero(truth == recovered))
         log.metrics = DirtyPageLeakMetrics(
             intervals=int(truth.size),

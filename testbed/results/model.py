@@ -152,8 +152,8 @@ class ResultRow:
     """Successes over the scenario's trials (``None``: one run). Metrics, evidence and steps
     are those of the first trial."""
     control: Control | None = None
-    """The control run the outcome was weighed against (``None`` where none ran: the row
-    failed before, or the threat does not exist)."""
+    """The control run the outcome was weighed against, shown beside every row (``None``
+    where none could run: the attack or its control engine is not registered)."""
 
     def metrics_as(self, kind: type[M]) -> M:
         """The metrics, as the attack's own type ``kind``.

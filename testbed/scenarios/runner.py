@@ -197,9 +197,10 @@ def control_of(job: Job) -> Job | None:
     return Job(bare, job.source, attack.control_engine, job.seed, attack=attack)
 
 
-def _signature(job: Job) -> tuple[str, int, str]:
-    """What makes a run: two jobs with the same signature give the same row."""
-    return job.engine, job.seed, repr(job.scenario)
+def _signature(job: Job) -> tuple[str, int, str, int]:
+    """What makes a run: two jobs with the same signature give the same row (the attack object
+    itself included: a job may carry its own, not the registry's)."""
+    return job.engine, job.seed, repr(job.scenario), id(job.attack)
 
 
 def _same_run(a: Job, b: Job) -> bool:
@@ -242,7 +243,7 @@ def units(jobs: Sequence[Job]) -> tuple[list[Job], list[int | None]]:
     of them (one per scenario and control engine). The second list gives, for each job, the
     index of its control's run (``None``: no control)."""
     runs = list(jobs)
-    index: dict[tuple[str, int, str], int] = {}
+    index: dict[tuple[str, int, str, int], int] = {}
     for i, job in enumerate(jobs):
         index.setdefault(_signature(job), i)
     where: list[int | None] = []

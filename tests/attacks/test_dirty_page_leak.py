@@ -20,22 +20,22 @@ from testbed.types import Outcome
 ENGINES = ["none", "tme", "mktme", "sev", "sev-snp"]
 
 
-SECRET = {"secret": "k3y!", "background_pages": 2}
+SECRET = {"secret": "k3y!Zq", "background_pages": 2}  # 6 text bytes: 2^-39 by chance
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_leak_succeeds_under_every_engine(engine: str) -> None:
     row = run("dirty-page-leak", engine, params=SECRET)
     assert row.outcome is Outcome.SUCCEEDED, row.reason
-    assert row.evidence.recovered == row.evidence.secret == b"k3y!"
+    assert row.evidence.recovered == row.evidence.secret == b"k3y!Zq"
     m = row.metrics_as(DirtyPageLeakMetrics)
-    assert (m.bits_total, m.bits_recovered, m.bit_accuracy, m.intervals) == (32, 32, 1.0, 32)
-    bits = np.unpackbits(np.frombuffer(b"k3y!", dtype=np.uint8)).tolist()
+    assert (m.bits_total, m.bits_recovered, m.bit_accuracy, m.intervals) == (48, 48, 1.0, 48)
+    bits = np.unpackbits(np.frombuffer(b"k3y!Zq", dtype=np.uint8)).tolist()
     assert [t.truth for t in m.bitmap_trace] == bits
     assert [t.guess for t in m.bitmap_trace] == bits
     for entry in m.bitmap_trace:
         assert len(entry.dirty_pages) == 3  # one buffer and two background pages
-    assert len(row.evidence.captured or b"") == 32 * 8  # the bitmaps, not memory contents
+    assert len(row.evidence.captured or b"") == 48 * 8  # the bitmaps, not memory contents
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -44,7 +44,7 @@ def test_all_pages_dirty_mitigates(engine: str) -> None:
     assert row.outcome is Outcome.MITIGATED, row.reason
     assert "coin flips" in row.reason
     m = row.metrics_as(DirtyPageLeakMetrics)
-    assert m.ambiguous_intervals == m.intervals == 32
+    assert m.ambiguous_intervals == m.intervals == 48
     assert m.pinned_page_dirty_scope is False
     assert 0.25 <= m.bit_accuracy <= 0.75  # fair coin flips, not a guess that peeks
     assert all(list(t.dirty_pages) == list(range(16)) for t in m.bitmap_trace)
@@ -59,7 +59,7 @@ def test_constant_access_leaves_nothing_to_read(engine: str) -> None:
     assert row.outcome is Outcome.INEFFECTIVE, row.reason
     assert row.control is not None and row.control.outcome is Outcome.MITIGATED
     m = row.metrics_as(DirtyPageLeakMetrics)
-    assert m.ambiguous_intervals == 32
+    assert m.ambiguous_intervals == 48
     assert m.pinned_page_dirty_scope is True
     assert 0.25 <= m.bit_accuracy <= 0.75
 

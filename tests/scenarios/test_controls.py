@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from testbed import registry
+from testbed.attacks import Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 from testbed.platform import Mitigations
 from testbed.results import ResultRow
 from testbed.results.chance import log2_tail
@@ -439,3 +440,38 @@ def test_results_do_not_depend_on_the_number_of_workers() -> None:
     assert [r.to_json() for r in one] == [r.to_json() for r in two]
     assert [r.to_json() for r in one] == [run_job(job).to_json() for job in jobs]
     assert [r.outcome for r in one] == [M, S, B, B, B, M]
+
+
+class _AlwaysMitigated(Attack[AttackParams]):
+    """Stands in for an attack that never works, whatever the engine."""
+
+    kind = "never"
+    title = "never works"
+    capabilities = ()
+    Params = AttackParams
+    Metrics = BaseMetrics
+
+    def run(self, ctx: AttackContext, params: AttackParams) -> Verdict:
+        return Verdict(M, "got nothing", 0.0)
+
+
+def test_a_job_carrying_its_own_attack_gets_a_control_of_its_own() -> None:
+    """A job with an attack object of its own never shares the registry attack's control:
+    run_jobs and run_job judge it alike."""
+    s = scenario("kernel-map-leak")
+    jobs = [Job(s, "<t>", "none", 1), Job(s, "<t>", "tme", 1, attack=_AlwaysMitigated())]
+    runs, controls = units(jobs)
+    assert len(runs) == 3 and controls == [0, 2]
+    together = run_jobs(jobs)
+    assert together[0].outcome is S
+    assert together[1].outcome is X, together[1].reason
+    assert together[1] == run_job(jobs[1])
+
+
+def test_a_dirty_page_text_secret_is_weighed_by_its_alphabet() -> None:
+    """Four text bytes are 2^-26.3 to a guesser who knows they are text, not 2^-32."""
+    row = run("dirty-page-leak", "none", params={"secret": "abcd"})
+    assert row.outcome is IN, row.reason
+    assert row.chance_log2 == pytest.approx(4 * -6.5699, abs=1e-3)
+    row = run("dirty-page-leak", "none", params={"secret_bytes": 4})
+    assert row.outcome is S and row.chance_log2 == -32.0
