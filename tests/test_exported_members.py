@@ -54,11 +54,11 @@ EXPORTED: dict[str, list[str]] = {
         "mitigation_names"
     ],
     "testbed.results": [
-        "DEFENCE_BYTES", "FORMAT_VERSION", "MARGIN_LOG2", "MAX_TRIALS", "Actor", "Change",
-        "Control", "CurvePoint", "DictionaryPlot", "DirtyBitmapPlot",
-        "Evidence", "FragmentationSeries", "JsonValue", "Line", "LinePlot", "Metrics", "PlotData",
-        "ResultRow",
-        "RunInfo", "RunStore", "Step", "StoredRun", "TraceInterval", "TrialStats", "Verdict",
+        "APPLICATION_ID", "DEFENCE_BYTES", "FORMAT_VERSION", "MARGIN_LOG2", "MAX_TRIALS",
+        "SCHEMA_VERSION", "Actor", "Change", "Control", "CurvePoint", "DictionaryPlot",
+        "DirtyBitmapPlot", "Evidence", "FragmentationSeries", "JsonValue", "Line", "LinePlot",
+        "Metrics", "PendingRun", "PlotData", "ResultRow", "RunInfo", "RunStore", "Step",
+        "StoreError", "StoredRun", "TraceInterval", "TrialStats", "UnknownRun", "Verdict",
         "WearoutPlot", "atomic_write_text", "chance_text", "json_value", "junit_document",
         "log2_tail", "matched_bytes", "omitted_when_none",
         "results_document", "wilson_interval", "write_junit", "write_results_json"

@@ -19,14 +19,25 @@ from .metrics import (
 )
 from .model import FORMAT_VERSION, Actor, Control, Evidence, ResultRow, RunInfo, Step
 from .output import atomic_write_text, results_document, write_results_json
-from .store import Change, RunStore, StoredRun
+from .store import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    Change,
+    PendingRun,
+    RunStore,
+    StoredRun,
+    StoreError,
+    UnknownRun,
+)
 from .verdicts import MARGIN_LOG2, MAX_TRIALS, TrialStats, Verdict, wilson_interval
 
 __all__ = [
+    "APPLICATION_ID",
     "DEFENCE_BYTES",
     "FORMAT_VERSION",
     "MARGIN_LOG2",
     "MAX_TRIALS",
+    "SCHEMA_VERSION",
     "Actor",
     "Change",
     "Control",
@@ -39,14 +50,17 @@ __all__ = [
     "Line",
     "LinePlot",
     "Metrics",
+    "PendingRun",
     "PlotData",
     "ResultRow",
     "RunInfo",
     "RunStore",
     "Step",
+    "StoreError",
     "StoredRun",
     "TraceInterval",
     "TrialStats",
+    "UnknownRun",
     "Verdict",
     "WearoutPlot",
     "atomic_write_text",

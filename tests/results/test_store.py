@@ -67,12 +67,26 @@ def test_compare_unknown_run_and_missing_db(tmp_path: Path) -> None:
     assert code == 1 and "no run history" in output
 
 
+def test_compare_with_run_ids_beyond_sqlite_integers(tmp_path: Path) -> None:
+    RunStore(tmp_path / "h.sqlite").record(info(), [run_one("kernel-map-leak", "tme")])
+    for a, b, missing in ((1, 2**70, 2**70), (2**63, 1, 2**63), (0, 1, 0)):
+        code, output = invoke("compare", str(a), str(b), "--db", str(tmp_path / "h.sqlite"))
+        assert code == 1
+        assert f"no run {missing}" in output
+        assert "Traceback" not in output and len(output.strip().splitlines()) == 1
+
+
 def test_a_failed_record_leaves_no_half_run(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "h.sqlite")
     row = run_one("kernel-map-leak", "tme")
     assert store.record(info(), [row]) == 1
-    with pytest.raises(sqlite3.IntegrityError):
-        store.record(info(2), [row, row])  # the same (scenario, engine) twice: refused mid-way
+    before = store.path.read_bytes()
+    with pytest.raises(ValueError, match="two result rows for scenario 't-kernel-map-leak' on "
+                       "engine 'tme'"):
+        store.record(info(2), [row, row])  # the same (scenario, engine) twice: refused first
+    with pytest.raises(sqlite3.IntegrityError), sqlite3.connect(store.path) as db:
+        db.execute("INSERT INTO results SELECT * FROM results")  # the table refuses them too
+    assert store.path.read_bytes() == before
     assert [r.id for r in store.runs()] == [1]
     assert store.outcomes(1) == {("t-kernel-map-leak", "tme"): ("succeeded", "tme")}
     assert store.previous_of_same_scenarios(1) is None
