@@ -206,6 +206,8 @@ class RunStore:
         """Check, without writing anything, that the file can be read or recorded into: a
         regular file (or, for writing, an absent one whose folder can be made), readable and
         writable as needed, a SQLite database of ours (or new), intact, with run ids left.
+        (Opened for writing, a history that a crashed writer left mid-transaction is rolled
+        back first, as SQLite does for any writer; read-only, it is refused until then.)
 
         Raises:
             StoreError: what is wrong, in one line.

@@ -7,12 +7,15 @@ import dataclasses
 import errno
 import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.paths import TESTS
 from _support.scenarios import run as run_one
 
 from testbed.results import (
@@ -531,3 +534,41 @@ def test_a_full_disk_making_the_folder_is_a_store_error(
         RunStore(path).record(info(), [row])
     assert str(err.value) == f"history database {path}: disk full: {tmp_path / 'out'}"
     assert list(tmp_path.iterdir()) == []
+
+
+CRASH = """
+import dataclasses, os, sqlite3, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from _support.scenarios import run
+from testbed.results import RunInfo, RunStore
+
+connect = sqlite3.connect
+def small_cache(*args, **kwargs):
+    db = connect(*args, **kwargs)
+    db.execute("PRAGMA cache_size = 1")  # pages reach the file before the commit
+    return db
+sqlite3.connect = small_cache
+row = run("kernel-map-leak", "tme")
+rows = [dataclasses.replace(row, scenario=f"s{n}") for n in range(300)]
+with RunStore(Path(sys.argv[1])).recording(RunInfo(2, "t", "x", 1.0, ("tme",), 1), rows):
+    os._exit(9)  # killed while publishing: no rollback, no close
+"""
+
+
+def test_a_run_killed_while_publishing_is_rolled_back_by_the_next_writer(
+        tmp_path: Path, row: ResultRow) -> None:
+    path = tmp_path / "h.sqlite"
+    RunStore(path).record(info(), [row])
+    before = path.read_bytes()
+    crashed = subprocess.run([sys.executable, "-c", CRASH, str(path), str(TESTS)], check=False)
+    assert crashed.returncode == 9
+    assert (tmp_path / "h.sqlite-journal").exists() and path.read_bytes() != before
+    with pytest.raises(StoreError) as err:
+        RunStore.open(path, read_only=True)  # may not roll back: that is a write
+    assert str(err.value) == (f"history database {path}: holds a transaction a crashed program "
+                              "left unfinished; it is rolled back the next time the history is "
+                              "opened for writing")
+    assert ids(RunStore.open(path)) == [1]
+    assert path.read_bytes() == before and snapshot(tmp_path) == {"h.sqlite": before}
+    assert ids(RunStore.open(path, read_only=True)) == [1]
