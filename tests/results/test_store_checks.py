@@ -572,3 +572,10 @@ def test_a_run_killed_while_publishing_is_rolled_back_by_the_next_writer(
     assert ids(RunStore.open(path)) == [1]
     assert path.read_bytes() == before and snapshot(tmp_path) == {"h.sqlite": before}
     assert ids(RunStore.open(path, read_only=True)) == [1]
+
+
+def test_a_path_with_uri_characters_is_the_file_it_names(tmp_path: Path, row: ResultRow) -> None:
+    path = tmp_path / "odd ?#% name" / "h?mode=ro#.sqlite"
+    assert RunStore.open(path).record(info(), [row]) == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["h?mode=ro#.sqlite"]
+    assert ids(RunStore.open(path, read_only=True)) == [1]
