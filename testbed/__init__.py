@@ -7,21 +7,54 @@ directly from a notebook.
 
 from __future__ import annotations
 
-from . import registry
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .attacks import Attack, AttackContext, AttackParams, Verdict
-from .errors import (
-    ConfigError,
-    PageFault,
-    PlatformRefusal,
-    RmpViolation,
-    ScenarioError,
-    TestbedError,
-)
-from .platform import Machine, Mitigations, make_engine
-from .results import ResultRow
-from .scenarios import Scenario, load_scenario, load_scenarios, plan, run_jobs
-from .types import Outcome
+
+if TYPE_CHECKING:  # the names below are loaded on first use (see __getattr__)
+    from . import registry
+    from .attacks import Attack, AttackContext, AttackParams, Verdict
+    from .errors import (
+        ConfigError,
+        PageFault,
+        PlatformRefusal,
+        RmpViolation,
+        ScenarioError,
+        TestbedError,
+    )
+    from .platform import Machine, Mitigations, make_engine
+    from .results import ResultRow
+    from .scenarios import Scenario, load_scenario, load_scenarios, plan, run_jobs
+    from .types import Outcome
+
+_HOMES = {
+    "registry": ".registry",
+    **dict.fromkeys(("Attack", "AttackContext", "AttackParams", "Verdict"), ".attacks"),
+    **dict.fromkeys(("ConfigError", "PageFault", "PlatformRefusal", "RmpViolation",
+                     "ScenarioError", "TestbedError"), ".errors"),
+    **dict.fromkeys(("Machine", "Mitigations", "make_engine"), ".platform"),
+    "ResultRow": ".results",
+    **dict.fromkeys(("Scenario", "load_scenario", "load_scenarios", "plan", "run_jobs"),
+                    ".scenarios"),
+    "Outcome": ".types",
+}
+"""Where each exported name lives. Importing ``testbed`` itself loads nothing else, so the
+``testbed`` command can take over Ctrl-C before the heavy imports start."""
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'testbed' has no attribute {name!r}")
+    module = importlib.import_module(home, __name__)
+    value = module if name == "registry" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
 
 __all__ = [
     "Attack",

@@ -9,10 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -20,7 +24,8 @@ import click
 from . import registry
 from ._version import __version__
 from .errors import ScenarioError
-from .results import ResultRow, RunInfo, RunStore, write_junit, write_results_json
+from .results import ResultRow, RunInfo, RunStore, StoreError, write_junit, write_results_json
+from .results.publish import OutputError, StagedOutput
 from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, units
 from .types import Outcome
 
@@ -28,6 +33,7 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_MISMATCH = 0, 1, 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 HISTORY = "history.sqlite"
 MAX_SEED = 2**63 - 1
 
@@ -106,7 +112,46 @@ def _profiles_help() -> str:
             f"(engine+mitigation, e.g. tme+secretmem).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (workers stopped, staged outputs removed)."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+class _Command(click.Group):
+    """The command group, with the exit statuses the README promises: usage errors exit 1
+    (2 means an outcome differed from its expectation), Ctrl-C 130 and SIGTERM 143, each with
+    one line and no traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - click's entry point
+        handlers = (signal.signal(signal.SIGINT, signal.default_int_handler),
+                    signal.signal(signal.SIGTERM, _raise_terminated))
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(EXIT_FAILURE)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(EXIT_FAILURE)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("\ninterrupted: nothing was written; earlier reports and history are "
+                       "unchanged", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Terminated:
+            click.echo("terminated: nothing was written; earlier reports and history are "
+                       "unchanged", err=True)
+            sys.exit(EXIT_TERMINATED)
+        finally:
+            signal.signal(signal.SIGINT, handlers[0])
+            signal.signal(signal.SIGTERM, handlers[1])
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+@click.group(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="testbed")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the runner does.")
 def main(verbose: bool) -> None:
@@ -140,6 +185,57 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
     if not job_list:
         click.echo("error: nothing to run (no valid scenario matches)", err=True)
         sys.exit(EXIT_FAILURE)
+    # Every output is checked before any work: a bad path costs nothing but one line.
+    out = StagedOutput(out_dir)
+    junit_tmp: Path | None = None
+    try:
+        out.prepare()
+        if junit_path is not None:
+            junit_tmp = _stage_beside(junit_path)
+        store = RunStore.open(db_path or out_dir / HISTORY)
+    except (OutputError, StoreError, OSError) as exc:
+        out.discard()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    try:
+        rows, info = _run_all(job_list, jobs, seed, wanted)
+        run_id = _publish(out, store, info, rows, scenarios, junit_path, junit_tmp)
+    except (OutputError, StoreError) as exc:
+        out.discard()
+        if junit_tmp is not None:
+            junit_tmp.unlink(missing_ok=True)
+        click.echo(f"error: {exc}; earlier reports and history are unchanged", err=True)
+        sys.exit(EXIT_FAILURE)
+    except BaseException:
+        out.discard()
+        if junit_tmp is not None:
+            junit_tmp.unlink(missing_ok=True)
+        raise
+    _summary(rows)
+    click.echo(f"report: {out_dir / 'index.html'}")
+    click.echo(f"results: {out_dir / 'results.json'}, {out_dir / 'results.csv'}")
+    click.echo(f"history: run {run_id} in {db_path or out_dir / HISTORY}")
+    if errors or any(r.outcome is Outcome.ERROR for r in rows):
+        sys.exit(EXIT_FAILURE)
+    if any(r.as_expected is False for r in rows):
+        sys.exit(EXIT_MISMATCH)
+
+
+def _stage_beside(path: Path) -> Path:
+    """A temporary file beside ``path``, to be renamed onto it when the run is published."""
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write here: {exc.strerror or exc}") from None
+    os.close(fd)
+    return Path(name)
+
+
+def _run_all(job_list: Sequence[Job], jobs: int, seed: int, wanted: list[str] | None
+             ) -> tuple[list[ResultRow], RunInfo]:
     workers = jobs or os.cpu_count() or 1
     started = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     t0 = time.perf_counter()
@@ -152,33 +248,46 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
         def progress(row: ResultRow) -> None:
             bar.update(1, row)
 
-        try:
-            rows = run_jobs(job_list, workers, progress)
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted: nothing was written; earlier reports and history are "
-                       "unchanged", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+        rows = run_jobs(job_list, workers, progress)
     info = RunInfo(seed, __version__, started, time.perf_counter() - t0,
                    tuple(wanted or _planned_engines(job_list)), workers)
-    store = RunStore(db_path or out_dir / HISTORY)
-    run_id = store.record(info, rows)
-    before = store.previous_of_same_scenarios(run_id)
-    write_results_json(out_dir / "results.json", info, rows)
-    if junit_path is not None:
-        write_junit(junit_path, rows, info.duration_s)
+    return rows, info
+
+
+def _publish(out: StagedOutput, store: RunStore, info: RunInfo, rows: list[ResultRow],
+             scenarios: list[tuple[Scenario, str]], junit_path: Path | None,
+             junit_tmp: Path | None) -> int:
+    """Write every output into the staging folder, record the run, and publish both."""
     from .report import Previous, write_report, write_results_csv  # late: slow imports
 
-    write_results_csv(out_dir / "results.csv", rows)
-    previous = None if before is None else Previous(before, store.compare(before, run_id))
-    index = write_report(out_dir, info, rows, scenarios, previous)
-    _summary(rows)
-    click.echo(f"report: {index}")
-    click.echo(f"results: {out_dir / 'results.json'}, {out_dir / 'results.csv'}")
-    click.echo(f"history: run {run_id} in {db_path or out_dir / HISTORY}")
-    if errors or any(r.outcome is Outcome.ERROR for r in rows):
-        sys.exit(EXIT_FAILURE)
-    if any(r.as_expected is False for r in rows):
-        sys.exit(EXIT_MISMATCH)
+    try:
+        write_results_csv(out.staging / "results.csv", rows)
+        if junit_tmp is not None:
+            write_junit(junit_tmp, rows, info.duration_s)
+        with out.lock():
+            # A run killed while publishing left a pending run: keep it if its folder is the
+            # one in place, else drop it.
+            store.settle_pending(out.absolute)
+            run_id = store.record(info, rows, pending_in=out.absolute)
+            try:
+                info = replace(info, history_id=run_id)
+                write_results_json(out.staging / "results.json", info, rows)
+                before = store.previous_of_same_scenarios(run_id)
+                previous = None if before is None else Previous(
+                    before, store.compare(before, run_id))
+                write_report(out.staging, info, rows, scenarios, previous)
+                out.publish()
+            except BaseException:
+                if not out.published:  # the exchange is the commit point
+                    store.forget(run_id)
+                raise
+            store.mark_published(run_id)
+            if junit_path is not None and junit_tmp is not None:
+                os.replace(junit_tmp, junit_path)
+    except OSError as exc:
+        raise OutputError(f"cannot write the run's outputs: {exc.strerror or exc}"
+                          f"{f' ({exc.filename})' if exc.filename else ''}") from None
+    return run_id
 
 
 def _summary(rows: Sequence[ResultRow]) -> None:
@@ -245,10 +354,11 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
 
 
 def _store(db_path: Path) -> RunStore:
-    if not db_path.is_file():
-        click.echo(f"error: no run history at {db_path} (run `testbed run` first)", err=True)
+    try:
+        return RunStore.open(db_path, read_only=True)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
-    return RunStore(db_path)
 
 
 _DB_OPTION = click.option("--db", "db_path", default=f"reports/{HISTORY}", show_default=True,
@@ -260,7 +370,12 @@ _DB_OPTION = click.option("--db", "db_path", default=f"reports/{HISTORY}", show_
 @_DB_OPTION
 def history(db_path: Path) -> None:
     """List recorded runs."""
-    for r in _store(db_path).runs():
+    try:
+        runs = _store(db_path).runs()
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
+    for r in runs:
         click.echo(f"run {r.id:>4}  {r.started}  seed {r.seed:<6} {r.results:>4} results  "
                    f"{r.duration_s:7.2f} s  v{r.version}  [{r.profiles}]")
 
@@ -274,8 +389,8 @@ def compare(run_a: int, run_b: int, db_path: Path) -> None:
     store = _store(db_path)
     try:
         changes = store.compare(run_a, run_b)
-    except KeyError as exc:
-        click.echo(f"error: no run {exc.args[0]} in {db_path}", err=True)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
     for c in changes:
         click.echo(f"{c.scenario}  {c.engine}: {c.before or 'absent'} ({c.profile_before or '-'})"

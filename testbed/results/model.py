@@ -15,7 +15,8 @@ __all__ = ["FORMAT_VERSION", "Actor", "Control", "Evidence", "ResultRow", "RunIn
 FORMAT_VERSION = 3
 """Version 3 adds ``trials`` (successes, rate and 95 % Wilson interval, or ``null`` for a single
 run) and ``control`` (the outcome of the same scenario without any defence) to every result
-row, and the outcomes ``inconclusive`` and ``ineffective``. Version 2 added ``chance_log2``."""
+row, the outcomes ``inconclusive`` and ``ineffective``, and the run's ``history_id``. Version 2
+added ``chance_log2``."""
 
 M = TypeVar("M", bound=Metrics)
 
@@ -203,6 +204,8 @@ class RunInfo:
     duration_s: float
     profiles: tuple[str, ...]
     jobs: int
+    history_id: int | None = None
+    """The run's id in the history it was recorded in (``None``: not recorded)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -212,4 +215,5 @@ class RunInfo:
             "duration_s": round(self.duration_s, 3),
             "profiles": list(self.profiles),
             "jobs": self.jobs,
+            "history_id": self.history_id,
         }

@@ -8,8 +8,16 @@ code knows, or is a history written before the marker existed (exactly the table
 with a :class:`StoreError`, and nothing is written to it.
 
 A run is recorded in one transaction (:meth:`RunStore.recording`) that commits only when the
-caller's block, which publishes the run's outputs, succeeds: an interrupted run, a failed write
-or a failed publish leaves earlier runs intact and no half-recorded run behind.
+caller's block succeeds: an interrupted run or a failed write leaves earlier runs intact and no
+half-recorded run behind.
+
+A run whose outputs are published elsewhere (the report folder, by one atomic rename) is
+recorded *pending* first, with the folder it goes to (``pending_in``), and marked published
+once the folder is in place (:meth:`RunStore.mark_published`). A pending run counts as
+recorded only while its folder's ``results.json`` carries its id, so a run killed between the
+two steps is seen as published exactly when its report is; the next run into the folder
+settles it for good (:meth:`RunStore.settle_pending`). Schema version 2 adds the two columns
+this needs to version 1 (a version-1 file gets them on its next write).
 """
 
 from __future__ import annotations
@@ -43,17 +51,21 @@ __all__ = [
 APPLICATION_ID = 0x4D435442
 """``PRAGMA application_id`` of a history database: the ASCII bytes ``MCTB``
 (memcrypt-testbed) read as a big-endian 32-bit integer, 1296258114."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of a history database: the tables below. Version 1 is the schema
-the project used before it marked its files, so an unmarked file of ours is version 1."""
+the project used before it marked its files (an unmarked file of ours is version 1); version 2
+adds ``runs.published`` and ``runs.out_dir``."""
 _MAX_RUN_ID = 2**63 - 1
 """SQLite's largest integer: the last run id a history can hand out."""
 
 _HEADER = b"SQLite format 3\x00"
-_RUNS = ("id", "started", "seed", "version", "profiles", "jobs", "duration_s", "results")
+_RUNS_V1 = ("id", "started", "seed", "version", "profiles", "jobs", "duration_s", "results")
+_RUNS = (*_RUNS_V1, "published", "out_dir")
 _RESULTS = ("run_id", "scenario", "attack", "profile", "engine", "outcome", "expected",
             "reason", "metrics")
 _TABLES = {"runs": _RUNS, "results": _RESULTS}
+_MIGRATE_V1 = ("ALTER TABLE runs ADD COLUMN published INTEGER NOT NULL DEFAULT 1",
+               "ALTER TABLE runs ADD COLUMN out_dir TEXT")
 _CREATE = (
     """CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,7 +75,9 @@ _CREATE = (
     profiles TEXT NOT NULL,
     jobs INTEGER NOT NULL,
     duration_s REAL NOT NULL,
-    results INTEGER NOT NULL
+    results INTEGER NOT NULL,
+    published INTEGER NOT NULL DEFAULT 1,
+    out_dir TEXT
 )""",
     """CREATE TABLE results (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -222,7 +236,7 @@ class RunStore:
 
     @contextmanager
     def recording(self, run: RunInfo, rows: Sequence[ResultRow],
-                  window: int = 50) -> Iterator[PendingRun]:
+                  window: int = 50, *, pending_in: Path | None = None) -> Iterator[PendingRun]:
         """Write one run and its rows in a transaction that commits when the block succeeds.
 
         The block is where the caller publishes the run's outputs. Inside it, the reading
@@ -235,6 +249,8 @@ class RunStore:
             run: the run's description.
             rows: its result rows, at most one per (scenario, engine).
             window: how many earlier runs to search for :attr:`PendingRun.previous`.
+            pending_in: the folder the run's outputs will be published to: the run is
+                recorded pending (see :meth:`mark_published`).
 
         Raises:
             StoreError: the database cannot be recorded into, or the write or commit failed.
@@ -250,7 +266,7 @@ class RunStore:
         self._tx = db
         try:
             with self._mapped():
-                pending = self._insert(db, run, rows, window)
+                pending = self._insert(db, run, rows, window, pending_in)
             yield pending
             with self._mapped():
                 db.execute("COMMIT")
@@ -263,22 +279,65 @@ class RunStore:
             self._tx = None
             db.close()
 
-    def record(self, run: RunInfo, rows: Sequence[ResultRow]) -> int:
+    def record(self, run: RunInfo, rows: Sequence[ResultRow], *,
+               pending_in: Path | None = None) -> int:
         """Store one run and its rows in a single transaction; returns the run id.
+
+        With ``pending_in`` (the folder its outputs are published to) the run is recorded
+        pending, until :meth:`mark_published`.
 
         Raises:
             StoreError: as :meth:`recording`.
             ValueError: two rows for the same (scenario, engine).
         """
-        with self.recording(run, rows) as pending:
+        with self.recording(run, rows, pending_in=pending_in) as pending:
             return pending.run_id
+
+    def mark_published(self, run_id: int) -> None:
+        """The pending run's outputs are in place: it is published for good."""
+        self._write("UPDATE runs SET published = 1, out_dir = NULL WHERE id = ?", (run_id,))
+
+    def forget(self, run_id: int) -> None:
+        """Remove a pending run whose outputs were never published (and its rows)."""
+        self._write("DELETE FROM runs WHERE id = ? AND published = 0", (run_id,))
+
+    def settle_pending(self, out_dir: Path) -> None:
+        """Settle the runs left pending for ``out_dir`` by a run killed while publishing:
+        the one whose id the folder's ``results.json`` carries is published, the others are
+        removed. Does nothing to a history that does not exist yet."""
+        published_id = _published_id(out_dir)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self._reading() as db:
+            if "published" not in _columns(db, "runs"):
+                return
+            pending = [r for (r,) in db.execute(
+                "SELECT id FROM runs WHERE published = 0 AND out_dir = ?", (str(out_dir),))]
+        for run_id in pending:
+            if run_id == published_id:
+                self.mark_published(run_id)
+            else:
+                self.forget(run_id)
+
+    def _write(self, statement: str, args: tuple[object, ...]) -> None:
+        if self.read_only:
+            raise ValueError(f"{self.path}: opened read-only")
+        with self._mapped(), closing(self._connection(create=False)) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(statement, args)
+                db.execute("COMMIT")
+            except BaseException:
+                _rollback(db)
+                raise
 
     def runs(self) -> list[StoredRun]:
         """Every recorded run, oldest first."""
         with self._reading() as db:
             rows = db.execute("SELECT id, started, seed, version, profiles, jobs, duration_s, "
                               "results FROM runs ORDER BY id").fetchall()
-        return [StoredRun(*row) for row in rows]
+            hidden = _hidden(db)
+        return [StoredRun(*row) for row in rows if row[0] not in hidden]
 
     def run_exists(self, run_id: int) -> bool:
         """Whether a run with this id is recorded (any int may be asked about)."""
@@ -332,8 +391,10 @@ class RunStore:
 
     def _previous(self, db: sqlite3.Connection, run_id: int, window: int) -> int | None:
         keys = set(self._outcomes(db, run_id))
+        hidden = _hidden(db)
         earlier = [r for (r,) in db.execute(
-            "SELECT id FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?", (run_id, window))]
+            "SELECT id FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?", (run_id, window))
+            if r not in hidden]
         for candidate in earlier:
             if set(self._outcomes(db, candidate)) == keys:
                 return int(candidate)
@@ -378,7 +439,10 @@ class RunStore:
                          else self._classify(db, thorough=True))
                 if state is _State.NEW:
                     _create_tables(db)
-                if state is not _State.OURS:
+                elif _columns(db, "runs") == _RUNS_V1:
+                    for statement in _MIGRATE_V1:
+                        db.execute(statement)
+                if state is not _State.OURS or _columns(db, "runs") != _RUNS_V1:
                     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._check_run_ids(db)
@@ -390,12 +454,13 @@ class RunStore:
         return db
 
     def _insert(self, db: sqlite3.Connection, run: RunInfo, rows: Sequence[ResultRow],
-                window: int) -> PendingRun:
+                window: int, pending_in: Path | None = None) -> PendingRun:
         cur = db.execute(
-            "INSERT INTO runs (started, seed, version, profiles, jobs, duration_s, results)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (started, seed, version, profiles, jobs, duration_s, results,"
+            " published, out_dir) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run.started, run.seed, run.testbed_version, ",".join(run.profiles), run.jobs,
-             run.duration_s, len(rows)),
+             run.duration_s, len(rows), int(pending_in is None),
+             None if pending_in is None else str(pending_in)),
         )
         run_id = int(cur.lastrowid or 0)
         db.executemany(
@@ -474,8 +539,10 @@ class RunStore:
         (version,) = db.execute("PRAGMA user_version").fetchone()
         objects = db.execute("SELECT type, name FROM sqlite_master "
                              "WHERE name NOT LIKE 'sqlite^_%' ESCAPE '^'").fetchall()
+        runs = _columns(db, "runs")
         ours = (sorted(objects) == [("table", "results"), ("table", "runs")]
-                and all(_columns(db, table) == cols for table, cols in _TABLES.items()))
+                and _columns(db, "results") == _RESULTS
+                and runs == (_RUNS if version == SCHEMA_VERSION else _RUNS_V1))
         if app_id == APPLICATION_ID:
             if not 1 <= version <= SCHEMA_VERSION:
                 raise StoreError(self.path, f"written by another memcrypt-testbed version "
@@ -508,6 +575,27 @@ class RunStore:
             raise StoreError(self.path, _sqlite_problem(exc)) from exc
         except OSError as exc:
             raise StoreError(self.path, _os_problem(self.path, exc)) from exc
+
+
+def _hidden(db: sqlite3.Connection) -> set[int]:
+    """Pending runs whose folder does not hold them (yet, or ever): not part of the history."""
+    if "published" not in _columns(db, "runs"):
+        return set()
+    hidden = set()
+    for run_id, out_dir in db.execute("SELECT id, out_dir FROM runs WHERE published = 0"):
+        if _published_id(Path(out_dir or "")) != run_id:
+            hidden.add(int(run_id))
+    return hidden
+
+
+def _published_id(out_dir: Path) -> int | None:
+    """The history id in ``out_dir/results.json`` (``None``: none, or unreadable)."""
+    try:
+        doc = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+        value = doc["run"]["history_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) else None
 
 
 def _in_range(run_id: int) -> bool:

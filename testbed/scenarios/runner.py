@@ -13,7 +13,10 @@ import concurrent.futures as cf
 import hashlib
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,6 +35,9 @@ from .model import Scenario
 __all__ = ["Job", "control_of", "judged", "plan", "run_job", "run_jobs", "run_trials", "units"]
 
 _log = logging.getLogger("testbed")
+
+PARENT_POLL_S = 0.2
+"""How often a worker checks that the process that started it is still there."""
 
 
 @dataclass(frozen=True)
@@ -308,5 +314,15 @@ def _run_pool(runs: Sequence[Job], raw: list[ResultRow | None], workers: int,
 
 
 def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them."""
+    """A worker leaves Ctrl-C to the parent, which stops it, and ends itself when the parent
+    is gone (killed with SIGKILL, it cannot stop anyone): a thread watches the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -1,0 +1,200 @@
+"""A run's output folder, published as one unit.
+
+Every file of a run (the report's pages, ``results.json``, ``results.csv``) is written into a
+staging folder beside the target (``.reports.staging-PID-XXXX`` next to ``reports``), and the
+staging folder then takes the target's place in one step: on Linux an atomic exchange of the
+two folders (``renameat2`` with ``RENAME_EXCHANGE``), so that at every moment the target is
+either the old run's folder or the new one's, never a mix. Files in the target that a run does
+not write (the run history, a ``.gitkeep``) are carried into the staging folder as hard links
+first, so they survive the exchange unchanged. Where the exchange is not available the target
+is renamed aside and the staging folder renamed in; a kill between the two renames leaves the
+old folder aside, and the next run puts it back before anything else.
+
+Publishing holds a lock (``.reports.lock`` beside the target), so two runs into one folder at
+once publish one after the other, each whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["OWNED", "OutputError", "StagedOutput"]
+
+OWNED = frozenset({"index.html", "scenarios", "results.json", "results.csv"})
+"""The entries of the output folder a run writes; everything else in it is carried over."""
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+class OutputError(Exception):
+    """An output folder or file that cannot be written: one line, naming the path."""
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically; ``False`` where the system cannot (then nothing changed)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False  # this file system (or kernel) cannot exchange
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StagedOutput:
+    """The staging folder of one run's outputs, and the step that publishes it.
+
+    Use: :meth:`prepare` before any work (it checks that the target can be written and makes
+    the staging folder), write every file under :attr:`staging`, then :meth:`publish` inside
+    :meth:`lock`; :meth:`discard` on failure.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = Path(target)
+        absolute = Path(os.path.abspath(self.target))
+        self._parent = absolute.parent
+        self._name = absolute.name
+        self._absolute = absolute
+        self.absolute = absolute
+        """The target as an absolute path."""
+        self.staging = self._parent / f".{self._name}.staging-{os.getpid()}-{secrets.token_hex(4)}"
+        self.published = False
+        """Whether the new folder is in place (from then on the run is the published one)."""
+
+    # -- before any work -------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Check the target and make the staging folder beside it.
+
+        Raises:
+            OutputError: the target exists and is not a folder, or its parent cannot hold a
+                new folder (missing and not creatable, a file, read-only, full, ``/proc``).
+        """
+        if not self._name or self._absolute == self._absolute.parent:
+            raise OutputError(f"{self.target}: cannot write a run's outputs to the root folder")
+        if self._absolute.exists() and not self._absolute.is_dir():
+            raise OutputError(f"{self.target}: exists and is not a folder")
+        try:
+            self._parent.mkdir(parents=True, exist_ok=True)
+            self.staging.mkdir()
+            probe = self.staging / ".probe"
+            with open(probe, "wb") as handle:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+                os.fsync(handle.fileno())
+            probe.unlink()
+        except OSError as exc:
+            self.discard()
+            raise OutputError(f"{self.target}: cannot write here: {_reason(exc)}") from None
+
+    # -- publishing ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the target's publishing lock (waits for another run's publish to finish)."""
+        path = self._parent / f".{self._name}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{self.target}: cannot lock: {_reason(exc)}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._recover()
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def publish(self) -> None:
+        """Carry the target's other entries over, then put the staging folder in its place.
+
+        Call inside :meth:`lock`. The old folder is removed afterwards.
+
+        Raises:
+            OutputError: carrying over or renaming failed; the target is unchanged.
+        """
+        try:
+            if self._absolute.is_dir():
+                self._carry_over()
+                if _exchange(self.staging, self._absolute):
+                    self.published = True
+                    shutil.rmtree(self.staging, ignore_errors=True)
+                    return
+                aside = self._parent / f".{self._name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+                os.rename(self._absolute, aside)
+                try:
+                    os.rename(self.staging, self._absolute)
+                except OSError:
+                    os.rename(aside, self._absolute)
+                    raise
+                self.published = True
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.rename(self.staging, self._absolute)
+                self.published = True
+        except OSError as exc:
+            raise OutputError(f"{self.target}: cannot publish the run: {_reason(exc)}") from None
+
+    def discard(self) -> None:
+        """Remove the staging folder (after a failure or an interruption)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _carry_over(self) -> None:
+        for entry in os.scandir(self._absolute):
+            if entry.name in OWNED:
+                continue
+            dest = self.staging / entry.name
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), dest)
+            elif entry.is_dir():
+                shutil.copytree(entry.path, dest, symlinks=True, copy_function=os.link)
+            else:
+                os.link(entry.path, dest)
+
+    def _recover(self) -> None:
+        """Undo what a run killed while publishing left: put an old folder back where the
+        target is missing, remove staging folders of runs that are gone."""
+        prefix_old, prefix_stage = f".{self._name}.old-", f".{self._name}.staging-"
+        try:
+            entries = list(os.scandir(self._parent))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(prefix_old):
+                if not self._absolute.exists():
+                    os.rename(entry.path, self._absolute)
+                else:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            elif entry.name.startswith(prefix_stage) and entry.path != str(self.staging):
+                pid = entry.name[len(prefix_stage):].split("-", 1)[0]
+                if pid.isdigit() and not _alive(int(pid)):
+                    shutil.rmtree(entry.path, ignore_errors=True)
