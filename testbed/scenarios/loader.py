@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .. import registry
 from ..errors import ScenarioError
+from ..text import EXCERPT_CHARS, escape, excerpt
 from .model import FIELD_ERROR, MitigationSpec, Scenario
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
@@ -56,7 +57,7 @@ class _Converter:
             raise self.fail(node, where, f"nesting deeper than {LIMITS['depth']} levels")
         self.lines.setdefault(where, node.start_mark.line + 1)
         if node.tag not in _TAGS:
-            raise self.fail(node, where, f"YAML tag {node.tag!r} is not allowed")
+            raise self.fail(node, where, f"YAML tag {excerpt(node.tag)} is not allowed")
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -95,9 +96,11 @@ def _present(data: Any, where: _Path) -> bool:
 
 
 def _dotted(where: Iterable[str | int]) -> str:
+    """``params.secret``, ``engines[2]``; each key escaped and cut short (keys come from files)."""
     out = ""
     for part in where:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        key = escape(part, EXCERPT_CHARS) if isinstance(part, str) else ""
+        out += f"[{part}]" if isinstance(part, int) else (f".{key}" if out else key)
     return out
 
 
@@ -133,7 +136,7 @@ def _first_error(
 ) -> ScenarioError:
     err = exc.errors()[0]
     where: _Path = tuple(err["loc"])
-    message = err["msg"]
+    message = err["msg"].removeprefix("Value error, ")
     if err["type"] == FIELD_ERROR:  # a check across fields names the field it is about
         ctx = err.get("ctx", {})
         field: _Path = tuple(ctx["field"].split("."))
@@ -145,13 +148,17 @@ def _first_error(
         message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     elif err["type"] == "missing":
         message = "required key is missing"
-    elif err["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
-        if "input" in err and not isinstance(err["input"], (dict, list)):
-            message = f"{message} (got {err['input']!r:.60})"
     elif "input" in err and not isinstance(err["input"], (dict, list)):
-        message = f"{message} (got {err['input']!r:.60})"
+        message = _with_input(message, err["input"])
     return ScenarioError(conv.path, conv.line_of(where), _dotted(where), message)
+
+
+def _with_input(message: str, value: Any) -> str:
+    """``message`` about ``value`` (a scalar from the file), which it shows as a short excerpt."""
+    shown = excerpt(value)
+    if isinstance(value, str):
+        message = message.replace(repr(value), shown)  # a validator may quote the whole value
+    return f"{message} (got {shown})"
 
 
 def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
