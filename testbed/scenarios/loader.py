@@ -1,13 +1,20 @@
 """Scenario files: YAML in, validated :class:`Scenario` out, or one ``file:line: field: message``.
 
-Parsing uses PyYAML's safe loader to compose a node tree (no Python objects are ever built from
-tags), then converts it by hand so that every value keeps its line number, duplicate keys are
-refused, and the size of the document — after alias expansion — is bounded.
+Parsing uses PyYAML's reader, scanner and parser to compose a node tree (no Python objects are
+ever built from tags), then converts it by hand so that every value keeps its line number,
+duplicate keys are refused, and the size of the document — after alias expansion — is bounded.
+
+Plain scalars are read by YAML 1.2's core schema, not PyYAML's YAML 1.1 one: only ``true`` and
+``false`` are booleans (``yes``, ``no``, ``on``, ``off`` are text), ``1:30`` and ``2024-01-01``
+are text, integers are decimal, ``0x1F`` or ``0o17``. A number with a leading zero (``010``:
+octal 8 in YAML 1.1, ten in YAML 1.2) is refused as ambiguous, as are merge keys (``<<``).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +41,60 @@ LIMITS = {
 
 _Path = tuple[str | int, ...]
 _TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution); each must match whole.
+_NULL = re.compile(r"(?:~|null|Null|NULL|)\Z")
+_BOOL = re.compile(r"(?:true|True|TRUE|false|False|FALSE)\Z")
+_DECIMAL = re.compile(r"[-+]?[0-9]+\Z")
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+\Z")
+_OCTAL = re.compile(r"0o[0-7]+\Z")
+_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z")
+_INT = re.compile(f"(?:{_DECIMAL.pattern}|{_OCTAL.pattern}|{_HEX.pattern})")
+
+# How YAML 1.1 would have read a plain scalar that is text here (for hints in messages).
+_YAML11_BOOL = {"yes", "no", "on", "off", "y", "n"}
+_YAML11_NUMBER = re.compile(r"[-+]?(?:0b[01_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+"
+                            r"(?:\.[0-9_]*)?|[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?)\Z")
+_KINDS = {"int": "integer", "float": "number", "bool": "boolean (true or false)", "null": "null"}
+
+
+class _CoreLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
+                  yaml.composer.Composer, yaml.resolver.BaseResolver):
+    """Composes a node tree only, tagging plain scalars by the YAML 1.2 core schema."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        yaml.resolver.BaseResolver.__init__(self)
+
+
+def _resolve_core_schema() -> None:
+    for tag, regexp, first in [
+        ("null", _NULL, ["~", "n", "N", ""]),
+        ("bool", _BOOL, list("tTfF")),
+        ("int", _INT, list("-+0123456789")),
+        ("float", _FLOAT, list("-+.0123456789")),
+        ("merge", re.compile(r"<<\Z"), ["<"]),  # recognised only to be refused by its name
+    ]:
+        _CoreLoader.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", regexp, first)
+
+
+_resolve_core_schema()
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree of a one-document stream (``yaml.compose`` with :class:`_CoreLoader`)."""
+    loader = _CoreLoader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 class _Converter:
@@ -43,7 +104,6 @@ class _Converter:
         self.path = path
         self.lines: dict[_Path, int] = {}
         self.nodes = 0
-        self._scalars = yaml.constructor.SafeConstructor()
 
     def fail(self, node: yaml.Node, where: _Path, message: str) -> ScenarioError:
         return ScenarioError(self.path, node.start_mark.line + 1, _dotted(where), message)
@@ -56,13 +116,18 @@ class _Converter:
         if depth > LIMITS["depth"]:
             raise self.fail(node, where, f"nesting deeper than {LIMITS['depth']} levels")
         self.lines.setdefault(where, node.start_mark.line + 1)
-        if node.tag not in _TAGS:
-            raise self.fail(node, where, f"YAML tag {excerpt(node.tag)} is not allowed")
+        tag = node.tag
+        if tag == _MERGE and isinstance(node, yaml.ScalarNode) and node.value == "<<":
+            tag = _STR  # a plain << anywhere but as a key is the text "<<"
+        if tag not in _TAGS:
+            raise self.fail(node, where, f"YAML tag {excerpt(tag)} is not allowed")
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != \
-                        "tag:yaml.org,2002:str":
+                if key_node.tag == _MERGE:
+                    raise self.fail(key_node, where, "merge keys (<<) are not supported; "
+                                    "write the keys out")
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
                     raise self.fail(key_node, where, "keys must be plain strings")
                 key = key_node.value
                 if key in out:
@@ -74,16 +139,51 @@ class _Converter:
             return [self.convert(item, (*where, i), depth + 1) for i, item in enumerate(node.value)]
         if len(node.value) > LIMITS["scalar_chars"]:
             raise self.fail(node, where, f"value longer than {LIMITS['scalar_chars']} characters")
-        try:
-            return self._scalars.construct_object(node)
-        except (yaml.YAMLError, ValueError, OverflowError) as exc:
-            raise self.fail(node, where, f"bad value: {exc}") from None
+        return self.scalar(node, where, tag)
+
+    def scalar(self, node: yaml.Node, where: _Path, tag: str) -> Any:
+        """The value of a scalar by its tag (resolved, or written as ``!!int`` and the like)."""
+        kind, value = tag.rsplit(":", 1)[1], node.value
+        if kind == "str":
+            return value
+        if kind == "null" and _NULL.match(value):
+            return None
+        if kind == "bool" and _BOOL.match(value):
+            return value.lower() == "true"
+        if kind == "int" and _LEADING_ZERO.match(value):
+            raise self.fail(node, where, _leading_zero(value))
+        if kind == "int" and _INT.match(value):
+            base = {"0o": 8, "0x": 16}.get(value[:2], 10)
+            try:
+                return int(value[2:] if base != 10 else value, base)
+            except ValueError:  # more decimal digits than Python converts
+                raise self.fail(node, where, f"integer of {len(value)} digits is too long "
+                                "to read") from None
+        if kind == "float" and _FLOAT.match(value):
+            special = value.lower().lstrip("+-")
+            if special == ".nan":
+                return math.nan
+            if special == ".inf":
+                return -math.inf if value.startswith("-") else math.inf
+            return float(value)
+        raise self.fail(node, where, f"bad value: {excerpt(value)} is not a YAML "
+                        f"{_KINDS.get(kind, kind)}")
 
     def line_of(self, where: _Path) -> int:
         for end in range(len(where), -1, -1):
             if where[:end] in self.lines:
                 return self.lines[where[:end]]
         return 0
+
+
+def _leading_zero(value: str) -> str:
+    """Why ``010`` is refused, and what to write instead."""
+    digits = value.lstrip("+-").lstrip("0") or "0"
+    decimal = escape(("-" if value.startswith("-") else "") + digits, EXCERPT_CHARS)
+    octal = f"0o{escape(digits, EXCERPT_CHARS)} for octal, " if value.isdigit() and not set(
+        digits) & {"8", "9"} else ""
+    return (f"leading zero in {excerpt(value)} is ambiguous (YAML 1.1 reads it as octal): "
+            f"write {decimal} for decimal, {octal}or quote it for text")
 
 
 def _present(data: Any, where: _Path) -> bool:
@@ -149,16 +249,29 @@ def _first_error(
     elif err["type"] == "missing":
         message = "required key is missing"
     elif "input" in err and not isinstance(err["input"], (dict, list)):
-        message = _with_input(message, err["input"])
+        message = _with_input(err["type"], message, err["input"])
     return ScenarioError(conv.path, conv.line_of(where), _dotted(where), message)
 
 
-def _with_input(message: str, value: Any) -> str:
-    """``message`` about ``value`` (a scalar from the file), which it shows as a short excerpt."""
+def _with_input(kind: str, message: str, value: Any) -> str:
+    """``message`` about ``value`` (a scalar from the file), which it shows as a short excerpt.
+
+    A value that YAML 1.1 would have read as a boolean or a number, given where one is
+    expected, gets a hint: it is text under the YAML 1.2 rules the loader follows.
+    """
     shown = excerpt(value)
     if isinstance(value, str):
         message = message.replace(repr(value), shown)  # a validator may quote the whole value
-    return f"{message} (got {shown})"
+    if kind == "bool_type":
+        message = "expected true or false"
+        if isinstance(value, str) and value.lower() in _YAML11_BOOL:
+            return (f"{message} (got {shown}); YAML 1.1 words like yes/no/on/off are not "
+                    "booleans here")
+    message = f"{message} (got {shown})"
+    if kind in ("int_type", "float_type") and isinstance(value, str) and \
+            _YAML11_NUMBER.match(value):
+        message += "; YAML 1.1 forms such as 1:30, 1_000 or 0b101 are text here"
+    return message
 
 
 def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
@@ -174,7 +287,7 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
         raise ScenarioError(path, line, "", f"not UTF-8 text (byte {exc.start})") from None
     conv = _Converter(path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except RecursionError:
         raise ScenarioError(path, 0, "", f"nesting deeper than {LIMITS['depth']} levels") from None
     except yaml.MarkedYAMLError as exc:

@@ -111,9 +111,9 @@ SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
     # float overflow in a scalar: 1.0e+400 reads as inf (YAML 1.1 wants the dot)
     (SKELETON + b"platform: {memory_pages: 1.0e+400}\n",
      ":5: platform.memory_pages: Input should be a valid integer (got inf)"),
-    # without the dot YAML 1.1 reads no float at all: a string, refused as one
+    # YAML 1.2 reads a float without the dot as well (1.1 read the text '1e400')
     (SKELETON + b"platform: {memory_pages: 1e400}\n",
-     ":5: platform.memory_pages: Input should be a valid integer (got '1e400')"),
+     ":5: platform.memory_pages: Input should be a valid integer (got inf)"),
     # a hex integer too long to write in decimal is described, not printed
     (SKELETON + b"platform: {memory_pages: 0x" + b"f" * 5000 + b"}\n",
      ":5: platform.memory_pages: Input should be less than or equal to 65536 (got an integer "
@@ -129,7 +129,7 @@ SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
     # two documents
     (b"--- {}\n--- {}\n", ":2: (file): invalid YAML: but found another document"),
     # a merge key
-    (b"<<: {id: x}\n", ":1: (file): keys must be plain strings"),
+    (b"<<: {id: x}\n", ":1: (file): merge keys (<<) are not supported"),
 ], ids=["float-overflow", "float-without-dot", "long-hex", "binary-tag", "self-alias", "nan",
         "bom", "two-documents", "merge-key"])
 def test_regressions(tmp_path: Path, raw: bytes, refused: str | None) -> None:
