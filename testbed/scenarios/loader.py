@@ -43,6 +43,7 @@ _Path = tuple[str | int, ...]
 _TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
+_SUFFIXES = (".yaml", ".yml")
 
 # YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution); each must match whole.
 _NULL = re.compile(r"(?:~|null|Null|NULL|)\Z")
@@ -315,7 +316,10 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
 def _read_bounded(name: str) -> bytes:
     """Read at most one byte more than the limit, from a regular file only."""
     try:
-        if not stat.S_ISREG(os.stat(name).st_mode):
+        mode = os.stat(name).st_mode
+        if stat.S_ISDIR(mode):
+            raise ScenarioError(name, 0, "", "is a directory, not a scenario file")
+        if not stat.S_ISREG(mode):
             raise ScenarioError(name, 0, "", "not a regular file")
         with open(name, "rb") as handle:
             return handle.read(LIMITS["file_bytes"] + 1)
@@ -342,28 +346,79 @@ def load_scenario(path: str | Path) -> tuple[Scenario, str]:
     return scenario, name
 
 
-def find_scenario_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand directories into their ``*.yaml`` / ``*.yml`` files (sorted); keep files as given."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml")
-                              and q.is_file()))
+def find_scenario_files(
+    paths: Iterable[str | Path],
+) -> tuple[list[Path], list[ScenarioError]]:
+    """Expand folders into their ``*.yaml`` / ``*.yml`` files (sorted); keep files as given.
+
+    A folder is scanned without leaving it: a symlink whose target is outside the folder is
+    refused (not followed), a symlinked folder inside it is not entered (its files are found
+    under their own path), so a link loop cannot hold the scan. A file named on its own is
+    read wherever a symlink leads.
+
+    Returns:
+        The files, and the problems found: a folder with no scenario files, a folder named
+        like a scenario file, a symlink that leaves its folder, a folder that cannot be read.
+    """
+    files: list[Path] = []
+    errors: list[ScenarioError] = []
+    for given in paths:
+        p = Path(given)
+        if not p.is_dir():
+            files.append(p)
+        elif p.suffix in _SUFFIXES:
+            errors.append(ScenarioError(str(given), 0, "", "is a directory, not a scenario file"))
         else:
-            out.append(p)
-    return out
+            found, problems = _scan(p)
+            files.extend(found)
+            errors.extend(problems)
+            if not found and not problems:
+                name = str(given) if str(given).endswith(os.sep) else f"{given}{os.sep}"
+                errors.append(ScenarioError(name, 0, ScenarioError.FOLDER, "no scenario files "
+                                            "(*.yaml, *.yml) in this folder"))
+    return files, errors
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[ScenarioError]]:
+    """The scenario files under ``folder``, and the symlinks refused for leaving it."""
+    base = os.path.realpath(folder)
+    files: list[Path] = []
+    errors: list[ScenarioError] = []
+
+    def unreadable(exc: OSError) -> None:
+        errors.append(ScenarioError(str(exc.filename or folder), 0, ScenarioError.FOLDER,
+                                    f"cannot read: {exc.strerror or exc}"))
+
+    def leaves(entry: Path, field: str = "") -> bool:
+        if not entry.is_symlink():
+            return False
+        if os.path.commonpath([base, os.path.realpath(entry)]) == base:
+            return False
+        errors.append(ScenarioError(str(entry), 0, field, "symlink leaves the folder, not "
+                                    "followed"))
+        return True
+
+    for top, dirs, names in os.walk(folder, onerror=unreadable):  # never into a symlinked dir
+        here = Path(top)
+        for name in dirs:
+            leaves(here / name, ScenarioError.FOLDER)
+        for name in names:
+            entry = here / name
+            if entry.suffix in _SUFFIXES and not leaves(entry) and entry.is_file():
+                files.append(entry)
+    return sorted(files), sorted(errors, key=lambda e: e.path)
 
 
 def load_scenarios(
     paths: Iterable[str | Path],
 ) -> tuple[list[tuple[Scenario, str]], list[ScenarioError]]:
-    """Load every file; bad files become errors and do not stop the others.
+    """Load every file (folders as :func:`find_scenario_files` scans them); bad files and the
+    problems of the scan become errors and do not stop the others.
 
     Scenario ids must be unique across the run.
     """
-    files = find_scenario_files(paths)
+    files, errors = find_scenario_files(paths)
     loaded: list[tuple[Scenario, str]] = []
-    errors: list[ScenarioError] = []
     if len(files) > LIMITS["files"]:
         errors.append(ScenarioError(str(files[LIMITS["files"]]), 0, "",
                                     f"more than {LIMITS['files']} scenario files; rest skipped"))
