@@ -24,6 +24,8 @@ A :class:`PlatformRefusal` raised during an attack step is what makes an outcome
 
 from __future__ import annotations
 
+from .text import escape
+
 __all__ = [
     "AttackError",
     "ConfigError",
@@ -57,24 +59,38 @@ class ConfigError(TestbedError, ValueError):
 class ScenarioError(TestbedError):
     """A scenario file could not be loaded.
 
+    Everything but ``line`` may come from the file or its folder, so :meth:`one_line` escapes
+    control, format and line-separator characters (:func:`testbed.text.escape`) and keeps the
+    field and the message short: a file cannot forge a second line or drive the terminal.
+
     Args:
-        path: the file.
+        path: the file (or the folder, for a problem with the folder itself).
         line: 1-based line of the offending node, or 0 when unknown.
-        field: dotted path of the field (``params.secret``), or ``""`` for the whole file.
+        field: dotted path of the field (``params.secret``); ``""`` for the whole file,
+            :data:`FOLDER` for the folder as a whole.
         message: what is wrong, naming the limit or the accepted values.
     """
+
+    FOLDER = "(folder)"
+    """The field of a problem with a folder that was scanned (no scenario files in it)."""
+    MESSAGE_CHARS = 500
+    """Longest message kept; longer ones (a parser quoting a long name) are cut."""
+    FIELD_CHARS = 200
+    """Longest field path shown."""
 
     def __init__(self, path: str, line: int, field: str, message: str) -> None:
         self.path = path
         self.line = line
         self.field = field
-        self.message = " ".join(message.split())  # always one line, whatever a parser said
+        # always one short line, whatever a parser said
+        self.message = escape(" ".join(message.split()), self.MESSAGE_CHARS)
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
-        """The ``file:line: field: message`` form shown to users."""
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        field = self.field or "(file)"
+        """The ``file:line: field: message`` form shown to users, escaped."""
+        path = escape(self.path)
+        where = f"{path}:{self.line}" if self.line else path
+        field = escape(self.field, self.FIELD_CHARS) if self.field else "(file)"
         return f"{where}: {field}: {self.message}"
 
 

@@ -1,7 +1,18 @@
-"""``results.csv``: one row per (scenario, profile), for spreadsheets and pandas users."""
+"""``results.csv``: one row per (scenario, profile), for spreadsheets and pandas users.
+
+Titles and reasons come from scenario files, which anyone may write. A spreadsheet reads a cell
+that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula, so the
+file gets OWASP's CSV-injection rule: such a text cell is written with a leading ``'``. Every
+text cell is quoted (a carriage return inside one would otherwise end the row for most
+readers); numbers are not, and stay numbers, unprefixed: ``chance_log2`` is ``-192.156`` or
+``-inf`` in the file, which a spreadsheet or pandas reads as a number (OWASP's rule is about
+text). :func:`results_frame` keeps the text as it is, for pandas users; only the file is
+neutralised.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +42,7 @@ def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
             "expected": r.expected.value if r.expected else "",
             "as_expected": "" if r.as_expected is None else str(r.as_expected).lower(),
             "reason": r.reason,
-            "chance_log2": "" if r.chance_log2 is None else r.to_json()["chance_log2"],
+            "chance_log2": "" if r.chance_log2 is None else round(r.chance_log2, 3),
             "trials": 1 if r.trials is None else r.trials.trials,
             "successes": "" if r.trials is None else r.trials.successes,
             "success_low": "" if r.trials is None else round(r.trials.low, 4),
@@ -45,6 +56,21 @@ def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""How a cell a spreadsheet would run as a formula starts (OWASP's CSV-injection list)."""
+
+
+def _neutralise(cell: object) -> object:
+    """``cell`` as ``results.csv`` holds it: text starting with :data:`_FORMULA_START` gets a
+    leading ``'``; numbers and other text are unchanged."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
 def write_results_csv(path: Path, rows: Sequence[ResultRow]) -> None:
-    """Write ``results.csv`` atomically (UTF-8, Unix newlines)."""
-    atomic_write_text(path, results_frame(rows).to_csv(index=False, lineterminator="\n"))
+    """Write ``results.csv`` atomically (UTF-8, Unix newlines); text cells are neutralised and
+    quoted, numbers are not."""
+    frame = results_frame(rows).map(_neutralise)
+    atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n",
+                                         quoting=csv.QUOTE_NONNUMERIC))

@@ -1,13 +1,20 @@
 """Scenario files: YAML in, validated :class:`Scenario` out, or one ``file:line: field: message``.
 
-Parsing uses PyYAML's safe loader to compose a node tree (no Python objects are ever built from
-tags), then converts it by hand so that every value keeps its line number, duplicate keys are
-refused, and the size of the document — after alias expansion — is bounded.
+Parsing uses PyYAML's reader, scanner and parser to compose a node tree (no Python objects are
+ever built from tags), then converts it by hand so that every value keeps its line number,
+duplicate keys are refused, and the size of the document — after alias expansion — is bounded.
+
+Plain scalars are read by YAML 1.2's core schema, not PyYAML's YAML 1.1 one: only ``true`` and
+``false`` are booleans (``yes``, ``no``, ``on``, ``off`` are text), ``1:30`` and ``2024-01-01``
+are text, integers are decimal, ``0x1F`` or ``0o17``. A number with a leading zero (``010``:
+octal 8 in YAML 1.1, ten in YAML 1.2) is refused as ambiguous, as are merge keys (``<<``).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from .. import registry
 from ..errors import ScenarioError
+from ..text import EXCERPT_CHARS, escape, excerpt
 from .model import FIELD_ERROR, MitigationSpec, Scenario
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
@@ -33,6 +41,61 @@ LIMITS = {
 
 _Path = tuple[str | int, ...]
 _TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_SUFFIXES = (".yaml", ".yml")
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution); each must match whole.
+_NULL = re.compile(r"(?:~|null|Null|NULL|)\Z")
+_BOOL = re.compile(r"(?:true|True|TRUE|false|False|FALSE)\Z")
+_DECIMAL = re.compile(r"[-+]?[0-9]+\Z")
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+\Z")
+_OCTAL = re.compile(r"0o[0-7]+\Z")
+_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z")
+_INT = re.compile(f"(?:{_DECIMAL.pattern}|{_OCTAL.pattern}|{_HEX.pattern})")
+
+# How YAML 1.1 would have read a plain scalar that is text here (for hints in messages).
+_YAML11_BOOL = {"yes", "no", "on", "off", "y", "n"}
+_YAML11_NUMBER = re.compile(r"[-+]?(?:0b[01_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+"
+                            r"(?:\.[0-9_]*)?|[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?)\Z")
+_KINDS = {"int": "integer", "float": "number", "bool": "boolean (true or false)", "null": "null"}
+
+
+class _CoreLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
+                  yaml.composer.Composer, yaml.resolver.BaseResolver):
+    """Composes a node tree only, tagging plain scalars by the YAML 1.2 core schema."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        yaml.resolver.BaseResolver.__init__(self)
+
+
+def _resolve_core_schema() -> None:
+    for tag, regexp, first in [
+        ("null", _NULL, ["~", "n", "N", ""]),
+        ("bool", _BOOL, list("tTfF")),
+        ("int", _INT, list("-+0123456789")),
+        ("float", _FLOAT, list("-+.0123456789")),
+        ("merge", re.compile(r"<<\Z"), ["<"]),  # recognised only to be refused by its name
+    ]:
+        _CoreLoader.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", regexp, first)
+
+
+_resolve_core_schema()
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree of a one-document stream (``yaml.compose`` with :class:`_CoreLoader`)."""
+    loader = _CoreLoader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 class _Converter:
@@ -42,7 +105,6 @@ class _Converter:
         self.path = path
         self.lines: dict[_Path, int] = {}
         self.nodes = 0
-        self._scalars = yaml.constructor.SafeConstructor()
 
     def fail(self, node: yaml.Node, where: _Path, message: str) -> ScenarioError:
         return ScenarioError(self.path, node.start_mark.line + 1, _dotted(where), message)
@@ -55,13 +117,18 @@ class _Converter:
         if depth > LIMITS["depth"]:
             raise self.fail(node, where, f"nesting deeper than {LIMITS['depth']} levels")
         self.lines.setdefault(where, node.start_mark.line + 1)
-        if node.tag not in _TAGS:
-            raise self.fail(node, where, f"YAML tag {node.tag!r} is not allowed")
+        tag = node.tag
+        if tag == _MERGE and isinstance(node, yaml.ScalarNode) and node.value == "<<":
+            tag = _STR  # a plain << anywhere but as a key is the text "<<"
+        if tag not in _TAGS:
+            raise self.fail(node, where, f"YAML tag {excerpt(tag)} is not allowed")
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != \
-                        "tag:yaml.org,2002:str":
+                if key_node.tag == _MERGE:
+                    raise self.fail(key_node, where, "merge keys (<<) are not supported; "
+                                    "write the keys out")
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
                     raise self.fail(key_node, where, "keys must be plain strings")
                 key = key_node.value
                 if key in out:
@@ -73,16 +140,51 @@ class _Converter:
             return [self.convert(item, (*where, i), depth + 1) for i, item in enumerate(node.value)]
         if len(node.value) > LIMITS["scalar_chars"]:
             raise self.fail(node, where, f"value longer than {LIMITS['scalar_chars']} characters")
-        try:
-            return self._scalars.construct_object(node)
-        except (yaml.YAMLError, ValueError, OverflowError) as exc:
-            raise self.fail(node, where, f"bad value: {exc}") from None
+        return self.scalar(node, where, tag)
+
+    def scalar(self, node: yaml.Node, where: _Path, tag: str) -> Any:
+        """The value of a scalar by its tag (resolved, or written as ``!!int`` and the like)."""
+        kind, value = tag.rsplit(":", 1)[1], node.value
+        if kind == "str":
+            return value
+        if kind == "null" and _NULL.match(value):
+            return None
+        if kind == "bool" and _BOOL.match(value):
+            return value.lower() == "true"
+        if kind == "int" and _LEADING_ZERO.match(value):
+            raise self.fail(node, where, _leading_zero(value))
+        if kind == "int" and _INT.match(value):
+            base = {"0o": 8, "0x": 16}.get(value[:2], 10)
+            try:
+                return int(value[2:] if base != 10 else value, base)
+            except ValueError:  # more decimal digits than Python converts
+                raise self.fail(node, where, f"integer of {len(value)} digits is too long "
+                                "to read") from None
+        if kind == "float" and _FLOAT.match(value):
+            special = value.lower().lstrip("+-")
+            if special == ".nan":
+                return math.nan
+            if special == ".inf":
+                return -math.inf if value.startswith("-") else math.inf
+            return float(value)
+        raise self.fail(node, where, f"bad value: {excerpt(value)} is not a YAML "
+                        f"{_KINDS.get(kind, kind)}")
 
     def line_of(self, where: _Path) -> int:
         for end in range(len(where), -1, -1):
             if where[:end] in self.lines:
                 return self.lines[where[:end]]
         return 0
+
+
+def _leading_zero(value: str) -> str:
+    """Why ``010`` is refused, and what to write instead."""
+    digits = value.lstrip("+-").lstrip("0") or "0"
+    decimal = escape(("-" if value.startswith("-") else "") + digits, EXCERPT_CHARS)
+    octal = f"0o{escape(digits, EXCERPT_CHARS)} for octal, " if value.isdigit() and not set(
+        digits) & {"8", "9"} else ""
+    return (f"leading zero in {excerpt(value)} is ambiguous (YAML 1.1 reads it as octal): "
+            f"write {decimal} for decimal, {octal}or quote it for text")
 
 
 def _present(data: Any, where: _Path) -> bool:
@@ -95,9 +197,11 @@ def _present(data: Any, where: _Path) -> bool:
 
 
 def _dotted(where: Iterable[str | int]) -> str:
+    """``params.secret``, ``engines[2]``; each key escaped and cut short (keys come from files)."""
     out = ""
     for part in where:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        key = escape(part, EXCERPT_CHARS) if isinstance(part, str) else ""
+        out += f"[{part}]" if isinstance(part, int) else (f".{key}" if out else key)
     return out
 
 
@@ -133,7 +237,7 @@ def _first_error(
 ) -> ScenarioError:
     err = exc.errors()[0]
     where: _Path = tuple(err["loc"])
-    message = err["msg"]
+    message = err["msg"].removeprefix("Value error, ")
     if err["type"] == FIELD_ERROR:  # a check across fields names the field it is about
         ctx = err.get("ctx", {})
         field: _Path = tuple(ctx["field"].split("."))
@@ -145,13 +249,30 @@ def _first_error(
         message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     elif err["type"] == "missing":
         message = "required key is missing"
-    elif err["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
-        if "input" in err and not isinstance(err["input"], (dict, list)):
-            message = f"{message} (got {err['input']!r:.60})"
     elif "input" in err and not isinstance(err["input"], (dict, list)):
-        message = f"{message} (got {err['input']!r:.60})"
+        message = _with_input(err["type"], message, err["input"])
     return ScenarioError(conv.path, conv.line_of(where), _dotted(where), message)
+
+
+def _with_input(kind: str, message: str, value: Any) -> str:
+    """``message`` about ``value`` (a scalar from the file), which it shows as a short excerpt.
+
+    A value that YAML 1.1 would have read as a boolean or a number, given where one is
+    expected, gets a hint: it is text under the YAML 1.2 rules the loader follows.
+    """
+    shown = excerpt(value)
+    if isinstance(value, str):
+        message = message.replace(repr(value), shown)  # a validator may quote the whole value
+    if kind == "bool_type":
+        message = "expected true or false"
+        if isinstance(value, str) and value.lower() in _YAML11_BOOL:
+            return (f"{message} (got {shown}); YAML 1.1 words like yes/no/on/off are not "
+                    "booleans here")
+    message = f"{message} (got {shown})"
+    if kind in ("int_type", "float_type") and isinstance(value, str) and \
+            _YAML11_NUMBER.match(value):
+        message += "; YAML 1.1 forms such as 1:30, 1_000 or 0b101 are text here"
+    return message
 
 
 def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
@@ -167,7 +288,7 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
         raise ScenarioError(path, line, "", f"not UTF-8 text (byte {exc.start})") from None
     conv = _Converter(path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except RecursionError:
         raise ScenarioError(path, 0, "", f"nesting deeper than {LIMITS['depth']} levels") from None
     except yaml.MarkedYAMLError as exc:
@@ -195,7 +316,10 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
 def _read_bounded(name: str) -> bytes:
     """Read at most one byte more than the limit, from a regular file only."""
     try:
-        if not stat.S_ISREG(os.stat(name).st_mode):
+        mode = os.stat(name).st_mode
+        if stat.S_ISDIR(mode):
+            raise ScenarioError(name, 0, "", "is a directory, not a scenario file")
+        if not stat.S_ISREG(mode):
             raise ScenarioError(name, 0, "", "not a regular file")
         with open(name, "rb") as handle:
             return handle.read(LIMITS["file_bytes"] + 1)
@@ -222,28 +346,79 @@ def load_scenario(path: str | Path) -> tuple[Scenario, str]:
     return scenario, name
 
 
-def find_scenario_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand directories into their ``*.yaml`` / ``*.yml`` files (sorted); keep files as given."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml")
-                              and q.is_file()))
+def find_scenario_files(
+    paths: Iterable[str | Path],
+) -> tuple[list[Path], list[ScenarioError]]:
+    """Expand folders into their ``*.yaml`` / ``*.yml`` files (sorted); keep files as given.
+
+    A folder is scanned without leaving it: a symlink whose target is outside the folder is
+    refused (not followed), a symlinked folder inside it is not entered (its files are found
+    under their own path), so a link loop cannot hold the scan. A file named on its own is
+    read wherever a symlink leads.
+
+    Returns:
+        The files, and the problems found: a folder with no scenario files, a folder named
+        like a scenario file, a symlink that leaves its folder, a folder that cannot be read.
+    """
+    files: list[Path] = []
+    errors: list[ScenarioError] = []
+    for given in paths:
+        p = Path(given)
+        if not p.is_dir():
+            files.append(p)
+        elif p.suffix in _SUFFIXES:
+            errors.append(ScenarioError(str(given), 0, "", "is a directory, not a scenario file"))
         else:
-            out.append(p)
-    return out
+            found, problems = _scan(p)
+            files.extend(found)
+            errors.extend(problems)
+            if not found and not problems:
+                name = str(given) if str(given).endswith(os.sep) else f"{given}{os.sep}"
+                errors.append(ScenarioError(name, 0, ScenarioError.FOLDER, "no scenario files "
+                                            "(*.yaml, *.yml) in this folder"))
+    return files, errors
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[ScenarioError]]:
+    """The scenario files under ``folder``, and the symlinks refused for leaving it."""
+    base = os.path.realpath(folder)
+    files: list[Path] = []
+    errors: list[ScenarioError] = []
+
+    def unreadable(exc: OSError) -> None:
+        errors.append(ScenarioError(str(exc.filename or folder), 0, ScenarioError.FOLDER,
+                                    f"cannot read: {exc.strerror or exc}"))
+
+    def leaves(entry: Path, field: str = "") -> bool:
+        if not entry.is_symlink():
+            return False
+        if os.path.commonpath([base, os.path.realpath(entry)]) == base:
+            return False
+        errors.append(ScenarioError(str(entry), 0, field, "symlink leaves the folder, not "
+                                    "followed"))
+        return True
+
+    for top, dirs, names in os.walk(folder, onerror=unreadable):  # never into a symlinked dir
+        here = Path(top)
+        for name in dirs:
+            leaves(here / name, ScenarioError.FOLDER)
+        for name in names:
+            entry = here / name
+            if entry.suffix in _SUFFIXES and not leaves(entry) and entry.is_file():
+                files.append(entry)
+    return sorted(files), sorted(errors, key=lambda e: e.path)
 
 
 def load_scenarios(
     paths: Iterable[str | Path],
 ) -> tuple[list[tuple[Scenario, str]], list[ScenarioError]]:
-    """Load every file; bad files become errors and do not stop the others.
+    """Load every file (folders as :func:`find_scenario_files` scans them); bad files and the
+    problems of the scan become errors and do not stop the others.
 
     Scenario ids must be unique across the run.
     """
-    files = find_scenario_files(paths)
+    files, errors = find_scenario_files(paths)
     loaded: list[tuple[Scenario, str]] = []
-    errors: list[ScenarioError] = []
     if len(files) > LIMITS["files"]:
         errors.append(ScenarioError(str(files[LIMITS["files"]]), 0, "",
                                     f"more than {LIMITS['files']} scenario files; rest skipped"))

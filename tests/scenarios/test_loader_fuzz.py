@@ -6,6 +6,7 @@ frame check. Failing examples found by hypothesis are kept below as explicit reg
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,8 @@ def _check(tmp_path: Path, raw: bytes) -> None:
     except ScenarioError as exc:
         line = exc.one_line()
         assert line.startswith(str(path)) and "\n" not in line
+        unsafe = [c for c in line if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+        assert not unsafe, line
 
 
 SETTINGS = settings(max_examples=400, deadline=None,
@@ -86,6 +89,20 @@ def test_valid_skeleton_with_random_parameters(tmp_path: Path, doc: dict[str, ob
     _check(tmp_path, yaml.safe_dump(doc).encode())
 
 
+@SETTINGS
+@given(doc=st.dictionaries(st.text(max_size=80), st.one_of(SCALARS, st.text()), max_size=4),
+       where=st.sampled_from(["", "params", "platform", "expect", "teaching"]))
+def test_any_key_or_text_gives_one_escaped_line(tmp_path: Path, doc: dict[str, object],
+                                                where: str) -> None:
+    base: dict[str, object] = {"id": "x", "title": "t", "attack": "kernel-map-leak",
+                               "teaching": {"summary": "s"}}
+    if where:
+        base[where] = doc
+    else:
+        base.update(doc)
+    _check(tmp_path, yaml.safe_dump(base, allow_unicode=True).encode())
+
+
 SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
 """A valid scenario: a case built on it is refused for its own line, not for a missing key."""
 
@@ -94,9 +111,13 @@ SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
     # float overflow in a scalar: 1.0e+400 reads as inf (YAML 1.1 wants the dot)
     (SKELETON + b"platform: {memory_pages: 1.0e+400}\n",
      ":5: platform.memory_pages: Input should be a valid integer (got inf)"),
-    # without the dot YAML 1.1 reads no float at all: a string, refused as one
+    # YAML 1.2 reads a float without the dot as well (1.1 read the text '1e400')
     (SKELETON + b"platform: {memory_pages: 1e400}\n",
-     ":5: platform.memory_pages: Input should be a valid integer (got '1e400')"),
+     ":5: platform.memory_pages: Input should be a valid integer (got inf)"),
+    # a hex integer too long to write in decimal is described, not printed
+    (SKELETON + b"platform: {memory_pages: 0x" + b"f" * 5000 + b"}\n",
+     ":5: platform.memory_pages: Input should be less than or equal to 65536 (got an integer "
+     "of 20000 bits)"),
     # a non-plain tag
     (b"id: !!binary AAAA\n", ":1: id: YAML tag 'tag:yaml.org,2002:binary' is not allowed"),
     # a self-referencing alias
@@ -108,9 +129,9 @@ SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
     # two documents
     (b"--- {}\n--- {}\n", ":2: (file): invalid YAML: but found another document"),
     # a merge key
-    (b"<<: {id: x}\n", ":1: (file): keys must be plain strings"),
-], ids=["float-overflow", "float-without-dot", "binary-tag", "self-alias", "nan", "bom",
-        "two-documents", "merge-key"])
+    (b"<<: {id: x}\n", ":1: (file): merge keys (<<) are not supported"),
+], ids=["float-overflow", "float-without-dot", "long-hex", "binary-tag", "self-alias", "nan",
+        "bom", "two-documents", "merge-key"])
 def test_regressions(tmp_path: Path, raw: bytes, refused: str | None) -> None:
     """Each case loads, or is refused on one line for the reason its comment names."""
     path = tmp_path / "fuzz.yaml"
