@@ -7,12 +7,12 @@ directly from a notebook.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from ._version import __version__
 
-if TYPE_CHECKING:  # the names below are loaded on first use (see __getattr__)
+if _typing.TYPE_CHECKING:  # the names below are loaded on first use (see __getattr__)
     from . import registry
     from .attacks import Attack, AttackContext, AttackParams, Verdict
     from .errors import (
@@ -43,11 +43,11 @@ _HOMES = {
 ``testbed`` command can take over Ctrl-C before the heavy imports start."""
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'testbed' has no attribute {name!r}")
-    module = importlib.import_module(home, __name__)
+    module = _importlib.import_module(home, __name__)
     value = module if name == "registry" else getattr(module, name)
     globals()[name] = value
     return value

@@ -27,3 +27,7 @@ def main() -> None:
     from .cli import main as cli
 
     cli()
+
+
+if __name__ == "__main__":  # python -m testbed._main
+    main()

@@ -27,6 +27,7 @@ from .errors import ScenarioError
 from .results import ResultRow, RunInfo, RunStore, StoreError, write_junit, write_results_json
 from .results.publish import OutputError, StagedOutput
 from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, units
+from .text import escape
 from .types import Outcome
 
 __all__ = ["main"]
@@ -39,8 +40,8 @@ MAX_SEED = 2**63 - 1
 
 
 def _clean(text: str) -> str:
-    """Text from a plugin or a scenario, safe for a terminal: no control characters."""
-    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+    """Text from a plugin or a scenario, safe for one terminal line (see :mod:`testbed.text`)."""
+    return escape(text)
 
 
 def _origin(distribution: str) -> str:
@@ -308,7 +309,7 @@ def validate(files: tuple[str, ...]) -> None:
     _echo_plugin_problems()
     scenarios, errors = load_scenarios(files)
     for scenario, source in scenarios:
-        click.echo(f"ok: {source}: {scenario.id} ({scenario.attack})")
+        click.echo(f"ok: {_clean(source)}: {scenario.id} ({scenario.attack})")
     _echo_weak_evidence(scenarios)
     _echo_errors(errors)
     sys.exit(EXIT_FAILURE if errors or not scenarios else EXIT_OK)
@@ -461,7 +462,7 @@ def list_(paths: tuple[str, ...]) -> None:
         scenarios, errors = load_scenarios(targets)
         click.echo("scenarios:")
         for scenario, source in scenarios:
-            click.echo(f"  {scenario.id:<30} {scenario.attack:<20} {source}")
+            click.echo(f"  {scenario.id:<30} {scenario.attack:<20} {_clean(source)}")
         _echo_errors(errors)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import sqlite3
 import subprocess
@@ -154,10 +155,10 @@ FOREIGN_FILES: list[tuple[Callable[[Path, ResultRow], None], str]] = [
     (our_tables_and_more, "(no memcrypt-testbed schema; tables: notes, results, runs)"),
     (our_names_other_columns, "(no memcrypt-testbed schema; tables: results, runs)"),
     (sqlite_without_tables, "(no memcrypt-testbed schema; no tables): refusing to write to it"),
-    (newer_schema, "written by another memcrypt-testbed version (schema version 2; this one "
-                   "knows 1 to 1)"),
+    (newer_schema, f"written by another memcrypt-testbed version (schema version "
+                   f"{SCHEMA_VERSION + 1}; this one knows 1 to {SCHEMA_VERSION})"),
     (marked_other_tables, "marked as a memcrypt-testbed history, but its tables are not those "
-                          "of schema version 1"),
+                          f"of schema version {SCHEMA_VERSION}"),
 ]
 
 
@@ -579,3 +580,53 @@ def test_a_path_with_uri_characters_is_the_file_it_names(tmp_path: Path, row: Re
     assert RunStore.open(path).record(info(), [row]) == 1
     assert sorted(p.name for p in path.parent.iterdir()) == ["h?mode=ro#.sqlite"]
     assert ids(RunStore.open(path, read_only=True)) == [1]
+
+
+# -- pending runs: recorded before the outputs are published, settled after ---------------
+
+def _published_folder(folder: Path, run_id: int | None) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "results.json").write_text(json.dumps({"run": {"history_id": run_id}}))
+    return folder
+
+
+def test_a_pending_run_counts_only_once_its_folder_holds_it(tmp_path: Path,
+                                                         row: ResultRow) -> None:
+    store = RunStore(tmp_path / "h.sqlite")
+    first = store.record(info(), [row])
+    out = _published_folder(tmp_path / "out", first)
+    pending = store.record(info(), [row], pending_in=out)
+    assert [r.id for r in store.runs()] == [first]  # its folder still holds the first run
+    assert store.previous_of_same_scenarios(pending) == first
+    _published_folder(out, pending)  # the folder was exchanged, then the process was killed
+    assert [r.id for r in store.runs()] == [first, pending]
+    store.settle_pending(out)
+    _published_folder(out, None)
+    assert [r.id for r in store.runs()] == [first, pending]  # now published for good
+
+
+def test_a_pending_run_whose_folder_never_appeared_is_dropped(tmp_path: Path,
+                                                            row: ResultRow) -> None:
+    store = RunStore(tmp_path / "h.sqlite")
+    out = _published_folder(tmp_path / "out", None)
+    pending = store.record(info(), [row], pending_in=out)
+    other = store.record(info(), [row], pending_in=tmp_path / "elsewhere")
+    store.settle_pending(out)
+    assert not store.run_exists(pending)
+    assert store.run_exists(other)  # another folder's pending run is left alone
+    store.forget(other)
+    assert not store.run_exists(other)
+
+
+def test_a_version_1_history_gains_the_pending_columns_on_its_next_write(
+    tmp_path: Path, row: ResultRow
+) -> None:
+    path = tmp_path / "h.sqlite"
+    sql(path, LEGACY_SCHEMA)
+    store = RunStore(path)
+    assert store.runs() == []
+    store.record(info(), [row])
+    assert marker(path) == (APPLICATION_ID, SCHEMA_VERSION) == (APPLICATION_ID, 2)
+    with closing(sqlite3.connect(path)) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+    assert columns[-2:] == ["published", "out_dir"]
