@@ -315,3 +315,24 @@ def test_a_read_only_mount_is_one_line(tmp_path: Path) -> None:
         assert "Read-only file system" in _one_error_line(output)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_mount_point_folder_is_published_in_place(tmp_path: Path) -> None:
+    """A Docker volume cannot be renamed: the run is staged and locked inside it, and moved in
+    entry by entry (a user's own file stays)."""
+    out = tmp_path / "volume"
+    if not _mount_tmpfs(out, "size=8m"):
+        pytest.skip("mounting a tmpfs needs root and mount rights (not available here)")
+    try:
+        (out / "keep.txt").write_text("mine")
+        for seed in (1, 2):
+            code, output = _invoke("run", str(SCENARIOS / CHEAP[0]), "--out", str(out),
+                                   "--seed", str(seed), "--jobs", "1")
+            assert code == 0, output
+            run = _consistent(out)
+            assert run is not None and run[0] == seed
+        assert (out / "keep.txt").read_text() == "mine"
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]
+        assert not list(tmp_path.glob(".volume.*"))  # nothing beside the mount point
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)

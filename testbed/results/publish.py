@@ -12,6 +12,11 @@ old folder aside, and the next run puts it back before anything else.
 
 Publishing holds a lock (``.reports.lock`` beside the target), so two runs into one folder at
 once publish one after the other, each whole.
+
+A target that is a mount point (a Docker volume) cannot be renamed. There the staging folder
+and the lock are made inside the target, and publishing moves the run's entries in one by one,
+each atomically (the ``scenarios`` folder by an exchange), the index last: a kill in between
+can leave the new pages beside the old index, and the next run finishes the job.
 """
 
 from __future__ import annotations
@@ -91,6 +96,9 @@ class StagedOutput:
         self.staging = self._parent / f".{self._name}.staging-{os.getpid()}-{secrets.token_hex(4)}"
         self.published = False
         """Whether the new folder is in place (from then on the run is the published one)."""
+        self.in_place = False
+        """Whether the target is a mount point, published entry by entry (see the module)."""
+        self._lock_path = self._parent / f".{self._name}.lock"
 
     # -- before any work -------------------------------------------------------------------
     def prepare(self) -> None:
@@ -104,6 +112,10 @@ class StagedOutput:
             raise OutputError(f"{self.target}: cannot write a run's outputs to the root folder")
         if self._absolute.exists() and not self._absolute.is_dir():
             raise OutputError(f"{self.target}: exists and is not a folder")
+        if self._absolute.is_dir() and os.path.ismount(self._absolute):
+            self.in_place = True
+            self.staging = self._absolute / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
+            self._lock_path = self._absolute / ".lock"
         try:
             self._parent.mkdir(parents=True, exist_ok=True)
             self.staging.mkdir()
@@ -121,9 +133,8 @@ class StagedOutput:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the target's publishing lock (waits for another run's publish to finish)."""
-        path = self._parent / f".{self._name}.lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise OutputError(f"{self.target}: cannot lock: {_reason(exc)}") from None
         try:
@@ -142,7 +153,9 @@ class StagedOutput:
             OutputError: carrying over or renaming failed; the target is unchanged.
         """
         try:
-            if self._absolute.is_dir():
+            if self.in_place:
+                self._move_in()
+            elif self._absolute.is_dir():
                 self._carry_over()
                 if _exchange(self.staging, self._absolute):
                     self.published = True
@@ -168,6 +181,24 @@ class StagedOutput:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _move_in(self) -> None:
+        """Publish into a mount point: entry by entry, each atomic, the index last."""
+        for name in ("scenarios", "results.csv", "results.json", "index.html"):
+            src, dst = self.staging / name, self._absolute / name
+            if not src.exists():
+                continue
+            if src.is_dir() and dst.is_dir() and not dst.is_symlink():
+                if not _exchange(src, dst):
+                    aside = self.staging / f".old-{name}"
+                    os.rename(dst, aside)
+                    os.rename(src, dst)
+            else:
+                if dst.is_dir() and not dst.is_symlink():
+                    shutil.rmtree(dst)
+                os.replace(src, dst)
+        self.published = True
+        shutil.rmtree(self.staging, ignore_errors=True)
+
     def _carry_over(self) -> None:
         for entry in os.scandir(self._absolute):
             if entry.name in OWNED:
@@ -183,9 +214,13 @@ class StagedOutput:
     def _recover(self) -> None:
         """Undo what a run killed while publishing left: put an old folder back where the
         target is missing, remove staging folders of runs that are gone."""
-        prefix_old, prefix_stage = f".{self._name}.old-", f".{self._name}.staging-"
+        if self.in_place:
+            prefix_old, prefix_stage, folder = "\0", ".staging-", self._absolute
+        else:
+            prefix_old, prefix_stage = f".{self._name}.old-", f".{self._name}.staging-"
+            folder = self._parent
         try:
-            entries = list(os.scandir(self._parent))
+            entries = list(os.scandir(folder))
         except OSError:
             return
         for entry in entries:
