@@ -192,8 +192,9 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
     try:
         out.prepare()
         if junit_path is not None:
+            junit_path = Path(os.path.abspath(junit_path))
             junit_tmp = _stage_beside(junit_path)
-        store = RunStore.open(db_path or out_dir / HISTORY)
+        store = RunStore.open(Path(os.path.abspath(db_path or out_dir / HISTORY)))
     except (OutputError, StoreError, OSError) as exc:
         out.discard()
         click.echo(f"error: {exc}", err=True)

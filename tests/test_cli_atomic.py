@@ -336,3 +336,16 @@ def test_a_mount_point_folder_is_published_in_place(tmp_path: Path) -> None:
         assert not list(tmp_path.glob(".volume.*"))  # nothing beside the mount point
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+def test_the_current_folder_cannot_be_the_output_folder(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """It is replaced as a whole: the shell would be left in a deleted folder."""
+    inner = tmp_path / "here"
+    inner.mkdir()
+    monkeypatch.chdir(inner)
+    for out in (".", str(tmp_path)):
+        code, output = _invoke("run", str(SCENARIOS / CHEAP[0]), "--out", out)
+        assert code == 1, output
+        assert "cannot be the current folder or hold it" in _one_error_line(output)
+    assert list(inner.iterdir()) == []

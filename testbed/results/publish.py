@@ -112,6 +112,11 @@ class StagedOutput:
             raise OutputError(f"{self.target}: cannot write a run's outputs to the root folder")
         if self._absolute.exists() and not self._absolute.is_dir():
             raise OutputError(f"{self.target}: exists and is not a folder")
+        here = Path(os.path.abspath(os.getcwd()))
+        if not os.path.ismount(self._absolute) and (here == self._absolute
+                                                    or self._absolute in here.parents):
+            raise OutputError(f"{self.target}: the output folder is replaced as a whole, so it "
+                              "cannot be the current folder or hold it; use a subfolder")
         if self._absolute.is_dir() and os.path.ismount(self._absolute):
             self.in_place = True
             self.staging = self._absolute / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
