@@ -241,6 +241,10 @@ class Attack(ABC, Generic[P]):
             attack needs a cipher or an untrusted hypervisor to exist at all). The control
             runs with no mitigations and no ciphertext hiding
             (:func:`testbed.results.verdicts.attribute`).
+        platform_settings: the settings of ``platform:`` made for one experiment
+            (``reduced_width_bits``, ``ciphertext_hiding``, ``secretmem_reserve_pages``) that
+            it makes use of; the loader refuses the others on its scenarios. ``None`` (the
+            default): the attack does not say, and every setting is accepted.
     """
 
     kind: ClassVar[str]
@@ -249,6 +253,7 @@ class Attack(ABC, Generic[P]):
     Params: type[P]
     Metrics: ClassVar[type[BaseMetrics]]
     control_engine: ClassVar[str] = "none"
+    platform_settings: ClassVar[frozenset[str] | None] = None
 
     def precondition(self, machine: Machine, params: P) -> str | None:
         """Why the threat does not exist on ``machine`` (``None``: it does)."""

@@ -128,6 +128,7 @@ class AttestationBypass(Attack[AttestationParams]):
     capabilities = ("malicious_hypervisor",)
     Params = AttestationParams
     Metrics = AttestationMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: AttestationParams) -> Verdict:
         m, log = ctx.machine, ctx.log

@@ -153,6 +153,7 @@ class CaptureCompare(Attack[CaptureCompareParams]):
     capabilities = ("bus_interposer", "chosen_plaintext")
     Params = CaptureCompareParams
     Metrics = CaptureCompareMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: CaptureCompareParams) -> Verdict:
         m, log = ctx.machine, ctx.log

@@ -47,6 +47,7 @@ class CrossDomainReplay(Attack[CrossDomainReplayParams]):
     Params = CrossDomainReplayParams
     Metrics = BaseMetrics
     """It measures nothing beyond its evidence."""
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: CrossDomainReplayParams) -> Verdict:
         m, log = ctx.machine, ctx.log

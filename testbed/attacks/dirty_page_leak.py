@@ -142,6 +142,7 @@ class DirtyPageLeak(Attack[DirtyPageLeakParams]):
     capabilities = ("malicious_hypervisor",)
     Params = DirtyPageLeakParams
     Metrics = DirtyPageLeakMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: DirtyPageLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log

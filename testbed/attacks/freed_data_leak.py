@@ -60,6 +60,7 @@ class FreedDataLeak(Attack[FreedDataLeakParams]):
     capabilities = ("uninit_page_read",)
     Params = FreedDataLeakParams
     Metrics = FreedDataLeakMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: FreedDataLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log

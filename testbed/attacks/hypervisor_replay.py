@@ -61,6 +61,8 @@ class HypervisorReplay(Attack[HypervisorReplayParams]):
     Metrics = HypervisorReplayMetrics
     control_engine = "sev"
     """The threat needs a hypervisor the guest does not trust; ``sev`` has no defence against it."""
+    platform_settings = frozenset({"ciphertext_hiding"})
+    """SEV-SNP ciphertext hiding blanks what the hypervisor reads of the guest."""
 
     def precondition(self, machine: Machine, params: HypervisorReplayParams) -> str | None:
         if not machine.engine.isolates_guests:

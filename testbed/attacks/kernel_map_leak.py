@@ -61,6 +61,7 @@ class KernelMapLeak(Attack[KernelMapLeakParams]):
     capabilities = ("kernel_read_bug",)
     Params = KernelMapLeakParams
     Metrics = KernelMapLeakMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: KernelMapLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log

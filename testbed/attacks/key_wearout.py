@@ -212,6 +212,8 @@ class KeyWearout(Attack[KeyWearoutParams]):
     capabilities = ("bus_interposer", "chosen_plaintext")
     Params = KeyWearoutParams
     Metrics = KeyWearoutMetrics
+    platform_settings = frozenset({"reduced_width_bits"})
+    """The reduced-width cipher, whose collisions come within seconds."""
     control_engine = "tme"
     """The threat needs a cipher to wear out; ``tme`` has no defence against it."""
 

@@ -93,6 +93,8 @@ class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     capabilities = ("unprivileged_task",)
     Params = SecretmemExhaustionParams
     Metrics = SecretmemExhaustionMetrics
+    platform_settings = frozenset({"secretmem_reserve_pages"})
+    """The ``secretmem=`` reservation its files take their pages from."""
 
     def run(self, ctx: AttackContext, params: SecretmemExhaustionParams) -> Verdict:
         m, log = ctx.machine, ctx.log

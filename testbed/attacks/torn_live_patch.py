@@ -198,6 +198,7 @@ class TornLivePatch(Attack[TornLivePatchParams]):
     capabilities = ("concurrent_execution",)
     Params = TornLivePatchParams
     Metrics = TornLivePatchMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: TornLivePatchParams) -> Verdict:
         m, log = ctx.machine, ctx.log

@@ -33,6 +33,7 @@ from ..results.verdicts import MARGIN_LOG2, MAX_TRIALS
 from ..types import Outcome
 
 __all__ = [
+    "EXPERIMENT_SETTINGS",
     "AttackName",
     "EngineName",
     "MitigationSpec",
@@ -45,6 +46,9 @@ __all__ = [
 
 FIELD_ERROR = "scenario_field"
 """The pydantic error type of a check across fields; its context names the field it is about."""
+EXPERIMENT_SETTINGS = ("reduced_width_bits", "ciphertext_hiding", "secretmem_reserve_pages")
+"""The settings of ``platform:`` made for one experiment: an attack that says which ones it
+uses (:attr:`~testbed.attacks.Attack.platform_settings`) is refused the others."""
 
 
 def field_error(field: str, message: str, *, near: str = "") -> PydanticCustomError:
@@ -211,7 +215,23 @@ class Scenario(_Strict):
             if engine not in self.engines:
                 raise field_error(f"expect.{engine}",
                                   f"engine {engine!r} is not in this scenario's engines")
+        self._check_settings()
         return self
+
+    def _check_settings(self) -> None:
+        """Refuse a setting made for one experiment that this scenario's attack does not use."""
+        used = registry.attacks.get(self.attack).platform_settings
+        if used is None:
+            return
+        for name in EXPERIMENT_SETTINGS:
+            if name in used or getattr(self.platform, name) == (
+                    PlatformSpec.model_fields[name].default):
+                continue
+            users = [attack.kind for attack in registry.attacks
+                     if name in (attack.platform_settings or ())]
+            raise field_error(f"platform.{name}",
+                              f"attack {self.attack!r} makes no use of this setting (it is "
+                              f"for {', '.join(users) or 'no registered attack'}); remove it")
 
     def evidence_warning(self) -> str | None:
         """Why this scenario can never reach a verdict of success (``None``: it can).
