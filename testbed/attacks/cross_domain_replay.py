@@ -28,6 +28,7 @@ from ._base import (
     judge_bytes,
     plant_secret,
 )
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["CrossDomainReplay", "CrossDomainReplayParams"]
 
@@ -38,6 +39,10 @@ class CrossDomainReplayParams(SecretParams):
     victim: Literal["process", "guest"] = Field("guest", description="who holds the secret")
     attacker: Literal["process", "guest"] = Field(
         "guest", description="the domain the attacker owns")
+
+    def work(self, machine: MachineShape) -> Work:
+        """A few lines written and read: the run and its machine."""
+        return Work((run_part(machine),))
 
 
 class CrossDomainReplay(Attack[CrossDomainReplayParams]):

@@ -20,6 +20,7 @@ from ..platform import Machine
 from ..results import chance_text
 from ..types import LINE_SIZE, PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["HypervisorReplay", "HypervisorReplayMetrics", "HypervisorReplayParams"]
 
@@ -45,6 +46,10 @@ class HypervisorReplayParams(AttackParams):
     def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
         """The rolled-back value, 8 bits per byte."""
         return -8.0 * len(self.old_value.encode("utf-8"))
+
+    def work(self, machine: MachineShape) -> Work:
+        """A few lines written and read: the run and its machine."""
+        return Work((run_part(machine),))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from ._base import (
     judge_bytes,
     plant_secret,
 )
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["KernelMapLeak", "KernelMapLeakMetrics", "KernelMapLeakParams"]
 
@@ -45,6 +46,10 @@ class KernelMapLeakParams(SecretParams):
             raise ValueError(f"offset + secret size must fit in one page ({PAGE_SIZE} bytes), "
                              f"got {self.offset} + {self.secret_size}")
         return self
+
+    def work(self, machine: MachineShape) -> Work:
+        """One page written and read: the run and its machine."""
+        return Work((run_part(machine),))
 
 
 @dataclass(frozen=True)
