@@ -39,6 +39,7 @@ from ..results.chance import (
 )
 from ..results.verdicts import Verdict
 from ..types import Outcome, PhysAddr
+from .cost import MachineShape, Work
 
 __all__ = [
     "Actor",
@@ -71,6 +72,14 @@ class AttackParams(BaseModel):
         attack does not say. The scenario warns when even that cannot beat
         :data:`~testbed.results.verdicts.MARGIN_LOG2` over its trials. ``block_bits`` is the
         width of the cipher's block (the reduced-width cipher's, or 128)."""
+        return None
+
+    def work(self, machine: MachineShape) -> Work | None:
+        """An upper bound on the work of one run on ``machine``, under any built-in engine, in
+        work units (:mod:`testbed.attacks.cost`), or ``None``: the attack does not say (the
+        default), and the loader accepts it without a bound. The loader multiplies it by the
+        scenario's trials and refuses a job above
+        :data:`~testbed.attacks.cost.JOB_LIMIT_UNITS`."""
         return None
 
 
@@ -241,6 +250,10 @@ class Attack(ABC, Generic[P]):
             attack needs a cipher or an untrusted hypervisor to exist at all). The control
             runs with no mitigations and no ciphertext hiding
             (:func:`testbed.results.verdicts.attribute`).
+        platform_settings: the settings of ``platform:`` made for one experiment
+            (``reduced_width_bits``, ``ciphertext_hiding``, ``secretmem_reserve_pages``) that
+            it makes use of; the loader refuses the others on its scenarios. ``None`` (the
+            default): the attack does not say, and every setting is accepted.
     """
 
     kind: ClassVar[str]
@@ -249,6 +262,7 @@ class Attack(ABC, Generic[P]):
     Params: type[P]
     Metrics: ClassVar[type[BaseMetrics]]
     control_engine: ClassVar[str] = "none"
+    platform_settings: ClassVar[frozenset[str] | None] = None
 
     def precondition(self, machine: Machine, params: P) -> str | None:
         """Why the threat does not exist on ``machine`` (``None``: it does)."""

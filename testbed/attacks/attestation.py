@@ -58,12 +58,18 @@ from ._base import (
     judge_bytes,
     make_secret,
 )
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["AttestationBypass", "AttestationMetrics", "AttestationParams"]
 
 CMDLINE_SIZE = 256
 """The image starts with the kernel command line, NUL-padded to this many bytes."""
 MAX_IMAGE_PAGES = 16
+LAUNCH_UNITS = 12_000
+"""Work units of one launch and attestation: the vendor's and the PSP's keys, the
+certificate chain, signing and verifying (:mod:`testbed.attacks.cost`)..."""
+IMAGE_PAGE_UNITS = 500
+"""...and per page of the launch image, written, measured and read back."""
 
 
 class AttestationParams(SecretParams):
@@ -97,6 +103,16 @@ class AttestationParams(SecretParams):
         # The image, plus the page the secret goes to (an earlier boot is gone by then).
         return self.image_pages + 1
 
+    def work(self, machine: MachineShape) -> Work:
+        """One launch, two with ``replay`` (the earlier boot it records), each with its
+        image."""
+        launches = 2 if self.tamper == "replay" else 1
+        per_launch = LAUNCH_UNITS + IMAGE_PAGE_UNITS * self.image_pages
+        return Work((run_part(machine),
+                     (f"{launches} launch(es) of a {self.image_pages}-page image",
+                      launches * per_launch)),
+                    hint="lower params.image_bytes")
+
 
 @dataclass
 class _Launched:
@@ -128,6 +144,7 @@ class AttestationBypass(Attack[AttestationParams]):
     capabilities = ("malicious_hypervisor",)
     Params = AttestationParams
     Metrics = AttestationMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: AttestationParams) -> Verdict:
         m, log = ctx.machine, ctx.log

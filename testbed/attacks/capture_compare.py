@@ -24,6 +24,7 @@ from ..errors import AttackError
 from ..results import DictionaryPlot, PlotData, omitted_when_none
 from ..types import LINE_SIZE, PAGE_SIZE
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict, judge_bytes
+from .cost import MachineShape, Work, run_part
 
 __all__ = [
     "CaptureCompare",
@@ -37,6 +38,10 @@ __all__ = [
 PREFIX = b"PIN:"
 MAX_DIGITS = 8
 MAX_BATCHES = 10_000
+CANDIDATE_UNITS = 0.02
+"""Work units per candidate written and compared (:mod:`testbed.attacks.cost`)."""
+CALL_UNITS = 120
+"""Work units per engine call (a batch of candidates)."""
 
 
 class CaptureCompareParams(AttackParams):
@@ -59,6 +64,17 @@ class CaptureCompareParams(AttackParams):
     def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
         """One PIN of ``pin_digits`` digits: 1 in 10^digits."""
         return -self.pin_digits * math.log2(10)
+
+    def work(self, machine: MachineShape) -> Work:
+        """The whole dictionary, written in batches (a key of its own leaves nothing to
+        match, so nothing stops it early)."""
+        space = 10**self.pin_digits
+        calls = -(-space // self.batch)
+        return Work((run_part(machine),
+                     (f"{space:,} candidates", CANDIDATE_UNITS * space),
+                     (f"{calls:,} engine calls of {min(space, self.batch):,} candidates",
+                      CALL_UNITS * calls)),
+                    hint="lower params.pin_digits or raise params.batch")
 
 
 _DIGITS3 = np.array([[ord(c) for c in f"{i:03d}"] for i in range(1000)], dtype=np.uint8)
@@ -153,6 +169,7 @@ class CaptureCompare(Attack[CaptureCompareParams]):
     capabilities = ("bus_interposer", "chosen_plaintext")
     Params = CaptureCompareParams
     Metrics = CaptureCompareMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: CaptureCompareParams) -> Verdict:
         m, log = ctx.machine, ctx.log

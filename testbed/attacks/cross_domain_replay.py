@@ -28,6 +28,7 @@ from ._base import (
     judge_bytes,
     plant_secret,
 )
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["CrossDomainReplay", "CrossDomainReplayParams"]
 
@@ -39,6 +40,10 @@ class CrossDomainReplayParams(SecretParams):
     attacker: Literal["process", "guest"] = Field(
         "guest", description="the domain the attacker owns")
 
+    def work(self, machine: MachineShape) -> Work:
+        """A few lines written and read: the run and its machine."""
+        return Work((run_part(machine),))
+
 
 class CrossDomainReplay(Attack[CrossDomainReplayParams]):
     kind = "cross-domain-replay"
@@ -47,6 +52,7 @@ class CrossDomainReplay(Attack[CrossDomainReplayParams]):
     Params = CrossDomainReplayParams
     Metrics = BaseMetrics
     """It measures nothing beyond its evidence."""
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: CrossDomainReplayParams) -> Verdict:
         m, log = ctx.machine, ctx.log

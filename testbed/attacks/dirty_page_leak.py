@@ -33,6 +33,7 @@ from ..results import DirtyBitmapPlot, PlotData, TraceInterval, chance_text, log
 from ..results.chance import byte_chance
 from ..types import PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, BaseMetrics, SecretParams, Verdict, plant_secret
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["DirtyPageLeak", "DirtyPageLeakMetrics", "DirtyPageLeakParams", "judge_bits"]
 
@@ -45,6 +46,15 @@ CHANCE_LIMIT = 1e-6
 BUFFERS = (1, 2)
 """Guest pages of the two buffers the secret bit chooses between (page 0 holds the key)."""
 MDEV = "mdev"
+INTERVAL_UNITS = 40
+"""Work units per interval: the guest's requests, one bitmap read and its decoding
+(:mod:`testbed.attacks.cost`)..."""
+PIN_UNITS = 8
+"""...per page the device works on (pinned and unpinned)..."""
+BITMAP_PAGE_UNITS = 1.0
+"""...and per guest page the bitmap covers."""
+GUEST_PAGE_UNITS = 100
+"""Work units per guest page set up and mapped for the device."""
 
 
 class DirtyPageLeakParams(SecretParams):
@@ -73,6 +83,17 @@ class DirtyPageLeakParams(SecretParams):
 
     def pages_needed(self) -> int:
         return self.guest_pages
+
+    def work(self, machine: MachineShape) -> Work:
+        """One interval per secret bit, each pinning its pages and reading the bitmap."""
+        intervals = 8 * self.secret_size
+        pages = len(BUFFERS) + self.background_pages
+        per_interval = (INTERVAL_UNITS + PIN_UNITS * pages
+                        + BITMAP_PAGE_UNITS * self.guest_pages)
+        return Work((run_part(machine),
+                     (f"{self.guest_pages} guest pages", GUEST_PAGE_UNITS * self.guest_pages),
+                     (f"{intervals:,} intervals of {pages} pages", per_interval * intervals)),
+                    hint="use a shorter secret or fewer params.background_pages")
 
     def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
         """Every bit of random bytes is a coin flip; a text secret by its alphabet."""
@@ -142,6 +163,7 @@ class DirtyPageLeak(Attack[DirtyPageLeakParams]):
     capabilities = ("malicious_hypervisor",)
     Params = DirtyPageLeakParams
     Metrics = DirtyPageLeakMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: DirtyPageLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log

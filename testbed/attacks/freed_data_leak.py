@@ -29,8 +29,15 @@ from ._base import (
     judge_bytes,
     plant_secret,
 )
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["FreedDataLeak", "FreedDataLeakMetrics", "FreedDataLeakParams"]
+
+
+PAGE_UNITS = 150
+"""Work units per victim page (:mod:`testbed.attacks.cost`)."""
+DIRECT_MAP_PAGE_UNITS = 0.1
+"""Work units per frame of a direct map made for the victim's old KeyID."""
 
 
 class FreedDataLeakParams(SecretParams):
@@ -47,6 +54,15 @@ class FreedDataLeakParams(SecretParams):
     def pages_needed(self) -> int:
         return self.victim_pages
 
+    def work(self, machine: MachineShape) -> Work:
+        """Each victim page allocated, written, freed (and cleared), then reallocated and
+        read; a stale KeyID's direct map covers the whole memory."""
+        return Work((run_part(machine),
+                     (f"{self.victim_pages} victim pages", PAGE_UNITS * self.victim_pages),
+                     ("a direct map of the victim's KeyID",
+                      DIRECT_MAP_PAGE_UNITS * machine.memory_pages)),
+                    hint="lower params.victim_pages")
+
 
 @dataclass(frozen=True)
 class FreedDataLeakMetrics(BaseMetrics):
@@ -60,6 +76,7 @@ class FreedDataLeak(Attack[FreedDataLeakParams]):
     capabilities = ("uninit_page_read",)
     Params = FreedDataLeakParams
     Metrics = FreedDataLeakMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: FreedDataLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log

@@ -20,6 +20,7 @@ from ..platform import Machine
 from ..results import chance_text
 from ..types import LINE_SIZE, PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["HypervisorReplay", "HypervisorReplayMetrics", "HypervisorReplayParams"]
 
@@ -46,6 +47,10 @@ class HypervisorReplayParams(AttackParams):
         """The rolled-back value, 8 bits per byte."""
         return -8.0 * len(self.old_value.encode("utf-8"))
 
+    def work(self, machine: MachineShape) -> Work:
+        """A few lines written and read: the run and its machine."""
+        return Work((run_part(machine),))
+
 
 @dataclass(frozen=True)
 class HypervisorReplayMetrics(BaseMetrics):
@@ -61,6 +66,8 @@ class HypervisorReplay(Attack[HypervisorReplayParams]):
     Metrics = HypervisorReplayMetrics
     control_engine = "sev"
     """The threat needs a hypervisor the guest does not trust; ``sev`` has no defence against it."""
+    platform_settings = frozenset({"ciphertext_hiding"})
+    """SEV-SNP ciphertext hiding blanks what the hypervisor reads of the guest."""
 
     def precondition(self, machine: Machine, params: HypervisorReplayParams) -> str | None:
         if not machine.engine.isolates_guests:

@@ -29,6 +29,7 @@ from ._base import (
     judge_bytes,
     plant_secret,
 )
+from .cost import MachineShape, Work, run_part
 
 __all__ = ["KernelMapLeak", "KernelMapLeakMetrics", "KernelMapLeakParams"]
 
@@ -46,6 +47,10 @@ class KernelMapLeakParams(SecretParams):
                              f"got {self.offset} + {self.secret_size}")
         return self
 
+    def work(self, machine: MachineShape) -> Work:
+        """One page written and read: the run and its machine."""
+        return Work((run_part(machine),))
+
 
 @dataclass(frozen=True)
 class KernelMapLeakMetrics(BaseMetrics):
@@ -61,6 +66,7 @@ class KernelMapLeak(Attack[KernelMapLeakParams]):
     capabilities = ("kernel_read_bug",)
     Params = KernelMapLeakParams
     Metrics = KernelMapLeakMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: KernelMapLeakParams) -> Verdict:
         m, log = ctx.machine, ctx.log

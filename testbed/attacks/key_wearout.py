@@ -47,11 +47,29 @@ from ._base import (
     BaseMetrics,
     Verdict,
 )
+from .cost import MachineShape, Work, boot_units, run_part
 
 __all__ = ["KeyWearout", "KeyWearoutMetrics", "KeyWearoutParams", "birthday_probability"]
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 MAX_TOTAL_PAIRS = 1 << 22
+BLOCK_UNITS = 2.0
+"""Work units per block captured: drawn, stored and looked up (:mod:`testbed.attacks.cost`)."""
+WRITE_UNITS = 130
+"""Work units per victim write and bus read of a packet..."""
+LINE_UNITS = 3.0
+"""...and per line it holds."""
+CANDIDATE_UNITS = 300
+"""Work units per candidate collision checked: two writes and two bus reads."""
+ROTATION_UNITS = 100
+"""Work units per key rotation: a new key..."""
+ROTATION_PAGE_UNITS = 300
+"""...and per page of the domain, decrypted and encrypted again."""
+STOP_MARGIN = 12
+"""A trial that can confirm a collision ends at its first one. The estimate charges it one page
+of blocks (a collision of the attacker's own key needs a second page) and ``STOP_MARGIN`` x
+2^(n/2) blocks more: at n bits, q blocks hold no collision with a chance of about
+exp(-q^2 / 2^(n+1)), below e^-36 that far even when only half of the pairs count."""
 
 
 class KeyWearoutParams(AttackParams):
@@ -86,6 +104,64 @@ class KeyWearoutParams(AttackParams):
     def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
         """The chosen value lands in every trial: 1 in 2^block_bits per trial."""
         return -float(block_bits) * self.trials
+
+    def work(self, machine: MachineShape) -> Work:
+        """Per trial: a reboot, the blocks captured, the candidate collisions among them
+        (each checked with two writes) and the key rotations of the writes.
+
+        A trial stops at its first confirmed collision, which comes after about 2^(n/2)
+        blocks (:data:`STOP_MARGIN`), unless there is none to find: at 128 bits, or when the
+        key is rotated before one can appear. Then every trial captures ``max_pairs`` blocks.
+        """
+        width = machine.options.reduced_width_bits
+        per_line = LINE_SIZE // (16 if width is None else 4)
+        page_blocks = PAGE_SIZE // LINE_SIZE * per_line
+        rotate = machine.mitigations.key_rotation_blocks
+        blocks = self.max_pairs
+        if width is not None:
+            tail = page_blocks + STOP_MARGIN * 2.0 ** (width / 2)
+            wear = tail + 2 * _candidates(tail, width) * per_line + page_blocks
+            if not rotate or rotate >= wear:  # one key holds all those blocks
+                blocks = min(blocks, math.ceil(tail))
+        candidates = 0.0
+        if width is not None:
+            expected = _candidates(blocks, width)
+            candidates = expected + 4 * math.sqrt(expected) + 8  # with room for chance
+        lines = -(-blocks // per_line)  # written a packet at a time, never across a page
+        page_lines = PAGE_SIZE // LINE_SIZE
+        writes = (lines // page_lines * -(-page_lines // self.packet_lines)
+                  + -(-(lines % page_lines) // self.packet_lines))
+        rotations = 0.0
+        if rotate:
+            wear_blocks = blocks + 2 * candidates * per_line + self.packet_lines * per_line
+            rotations = min(writes + 2 * candidates + 2, wear_blocks // rotate + 1)
+        n = self.trials
+        each = f"{n} trials x " if n > 1 else ""
+        parts = [
+            run_part(machine),
+            (f"{n} boot(s) of the machine", n * boot_units(machine.memory_pages)),
+            (f"{each}{blocks:,} blocks captured in {writes:,} writes of "
+             f"{self.packet_lines} line(s)",
+             n * (BLOCK_UNITS * blocks + WRITE_UNITS * writes + LINE_UNITS * lines)),
+        ]
+        if candidates:
+            parts.append((f"{each}about {candidates:,.0f} candidate collisions checked",
+                          n * CANDIDATE_UNITS * candidates))
+        if rotations:
+            parts.append((f"{each}{rotations:,.0f} key rotations of {self.buffer_pages} "
+                          "page(s)", n * rotations * (ROTATION_UNITS
+                                                      + ROTATION_PAGE_UNITS * self.buffer_pages)))
+        hint = "lower params.max_pairs or params.trials, raise params.packet_lines"
+        if rotate:
+            hint += ", or raise mitigations.key_rotation_blocks"
+        return Work(tuple(parts), hint=hint)
+
+
+def _candidates(blocks: float, bits: int) -> float:
+    """Expected blocks among ``blocks`` whose ``P xor C`` repeats an earlier one, at n bits:
+    the blocks less the distinct values, ``q - 2^n (1 - (1 - 2^-n)^q)``."""
+    space = 2.0**bits
+    return max(0.0, blocks + space * math.expm1(blocks * math.log1p(-1 / space)))
 
 
 def birthday_probability(pairs: float, bits: int) -> float:
@@ -212,6 +288,8 @@ class KeyWearout(Attack[KeyWearoutParams]):
     capabilities = ("bus_interposer", "chosen_plaintext")
     Params = KeyWearoutParams
     Metrics = KeyWearoutMetrics
+    platform_settings = frozenset({"reduced_width_bits"})
+    """The reduced-width cipher, whose collisions come within seconds."""
     control_engine = "tme"
     """The threat needs a cipher to wear out; ``tme`` has no defence against it."""
 

@@ -38,8 +38,23 @@ from ._base import (
     Verdict,
     make_secret,
 )
+from .cost import MachineShape, Work, boot_units, run_part
 
 __all__ = ["SecretmemExhaustion", "SecretmemExhaustionMetrics", "SecretmemExhaustionParams"]
+
+FAULT_UNITS = 100
+"""Work units per secret page faulted: cleared through the engine, out of the direct maps
+(:mod:`testbed.attacks.cost`)."""
+FILE_UNITS = 200
+"""Work units per secretmem file opened and mapped (mmap retried on EAGAIN)."""
+CHUNK_UNITS = 16_000
+"""Work units per 2 MiB chunk a file takes from the ``secretmem=`` reservation: cleared and
+taken out of the direct maps."""
+CHURN_UNITS = 15
+"""Work units per page of background churn the fragmentation workload allocates or frees..."""
+SCAN_UNITS = 0.012
+"""...plus, per free, this much per page the freeing task owns (it looks for the page among
+them: half of them on average)."""
 
 
 class SecretmemExhaustionParams(SecretParams):
@@ -63,6 +78,32 @@ class SecretmemExhaustionParams(SecretParams):
     def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
         """A denial of service is no guess."""
         return None
+
+    def work(self, machine: MachineShape) -> Work:
+        """The attacker's faults, at most its locked-memory limit and the memory secret
+        pages come from, then the fragmentation workload replayed twice on a machine of the same
+        size, unless its pools cannot fit."""
+        reserve = machine.secretmem_reserve_pages
+        faults = min(self.attacker_files * self.pages_per_file, reserve or machine.memory_pages,
+                     machine.mitigations.memlock_limit_pages or machine.memory_pages)
+        chunks = (min(self.attacker_files * -(-self.pages_per_file // PMD_PAGES),
+                      reserve // PMD_PAGES) + 1 if reserve else 0)
+        parts = [run_part(machine),
+                 (f"{self.attacker_files} secretmem file(s)", FILE_UNITS * self.attacker_files),
+                 (f"{faults:,} secret pages faulted by the attacker", FAULT_UNITS * faults),
+                 (f"{chunks} pool chunks cleared", CHUNK_UNITS * chunks)]
+        if self.workload_pages:
+            pages = machine.memory_pages
+            pools = -(-self.workload_pages // PMD_PAGES) * PMD_PAGES  # the fewest it can need
+            if 2 * pools <= pages:
+                churn = (pages - pools) // 2
+                frees = churn // 2
+                replay = (boot_units(pages) + CHURN_UNITS * (churn + frees)
+                          + SCAN_UNITS * frees * churn / 2 + FAULT_UNITS * self.workload_pages)
+                parts.append((f"the fragmentation workload replayed twice on {pages:,} "
+                              f"frames ({churn:,} pages of churn)", 2 * replay))
+        return Work(tuple(parts), hint="lower params.pages_per_file, params.attacker_files or "
+                    "params.workload_pages (0: not measured), or platform.memory_pages")
 
 
 @dataclass(frozen=True)
@@ -93,6 +134,8 @@ class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     capabilities = ("unprivileged_task",)
     Params = SecretmemExhaustionParams
     Metrics = SecretmemExhaustionMetrics
+    platform_settings = frozenset({"secretmem_reserve_pages"})
+    """The ``secretmem=`` reservation its files take their pages from."""
 
     def run(self, ctx: AttackContext, params: SecretmemExhaustionParams) -> Verdict:
         m, log = ctx.machine, ctx.log

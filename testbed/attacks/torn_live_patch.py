@@ -48,6 +48,7 @@ from ..platform import (
 from ..results import omitted_when_none
 from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
+from .cost import MachineShape, Work, run_part
 
 __all__ = [
     "TornExecution",
@@ -63,6 +64,12 @@ TEXT_BASE = 0xFFFF_FFFF_8100_0000
 SITE_STRIDE = 16
 MAX_RANDOM_STEPS = 2_000_000
 """Scheduler steps one random exploration may take in all (interleavings x steps each)."""
+INTERLEAVING_UNITS = {"exhaustive": 30.0, "random": 18.0}
+"""Work units per interleaving explored, by exploration (:mod:`testbed.attacks.cost`)..."""
+STEP_UNITS = {"exhaustive": 0.2, "random": 2.0}
+"""...per step it may take..."""
+EXECUTION_UNITS = {"exhaustive": 1.2, "random": 12.0}
+"""...and per instruction the CPUs execute in it."""
 
 InsnName = Literal["nop5", "call", "jmp32", "nop2", "jmp8"]
 
@@ -108,6 +115,23 @@ class TornLivePatchParams(AttackParams):
                     f"interleavings x steps per schedule = {self.interleavings} x "
                     f"{run.max_steps()} with {patcher.value}; the limit is {MAX_RANDOM_STEPS}")
         return self
+
+    def work(self, machine: MachineShape) -> Work:
+        """The interleavings explored with the patcher in force (``text_poke_bp`` with the
+        INT3 protocol), each charged by the steps it may take and the instructions run."""
+        patcher = Patcher.TEXT_POKE_BP if machine.mitigations.text_poke_bp else Patcher.TEXT_POKE
+        run = build(self, patcher)
+        exhaustive = self.explore == "exhaustive"
+        count = count_interleavings(run) if exhaustive else self.interleavings
+        steps = run.max_steps()
+        executions = self.cpus * self.sites * self.visits
+        each = (INTERLEAVING_UNITS[self.explore] + STEP_UNITS[self.explore] * steps
+                + EXECUTION_UNITS[self.explore] * executions)
+        hint = ("use fewer params.cpus, params.sites or params.visits, or params.explore: random"
+                if exhaustive else "lower params.interleavings")
+        return Work((run_part(machine),
+                     (f"{count:,} {self.explore} interleavings of up to {steps} steps with "
+                      f"{patcher.value}", count * each)), hint=hint)
 
 
 def _site(i: int) -> int:
@@ -198,6 +222,7 @@ class TornLivePatch(Attack[TornLivePatchParams]):
     capabilities = ("concurrent_execution",)
     Params = TornLivePatchParams
     Metrics = TornLivePatchMetrics
+    platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: TornLivePatchParams) -> Verdict:
         m, log = ctx.machine, ctx.log

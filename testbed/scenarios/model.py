@@ -26,13 +26,16 @@ from pydantic_core import PydanticCustomError
 
 from .. import registry
 from ..attacks import AttackParams
-from ..platform import MAX_MEMORY_PAGES, Mitigations, MktmeEngine, SevEngine
+from ..attacks.cost import JOB_LIMIT_UNITS, LIMIT_TEXT, MachineShape, Work, units_text
+from ..platform import MAX_MEMORY_PAGES, EngineOptions, Mitigations, MktmeEngine, SevEngine
 from ..platform.mm import RESERVED_FRAMES
 from ..results.chance import chance_text
 from ..results.verdicts import MARGIN_LOG2, MAX_TRIALS
 from ..types import Outcome
 
 __all__ = [
+    "EXPERIMENT_SETTINGS",
+    "WORK_LIMIT_CONTEXT",
     "AttackName",
     "EngineName",
     "MitigationSpec",
@@ -45,6 +48,13 @@ __all__ = [
 
 FIELD_ERROR = "scenario_field"
 """The pydantic error type of a check across fields; its context names the field it is about."""
+WORK_LIMIT_CONTEXT = "work_limit_units"
+"""Key of the validation context that sets another limit on a job's work than
+:data:`~testbed.attacks.cost.JOB_LIMIT_UNITS` (``Scenario.model_validate(doc,
+context={WORK_LIMIT_CONTEXT: units})``; the tests use smaller budgets)."""
+EXPERIMENT_SETTINGS = ("reduced_width_bits", "ciphertext_hiding", "secretmem_reserve_pages")
+"""The settings of ``platform:`` made for one experiment: an attack that says which ones it
+uses (:attr:`~testbed.attacks.Attack.platform_settings`) is refused the others."""
 
 
 def field_error(field: str, message: str, *, near: str = "") -> PydanticCustomError:
@@ -200,7 +210,7 @@ class Scenario(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> Scenario:
+    def _consistent(self, info: ValidationInfo) -> Scenario:
         usable = self.platform.memory_pages - RESERVED_FRAMES
         if self.params.pages_needed() > usable:
             raise field_error("platform.memory_pages",
@@ -211,7 +221,71 @@ class Scenario(_Strict):
             if engine not in self.engines:
                 raise field_error(f"expect.{engine}",
                                   f"engine {engine!r} is not in this scenario's engines")
+        self._check_settings()
+        limit = (info.context or {}).get(WORK_LIMIT_CONTEXT, JOB_LIMIT_UNITS)
+        self._check_work(limit)
         return self
+
+    def _check_settings(self) -> None:
+        """Refuse a setting made for one experiment that this scenario's attack does not use."""
+        used = registry.attacks.get(self.attack).platform_settings
+        if used is None:
+            return
+        for name in EXPERIMENT_SETTINGS:
+            if name in used or getattr(self.platform, name) == (
+                    PlatformSpec.model_fields[name].default):
+                continue
+            users = [attack.kind for attack in registry.attacks
+                     if name in (attack.platform_settings or ())]
+            raise field_error(f"platform.{name}",
+                              f"attack {self.attack!r} makes no use of this setting (it is "
+                              f"for {', '.join(users) or 'no registered attack'}); remove it")
+
+    def machine_shape(self, *, control: bool = False) -> MachineShape:
+        """The machine a run of this scenario builds, as its work depends on it; with
+        ``control``, that of the control run (no mitigations, no ciphertext hiding)."""
+        p = self.platform
+        options = EngineOptions(reduced_width_bits=p.reduced_width_bits,
+                                keyid_bits=p.keyid_bits, asids=p.asids,
+                                ciphertext_hiding=p.ciphertext_hiding and not control)
+        return MachineShape(p.memory_pages, options,
+                            Mitigations() if control else self.mitigations,
+                            p.secretmem_reserve_pages)
+
+    def _run_work(self) -> tuple[Work, bool] | None:
+        """The larger estimate of one run, the scenario's own or its control's (``True``)."""
+        own = self.params.work(self.machine_shape())
+        bare = self.params.work(self.machine_shape(control=True))
+        if own is None or bare is None:
+            return None
+        return (bare, True) if bare.units > own.units else (own, False)
+
+    def job_units(self) -> float | None:
+        """The estimated work of one job of this scenario (one engine, every trial), the larger
+        of its own runs and its control's, in work units (:mod:`testbed.attacks.cost`);
+        ``None`` when the attack does not estimate its work."""
+        found = self._run_work()
+        return None if found is None else found[0].units * self.trials
+
+    def _check_work(self, limit: float) -> None:
+        found = self._run_work()
+        if found is None or found[0].units * self.trials <= limit:
+            return
+        work, control = found
+        runs = (f"{self.trials} trials of {work.units:,.0f} work units each"
+                if self.trials > 1 else "one trial")
+        whose = "the control of a job (no mitigations)" if control else "a job"
+        limit_text = (LIMIT_TEXT if limit == JOB_LIMIT_UNITS else
+                      "the limit set for this validation")
+        lower = [work.hint] if work.hint else []
+        if self.trials > 1:
+            lower.append("use fewer trials")
+        field = "trials" if self.trials > 1 and work.units <= limit else "params"
+        raise field_error(
+            field, f"{whose} (one engine, {runs}) is estimated at "
+            f"{units_text(work.units * self.trials)}, over the limit of {limit:,.0f} "
+            f"({limit_text}); most of the work: {work.largest()}"
+            + (f"; to fit, {' or '.join(lower)}" if lower else ""), near="attack")
 
     def evidence_warning(self) -> str | None:
         """Why this scenario can never reach a verdict of success (``None``: it can).

@@ -9,13 +9,15 @@ different CPUs (those steps only read the text and their own state, so they comm
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import heapq
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...errors import ConfigError, TooManyInterleavings
 from .livepatch import PATCHER, ExecClass, Execution, LivePatch
+from .patching import OpKind
 
 __all__ = [
     "MAX_INTERLEAVINGS",
@@ -27,8 +29,6 @@ __all__ = [
 
 MAX_INTERLEAVINGS = 100_000
 """Hard cap on the interleavings one exploration runs."""
-MAX_COUNT_STATES = 200_000
-"""Distinct states the exact count may visit before the case is declared too large."""
 
 
 # -- exploring interleavings ----------------------------------------------------------------
@@ -82,43 +82,120 @@ def _choices(run: LivePatch, last_cpu: int) -> list[int]:
     return out + [k for k in range(max(last_cpu, 1), run.cpus + 1) if run.cpu_enabled(k)]
 
 
-_Node = tuple[LivePatch, int, Hashable]
-"""A state, the CPU that took the last step (0: the patcher), and the memo key of both."""
+@dataclass(frozen=True)
+class _Layer:
+    """One CPU's schedules with the patcher, cut after the patcher's ``j``-th step and any
+    number of that CPU's steps: how many such prefixes there are, how many end with the CPU
+    through its program, and how many with no sync waiting for it."""
+
+    prefixes: int
+    finished: int
+    unawaited: int
+
+
+def _too_many(start: LivePatch, limit: int) -> TooManyInterleavings:
+    return TooManyInterleavings(
+        f"exhaustive exploration: more than {limit} interleavings for {start.cpus} CPUs "
+        f"and {len(start.sites)} site(s); use fewer CPUs, sites or visits, larger fetch "
+        f"or poke chunks, or sample at random")
+
+
+def _cpu_layers(start: LivePatch, cpu: int, limit: int) -> list[_Layer]:
+    """The schedules of ``cpu`` alone with the patcher, counted after each patcher step.
+
+    A CPU's steps read the text and change only its own state, so where it is after the
+    patcher's ``j``-th step and its own next steps depends on nothing else. Counted forward,
+    layer by layer (patcher steps taken), each layer in the order of the CPU's progress.
+
+    Raises:
+        TooManyInterleavings: a count above ``limit``: every prefix of one CPU's schedule
+            extends to at least one whole interleaving, so the whole count is larger still.
+    """
+    layers: list[_Layer] = []
+    entries: dict[Hashable, tuple[LivePatch, int]] = {start.key(): (start, 1)}
+    for _taken in range(len(start.ops) + 1):
+        runs = {key: run for key, (run, _n) in entries.items()}
+        counts = {key: n for key, (_run, n) in entries.items()}
+        queue = [(run.cpu_progress(cpu), i, key) for i, (key, run) in enumerate(runs.items())]
+        heapq.heapify(queue)
+        while queue:
+            key = heapq.heappop(queue)[2]
+            run = runs[key]
+            if not run.cpu_enabled(cpu):
+                continue
+            child = run.clone()
+            child.step(cpu)
+            ckey = child.key()
+            if ckey not in runs:
+                runs[ckey], counts[ckey] = child, 0
+                heapq.heappush(queue, (child.cpu_progress(cpu), len(runs), ckey))
+            counts[ckey] += counts[key]
+        layer = _Layer(
+            prefixes=sum(counts.values()),
+            finished=sum(n for key, n in counts.items() if not runs[key].cpu_enabled(cpu)),
+            unawaited=sum(n for key, n in counts.items() if not runs[key].sync_waits_for(cpu)))
+        if layer.prefixes > limit:
+            raise _too_many(start, limit)
+        layers.append(layer)
+        entries = {}
+        for key, run in runs.items():
+            if run.patcher_enabled():
+                child = run.clone()
+                child.step(PATCHER)
+                entries[child.key()] = (child, counts[key])
+    return layers
+
+
+def _product(values: Iterable[int]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
 
 
 def count_interleavings(start: LivePatch, limit: int = MAX_INTERLEAVINGS) -> int:
-    """Exactly how many interleavings :func:`explore_all` would run from ``start``.
+    """Exactly how many interleavings :func:`explore_all` would run from ``start``, counted
+    without running them.
 
-    Counts over distinct states (memoised), so it is fast even when the answer is large.
+    CPUs interact only through the patcher: each CPU's steps depend on the patcher's progress
+    and its own state, and a sync waits for the CPUs that were mid-fetch. So a schedule is one
+    path of each CPU among the patcher's steps (:func:`_cpu_layers`) and their number is a
+    product, as for a multinomial coefficient. :func:`explore_all` also runs the schedules that
+    stop early: a CPU step after which the order it keeps (consecutive CPU steps by increasing
+    CPU) allows no step, because the higher CPUs are through and the patcher is through or
+    waits for a lower CPU. Those are counted from the same tables. Each CPU's count stops at
+    ``limit``, so a case far too large is refused after a few patcher steps.
 
     Raises:
-        TooManyInterleavings: more than ``limit``, or more than :data:`MAX_COUNT_STATES` states.
+        TooManyInterleavings: more than ``limit``.
     """
-    memo: dict[Hashable, int] = {}
-    stack: list[tuple[_Node, list[_Node] | None]] = [((start, 0, (start.key(), 0)), None)]
-    while stack:
-        (run, last, key), kids = stack[-1]
-        if key in memo:
-            stack.pop()
-            continue
-        if kids is None:
-            kids = []
-            for thread in _choices(run, last):
-                child = run.clone()
-                child.step(thread)
-                nxt = 0 if thread == PATCHER else thread
-                kids.append((child, nxt, (child.key(), nxt)))
-            stack[-1] = ((run, last, key), kids)
-            stack += [(kid, None) for kid in kids if kid[2] not in memo]
-            continue
-        memo[key] = sum(memo[kid[2]] for kid in kids) if kids else 1
-        stack.pop()
-        if memo[key] > limit or len(memo) > MAX_COUNT_STATES:
-            raise TooManyInterleavings(
-                f"exhaustive exploration: more than {limit} interleavings for {start.cpus} CPUs "
-                f"and {len(start.sites)} site(s); use fewer CPUs, sites or visits, larger fetch "
-                f"or poke chunks, or sample at random")
-    return memo[(start.key(), 0)]
+    ops, n = start.ops, len(start.sites)
+    tables: dict[int, list[_Layer]] = {}
+    per_cpu: list[list[_Layer]] = []
+    for cpu in range(1, start.cpus + 1):
+        program = (cpu - 1) % n  # CPUs with the same program have the same counts
+        if program not in tables:
+            tables[program] = _cpu_layers(start, cpu, limit)
+        per_cpu.append(tables[program])
+    total = _product(t[-1].finished for t in per_cpu)
+    if total > limit:
+        raise _too_many(start, limit)
+    done = len(ops)
+    for j in range(done + 1):
+        if j < done and ops[j].kind is not OpKind.WAIT:
+            continue  # the patcher can step: no schedule stops here
+        # A lower CPU stops the schedule when it is not through (the patch is), or when the
+        # sync waits for it.
+        free = [t[j].finished if j == done else t[j].unawaited for t in per_cpu]
+        for k in range(1, start.cpus):  # the last step is cpu k + 1's
+            last = per_cpu[k]
+            ends = last[j].finished - (last[j - 1].finished if j else 0)
+            through = _product(t[j - 1].finished if j else 0 for t in per_cpu[k + 1:])
+            stuck = _product(t[j].prefixes for t in per_cpu[:k]) - _product(free[:k])
+            total += ends * through * stuck
+            if total > limit:
+                raise _too_many(start, limit)
+    return total
 
 
 def explore_all(start: LivePatch, limit: int = MAX_INTERLEAVINGS) -> Exploration:

@@ -240,6 +240,16 @@ class LivePatch:
         """CPU ``cpu`` (1..N) has an instruction left to execute."""
         return self._cpus[cpu - 1].pc < len(self._setup.programs[cpu - 1])
 
+    def cpu_progress(self, cpu: int) -> tuple[int, int]:
+        """How far CPU ``cpu`` (1..N) is: instructions executed, bytes of the next one fetched.
+        Every step of that CPU makes it larger."""
+        state = self._cpus[cpu - 1]
+        return state.pc, len(state.fetched)
+
+    def sync_waits_for(self, cpu: int) -> bool:
+        """Whether the sync in progress waits for CPU ``cpu`` to finish its instruction."""
+        return cpu in self._pending
+
     def enabled(self) -> list[int]:
         """Threads that can take the next step (:data:`PATCHER` = 0, CPUs 1..N)."""
         out = [PATCHER] if self.patcher_enabled() else []

@@ -1,0 +1,65 @@
+"""Settings of ``platform:`` made for one experiment are refused, at load time, on the
+attacks that make no use of them, instead of failing, or doing nothing, when they run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _support.scenarios import scenario
+from pydantic import ValidationError
+
+from testbed import registry
+from testbed.errors import ScenarioError
+from testbed.scenarios import load_scenario
+from testbed.scenarios.model import EXPERIMENT_SETTINGS
+
+
+def error_of(path: Path) -> ScenarioError:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    return info.value
+
+
+@pytest.mark.parametrize(("attack", "setting", "value"), [
+    (attack, setting, value)
+    for setting, value in [("reduced_width_bits", 24), ("ciphertext_hiding", True),
+                           ("secretmem_reserve_pages", 512)]
+    for attack in registry.attacks.builtin_names()
+    if setting not in (registry.attacks.get(attack).platform_settings or ())
+])
+def test_a_setting_another_attack_uses_is_refused(tmp_path: Path, attack: str, setting: str,
+                                                  value: object) -> None:
+    shown = str(value).lower()
+    path = tmp_path / "s.yaml"
+    path.write_text(f"id: x\ntitle: x\nattack: {attack}\nplatform:\n  memory_pages: 1024\n"
+                    f"  {setting}: {shown}\nteaching: {{summary: x}}\n")
+    exc = error_of(path)
+    assert (exc.line, exc.field) == (6, f"platform.{setting}")
+    assert f"attack {attack!r} makes no use of this setting" in exc.message
+
+
+@pytest.mark.parametrize(("attack", "setting", "value", "users"), [
+    ("key-wearout", "reduced_width_bits", 24, "key-wearout"),
+    ("hypervisor-replay", "ciphertext_hiding", True, "hypervisor-replay"),
+    ("secretmem-exhaustion", "secretmem_reserve_pages", 512, "secretmem-exhaustion"),
+])
+def test_each_setting_is_accepted_where_it_is_used(attack: str, setting: str, value: object,
+                                                   users: str) -> None:
+    s = scenario(attack, platform={"memory_pages": 1024, setting: value})
+    assert getattr(s.platform, setting) == value
+    with pytest.raises(ValidationError, match=f"it is for {users}\\)"):
+        scenario("kernel-map-leak", platform={"memory_pages": 1024, setting: value})
+
+
+def test_every_builtin_attack_says_which_settings_it_uses() -> None:
+    for kind in registry.attacks.builtin_names():
+        used = registry.attacks.get(kind).platform_settings
+        assert used is not None and set(used) <= set(EXPERIMENT_SETTINGS), kind
+
+
+def test_defaults_of_the_settings_are_accepted_everywhere() -> None:
+    for kind in registry.attacks.builtin_names():
+        scenario(kind, platform={"reduced_width_bits": None, "ciphertext_hiding": False,
+                                 "secretmem_reserve_pages": 0},
+                 params={"trials": 1} if kind == "key-wearout" else {})
