@@ -1,0 +1,80 @@
+"""A program: the attacker's capabilities, the steps, and the goal.
+
+As data it reads::
+
+    threat: [kernel_read_bug]
+    program:
+      - {op: create_domain, by: victim, args: {kind: guest}, as: victim}
+      - {op: alloc_pages, by: victim, args: {domain: $victim, secret: true}, as: page}
+      - {op: store_secret, by: victim, args: {address: $page, size: 32}, as: secret}
+      - {op: read_direct_map, by: attacker, args: {address: $secret}, as: leaked}
+    goal: {recovered: leaked}
+
+It is the parameter model of :class:`~testbed.programs.ProgramAttack`, so a scenario's
+``params`` can hold one. Building it runs every load-time check (:mod:`._check`).
+"""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from ..attacks._base import AttackParams
+from ..results.chance import byte_chance, informative_matches, log2_tail
+from ._args_memory import Store, StoreSecret
+from ._check import STEPS_FIELD, check
+from ._step import Goal, Step
+from ._values import CAPABILITIES, MAX_STEPS, Capability
+
+__all__ = ["Program"]
+
+
+class Program(AttackParams):
+    """A list of steps from the fixed vocabulary, the threat they assume, and the goal."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    threat: list[Capability] = Field(max_length=len(CAPABILITIES),
+                                     description="the attacker's capabilities")
+    steps: list[Step] = Field(alias=STEPS_FIELD, min_length=1, max_length=MAX_STEPS,
+                              description="the steps, in order")
+    goal: Goal = Field(description="what success means")
+
+    @model_validator(mode="after")
+    def _checked(self) -> Program:
+        errors = check(self.threat, self.steps, self.goal)
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def pages_needed(self) -> int:
+        """Page frames the steps allocate at most."""
+        return sum(step.args.pages_needed() for step in self.steps)
+
+    @property
+    def guess_space(self) -> int:
+        """Candidates the ``guess`` steps try at most (the program's cost)."""
+        return sum(step.args.guesses() for step in self.steps)
+
+    def secret_step(self) -> StoreSecret | None:
+        """The arguments of the victim's ``store_secret`` step, if there is one."""
+        return next((s.args for s in self.steps if isinstance(s.args, StoreSecret)), None)
+
+    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
+        """The chance of guessing what the goal wants: the secret (text by its alphabet,
+        random bytes at 8 bits, a PIN by its digits) or the bytes the victim should read."""
+        if self.goal.recovered is not None:
+            secret = self.secret_step()
+            if secret is None:
+                return None
+            if secret.space_log2 is not None:
+                return -secret.space_log2
+            if secret.text is None:
+                return -8.0 * secret.secret_size
+            text = secret.text.encode("utf-8")
+            return log2_tail(len(text), informative_matches(text, text), byte_chance(text))
+        if self.goal.victim_reads is not None:
+            for step in self.steps:
+                if step.as_ == self.goal.victim_reads and isinstance(step.args, Store):
+                    data = step.args.literal()
+                    return None if data is None else -8.0 * len(data)
+        return None

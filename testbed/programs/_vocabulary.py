@@ -1,0 +1,174 @@
+"""The step registry: every operation a program may use, with its arguments, who may do it, the
+capability each actor needs, and what it does on the machine.
+
+This table is the one definition of the language: the model validates ``op`` and ``args``
+against it, the load-time checks take actors and capabilities from it, the interpreter runs
+its functions, and the reference page can be generated from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from ..platform import Engine, EngineWithRuntimeRotation
+from . import _ops as ops
+from . import _ops_attack as attack
+from ._args import AllocPages, Args, CreateDomain, DestroyDomain, FreePages
+from ._args_attack import (
+    Capture,
+    Concat,
+    Constant,
+    Guess,
+    HvRead,
+    HvWrite,
+    Reboot,
+    RemapGuestPage,
+    RotateKey,
+    Slice,
+    WriteBus,
+    Xor,
+)
+from ._args_memory import (
+    GuestRead,
+    ReadDirectMap,
+    ReadKeyidMap,
+    ReadOwn,
+    ReadUninit,
+    Store,
+    StoreSecret,
+)
+from ._guess import guess
+from ._runtime import Runtime
+from ._values import Value
+
+__all__ = ["OPS", "OpSpec", "op_names"]
+
+EngineCheck = Callable[[type[Engine]], "str | None"]
+
+
+def _untrusted_hypervisor(engine: type[Engine]) -> str | None:
+    if not engine.isolates_guests:
+        return (f"engine {engine.name} does not protect guests from the hypervisor: the "
+                "hypervisor is trusted there, so a malicious one is out of scope")
+    return None
+
+
+def _rotates(engine: type[Engine]) -> str | None:
+    if not issubclass(engine, EngineWithRuntimeRotation):
+        return f"engine {engine.name} cannot rotate keys at run time"
+    return None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One operation of the language.
+
+    Attributes:
+        actors: who may do it, and the capabilities each needs (none: housekeeping).
+        engine: why the operation means nothing on an engine (``None``: it always does);
+            a program using it is ``not_applicable`` there.
+        binds: whether it produces a value for ``as:``.
+    """
+
+    name: str
+    args: type[Args]
+    actors: Mapping[str, tuple[str, ...]]
+    run: Callable[[Runtime, Any], Value]
+    summary: str
+    example: str
+    binds: bool = True
+    engine: EngineCheck | None = None
+
+
+_V, _A, _H, _K = "victim", "attacker", "hypervisor", "kernel"
+_OWNERS: Mapping[str, tuple[str, ...]] = {_V: (), _A: ()}
+_BUS = {_A: ("bus_interposer",)}
+_HV = {_H: ("malicious_hypervisor",)}
+
+_TABLE = (
+    OpSpec("create_domain", CreateDomain, _OWNERS, ops.create_domain,
+           "a new process or guest, with its own key where the engine gives one",
+           "{op: create_domain, by: victim, args: {kind: guest}, as: victim}"),
+    OpSpec("alloc_pages", AllocPages, _OWNERS, ops.alloc_pages,
+           "page frames for a domain; with until, allocate until the domain owns the frame of "
+           "an address (the attacker taking a freed frame)",
+           "{op: alloc_pages, by: attacker, args: {domain: $me, until: $secret}, as: frame}"),
+    OpSpec("free_pages", FreePages, _OWNERS, ops.free_pages,
+           "give pages back (init_on_free clears them first)",
+           "{op: free_pages, by: victim, args: {address: $pages}}", binds=False),
+    OpSpec("destroy_domain", DestroyDomain, _OWNERS, ops.destroy_domain,
+           "tear a domain down: its pages are freed and its key released",
+           "{op: destroy_domain, by: victim, args: {domain: $victim}}", binds=False),
+    OpSpec("store_secret", StoreSecret, {_V: ()}, ops.store_secret,
+           "the victim stores its secret (text, random bytes or a PIN); binds its address",
+           "{op: store_secret, by: victim, args: {address: $page, size: 32}, as: secret}"),
+    OpSpec("store", Store, {_V: (), _A: ("chosen_plaintext",)}, ops.store,
+           "a domain writes bytes to its own page with its own key",
+           "{op: store, by: victim, args: {address: $page, text: balance=100}, as: old}"),
+    OpSpec("read_own", ReadOwn, _OWNERS, ops.read_own,
+           "a domain reads its own page (the attacker only a page it wrote)",
+           "{op: read_own, by: attacker, args: {address: $frame, length: 32}, as: got}"),
+    OpSpec("read_uninit", ReadUninit, {_A: ("uninit_page_read",)}, ops.read_uninit,
+           "the attacker reads a page it was given before writing it",
+           "{op: read_uninit, by: attacker, args: {address: $frame}, as: leaked}"),
+    OpSpec("read_direct_map", ReadDirectMap, {_A: ("kernel_read_bug",)}, ops.read_direct_map,
+           "a kernel read bug reads any address through the KeyID-0 direct map",
+           "{op: read_direct_map, by: attacker, args: {address: $secret}, as: leaked}"),
+    OpSpec("read_keyid_map", ReadKeyidMap, {_A: ("uninit_page_read",)}, ops.read_keyid_map,
+           "read a frame through a stale kernel mapping carrying a domain's (old) KeyID",
+           "{op: read_keyid_map, by: attacker, args: {address: $secret, keyid_of: $victim}, "
+           "as: leaked}"),
+    OpSpec("guest_read", GuestRead, {_V: ()}, ops.guest_read,
+           "a guest reads its page through its nested page table (SEV-SNP checks the RMP)",
+           "{op: guest_read, by: victim, args: {address: $page, length: 16}, as: seen}"),
+    OpSpec("capture", Capture, _BUS, attack.capture,
+           "read raw DRAM lines on the memory bus (length rounded up to whole lines)",
+           "{op: capture, by: attacker, args: {address: $secret, length: 64}, as: line}"),
+    OpSpec("write_bus", WriteBus, _BUS, attack.write_bus,
+           "drive raw lines onto the bus, bypassing every engine and check",
+           "{op: write_bus, by: attacker, args: {address: $frame, data: $line}}", binds=False),
+    OpSpec("hv_read", HvRead, _HV, attack.hv_read,
+           "the hypervisor reads guest memory through its own mapping",
+           "{op: hv_read, by: hypervisor, args: {address: $old, length: 64}, as: saved}",
+           engine=_untrusted_hypervisor),
+    OpSpec("hv_write", HvWrite, _HV, attack.hv_write,
+           "the hypervisor writes guest memory through its own mapping (SEV-SNP's RMP refuses)",
+           "{op: hv_write, by: hypervisor, args: {address: $old, data: $saved}}", binds=False,
+           engine=_untrusted_hypervisor),
+    OpSpec("remap_guest_page", RemapGuestPage, _HV, attack.remap_guest_page,
+           "the hypervisor points a guest page at another frame in the nested page table",
+           "{op: remap_guest_page, by: hypervisor, args: {address: $page, to: $other}}",
+           binds=False, engine=_untrusted_hypervisor),
+    OpSpec("rotate_key", RotateKey, {_K: ()}, attack.rotate_key,
+           "the kernel replaces a domain's key at run time and re-encrypts its pages",
+           "{op: rotate_key, by: kernel, args: {domain: $victim}}", binds=False,
+           engine=_rotates),
+    OpSpec("reboot", Reboot, {_K: ()}, attack.reboot,
+           "a new machine: new keys, memory lost; only bytes survive in the attacker's notes",
+           "{op: reboot, by: kernel}", binds=False),
+    OpSpec("guess", Guess, {_A: ("bus_interposer", "chosen_plaintext")}, guess,
+           "write each candidate at an address the attacker owns and compare the bus with a "
+           "captured line; binds the matching candidate, or nothing",
+           "{op: guess, by: attacker, args: {address: $frame, target: $line, prefix: 'PIN:', "
+           "digits: 4}, as: pin}"),
+    OpSpec("constant", Constant, {_A: ()}, attack.constant,
+           "bytes the attacker knows, written in the program",
+           "{op: constant, by: attacker, args: {text: 'PIN:'}, as: known}"),
+    OpSpec("slice", Slice, {_A: ()}, attack.slice_bytes, "some bytes of a value",
+           "{op: slice, by: attacker, args: {value: $line, start: 0, length: 16}, as: block}"),
+    OpSpec("xor", Xor, {_A: ()}, attack.xor, "two values of the same length, xored",
+           "{op: xor, by: attacker, args: {a: $c1, b: $c2}, as: delta}"),
+    OpSpec("concat", Concat, {_A: ()}, attack.concat, "values joined in order",
+           "{op: concat, by: attacker, args: {values: [$a, $b]}, as: both}"),
+)
+
+OPS: Mapping[str, OpSpec] = MappingProxyType({spec.name: spec for spec in _TABLE})
+"""Every operation, by name, in reference order."""
+
+
+def op_names() -> tuple[str, ...]:
+    """The vocabulary, in reference order."""
+    return tuple(OPS)

@@ -1,0 +1,143 @@
+"""Fuzzing programs: building one raises only a pydantic ValidationError; running one raises
+only the project's errors and stays within the cost it declared at load time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _support import programs
+from _support.program_steps import EXAMPLES, PRELUDE, doc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from testbed.errors import TestbedError
+from testbed.platform import Mitigations
+from testbed.programs import (
+    CAPABILITIES,
+    GOALS,
+    MAX_GUESSES,
+    OPS,
+    Program,
+    ProgramAttack,
+    ProgramMetrics,
+    run_program,
+)
+from testbed.programs._values import SIDES
+
+NAMES = ["victim", "vpage", "secret", "me", "mine", "line", "frame", "a", "b", "got"]
+REFS = st.one_of(st.sampled_from(NAMES).map(lambda n: f"${n}"), st.text(max_size=6))
+SMALL = st.integers(-2, 70)
+ARGS: dict[str, st.SearchStrategy[Any]] = {
+    "address": REFS, "domain": REFS, "until": REFS, "value": REFS, "keyid_of": REFS,
+    "data": REFS, "to": REFS, "target": REFS, "a": REFS, "b": REFS,
+    "values": st.lists(REFS, max_size=9),
+    "page": SMALL, "to_page": SMALL, "count": SMALL, "digits": st.integers(0, 9),
+    "offset": st.one_of(SMALL, st.integers(0, 5000)), "start": st.integers(-1, 5000),
+    "length": st.one_of(st.none(), SMALL, st.integers(0, 5000)), "size": st.integers(0, 1100),
+    "pad_to": st.one_of(st.none(), st.integers(0, 5000)), "width": st.integers(0, 9),
+    "stop": st.integers(0, 2**20), "secret": st.booleans(),
+    "kind": st.sampled_from(["guest", "process", "kernel"]),
+    "text": st.text(max_size=40), "hex": st.text("0123456789abcdefg", max_size=20),
+    "prefix": st.text(max_size=20),
+    "words": st.lists(st.text(max_size=20), max_size=8),
+    "range": st.fixed_dictionaries({"stop": st.integers(0, 70000)},
+                                   optional={"start": st.integers(-1, 10),
+                                             "width": st.integers(0, 3)}),
+}
+ENGINES = st.sampled_from(["none", "tme", "mktme", "sev", "sev-snp"])
+MITIGATIONS = st.builds(Mitigations, init_on_free=st.booleans(), secretmem=st.booleans())
+
+
+@st.composite
+def steps(draw: st.DrawFn) -> dict[str, Any]:
+    op = draw(st.sampled_from([*OPS, "rowhammer"]))
+    spec = OPS.get(op)
+    fields = list(spec.args.model_fields) if spec else ["address"]
+    keys = draw(st.lists(st.sampled_from([*fields, "junk"]), unique=True, max_size=6))
+    args = {k: draw(ARGS.get(k, st.integers())) for k in keys}
+    actors = list(spec.actors) if spec else list(SIDES)
+    out: dict[str, Any] = {"op": op, "args": args,
+                           "by": draw(st.one_of(st.sampled_from(actors), st.sampled_from(SIDES)))}
+    name = draw(st.one_of(st.none(), st.sampled_from(NAMES)))
+    if name is not None:
+        out["as"] = name
+    return out
+
+
+GOAL = st.builds(lambda kind, name, at: {kind: name, **({"at": at} if at else {})},
+                 st.sampled_from(GOALS), st.sampled_from(NAMES),
+                 st.one_of(st.none(), st.sampled_from(["$vpage", "$secret", "$mine"])))
+
+
+def check(data: dict[str, Any], engine: str, mitigations: Mitigations) -> None:
+    try:
+        prog = Program.model_validate(data)
+    except ValidationError:
+        return
+    assert prog.guess_space <= MAX_GUESSES
+    ctx = programs.context(engine, pages=256, mitigations=mitigations)
+    if ProgramAttack().precondition(ctx.machine, prog) is not None:
+        return
+    allocated, alloc_page = [0], ctx.machine.alloc_page
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        allocated[0] += 1
+        return alloc_page(*args, **kwargs)
+
+    vars(ctx.machine)["alloc_page"] = counting
+    try:
+        run_program(ctx, prog)
+    except TestbedError:
+        pass
+    metrics = ctx.log.metrics
+    assert isinstance(metrics, ProgramMetrics)
+    assert metrics.steps == len(prog.steps) and metrics.steps_run <= metrics.steps
+    assert (metrics.guesses or 0) <= (metrics.guess_space or 0) <= prog.guess_space
+    assert len(ctx.log.steps) <= len(prog.steps) + 1  # one entry a step, one for the goal
+    assert allocated[0] <= prog.pages_needed()
+
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(threat=st.lists(st.sampled_from([*CAPABILITIES, "telepathy"]), max_size=8),
+       prelude=st.booleans(), body=st.lists(steps(), max_size=10), goal=GOAL,
+       engine=ENGINES, mitigations=MITIGATIONS)
+def test_random_programs(threat: list[str], prelude: bool, body: list[dict[str, Any]],
+                         goal: dict[str, Any], engine: str, mitigations: Mitigations) -> None:
+    data = {"threat": threat, "program": [*PRELUDE, *body] if prelude else body, "goal": goal}
+    check(data, engine, mitigations)
+
+
+def _renamed(op: str, k: int) -> list[dict[str, Any]]:
+    """The steps of ``EXAMPLES[op]`` with the names they bind suffixed ``_k`` (so that several
+    examples can follow each other)."""
+    steps = EXAMPLES[op][0]
+    names = {s["as"] for s in steps if "as" in s}
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        if isinstance(value, str) and value.startswith("$") and value[1:] in names:
+            return f"{value}_{k}"
+        return value
+
+    return [{**s, "args": {key: rename(v) for key, v in s["args"].items()},
+             **({"as": f"{s['as']}_{k}"} if "as" in s else {})} for s in steps]
+
+
+@SETTINGS
+@given(ops=st.lists(st.sampled_from(sorted(EXAMPLES)), min_size=1, max_size=4),
+       goal=st.one_of(st.none(), GOAL), engine=ENGINES, mitigations=MITIGATIONS,
+       mutate=st.integers(0, 3), data=st.data())
+def test_mutated_examples(ops: list[str], goal: dict[str, Any] | None, engine: str,
+                          mitigations: Mitigations, mutate: int, data: st.DataObject) -> None:
+    body = [s for k, op in enumerate(ops) for s in _renamed(op, k)]
+    for _ in range(mutate if body else 0):
+        s = data.draw(st.sampled_from(body))
+        if s["args"]:
+            key = data.draw(st.sampled_from(sorted(s["args"])))
+            s["args"][key] = data.draw(ARGS.get(key, st.integers()))
+    check(doc(body, list(CAPABILITIES), goal), engine, mitigations)
