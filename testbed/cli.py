@@ -126,7 +126,7 @@ class _Command(click.Group):
     (2 means an outcome differed from its expectation), Ctrl-C 130 and SIGTERM 143, each with
     one line and no traceback."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - click's entry point
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         handlers = (signal.signal(signal.SIGINT, signal.default_int_handler),
                     signal.signal(signal.SIGTERM, _raise_terminated))
         kwargs["standalone_mode"] = False
