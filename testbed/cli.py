@@ -132,10 +132,7 @@ class _Command(click.Group):
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
-        except click.UsageError as exc:
-            exc.show()
-            sys.exit(EXIT_FAILURE)
-        except click.ClickException as exc:
+        except click.ClickException as exc:  # usage errors included
             exc.show()
             sys.exit(EXIT_FAILURE)
         except (click.Abort, KeyboardInterrupt):
@@ -202,17 +199,14 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
     try:
         rows, info = _run_all(job_list, jobs, seed, wanted)
         run_id = _publish(out, store, info, rows, scenarios, junit_path, junit_tmp)
-    except (OutputError, StoreError) as exc:
+    except BaseException as exc:
         out.discard()
         if junit_tmp is not None:
             junit_tmp.unlink(missing_ok=True)
+        if not isinstance(exc, (OutputError, StoreError)):
+            raise
         click.echo(f"error: {exc}; earlier reports and history are unchanged", err=True)
         sys.exit(EXIT_FAILURE)
-    except BaseException:
-        out.discard()
-        if junit_tmp is not None:
-            junit_tmp.unlink(missing_ok=True)
-        raise
     _summary(rows)
     click.echo(f"report: {out_dir / 'index.html'}")
     click.echo(f"results: {out_dir / 'results.json'}, {out_dir / 'results.csv'}")

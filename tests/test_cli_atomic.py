@@ -255,20 +255,20 @@ def test_an_output_that_cannot_be_written_is_one_line_before_any_work(
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-def _mount_tmpfs(path: Path, *options: str) -> bool:
+def _mount_tmpfs(path: Path, *options: str) -> None:
+    """Mount a tmpfs at ``path``, or skip the test where this process may not mount."""
     path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)],
-                          capture_output=True)
-    return done.returncode == 0
+    done = None if os.geteuid() != 0 else subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)],
+        capture_output=True)
+    if done is None or done.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root and mount rights (not available here)")
 
 
 @pytest.fixture()
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "size=3m"):
-        pytest.skip("mounting a small tmpfs needs root and mount rights (not available here)")
+    _mount_tmpfs(disk, "size=3m")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
@@ -307,8 +307,7 @@ def test_a_full_disk_leaves_the_previous_run_untouched(small_disk: Path) -> None
 
 def test_a_read_only_mount_is_one_line(tmp_path: Path) -> None:
     disk = tmp_path / "ro"
-    if not _mount_tmpfs(disk, "size=1m", "ro"):
-        pytest.skip("mounting a read-only tmpfs needs root and mount rights (not available here)")
+    _mount_tmpfs(disk, "size=1m", "ro")
     try:
         code, output = _invoke("run", str(SCENARIOS / CHEAP[0]), "--out", str(disk / "out"))
         assert code == 1, output
@@ -321,8 +320,7 @@ def test_a_mount_point_folder_is_published_in_place(tmp_path: Path) -> None:
     """A Docker volume cannot be renamed: the run is staged and locked inside it, and moved in
     entry by entry (a user's own file stays)."""
     out = tmp_path / "volume"
-    if not _mount_tmpfs(out, "size=8m"):
-        pytest.skip("mounting a tmpfs needs root and mount rights (not available here)")
+    _mount_tmpfs(out, "size=8m")
     try:
         (out / "keep.txt").write_text("mine")
         for seed in (1, 2):

@@ -95,9 +95,6 @@ class DirtyPageLeakParams(SecretParams):
                      (f"{intervals:,} intervals of {pages} pages", per_interval * intervals)),
                     hint="use a shorter secret or fewer params.background_pages")
 
-    def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
-        """Every bit of random bytes is a coin flip; a text secret by its alphabet."""
-        return super().best_chance_log2(block_bits=block_bits)
 
 
 def chance_probability(correct: int, total: int) -> float:

@@ -90,7 +90,6 @@ class StagedOutput:
         absolute = Path(os.path.abspath(self.target))
         self._parent = absolute.parent
         self._name = absolute.name
-        self._absolute = absolute
         self.absolute = absolute
         """The target as an absolute path."""
         self.staging = self._parent / f".{self._name}.staging-{os.getpid()}-{secrets.token_hex(4)}"
@@ -108,19 +107,19 @@ class StagedOutput:
             OutputError: the target exists and is not a folder, or its parent cannot hold a
                 new folder (missing and not creatable, a file, read-only, full, ``/proc``).
         """
-        if not self._name or self._absolute == self._absolute.parent:
+        if not self._name or self.absolute == self.absolute.parent:
             raise OutputError(f"{self.target}: cannot write a run's outputs to the root folder")
-        if self._absolute.exists() and not self._absolute.is_dir():
+        if self.absolute.exists() and not self.absolute.is_dir():
             raise OutputError(f"{self.target}: exists and is not a folder")
         here = Path(os.path.abspath(os.getcwd()))
-        if not os.path.ismount(self._absolute) and (here == self._absolute
-                                                    or self._absolute in here.parents):
+        if not os.path.ismount(self.absolute) and (here == self.absolute
+                                                    or self.absolute in here.parents):
             raise OutputError(f"{self.target}: the output folder is replaced as a whole, so it "
                               "cannot be the current folder or hold it; use a subfolder")
-        if self._absolute.is_dir() and os.path.ismount(self._absolute):
+        if self.absolute.is_dir() and os.path.ismount(self.absolute):
             self.in_place = True
-            self.staging = self._absolute / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
-            self._lock_path = self._absolute / ".lock"
+            self.staging = self.absolute / f".staging-{os.getpid()}-{secrets.token_hex(4)}"
+            self._lock_path = self.absolute / ".lock"
         try:
             self._parent.mkdir(parents=True, exist_ok=True)
             self.staging.mkdir()
@@ -160,23 +159,23 @@ class StagedOutput:
         try:
             if self.in_place:
                 self._move_in()
-            elif self._absolute.is_dir():
+            elif self.absolute.is_dir():
                 self._carry_over()
-                if _exchange(self.staging, self._absolute):
+                if _exchange(self.staging, self.absolute):
                     self.published = True
                     shutil.rmtree(self.staging, ignore_errors=True)
                     return
                 aside = self._parent / f".{self._name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-                os.rename(self._absolute, aside)
+                os.rename(self.absolute, aside)
                 try:
-                    os.rename(self.staging, self._absolute)
+                    os.rename(self.staging, self.absolute)
                 except OSError:
-                    os.rename(aside, self._absolute)
+                    os.rename(aside, self.absolute)
                     raise
                 self.published = True
                 shutil.rmtree(aside, ignore_errors=True)
             else:
-                os.rename(self.staging, self._absolute)
+                os.rename(self.staging, self.absolute)
                 self.published = True
         except OSError as exc:
             raise OutputError(f"{self.target}: cannot publish the run: {_reason(exc)}") from None
@@ -189,7 +188,7 @@ class StagedOutput:
     def _move_in(self) -> None:
         """Publish into a mount point: entry by entry, each atomic, the index last."""
         for name in ("scenarios", "results.csv", "results.json", "index.html"):
-            src, dst = self.staging / name, self._absolute / name
+            src, dst = self.staging / name, self.absolute / name
             if not src.exists():
                 continue
             if src.is_dir() and dst.is_dir() and not dst.is_symlink():
@@ -205,7 +204,7 @@ class StagedOutput:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def _carry_over(self) -> None:
-        for entry in os.scandir(self._absolute):
+        for entry in os.scandir(self.absolute):
             if entry.name in OWNED:
                 continue
             dest = self.staging / entry.name
@@ -220,7 +219,7 @@ class StagedOutput:
         """Undo what a run killed while publishing left: put an old folder back where the
         target is missing, remove staging folders of runs that are gone."""
         if self.in_place:
-            prefix_old, prefix_stage, folder = "\0", ".staging-", self._absolute
+            prefix_old, prefix_stage, folder = "\0", ".staging-", self.absolute
         else:
             prefix_old, prefix_stage = f".{self._name}.old-", f".{self._name}.staging-"
             folder = self._parent
@@ -230,8 +229,8 @@ class StagedOutput:
             return
         for entry in entries:
             if entry.name.startswith(prefix_old):
-                if not self._absolute.exists():
-                    os.rename(entry.path, self._absolute)
+                if not self.absolute.exists():
+                    os.rename(entry.path, self.absolute)
                 else:
                     shutil.rmtree(entry.path, ignore_errors=True)
             elif entry.name.startswith(prefix_stage) and entry.path != str(self.staging):

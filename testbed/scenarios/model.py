@@ -120,6 +120,12 @@ class PlatformSpec(_Strict):
         "frames, a multiple of 512 (0: secret pages leave the direct map one by one)",
     )
 
+    def engine_options(self) -> EngineOptions:
+        """The options an engine is built with on this platform."""
+        return EngineOptions(reduced_width_bits=self.reduced_width_bits,
+                             keyid_bits=self.keyid_bits, asids=self.asids,
+                             ciphertext_hiding=self.ciphertext_hiding)
+
     @field_validator("secretmem_reserve_pages")
     @classmethod
     def _whole_pmds(cls, value: int) -> int:
@@ -241,15 +247,20 @@ class Scenario(_Strict):
                               f"attack {self.attack!r} makes no use of this setting (it is "
                               f"for {', '.join(users) or 'no registered attack'}); remove it")
 
+    def bare(self) -> Scenario:
+        """This scenario as its control runs it: no mitigations, no ciphertext hiding, the
+        rest unchanged."""
+        return self.model_copy(update={
+            "mitigations": Mitigations(),
+            "platform": self.platform.model_copy(update={"ciphertext_hiding": False}),
+        })
+
     def machine_shape(self, *, control: bool = False) -> MachineShape:
         """The machine a run of this scenario builds, as its work depends on it; with
-        ``control``, that of the control run (no mitigations, no ciphertext hiding)."""
-        p = self.platform
-        options = EngineOptions(reduced_width_bits=p.reduced_width_bits,
-                                keyid_bits=p.keyid_bits, asids=p.asids,
-                                ciphertext_hiding=p.ciphertext_hiding and not control)
-        return MachineShape(p.memory_pages, options,
-                            Mitigations() if control else self.mitigations,
+        ``control``, that of the control run (:meth:`bare`)."""
+        s = self.bare() if control else self
+        p = s.platform
+        return MachineShape(p.memory_pages, p.engine_options(), s.mitigations,
                             p.secretmem_reserve_pages)
 
     def _run_work(self) -> tuple[Work, bool] | None:

@@ -26,7 +26,7 @@ import numpy as np
 from .. import registry
 from ..attacks import Attack, AttackContext, AttackLog, Phase, Verdict
 from ..errors import ConfigError, PlatformRefusal, UnsupportedMitigation
-from ..platform import Engine, EngineOptions, KeySource, Machine, Mitigations
+from ..platform import Engine, KeySource, Machine
 from ..results import Control, Evidence, ResultRow
 from ..results.verdicts import attribute, combine
 from ..types import Outcome
@@ -96,12 +96,7 @@ def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Mac
     s = job.scenario
     mitigations = s.machine_mitigations()
 
-    options = EngineOptions(
-        reduced_width_bits=s.platform.reduced_width_bits,
-        keyid_bits=s.platform.keyid_bits,
-        asids=s.platform.asids,
-        ciphertext_hiding=s.platform.ciphertext_hiding,
-    )
+    options = s.platform.engine_options()
 
     def build() -> Machine:
         if job.engine_class is None:
@@ -195,12 +190,7 @@ def control_of(job: Job) -> Job | None:
     attack = job.attack
     if attack is None or attack.control_engine not in registry.engines:
         return None
-    s = job.scenario
-    bare = s.model_copy(update={
-        "mitigations": Mitigations(),
-        "platform": s.platform.model_copy(update={"ciphertext_hiding": False}),
-    })
-    return Job(bare, job.source, attack.control_engine, job.seed, attack=attack)
+    return Job(job.scenario.bare(), job.source, attack.control_engine, job.seed, attack=attack)
 
 
 def _signature(job: Job) -> tuple[str, int, str, int]:
