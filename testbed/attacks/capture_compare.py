@@ -40,7 +40,7 @@ MAX_DIGITS = 8
 MAX_BATCHES = 10_000
 CANDIDATE_UNITS = 0.02
 """Work units per candidate written and compared (:mod:`testbed.attacks.cost`)."""
-CALL_UNITS = 120
+CALL_UNITS = 240
 """Work units per engine call (a batch of candidates)."""
 
 

@@ -46,7 +46,7 @@ CHANCE_LIMIT = 1e-6
 BUFFERS = (1, 2)
 """Guest pages of the two buffers the secret bit chooses between (page 0 holds the key)."""
 MDEV = "mdev"
-INTERVAL_UNITS = 40
+INTERVAL_UNITS = 80
 """Work units per interval: the guest's requests, one bitmap read and its decoding
 (:mod:`testbed.attacks.cost`)..."""
 PIN_UNITS = 8

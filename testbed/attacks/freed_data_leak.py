@@ -34,7 +34,7 @@ from .cost import MachineShape, Work, run_part
 __all__ = ["FreedDataLeak", "FreedDataLeakMetrics", "FreedDataLeakParams"]
 
 
-PAGE_UNITS = 150
+PAGE_UNITS = 250
 """Work units per victim page (:mod:`testbed.attacks.cost`)."""
 DIRECT_MAP_PAGE_UNITS = 0.1
 """Work units per frame of a direct map made for the victim's old KeyID."""

@@ -61,9 +61,9 @@ LINE_UNITS = 3.0
 """...and per line it holds."""
 CANDIDATE_UNITS = 300
 """Work units per candidate collision checked: two writes and two bus reads."""
-ROTATION_UNITS = 100
+ROTATION_UNITS = 150
 """Work units per key rotation: a new key..."""
-ROTATION_PAGE_UNITS = 300
+ROTATION_PAGE_UNITS = 450
 """...and per page of the domain, decrypted and encrypted again."""
 STOP_MARGIN = 12
 """A trial that can confirm a collision ends at its first one. The estimate charges it one page

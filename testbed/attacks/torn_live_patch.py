@@ -64,11 +64,11 @@ TEXT_BASE = 0xFFFF_FFFF_8100_0000
 SITE_STRIDE = 16
 MAX_RANDOM_STEPS = 2_000_000
 """Scheduler steps one random exploration may take in all (interleavings x steps each)."""
-INTERLEAVING_UNITS = {"exhaustive": 30.0, "random": 18.0}
+INTERLEAVING_UNITS = {"exhaustive": 45.0, "random": 27.0}
 """Work units per interleaving explored, by exploration (:mod:`testbed.attacks.cost`)..."""
-STEP_UNITS = {"exhaustive": 0.2, "random": 2.0}
+STEP_UNITS = {"exhaustive": 0.3, "random": 3.0}
 """...per step it may take..."""
-EXECUTION_UNITS = {"exhaustive": 1.2, "random": 12.0}
+EXECUTION_UNITS = {"exhaustive": 1.8, "random": 18.0}
 """...and per instruction the CPUs execute in it."""
 
 InsnName = Literal["nop5", "call", "jmp32", "nop2", "jmp8"]
