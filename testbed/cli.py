@@ -198,7 +198,7 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
         sys.exit(EXIT_FAILURE)
     try:
         rows, info = _run_all(job_list, jobs, seed, wanted)
-        run_id = _publish(out, store, info, rows, scenarios, junit_path, junit_tmp)
+        run_id = _publish(out, store, info, rows, scenarios, errors, junit_path, junit_tmp)
     except BaseException as exc:
         out.discard()
         if junit_tmp is not None:
@@ -207,7 +207,7 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
             raise
         click.echo(f"error: {exc}; earlier reports and history are unchanged", err=True)
         sys.exit(EXIT_FAILURE)
-    _summary(rows)
+    _summary(rows, errors)
     click.echo(f"report: {out_dir / 'index.html'}")
     click.echo(f"results: {out_dir / 'results.json'}, {out_dir / 'results.csv'}")
     click.echo(f"history: run {run_id} in {db_path or out_dir / HISTORY}")
@@ -251,8 +251,8 @@ def _run_all(job_list: Sequence[Job], jobs: int, seed: int, wanted: list[str] | 
 
 
 def _publish(out: StagedOutput, store: RunStore, info: RunInfo, rows: list[ResultRow],
-             scenarios: list[tuple[Scenario, str]], junit_path: Path | None,
-             junit_tmp: Path | None) -> int:
+             scenarios: list[tuple[Scenario, str]], errors: Sequence[ScenarioError],
+             junit_path: Path | None, junit_tmp: Path | None) -> int:
     """Write every output into the staging folder, record the run, and publish both."""
     from .report import Previous, write_report, write_results_csv  # late: slow imports
 
@@ -271,7 +271,7 @@ def _publish(out: StagedOutput, store: RunStore, info: RunInfo, rows: list[Resul
                 before = store.previous_of_same_scenarios(run_id)
                 previous = None if before is None else Previous(
                     before, store.compare(before, run_id))
-                write_report(out.staging, info, rows, scenarios, previous)
+                write_report(out.staging, info, rows, scenarios, previous, errors)
                 out.publish()
             except BaseException:
                 if not out.published:  # the exchange is the commit point
@@ -286,15 +286,21 @@ def _publish(out: StagedOutput, store: RunStore, info: RunInfo, rows: list[Resul
     return run_id
 
 
-def _summary(rows: Sequence[ResultRow]) -> None:
+def _summary(rows: Sequence[ResultRow], errors: Sequence[ScenarioError]) -> None:
     width = max(len(r.scenario) for r in rows)
+    profile_width = max(len(r.profile) for r in rows)
     for r in rows:
         mark = ""
         if r.as_expected is False:
             mark = f"  (expected {r.expected.value if r.expected else '-'})"
-        click.echo(f"{r.scenario:<{width}}  {r.profile:<26} {r.outcome.value}{mark}")
+        click.echo(f"{r.scenario:<{width}}  {r.profile:<{profile_width}}  {r.outcome.value}{mark}")
     mismatches = sum(r.as_expected is False for r in rows)
-    click.echo(f"{len(rows)} runs, {mismatches} differ from their expectation")
+    line = f"{len(rows)} runs, {mismatches} differ from their expectation"
+    if errors:
+        files = len({e.path for e in errors})
+        line += (f", {files} scenario file{'s' if files != 1 else ''} did not load (listed "
+                 "above and on the report's index)")
+    click.echo(line)
 
 
 @main.command()

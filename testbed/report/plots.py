@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..results import (
     DictionaryPlot,
@@ -30,12 +30,23 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Plot", "plots_for"]
+__all__ = ["Plot", "comparison_plots", "plots_for"]
 
 MEASURED = "#D55E00"
 BOUND = "#0072B2"
 OTHER = "#009E73"
 """Okabe–Ito colours, as in the matrix."""
+
+
+_STYLES: tuple[dict[str, Any], ...] = tuple(
+    {"color": colour, "marker": marker, "linestyle": line, "markersize": 4}
+    for colour, marker, line in (
+        (MEASURED, "o", "-"), (OTHER, "s", "-."), ("#CC79A7", "^", ":"),
+        ("#000000", "D", (0, (5, 1))), ("#E69F00", "v", (0, (3, 1, 1, 1))),
+        ("#56B4E9", "P", "-"), ("#F0E442", "X", "-."), ("#999999", "*", ":"))
+)
+"""One style per compared line (engines): colour, marker and dash pattern all differ, so that
+lines stay apart in grey print and for colour-blind readers. The bound keeps its blue dashes."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ def _figure(size: tuple[float, float] = (5.6, 3.6)) -> Iterator[tuple[Figure, io
     # ignores any user matplotlibrc.
     with (
         matplotlib.style.context("default"),
-        matplotlib.rc_context({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 9,
+        matplotlib.rc_context({"figure.dpi": 100, "savefig.dpi": 120, "font.size": 9,
                                "axes.titlesize": 10}),
     ):
         fig = Figure(figsize=size, layout="constrained")
@@ -106,7 +117,7 @@ def _wearout_title(reduced_width: bool, bits: int) -> str:
     return f"{title} ({width})" if width else title
 
 
-def _wearout(data: WearoutPlot) -> Plot | None:
+def _wearout_points(data: WearoutPlot) -> list[tuple[float, float, float]] | None:
     if not data.points:
         return None
     points: list[tuple[float, float, float]] = []
@@ -115,72 +126,130 @@ def _wearout(data: WearoutPlot) -> Plot | None:
         if not (_is_number(q) and _is_number(measured) and _is_number(bound)):
             return None
         points.append((float(q), float(measured), float(bound)))
-    points.sort(key=lambda p: p[0])
-    xs, ys, bs = zip(*points, strict=True)
-    title = _wearout_title(data.reduced_width, data.block_bits)
+    return sorted(points, key=lambda p: p[0])
+
+
+def _wearout(groups: Sequence[tuple[str, WearoutPlot]]) -> Plot | None:
+    """One figure: a measured line per group (engines with the same points), one bound."""
+    drawn: list[tuple[str, list[tuple[float, float, float]]]] = []
+    for label, data in groups:
+        points = _wearout_points(data)
+        if points is None:
+            return None
+        drawn.append((label, points))
+    if not drawn:
+        return None
+    first = groups[0][1]
+    title = _wearout_title(first.reduced_width, first.block_bits)
+    all_q = sorted({p[0] for _, points in drawn for p in points})
+    bound_of = {p[0]: p[2] for _, points in drawn for p in points}
     with _figure() as (fig, buf):
         ax = fig.add_subplot()
-        ax.plot(xs, ys, marker="o", markersize=3, color=MEASURED, label="measured")
-        ax.plot(xs, bs, linestyle="--", color=BOUND, label="birthday bound q\u00b2/2^(n+1)")
-        if xs[0] > 0 and xs[-1] / xs[0] >= 100:
+        for (label, points), style in zip(drawn, _STYLES, strict=False):
+            xs, ys, _ = zip(*points, strict=True)
+            ax.plot(xs, ys, label=label, **style)
+        ax.plot(all_q, [bound_of[q] for q in all_q], linestyle="--", color=BOUND,
+                label="birthday bound q\u00b2/2^(n+1)")
+        if all_q[0] > 0 and all_q[-1] / all_q[0] >= 100:
             ax.set_xscale("log")
-        ax.set_ylim(-0.03, max(1.05, max(ys) * 1.05))  # a line at 0 stays visible
+        top = max(p[1] for _, points in drawn for p in points)
+        ax.set_ylim(-0.03, max(1.05, top * 1.05))  # a line at 0 stays visible
         _finish(ax, fig, title, "pairs q", "probability")
     flat = title.replace("\n", " ")
-    alt = (f"{flat}. Line plot of success probability against the number of pairs q "
-           f"({len(points)} points, q from {xs[0]:g} to {xs[-1]:g}). At q = {xs[-1]:g} the "
-           f"measured probability is {ys[-1]:.3g} and the birthday bound is {bs[-1]:.3g}.")
+    ends = "; ".join(f"{label}: {points[-1][1]:.3g} at q = {points[-1][0]:g}"
+                     for label, points in drawn)
+    alt = (f"{flat}. Line plot of success probability against the number of pairs q, "
+           f"{len(drawn)} measured line(s) and the birthday bound. Last measured points: {ends}. "
+           f"At q = {all_q[-1]:g} the bound is {bound_of[all_q[-1]]:.3g}.")
     return Plot(_src(buf), alt, "Key wear-out: measured success probability against the "
-                "birthday bound.")
+                "birthday bound" + _for(groups) + ".")
 
 
 # --------------------------------------------------------------------------- secretmem
 
 
-def _fragmentation(data: FragmentationSeries) -> Plot | None:
+def _fragmentation_series(data: FragmentationSeries
+                          ) -> tuple[list[float], list[float], list[float]] | None:
     xs = _numbers(data.secret_pages)
     per_page, pool = _numbers(data.per_page), _numbers(data.pmd_pool)
     if xs is None or per_page is None or pool is None or not len(xs) == len(per_page) == len(
             pool):
         return None
+    return xs, per_page, pool
+
+
+def _fragmentation(groups: Sequence[tuple[str, FragmentationSeries]]) -> Plot | None:
+    """One figure: the one-page-at-a-time line of each group of engines, and the pool's."""
+    drawn = []
+    for label, data in groups:
+        series = _fragmentation_series(data)
+        if series is None:
+            return None
+        drawn.append((label, *series))
+    if not drawn:
+        return None
+    single = len(drawn) == 1
+    pools = {tuple(pool) for _, _, _, pool in drawn}
     with _figure() as (fig, buf):
         ax = fig.add_subplot()
-        ax.step(xs, per_page, where="post", color=MEASURED, label="one page at a time")
-        ax.step(xs, pool, where="post", color=BOUND, linestyle="--", label="PMD-size pool")
+        for (label, xs, per_page, _), style in zip(drawn, _STYLES, strict=False):
+            name = "one page at a time" if single else label
+            ax.step(xs, per_page, where="post", label=name,
+                    **({"color": MEASURED} if single else
+                       {"color": style["color"], "linestyle": style["linestyle"]}))
+        if len(pools) == 1:
+            label, xs, _, pool = drawn[0]
+            ax.step(xs, pool, where="post", color=BOUND, linestyle="--", label="PMD-size pool")
+        else:
+            for label, xs, _, pool in drawn:
+                ax.step(xs, pool, where="post", color=BOUND, linestyle="--",
+                        label=f"pool: {label}")
         ax.set_ylim(bottom=-0.5)
-        _finish(ax, fig, "secretmem: direct-map fragmentation", "secret pages allocated",
-                "2 MiB mappings split")
+        title = "secretmem: direct-map fragmentation" + (
+            "" if single else "\n(removing pages one at a time, per engine; and the pool)")
+        _finish(ax, fig, title, "secret pages allocated", "2 MiB mappings split")
+    ends = "; ".join(f"{'' if single else label + ': '}removing pages one at a time ends with "
+                     f"{per_page[-1]:g} splits, the PMD-size pool with {pool[-1]:g}"
+                     for label, _, per_page, pool in drawn)
     alt = (f"Step plot of 2 MiB direct-map mappings split against secret pages allocated, for "
-           f"the same workload of {len(xs)} pages: removing pages one at a time ends with "
-           f"{per_page[-1]:g} splits, the PMD-size pool with {pool[-1]:g}.")
+           f"the same workload of {len(drawn[0][1])} pages"
+           f"{'' if single else ', one line per engine'}: {ends}.")
     return Plot(_src(buf), alt, "secretmem: direct-map splits per allocation strategy over the "
-                "same workload.")
+                "same workload" + _for(groups) + ".")
 
 
 # --------------------------------------------------------------------------- dictionary
 
 
-def _dictionary(data: DictionaryPlot) -> Plot | None:
-    size, bits, guesses = data.dictionary_size, data.entropy_bits, data.guesses
-    if not (_is_number(size) and _is_number(bits) and _is_number(guesses)) or size < 1:
+def _dictionary(groups: Sequence[tuple[str, DictionaryPlot]]) -> Plot | None:
+    """One figure: the expected curves once, a point per group (engines with the same run)."""
+    points: list[tuple[str, float, float, float]] = []
+    for label, data in groups:
+        size, bits, guesses = data.dictionary_size, data.entropy_bits, data.guesses
+        if not (_is_number(size) and _is_number(bits) and _is_number(guesses)) or size < 1:
+            return None
+        points.append((label, float(size), float(bits), float(guesses)))
+    if not points:
         return None
-    top = max(float(bits), 27.0)
+    top = max(27.0, *(point[2] for point in points))
     grid = [top * i / 100 for i in range(101)]
     with _figure() as (fig, buf):
         ax = fig.add_subplot()
         ax.plot(grid, [2**b for b in grid], color=BOUND, label="whole dictionary (2^H)")
         ax.plot(grid, [max(1.0, 2**b / 2) for b in grid], color=OTHER, linestyle="--",
                 label="expected guesses (2^H / 2)")
-        ax.plot([float(bits)], [max(float(guesses), 1.0)], marker="o", color=MEASURED,
-                linestyle="none", label="this run")
+        for (label, _size, entropy, writes), style in zip(points, _STYLES, strict=False):
+            ax.plot([entropy], [max(writes, 1.0)], linestyle="none", label=label,
+                    marker=style["marker"], color=style["color"], markersize=7)
         ax.set_yscale("log")
         _finish(ax, fig, "Dictionary attack: guesses against secret entropy",
                 "secret entropy H (bits)", "candidate writes")
-    alt = (f"Guesses against secret entropy, logarithmic. This run: {float(bits):.1f} bits of "
-           f"entropy, a dictionary of {size:g} candidates, {guesses:g} candidate writes. Each "
-           f"further bit doubles the expected number of guesses.")
+    runs = "; ".join(f"{label}: {entropy:.1f} bits, {writes:g} candidate writes of {total:g}"
+                     for label, total, entropy, writes in points)
+    alt = (f"Guesses against secret entropy, logarithmic. {runs}. Each further bit doubles the "
+           "expected number of guesses.")
     return Plot(_src(buf), alt, "Dictionary attack: candidate writes needed against the "
-                "entropy of the secret.")
+                "entropy of the secret" + _for(groups) + ".")
 
 
 # --------------------------------------------------------------------------- dirty pages
@@ -237,6 +306,55 @@ def _dirty_trace(data: DirtyBitmapPlot) -> Plot | None:
                 "hypervisor read, and the secret bits it reconstructed from them.")
 
 
+def _dirty_compare(groups: Sequence[tuple[str, DirtyBitmapPlot]]) -> Plot | None:
+    """The bitmaps of the first group, then a strip per group: each interval's bit read
+    right, wrong or guessed (the engines' bitmaps differ in their background pages)."""
+    traces: list[tuple[str, list[tuple[list[int], int | None, int]]]] = []
+    for label, data in groups:
+        trace = _trace(data.trace)
+        if trace is None:
+            return None
+        traces.append((label, trace))
+    if len(traces) == 1:
+        return _dirty_trace(groups[0][1])
+    first_label, first = traces[0]
+    with _figure((5.6, 3.0 + 0.35 * len(traces))) as (fig, buf):
+        top, bottom = fig.subplots(2, 1, sharex=True,
+                                   height_ratios=(3, max(1.2, 0.45 * len(traces))))
+        xs = [i for i, (pages, _, _) in enumerate(first) for _ in pages]
+        ys = [p for pages, _, _ in first for p in pages]
+        top.scatter(xs, ys, marker="s", s=6, color=BOUND, label=f"page read dirty ({first_label})")
+        top.set_ylabel("guest page")
+        top.set_title("Dirty bitmaps read by the hypervisor, and the bits read")
+        top.yaxis.get_major_locator().set_params(integer=True)
+        top.grid(True, linewidth=0.5, alpha=0.5)
+        ticks = []
+        for row, (label, trace) in enumerate(traces):
+            right = [i for i, (_, g, t) in enumerate(trace) if g == t]
+            wrong = [i for i, (_, g, t) in enumerate(trace) if g is not None and g != t]
+            guessed = [i for i, (_, g, _) in enumerate(trace) if g is None]
+            y = len(traces) - 1 - row
+            bottom.plot(right, [y] * len(right), linestyle="none", marker="|", color=OTHER,
+                        label="bit read right" if row == 0 else None)
+            bottom.plot(wrong, [y] * len(wrong), linestyle="none", marker="x", color=MEASURED,
+                        label="bit read wrong" if row == 0 else None)
+            bottom.plot(guessed, [y] * len(guessed), linestyle="none", marker=".",
+                        color="#000000", label="ambiguous (guessed)" if row == 0 else None)
+            ticks.append((y, f"{label}: {len(right)}/{len(trace)}"))
+        bottom.set_yticks([y for y, _ in ticks], [_literal(t) for _, t in ticks])
+        bottom.set_ylim(-0.7, len(traces) - 0.3)
+        bottom.set_xlabel("interval (one secret bit each)")
+        fig.legend(loc="outside lower center", ncols=3, frameon=False)
+    counts = "; ".join(f"{label}: {sum(g == t for _, g, t in trace)} of {len(trace)} bits right"
+                       for label, trace in traces)
+    alt = (f"Top: the guest pages each dirty bitmap showed under {first_label}, for "
+           f"{len(first)} intervals. Bottom: per engine, whether the bit read from each "
+           f"interval's bitmap was the secret's bit: {counts}.")
+    return Plot(_src(buf), alt, "Dirty-page access-pattern leak: the dirty bitmaps the "
+                f"hypervisor read (under {first_label}), and, per engine, the secret bits it "
+                "read right from its own bitmaps.")
+
+
 # --------------------------------------------------------------------------- any attack's own
 
 MAX_LINES = 8
@@ -250,7 +368,7 @@ def _literal(text: object) -> str:
     return " ".join(str(text).split())[:200].replace("$", r"\$")
 
 
-def _line_plot(data: LinePlot) -> Plot | None:
+def _line_series(data: LinePlot) -> list[tuple[str, list[float], list[float]]] | None:
     lines = list(data.lines)
     if not lines or len(lines) > MAX_LINES:
         return None
@@ -262,6 +380,22 @@ def _line_plot(data: LinePlot) -> Plot | None:
         if (data.log_x and min(xs) <= 0) or (data.log_y and min(ys) <= 0):
             return None
         series.append((str(line.label), xs, ys))
+    return series
+
+
+def _line_plot(groups: Sequence[tuple[str, LinePlot]]) -> Plot | None:
+    """The lines of every group in one figure (labelled with the group when there are
+    several), with the first group's text; ``None`` past :data:`MAX_LINES` lines."""
+    series: list[tuple[str, list[float], list[float]]] = []
+    for label, data in groups:
+        lines = _line_series(data)
+        if lines is None:
+            return None
+        prefix = "" if len(groups) == 1 else f"{label}: "
+        series.extend((prefix + name, xs, ys) for name, xs, ys in lines)
+    if not series or len(series) > MAX_LINES:
+        return None
+    data = groups[0][1]
     with _figure() as (fig, buf):
         ax = fig.add_subplot()
         for (label, xs, ys), colour in zip(series, _COLOURS, strict=False):
@@ -277,17 +411,36 @@ def _line_plot(data: LinePlot) -> Plot | None:
     return Plot(_src(buf), alt, str(data.caption))
 
 
-def _draw(data: PlotData) -> Plot | None:
+def _for(groups: Sequence[tuple[str, object]]) -> str:
+    """`` under tme, mktme`` for a caption; ``""`` for one unnamed figure."""
+    names = [label for label, _ in groups if label not in ("", MEASURED_LABEL)]
+    glue = "; " if any("," in n for n in names) else ", "
+    return f" under {glue.join(names)}" if names else ""
+
+
+MEASURED_LABEL = "measured"
+"""The label of a figure's one measured line when it is not a comparison."""
+
+
+def _captioned(plot: Plot | None, engines: Sequence[str]) -> Plot | None:
+    if plot is None or not engines:
+        return plot
+    note = (f" Equal under {', '.join(engines)}." if len(engines) > 1
+            else f" Under {engines[0]}.")
+    return Plot(plot.src, plot.alt + note, plot.caption + note)
+
+
+def _draw_one(data: PlotData) -> Plot | None:
     if isinstance(data, WearoutPlot):
-        return _wearout(data)
+        return _wearout([(MEASURED_LABEL, data)])
     if isinstance(data, FragmentationSeries):
-        return _fragmentation(data)
+        return _fragmentation([(MEASURED_LABEL, data)])
     if isinstance(data, DictionaryPlot):
-        return _dictionary(data)
+        return _dictionary([("this run", data)])
     if isinstance(data, DirtyBitmapPlot):
         return _dirty_trace(data)
     if isinstance(data, LinePlot):
-        return _line_plot(data)
+        return _line_plot([(MEASURED_LABEL, data)])
     return None  # a kind of plot data this report does not draw
 
 
@@ -296,7 +449,61 @@ def plots_for(data: Iterable[PlotData]) -> tuple[Plot, ...]:
     drawn gives no figure."""
     out: list[Plot] = []
     for item in data:
-        plot = _draw(item)
+        plot = _draw_one(item)
         if plot is not None:
             out.append(plot)
     return tuple(out)
+
+
+def _groups(items: Sequence[tuple[str, PlotData]]) -> list[tuple[str, list[str], PlotData]]:
+    """Engines with equal data together: ``(label, engines, data)`` in first-seen order."""
+    found: list[tuple[list[str], PlotData]] = []
+    for engine, data in items:
+        for engines, seen in found:
+            if seen == data:
+                engines.append(engine)
+                break
+        else:
+            found.append(([engine], data))
+    return [(", ".join(engines), engines, data) for engines, data in found]
+
+
+def comparison_plots(rows: Sequence[tuple[str, Sequence[PlotData]]]) -> tuple[Plot, ...]:
+    """The figures of one scenario across its engines: one figure per kind of data.
+
+    The data of every engine share one figure: a line or a point per group of engines whose
+    data is equal (key wear-out, dictionary, fragmentation, an attack's own lines while they
+    fit in :data:`MAX_LINES`), or for dirty bitmaps the first engine's bitmaps and a strip per
+    engine of the bits read right or wrong. Data equal under every engine is drawn once,
+    captioned with the engines it is the same for.
+
+    Args:
+        rows: ``(engine, plot data of that engine's metrics)`` in display order.
+    """
+    kinds: dict[type[PlotData], list[tuple[str, PlotData]]] = {}
+    for engine, data in rows:
+        for item in data:
+            kinds.setdefault(type(item), []).append((engine, item))
+    out: list[Plot | None] = []
+    for kind, items in kinds.items():
+        groups = _groups(items)
+        if kind is WearoutPlot:
+            out.append(_wearout([(label, data) for label, _, data in groups
+                                 if isinstance(data, WearoutPlot)]))
+        elif kind is DictionaryPlot:
+            out.append(_dictionary([(label, data) for label, _, data in groups
+                                    if isinstance(data, DictionaryPlot)]))
+        elif kind is DirtyBitmapPlot and len(groups) > 1:
+            out.append(_dirty_compare([(label, data) for label, _, data in groups
+                                       if isinstance(data, DirtyBitmapPlot)]))
+        elif kind is FragmentationSeries and len(groups) > 1:
+            out.append(_fragmentation([(label, data) for label, _, data in groups
+                                       if isinstance(data, FragmentationSeries)]))
+        elif kind is LinePlot and len(groups) > 1:
+            merged = _line_plot([(label, data) for label, _, data in groups
+                                 if isinstance(data, LinePlot)])
+            out.extend([merged] if merged is not None else
+                       [_captioned(_draw_one(data), engines) for _, engines, data in groups])
+        else:
+            out.extend(_captioned(_draw_one(data), engines) for _, engines, data in groups)
+    return tuple(p for p in out if p is not None)

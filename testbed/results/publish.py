@@ -34,7 +34,7 @@ from pathlib import Path
 
 __all__ = ["OWNED", "OutputError", "StagedOutput"]
 
-OWNED = frozenset({"index.html", "scenarios", "results.json", "results.csv"})
+OWNED = frozenset({"index.html", "glossary.html", "scenarios", "results.json", "results.csv"})
 """The entries of the output folder a run writes; everything else in it is carried over."""
 
 _AT_FDCWD = -100
@@ -187,7 +187,7 @@ class StagedOutput:
     # -- helpers ---------------------------------------------------------------------------
     def _move_in(self) -> None:
         """Publish into a mount point: entry by entry, each atomic, the index last."""
-        for name in ("scenarios", "results.csv", "results.json", "index.html"):
+        for name in (*sorted(OWNED - {"index.html"}), "index.html"):
             src, dst = self.staging / name, self.absolute / name
             if not src.exists():
                 continue

@@ -1,0 +1,106 @@
+"""A scenario written as an attack program, shown as its steps.
+
+Each step shows its number, its actor, the operation with its arguments, the capability the
+actor needs for it (as declared in the step registry) and the name it binds; under it, what the
+step produced under each engine (engines that got the same are one line), or that the platform
+refused it there and the run stopped. The values come from the row's
+:class:`~testbed.programs.ProgramMetrics`: ``produced`` (one ``"I op: summary"`` per step
+carried out) and ``refused_step``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..programs import OPS, Program, ProgramMetrics
+from ..results.model import ResultRow
+from ..scenarios.model import Scenario
+from ..types import Outcome
+
+__all__ = ["ProgramStepView", "ProgramView", "program_view"]
+
+_PRODUCED = re.compile(r"(\d+) ([a-z_]+): (.*)", re.S)
+ARG_CHARS = 120
+"""Characters of a step's arguments shown; the scenario file has them all."""
+
+
+@dataclass(frozen=True)
+class ProgramStepView:
+    number: int
+    """1-based, as a reader counts."""
+    actor: str
+    op: str
+    args: str
+    capability: str
+    """What the actor needs for the step (``""``: nothing, it is housekeeping)."""
+    binds: str
+    """The name its result is bound to (``""``: none)."""
+    outcomes: tuple[tuple[str, str, str], ...]
+    """``(engines, what, kind)`` per group of engines: ``kind`` is ``done``, ``refused`` or
+    ``skipped`` (not reached, or the program does not apply there)."""
+
+
+@dataclass(frozen=True)
+class ProgramView:
+    threat: tuple[str, ...]
+    goal: str
+    steps: tuple[ProgramStepView, ...]
+
+
+def _args_text(args: Mapping[str, Any]) -> str:
+    text = ", ".join(f"{k}: {v}" for k, v in args.items())
+    return text if len(text) <= ARG_CHARS else text[: ARG_CHARS - 1] + "…"
+
+
+def _goal_text(program: Program) -> str:
+    goal = program.goal.model_dump(exclude_defaults=True, exclude_none=True)
+    return _args_text(goal) or "(none)"
+
+
+def _produced(metrics: ProgramMetrics) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for entry in metrics.produced:
+        match = _PRODUCED.fullmatch(entry)
+        if match:
+            out[int(match.group(1))] = match.group(3)
+    return out
+
+
+def _step_outcomes(index: int, runs: Sequence[tuple[str, ResultRow]]
+                   ) -> tuple[tuple[str, str, str], ...]:
+    groups: dict[tuple[str, str], list[str]] = {}
+    for engine, row in runs:
+        metrics = row.metrics
+        if row.outcome is Outcome.NOT_APPLICABLE:
+            what, kind = "not run: the program does not apply here", "skipped"
+        elif not isinstance(metrics, ProgramMetrics):
+            what, kind = "no record of the steps (the run failed)", "skipped"
+        elif index in (done := _produced(metrics)):
+            what, kind = done[index], "done"
+        elif metrics.refused_step == index:
+            what, kind = "refused by the platform: the run stopped here", "refused"
+        else:
+            what, kind = "not reached", "skipped"
+        groups.setdefault((what, kind), []).append(engine)
+    return tuple((", ".join(engines), what, kind) for (what, kind), engines in groups.items())
+
+
+def program_view(scenario: Scenario, indexed: Mapping[tuple[str, str], ResultRow],
+                 engines: Sequence[str]) -> ProgramView | None:
+    """The steps of ``scenario``'s program (``None`` when it names a built-in attack)."""
+    program = scenario.params
+    if not isinstance(program, Program):
+        return None
+    runs = [(e, indexed[(scenario.id, e)]) for e in engines if (scenario.id, e) in indexed]
+    steps = []
+    for i, step in enumerate(program.steps):
+        needs = OPS[step.op].actors.get(step.by, ())
+        steps.append(ProgramStepView(
+            number=i + 1, actor=step.by, op=step.op,
+            args=_args_text(step.args.model_dump(exclude_defaults=True, by_alias=True)),
+            capability=", ".join(needs), binds=step.as_ or "",
+            outcomes=_step_outcomes(i, runs)))
+    return ProgramView(tuple(program.threat), _goal_text(program), tuple(steps))
