@@ -14,7 +14,7 @@ carries its program's control engine and capabilities, since the runner asks the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..attacks._base import Attack, AttackContext
 from ..platform import Engine, Machine
@@ -59,6 +59,9 @@ class ProgramAttack(Attack[Program]):
         attack.__dict__.update(control_engine=control_engine_for(program, engines),
                                capabilities=tuple(program.threat))
         return attack
+
+    def bound(self, params: Program, engines: Sequence[type[Engine]]) -> ProgramAttack:
+        return self.for_program(params, engines)
 
     def precondition(self, machine: Machine, params: Program) -> str | None:
         return engine_problem(params, type(machine.engine))
