@@ -177,7 +177,8 @@ SYSTEMS = sorted(op for op, spec in OPS.items() if spec.attack)
 
 @SETTINGS
 @given(op=st.sampled_from(SYSTEMS),
-       before=st.lists(st.sampled_from(sorted(EXAMPLES)), max_size=2), engine=ENGINES, mitigations=MITIGATIONS, data=st.data())
+       before=st.lists(st.sampled_from(sorted(EXAMPLES)), max_size=2), engine=ENGINES,
+       mitigations=MITIGATIONS, data=st.data())
 def test_system_steps_with_drawn_parameters(op: str, before: list[str], engine: str,
                                             mitigations: Mitigations,
                                             data: st.DataObject) -> None:
