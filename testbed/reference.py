@@ -19,9 +19,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from . import registry
-from .scenarios.model import PlatformSpec
+from .programs import reference_markdown
+from .scenarios.model import PROGRAM_ATTACK, PROGRAM_KEYS, PlatformSpec
 
-__all__ = ["SECTIONS", "render", "update_text"]
+__all__ = ["HOMES", "SECTIONS", "render", "update_text"]
 
 T = TypeVar("T")
 
@@ -61,6 +62,8 @@ def _range(info: FieldInfo) -> str:
 
 
 def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
     if info.default_factory is not None:
         return ""
     value = info.default
@@ -90,9 +93,16 @@ def attacks_section(builtin_only: bool = False) -> str:
     attacks = _shown(registry.attacks.entries(), builtin_only)
     for entry in attacks:
         a = entry.item
-        out.append(f"| `{entry.name}` | {_cell(a.title)} | "
-                   f"{', '.join(f'`{c}`' for c in a.capabilities)} | {entry.distribution} |")
+        needs = (", ".join(f"`{c}`" for c in a.capabilities) if entry.name != PROGRAM_ATTACK
+                 else "those its `threat:` lists")
+        out.append(f"| `{entry.name}` | {_cell(a.title)} | {needs} | {entry.distribution} |")
     for entry in attacks:
+        if entry.name == PROGRAM_ATTACK:
+            keys = ", ".join(f"`{k}:`" for k in PROGRAM_KEYS)
+            out += ["", f"`{PROGRAM_ATTACK}`: a scenario writes its attack out in {keys} at the "
+                    "top of the file instead of `attack:` and `params:`; the steps, their "
+                    "arguments and limits are in [docs/programs.md](docs/programs.md)."]
+            continue
         doc = " ".join((entry.item.Params.__doc__ or "").split())
         out += ["", f"`{entry.name}` parameters (`{entry.item.Params.__name__}`)"
                 + (f": {doc}" if doc else ":"), "",
@@ -123,13 +133,26 @@ def platform_section(builtin_only: bool = False) -> str:
     return "\n".join(out + _fields_table(PlatformSpec))
 
 
+def steps_section(builtin_only: bool = False) -> str:
+    """The step language: every operation of the step registry, its arguments and an example
+    (docs/programs.md)."""
+    lines = reference_markdown().splitlines()
+    if lines and lines[0].startswith("# "):  # the page has a title of its own
+        lines = lines[1:]
+    return "\n".join(lines).strip()
+
+
 SECTIONS: dict[str, Callable[[bool], str]] = {
     "attacks": attacks_section,
     "engines": engines_section,
     "mitigations": mitigations_section,
     "platform": platform_section,
+    "steps": steps_section,
 }
-"""The generated tables, by the name their README markers use."""
+"""The generated tables, by the name their markers use (``steps`` in docs/programs.md, the
+others in the README)."""
+HOMES: dict[str, str] = {"steps": "docs/programs.md"}
+"""The file that holds a section, where it is not the README."""
 
 
 def render(name: str, builtin_only: bool = False) -> str:

@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 from .attacks import BUILTIN_ATTACKS, Attack, AttackParams, BaseMetrics
 from .errors import ConfigError
 from .platform import ENGINES, Engine, Mitigations
+from .programs import ProgramAttack
 
 __all__ = [
     "ATTACK_GROUP",
@@ -317,10 +318,11 @@ def _accept_engine(obj: object) -> type[Engine]:
 
 
 attacks: Registry[Attack[Any]] = Registry(
-    "attack", ATTACK_GROUP, lambda: (cls() for cls in BUILTIN_ATTACKS),
+    "attack", ATTACK_GROUP, lambda: (*(cls() for cls in BUILTIN_ATTACKS), ProgramAttack()),
     lambda attack: attack.kind, _accept_attack,
 )
-"""Every attack a scenario can name in ``attack:``."""
+"""Every attack a scenario can name in ``attack:``; ``program`` runs an attack a scenario
+writes out as steps (:mod:`testbed.programs`)."""
 
 engines: Registry[type[Engine]] = Registry(
     "engine", ENGINE_GROUP, lambda: ENGINES.values(), lambda cls: cls.name, _accept_engine,

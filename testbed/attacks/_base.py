@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import PlatformRefusal
-from ..platform import Domain, Machine
+from ..platform import Domain, Engine, Machine
 from ..results import Actor, Evidence, Step
 from ..results import Metrics as BaseMetrics
 from ..results.chance import (
@@ -267,6 +267,13 @@ class Attack(ABC, Generic[P]):
     def precondition(self, machine: Machine, params: P) -> str | None:
         """Why the threat does not exist on ``machine`` (``None``: it does)."""
         return None
+
+    def bound(self, params: P, engines: Sequence[type[Engine]]) -> Attack[P]:
+        """The attack that runs ``params``: itself, unless its control engine, capabilities
+        or platform settings depend on the parameters (an attack program's do), when it is
+        an attack of its own for them. ``engines``: the registered engine classes, in display
+        order. A scenario asks once, and every job of the scenario runs the same object."""
+        return self
 
     @abstractmethod
     def run(self, ctx: AttackContext, params: P) -> Verdict:

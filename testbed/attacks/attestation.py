@@ -17,6 +17,9 @@ PEK certified up to the vendor's root, and the owner's
 and the policy; a failed check refuses the secret and the attack is ``blocked``. Without a PSP
 the owner can check nothing: its policy there is to trust the host, and the backdoor receives
 the secret.
+
+The run is :func:`attest` and its outcome :func:`judge_attestation`, which the attack programs'
+``attest`` step and ``accepted`` goal share.
 """
 
 from __future__ import annotations
@@ -60,7 +63,14 @@ from ._base import (
 )
 from .cost import MachineShape, Work, run_part
 
-__all__ = ["AttestationBypass", "AttestationMetrics", "AttestationParams"]
+__all__ = [
+    "AttestationBypass",
+    "AttestationMetrics",
+    "AttestationParams",
+    "Provisioned",
+    "attest",
+    "judge_attestation",
+]
 
 CMDLINE_SIZE = 256
 """The image starts with the kernel command line, NUL-padded to this many bytes."""
@@ -147,38 +157,82 @@ class AttestationBypass(Attack[AttestationParams]):
     platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: AttestationParams) -> Verdict:
-        m, log = ctx.machine, ctx.log
-        image = _image(ctx, params)
-        secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
-        vendor = Vendor(ctx.rng)
-        psp = Psp(m, vendor) if m.engine.attests else None
-        expected = hashlib.sha256(image).digest()
-        metrics = AttestationMetrics(
-            tamper=params.tamper, attestation_available=psp is not None, report_bytes=0,
-            checks_passed=0, check_failed=None, digest_expected=expected.hex(),
-            digest_measured=None, digest_reported=None, secret_provisioned=False)
-        run = _Run(ctx, params, psp, image, expected, vendor, metrics)
-        log.secret = secret
-        log.step(Actor.OWNER, "hands the host its image and keeps the digest it expects",
-                 detail=f"{len(image)} bytes, SHA-256 {run.expected.hex()}, policy "
-                        f"{params.policy:#x}, command line {params.cmdline!r}")
-        recorded = run.earlier_boot() if params.tamper == "replay" else None
+        return judge_attestation(attest(ctx, params))
 
-        modified = _modified(image, params)
-        log.begin_attack()
-        log.step(Actor.ATTACKER, "writes a backdoor into the kernel command line before launch",
-                 "malicious_hypervisor", detail=repr(params.cmdline + params.backdoor))
-        with log.victim_acts():  # the victim's guest is built: no ASID for it is no defence
-            launched = run.launch(modified, "victim")
-        run.note(replace(run.metrics, digest_measured=None if launched.digest is None
-                         else launched.digest.hex()))
-        # What the guest will run, read back through its own key.
-        running = b"".join(m.read(launched.guest, pa, len(chunk))
-                           for pa, chunk in zip(launched.frames, _pages(modified), strict=True))
-        runs_modified = running != image
-        run.note(replace(run.metrics, guest_runs_modified_image=runs_modified))
-        basis = run.attest(launched, recorded)
-        return run.provision(launched, secret, basis, runs_modified=runs_modified)
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What the owner did with its secret once it trusted the guest.
+
+    Attributes:
+        basis: on what grounds it trusted the guest (a report it accepted, or nothing to
+            check without a PSP).
+        secret: the owner's disk key.
+        runs_modified: whether the guest runs the hypervisor's modified image.
+        leaked: what the backdoor read of the key and sent out (``None``: no backdoor ran).
+    """
+
+    basis: str
+    secret: bytes
+    runs_modified: bool
+    leaked: bytes | None
+
+
+def attest(ctx: AttackContext, params: AttestationParams) -> Provisioned:
+    """The owner hands the host its image; the hypervisor launches it with a backdoor on
+    ``ctx.machine`` and answers the owner's attestation request as ``params.tamper`` says; the
+    owner releases its disk key to a guest it trusts. The metrics go to ``ctx.log``.
+
+    Raises:
+        VerificationFailed: the owner's verifier rejected the report (the attack is blocked).
+    """
+    m, log = ctx.machine, ctx.log
+    image = _image(ctx, params)
+    secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
+    vendor = Vendor(ctx.rng)
+    psp = Psp(m, vendor) if m.engine.attests else None
+    expected = hashlib.sha256(image).digest()
+    metrics = AttestationMetrics(
+        tamper=params.tamper, attestation_available=psp is not None, report_bytes=0,
+        checks_passed=0, check_failed=None, digest_expected=expected.hex(),
+        digest_measured=None, digest_reported=None, secret_provisioned=False)
+    run = _Run(ctx, params, psp, image, expected, vendor, metrics)
+    log.secret = secret
+    log.step(Actor.OWNER, "hands the host its image and keeps the digest it expects",
+             detail=f"{len(image)} bytes, SHA-256 {run.expected.hex()}, policy "
+                    f"{params.policy:#x}, command line {params.cmdline!r}")
+    recorded = run.earlier_boot() if params.tamper == "replay" else None
+
+    modified = _modified(image, params)
+    log.begin_attack()
+    log.step(Actor.ATTACKER, "writes a backdoor into the kernel command line before launch",
+             "malicious_hypervisor", detail=repr(params.cmdline + params.backdoor))
+    with log.victim_acts():  # the victim's guest is built: no ASID for it is no defence
+        launched = run.launch(modified, "victim")
+    run.note(replace(run.metrics, digest_measured=None if launched.digest is None
+                     else launched.digest.hex()))
+    # What the guest will run, read back through its own key.
+    running = b"".join(m.read(launched.guest, pa, len(chunk))
+                       for pa, chunk in zip(launched.frames, _pages(modified), strict=True))
+    runs_modified = running != image
+    run.note(replace(run.metrics, guest_runs_modified_image=runs_modified))
+    basis = run.attest(launched, recorded)
+    return run.provision(launched, secret, basis, runs_modified=runs_modified)
+
+
+def judge_attestation(done: Provisioned) -> Verdict:
+    """``succeeded`` when the backdoor handed over the owner's disk key, judged by
+    :func:`~testbed.attacks.judge_bytes`."""
+    if not done.runs_modified:
+        return Verdict(Outcome.MITIGATED, "the guest runs the owner's image: no backdoor ran "
+                                          "to receive the key")
+    verdict = judge_bytes(done.secret, done.leaked, "disk key")
+    if verdict.outcome is Outcome.SUCCEEDED:
+        return Verdict(Outcome.SUCCEEDED, f"{done.basis}: the owner released its disk key to a "
+                       "guest running the hypervisor's modified image, and the backdoor handed "
+                       f"it over (by chance {chance_text(verdict.chance_log2)})",
+                       verdict.chance_log2)
+    return verdict
 
 
 @dataclass
@@ -204,7 +258,7 @@ class _Run:
 
     def provision(
         self, launched: _Launched, secret: bytes, basis: str, *, runs_modified: bool
-    ) -> Verdict:
+    ) -> Provisioned:
         """The owner releases its secret to the guest; a backdoor, if it runs, passes it on."""
         m, log = self.ctx.machine, self.ctx.log
         with log.victim_acts():  # the owner provisions its own guest
@@ -214,18 +268,11 @@ class _Run:
         self.note(replace(self.metrics, secret_provisioned=True))
         log.step(Actor.OWNER, "releases its disk key to the guest", address=secret_pa, detail=basis)
         if not runs_modified:
-            return Verdict(Outcome.MITIGATED, "the guest runs the owner's image: no backdoor ran "
-                                              "to receive the key")
+            return Provisioned(basis, secret, runs_modified, None)
         log.recovered = m.read(launched.guest, secret_pa, len(secret))
         log.step(Actor.ATTACKER, "the backdoor in the guest reads the disk key and sends it out",
                  "malicious_hypervisor", secret_pa)
-        verdict = judge_bytes(secret, log.recovered, "disk key")
-        if verdict.outcome is Outcome.SUCCEEDED:
-            return Verdict(Outcome.SUCCEEDED, f"{basis}: the owner released its disk key to a "
-                           "guest running the hypervisor's modified image, and the backdoor "
-                           f"handed it over (by chance {chance_text(verdict.chance_log2)})",
-                           verdict.chance_log2)
-        return verdict
+        return Provisioned(basis, secret, runs_modified, log.recovered)
 
     def launch(self, image: bytes, name: str) -> _Launched:
         """Create a guest and load ``image`` into it, through the PSP where there is one."""

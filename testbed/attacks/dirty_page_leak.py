@@ -17,6 +17,9 @@ constant-access code in the guest (``constant_access``: both buffers every inter
 
 The outcome compares the recovered bits with the secret's bits only: all right is
 ``succeeded``; clearly better than coin flips is ``partial``; otherwise ``mitigated``.
+
+The run is :func:`track_dirty_pages` and its outcome :func:`judge_leak`, which the attack
+programs' ``track_dirty_pages`` step and ``recovered_bits`` goal share.
 """
 
 from __future__ import annotations
@@ -35,7 +38,15 @@ from ..types import PAGE_SIZE, Outcome
 from ._base import Actor, Attack, AttackContext, BaseMetrics, SecretParams, Verdict, plant_secret
 from .cost import MachineShape, Work, run_part
 
-__all__ = ["DirtyPageLeak", "DirtyPageLeakMetrics", "DirtyPageLeakParams", "judge_bits"]
+__all__ = [
+    "DirtyPageLeak",
+    "DirtyPageLeakMetrics",
+    "DirtyPageLeakParams",
+    "DirtyPageRun",
+    "judge_bits",
+    "judge_leak",
+    "track_dirty_pages",
+]
 
 MAX_LEAK_BYTES = 128
 """Longest secret: one interval per bit, 1024 intervals."""
@@ -163,80 +174,113 @@ class DirtyPageLeak(Attack[DirtyPageLeakParams]):
     platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: DirtyPageLeakParams) -> Verdict:
-        m, log = ctx.machine, ctx.log
-        guest, pa, secret = plant_secret(ctx, params, "guest")
-        for _ in range(params.guest_pages - 1):
-            m.alloc_page(guest)
-        size = params.guest_pages * PAGE_SIZE
-        container = open_guest_container(m, guest, MDEV)
-        container.map_dma(0, size)
-        scope = container.pinned_page_dirty_scope
-        log.step(Actor.HOST, "maps the guest's RAM into a VFIO container for its devices",
-                 detail=f"{params.guest_pages} pages at IOVA 0; pinned-page scope: "
-                 f"{'yes (mediated device only)' if scope else 'no (a passthrough device too)'}")
+        return judge_leak(track_dirty_pages(ctx, params))
 
-        log.begin_attack()
-        log.step(Actor.ATTACKER, "starts dirty-page tracking, as for live migration",
-                 "malicious_hypervisor", detail="VFIO_IOMMU_DIRTY_PAGES, flag START")
-        container.start_dirty_tracking()
-        # The guest's own reads of its key (guest page 0) decrypt correctly under every engine.
-        with log.victim_acts():
-            held = m.guest_read(guest, 0, len(secret))
-        truth = np.unpackbits(np.frombuffer(held, dtype=np.uint8))
-        log.step(Actor.VICTIM, "uses its key one bit per interval: the bit picks the buffer the "
-                 "device works on", address=pa,
-                 detail=("constant access: both buffers every interval" if params.constant_access
-                         else f"bit 0: guest page {BUFFERS[0]}, bit 1: guest page {BUFFERS[1]}"))
 
-        others = [g for g in range(1, params.guest_pages) if g not in BUFFERS]
-        recovered = np.zeros_like(truth)
-        trace: list[TraceInterval] = []
-        captured = bytearray()
-        ambiguous = 0
-        for i, bit in enumerate(truth.tolist()):
-            wanted = list(BUFFERS) if params.constant_access else [BUFFERS[bit]]
-            noise = ctx.rng.choice(others, params.background_pages, replace=False).tolist()
-            with log.victim_acts():  # the guest's requests: the vendor driver pins their pages
-                for gpn in wanted + noise:
-                    container.pin_pages(MDEV, [gpn * PAGE_SIZE])
-                    container.unpin_pages(MDEV, [gpn * PAGE_SIZE])
-            bitmap = container.get_dirty_bitmap(0, size)
-            dirty = dirty_page_indexes(bitmap)
-            guess = _decode(set(dirty))
-            if guess is None:
-                ambiguous += 1
-                recovered[i] = int(ctx.rng.integers(2))
-            else:
-                recovered[i] = guess
-            if i < TRACE_LIMIT:
-                captured += bitmap
-                trace.append(TraceInterval(interval=i, dirty_pages=tuple(dirty), guess=guess,
-                                           truth=bit))
-        log.step(Actor.ATTACKER, "reads the dirty bitmap after every interval (reading re-arms it)",
-                 "malicious_hypervisor", detail=f"{truth.size} reads of "
-                 f"{dirty_bitmap_bytes(params.guest_pages)} bytes (GET_BITMAP)")
-        log.step(Actor.ATTACKER, "decodes each interval: buffer A alone dirty is 0, buffer B alone "
-                 "is 1, anything else is a guess", "malicious_hypervisor",
-                 detail=f"{ambiguous} of {truth.size} intervals needed a guess")
-        container.stop_dirty_tracking()
+@dataclass(frozen=True)
+class DirtyPageRun:
+    """What one leak achieved: the bits the guest's key has, and the bits the hypervisor
+    decoded from the dirty bitmaps, one per interval.
 
-        log.address = pa
-        log.captured = bytes(captured)
-        log.recovered = np.packbits(recovered).tobytes()
-        verdict = judge_bits(truth, recovered, secret=secret)
-        correct = int(np.count_nonzero(truth == recovered))
-        log.metrics = DirtyPageLeakMetrics(
-            intervals=int(truth.size),
-            bits_total=int(truth.size),
-            bits_recovered=correct,
-            bit_accuracy=correct / truth.size,
-            chance_probability=chance_probability(correct, int(truth.size)),
-            ambiguous_intervals=ambiguous,
-            pinned_page_dirty_scope=scope,
-            guest_pages_mapped=params.guest_pages,
-            bitmap_trace=tuple(trace),
-        )
-        return verdict
+    Attributes:
+        truth: the key's bits, as the guest holds them.
+        recovered: the hypervisor's bit for each interval.
+        secret: the key the victim planted.
+    """
+
+    truth: NDArray[np.uint8]
+    recovered: NDArray[np.uint8]
+    secret: bytes
+
+    @property
+    def recovered_bytes(self) -> bytes:
+        """The recovered bits as bytes (the first bit is the high bit of the first byte)."""
+        return np.packbits(self.recovered).tobytes()
+
+
+def judge_leak(run: DirtyPageRun) -> Verdict:
+    """The recovered bits against the key's, by :func:`judge_bits`."""
+    return judge_bits(run.truth, run.recovered, secret=run.secret)
+
+
+def track_dirty_pages(ctx: AttackContext, params: DirtyPageLeakParams) -> DirtyPageRun:
+    """A guest plants its key and maps its RAM for a mediated device on ``ctx.machine``; the
+    hypervisor tracks dirty pages while the guest uses the key, one bit per interval, and
+    decodes each interval's bitmap. The metrics go to ``ctx.log``.
+    """
+    m, log = ctx.machine, ctx.log
+    guest, pa, secret = plant_secret(ctx, params, "guest")
+    for _ in range(params.guest_pages - 1):
+        m.alloc_page(guest)
+    size = params.guest_pages * PAGE_SIZE
+    container = open_guest_container(m, guest, MDEV)
+    container.map_dma(0, size)
+    scope = container.pinned_page_dirty_scope
+    log.step(Actor.HOST, "maps the guest's RAM into a VFIO container for its devices",
+             detail=f"{params.guest_pages} pages at IOVA 0; pinned-page scope: "
+             f"{'yes (mediated device only)' if scope else 'no (a passthrough device too)'}")
+
+    log.begin_attack()
+    log.step(Actor.ATTACKER, "starts dirty-page tracking, as for live migration",
+             "malicious_hypervisor", detail="VFIO_IOMMU_DIRTY_PAGES, flag START")
+    container.start_dirty_tracking()
+    # The guest's own reads of its key (guest page 0) decrypt correctly under every engine.
+    with log.victim_acts():
+        held = m.guest_read(guest, 0, len(secret))
+    truth = np.unpackbits(np.frombuffer(held, dtype=np.uint8))
+    log.step(Actor.VICTIM, "uses its key one bit per interval: the bit picks the buffer the "
+             "device works on", address=pa,
+             detail=("constant access: both buffers every interval" if params.constant_access
+                     else f"bit 0: guest page {BUFFERS[0]}, bit 1: guest page {BUFFERS[1]}"))
+
+    others = [g for g in range(1, params.guest_pages) if g not in BUFFERS]
+    recovered = np.zeros_like(truth)
+    trace: list[TraceInterval] = []
+    captured = bytearray()
+    ambiguous = 0
+    for i, bit in enumerate(truth.tolist()):
+        wanted = list(BUFFERS) if params.constant_access else [BUFFERS[bit]]
+        noise = ctx.rng.choice(others, params.background_pages, replace=False).tolist()
+        with log.victim_acts():  # the guest's requests: the vendor driver pins their pages
+            for gpn in wanted + noise:
+                container.pin_pages(MDEV, [gpn * PAGE_SIZE])
+                container.unpin_pages(MDEV, [gpn * PAGE_SIZE])
+        bitmap = container.get_dirty_bitmap(0, size)
+        dirty = dirty_page_indexes(bitmap)
+        guess = _decode(set(dirty))
+        if guess is None:
+            ambiguous += 1
+            recovered[i] = int(ctx.rng.integers(2))
+        else:
+            recovered[i] = guess
+        if i < TRACE_LIMIT:
+            captured += bitmap
+            trace.append(TraceInterval(interval=i, dirty_pages=tuple(dirty), guess=guess,
+                                       truth=bit))
+    log.step(Actor.ATTACKER, "reads the dirty bitmap after every interval (reading re-arms it)",
+             "malicious_hypervisor", detail=f"{truth.size} reads of "
+             f"{dirty_bitmap_bytes(params.guest_pages)} bytes (GET_BITMAP)")
+    log.step(Actor.ATTACKER, "decodes each interval: buffer A alone dirty is 0, buffer B alone "
+             "is 1, anything else is a guess", "malicious_hypervisor",
+             detail=f"{ambiguous} of {truth.size} intervals needed a guess")
+    container.stop_dirty_tracking()
+
+    log.address = pa
+    log.captured = bytes(captured)
+    log.recovered = np.packbits(recovered).tobytes()
+    correct = int(np.count_nonzero(truth == recovered))
+    log.metrics = DirtyPageLeakMetrics(
+        intervals=int(truth.size),
+        bits_total=int(truth.size),
+        bits_recovered=correct,
+        bit_accuracy=correct / truth.size,
+        chance_probability=chance_probability(correct, int(truth.size)),
+        ambiguous_intervals=ambiguous,
+        pinned_page_dirty_scope=scope,
+        guest_pages_mapped=params.guest_pages,
+        bitmap_trace=tuple(trace),
+    )
+    return DirtyPageRun(truth, recovered, secret)
 
 
 def _decode(dirty: set[int]) -> int | None:

@@ -14,6 +14,9 @@ Preconditions: capabilities ``bus_interposer`` and ``chosen_plaintext`` under th
 At 128-bit blocks a collision needs about 2^64 blocks, so the shipped scenarios use the
 *reduced-width* cipher (:mod:`testbed.crypto.narrow`) and extrapolate to n = 128.
 Mitigations: key rotation well before the bound (MKTME rotates at run time), per-domain keys.
+
+The trials are :func:`wear_out` and their outcome :func:`judge_wearout`, which the attack
+programs' ``wear_out`` step and ``modified`` goal share.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
-from ..platform import Domain, Machine
+from ..platform import Domain, Engine, Machine
 from ..results import (
     CurvePoint,
     PlotData,
@@ -49,7 +52,17 @@ from ._base import (
 )
 from .cost import MachineShape, Work, boot_units, run_part
 
-__all__ = ["KeyWearout", "KeyWearoutMetrics", "KeyWearoutParams", "birthday_probability"]
+__all__ = [
+    "KeyWearout",
+    "KeyWearoutMetrics",
+    "KeyWearoutParams",
+    "WearoutRun",
+    "WearoutTrial",
+    "birthday_probability",
+    "engine_problem",
+    "judge_wearout",
+    "wear_out",
+]
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 MAX_TOTAL_PAIRS = 1 << 22
@@ -239,7 +252,10 @@ class _PairStore:
 
 
 @dataclass
-class _Trial:
+class WearoutTrial:
+    """One trial: the blocks it captured, where it confirmed a collision, whether the victim
+    then read the attacker's value."""
+
     pairs: int = 0
     collision_at: int | None = None
     candidates: int = 0
@@ -282,6 +298,60 @@ class KeyWearoutMetrics(BaseMetrics):
         return (WearoutPlot(self.curve, self.block_bits, self.reduced_width),)
 
 
+@dataclass(frozen=True)
+class WearoutRun:
+    """What the trials of one key wear-out achieved, and the machine the last one ran on.
+
+    Attributes:
+        trials: each trial, in order.
+        rotations: key rotations over all trials.
+        block_bits: block size n of the cipher worn out.
+        reduced: whether that is the reduced-width cipher.
+        max_pairs: blocks each trial could capture.
+        machine: the machine of the last trial (each trial after the first reboots).
+    """
+
+    trials: tuple[WearoutTrial, ...]
+    rotations: int
+    block_bits: int
+    reduced: bool
+    max_pairs: int
+    machine: Machine
+
+    @property
+    def target(self) -> bytes | None:
+        """The value the attacker wanted the victim to read in the first trial (``None``: it
+        confirmed no collision to use)."""
+        first = self.trials[0].target if self.trials else None
+        return None if first is None else bytes.fromhex(first)
+
+
+def engine_problem(engine: type[Engine]) -> str | None:
+    """Why the wear-out means nothing on ``engine`` (``None``: it does)."""
+    if not engine.encrypts:
+        return f"engine {engine.name} does not encrypt: there is no key to wear out"
+    return None
+
+
+def wear_out(ctx: AttackContext, params: KeyWearoutParams) -> WearoutRun:
+    """Run every trial on ``ctx.machine``, the later ones each after a reboot; the metrics
+    (:class:`KeyWearoutMetrics`) go to ``ctx.log`` after every trial, so a refusal in a later
+    one keeps them."""
+    trials: list[WearoutTrial] = []
+    rotations = 0
+    blocks = _Blocks.of(ctx.machine)
+    machine = ctx.machine
+    for number in range(params.trials):
+        if number:
+            ctx.log.begin_setup()  # a new victim on a rebooted machine
+        machine = ctx.machine if number == 0 else ctx.reboot()
+        trials.append(_trial(machine, ctx, params, blocks, record=number == 0))
+        rotations += machine.rotations
+        ctx.log.metrics = _metrics(params, blocks, trials, rotations)
+    return WearoutRun(tuple(trials), rotations, blocks.bits, blocks.reduced, params.max_pairs,
+                      machine)
+
+
 class KeyWearout(Attack[KeyWearoutParams]):
     kind = "key-wearout"
     title = "Key wear-out"
@@ -294,195 +364,189 @@ class KeyWearout(Attack[KeyWearoutParams]):
     """The threat needs a cipher to wear out; ``tme`` has no defence against it."""
 
     def precondition(self, machine: Machine, params: KeyWearoutParams) -> str | None:
-        if not machine.engine.encrypts:
-            return f"engine {machine.engine.name} does not encrypt: there is no key to wear out"
-        return None
+        return engine_problem(type(machine.engine))
 
     def run(self, ctx: AttackContext, params: KeyWearoutParams) -> Verdict:
-        trials: list[_Trial] = []
-        rotations = 0
-        blocks = _Blocks.of(ctx.machine)
-        verdict: Verdict | None = None
-        for number in range(params.trials):
-            if number:
-                ctx.log.begin_setup()  # a new victim on a rebooted machine
-            machine = ctx.machine if number == 0 else ctx.reboot()
-            trials.append(self._trial(machine, ctx, params, blocks, record=number == 0))
-            rotations += machine.rotations
-            # The metrics so far, after every trial: a refusal in a later one keeps them.
-            verdict = self._verdict(ctx, params, blocks, trials, rotations)
-        assert verdict is not None  # params.trials >= 1
-        return verdict
+        return judge_wearout(wear_out(ctx, params))
 
-    # -- one trial ------------------------------------------------------------------------
-    def _trial(
-        self, m: Machine, ctx: AttackContext, p: KeyWearoutParams, blocks: _Blocks, record: bool
-    ) -> _Trial:
-        log, rng = ctx.log, ctx.rng
-        victim = m.create_domain("guest", "victim")
-        if p.wear_domain == "victim":
-            source = victim
-            pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
-            log.begin_attack()  # the victim's buffer is set up; from here on the attacker drives
-        else:
-            log.begin_attack()  # the attacker's own guest and pages are the attacker's steps
-            source = m.create_domain("guest", "attacker")
-            pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
-        store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
-                           distinct_pages=source is not victim)
-        trial = _Trial()
-        if record:
-            who = Actor.VICTIM if source is victim else Actor.ATTACKER
-            log.step(who, f"{who} guest stores attacker-chosen data in {p.buffer_pages} page(s)",
-                     detail=f"key slot {source.slot}; cipher {m.engine.cipher_label}")
-        for start, count in _packets(pages, p.packet_lines):
-            if trial.pairs >= p.max_pairs:
-                break
-            data = blocks.random(rng, count * (LINE_SIZE // blocks.width))
-            m.write(source, start, data.tobytes())
-            ct = m.bus.read_lines(start, count * LINE_SIZE).reshape(-1, blocks.width)
-            for first, second in store.add(start, data, ct):
-                trial.candidates += 1
-                delta, ai, aj = store.delta(first, second)
-                if not self._confirm(m, source, rng, blocks, ai, aj, delta):
-                    continue
-                trial.pairs, trial.collision_at = store.count, second + 1
-                if record:
-                    log.step(Actor.ATTACKER, f"finds an internal collision after {second + 1} "
-                             "captured blocks and confirms it", "bus_interposer", aj,
-                             f"delta = {delta.tobytes().hex()}")
-                if source is victim or self._hand_over(m, log, source, victim, aj):
-                    trial.success = self._modify(m, source, victim, ctx, blocks, ai, aj, delta,
-                                                 trial, record)
-                return trial
-            trial.pairs = store.count
-        if record:
-            log.step(Actor.ATTACKER, f"captured {trial.pairs} blocks: {trial.candidates} candidate"
-                     " collisions, none confirmed under the current key", "bus_interposer")
-        return trial
 
-    @staticmethod
-    def _block_at(m: Machine, addr: int, w: int) -> NDArray[np.uint8]:
-        line = addr - addr % LINE_SIZE
-        raw = np.frombuffer(m.bus.read(line, LINE_SIZE), dtype=np.uint8)
-        return raw[addr - line : addr - line + w].copy()
+# -- one trial ----------------------------------------------------------------------------
+def _trial(
+    m: Machine, ctx: AttackContext, p: KeyWearoutParams, blocks: _Blocks, record: bool
+) -> WearoutTrial:
+    log, rng = ctx.log, ctx.rng
+    victim = m.create_domain("guest", "victim")
+    if p.wear_domain == "victim":
+        source = victim
+        pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
+        log.begin_attack()  # the victim's buffer is set up; from here on the attacker drives
+    else:
+        log.begin_attack()  # the attacker's own guest and pages are the attacker's steps
+        source = m.create_domain("guest", "attacker")
+        pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
+    store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
+                       distinct_pages=source is not victim)
+    trial = WearoutTrial()
+    if record:
+        who = Actor.VICTIM if source is victim else Actor.ATTACKER
+        log.step(who, f"{who} guest stores attacker-chosen data in {p.buffer_pages} page(s)",
+                 detail=f"key slot {source.slot}; cipher {m.engine.cipher_label}")
+    for start, count in _packets(pages, p.packet_lines):
+        if trial.pairs >= p.max_pairs:
+            break
+        data = blocks.random(rng, count * (LINE_SIZE // blocks.width))
+        m.write(source, start, data.tobytes())
+        ct = m.bus.read_lines(start, count * LINE_SIZE).reshape(-1, blocks.width)
+        for first, second in store.add(start, data, ct):
+            trial.candidates += 1
+            delta, ai, aj = store.delta(first, second)
+            if not _confirm(m, source, rng, blocks, ai, aj, delta):
+                continue
+            trial.pairs, trial.collision_at = store.count, second + 1
+            if record:
+                log.step(Actor.ATTACKER, f"finds an internal collision after {second + 1} "
+                         "captured blocks and confirms it", "bus_interposer", aj,
+                         f"delta = {delta.tobytes().hex()}")
+            if source is victim or _hand_over(m, log, source, victim, aj):
+                trial.success = _modify(m, source, victim, ctx, blocks, ai, aj, delta, trial,
+                                        record)
+            return trial
+        trial.pairs = store.count
+    if record:
+        log.step(Actor.ATTACKER, f"captured {trial.pairs} blocks: {trial.candidates} candidate"
+                 " collisions, none confirmed under the current key", "bus_interposer")
+    return trial
 
-    def _confirm(
-        self, m: Machine, victim: Domain, rng: np.random.Generator, blocks: _Blocks,
-        ai: PhysAddr, aj: PhysAddr, delta: NDArray[np.uint8],
-    ) -> bool:
-        probe = blocks.random(rng, 1)[0]
-        m.write(victim, ai, probe.tobytes())
-        ci = self._block_at(m, ai, blocks.width)
-        m.write(victim, aj, (probe ^ delta).tobytes())
-        cj = self._block_at(m, aj, blocks.width)
-        return bool(((ci ^ delta) == cj).all())
 
-    @staticmethod
-    def _hand_over(
-        m: Machine, log: AttackLog, attacker: Domain, victim: Domain, addr: int
-    ) -> bool:
-        """The attacker frees the frame holding ``addr``; the victim's next page is that frame."""
-        frame = addr // PAGE_SIZE
-        m.free_page(attacker, PhysAddr(frame * PAGE_SIZE))
-        with log.victim_acts():
-            return m.alloc_page(victim) == frame * PAGE_SIZE
+def _block_at(m: Machine, addr: int, w: int) -> NDArray[np.uint8]:
+    line = addr - addr % LINE_SIZE
+    raw = np.frombuffer(m.bus.read(line, LINE_SIZE), dtype=np.uint8)
+    return raw[addr - line : addr - line + w].copy()
 
-    def _modify(
-        self, m: Machine, writer: Domain, victim: Domain, ctx: AttackContext, blocks: _Blocks,
-        ai: PhysAddr, aj: PhysAddr, delta: NDArray[np.uint8], trial: _Trial, record: bool,
-    ) -> bool:
-        w = blocks.width
-        own, wanted = blocks.random(ctx.rng, 2)
-        while (own == wanted).all():
-            wanted = blocks.random(ctx.rng, 1)[0]
-        with ctx.log.victim_acts():
-            m.write(victim, aj, own.tobytes())
-        m.write(writer, ai, (wanted ^ delta).tobytes())
-        ci = self._block_at(m, ai, w)
-        line = aj - aj % LINE_SIZE
-        raw = np.frombuffer(m.bus.read(line, LINE_SIZE), dtype=np.uint8).copy()
-        raw[aj - line : aj - line + w] = ci ^ delta
-        m.bus.write(line, raw.tobytes())
-        with ctx.log.victim_acts():
-            seen = np.frombuffer(m.read(victim, aj, w), dtype=np.uint8)
-        if record:
-            log = ctx.log
-            log.secret, log.captured, log.recovered = own.tobytes(), ci.tobytes(), seen.tobytes()
-            log.address = aj
-            trial.target = wanted.tobytes().hex()
-            log.step(Actor.VICTIM, "stores its own value at the second address", address=aj)
-            log.step(Actor.ATTACKER, f"has the {'victim' if writer is victim else 'attacker'} "
-                     "store target xor delta at the first address", "chosen_plaintext", ai)
-            log.step(Actor.ATTACKER, "writes that ciphertext xor delta at the second address",
-                     "bus_interposer", aj)
-            log.step(Actor.VICTIM, "reads the second address", address=aj,
-                     detail=f"reads {seen.tobytes().hex()}, "
-                     f"attacker wanted {wanted.tobytes().hex()}")
-        return bool((seen == wanted).all())
 
-    # -- the verdict ----------------------------------------------------------------------
-    def _verdict(
-        self, ctx: AttackContext, p: KeyWearoutParams, blocks: _Blocks, trials: list[_Trial],
-        rotations: int,
-    ) -> Verdict:
-        wins = sum(t.success for t in trials)
-        n = blocks.bits
-        q50 = math.sqrt(2 * math.log(2) * 2.0**n)
-        q50_128 = math.sqrt(2 * math.log(2)) * 2.0**64
-        bytes_per_s = p.bandwidth_gb_s * 1e9
-        top = min(p.max_pairs, int(4 * q50))
-        points = sorted({max(1, top * k // 24) for k in range(1, 25)})
-        hits = [t.collision_at for t in trials]
-        stats = TrialStats.of(wins, len(trials))
-        curve = tuple(
-            CurvePoint(pairs=q,
-                       measured=sum(h is not None and h <= q for h in hits) / len(trials),
-                       bound=birthday_probability(q, n))
-            for q in points
-        )
-        ctx.log.metrics = KeyWearoutMetrics(
-            block_bits=n,
-            reduced_width=blocks.reduced,
-            trials=len(trials),
-            successes=wins,
-            success_rate=wins / len(trials),
-            success_low=round(stats.low, 4),
-            success_high=round(stats.high, 4),
-            pairs_to_collision=tuple(hits),
-            candidate_collisions=sum(t.candidates for t in trials),
-            blocks_captured=sum(t.pairs for t in trials),
-            max_pairs=p.max_pairs,
-            pairs_for_50pct=q50,
-            key_rotations=rotations,
-            curve=curve,
-            extrapolated_blocks_for_50pct_n128=q50_128,
-            extrapolated_years_for_50pct_n128=q50_128 * 16 / bytes_per_s / SECONDS_PER_YEAR,
-            extrapolated_years_for_2pow64_blocks=2.0**64 * 16 / bytes_per_s / SECONDS_PER_YEAR,
-            bandwidth_gb_s=p.bandwidth_gb_s,
-            attacker_target=trials[0].target,
-        )
-        width = f"{n}-bit {'reduced-width ' if blocks.reduced else ''}blocks"
-        # A blind write of the victim's block reads as the chosen value 1 time in 2^n.
-        odds = log2_tail(len(trials), wins, 2.0**-n)
-        # The rule of scenario trials (testbed.results.verdicts): succeeded when the 95 %
-        # interval of the success rate lies at or above one half.
-        if wins and stats.low >= 0.5:
-            return Verdict(Outcome.SUCCEEDED, f"in {wins} of {len(trials)} trials an internal "
-                           f"collision ({width}) let the attacker set the victim's value "
-                           f"({stats.text()}; by chance {chance_text(odds)})", odds)
-        if wins:
-            return Verdict(Outcome.PARTIAL, f"the controlled modification worked in {wins} of "
-                           f"{len(trials)} trials ({width}; {stats.text()}; by chance "
-                           f"{chance_text(odds)})", odds)
-        found = sum(h is not None for h in hits)
-        if rotations:
-            why = (f"the key was rotated {rotations} times, so no collision held under the "
-                   "current key")
-        elif found:
-            why = (f"collisions were confirmed in {found} trials, but the victim read garbage: "
-                   "its data is under another key than the one worn out")
-        else:
-            why = f"no internal collision within {p.max_pairs} blocks"
-        return Verdict(Outcome.MITIGATED, f"0 of {len(trials)} trials succeeded ({width}): {why}",
-                       odds)
+def _confirm(
+    m: Machine, victim: Domain, rng: np.random.Generator, blocks: _Blocks,
+    ai: PhysAddr, aj: PhysAddr, delta: NDArray[np.uint8],
+) -> bool:
+    probe = blocks.random(rng, 1)[0]
+    m.write(victim, ai, probe.tobytes())
+    ci = _block_at(m, ai, blocks.width)
+    m.write(victim, aj, (probe ^ delta).tobytes())
+    cj = _block_at(m, aj, blocks.width)
+    return bool(((ci ^ delta) == cj).all())
+
+
+def _hand_over(m: Machine, log: AttackLog, attacker: Domain, victim: Domain, addr: int) -> bool:
+    """The attacker frees the frame holding ``addr``; the victim's next page is that frame."""
+    frame = addr // PAGE_SIZE
+    m.free_page(attacker, PhysAddr(frame * PAGE_SIZE))
+    with log.victim_acts():
+        return m.alloc_page(victim) == frame * PAGE_SIZE
+
+
+def _modify(
+    m: Machine, writer: Domain, victim: Domain, ctx: AttackContext, blocks: _Blocks,
+    ai: PhysAddr, aj: PhysAddr, delta: NDArray[np.uint8], trial: WearoutTrial, record: bool,
+) -> bool:
+    w = blocks.width
+    own, wanted = blocks.random(ctx.rng, 2)
+    while (own == wanted).all():
+        wanted = blocks.random(ctx.rng, 1)[0]
+    with ctx.log.victim_acts():
+        m.write(victim, aj, own.tobytes())
+    m.write(writer, ai, (wanted ^ delta).tobytes())
+    ci = _block_at(m, ai, w)
+    line = aj - aj % LINE_SIZE
+    raw = np.frombuffer(m.bus.read(line, LINE_SIZE), dtype=np.uint8).copy()
+    raw[aj - line : aj - line + w] = ci ^ delta
+    m.bus.write(line, raw.tobytes())
+    with ctx.log.victim_acts():
+        seen = np.frombuffer(m.read(victim, aj, w), dtype=np.uint8)
+    if record:
+        log = ctx.log
+        log.secret, log.captured, log.recovered = own.tobytes(), ci.tobytes(), seen.tobytes()
+        log.address = aj
+        trial.target = wanted.tobytes().hex()
+        log.step(Actor.VICTIM, "stores its own value at the second address", address=aj)
+        log.step(Actor.ATTACKER, f"has the {'victim' if writer is victim else 'attacker'} "
+                 "store target xor delta at the first address", "chosen_plaintext", ai)
+        log.step(Actor.ATTACKER, "writes that ciphertext xor delta at the second address",
+                 "bus_interposer", aj)
+        log.step(Actor.VICTIM, "reads the second address", address=aj,
+                 detail=f"reads {seen.tobytes().hex()}, "
+                 f"attacker wanted {wanted.tobytes().hex()}")
+    return bool((seen == wanted).all())
+
+
+# -- the verdict --------------------------------------------------------------------------
+def _metrics(
+    p: KeyWearoutParams, blocks: _Blocks, trials: list[WearoutTrial], rotations: int
+) -> KeyWearoutMetrics:
+    wins = sum(t.success for t in trials)
+    n = blocks.bits
+    q50 = math.sqrt(2 * math.log(2) * 2.0**n)
+    q50_128 = math.sqrt(2 * math.log(2)) * 2.0**64
+    bytes_per_s = p.bandwidth_gb_s * 1e9
+    top = min(p.max_pairs, int(4 * q50))
+    points = sorted({max(1, top * k // 24) for k in range(1, 25)})
+    hits = [t.collision_at for t in trials]
+    stats = TrialStats.of(wins, len(trials))
+    curve = tuple(
+        CurvePoint(pairs=q,
+                   measured=sum(h is not None and h <= q for h in hits) / len(trials),
+                   bound=birthday_probability(q, n))
+        for q in points
+    )
+    return KeyWearoutMetrics(
+        block_bits=n,
+        reduced_width=blocks.reduced,
+        trials=len(trials),
+        successes=wins,
+        success_rate=wins / len(trials),
+        success_low=round(stats.low, 4),
+        success_high=round(stats.high, 4),
+        pairs_to_collision=tuple(hits),
+        candidate_collisions=sum(t.candidates for t in trials),
+        blocks_captured=sum(t.pairs for t in trials),
+        max_pairs=p.max_pairs,
+        pairs_for_50pct=q50,
+        key_rotations=rotations,
+        curve=curve,
+        extrapolated_blocks_for_50pct_n128=q50_128,
+        extrapolated_years_for_50pct_n128=q50_128 * 16 / bytes_per_s / SECONDS_PER_YEAR,
+        extrapolated_years_for_2pow64_blocks=2.0**64 * 16 / bytes_per_s / SECONDS_PER_YEAR,
+        bandwidth_gb_s=p.bandwidth_gb_s,
+        attacker_target=trials[0].target,
+    )
+
+
+def judge_wearout(run: WearoutRun) -> Verdict:
+    """The outcome of ``run``'s trials: in how many the victim read the attacker's value."""
+    trials, n = run.trials, run.block_bits
+    wins = sum(t.success for t in trials)
+    hits = [t.collision_at for t in trials]
+    stats = TrialStats.of(wins, len(trials))
+    width = f"{n}-bit {'reduced-width ' if run.reduced else ''}blocks"
+    # A blind write of the victim's block reads as the chosen value 1 time in 2^n.
+    odds = log2_tail(len(trials), wins, 2.0**-n)
+    # The rule of scenario trials (testbed.results.verdicts): succeeded when the 95 %
+    # interval of the success rate lies at or above one half.
+    if wins and stats.low >= 0.5:
+        return Verdict(Outcome.SUCCEEDED, f"in {wins} of {len(trials)} trials an internal "
+                       f"collision ({width}) let the attacker set the victim's value "
+                       f"({stats.text()}; by chance {chance_text(odds)})", odds)
+    if wins:
+        return Verdict(Outcome.PARTIAL, f"the controlled modification worked in {wins} of "
+                       f"{len(trials)} trials ({width}; {stats.text()}; by chance "
+                       f"{chance_text(odds)})", odds)
+    found = sum(h is not None for h in hits)
+    if run.rotations:
+        why = (f"the key was rotated {run.rotations} times, so no collision held under the "
+               "current key")
+    elif found:
+        why = (f"collisions were confirmed in {found} trials, but the victim read garbage: "
+               "its data is under another key than the one worn out")
+    else:
+        why = f"no internal collision within {run.max_pairs} blocks"
+    return Verdict(Outcome.MITIGATED, f"0 of {len(trials)} trials succeeded ({width}): {why}",
+                   odds)

@@ -14,6 +14,9 @@ exhausts the page allocator itself.
 Alongside, the attack measures direct-map fragmentation: the same workload of secret
 allocations, replayed on two fresh machines, one removing pages from the direct map one by one
 and one using the PMD pool.
+
+The run is :func:`exhaust` and its outcome :func:`judge_exhaustion`, which the attack programs'
+``exhaust_secretmem`` step and ``denied`` goal share.
 """
 
 from __future__ import annotations
@@ -40,7 +43,14 @@ from ._base import (
 )
 from .cost import MachineShape, Work, boot_units, run_part
 
-__all__ = ["SecretmemExhaustion", "SecretmemExhaustionMetrics", "SecretmemExhaustionParams"]
+__all__ = [
+    "Exhaustion",
+    "SecretmemExhaustion",
+    "SecretmemExhaustionMetrics",
+    "SecretmemExhaustionParams",
+    "exhaust",
+    "judge_exhaustion",
+]
 
 FAULT_UNITS = 100
 """Work units per secret page faulted: cleared through the engine, out of the direct maps
@@ -128,6 +138,86 @@ class SecretmemExhaustionMetrics(BaseMetrics):
         return () if self.fragmentation_curve is None else (self.fragmentation_curve,)
 
 
+@dataclass(frozen=True)
+class Exhaustion:
+    """What one exhaustion achieved: the attacker's pages, and what the victim then got.
+
+    Attributes:
+        taken: secret pages the attacker mapped and touched.
+        refusal: the platform's ENOMEM when the victim's secret page fault failed (``None``:
+            the victim got its page).
+        secret: the victim's secret.
+        read_back: what the victim read back from its secret page (``None``: it got none).
+    """
+
+    taken: int
+    refusal: str | None
+    secret: bytes
+    read_back: bytes | None
+
+
+def exhaust(ctx: AttackContext, params: SecretmemExhaustionParams) -> Exhaustion:
+    """The attacker takes all the secret memory it may on ``ctx.machine``, the fragmentation
+    workload is measured on the side, then the victim asks for one secret page and stores its
+    secret there; the metrics go to ``ctx.log`` as they are measured.
+
+    Raises:
+        PlatformRefusal: any refusal but the victim's ENOMEM (one the victim meets is charged
+            to it through :meth:`~testbed.attacks.AttackLog.victim_acts`).
+    """
+    m, log = ctx.machine, ctx.log
+    secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
+    log.secret = secret
+    area = m.secretmem_area
+    where = (f"the secretmem= reservation ({area.chunks} chunks of 2 MiB)" if area else
+             "the page allocator (no secretmem= reservation)")
+    log.step(Actor.VICTIM, "is about to need secret memory for its key", detail=where)
+
+    log.begin_attack()
+    attacker = m.create_domain("process", "attacker")
+    taken, refusals = _exhaust(m, attacker, params, log)
+    metrics = SecretmemExhaustionMetrics(
+        attacker_pages=taken, attacker_locked_pages=attacker.locked_pages,
+        free_chunks_left=area.free_chunks if area else None,
+        free_frames_left=m.allocator.free_count, mmap_refusals=refusals or None)
+    log.metrics = metrics  # kept if the fragmentation measurement fails
+    log.metrics = metrics = _fragmentation(ctx, params, metrics)
+
+    with log.victim_acts():
+        victim = m.create_domain("process", "victim")
+        file = m.memfd_secret(victim)
+        pages = -(-len(secret) // PAGE_SIZE)
+        file.mmap(pages)
+    try:
+        # ENOMEM is the attack's success; any other refusal is the victim's.
+        with log.victim_acts():
+            pa = file.fault(0)
+    except OutOfMemory as exc:
+        log.step(Actor.VICTIM, "touches its secret page: the fault fails", detail=str(exc))
+        log.metrics = replace(metrics, victim_allocation="ENOMEM")
+        return Exhaustion(taken, str(exc), secret, None)
+    log.address = pa
+    with log.victim_acts():
+        m.write(victim, pa, secret)
+        log.recovered = m.read(victim, pa, len(secret))
+    log.step(Actor.VICTIM, "stores its secret in secret memory and reads it back", address=pa)
+    log.metrics = replace(metrics, victim_allocation="ok")
+    return Exhaustion(taken, None, secret, log.recovered)
+
+
+def judge_exhaustion(done: Exhaustion) -> Verdict:
+    """A denial of service when the victim's secret page fault failed; no guess, so no
+    chance."""
+    if done.refusal is not None:
+        return Verdict(Outcome.SUCCEEDED,
+                       f"denial of service: the victim's secret allocation failed "
+                       f"({done.refusal}) after the attacker took {done.taken} pages")
+    if done.read_back != done.secret:
+        return Verdict(Outcome.ERROR, "the victim's secret page reads back corrupt")
+    return Verdict(Outcome.MITIGATED, f"the victim still got secret memory: the attacker "
+                   f"could take only {done.taken} pages")
+
+
 class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     kind = "secretmem-exhaustion"
     title = "secretmem pool exhaustion"
@@ -138,111 +228,68 @@ class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     """The ``secretmem=`` reservation its files take their pages from."""
 
     def run(self, ctx: AttackContext, params: SecretmemExhaustionParams) -> Verdict:
-        m, log = ctx.machine, ctx.log
-        secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
-        log.secret = secret
-        area = m.secretmem_area
-        where = (f"the secretmem= reservation ({area.chunks} chunks of 2 MiB)" if area else
-                 "the page allocator (no secretmem= reservation)")
-        log.step(Actor.VICTIM, "is about to need secret memory for its key", detail=where)
+        return judge_exhaustion(exhaust(ctx, params))
 
-        log.begin_attack()
-        attacker = m.create_domain("process", "attacker")
-        taken, refusals = self._exhaust(m, attacker, params, log)
-        metrics = SecretmemExhaustionMetrics(
-            attacker_pages=taken, attacker_locked_pages=attacker.locked_pages,
-            free_chunks_left=area.free_chunks if area else None,
-            free_frames_left=m.allocator.free_count, mmap_refusals=refusals or None)
-        log.metrics = metrics  # kept if the fragmentation measurement fails
-        log.metrics = metrics = self._fragmentation(ctx, params, metrics)
 
-        with log.victim_acts():
-            victim = m.create_domain("process", "victim")
-            file = m.memfd_secret(victim)
-            pages = -(-len(secret) // PAGE_SIZE)
-            file.mmap(pages)
+def _exhaust(
+    m: Machine, attacker: Domain, params: SecretmemExhaustionParams, log: AttackLog
+) -> tuple[int, int]:
+    """The attacker maps and touches as much secret memory as it is allowed.
+
+    Returns:
+        Pages taken, and mmap calls refused.
+    """
+    taken = refusals = 0
+    for n in range(params.attacker_files):
+        file = m.memfd_secret(attacker)
+        length, refused = _mmap_greedy(file, params.pages_per_file)
+        if refused:
+            refusals += refused
+            log.step(Actor.ATTACKER, f"file {n + 1}: mmap refused {refused} times (EAGAIN), "
+                     f"settles for {length} pages", "unprivileged_task")
+        if not length:
+            break
+        got = 0
         try:
-            # ENOMEM is the attack's success; any other refusal is the victim's.
-            with log.victim_acts():
-                pa = file.fault(0)
+            for index in range(length):
+                file.fault(index)
+                got += 1
         except OutOfMemory as exc:
-            log.step(Actor.VICTIM, "touches its secret page: the fault fails", detail=str(exc))
-            log.metrics = replace(metrics, victim_allocation="ENOMEM")
-            return Verdict(Outcome.SUCCEEDED,
-                           f"denial of service: the victim's secret allocation failed ({exc}) "
-                           f"after the attacker took {taken} pages")
-        log.address = pa
-        with log.victim_acts():
-            m.write(victim, pa, secret)
-            log.recovered = m.read(victim, pa, len(secret))
-        log.step(Actor.VICTIM, "stores its secret in secret memory and reads it back", address=pa)
-        log.metrics = replace(metrics, victim_allocation="ok")
-        if log.recovered != secret:
-            return Verdict(Outcome.ERROR, "the victim's secret page reads back corrupt")
-        return Verdict(Outcome.MITIGATED, f"the victim still got secret memory: the attacker "
-                       f"could take only {taken} pages")
-
-    @staticmethod
-    def _exhaust(
-        m: Machine, attacker: Domain, params: SecretmemExhaustionParams, log: AttackLog
-    ) -> tuple[int, int]:
-        """The attacker maps and touches as much secret memory as it is allowed.
-
-        Returns:
-            Pages taken, and mmap calls refused.
-        """
-        taken = refusals = 0
-        for n in range(params.attacker_files):
-            file = m.memfd_secret(attacker)
-            length, refused = _mmap_greedy(file, params.pages_per_file)
-            if refused:
-                refusals += refused
-                log.step(Actor.ATTACKER, f"file {n + 1}: mmap refused {refused} times (EAGAIN), "
-                         f"settles for {length} pages", "unprivileged_task")
-            if not length:
-                break
-            got = 0
-            try:
-                for index in range(length):
-                    file.fault(index)
-                    got += 1
-            except OutOfMemory as exc:
-                taken += got
-                log.step(Actor.ATTACKER, f"file {n + 1}: maps {length} secret pages, touches "
-                         f"{got} until secret memory runs out", "unprivileged_task",
-                         detail=str(exc))
-                return taken, refusals
             taken += got
-            log.step(Actor.ATTACKER, f"file {n + 1}: maps and touches {got} secret pages",
-                     "unprivileged_task", detail=f"{len(file.chunks)} pool chunks")
-        return taken, refusals
+            log.step(Actor.ATTACKER, f"file {n + 1}: maps {length} secret pages, touches "
+                     f"{got} until secret memory runs out", "unprivileged_task",
+                     detail=str(exc))
+            return taken, refusals
+        taken += got
+        log.step(Actor.ATTACKER, f"file {n + 1}: maps and touches {got} secret pages",
+                 "unprivileged_task", detail=f"{len(file.chunks)} pool chunks")
+    return taken, refusals
 
-    @staticmethod
-    def _fragmentation(
-        ctx: AttackContext, params: SecretmemExhaustionParams,
-        metrics: SecretmemExhaustionMetrics,
-    ) -> SecretmemExhaustionMetrics:
-        """Replay one workload under both strategies; add the direct-map splits to ``metrics``."""
-        if not params.workload_pages:
-            return metrics
-        pages = ctx.machine.memory.pages
-        tasks = ctx.rng.integers(0, params.workload_tasks, size=params.workload_pages)
-        per_task = np.bincount(tasks, minlength=params.workload_tasks)
-        reserve = int(sum(-(-int(n) // PMD_PAGES) for n in per_task)) * PMD_PAGES
-        if 2 * reserve > pages:
-            return replace(metrics, fragmentation=(
-                f"not measured: the workload's pools need {reserve} frames, more than half of "
-                f"the {pages}-frame memory"))
-        ops = _workload(ctx.rng, pages - reserve, tasks)
-        per_page = _replay(ctx.machine, ops, pages, 0, params)
-        pool = _replay(ctx.machine, ops, pages, reserve, params)
-        return replace(
-            metrics,
-            direct_map_splits_per_strategy={"per-page": per_page[-1], "pmd-pool": pool[-1]},
-            fragmentation_curve=FragmentationSeries(
-                secret_pages=tuple(range(1, params.workload_pages + 1)),
-                per_page=tuple(per_page), pmd_pool=tuple(pool)),
-        )
+def _fragmentation(
+    ctx: AttackContext, params: SecretmemExhaustionParams,
+    metrics: SecretmemExhaustionMetrics,
+) -> SecretmemExhaustionMetrics:
+    """Replay one workload under both strategies; add the direct-map splits to ``metrics``."""
+    if not params.workload_pages:
+        return metrics
+    pages = ctx.machine.memory.pages
+    tasks = ctx.rng.integers(0, params.workload_tasks, size=params.workload_pages)
+    per_task = np.bincount(tasks, minlength=params.workload_tasks)
+    reserve = int(sum(-(-int(n) // PMD_PAGES) for n in per_task)) * PMD_PAGES
+    if 2 * reserve > pages:
+        return replace(metrics, fragmentation=(
+            f"not measured: the workload's pools need {reserve} frames, more than half of "
+            f"the {pages}-frame memory"))
+    ops = _workload(ctx.rng, pages - reserve, tasks)
+    per_page = _replay(ctx.machine, ops, pages, 0, params)
+    pool = _replay(ctx.machine, ops, pages, reserve, params)
+    return replace(
+        metrics,
+        direct_map_splits_per_strategy={"per-page": per_page[-1], "pmd-pool": pool[-1]},
+        fragmentation_curve=FragmentationSeries(
+            secret_pages=tuple(range(1, params.workload_pages + 1)),
+            per_page=tuple(per_page), pmd_pool=tuple(pool)),
+    )
 
 
 def _mmap_greedy(file: SecretmemFile, pages: int) -> tuple[int, int]:

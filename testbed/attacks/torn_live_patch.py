@@ -17,6 +17,9 @@ the same under every engine. The text lives in a kernel-owned page of the machin
 interleavings run on a copy of it (:mod:`testbed.platform.kernel_text.livepatch`,
 :mod:`testbed.platform.kernel_text.interleavings`), and the patched text is stored back at the end.
 Mitigation: ``text_poke_bp`` (the INT3 protocol).
+
+The run is :func:`live_patch` and its outcome :func:`judge_patch`, which the attack programs'
+``live_patch`` step and ``torn`` goal share.
 """
 
 from __future__ import annotations
@@ -51,12 +54,15 @@ from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verd
 from .cost import MachineShape, Work, run_part
 
 __all__ = [
+    "PatchRun",
     "TornExecution",
     "TornLivePatch",
     "TornLivePatchMetrics",
     "TornLivePatchParams",
     "build",
+    "judge_patch",
     "kernel_text",
+    "live_patch",
 ]
 
 TEXT_BASE = 0xFFFF_FFFF_8100_0000
@@ -225,109 +231,148 @@ class TornLivePatch(Attack[TornLivePatchParams]):
     platform_settings = frozenset()
 
     def run(self, ctx: AttackContext, params: TornLivePatchParams) -> Verdict:
-        m, log = ctx.machine, ctx.log
-        pa = m.alloc_page(m.kernel)
-        m.write(m.kernel, pa, kernel_text(params))
-        patcher = Patcher.TEXT_POKE_BP if m.mitigations.text_poke_bp else Patcher.TEXT_POKE
-        start = build(params, patcher, m.read(m.kernel, pa, PAGE_SIZE))
-        old, new = start.old_insn(0).raw, start.sites[0].text
-        log.secret, log.address = new, pa
-        log.step(Actor.KERNEL, f"loads its text: {params.sites} site(s) holding {params.old}",
-                 address=pa, detail=f"virtual {TEXT_BASE:#x}; site 0 holds {old.hex(' ')}")
-        log.step(Actor.PATCHER, self._patcher_action(patcher, params), address=pa,
-                 detail=f"{len(start.ops)} patcher steps; site 0 becomes {new.hex(' ')}")
-        how = ("every interleaving" if params.explore == "exhaustive"
-               else f"{params.interleavings} seeded random interleavings")
-        log.begin_attack()
-        log.step(Actor.ATTACKER, f"runs {params.cpus} CPUs through the sites during the patch, "
-                 f"over {how}", "concurrent_execution", pa,
-                 f"a CPU fetches {params.fetch_chunk} byte(s) per step and executes each site "
-                 f"{params.visits} time(s); the patcher writes {params.poke_chunk} byte(s) per "
-                 "step")
-        found = (explore_all(start) if params.explore == "exhaustive"
-                 else explore_random(start, params.interleavings, ctx.rng))
-        verdict, first_torn = self._judge(ctx, start, found, pa)
-        log.metrics = self._metrics(params, patcher, found, first_torn)
-        self._store_back(ctx, start, pa)
-        return verdict
+        return judge_patch(live_patch(ctx, params))
 
-    @staticmethod
-    def _patcher_action(patcher: Patcher, params: TornLivePatchParams) -> str:
-        if patcher is Patcher.TEXT_POKE_BP:
-            return (f"patches {params.sites} site(s) to {params.new} with text_poke_bp: INT3 on "
-                    "every first byte, sync, tails, sync, first bytes, sync")
-        return (f"patches {params.sites} site(s) to {params.new} with text_poke, writing the new "
-                "bytes in place")
 
-    @staticmethod
-    def _metrics(params: TornLivePatchParams, patcher: Patcher, found: Exploration,
-                 first_torn: TornExecution | None) -> TornLivePatchMetrics:
-        return TornLivePatchMetrics(
-            patcher=patcher.value,
-            exploration="exhaustive" if found.exhaustive else "random",
-            interleavings_explored=found.interleavings,
-            torn_interleavings=found.torn_interleavings,
-            torn_executions=found.counts[ExecClass.TORN],
-            executions={c.value: n for c, n in found.counts.items()},
-            cpus=params.cpus,
-            sites=params.sites,
-            first_torn=first_torn,
-        )
+@dataclass(frozen=True)
+class PatchRun:
+    """What one live patch under the adversarial scheduler showed.
 
-    def _judge(self, ctx: AttackContext, start: LivePatch, found: Exploration,
-               pa: PhysAddr) -> tuple[Verdict, TornExecution | None]:
-        """The verdict, and the first torn execution found (if any)."""
-        log, n = ctx.log, found.interleavings
-        run = found.first_torn
-        if run is None:
-            emulated = found.counts[ExecClass.EMULATED]
-            if found.first_emulated is not None:
-                log.recovered = found.first_emulated.fetched
-            scope = f"all {n}" if found.exhaustive else f"{n} sampled"
-            log.step(Actor.CPUS, "executed only whole old or new instructions, or the INT3 "
-                     "with the new instruction emulated", detail=f"{emulated} INT3 emulations "
-                     f"over {scope} interleavings")
-            return Verdict(Outcome.MITIGATED,
-                           f"no CPU executed a torn instruction in {scope} interleavings; "
-                           f"{emulated} executions hit the INT3 and ran the new instruction "
-                           "through the handler"), None
-        e = run.torn()[0]
-        old, new = start.old_insn(e.site).raw, start.sites[e.site].text
-        schedule = run.schedule_text()
-        events = start.replay(run.schedule).events or []
-        log.recovered = e.fetched
-        first = TornExecution(
-            schedule=schedule, cpu=e.cpu, site=e.site, address=f"{e.address:#x}",
-            executed=e.fetched.hex(" "), decoded=_what(e), origin=_origin(e, old, new),
-            old=old.hex(" "), new=new.hex(" "), fetch_steps=tuple(e.steps),
-            timeline=tuple(events[: e.steps[-1] + 1]),
-        )
-        log.step(Actor.CPU, f"executes a torn instruction at site {e.site}", cpu=e.cpu,
-                 address=pa + e.address - TEXT_BASE,
-                 detail=f"{e.fetched.hex(' ')} = {_what(e)} (old {old.hex(' ')}, new "
-                 f"{new.hex(' ')}); schedule {schedule} (P: a patcher step, k: a step of cpu k); "
-                 f"fetched at steps {', '.join(map(str, e.steps))}")
-        scope = "" if found.exhaustive else " sampled"
-        return Verdict(Outcome.SUCCEEDED,
-                       f"cpu{e.cpu} executed {e.fetched.hex(' ')} at site {e.site} "
-                       f"({_what(e)}): neither the old instruction nor the new one; "
-                       f"{found.torn_interleavings} of {n}{scope} interleavings tore "
-                       f"({found.counts[ExecClass.TORN]} torn executions)"), first
+    Attributes:
+        exploration: the interleavings explored and what the CPUs executed in them.
+        torn: the first torn instruction found (``None``: none).
+    """
 
-    @staticmethod
-    def _store_back(ctx: AttackContext, start: LivePatch, pa: PhysAddr) -> None:
-        """Finish the patch alone, check it, and keep the patched text in the kernel page."""
-        m, log = ctx.machine, ctx.log
-        done = start.clone()
-        while done.patcher_enabled():
-            done.step(PATCHER)
-        for s in done.sites:
-            if done.text.read(s.address, s.length) != s.text:
-                raise AttackError(f"the patch at {s.address:#x} did not complete")
-        m.write(m.kernel, pa, done.text.snapshot())
-        new = done.sites[0].text
-        log.captured = m.dram(pa, len(new))
-        held = "the new bytes in plaintext" if log.captured == new else "ciphertext"
-        log.step(Actor.KERNEL, "keeps the patched text in its page", address=pa,
-                 detail=f"DRAM at site 0 holds {held} ({m.engine.name}); the CPUs fetch "
-                 "through the engine, so it does not change what they execute")
+    exploration: Exploration
+    torn: TornExecution | None
+
+    @property
+    def executed(self) -> bytes | None:
+        """The bytes of the first torn instruction a CPU executed (``None``: none tore)."""
+        return None if self.torn is None else bytes.fromhex(self.torn.executed)
+
+
+def live_patch(ctx: AttackContext, params: TornLivePatchParams) -> PatchRun:
+    """The kernel loads its text into a page of ``ctx.machine`` and patches it while the CPUs
+    run through it, over the interleavings ``params`` asks for; the patched text is kept in the
+    page. The metrics go to ``ctx.log``.
+
+    Raises:
+        AttackError: the patch did not complete when finished alone.
+    """
+    m, log = ctx.machine, ctx.log
+    pa = m.alloc_page(m.kernel)
+    m.write(m.kernel, pa, kernel_text(params))
+    patcher = Patcher.TEXT_POKE_BP if m.mitigations.text_poke_bp else Patcher.TEXT_POKE
+    start = build(params, patcher, m.read(m.kernel, pa, PAGE_SIZE))
+    old, new = start.old_insn(0).raw, start.sites[0].text
+    log.secret, log.address = new, pa
+    log.step(Actor.KERNEL, f"loads its text: {params.sites} site(s) holding {params.old}",
+             address=pa, detail=f"virtual {TEXT_BASE:#x}; site 0 holds {old.hex(' ')}")
+    log.step(Actor.PATCHER, _patcher_action(patcher, params), address=pa,
+             detail=f"{len(start.ops)} patcher steps; site 0 becomes {new.hex(' ')}")
+    how = ("every interleaving" if params.explore == "exhaustive"
+           else f"{params.interleavings} seeded random interleavings")
+    log.begin_attack()
+    log.step(Actor.ATTACKER, f"runs {params.cpus} CPUs through the sites during the patch, "
+             f"over {how}", "concurrent_execution", pa,
+             f"a CPU fetches {params.fetch_chunk} byte(s) per step and executes each site "
+             f"{params.visits} time(s); the patcher writes {params.poke_chunk} byte(s) per "
+             "step")
+    found = (explore_all(start) if params.explore == "exhaustive"
+             else explore_random(start, params.interleavings, ctx.rng))
+    first_torn = _first_torn(ctx, start, found, pa)
+    log.metrics = _metrics(params, patcher, found, first_torn)
+    _store_back(ctx, start, pa)
+    return PatchRun(found, first_torn)
+
+
+def _patcher_action(patcher: Patcher, params: TornLivePatchParams) -> str:
+    if patcher is Patcher.TEXT_POKE_BP:
+        return (f"patches {params.sites} site(s) to {params.new} with text_poke_bp: INT3 on "
+                "every first byte, sync, tails, sync, first bytes, sync")
+    return (f"patches {params.sites} site(s) to {params.new} with text_poke, writing the new "
+            "bytes in place")
+
+def _metrics(params: TornLivePatchParams, patcher: Patcher, found: Exploration,
+             first_torn: TornExecution | None) -> TornLivePatchMetrics:
+    return TornLivePatchMetrics(
+        patcher=patcher.value,
+        exploration="exhaustive" if found.exhaustive else "random",
+        interleavings_explored=found.interleavings,
+        torn_interleavings=found.torn_interleavings,
+        torn_executions=found.counts[ExecClass.TORN],
+        executions={c.value: n for c, n in found.counts.items()},
+        cpus=params.cpus,
+        sites=params.sites,
+        first_torn=first_torn,
+    )
+
+def _first_torn(ctx: AttackContext, start: LivePatch, found: Exploration,
+                pa: PhysAddr) -> TornExecution | None:
+    """Log what the CPUs executed; the first torn execution found (if any)."""
+    log, n = ctx.log, found.interleavings
+    run = found.first_torn
+    if run is None:
+        emulated = found.counts[ExecClass.EMULATED]
+        if found.first_emulated is not None:
+            log.recovered = found.first_emulated.fetched
+        scope = f"all {n}" if found.exhaustive else f"{n} sampled"
+        log.step(Actor.CPUS, "executed only whole old or new instructions, or the INT3 "
+                 "with the new instruction emulated", detail=f"{emulated} INT3 emulations "
+                 f"over {scope} interleavings")
+        return None
+    e = run.torn()[0]
+    old, new = start.old_insn(e.site).raw, start.sites[e.site].text
+    schedule = run.schedule_text()
+    events = start.replay(run.schedule).events or []
+    log.recovered = e.fetched
+    first = TornExecution(
+        schedule=schedule, cpu=e.cpu, site=e.site, address=f"{e.address:#x}",
+        executed=e.fetched.hex(" "), decoded=_what(e), origin=_origin(e, old, new),
+        old=old.hex(" "), new=new.hex(" "), fetch_steps=tuple(e.steps),
+        timeline=tuple(events[: e.steps[-1] + 1]),
+    )
+    log.step(Actor.CPU, f"executes a torn instruction at site {e.site}", cpu=e.cpu,
+             address=pa + e.address - TEXT_BASE,
+             detail=f"{e.fetched.hex(' ')} = {_what(e)} (old {old.hex(' ')}, new "
+             f"{new.hex(' ')}); schedule {schedule} (P: a patcher step, k: a step of cpu k); "
+             f"fetched at steps {', '.join(map(str, e.steps))}")
+    return first
+
+
+def judge_patch(run: PatchRun) -> Verdict:
+    """``succeeded`` when a CPU executed a torn instruction; no guess, so no chance."""
+    found, first = run.exploration, run.torn
+    n = found.interleavings
+    if first is None:
+        emulated = found.counts[ExecClass.EMULATED]
+        scope = f"all {n}" if found.exhaustive else f"{n} sampled"
+        return Verdict(Outcome.MITIGATED,
+                       f"no CPU executed a torn instruction in {scope} interleavings; "
+                       f"{emulated} executions hit the INT3 and ran the new instruction "
+                       "through the handler")
+    scope = "" if found.exhaustive else " sampled"
+    return Verdict(Outcome.SUCCEEDED,
+                   f"cpu{first.cpu} executed {first.executed} at site {first.site} "
+                   f"({first.decoded}): neither the old instruction nor the new one; "
+                   f"{found.torn_interleavings} of {n}{scope} interleavings tore "
+                   f"({found.counts[ExecClass.TORN]} torn executions)")
+
+
+def _store_back(ctx: AttackContext, start: LivePatch, pa: PhysAddr) -> None:
+    """Finish the patch alone, check it, and keep the patched text in the kernel page."""
+    m, log = ctx.machine, ctx.log
+    done = start.clone()
+    while done.patcher_enabled():
+        done.step(PATCHER)
+    for s in done.sites:
+        if done.text.read(s.address, s.length) != s.text:
+            raise AttackError(f"the patch at {s.address:#x} did not complete")
+    m.write(m.kernel, pa, done.text.snapshot())
+    new = done.sites[0].text
+    log.captured = m.dram(pa, len(new))
+    held = "the new bytes in plaintext" if log.captured == new else "ciphertext"
+    log.step(Actor.KERNEL, "keeps the patched text in its page", address=pa,
+             detail=f"DRAM at site 0 holds {held} ({m.engine.name}); the CPUs fetch "
+             "through the engine, so it does not change what they execute")

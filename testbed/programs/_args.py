@@ -12,12 +12,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..attacks.cost import MachineShape
 from ..types import PAGE_SIZE
+from ._cost import ACCESS_UNITS, DOMAIN_UNITS, PAGE_UNITS, Charge
 from ._scope import Problem, Scope
 from ._values import MAX_PAGES, MAX_VALUE_BYTES, Binding, Kind, Ref
 
 __all__ = [
-    "MAX_ALLOC", "AllocPages", "Args", "At", "CreateDomain", "Data", "DestroyDomain",
+    "ACCESS", "MAX_ALLOC", "AllocPages", "Args", "At", "CreateDomain", "Data", "DestroyDomain",
     "FreePages", "LiteralData", "Read",
 ]
 
@@ -42,6 +44,16 @@ class Args(BaseModel):
         """Candidates the step tries."""
         return 0
 
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        """The work the step does on ``machine`` beyond what every step costs
+        (:mod:`._cost`); ``pages``: the page frames the whole program allocates at most."""
+        return ()
+
+
+ACCESS = Charge("memory reads and writes", 1, ACCESS_UNITS)
+"""One read or write of up to a page, through the engine."""
+DOMAIN = Charge("domains created or destroyed", 1, DOMAIN_UNITS)
+
 
 class At(Args):
     """An address: a name an earlier step bound, a page of it, an offset in that page."""
@@ -53,6 +65,9 @@ class At(Args):
     def at(self, scope: Scope, *, own: bool = False, length: int | None = None) -> Binding:
         return scope.place("address", self.address, self.page, self.offset, own=own,
                            length=length)
+
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        return (ACCESS,)
 
 
 class Read(At):
@@ -131,6 +146,9 @@ class CreateDomain(Args):
         return Binding(Kind.DOMAIN, scope.step, scope.side, domain=f"#{scope.step}",
                        guest=self.kind == "guest", epoch=scope.epoch)
 
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        return (DOMAIN,)
+
 
 class AllocPages(Args):
     domain: Ref = Field(description="the domain that gets the pages")
@@ -158,6 +176,9 @@ class AllocPages(Args):
     def pages_needed(self) -> int:
         return self.count
 
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        return (Charge("pages allocated", self.count, PAGE_UNITS * self.count),)
+
 
 class FreePages(Args):
     address: Ref = Field(description="pages an alloc_pages step bound")
@@ -177,3 +198,6 @@ class DestroyDomain(Args):
 
     def bind(self, scope: Scope) -> None:
         scope.destroyed[scope.domain("domain", self.domain, own=True).domain] = scope.step
+
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        return (DOMAIN,)

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from ..attacks.cost import MachineShape, boot_units
 from ..types import LINE_SIZE
-from ._args import MAX_ALLOC, Args, At, LiteralData, Read
+from ._args import ACCESS, MAX_ALLOC, Args, At, LiteralData, Read
+from ._cost import (
+    CALL_UNITS,
+    CANDIDATE_UNITS,
+    ROTATION_PAGE_UNITS,
+    ROTATION_UNITS,
+    WORD_UNITS,
+    Charge,
+)
 from ._scope import Problem, Scope
 from ._values import MAX_GUESSES, MAX_VALUE_BYTES, Binding, Ref
 
 __all__ = [
-    "MAX_WORDS", "Capture", "Concat", "Constant", "Guess", "HvRead", "HvWrite", "NumberRange",
-    "Reboot", "RemapGuestPage", "RotateKey", "Slice", "WriteBus", "Xor",
+    "BATCH", "MAX_WORDS", "Capture", "Concat", "Constant", "Guess", "HvRead", "HvWrite",
+    "NumberRange", "Reboot", "RemapGuestPage", "RotateKey", "Slice", "WriteBus", "Xor",
 ]
 
 MAX_WORDS = 100_000
 """Words in one inline word list."""
+BATCH = 65536
+"""Candidates a ``guess`` step gives the engine in one call."""
 
 
 def _lines(scope: Scope, field: str, place: Binding) -> None:
@@ -75,6 +86,9 @@ class RemapGuestPage(Args):
             raise Problem("address", f"{self.address} is not a guest's page")
         scope.place("to", self.to, self.to_page, 0, length=1, page_field="to_page")
 
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        return (ACCESS,)
+
 
 class RotateKey(Args):
     domain: Ref = Field(description="the domain whose key is replaced (its pages re-encrypted)")
@@ -85,11 +99,17 @@ class RotateKey(Args):
             raise Problem("domain", f"the domain of {self.domain} was destroyed by step "
                           f"{scope.destroyed[found.domain]}")
 
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        return (Charge("key rotations", 1, ROTATION_UNITS + ROTATION_PAGE_UNITS * pages),)
+
 
 class Reboot(Args):
     def bind(self, scope: Scope) -> None:
         scope.epoch += 1
         scope.reboot_step = scope.step
+
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        return (Charge("reboots", 1, boot_units(machine.memory_pages)),)
 
 
 class NumberRange(Args):
@@ -136,6 +156,17 @@ class Guess(At):
         if self.range is not None:
             return self.range.stop - self.range.start
         return len(self.words or ())
+
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        """Every candidate written as a whole line (the dearer of the two ways), made one by
+        one for a word list, in batches of :data:`~._guess.BATCH`."""
+        space = self.guesses()
+        calls = -(-space // BATCH)
+        out = [Charge("candidates guessed", space, CANDIDATE_UNITS * space),
+               Charge("engine calls of guess steps", calls, CALL_UNITS * calls)]
+        if self.words is not None:
+            out.append(Charge("words of word lists", space, WORD_UNITS * space))
+        return tuple(out)
 
     def widths(self) -> tuple[int, int]:
         """Shortest and longest candidate, prefix included, in bytes."""

@@ -8,13 +8,14 @@ rotation) makes the program not applicable where the engine does not have it.
 
 The control of a program is the first engine, in the order given, on which every step means
 something: ``none`` for most programs, the first engine that isolates guests from the
-hypervisor for a hypervisor program. :meth:`ProgramAttack.for_program` makes an attack that
-carries its program's control engine and capabilities, since the runner asks the attack.
+hypervisor for a hypervisor program, the first that encrypts for a key wear-out.
+:meth:`ProgramAttack.for_program` makes an attack that carries its program's control engine,
+capabilities and platform settings, since the runner asks the attack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..attacks._base import Attack, AttackContext
 from ..platform import Engine, Machine
@@ -53,12 +54,16 @@ class ProgramAttack(Attack[Program]):
 
     @classmethod
     def for_program(cls, program: Program, engines: Iterable[type[Engine]]) -> ProgramAttack:
-        """An attack whose control engine and capabilities are ``program``'s (``engines``:
-        the registered engine classes, in display order)."""
+        """An attack whose control engine, capabilities and platform settings are
+        ``program``'s (``engines``: the registered engine classes, in display order)."""
         attack = cls()
         attack.__dict__.update(control_engine=control_engine_for(program, engines),
-                               capabilities=tuple(program.threat))
+                               capabilities=tuple(program.threat),
+                               platform_settings=program.platform_settings_used())
         return attack
+
+    def bound(self, params: Program, engines: Sequence[type[Engine]]) -> ProgramAttack:
+        return self.for_program(params, engines)
 
     def precondition(self, machine: Machine, params: Program) -> str | None:
         return engine_problem(params, type(machine.engine))

@@ -13,13 +13,14 @@ scenario loader can point at its line.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ._scope import Poisoned, Problem, Scope
 from ._step import Goal, Step
 from ._values import Binding, Kind
-from ._vocabulary import OPS
+from ._vocabulary import OPS, goal_op
 
 __all__ = ["ERROR_TYPE", "STEPS_FIELD", "check"]
 
@@ -78,6 +79,8 @@ def _check_step(scope: Scope, i: int, step: Step, threat: set[str]) -> list[Init
         _poison(scope, step)
         return errors
     if step.as_ is not None:
+        if binding is not None and spec.goal:
+            binding = replace(binding, system=spec.name)  # what its goal judges
         errors.extend(_bind(scope, i, step, binding))
     return errors
 
@@ -102,7 +105,14 @@ def _check_goal(scope: Scope, goal: Goal, end: int) -> list[InitErrorDetails]:
     kind, name = goal.kind, goal.name
     scope.step, scope.who = end, "victim" if kind == "victim_reads" else "attacker"
     want = Kind.ADDRESS if kind == "victim_reads" else Kind.BYTES
+    system = goal_op(kind)
     try:
+        if system is not None:
+            found = scope.get(kind, f"${name}", want)
+            if found.system != system.name:
+                raise Problem(kind, f"${name} was bound by step {found.step}, not by a "
+                              f"{system.name} step: {kind} judges what a {system.name} step did")
+            return []
         found = scope.get(kind, f"${name}", want)
         if kind != "victim_reads" and found.side != "attacker":
             raise Problem(kind, f"${name} is what the {found.side} read (step {found.step}), "

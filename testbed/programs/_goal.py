@@ -4,6 +4,10 @@
 attacks, against the secret the victim stored (with the PIN's space when it stored a PIN). The
 two goals about what a page holds read it back as its owner and compare bytes; a match counts
 only if the owner did not write those very bytes there last itself.
+
+The goal of a system step (``modified``, ``denied``, ``recovered_bits``, ``torn``,
+``accepted``) judges the record the step kept with its built-in attack's own judge (the
+registry names it), and shows the evidence the step left.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..types import Outcome, PhysAddr
 from ._runtime import Runtime
 from ._step import Goal
 from ._values import Location
+from ._vocabulary import goal_op
 
 __all__ = ["judge"]
 
@@ -24,6 +29,11 @@ __all__ = ["judge"]
 def judge(rt: Runtime, goal: Goal) -> Verdict:
     """The outcome the goal's evidence supports."""
     log = rt.ctx.log
+    system = goal_op(goal.kind)
+    if system is not None and system.judge is not None:
+        result = rt.system(f"${goal.name}", system.name)
+        rt.show(result)
+        return system.judge(result.run)
     if goal.recovered is not None:
         if rt.secret is None:
             raise AttackError("the victim stored no secret")

@@ -14,13 +14,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..types import LINE_SIZE, PhysAddr
-from ._args_attack import Guess
+from ._args_attack import BATCH, Guess
 from ._runtime import Runtime
 
 __all__ = ["BATCH", "candidate_bytes", "guess"]
-
-BATCH = 65536
-"""Candidates per engine call."""
 _BLOCK = 16
 
 

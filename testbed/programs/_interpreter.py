@@ -3,10 +3,13 @@
 Phases follow the attack contract (:mod:`testbed.attacks._base`): victim and kernel steps
 before the first attacker or hypervisor step set the victim up; that step begins the attack;
 victim and kernel steps after it run inside :meth:`AttackLog.victim_acts`, so a refusal they
-meet is a failed run, not the attack blocked. A reboot sets the victim up again. A
+meet is a failed run, not the attack blocked. A reboot sets the victim up again, and so does
+a system step, which sets up its own victim and begins the attack itself, as its built-in
+attack does (:mod:`._ops_systems`). A
 :class:`~testbed.errors.PlatformRefusal` propagates: the runner turns it into ``blocked`` or
 ``error`` by phase. Each step leaves its entry in the log, and the metrics say what each step
-produced, also when a step is refused.
+produced, also when a step is refused; the metrics a system step measured (its built-in
+attack's) are kept in them.
 """
 
 from __future__ import annotations
@@ -43,11 +46,15 @@ class ProgramMetrics(BaseMetrics):
     """Candidates the guess steps wrote (all of them when nothing matched)."""
     guess_space: int | None = omitted_when_none()
     """Candidates the guess steps could try."""
+    systems: tuple[BaseMetrics, ...] | None = omitted_when_none()
+    """What each system step measured, in order: its built-in attack's metrics."""
 
     def plots(self) -> tuple[PlotData, ...]:
+        found = tuple(p for m in self.systems or () for p in m.plots())
         if self.guesses is None or not self.guess_space:
-            return ()
-        return (DictionaryPlot(self.guess_space, math.log2(self.guess_space), self.guesses),)
+            return found
+        return (DictionaryPlot(self.guess_space, math.log2(self.guess_space), self.guesses),
+                *found)
 
 
 def summary(value: Value) -> str:
@@ -77,16 +84,21 @@ def execute(ctx: AttackContext, program: Program) -> Runtime:
     produced: list[str] = []
 
     def measure(refused: int | None = None) -> None:
+        if log.metrics is not None and not isinstance(log.metrics, ProgramMetrics):
+            rt.system_metrics.append(log.metrics)  # what a system step just measured
         log.metrics = ProgramMetrics(len(program.steps), len(produced), tuple(produced),
-                                     refused, rt.guesses, rt.guess_space)
+                                     refused, rt.guesses, rt.guess_space,
+                                     tuple(rt.system_metrics) or None)
 
     measure()
     for i, step in enumerate(program.steps):
         spec = OPS[step.op]
-        rt.who, rt.name = step.by, step.as_
+        rt.who, rt.name, rt.op = step.by, step.as_, step.op
         rt.capability = ", ".join(spec.actors[step.by])
         attacking = step.by in ("attacker", "hypervisor")
-        if attacking and log.phase is not Phase.ATTACK:
+        if spec.attack:
+            log.begin_setup()  # it sets its own victim up, then begins the attack
+        elif attacking and log.phase is not Phase.ATTACK:
             _begin_attack(rt)
         before = len(log.steps)
         try:

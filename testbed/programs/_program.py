@@ -11,7 +11,10 @@ As data it reads::
     goal: {recovered: leaked}
 
 It is the parameter model of :class:`~testbed.programs.ProgramAttack`, so a scenario's
-``params`` can hold one. Building it runs every load-time check (:mod:`._check`).
+``params`` can hold one. Building it runs every load-time check (:mod:`._check`). Like a
+built-in attack's parameters it says what a run costs (:meth:`Program.work`, from its steps:
+:mod:`._cost`) and which experiment settings of ``platform:`` it uses
+(:meth:`Program.platform_settings_used`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from ..attacks._base import AttackParams
+from ..attacks.cost import MachineShape, Work
 from ..results.chance import byte_chance, informative_matches, log2_tail
 from ._args_memory import Store, StoreSecret
 from ._check import STEPS_FIELD, check
+from ._cost import program_work
 from ._step import Goal, Step
 from ._values import CAPABILITIES, MAX_STEPS, Capability
+from ._vocabulary import OPS, goal_op
 
 __all__ = ["Program"]
 
@@ -55,13 +61,36 @@ class Program(AttackParams):
         """Candidates the ``guess`` steps try at most (the program's cost)."""
         return sum(step.args.guesses() for step in self.steps)
 
+    def work(self, machine: MachineShape) -> Work:
+        """An upper bound on the work of one run on ``machine``: the run and its machine, then
+        every step (its pages, memory accesses, reboots, key rotations, the guess space), a
+        system step as its built-in attack estimates it (:mod:`._cost`)."""
+        pages = self.pages_needed()
+        charges = [(i, step.op, step.args.cost(machine, pages))
+                   for i, step in enumerate(self.steps)]
+        hints = ["use fewer steps, pages or guess candidates"]
+        hints += [hint for step in self.steps if OPS[step.op].attack
+                  if (hint := _hint(step, machine))]
+        return program_work(charges, len(self.steps), machine,
+                            "; ".join(dict.fromkeys(hints)))
+
+    def platform_settings_used(self) -> frozenset[str]:
+        """The experiment settings of ``platform:`` its steps make use of
+        (:attr:`~testbed.attacks.Attack.platform_settings`): the union over its steps."""
+        return frozenset(name for step in self.steps for name in OPS[step.op].platform_settings)
+
     def secret_step(self) -> StoreSecret | None:
         """The arguments of the victim's ``store_secret`` step, if there is one."""
         return next((s.args for s in self.steps if isinstance(s.args, StoreSecret)), None)
 
     def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
         """The chance of guessing what the goal wants: the secret (text by its alphabet,
-        random bytes at 8 bits, a PIN by its digits) or the bytes the victim should read."""
+        random bytes at 8 bits, a PIN by its digits), the bytes the victim should read, or
+        what a system step's goal wants (its built-in attack's parameters say)."""
+        if goal_op(self.goal.kind) is not None:
+            bound = next(s for s in self.steps if s.as_ == self.goal.name)
+            assert isinstance(bound.args, AttackParams)  # the check made sure of the step
+            return bound.args.best_chance_log2(block_bits=block_bits)
         if self.goal.recovered is not None:
             secret = self.secret_step()
             if secret is None:
@@ -78,3 +107,10 @@ class Program(AttackParams):
                     data = step.args.literal()
                     return None if data is None else -8.0 * len(data)
         return None
+
+
+def _hint(step: Step, machine: MachineShape) -> str:
+    """What to lower in a system step, as its built-in attack says (``params.`` becomes the
+    step's ``args.``)."""
+    work = step.args.work(machine) if isinstance(step.args, AttackParams) else None
+    return "" if work is None else work.hint.replace("params.", f"{step.op} args.")

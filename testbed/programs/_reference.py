@@ -1,8 +1,10 @@
 """The step reference, generated from the step registry so that it cannot drift from it.
 
 :func:`reference_markdown` renders every operation: who may do it and with which capability,
-its arguments (type, default, description), what it does, and an example step. The page of the
-documentation that lists the steps is this text.
+what it asks of the engine, its arguments (type, default, description), what it does, and an
+example step; a system step also names its built-in attack, the parameter limits that attack
+states and the goal that judges it. Then every kind of goal. The page of the documentation
+that lists the steps is this text.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from ..attacks._base import AttackParams
+from ._args import Args
+from ._step import GOALS, Goal
 from ._values import MAX_GUESSES, MAX_PAGES, MAX_STEPS, MAX_VALUE_BYTES, _ref
-from ._vocabulary import OPS, OpSpec
+from ._vocabulary import OPS, OpSpec, goal_op
 
 __all__ = ["reference_markdown"]
 
@@ -51,9 +56,12 @@ def _field_type(info: FieldInfo) -> str:
             typing.get_args(info.annotation)[0]):
         text = "list of `$name`"
     low = next((m.ge for m in info.metadata if getattr(m, "ge", None) is not None), None)
+    above = next((m.gt for m in info.metadata if getattr(m, "gt", None) is not None), None)
     high = next((m.le for m in info.metadata if getattr(m, "le", None) is not None), None)
     if low is not None and high is not None:
         text += f" {low:,}..{high:,}"
+    elif above is not None and high is not None:
+        text += f" over {above:,}, at most {high:,}"
     return text
 
 
@@ -69,11 +77,36 @@ def _who(spec: OpSpec) -> str:
                      for who, caps in spec.actors.items())
 
 
+def _params(args: type[Args]) -> type[AttackParams] | None:
+    """The built-in attack's parameter model a system step's arguments are."""
+    return next((c for c in args.__mro__[1:] if issubclass(c, AttackParams)
+                 and c is not AttackParams and not issubclass(c, Args)), None)
+
+
+def _system(spec: OpSpec) -> list[str]:
+    params = _params(spec.args)
+    limits = " ".join((params.__doc__ or "").split()).rstrip(".") if params is not None else ""
+    lines = [f"System step: the machinery and parameters of the built-in attack "
+             f"`{spec.attack}`; the goal `{spec.goal}` judges its result."]
+    if limits:
+        lines.append(f"Limits: {limits[:1].lower()}{limits[1:]}.")
+    if spec.platform_settings:
+        settings = ", ".join(f"`{name}`" for name in sorted(spec.platform_settings))
+        lines.append(f"It uses the platform setting {settings}.")
+    return lines
+
+
 def _op(spec: OpSpec) -> list[str]:
     lines = [f"### `{spec.name}`", "", f"{spec.summary[:1].upper()}{spec.summary[1:]}.", "",
              f"Done by: {_who(spec)}." + ("" if spec.binds else " Binds no value.")]
     if spec.engine is not None:
-        lines.append("Not applicable on an engine without what it needs (see its reason).")
+        needs = spec.needs or "what it needs of the engine"
+        lines.append(f"Needs {needs}: on any other a program using it is not applicable.")
+    if spec.attack:
+        lines += _system(spec)
+    elif spec.platform_settings:
+        settings = ", ".join(f"`{name}`" for name in sorted(spec.platform_settings))
+        lines.append(f"It uses the platform setting {settings}.")
     fields = spec.args.model_fields
     if fields:
         lines += ["", "| argument | type | default | meaning |", "|---|---|---|---|"]
@@ -82,16 +115,40 @@ def _op(spec: OpSpec) -> list[str]:
     return [*lines, "", "```yaml", f"- {spec.example}", "```", ""]
 
 
+def _goals() -> list[str]:
+    fields = Goal.model_fields
+    lines = ["## Goals", "",
+             "A goal is one of these, naming a value an earlier step bound "
+             "(`goal: {recovered: leaked}`). The judge compares what the attack achieved "
+             "with the truth, and says how likely a guess would have done as well.", "",
+             "| goal | judges | meaning |", "|---|---|---|"]
+    for kind in GOALS:
+        system = goal_op(kind)
+        judges = (f"what the `{system.name}` step binding NAME did" if system is not None
+                  else "what the program's steps left")
+        lines.append(f"| `{kind}: NAME` | {judges} | {_cell(fields[kind].description or '')} |")
+    lines += ["", "`victim_reads` and `page_holds` also take "
+              + ", ".join(f"`{name}` ({_cell(fields[name].description or '')})"
+                          for name in ("at", "page", "offset")) + ".", ""]
+    return lines
+
+
 def reference_markdown() -> str:
     """The step reference, as Markdown."""
+    goals = ", ".join(f"`{kind}`" for kind in GOALS)
     out = ["# Attack program steps", "",
            "A program is `threat:` (the attacker's capabilities), `program:` (at most "
-           f"{MAX_STEPS} steps, each `{{op, by, args, as}}`) and `goal:` (`recovered: NAME`, "
-           "`victim_reads: NAME`, or `page_holds: NAME` with `at:`). A step refers to an "
-           "earlier result as `$NAME`.", "",
+           f"{MAX_STEPS} steps, each `{{op, by, args, as}}`) and `goal:` (one of {goals}, "
+           "naming a value a step bound: see Goals at the end). A step refers to an earlier "
+           "result as `$NAME`.", "",
+           "The system steps (" + ", ".join(f"`{s.name}`" for s in OPS.values() if s.attack)
+           + ") each run a built-in attack's machinery on the program's machine, with that "
+           "attack's parameters, so a program can combine them with each other and with the "
+           "other steps.", "",
            f"Limits: a value holds at most {MAX_VALUE_BYTES} bytes; the guess steps of a "
            f"program try at most {MAX_GUESSES:,} candidates together; its steps allocate at "
-           f"most {MAX_PAGES} pages.", ""]
+           f"most {MAX_PAGES} pages.", "", "## Steps", ""]
     for spec in OPS.values():
         out += _op(spec)
+    out += _goals()
     return "\n".join(out).rstrip() + "\n"

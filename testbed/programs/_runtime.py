@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..attacks._base import AttackContext
+from ..attacks._base import AttackContext, BaseMetrics
 from ..errors import AttackError
 from ..platform import Domain, Machine
-from ..results import Actor
+from ..results import Actor, Evidence
 from ..types import PAGE_SIZE, PhysAddr
 from ._args import At, Read
 from ._values import Location, Value
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "SystemResult"]
 
 _ACTORS = {"victim": Actor.VICTIM, "attacker": Actor.ATTACKER, "hypervisor": Actor.ATTACKER,
            "kernel": Actor.KERNEL}
+
+
+@dataclass(frozen=True)
+class SystemResult:
+    """What a system step did: the record its built-in attack's judge reads, and the evidence
+    it left (what was secret, captured, recovered, and where)."""
+
+    op: str
+    run: object
+    evidence: Evidence
 
 
 @dataclass
@@ -30,6 +40,8 @@ class Runtime:
     ctx: AttackContext
     values: dict[str, Value] = field(default_factory=dict)
     who: str = "victim"
+    op: str = ""
+    """The operation of the current step."""
     capability: str = ""
     name: str | None = None
     """What the current step binds with ``as:`` (named in the log)."""
@@ -42,6 +54,10 @@ class Runtime:
     captured: bool = False
     victim_writes: dict[tuple[str, int], bytes] = field(default_factory=dict)
     """(domain, address) -> what the victim last wrote there itself."""
+    systems: dict[str, SystemResult] = field(default_factory=dict)
+    """Names a system step bound -> what that step did."""
+    system_metrics: list[BaseMetrics] = field(default_factory=list)
+    """The metrics each system step measured, in order."""
 
     @property
     def machine(self) -> Machine:
@@ -75,6 +91,28 @@ class Runtime:
         if value is not None and not isinstance(value, bytes):
             raise AttackError(f"{ref} is not bytes")
         return value
+
+    def system(self, ref: str, op: str) -> SystemResult:
+        """What the ``op`` step that bound ``ref`` did."""
+        found = self.systems.get(ref[1:])
+        if found is None or found.op != op:
+            raise AttackError(f"{ref} is not what a {op} step bound")
+        return found
+
+    def keep(self, run: object, before: Evidence) -> None:
+        """Remember what the current system step did and the evidence it left, under the name
+        it binds; the log's evidence goes back to ``before`` (the program's own)."""
+        log = self.ctx.log
+        if self.name is not None:
+            self.systems[self.name] = SystemResult(self.op, run, log.evidence())
+        log.secret, log.captured = before.secret, before.captured
+        log.recovered, log.address = before.recovered, before.address
+
+    def show(self, result: SystemResult) -> None:
+        """Put the evidence ``result`` left back in the log (its goal is being judged)."""
+        log, found = self.ctx.log, result.evidence
+        log.secret, log.captured = found.secret, found.captured
+        log.recovered, log.address = found.recovered, found.address
 
     def place(self, args: At) -> tuple[PhysAddr, Location]:
         """The physical address ``args`` names, and the location it is in."""

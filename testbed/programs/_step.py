@@ -22,12 +22,14 @@ from pydantic import (
 from ..types import PAGE_SIZE
 from ._args import MAX_ALLOC, Args
 from ._values import Name, Ref, Who
-from ._vocabulary import OPS
+from ._vocabulary import OPS, system_goals
 
-__all__ = ["GOALS", "Goal", "Step"]
+__all__ = ["GOALS", "PLACED_GOALS", "Goal", "Step"]
 
-GOALS = ("recovered", "victim_reads", "page_holds")
-"""The kinds of goal."""
+PLACED_GOALS = ("victim_reads", "page_holds")
+"""The goals that read a page back (and take ``at``, ``page``, ``offset``)."""
+GOALS = ("recovered", *PLACED_GOALS, *system_goals())
+"""The kinds of goal: the program's own, then those judging a system step's result."""
 
 
 class _Strict(BaseModel):
@@ -70,17 +72,40 @@ class Step(_Strict):
 
 
 class Goal(_Strict):
-    """What success means: exactly one of ``recovered``, ``victim_reads``, ``page_holds``.
+    """What success means: exactly one of the kinds in :data:`GOALS`.
 
     - ``recovered: NAME``: the attacker's value NAME equals the victim's secret.
     - ``victim_reads: NAME``: the victim, reading where it stored NAME (or at ``at``), gets
       NAME's bytes back although it wrote something else there since (a rollback).
     - ``page_holds: NAME`` with ``at``: the page's owner reads the attacker's bytes NAME there.
+    - The goal of a system step names what that step bound and judges what the step did with
+      the judge of its built-in attack: ``modified`` (``wear_out``: the victim read the
+      attacker's value, in enough trials), ``denied`` (``exhaust_secretmem``: the victim's
+      secret allocation was refused), ``recovered_bits`` (``track_dirty_pages``: the key's
+      bits read from the dirty bitmaps), ``torn`` (``live_patch``: a CPU executed a torn
+      instruction), ``accepted`` (``attest``: the owner released its disk key to a guest
+      running the hypervisor's image, and the backdoor sent it out).
     """
 
-    recovered: Name | None = Field(None, description="bytes the attacker holds")
-    victim_reads: Name | None = Field(None, description="what a victim store step bound")
-    page_holds: Name | None = Field(None, description="bytes the attacker chose")
+    recovered: Name | None = Field(None, description="bytes the attacker holds, compared with "
+                                   "the secret a store_secret step stored")
+    victim_reads: Name | None = Field(None, description="what a victim store step bound: the "
+                                      "victim reads it back although it wrote something else")
+    page_holds: Name | None = Field(None, description="bytes the attacker chose: the owner of "
+                                    "the page at reads them there")
+    modified: Name | None = Field(None, description="the victim read the attacker's value in "
+                                  "enough of the trials (the 95 % interval of the success rate "
+                                  "at or above one half)")
+    denied: Name | None = Field(None, description="the victim's secret-memory allocation was "
+                                "refused: a denial of service (no guess, so no chance)")
+    recovered_bits: Name | None = Field(None, description="the decoded key, compared bit by bit "
+                                        "with the guest's (all bits: succeeded; far more than "
+                                        "coin flips get: partial)")
+    torn: Name | None = Field(None, description="a CPU executed a torn instruction, neither the "
+                              "old one nor the new (no guess, so no chance)")
+    accepted: Name | None = Field(None, description="the owner released its disk key to a guest "
+                                  "running the hypervisor's modified image, and the backdoor "
+                                  "sent the key out")
     at: Ref | None = Field(None, description="where the victim reads")
     page: int = Field(0, ge=0, le=MAX_ALLOC - 1, description="which page of at")
     offset: int = Field(0, ge=0, le=PAGE_SIZE - 1, description="bytes past at")
@@ -92,8 +117,8 @@ class Goal(_Strict):
             raise ValueError(f"give exactly one of {', '.join(GOALS)}, got {len(given)}")
         if self.page_holds is not None and self.at is None:
             raise ValueError("page_holds needs at: the address of the page")
-        if self.recovered is not None and (self.at is not None or self.page or self.offset):
-            raise ValueError("at, page and offset go with victim_reads or page_holds")
+        if given[0] not in PLACED_GOALS and (self.at is not None or self.page or self.offset):
+            raise ValueError(f"at, page and offset go with {' or '.join(PLACED_GOALS)}")
         return self
 
     @property

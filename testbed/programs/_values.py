@@ -123,6 +123,9 @@ class Binding:
     guest: bool = False
     maybe_none: bool = False
     """``BYTES``: the step may produce nothing (a guess that found no match)."""
+    system: str = ""
+    """``BYTES``: the system step that produced the value (``wear_out``...), whose goal can
+    judge it; ``""``: another step."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ capability each actor needs, and what it does on the machine.
 This table is the one definition of the language: the model validates ``op`` and ``args``
 against it, the load-time checks take actors and capabilities from it, the interpreter runs
 its functions, and the reference page can be generated from it.
+
+The system steps at its end each run one built-in attack's machinery (:mod:`._ops_systems`):
+their arguments, actors, capabilities, engine checks and platform settings are that attack's,
+taken from its class, and each names the goal that judges its result with that attack's judge.
 """
 
 from __future__ import annotations
@@ -13,9 +17,24 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ..attacks import (
+    AttestationBypass,
+    DirtyPageLeak,
+    KeyWearout,
+    SecretmemExhaustion,
+    TornLivePatch,
+    attestation,
+)
+from ..attacks import dirty_page_leak as dirty_pages
+from ..attacks import key_wearout as wearout
+from ..attacks import secretmem_exhaustion as secretmem
+from ..attacks import torn_live_patch as torn
+from ..attacks._base import Attack
 from ..platform import Engine, EngineWithRuntimeRotation
+from ..results.verdicts import Verdict
 from . import _ops as ops
 from . import _ops_attack as attack
+from . import _ops_systems as systems
 from ._args import AllocPages, Args, CreateDomain, DestroyDomain, FreePages
 from ._args_attack import (
     Capture,
@@ -40,13 +59,17 @@ from ._args_memory import (
     Store,
     StoreSecret,
 )
+from ._args_systems import Attest, ExhaustSecretmem, LivePatching, TrackDirtyPages, WearOut
 from ._guess import guess
 from ._runtime import Runtime
 from ._values import Value
 
-__all__ = ["OPS", "OpSpec", "op_names"]
+__all__ = ["OPS", "OpSpec", "goal_op", "op_names", "system_goals"]
 
 EngineCheck = Callable[[type[Engine]], "str | None"]
+
+
+_UNTRUSTED = "an engine that protects guests from the hypervisor"
 
 
 def _untrusted_hypervisor(engine: type[Engine]) -> str | None:
@@ -70,7 +93,13 @@ class OpSpec:
         actors: who may do it, and the capabilities each needs (none: housekeeping).
         engine: why the operation means nothing on an engine (``None``: it always does);
             a program using it is ``not_applicable`` there.
+        needs: what ``engine`` asks of an engine, in words (for the reference).
         binds: whether it produces a value for ``as:``.
+        platform_settings: the settings of ``platform:`` made for one experiment that the
+            operation makes use of (:data:`~testbed.scenarios.model.EXPERIMENT_SETTINGS`).
+        attack: a system step: the kind of the built-in attack whose machinery it runs.
+        goal: a system step: the goal kind that judges the value it binds...
+        judge: ...with the built-in attack's judge, from the record the step kept.
     """
 
     name: str
@@ -81,6 +110,22 @@ class OpSpec:
     example: str
     binds: bool = True
     engine: EngineCheck | None = None
+    needs: str = ""
+    platform_settings: frozenset[str] = frozenset()
+    attack: str = ""
+    goal: str = ""
+    judge: Callable[[Any], Verdict] | None = None
+
+
+def _system(name: str, builtin: type[Attack[Any]], args: type[Args], actor: str,
+            run: Callable[[Runtime, Any], Value], judge: Callable[[Any], Verdict], goal: str,
+            summary: str, example: str, *, engine: EngineCheck | None = None,
+            needs: str = "") -> OpSpec:
+    """A system step: actor, capabilities and platform settings from ``builtin``'s class."""
+    return OpSpec(name, args, {actor: builtin.capabilities}, run, summary, example,
+                  engine=engine, needs=needs,
+                  platform_settings=builtin.platform_settings or frozenset(),
+                  attack=builtin.kind, goal=goal, judge=judge)
 
 
 _V, _A, _H, _K = "victim", "attacker", "hypervisor", "kernel"
@@ -131,21 +176,23 @@ _TABLE = (
            "drive raw lines onto the bus, bypassing every engine and check",
            "{op: write_bus, by: attacker, args: {address: $frame, data: $line}}", binds=False),
     OpSpec("hv_read", HvRead, _HV, attack.hv_read,
-           "the hypervisor reads guest memory through its own mapping",
+           "the hypervisor reads guest memory through its own mapping (SEV-SNP's ciphertext "
+           "hiding makes it read 0xff)",
            "{op: hv_read, by: hypervisor, args: {address: $old, length: 64}, as: saved}",
-           engine=_untrusted_hypervisor),
+           engine=_untrusted_hypervisor, needs=_UNTRUSTED,
+           platform_settings=frozenset({"ciphertext_hiding"})),
     OpSpec("hv_write", HvWrite, _HV, attack.hv_write,
            "the hypervisor writes guest memory through its own mapping (SEV-SNP's RMP refuses)",
            "{op: hv_write, by: hypervisor, args: {address: $old, data: $saved}}", binds=False,
-           engine=_untrusted_hypervisor),
+           engine=_untrusted_hypervisor, needs=_UNTRUSTED),
     OpSpec("remap_guest_page", RemapGuestPage, _HV, attack.remap_guest_page,
            "the hypervisor points a guest page at another frame in the nested page table",
            "{op: remap_guest_page, by: hypervisor, args: {address: $page, to: $other}}",
-           binds=False, engine=_untrusted_hypervisor),
+           binds=False, engine=_untrusted_hypervisor, needs=_UNTRUSTED),
     OpSpec("rotate_key", RotateKey, {_K: ()}, attack.rotate_key,
            "the kernel replaces a domain's key at run time and re-encrypts its pages",
            "{op: rotate_key, by: kernel, args: {domain: $victim}}", binds=False,
-           engine=_rotates),
+           engine=_rotates, needs="an engine that rotates keys at run time"),
     OpSpec("reboot", Reboot, {_K: ()}, attack.reboot,
            "a new machine: new keys, memory lost; only bytes survive in the attacker's notes",
            "{op: reboot, by: kernel}", binds=False),
@@ -163,6 +210,39 @@ _TABLE = (
            "{op: xor, by: attacker, args: {a: $c1, b: $c2}, as: delta}"),
     OpSpec("concat", Concat, {_A: ()}, attack.concat, "values joined in order",
            "{op: concat, by: attacker, args: {values: [$a, $b]}, as: both}"),
+    _system("wear_out", KeyWearout, WearOut, _A, systems.wear_out, wearout.judge_wearout,
+            "modified",
+            "capture the victim's blocks over the bus until the cipher's internal collision "
+            "gives delta, then make the victim read a value of the attacker's choosing, in each "
+            "trial (each after the first on a rebooted machine); binds that value, from the "
+            "first trial",
+            "{op: wear_out, by: attacker, args: {max_pairs: 32768, trials: 8}, as: target}",
+            engine=wearout.engine_problem, needs="an engine that encrypts"),
+    _system("exhaust_secretmem", SecretmemExhaustion, ExhaustSecretmem, _A,
+            systems.exhaust_secretmem, secretmem.judge_exhaustion, "denied",
+            "an unprivileged task maps and touches all the secret memory (memfd_secret) it may, "
+            "then the victim asks for one secret page for its key; binds what the victim read "
+            "back from it (the victim's value), nothing when its allocation was refused",
+            "{op: exhaust_secretmem, by: attacker, args: {pages_per_file: 4096}, as: victim_key}"),
+    _system("track_dirty_pages", DirtyPageLeak, TrackDirtyPages, _H,
+            systems.track_dirty_pages, dirty_pages.judge_leak, "recovered_bits",
+            "a guest whose device requests depend on its key, one bit per interval; the "
+            "hypervisor reads the VFIO dirty bitmaps after each interval and binds the key as it "
+            "decodes it",
+            "{op: track_dirty_pages, by: hypervisor, args: {secret: 'AES-key:9f2c7e1b', "
+            "background_pages: 2}, as: leaked}"),
+    _system("live_patch", TornLivePatch, LivePatching, _A, systems.live_patch,
+            torn.judge_patch, "torn",
+            "the kernel patches instructions (text_poke, or text_poke_bp with the mitigation) "
+            "while CPUs run them, over the interleavings an adversarial scheduler explores; "
+            "binds the bytes of the first torn instruction a CPU executed, nothing if none",
+            "{op: live_patch, by: attacker, args: {old: nop5, new: call}, as: executed}"),
+    _system("attest", AttestationBypass, Attest, _H, systems.attest,
+            attestation.judge_attestation, "accepted",
+            "the hypervisor launches the owner's image with a backdoor and answers the owner's "
+            "attestation request (tamper: the real report, a replayed or a forged one); the "
+            "owner releases its disk key to a guest it trusts; binds what the backdoor sent out",
+            "{op: attest, by: hypervisor, args: {tamper: replay}, as: disk_key}"),
 )
 
 OPS: Mapping[str, OpSpec] = MappingProxyType({spec.name: spec for spec in _TABLE})
@@ -172,3 +252,13 @@ OPS: Mapping[str, OpSpec] = MappingProxyType({spec.name: spec for spec in _TABLE
 def op_names() -> tuple[str, ...]:
     """The vocabulary, in reference order."""
     return tuple(OPS)
+
+
+def system_goals() -> tuple[str, ...]:
+    """The goal kinds of the system steps, in reference order."""
+    return tuple(spec.goal for spec in OPS.values() if spec.goal)
+
+
+def goal_op(kind: str) -> OpSpec | None:
+    """The system step whose result the goal ``kind`` judges (``None``: a goal of its own)."""
+    return next((spec for spec in OPS.values() if spec.goal == kind), None)

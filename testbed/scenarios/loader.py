@@ -16,6 +16,7 @@ import math
 import os
 import re
 import stat
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from pydantic import BaseModel, ValidationError
 
 from .. import registry
 from ..errors import ScenarioError
+from ..programs import ERROR_TYPE as PROGRAM_ERROR
+from ..programs import OPS, Step
 from ..text import EXCERPT_CHARS, escape, excerpt
-from .model import FIELD_ERROR, MitigationSpec, Scenario
+from .model import FIELD_ERROR, PROGRAM_ATTACK, PROGRAM_KEYS, MitigationSpec, Scenario
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
 
@@ -205,31 +208,78 @@ def _dotted(where: Iterable[str | int]) -> str:
     return out
 
 
+def _attack_kind(data: Any) -> str | None:
+    """The attack ``data`` names (``program`` when it writes one out)."""
+    if not isinstance(data, dict):
+        return None
+    if any(key in data for key in PROGRAM_KEYS):
+        return PROGRAM_ATTACK
+    kind = data.get("attack")
+    return kind if isinstance(kind, str) else None
+
+
+def _in_file(where: _Path, data: Any) -> _Path:
+    """Where the value at ``where`` (a path in the model) is written in the file: a program's
+    ``params.program[3]`` is ``program[3]``, its ``params`` the program."""
+    written_out = (isinstance(data, dict) and "params" not in data
+                   and any(key in data for key in PROGRAM_KEYS))
+    if not written_out or where[:1] != ("params",):
+        return where
+    if len(where) > 1 and where[1] in PROGRAM_KEYS:
+        return where[1:]
+    return ("program", *where[1:])
+
+
+def _field_type(model: type[BaseModel], name: str) -> Any:
+    """The type of ``model``'s field called ``name`` (or given under that alias)."""
+    for field_name, info in model.model_fields.items():
+        if name in (field_name, info.alias):
+            return info.annotation
+    return None
+
+
 def _allowed_keys(model: type[BaseModel], where: _Path, data: Any) -> list[str] | None:
-    """Field names allowed at ``where`` (the parent of an unknown key), walking nested models.
+    """Field names allowed at ``where`` (the parent of an unknown key), walking nested models
+    and the file's data beside them.
 
     ``params`` is the parameter model of the attack ``data`` names; ``mitigations`` the
-    registry's settings.
+    registry's settings; a program step's ``args`` the arguments of its operation.
     """
     current: Any = model
+    node: Any = data
     if model is Scenario and where[:1] == ("params",):
-        kind = data.get("attack") if isinstance(data, dict) else None
-        if not isinstance(kind, str) or kind not in registry.attacks:
+        kind = _attack_kind(data)
+        if kind is None or kind not in registry.attacks:
             return None
         current, where = registry.attacks.get(kind).Params, where[1:]
+        node = (data.get("params") if kind != PROGRAM_ATTACK or "params" in data else
+                {key: data[key] for key in PROGRAM_KEYS if key in data})
     elif model is Scenario and where[:1] == ("mitigations",):
         current, where = MitigationSpec, where[1:]
     for part in where:
-        if isinstance(part, int) or not (isinstance(current, type) and
-                                         issubclass(current, BaseModel)):
+        parent = node
+        node = _child(node, part)
+        if isinstance(part, int):
+            if typing.get_origin(current) is not list:
+                return None
+            current = typing.get_args(current)[0]
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
-        field = current.model_fields.get(part)
-        if field is None:
-            return None
-        current = field.annotation
+        if current is Step and part == "args":  # the op says which arguments
+            op = parent.get("op") if isinstance(parent, dict) else None
+            current = OPS[op].args if isinstance(op, str) and op in OPS else None
+            continue
+        current = _field_type(current, part)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
+        return sorted(info.alias or name for name, info in current.model_fields.items())
     return None
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(part, int):
+        return node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+    return node.get(part) if isinstance(node, dict) else None
 
 
 def _first_error(
@@ -240,18 +290,21 @@ def _first_error(
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == FIELD_ERROR:  # a check across fields names the field it is about
         ctx = err.get("ctx", {})
-        field: _Path = tuple(ctx["field"].split("."))
-        shown = field if _present(data, field) or not ctx["near"] else tuple(
-            ctx["near"].split("."))
-        return ScenarioError(conv.path, conv.line_of(shown), ctx["field"], ctx["message"])
+        field = _in_file(tuple(ctx["field"].split(".")), data)
+        shown = field if _present(data, field) or not ctx["near"] else _in_file(
+            tuple(ctx["near"].split(".")), data)
+        return ScenarioError(conv.path, conv.line_of(shown), _dotted(field), ctx["message"])
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, tuple(err["loc"][:-1]), data)
         message = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     elif err["type"] == "missing":
         message = "required key is missing"
+    elif err["type"] == PROGRAM_ERROR:
+        pass  # a program's own check says what it got
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         message = _with_input(err["type"], message, err["input"])
-    return ScenarioError(conv.path, conv.line_of(where), _dotted(where), message)
+    shown = _in_file(where, data)
+    return ScenarioError(conv.path, conv.line_of(shown), _dotted(shown), message)
 
 
 def _with_input(kind: str, message: str, value: Any) -> str:

@@ -8,6 +8,7 @@ of the attack the scenario names, and travels as that typed object.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Annotated, Any
 
 from pydantic import (
@@ -25,7 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .. import registry
-from ..attacks import AttackParams
+from ..attacks import Attack, AttackParams
 from ..attacks.cost import JOB_LIMIT_UNITS, LIMIT_TEXT, MachineShape, Work, units_text
 from ..platform import MAX_MEMORY_PAGES, EngineOptions, Mitigations, MktmeEngine, SevEngine
 from ..platform.mm import RESERVED_FRAMES
@@ -55,6 +56,34 @@ context={WORK_LIMIT_CONTEXT: units})``; the tests use smaller budgets)."""
 EXPERIMENT_SETTINGS = ("reduced_width_bits", "ciphertext_hiding", "secretmem_reserve_pages")
 """The settings of ``platform:`` made for one experiment: an attack that says which ones it
 uses (:attr:`~testbed.attacks.Attack.platform_settings`) is refused the others."""
+
+
+_BOUND: dict[int, Attack[Any]] = {}
+"""The attack of each scenario alive, by the scenario's ``id()`` (:meth:`Scenario.attack_object`;
+not a field, so equal scenarios stay equal)."""
+
+PROGRAM_ATTACK = "program"
+"""The attack of a scenario that writes its attack out as steps."""
+PROGRAM_KEYS = ("threat", "program", "goal")
+"""The top-level keys of a scenario written as a program; they travel as the ``params`` of
+the ``program`` attack (:class:`~testbed.programs.Program`)."""
+
+
+def _program_params(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its ``threat``, ``program`` and ``goal`` moved into ``params`` of the
+    ``program`` attack; a scenario that also names another attack or gives ``params`` is
+    refused (it would have two definitions of its attack)."""
+    attack = data.get("attack", PROGRAM_ATTACK)
+    if attack != PROGRAM_ATTACK:
+        raise field_error("attack", f"a scenario with {'/'.join(PROGRAM_KEYS)} writes its "
+                          f"attack out as a program: remove attack: {attack!r} (or the "
+                          "program)")
+    if "params" in data:
+        raise field_error("params", "a scenario written as a program gives its attack in "
+                          f"{', '.join(PROGRAM_KEYS)}, not params: remove params")
+    program = {key: data[key] for key in PROGRAM_KEYS if key in data}
+    rest = {key: value for key, value in data.items() if key not in PROGRAM_KEYS}
+    return {**rest, "attack": PROGRAM_ATTACK, "params": program}
 
 
 def field_error(field: str, message: str, *, near: str = "") -> PydanticCustomError:
@@ -168,7 +197,8 @@ class Scenario(_Strict):
 
     id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     title: ShortText
-    attack: AttackName
+    attack: AttackName = Field(description="a registered attack, or ``program`` (written out "
+                               "in ``threat:``, ``program:`` and ``goal:``)")
     engines: list[EngineName] = Field(
         default_factory=lambda: list(registry.engines.builtin_names()), min_length=1,
         max_length=64)
@@ -184,8 +214,12 @@ class Scenario(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _params_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if any(key in data for key in PROGRAM_KEYS):
+            return _program_params(data)
         # An absent params block is the attack's defaults: validate it like a given one.
-        if isinstance(data, dict) and "params" not in data:
+        if "params" not in data:
             return {**data, "params": {}}
         return data
 
@@ -232,9 +266,22 @@ class Scenario(_Strict):
         self._check_work(limit)
         return self
 
+    def attack_object(self) -> Attack[Any] | None:
+        """The attack that runs this scenario (:meth:`~testbed.attacks.Attack.bound` to its
+        parameters), the same object for every job of the scenario and its control; ``None``
+        when the attack is no longer registered (a script removed it)."""
+        key = id(self)
+        found = _BOUND.get(key)
+        if found is None and self.attack in registry.attacks:
+            found = registry.attacks.get(self.attack).bound(self.params, tuple(registry.engines))
+            _BOUND[key] = found
+            weakref.finalize(self, _BOUND.pop, key, None)
+        return found
+
     def _check_settings(self) -> None:
         """Refuse a setting made for one experiment that this scenario's attack does not use."""
-        used = registry.attacks.get(self.attack).platform_settings
+        attack = self.attack_object()
+        used = attack.platform_settings if attack is not None else None
         if used is None:
             return
         for name in EXPERIMENT_SETTINGS:

@@ -57,8 +57,8 @@ class Job:
     engine_class: type[Engine] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.attack is None and self.scenario.attack in registry.attacks:
-            object.__setattr__(self, "attack", registry.attacks.get(self.scenario.attack))
+        if self.attack is None:
+            object.__setattr__(self, "attack", self.scenario.attack_object())
         if self.engine_class is None and self.engine in registry.engines:
             object.__setattr__(self, "engine_class", registry.engines.get(self.engine))
 

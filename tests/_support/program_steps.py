@@ -1,4 +1,5 @@
-"""Small programs for the step tests: a victim prelude, and one working example per operation.
+"""Small programs for the step tests: a victim prelude, and one working example per operation
+(a system step's with small parameters).
 
 Every example starts with :data:`PRELUDE` (a guest victim storing a text secret at ``$secret``
 in its page ``$vpage``, steps 0..2); :func:`build` adds a goal when none is given.
@@ -75,6 +76,16 @@ EXAMPLES: dict[str, tuple[list[dict[str, Any]], list[str]]] = {
             ["bus_interposer"]),
     "concat": ([*_CAPTURED, step("concat", "attacker", "two", values=["$line", "$line"])],
                ["bus_interposer"]),
+    # The system steps, with small parameters (each sets up its own victim).
+    "wear_out": ([step("wear_out", "attacker", "target", max_pairs=256, trials=1)],
+                 ["bus_interposer", "chosen_plaintext"]),
+    "exhaust_secretmem": ([step("exhaust_secretmem", "attacker", "kept", pages_per_file=64,
+                                workload_pages=0)], ["unprivileged_task"]),
+    "track_dirty_pages": ([step("track_dirty_pages", "hypervisor", "bits", secret="key!",
+                                guest_pages=4)], ["malicious_hypervisor"]),
+    "live_patch": ([step("live_patch", "attacker", "executed")], ["concurrent_execution"]),
+    "attest": ([step("attest", "hypervisor", "leaked", image_bytes=512)],
+               ["malicious_hypervisor"]),
 }
 
 

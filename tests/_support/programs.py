@@ -1,27 +1,30 @@
 """Attack programs for the tests: the YAML files under ``tests/programs/``, and runners.
 
-The scenario loader does not read ``program:`` yet, so a program travels as the ``params`` of
-a scenario whose attack is ``program``, registered only while the scenario is built.
+A program travels as the ``params`` of a scenario whose attack is ``program`` (what a
+scenario file's top-level ``threat``, ``program`` and ``goal`` become).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import yaml
 
 from _support.paths import TESTS
-from testbed import registry
 from testbed.attacks import AttackContext
 from testbed.platform import KeySource, Machine, Mitigations, make_engine
-from testbed.programs import Program, ProgramAttack
+from testbed.programs import Program
 from testbed.results import ResultRow
 from testbed.scenarios import Job, Scenario, run_job, run_trials
 
-__all__ = ["PROGRAMS", "context", "load", "program", "raw", "registered", "run", "scenario"]
+SHIPPED_AS_PROGRAMS = frozenset({"kernel-map-leak", "freed-data-leak", "cross-domain-replay",
+                                 "hypervisor-replay"})
+"""Built-in attacks whose shipped scenarios are written as programs (each program checked equal
+to its built-in in ``tests/programs/test_program_equivalence.py``)."""
+
+__all__ = ["PROGRAMS", "SHIPPED_AS_PROGRAMS", "context", "load", "program", "raw", "run",
+           "scenario"]
 
 PROGRAMS = TESTS / "programs"
 
@@ -37,27 +40,15 @@ def program(name: str) -> Program:
     return Program.model_validate(load(name))
 
 
-@contextlib.contextmanager
-def registered() -> Iterator[None]:
-    """The ``program`` attack in the registry, for as long as the block lasts."""
-    registry.attacks.add(ProgramAttack)
-    try:
-        yield
-    finally:
-        registry.attacks.remove(ProgramAttack.kind)
-
-
 def scenario(prog: Program, id: str = "t-program", **fields: Any) -> Scenario:
     """A minimal valid scenario running ``prog``."""
     doc: dict[str, Any] = {"id": id, "title": "test program", "attack": "program",
                            "params": prog, "teaching": {"summary": "test"}, **fields}
-    with registered():
-        return Scenario.model_validate(doc)
+    return Scenario.model_validate(doc)
 
 
 def _job(prog: Program, engine: str, seed: int, id: str, fields: dict[str, Any]) -> Job:
-    attack = ProgramAttack.for_program(prog, registry.engines)
-    return Job(scenario(prog, id, **fields), "<test>", engine, seed, attack=attack)
+    return Job(scenario(prog, id, **fields), "<test>", engine, seed)
 
 
 def run(prog: Program, engine: str, seed: int = 7, id: str = "t-program",

@@ -258,9 +258,19 @@ def test_a_scenario_file_reports_file_line_and_field(tmp_path: Path) -> None:
                            "teaching": {"summary": "x"}}, sort_keys=False)
     path = tmp_path / "typo.yaml"
     path.write_text(text, encoding="utf-8")
-    with programs.registered(), pytest.raises(ScenarioError) as info:
+    with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "$pni" in t)
     assert info.value.one_line() == (
         f"{path}:{line}: params.program[3].args.address: $pni is not bound by an earlier step; "
-        "no step binds it (as: pni) (got '$pni')")
+        "no step binds it (as: pni)")
+    # Written at the top of the file, as a scenario spells out its attack.
+    text = yaml.safe_dump({"id": "typo", "title": "a typo", **data,
+                           "teaching": {"summary": "x"}}, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "$pni" in t)
+    assert info.value.one_line() == (
+        f"{path}:{line}: program[3].args.address: $pni is not bound by an earlier step; "
+        "no step binds it (as: pni)")

@@ -1,5 +1,8 @@
 """Fuzzing programs: building one raises only a pydantic ValidationError; running one raises
-only the project's errors and stays within the cost it declared at load time."""
+only the project's errors and stays within the cost it declared at load time.
+
+The system steps are drawn with small parameters (their ranges are the built-in attacks',
+tested there), so that each example runs in a fraction of a second."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from testbed.attacks.cost import MachineShape
 from testbed.errors import TestbedError
 from testbed.platform import Mitigations
 from testbed.programs import (
@@ -28,6 +32,7 @@ from testbed.programs._values import SIDES
 NAMES = ["victim", "vpage", "secret", "me", "mine", "line", "frame", "a", "b", "got"]
 REFS = st.one_of(st.sampled_from(NAMES).map(lambda n: f"${n}"), st.text(max_size=6))
 SMALL = st.integers(-2, 70)
+INSNS = st.sampled_from(["nop5", "call", "jmp32", "nop2", "jmp8", "ret"])
 ARGS: dict[str, st.SearchStrategy[Any]] = {
     "address": REFS, "domain": REFS, "until": REFS, "value": REFS, "keyid_of": REFS,
     "data": REFS, "to": REFS, "target": REFS, "a": REFS, "b": REFS,
@@ -36,7 +41,7 @@ ARGS: dict[str, st.SearchStrategy[Any]] = {
     "offset": st.one_of(SMALL, st.integers(0, 5000)), "start": st.integers(-1, 5000),
     "length": st.one_of(st.none(), SMALL, st.integers(0, 5000)), "size": st.integers(0, 1100),
     "pad_to": st.one_of(st.none(), st.integers(0, 5000)), "width": st.integers(0, 9),
-    "stop": st.integers(0, 2**20), "secret": st.booleans(),
+    "stop": st.integers(0, 2**20), "secret": st.one_of(st.booleans(), st.text(max_size=40)),
     "kind": st.sampled_from(["guest", "process", "kernel"]),
     "text": st.text(max_size=40), "hex": st.text("0123456789abcdefg", max_size=20),
     "prefix": st.text(max_size=20),
@@ -44,7 +49,25 @@ ARGS: dict[str, st.SearchStrategy[Any]] = {
     "range": st.fixed_dictionaries({"stop": st.integers(0, 70000)},
                                    optional={"start": st.integers(-1, 10),
                                              "width": st.integers(0, 3)}),
+    # the system steps' parameters
+    "max_pairs": st.integers(0, 2048), "trials": st.integers(0, 3),
+    "buffer_pages": st.integers(0, 4), "packet_lines": st.integers(0, 70),
+    "bandwidth_gb_s": st.one_of(st.floats(-1, 1e7), st.integers(-1, 10)),
+    "wear_domain": st.sampled_from(["victim", "attacker", "nobody"]),
+    "secret_bytes": st.integers(0, 200), "attacker_files": st.integers(0, 4),
+    "pages_per_file": st.integers(0, 600), "workload_pages": st.integers(0, 300),
+    "workload_tasks": st.integers(0, 5), "guest_pages": st.integers(0, 20),
+    "background_pages": st.integers(0, 20), "constant_access": st.booleans(),
+    "cpus": st.integers(1, 2), "sites": st.integers(0, 1), "visits": st.integers(0, 1),
+    "old": INSNS, "new": INSNS, "fetch_chunk": st.integers(2, 9),
+    "poke_chunk": st.integers(0, 6), "interleavings": st.integers(0, 300),
+    "explore": st.sampled_from(["exhaustive", "random", "dfs"]),
+    "tamper": st.sampled_from(["image", "replay", "forge", "none"]),
+    "image_bytes": st.integers(0, 20000), "cmdline": st.text(max_size=30),
+    "backdoor": st.text(max_size=30), "policy": st.integers(-1, 2**32),
 }
+SYSTEM_LOG_ENTRIES = 16
+"""Log entries a system step makes at most, besides one per secretmem file it opens."""
 ENGINES = st.sampled_from(["none", "tme", "mktme", "sev", "sev-snp"])
 MITIGATIONS = st.builds(Mitigations, init_on_free=st.booleans(), secretmem=st.booleans())
 
@@ -94,8 +117,14 @@ def check(data: dict[str, Any], engine: str, mitigations: Mitigations) -> None:
     assert isinstance(metrics, ProgramMetrics)
     assert metrics.steps == len(prog.steps) and metrics.steps_run <= metrics.steps
     assert (metrics.guesses or 0) <= (metrics.guess_space or 0) <= prog.guess_space
-    assert len(ctx.log.steps) <= len(prog.steps) + 1  # one entry a step, one for the goal
+    # One entry a step, one for the goal; a system step logs what its built-in attack does.
+    systems = [step.args for step in prog.steps if OPS[step.op].attack]
+    entries = len(prog.steps) + 1 + sum(SYSTEM_LOG_ENTRIES + getattr(args, "attacker_files", 0)
+                                        for args in systems)
+    assert len(ctx.log.steps) <= entries
     assert allocated[0] <= prog.pages_needed()
+    work = prog.work(MachineShape(256, mitigations=mitigations))
+    assert work.units > 0 and all(units >= 0 for _, units in work.parts)
 
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,3 +170,22 @@ def test_mutated_examples(ops: list[str], goal: dict[str, Any] | None, engine: s
             key = data.draw(st.sampled_from(sorted(s["args"])))
             s["args"][key] = data.draw(ARGS.get(key, st.integers()))
     check(doc(body, list(CAPABILITIES), goal), engine, mitigations)
+
+
+SYSTEMS = sorted(op for op, spec in OPS.items() if spec.attack)
+
+
+@SETTINGS
+@given(op=st.sampled_from(SYSTEMS),
+       before=st.lists(st.sampled_from(sorted(EXAMPLES)), max_size=2), engine=ENGINES,
+       mitigations=MITIGATIONS, data=st.data())
+def test_system_steps_with_drawn_parameters(op: str, before: list[str], engine: str,
+                                            mitigations: Mitigations,
+                                            data: st.DataObject) -> None:
+    spec = OPS[op]
+    keys = data.draw(st.lists(st.sampled_from(sorted(spec.args.model_fields)), unique=True,
+                              max_size=4))
+    args = {k: data.draw(ARGS[k]) for k in keys}
+    body = [s for k, name in enumerate(before) for s in _renamed(name, k)]
+    body.append({"op": op, "by": next(iter(spec.actors)), "args": args, "as": "result"})
+    check(doc(body, list(CAPABILITIES), {spec.goal: "result"}), engine, mitigations)

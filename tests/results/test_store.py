@@ -34,8 +34,8 @@ def test_history_and_compare_over_two_runs(tmp_path: Path,
     (folder / "s.yaml").write_text(text)
     out, db = tmp_path / "out", tmp_path / "out" / "history.sqlite"
     assert invoke("run", str(folder), "--out", str(out), "--jobs", "1")[0] == 0
-    (folder / "s.yaml").write_text(text.replace("params:", "mitigations: {secretmem: true}\n"
-                                                "params:").replace("mitigated", "blocked")
+    (folder / "s.yaml").write_text(text.replace("threat:", "mitigations: {secretmem: true}\n"
+                                                "threat:").replace("mitigated", "blocked")
                                    .replace("succeeded", "blocked"))
     code, output = invoke("run", str(folder), "--out", str(out), "--jobs", "1")
     assert code == 0, output

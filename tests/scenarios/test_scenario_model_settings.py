@@ -14,6 +14,9 @@ from testbed.errors import ScenarioError
 from testbed.scenarios import load_scenario
 from testbed.scenarios.model import EXPERIMENT_SETTINGS
 
+ATTACKS = [kind for kind in registry.attacks.builtin_names() if kind != "program"]
+"""The built-in attacks with parameters of their own (a program's settings are its steps')."""
+
 
 def error_of(path: Path) -> ScenarioError:
     with pytest.raises(ScenarioError) as info:
@@ -25,7 +28,7 @@ def error_of(path: Path) -> ScenarioError:
     (attack, setting, value)
     for setting, value in [("reduced_width_bits", 24), ("ciphertext_hiding", True),
                            ("secretmem_reserve_pages", 512)]
-    for attack in registry.attacks.builtin_names()
+    for attack in ATTACKS
     if setting not in (registry.attacks.get(attack).platform_settings or ())
 ])
 def test_a_setting_another_attack_uses_is_refused(tmp_path: Path, attack: str, setting: str,
@@ -53,13 +56,13 @@ def test_each_setting_is_accepted_where_it_is_used(attack: str, setting: str, va
 
 
 def test_every_builtin_attack_says_which_settings_it_uses() -> None:
-    for kind in registry.attacks.builtin_names():
+    for kind in ATTACKS:
         used = registry.attacks.get(kind).platform_settings
         assert used is not None and set(used) <= set(EXPERIMENT_SETTINGS), kind
 
 
 def test_defaults_of_the_settings_are_accepted_everywhere() -> None:
-    for kind in registry.attacks.builtin_names():
+    for kind in ATTACKS:
         scenario(kind, platform={"reduced_width_bits": None, "ciphertext_hiding": False,
                                  "secretmem_reserve_pages": 0},
                  params={"trials": 1} if kind == "key-wearout" else {})
