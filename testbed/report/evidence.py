@@ -285,11 +285,12 @@ def _target(labels: EvidenceLabels, metrics: Mapping[str, Any]) -> bytes | None:
         return None
 
 
-def evidence_views(attack: str, evidence: Evidence,
+def evidence_views(attack: str | EvidenceLabels, evidence: Evidence,
                    metrics: Mapping[str, Any]) -> tuple[HexDump, ...]:
-    """The buffers of one result, labelled for ``attack``, each compared where that makes
-    sense (``metrics``: the row's metrics as JSON, for the attacker's chosen value)."""
-    labels = labels_for(attack)
+    """The buffers of one result, labelled for ``attack`` (its kind, or the labels
+    themselves), each compared where that makes sense (``metrics``: the row's metrics as JSON,
+    for the attacker's chosen value)."""
+    labels = labels_for(attack) if isinstance(attack, str) else attack
     secret = evidence.secret
     out: list[HexDump] = []
     target = _target(labels, metrics)

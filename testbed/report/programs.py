@@ -2,8 +2,8 @@
 
 Each step shows its number, its actor, the operation with its arguments, the capability the
 actor needs for it (as declared in the step registry) and the name it binds; under it, what the
-step produced under each engine (engines that got the same are one line), or that the platform
-refused it there and the run stopped. The values come from the row's
+step produced under each engine the program applies to (engines that got the same are one
+line), or that the platform refused it there and the run stopped. The values come from the row's
 :class:`~testbed.programs.ProgramMetrics`: ``produced`` (one ``"I op: summary"`` per step
 carried out) and ``refused_step``.
 """
@@ -19,10 +19,13 @@ from ..programs import OPS, Program, ProgramMetrics
 from ..results.model import ResultRow
 from ..scenarios.model import Scenario
 from ..types import Outcome
+from .evidence import EvidenceLabels, labels_for
 
-__all__ = ["ProgramStepView", "ProgramView", "program_view"]
+__all__ = ["ProgramStepView", "ProgramView", "evidence_labels", "program_view", "threat_text"]
 
 _PRODUCED = re.compile(r"(\d+) ([a-z_]+): (.*)", re.S)
+SHOWN_METRICS = frozenset({"produced"})
+"""Metrics of a program that its steps show already (left out of the metrics table)."""
 ARG_CHARS = 120
 """Characters of a step's arguments shown; the scenario file has them all."""
 
@@ -48,10 +51,25 @@ class ProgramView:
     threat: tuple[str, ...]
     goal: str
     steps: tuple[ProgramStepView, ...]
+    not_applicable: tuple[str, ...]
+    """Engines the program does not apply to: none of its steps ran there."""
+
+
+def _value_text(value: Any) -> str:
+    """An argument as a scenario file writes it (``true``, ``[a, b]``), without braces."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value_text(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "(" + ", ".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + ")"
+    return str(value)
 
 
 def _args_text(args: Mapping[str, Any]) -> str:
-    text = ", ".join(f"{k}: {v}" for k, v in args.items())
+    text = ", ".join(f"{k}: {_value_text(v)}" for k, v in args.items())
     return text if len(text) <= ARG_CHARS else text[: ARG_CHARS - 1] + "…"
 
 
@@ -74,9 +92,7 @@ def _step_outcomes(index: int, runs: Sequence[tuple[str, ResultRow]]
     groups: dict[tuple[str, str], list[str]] = {}
     for engine, row in runs:
         metrics = row.metrics
-        if row.outcome is Outcome.NOT_APPLICABLE:
-            what, kind = "not run: the program does not apply here", "skipped"
-        elif not isinstance(metrics, ProgramMetrics):
+        if not isinstance(metrics, ProgramMetrics):
             what, kind = "no record of the steps (the run failed)", "skipped"
         elif index in (done := _produced(metrics)):
             what, kind = done[index], "done"
@@ -88,13 +104,47 @@ def _step_outcomes(index: int, runs: Sequence[tuple[str, ResultRow]]
     return tuple((", ".join(engines), what, kind) for (what, kind), engines in groups.items())
 
 
+def threat_text(scenario: Scenario) -> str:
+    """What the matrix says of a scenario's attack: its kind, or a program's capabilities."""
+    program = scenario.params
+    if isinstance(program, Program):
+        return f"program: {', '.join(program.threat) or 'no capability'}"
+    return scenario.attack
+
+
+def evidence_labels(scenario: Scenario) -> EvidenceLabels:
+    """What a scenario's evidence buffers are: its attack's labels, or for a program, what
+    its steps and goal make of them (a system step's goal: that step's attack's)."""
+    program = scenario.params
+    if not isinstance(program, Program):
+        return labels_for(scenario.attack)
+    kind = program.goal.kind
+    system = next((spec for spec in OPS.values() if spec.goal and spec.goal == kind), None)
+    if system is not None and system.attack:
+        return labels_for(system.attack)
+    ops = {step.op for step in program.steps}
+    if "capture" in ops:
+        captured = "Ciphertext the attacker captured on the memory bus"
+    elif "hv_read" in ops:
+        captured = "What the hypervisor read of the guest's page"
+    else:
+        captured = "DRAM at the secret's address when the attack began: what the memory chips hold"
+    if kind == "recovered":
+        return EvidenceLabels("Secret: what the victim stored", captured,
+                              f"The attacker's ${program.goal.name}: what it ended up with")
+    return EvidenceLabels(f"The value ${program.goal.name}: what the attack wants read back",
+                          captured, "What the page's owner read back there",
+                          secret_name=f"${program.goal.name}")
+
+
 def program_view(scenario: Scenario, indexed: Mapping[tuple[str, str], ResultRow],
                  engines: Sequence[str]) -> ProgramView | None:
     """The steps of ``scenario``'s program (``None`` when it names a built-in attack)."""
     program = scenario.params
     if not isinstance(program, Program):
         return None
-    runs = [(e, indexed[(scenario.id, e)]) for e in engines if (scenario.id, e) in indexed]
+    rows = [(e, indexed[(scenario.id, e)]) for e in engines if (scenario.id, e) in indexed]
+    runs = [(e, r) for e, r in rows if r.outcome is not Outcome.NOT_APPLICABLE]
     steps = []
     for i, step in enumerate(program.steps):
         needs = OPS[step.op].actors.get(step.by, ())
@@ -103,4 +153,5 @@ def program_view(scenario: Scenario, indexed: Mapping[tuple[str, str], ResultRow
             args=_args_text(step.args.model_dump(exclude_defaults=True, by_alias=True)),
             capability=", ".join(needs), binds=step.as_ or "",
             outcomes=_step_outcomes(i, runs)))
-    return ProgramView(tuple(program.threat), _goal_text(program), tuple(steps))
+    return ProgramView(tuple(program.threat), _goal_text(program), tuple(steps),
+                       tuple(e for e, r in rows if r.outcome is Outcome.NOT_APPLICABLE))

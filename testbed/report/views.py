@@ -20,9 +20,9 @@ from ..results.verdicts import TrialStats
 from ..scenarios.model import Scenario, engine_names
 from ..text import escape as text_escape
 from ..types import Outcome
-from .evidence import HexDump, evidence_views
+from .evidence import EvidenceLabels, HexDump, evidence_views
 from .plots import Plot, comparison_plots
-from .programs import ProgramView, program_view
+from .programs import SHOWN_METRICS, ProgramView, evidence_labels, program_view, threat_text
 from .values import MetricView, metric_views
 
 __all__ = ["OUTCOME_LEGEND", "Previous", "build_context", "outcome_label"]
@@ -181,6 +181,8 @@ class ScenarioView:
     anchor: str
     title: str
     attack: str
+    threat: str
+    """The attack's kind, or for a program its capabilities (``program: kernel_read_bug``)."""
     source: str
     defence: str
     """The scenario's mitigations in words (``secretmem``), or ``no software defence``."""
@@ -316,9 +318,11 @@ def _control_view(control: Control | None) -> ControlView | None:
                        trials=_trials_text(control.trials))
 
 
-def _row_view(scenario_id: str, row: ResultRow) -> RowView:
+def _row_view(scenario_id: str, row: ResultRow, labels: EvidenceLabels,
+              shown: frozenset[str] = frozenset()) -> RowView:
+    """One result as shown; ``shown``: metrics the page shows elsewhere (a program's steps)."""
     metrics = row.metrics.to_json() if row.metrics is not None else {}
-    plain, series = metric_views(metrics)
+    plain, series = metric_views({k: v for k, v in metrics.items() if k not in shown})
     mismatch = row.expected is not None and row.expected != row.outcome
     return RowView(
         engine=row.engine,
@@ -339,7 +343,7 @@ def _row_view(scenario_id: str, row: ResultRow) -> RowView:
         series=series,
         steps=tuple(_step_view(s) for s in row.steps),
         evidence_address=_address(row.evidence.address),
-        evidence=evidence_views(row.attack, row.evidence, metrics),
+        evidence=evidence_views(labels, row.evidence, metrics),
         drawn=bool(row.metrics.plots()) if row.metrics is not None else False,
     )
 
@@ -420,13 +424,16 @@ def _scenario_view(scenario: Scenario, source: str, engines: Sequence[str], inde
     not_run: list[str] = []
     mismatches: list[Mismatch] = []
     page = page_of(scenario.id)
+    labels = evidence_labels(scenario)
+    program = program_view(scenario, indexed, engines)
+    shown = SHOWN_METRICS if program is not None else frozenset()
     for engine in engines:
         row = indexed.get((scenario.id, engine))
         if row is None:
             cells.append(CellView(engine=engine, row=None))
             not_run.append(engine)
             continue
-        view = _row_view(scenario.id, row)
+        view = _row_view(scenario.id, row, labels, shown)
         change = changed.get((scenario.id, engine))
         was = outcome_label(Outcome(change.before)) if change and change.before else None
         cells.append(CellView(engine=engine, row=view, was=was,
@@ -442,6 +449,7 @@ def _scenario_view(scenario: Scenario, source: str, engines: Sequence[str], inde
         anchor=f"scn-{scenario.id}",
         title=scenario.title,
         attack=scenario.attack,
+        threat=threat_text(scenario),
         source=source,
         defence=_defence(scenario),
         one_line=first_sentence(scenario.teaching.summary),
@@ -455,7 +463,7 @@ def _scenario_view(scenario: Scenario, source: str, engines: Sequence[str], inde
         page=page,
         data=f"{scenario.id}.json",
         plots=comparison_plots(plot_data),
-        program=program_view(scenario, indexed, engines),
+        program=program,
         happened=_happened(cells),
     ), mismatches
 

@@ -282,8 +282,10 @@ def test_matrix_colours_filters_and_links(hostile: Path, browser: Any) -> None:
     assert page.locator("td[data-cell]:visible").count() == rows
     assert page.locator("th[data-engine]:visible").all_inner_texts() == ["mktme"]
     page.click("label[for=fe-all]")
+    kernel = page.locator('tbody tr[data-attack="kernel-map-leak"]').count()
+    assert kernel >= 2  # hostile, zz-weak
     page.click("label[for=fa-kernel-map-leak]")
-    assert page.locator("tbody tr:visible").count() == 4  # 01, 02, hostile, zz-weak
+    assert page.locator("tbody tr:visible").count() == kernel
     page.click("label[for=fa-all]")
     page.click("label[for=fo-blocked]")
     blocked = page.locator("td[data-outcome=blocked]").count()
