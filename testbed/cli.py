@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from . import registry
 from ._version import __version__
 from .errors import ScenarioError
 from .results import ResultRow, RunInfo, RunStore, StoreError, write_junit, write_results_json
-from .results.publish import OutputError, StagedOutput
+from .results.publish import OutputError, StagedOutput, set_new_file_mode
 from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, units
 from .text import escape
 from .types import Outcome
@@ -279,6 +280,7 @@ def _publish(out: StagedOutput, store: RunStore, info: RunInfo, rows: list[Resul
                 raise
             store.mark_published(run_id)
             if junit_path is not None and junit_tmp is not None:
+                set_new_file_mode(junit_tmp)
                 os.replace(junit_tmp, junit_path)
     except OSError as exc:
         raise OutputError(f"cannot write the run's outputs: {exc.strerror or exc}"
@@ -352,6 +354,7 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
         doc: dict[str, float | str] = {k: figures[k] for k in keys}
         doc[BACKEND_KEY] = backend
         atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
+        set_new_file_mode(json_path)
         click.echo(f"written: {json_path}")
 
 
@@ -429,7 +432,9 @@ def reference(update_path: Path | None, check_path: Path | None, sections: tuple
             click.echo(f"{path}: reference tables up to date")
             return
         if changed:
+            mode = stat.S_IMODE(path.stat().st_mode)
             atomic_write_text(path, new)
+            os.chmod(path, mode)  # the file keeps its mode
         click.echo(f"{path}: {', '.join(changed) or 'nothing'} updated")
         return
     unknown = [s for s in sections if s not in ref.SECTIONS]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -66,10 +67,13 @@ def published(out: Path) -> tuple[int, str] | None:
 
 def history(db: Path) -> list[tuple[int, str]]:
     """The (seed, started) of every run the history holds as published, oldest first: marked
-    published, or pending in a folder that holds it (a run killed between the two steps)."""
+    published, or pending in a folder that holds it (a run killed between the two steps).
+
+    Read as the next run reads it: a run killed inside its transaction leaves a hot journal,
+    which SQLite rolls back on the next open that may write (a read-only open refuses to)."""
     if not db.exists():
         return []
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{db}?mode=rw", uri=True)) as conn:
         rows = list(conn.execute("SELECT id, seed, started, published, out_dir FROM runs "
                                  "ORDER BY id"))
     runs = []
@@ -334,6 +338,32 @@ def test_a_mount_point_folder_is_published_in_place(tmp_path: Path) -> None:
         assert not list(tmp_path.glob(".volume.*"))  # nothing beside the mount point
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+@pytest.mark.parametrize("kind", ["folder", "mount point"])
+def test_a_smaller_run_leaves_no_page_of_the_last_one(kind: str, scenarios: Path,
+                                                      tmp_path: Path) -> None:
+    """The folder holds one run: a run of one scenario after a run of three leaves that one
+    scenario's page and data file, and an index with one row."""
+    out = tmp_path / "out"
+    if kind == "mount point":
+        _mount_tmpfs(out, "size=8m")
+    try:
+        code, output = _invoke("run", str(scenarios), "--out", str(out), "--jobs", "1")
+        assert code == 0, output
+        assert len(list((out / "scenarios").glob("*.html"))) == len(CHEAP)
+        code, output = _invoke("run", str(scenarios / CHEAP[1]), "--out", str(out),
+                               "--seed", "2", "--jobs", "1")
+        assert code == 0, output
+        assert _consistent(out) is not None
+        assert sorted(p.name for p in (out / "scenarios").iterdir()) == [
+            "freed-data-leak.html", "freed-data-leak.json"]
+        index = (out / "index.html").read_text(encoding="utf-8")
+        assert index.count('<tr data-attack="') == 1
+        assert (out / "glossary.html").is_file()
+    finally:
+        if kind == "mount point":
+            subprocess.run(["umount", "-l", str(out)], check=False)
 
 
 def test_the_current_folder_cannot_be_the_output_folder(tmp_path: Path,

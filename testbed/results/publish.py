@@ -13,6 +13,11 @@ old folder aside, and the next run puts it back before anything else.
 Publishing holds a lock (``.reports.lock`` beside the target), so two runs into one folder at
 once publish one after the other, each whole.
 
+The run's files get the modes the process's umask gives new files (0644 and folders 0755 under
+the usual umask 022), as a file made with ``open`` would: the temporary files they are written
+through start private (0600), and :meth:`StagedOutput.publish` sets their modes before the
+folder is put in place. Carried-over entries keep theirs.
+
 A target that is a mount point (a Docker volume) cannot be renamed. There the staging folder
 and the lock are made inside the target, and publishing moves the run's entries in one by one,
 each atomically (the ``scenarios`` folder by an exchange), the index last: a kill in between
@@ -32,7 +37,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["OWNED", "OutputError", "StagedOutput"]
+__all__ = ["OWNED", "OutputError", "StagedOutput", "new_file_modes", "set_new_file_mode"]
 
 OWNED = frozenset({"index.html", "glossary.html", "scenarios", "results.json", "results.csv"})
 """The entries of the output folder a run writes; everything else in it is carried over."""
@@ -43,6 +48,23 @@ _RENAME_EXCHANGE = 2
 
 class OutputError(Exception):
     """An output folder or file that cannot be written: one line, naming the path."""
+
+
+def new_file_modes() -> tuple[int, int]:
+    """``(file mode, folder mode)`` that the process's umask gives new files and folders.
+
+    Reads the umask by setting it and putting it back: call it from the main thread, before
+    other threads make files.
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask, 0o777 & ~mask
+
+
+def set_new_file_mode(path: Path) -> None:
+    """Give ``path`` (a file written through a private temporary file) the mode a new file
+    gets under the umask."""
+    os.chmod(path, new_file_modes()[0])
 
 
 def _reason(exc: OSError) -> str:
@@ -98,6 +120,7 @@ class StagedOutput:
         self.in_place = False
         """Whether the target is a mount point, published entry by entry (see the module)."""
         self._lock_path = self._parent / f".{self._name}.lock"
+        self._modes = new_file_modes()
 
     # -- before any work -------------------------------------------------------------------
     def prepare(self) -> None:
@@ -151,12 +174,14 @@ class StagedOutput:
     def publish(self) -> None:
         """Carry the target's other entries over, then put the staging folder in its place.
 
-        Call inside :meth:`lock`. The old folder is removed afterwards.
+        Call inside :meth:`lock`. The run's files get the modes the umask gives new files
+        first. The old folder is removed afterwards.
 
         Raises:
             OutputError: carrying over or renaming failed; the target is unchanged.
         """
         try:
+            self._set_modes()
             if self.in_place:
                 self._move_in()
             elif self.absolute.is_dir():
@@ -185,6 +210,23 @@ class StagedOutput:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _set_modes(self) -> None:
+        """The run's entries in the staging folder, with the modes of new files and folders."""
+        file_mode, folder_mode = self._modes
+        for name in OWNED:
+            top = self.staging / name
+            if top.is_symlink() or not top.exists():
+                continue
+            if not top.is_dir():
+                os.chmod(top, file_mode)
+                continue
+            os.chmod(top, folder_mode)
+            for root, folders, files in os.walk(top):
+                for folder in folders:
+                    os.chmod(os.path.join(root, folder), folder_mode)
+                for file in files:
+                    os.chmod(os.path.join(root, file), file_mode)
+
     def _move_in(self) -> None:
         """Publish into a mount point: entry by entry, each atomic, the index last."""
         for name in (*sorted(OWNED - {"index.html"}), "index.html"):
