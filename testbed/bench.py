@@ -23,7 +23,8 @@ from .crypto.xts import engine_threads
 from .scenarios import Job, Scenario, load_scenarios, plan, run_job, run_jobs
 from .types import LINE_SIZE, PAGE_SIZE
 
-__all__ = ["BACKEND_KEY", "BENCH_KEYS", "DETAIL_KEYS", "run_bench"]
+__all__ = ["BACKEND_KEY", "BENCH_KEYS", "DETAIL_KEYS", "QUICK_KEY", "TARGETS", "meets",
+           "run_bench"]
 
 BENCH_KEYS = (
     "engine_mb_s",
@@ -49,7 +50,22 @@ BACKEND_KEY = "mask_backend"
 """Written and printed after the figures: ``"llvmlite"`` or ``"numpy"``, the XTS mask passes
 the figures were measured with (:func:`testbed.crypto.mask_backend`; ``TESTBED_ACCEL=0`` chooses
 NumPy, and the matrix's worker processes inherit it)."""
+QUICK_KEY = "quick"
+"""Written last: ``true`` when the figures come from ``--quick`` (tiny sizes, one repetition),
+which checks that the command works and measures nothing."""
+TARGETS: dict[str, tuple[str, float]] = {
+    "engine_ratio": (">=", 0.30),
+    "dictionary_ratio": (">=", 0.25),
+    "matrix_s_1_job": ("<=", 30.0),
+}
+"""The figures the project sets a target for: ``key -> (">=" or "<=", bound)``."""
 _KEY = bytes(range(1, 33))
+
+
+def meets(key: str, value: float) -> bool:
+    """Whether ``value`` meets the target of figure ``key`` (which must have one)."""
+    op, bound = TARGETS[key]
+    return value >= bound if op == ">=" else value <= bound
 
 
 def _best(fn: Callable[[], object], repeat: int) -> float:

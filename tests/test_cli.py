@@ -163,6 +163,13 @@ def test_bad_file_exits_1_but_others_still_run(tmp_path: Path) -> None:
     assert "broken.yaml:" in result.output
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     assert {r["scenario"] for r in rows} == {"capture-compare"}
+    # The summary line and the report say so too.
+    summary = [line for line in result.output.splitlines() if line.startswith("5 runs,")]
+    assert summary == ["5 runs, 0 differ from their expectation, 1 scenario file did not load "
+                       "(listed above and on the report's index)"]
+    index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert '<a href="#load-errors">1 file did not load</a>' in index
+    assert "broken.yaml:3</code>" in index
 
 
 def test_validate_and_list() -> None:
@@ -173,6 +180,42 @@ def test_validate_and_list() -> None:
     assert listing.exit_code == 0
     for kind in registry.attacks.names():
         assert kind in listing.output
+
+
+def _section(listing: str, title: str) -> list[str]:
+    lines = listing.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("  ")),
+               len(lines))
+    return lines[start + 1 : end]
+
+
+def test_list_names_every_mitigation_in_aligned_columns() -> None:
+    listing = invoke("list", str(SCENARIOS)).output
+    mitigations = _section(listing, "mitigations")
+    assert mitigations[0].split() == ["name", "setting", "values", "what", "it", "does"]
+    assert [line.split()[0] for line in mitigations[1:]] == list(registry.mitigation_names())
+    assert "memlock_limit    memlock_limit_pages  0 .. 65,536 (0: off)" in listing
+    for title, column in (("attacks", 1), ("engines", 1), ("mitigations", 1),
+                          ("scenarios", 1), ("scenarios", 2)):
+        rows = _section(listing, title)
+        # Every row's column starts where the header's (or the first row's) does.
+        starts = {_column_start(row, column) for row in rows}
+        assert len(starts) == 1, (title, column, starts)
+    scenarios = _section(listing, "scenarios")
+    assert len(scenarios) == len(list(SCENARIOS.glob("*.yaml")))
+    # The longest id does not push its row out of line.
+    assert any(line.startswith("  secretmem-pool-exhaustion-many-files  ") for line in scenarios)
+    assert "program (kernel_read_bug)" in listing
+
+
+def _column_start(row: str, column: int) -> int:
+    """Where the ``column``-th column (0-based) of an aligned row starts: after a run of two
+    spaces or more."""
+    import re
+
+    starts = [m.end() for m in re.finditer(r"\S  +(?=\S)", row)]
+    return starts[column - 1]
 
 
 def test_validate_bad_file_exits_1(tmp_path: Path) -> None:
