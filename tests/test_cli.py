@@ -86,7 +86,7 @@ def test_results_csv_has_one_row_per_result(tmp_path: Path) -> None:
     assert list(frame["engine"]) == ["none", "tme", "mktme", "sev", "sev-snp"]
     assert list(frame["outcome"]) == ["succeeded", "succeeded", "mitigated", "mitigated",
                                       "mitigated"]
-    assert json.loads(frame["metrics"][0])["dictionary_size"] == 10000
+    assert json.loads(frame["metrics"][0])["guess_space"] == 10000
 
 
 def test_same_seed_gives_byte_identical_results(tmp_path: Path, shipped: Shipped) -> None:

@@ -19,7 +19,7 @@ from testbed.results import ResultRow
 from testbed.scenarios import Job, Scenario, run_job, run_trials
 
 SHIPPED_AS_PROGRAMS = frozenset({"kernel-map-leak", "freed-data-leak", "cross-domain-replay",
-                                 "hypervisor-replay"})
+                                 "capture-compare", "hypervisor-replay"})
 """Built-in attacks whose shipped scenarios are written as programs (each program checked equal
 to its built-in in ``tests/programs/test_program_equivalence.py``)."""
 

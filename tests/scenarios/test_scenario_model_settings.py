@@ -66,3 +66,14 @@ def test_defaults_of_the_settings_are_accepted_everywhere() -> None:
         scenario(kind, platform={"reduced_width_bits": None, "ciphertext_hiding": False,
                                  "secretmem_reserve_pages": 0},
                  params={"trials": 1} if kind == "key-wearout" else {})
+
+
+def test_a_program_takes_the_settings_its_steps_use() -> None:
+    from _support import programs
+
+    replay = programs.load("hypervisor-replay")  # hv_read: what ciphertext hiding changes
+    s = scenario("program", params=replay, platform={"ciphertext_hiding": True})
+    assert s.platform.ciphertext_hiding
+    with pytest.raises(ValidationError, match="attack 'program' makes no use of this setting"):
+        scenario("program", params=programs.load("kernel-map-leak"),
+                 platform={"ciphertext_hiding": True})
