@@ -138,6 +138,10 @@ def _cell(value: Any) -> str:
     return _clip(repr(value), TEXT_INLINE)
 
 
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -193,7 +197,9 @@ def metric_view(key: str, value: Any) -> MetricView:
         parts = [f"{k}: {_with_unit(_cell(v), unit)}" for k, v in value.items()]
         text = " · ".join(parts) if parts else "(none)"
         if len(text) > TEXT_INLINE * 2:
-            return MetricView(key, _clip(text, TEXT_INLINE), _clip("\n".join(parts), TEXT_LIMIT))
+            lines = [f"{k}:\n  " + "\n  ".join(v) if _is_text_list(v) else part
+                     for (k, v), part in zip(value.items(), parts, strict=True)]
+            return MetricView(key, _clip(text, TEXT_INLINE), _clip("\n".join(lines), TEXT_LIMIT))
         return MetricView(key, text)
     return MetricView(key, _clip(str(value), TEXT_INLINE))
 

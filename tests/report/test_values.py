@@ -68,3 +68,11 @@ def test_plain_values_and_series_are_apart_in_their_order() -> None:
     plain, series = metric_views({"a": 1, "curve": [{"x": 1}], "b": "text"})
     assert [m.key for m in plain] == ["a", "b"]
     assert [m.key for m in series] == ["curve"]
+
+
+def test_a_long_object_opens_one_field_a_line() -> None:
+    view = metric_view("first_torn", {"schedule": "P1" * 90, "cpu": 1,
+                                      "timeline": ["0 patcher writes e8", "1 cpu1 fetches e8"]})
+    assert view.text.startswith("schedule: P1P1") and view.text.endswith("…")
+    assert view.more.splitlines()[1:] == ["cpu: 1", "timeline:", "  0 patcher writes e8",
+                                          "  1 cpu1 fetches e8"]
