@@ -238,9 +238,13 @@ def _dictionary(groups: Sequence[tuple[str, DictionaryPlot]]) -> Plot | None:
         ax.plot(grid, [2**b for b in grid], color=BOUND, label="whole dictionary (2^H)")
         ax.plot(grid, [max(1.0, 2**b / 2) for b in grid], color=OTHER, linestyle="--",
                 label="expected guesses (2^H / 2)")
-        for (label, _size, entropy, writes), style in zip(points, _STYLES, strict=False):
+        for i, ((label, _size, entropy, writes), style) in enumerate(
+                zip(points, _STYLES, strict=False)):
+            # Hollow and each smaller than the one before: points at the same place stay seen.
             ax.plot([entropy], [max(writes, 1.0)], linestyle="none", label=label,
-                    marker=style["marker"], color=style["color"], markersize=7)
+                    marker=style["marker"], color=style["color"],
+                    markersize=max(4.0, 12.0 - 3.0 * i), markerfacecolor="none",
+                    markeredgewidth=1.8)
         ax.set_yscale("log")
         _finish(ax, fig, "Dictionary attack: guesses against secret entropy",
                 "secret entropy H (bits)", "candidate writes")
