@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from _support.paths import SCENARIOS
-from _support.programs import SHIPPED_AS_PROGRAMS
 from click.testing import CliRunner, Result
 
 from testbed import registry
@@ -49,8 +48,8 @@ def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped: Shipped) ->
     mismatches = [(r["scenario"], r["profile"], r["outcome"], r["expected"]) for r in rows
                   if r["outcome"] != r["expected"]]
     assert mismatches == []
-    # Every attack kind has a shipped scenario, or its shipped scenarios are programs.
-    assert {r["attack"] for r in rows} == set(registry.attacks.names()) - SHIPPED_AS_PROGRAMS
+    # Every attack kind has a shipped scenario.
+    assert {r["attack"] for r in rows} == set(registry.attacks.names())
 
 
 def test_results_json_contract(shipped: Shipped) -> None:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from _support.programs import leak
 from _support.scenarios import scenario
 
 from testbed import registry
-from testbed.attacks import KernelMapLeak
+from testbed.attacks import KeyWearout
 from testbed.errors import ConfigError
 from testbed.platform import TmeEngine
+from testbed.programs import ProgramAttack
 from testbed.scenarios import Job, run_job
 from testbed.types import Outcome
 
 
 def test_builtins_in_display_order() -> None:
-    assert registry.attacks.names()[:3] == ("kernel-map-leak", "freed-data-leak",
-                                            "cross-domain-replay")
+    assert registry.attacks.builtin_names() == (
+        "key-wearout", "secretmem-exhaustion", "dirty-page-leak", "torn-live-patch",
+        "attestation", "program")
     assert registry.engines.names()[:5] == ("none", "tme", "mktme", "sev", "sev-snp")
     assert all(e.builtin for e in registry.engines.entries()[:5])
     assert registry.mitigation_names() == ("init_on_free", "secretmem", "memlock_limit",
@@ -25,13 +28,13 @@ def test_builtins_in_display_order() -> None:
 def test_unknown_names_list_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="unknown engine 'sev-es'; known: none, tme"):
         registry.engines.get("sev-es")
-    with pytest.raises(ConfigError, match="unknown attack 'rowhammer'; known: kernel-map-leak"):
+    with pytest.raises(ConfigError, match="unknown attack 'rowhammer'; known: key-wearout"):
         registry.attacks.get("rowhammer")
 
 
-class _Quiet(KernelMapLeak):
+class _Quiet(ProgramAttack):
     kind = "quiet-leak"
-    title = "The kernel map leak under another name"
+    title = "Attack programs under another name"
 
 
 class _Fifth(TmeEngine):
@@ -45,8 +48,8 @@ def test_an_attack_and_an_engine_added_from_a_script_run() -> None:
     registry.engines.add(_Fifth)
     try:
         assert registry.attacks.distribution("quiet-leak") == "a script"
-        row = run_job(Job(scenario("quiet-leak", engines=["none", "tme-again"]), "<script>",
-                          "tme-again", 1))
+        quiet = scenario("quiet-leak", engines=["none", "tme-again"], params=leak())
+        row = run_job(Job(quiet, "<script>", "tme-again", 1))
         assert row.outcome is Outcome.SUCCEEDED, row.reason
         assert row.evidence.recovered == row.evidence.secret
         with pytest.raises(ConfigError, match="already taken by a script"):
@@ -61,8 +64,8 @@ def test_an_attack_and_an_engine_added_from_a_script_run() -> None:
 
 @pytest.mark.parametrize(("obj", "message"), [
     (object(), "is not an Attack subclass or instance"),
-    (type("Bad", (KernelMapLeak,), {"kind": "Bad Name"}), "must match"),
-    (KernelMapLeak, "already taken by memcrypt-testbed"),
+    (type("Bad", (KeyWearout,), {"kind": "Bad Name"}), "must match"),
+    (KeyWearout, "already taken by memcrypt-testbed"),
 ])
 def test_what_add_refuses(obj: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -75,7 +78,8 @@ def test_a_job_carries_its_attack_and_engine_to_any_worker() -> None:
     registry.attacks.add(_Quiet)
     registry.engines.add(_Fifth)
     try:
-        job = Job(scenario("quiet-leak", engines=["tme-again"]), "<script>", "tme-again", 1)
+        quiet = scenario("quiet-leak", engines=["tme-again"], params=leak())
+        job = Job(quiet, "<script>", "tme-again", 1)
     finally:
         registry.attacks.remove("quiet-leak")
         registry.engines.remove("tme-again")
@@ -101,7 +105,7 @@ def test_a_plugin_may_look_at_the_registry_while_it_loads(monkeypatch: pytest.Mo
     registry.attacks.reload()
     try:
         assert "quiet-leak" in registry.attacks.names()
-        assert seen and seen[0][0] == "kernel-map-leak"
+        assert seen and seen[0][0] == "key-wearout"
     finally:
         monkeypatch.undo()
         registry.attacks.reload()
@@ -109,7 +113,7 @@ def test_a_plugin_may_look_at_the_registry_while_it_loads(monkeypatch: pytest.Mo
 
 
 def test_names_are_matched_whole_and_taken_from_the_object() -> None:
-    class _Sneaky(KernelMapLeak):
+    class _Sneaky(KeyWearout):
         kind = "sneaky"
 
         def __init__(self) -> None:
@@ -117,6 +121,6 @@ def test_names_are_matched_whole_and_taken_from_the_object() -> None:
 
     with pytest.raises(ConfigError, match="must match"):
         registry.attacks.add(_Sneaky())
-    trailing = type("Trailing", (KernelMapLeak,), {"kind": "evil\n"})
+    trailing = type("Trailing", (KeyWearout,), {"kind": "evil\n"})
     with pytest.raises(ConfigError, match="must match"):
         registry.attacks.add(trailing)

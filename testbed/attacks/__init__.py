@@ -23,12 +23,7 @@ from ._base import (
     plant_secret,
 )
 from .attestation import AttestationBypass
-from .capture_compare import CaptureCompare
-from .cross_domain_replay import CrossDomainReplay
 from .dirty_page_leak import DirtyPageLeak
-from .freed_data_leak import FreedDataLeak
-from .hypervisor_replay import HypervisorReplay
-from .kernel_map_leak import KernelMapLeak
 from .key_wearout import KeyWearout
 from .secretmem_exhaustion import SecretmemExhaustion
 from .torn_live_patch import TornLivePatch
@@ -42,12 +37,7 @@ __all__ = [
     "AttackParams",
     "AttestationBypass",
     "BaseMetrics",
-    "CaptureCompare",
-    "CrossDomainReplay",
     "DirtyPageLeak",
-    "FreedDataLeak",
-    "HypervisorReplay",
-    "KernelMapLeak",
     "KeyWearout",
     "Phase",
     "SecretParams",
@@ -60,11 +50,6 @@ __all__ = [
 ]
 
 BUILTIN_ATTACKS: tuple[type[Attack[Any]], ...] = (
-    KernelMapLeak,
-    FreedDataLeak,
-    CrossDomainReplay,
-    HypervisorReplay,
-    CaptureCompare,
     KeyWearout,
     SecretmemExhaustion,
     DirtyPageLeak,

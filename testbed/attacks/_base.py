@@ -268,6 +268,13 @@ class Attack(ABC, Generic[P]):
         """Why the threat does not exist on ``machine`` (``None``: it does)."""
         return None
 
+    def run_key(self) -> object:
+        """What, beside the scenario, the engine and the seed, makes a run of this attack: jobs
+        whose attacks give equal keys give the same row, so the runner runs it once. The
+        object itself by default (a job may carry an attack object of its own); an attack
+        that is all in its parameters says so."""
+        return id(self)
+
     def bound(self, params: P, engines: Sequence[type[Engine]]) -> Attack[P]:
         """The attack that runs ``params``: itself, unless its control engine, capabilities
         or platform settings depend on the parameters (an attack program's do), when it is

@@ -51,6 +51,8 @@ class ProgramAttack(Attack[Program]):
     """A program declares its own (:attr:`Program.threat`); see :meth:`for_program`."""
     Params = Program
     Metrics = ProgramMetrics
+    platform_settings = frozenset(name for spec in OPS.values() for name in spec.platform_settings)
+    """Every setting some step uses; a program's own are those of its steps (:meth:`bound`)."""
 
     @classmethod
     def for_program(cls, program: Program, engines: Iterable[type[Engine]]) -> ProgramAttack:
@@ -64,6 +66,10 @@ class ProgramAttack(Attack[Program]):
 
     def bound(self, params: Program, engines: Sequence[type[Engine]]) -> ProgramAttack:
         return self.for_program(params, engines)
+
+    def run_key(self) -> object:
+        # Everything it does is in its program, which is in the scenario.
+        return type(self), self.kind
 
     def precondition(self, machine: Machine, params: Program) -> str | None:
         return engine_problem(params, type(machine.engine))

@@ -272,7 +272,10 @@ def _allowed_keys(model: type[BaseModel], where: _Path, data: Any) -> list[str] 
             continue
         current = _field_type(current, part)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(info.alias or name for name, info in current.model_fields.items())
+        names = {info.alias or name for name, info in current.model_fields.items()}
+        if current is Scenario:  # what a scenario written as a program gives instead
+            names.update(PROGRAM_KEYS)
+        return sorted(names)
     return None
 
 

@@ -218,6 +218,9 @@ class Scenario(_Strict):
             return data
         if any(key in data for key in PROGRAM_KEYS):
             return _program_params(data)
+        if "attack" not in data:
+            raise field_error("attack", "required: name the attack (attack: KIND, with its "
+                              f"params) or write it out ({', '.join(PROGRAM_KEYS)})")
         # An absent params block is the attack's defaults: validate it like a given one.
         if "params" not in data:
             return {**data, "params": {}}

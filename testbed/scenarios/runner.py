@@ -193,10 +193,12 @@ def control_of(job: Job) -> Job | None:
     return Job(job.scenario.bare(), job.source, attack.control_engine, job.seed, attack=attack)
 
 
-def _signature(job: Job) -> tuple[str, int, str, int]:
-    """What makes a run: two jobs with the same signature give the same row (the attack object
-    itself included: a job may carry its own, not the registry's)."""
-    return job.engine, job.seed, repr(job.scenario), id(job.attack)
+def _signature(job: Job) -> tuple[str, int, str, object]:
+    """What makes a run: two jobs with the same signature give the same row (the attack
+    included, by :meth:`~testbed.attacks.Attack.run_key`: a job may carry its own, not the
+    registry's)."""
+    key = job.attack.run_key() if job.attack is not None else None
+    return job.engine, job.seed, repr(job.scenario), key
 
 
 def _same_run(a: Job, b: Job) -> bool:

@@ -18,13 +18,8 @@ from testbed.programs import Program
 from testbed.results import ResultRow
 from testbed.scenarios import Job, Scenario, run_job, run_trials
 
-SHIPPED_AS_PROGRAMS = frozenset({"kernel-map-leak", "freed-data-leak", "cross-domain-replay",
-                                 "capture-compare", "hypervisor-replay"})
-"""Built-in attacks whose shipped scenarios are written as programs (each program checked equal
-to its built-in in ``tests/programs/test_program_equivalence.py``)."""
-
-__all__ = ["PROGRAMS", "SHIPPED_AS_PROGRAMS", "context", "load", "program", "raw", "run",
-           "scenario"]
+__all__ = ["PROGRAMS", "TEXT", "context", "freed", "leak", "load", "pins", "program", "raw",
+           "replay", "rollback", "run", "scenario"]
 
 PROGRAMS = TESTS / "programs"
 
@@ -75,3 +70,114 @@ def context(engine: str = "tme", seed: int = 1, pages: int = 64,
                        mitigations)
 
     return AttackContext(build(), np.random.default_rng(seed + 1), build)
+
+
+# -- the programs of the shipped attacks, with their knobs -------------------------------------
+# What the built-in attacks' parameters were, as programs: the tests that used those attacks as
+# fixtures build their scenarios with these (``scenario("program", params=leak("x"))``).
+
+TEXT = "the quick brown fox 0123456789"
+
+
+def _secret_args(text: str | None, size: int | None) -> dict[str, Any]:
+    return {"size": size} if size is not None else {"text": TEXT if text is None else text}
+
+
+def leak(text: str | None = None, *, size: int | None = None, victim: str = "guest",
+         offset: int = 0) -> dict[str, Any]:
+    """The kernel direct-map leak: the victim's secret read through the KeyID-0 direct map."""
+    return {"threat": ["kernel_read_bug"], "goal": {"recovered": "leaked"}, "program": [
+        {"op": "create_domain", "by": "victim", "args": {"kind": victim}, "as": "victim"},
+        {"op": "alloc_pages", "by": "victim", "args": {"domain": "$victim", "secret": True},
+         "as": "page"},
+        {"op": "store_secret", "by": "victim",
+         "args": {"address": "$page", "offset": offset, **_secret_args(text, size)},
+         "as": "secret"},
+        {"op": "read_direct_map", "by": "attacker", "args": {"address": "$secret"},
+         "as": "leaked"},
+    ]}
+
+
+def freed(text: str | None = None, *, size: int | None = None, victim: str = "guest",
+          attacker: str = "process", pages: int = 4, stale: bool = False) -> dict[str, Any]:
+    """The freed-data leak: the victim exits; the attacker reallocates the frame of its secret
+    and reads it before writing it (``stale``: reads it through the victim's old KeyID)."""
+    steps: list[dict[str, Any]] = [
+        {"op": "create_domain", "by": "victim", "args": {"kind": victim}, "as": "victim"},
+        {"op": "alloc_pages", "by": "victim", "args": {"domain": "$victim", "count": pages},
+         "as": "pages"},
+        {"op": "store_secret", "by": "victim",
+         "args": {"address": "$pages", "page": pages // 2, **_secret_args(text, size)},
+         "as": "secret"},
+        {"op": "destroy_domain", "by": "victim", "args": {"domain": "$victim"}},
+    ]
+    if stale:
+        steps.append({"op": "read_keyid_map", "by": "attacker",
+                      "args": {"address": "$secret", "keyid_of": "$victim"}, "as": "leaked"})
+    else:
+        steps += [
+            {"op": "create_domain", "by": "attacker", "args": {"kind": attacker},
+             "as": "attacker"},
+            {"op": "alloc_pages", "by": "attacker",
+             "args": {"domain": "$attacker", "count": pages, "until": "$secret"},
+             "as": "frame"},
+            {"op": "read_uninit", "by": "attacker", "args": {"address": "$frame"},
+             "as": "leaked"},
+        ]
+    return {"threat": ["uninit_page_read"], "program": steps, "goal": {"recovered": "leaked"}}
+
+
+def replay(text: str | None = None, *, size: int | None = None, victim: str = "guest",
+           attacker: str = "guest") -> dict[str, Any]:
+    """The cross-domain replay: captured ciphertext written back once the attacker owns the
+    address, read through the attacker's own key."""
+    return {"threat": ["bus_interposer", "chosen_plaintext"], "goal": {"recovered": "replayed"},
+            "program": [
+        {"op": "create_domain", "by": "victim", "args": {"kind": victim}, "as": "victim"},
+        {"op": "alloc_pages", "by": "victim", "args": {"domain": "$victim"}, "as": "page"},
+        {"op": "store_secret", "by": "victim",
+         "args": {"address": "$page", **_secret_args(text, size)}, "as": "secret"},
+        {"op": "capture", "by": "attacker", "args": {"address": "$secret"}, "as": "old"},
+        {"op": "destroy_domain", "by": "victim", "args": {"domain": "$victim"}},
+        {"op": "create_domain", "by": "attacker", "args": {"kind": attacker}, "as": "attacker"},
+        {"op": "alloc_pages", "by": "attacker",
+         "args": {"domain": "$attacker", "until": "$secret"}, "as": "frame"},
+        {"op": "write_bus", "by": "attacker", "args": {"address": "$frame", "data": "$old"}},
+        {"op": "read_own", "by": "attacker", "args": {"address": "$frame"}, "as": "replayed"},
+    ]}
+
+
+def rollback(old: str = "balance=0000100", new: str = "balance=0000000") -> dict[str, Any]:
+    """The hypervisor replay: a guest page's old ciphertext written back after the guest
+    updated it; success is the guest reading its old value."""
+    length = -(-len(old.encode()) // 64) * 64
+    return {"threat": ["malicious_hypervisor"], "goal": {"victim_reads": "old"}, "program": [
+        {"op": "create_domain", "by": "victim", "args": {"kind": "guest"}, "as": "guest"},
+        {"op": "alloc_pages", "by": "victim", "args": {"domain": "$guest"}, "as": "page"},
+        {"op": "store", "by": "victim", "args": {"address": "$page", "text": old}, "as": "old"},
+        {"op": "hv_read", "by": "hypervisor", "args": {"address": "$old", "length": length},
+         "as": "saved"},
+        {"op": "store", "by": "victim", "args": {"address": "$page", "text": new}, "as": "new"},
+        {"op": "hv_write", "by": "hypervisor", "args": {"address": "$old", "data": "$saved"}},
+    ]}
+
+
+def pins(digits: int = 4, *, victim: str = "guest", attacker: str = "guest") -> dict[str, Any]:
+    """Capture and delayed compare on a PIN of ``digits`` digits."""
+    return {"threat": ["bus_interposer", "chosen_plaintext"], "goal": {"recovered": "found"},
+            "program": [
+        {"op": "create_domain", "by": "victim", "args": {"kind": victim}, "as": "victim"},
+        {"op": "alloc_pages", "by": "victim", "args": {"domain": "$victim"}, "as": "page"},
+        {"op": "store_secret", "by": "victim",
+         "args": {"address": "$page", "digits": digits, "prefix": "PIN:", "pad_to": 64},
+         "as": "pin"},
+        {"op": "capture", "by": "attacker", "args": {"address": "$pin", "length": 64},
+         "as": "line"},
+        {"op": "destroy_domain", "by": "victim", "args": {"domain": "$victim"}},
+        {"op": "create_domain", "by": "attacker", "args": {"kind": attacker}, "as": "attacker"},
+        {"op": "alloc_pages", "by": "attacker", "args": {"domain": "$attacker", "until": "$pin"},
+         "as": "frame"},
+        {"op": "guess", "by": "attacker",
+         "args": {"address": "$frame", "target": "$line", "prefix": "PIN:", "digits": digits},
+         "as": "found"},
+    ]}

@@ -8,15 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _support.programs import TEXT, freed, leak, pins, replay, rollback
 from _support.scenarios import run
 
-from testbed.attacks.capture_compare import CaptureCompareMetrics
 from testbed.attacks.key_wearout import KeyWearoutMetrics
+from testbed.programs import ProgramMetrics
 from testbed.results import ResultRow
 from testbed.types import Outcome
 
 S, M, B, NA = Outcome.SUCCEEDED, Outcome.MITIGATED, Outcome.BLOCKED, Outcome.NOT_APPLICABLE
-SECRET = {"secret": "the quick brown fox 0123456789"}
+SECRET = {"secret": TEXT}
 
 
 def _recovered_secret(row: ResultRow) -> bool:
@@ -26,7 +27,7 @@ def _recovered_secret(row: ResultRow) -> bool:
 @pytest.mark.parametrize(("engine", "want"), [
     ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
 def test_kernel_map_leak(engine: str, want: Outcome) -> None:
-    row = run("kernel-map-leak", engine, params=SECRET)
+    row = run("program", engine, params=leak())
     assert row.outcome is want, row.reason
     assert row.evidence.secret == SECRET["secret"].encode()
     assert _recovered_secret(row) is (want is S)
@@ -34,7 +35,7 @@ def test_kernel_map_leak(engine: str, want: Outcome) -> None:
 
 @pytest.mark.parametrize("engine", ["none", "tme", "mktme", "sev", "sev-snp"])
 def test_kernel_map_leak_secretmem_faults(engine: str) -> None:
-    row = run("kernel-map-leak", engine, params=SECRET, mitigations={"secretmem": True})
+    row = run("program", engine, params=leak(), mitigations={"secretmem": True})
     assert row.outcome is B
     assert "removed from the direct map" in row.reason
     assert row.evidence.recovered is None
@@ -43,21 +44,21 @@ def test_kernel_map_leak_secretmem_faults(engine: str) -> None:
 
 def test_kernel_map_leak_process_victim_under_sev_is_not_encrypted() -> None:
     # SEV protects guests only: a host process's memory is plaintext to the host kernel.
-    row = run("kernel-map-leak", "sev", params={**SECRET, "victim": "process"})
+    row = run("program", "sev", params=leak(victim="process"))
     assert row.outcome is S
 
 
 @pytest.mark.parametrize(("engine", "want"), [
     ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
 def test_freed_data_leak(engine: str, want: Outcome) -> None:
-    row = run("freed-data-leak", engine, params=SECRET)
+    row = run("program", engine, params=freed())
     assert row.outcome is want, row.reason
     assert _recovered_secret(row) is (want is S)
 
 
 @pytest.mark.parametrize("engine", ["none", "tme", "mktme", "sev", "sev-snp"])
 def test_freed_data_leak_init_on_free(engine: str) -> None:
-    row = run("freed-data-leak", engine, params=SECRET, mitigations={"init_on_free": True})
+    row = run("program", engine, params=freed(), mitigations={"init_on_free": True})
     assert row.outcome is M
     if engine in ("none", "tme"):  # zeroed through the attacker's own key: reads zeros
         assert row.evidence.recovered == bytes(len(SECRET["secret"]))
@@ -66,9 +67,9 @@ def test_freed_data_leak_init_on_free(engine: str) -> None:
 @pytest.mark.parametrize(("engine", "want"), [
     ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
 def test_cross_domain_replay(engine: str, want: Outcome) -> None:
-    row = run("cross-domain-replay", engine, params=SECRET)
+    row = run("program", engine, params=replay())
     assert row.outcome is want, row.reason
-    assert any(step.action == "gains ownership of the address" for step in row.steps)
+    assert any(step.action.startswith("gains ownership of the address") for step in row.steps)
     if engine != "none":  # the interposer captured ciphertext, not the secret
         assert row.evidence.captured != row.evidence.secret
 
@@ -76,7 +77,7 @@ def test_cross_domain_replay(engine: str, want: Outcome) -> None:
 @pytest.mark.parametrize(("engine", "want"), [
     ("none", NA), ("tme", NA), ("mktme", NA), ("sev", S), ("sev-snp", B)])
 def test_hypervisor_replay(engine: str, want: Outcome) -> None:
-    row = run("hypervisor-replay", engine)
+    row = run("program", engine, params=rollback())
     assert row.outcome is want, row.reason
     if want is S:
         assert row.evidence.recovered == b"balance=0000100"
@@ -85,19 +86,19 @@ def test_hypervisor_replay(engine: str, want: Outcome) -> None:
 
 
 def test_hypervisor_replay_with_ciphertext_hiding_is_blocked_by_rmp() -> None:
-    row = run("hypervisor-replay", "sev-snp", platform={"ciphertext_hiding": True})
+    row = run("program", "sev-snp", params=rollback(), platform={"ciphertext_hiding": True})
     assert row.outcome is B
-    assert row.evidence.captured == b"\xff" * len(b"balance=0000100")
+    assert row.evidence.captured == b"\xff" * 64  # the line it read: all ones
 
 
 @pytest.mark.parametrize(("engine", "want"), [
     ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
 def test_capture_compare(engine: str, want: Outcome) -> None:
     # Four PINs of 3 digits: one alone (2^-10 by chance) would be inconclusive.
-    row = run("capture-compare", engine, params={"pin_digits": 3, "batch": 97}, trials=4)
+    row = run("program", engine, params=pins(3), trials=4)
     assert row.outcome is want, row.reason
-    m = row.metrics_as(CaptureCompareMetrics)
-    assert m.dictionary_size == 1000
+    m = row.metrics_as(ProgramMetrics)
+    assert m.guess_space == 1000
     if want is S:
         assert row.evidence.recovered == row.evidence.secret
         assert m.guesses is not None and 1 <= m.guesses <= 1000
@@ -107,11 +108,11 @@ def test_capture_compare(engine: str, want: Outcome) -> None:
 
 
 def test_capture_compare_guess_count_is_the_pin_position() -> None:
-    row = run("capture-compare", "tme", params={"pin_digits": 4})
+    row = run("program", "tme", params=pins(4))
     secret = row.evidence.secret
     assert secret is not None and secret.startswith(b"PIN:")
     pin = int(secret[4:])
-    assert row.metrics_as(CaptureCompareMetrics).guesses == pin + 1
+    assert row.metrics_as(ProgramMetrics).guesses == pin + 1
 
 
 WEAR: dict[str, Any] = {"platform": {"reduced_width_bits": 20},
@@ -163,9 +164,9 @@ def test_key_wearout_full_width_finds_no_collision() -> None:
 
 
 def test_same_seed_same_row_different_seed_different_secret() -> None:
-    a = run("capture-compare", "tme", seed=3).to_json()
-    b = run("capture-compare", "tme", seed=3).to_json()
-    c = run("capture-compare", "tme", seed=4).to_json()
+    a = run("program", "tme", seed=3, params=pins(4)).to_json()
+    b = run("program", "tme", seed=3, params=pins(4)).to_json()
+    c = run("program", "tme", seed=4, params=pins(4)).to_json()
     assert a == b
     assert a["evidence"]["secret"] != c["evidence"]["secret"]
 
@@ -189,7 +190,7 @@ def test_key_wearout_of_own_key_only_hurts_a_victim_sharing_it(engine: str,
 @pytest.mark.parametrize(("engine", "want"), [
     ("none", S), ("tme", S), ("mktme", M), ("sev", B), ("sev-snp", B)])
 def test_freed_data_leak_through_the_victims_old_keyid(engine: str, want: Outcome) -> None:
-    row = run("freed-data-leak", engine, params={**SECRET, "read_with": "victim_key"})
+    row = run("program", engine, params=freed(stale=True))
     assert row.outcome is want, row.reason
 
 
@@ -197,21 +198,20 @@ def test_without_key_deprogramming_mktme_would_leak(monkeypatch: pytest.MonkeyPa
     from testbed.platform import MktmeEngine
 
     monkeypatch.setattr(MktmeEngine, "release_slot", lambda self, slot: None)
-    row = run("freed-data-leak", "mktme", params={**SECRET, "read_with": "victim_key"})
+    row = run("program", "mktme", params=freed(stale=True))
     assert row.outcome is S  # so the mitigated verdict above really comes from CLEAR_KEY
 
 
 def test_hypervisor_replay_of_a_value_longer_than_a_line() -> None:
     old, new = "A" * 100, "B" * 100
-    row = run("hypervisor-replay", "sev", params={"old_value": old, "new_value": new})
+    row = run("program", "sev", params=rollback(old, new))
     assert row.outcome is S, row.reason
     assert row.evidence.recovered == old.encode()
 
 
 def test_zeros_read_back_are_not_recovered_bytes() -> None:
     secret = "\0" * 20 + "xyz"
-    row = run("freed-data-leak", "none", params={"secret": secret},
-              mitigations={"init_on_free": True})
+    row = run("program", "none", params=freed(secret), mitigations={"init_on_free": True})
     # Three bytes of evidence (2^-13.3) are all the control can show: no defence is credited.
     assert row.outcome is Outcome.INCONCLUSIVE, row.reason
     assert "zeros" in row.reason
@@ -222,10 +222,11 @@ def test_a_refusal_while_setting_up_the_victim_is_an_error_not_a_block() -> None
     # 40 victim pages on a machine whose 15 usable frames run out before the attack starts.
     from _support.scenarios import scenario as make
 
+    from testbed.programs import Program
     from testbed.scenarios import Job, run_job
 
-    doc = make("freed-data-leak", params={"victim_pages": 4})
-    doc = doc.model_copy(update={"params": doc.params.model_copy(update={"victim_pages": 40}),
+    doc = make("program", params=freed())
+    doc = doc.model_copy(update={"params": Program.model_validate(freed(pages=40)),
                                  "platform": doc.platform.model_copy(update={"memory_pages": 16})})
     row = run_job(Job(doc, "<test>", "none", 1))
     assert row.outcome is Outcome.ERROR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _support.programs import leak
 from _support.scenarios import scenario
 
 from testbed.attacks import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
@@ -49,7 +50,7 @@ def test_a_refusal_is_charged_to_the_phase_it_happens_in(
 ) -> None:
     # The run itself, before the control: the control refuses the same step, so run_job would
     # make the blocked row ineffective (tests/scenarios/test_controls.py).
-    row = run_trials(Job(scenario("kernel-map-leak"), "<test>", "tme", 1,
+    row = run_trials(Job(scenario("program", params=leak()), "<test>", "tme", 1,
                          attack=_RefusedIn(where)))
     assert row.outcome is outcome, row.reason
     assert row.reason.startswith(reason)

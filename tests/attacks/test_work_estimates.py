@@ -146,19 +146,6 @@ class Corner:
 MEMORY = Knob("platform.memory_pages", 1024, 65536)
 TRIALS = Knob("trials", 1, 32)
 CORNERS = [
-    Corner("kernel-map-leak", "kernel-map-leak", "tme",
-           (MEMORY, Knob("params.secret_bytes", 1, 1024), TRIALS)),
-    Corner("freed-data-leak", "freed-data-leak", "mktme",
-           (MEMORY, Knob("params.victim_pages", 1, 1024), TRIALS),
-           {"mitigations.init_on_free": True, "params.attacker": "guest"}),
-    Corner("cross-domain-replay", "cross-domain-replay", "sev",
-           (MEMORY, Knob("params.secret_bytes", 1, 1024), TRIALS)),
-    Corner("hypervisor-replay", "hypervisor-replay", "sev-snp", (MEMORY, TRIALS),
-           {"platform.ciphertext_hiding": True, "params.old_value": "a" * 1024,
-            "params.new_value": "b" * 1024}),
-    Corner("capture-compare", "capture-compare", "mktme",
-           (Knob("params.pin_digits", 1, 8), Knob("params.batch", 1, 1 << 20, down=True),
-            TRIALS)),
     Corner("key-wearout-rotating-every-block", "key-wearout", "mktme",
            (Knob("params.max_pairs", 16, 1 << 22), Knob("params.trials", 1, 64), TRIALS),
            {"platform.reduced_width_bits": 16, "mitigations.key_rotation_blocks": 1,
@@ -222,15 +209,6 @@ def test_the_most_expensive_accepted_job_is_within_the_limit(corner: Corner) -> 
 
 
 SAMPLES: list[tuple[str, str, dict[str, Any]]] = [
-    ("tme", "kernel-map-leak", {"platform.memory_pages": 8192, "params.secret_bytes": 512}),
-    ("mktme", "freed-data-leak", {"params.victim_pages": 512, "platform.memory_pages": 2048,
-                                  "mitigations.init_on_free": True}),
-    ("sev", "freed-data-leak", {"params.victim_pages": 256, "params.read_with": "victim_key",
-                                "platform.memory_pages": 1024}),
-    ("sev-snp", "hypervisor-replay", {"platform.ciphertext_hiding": True, "trials": 8}),
-    ("mktme", "capture-compare", {"params.pin_digits": 6, "params.batch": 500}),
-    ("sev", "capture-compare", {"params.pin_digits": 7, "params.batch": 1 << 20}),
-    ("tme", "capture-compare", {"params.pin_digits": 3, "params.batch": 1, "trials": 4}),
     ("mktme", "key-wearout", {"platform.reduced_width_bits": 24, "params.max_pairs": 32768,
                               "params.trials": 1, "params.packet_lines": 4,
                               "mitigations.key_rotation_blocks": 128}),

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from testbed.attacks.capture_compare import first_match, pin_blocks, pin_lines
 from testbed.crypto import NarrowLineCipher, XexLineCipher, XtsLineCipher, xts
 from testbed.crypto._lines import XTS_MAX_BYTES, ecb_via_xts, varying_by_lines
 from testbed.errors import ConfigError
@@ -214,30 +213,6 @@ def test_write_varying_refuses_unaligned_address() -> None:
     pa = m.alloc_page(g)
     with pytest.raises(ConfigError, match="not line-aligned"):
         m.write_varying(g, PhysAddr(pa + 8), bytes(LINE), 0, np.zeros((1, 16), np.uint8))
-
-
-# -- the dictionary's candidates -----------------------------------------------------------------
-@settings(max_examples=200, deadline=None)
-@given(digits=st.integers(1, 8), data=st.data())
-def test_pin_blocks_are_the_first_block_of_pin_lines(digits: int, data: st.DataObject) -> None:
-    space = 10**digits
-    first = data.draw(st.integers(0, space - 1))
-    count = data.draw(st.integers(1, min(3000, space - first)))
-    assert np.array_equal(pin_blocks(first, count, digits),
-                          pin_lines(first, count, digits)[:, :16])
-
-
-def test_first_match_needs_the_whole_line() -> None:
-    captured = np.arange(LINE, dtype=np.uint8)
-    blocks = np.zeros((5, 16), dtype=np.uint8)
-    blocks[3] = captured[:16]
-    blocks[1, :8] = captured[:8]  # the 8-byte screen passes; the block does not match
-    assert first_match(captured.copy(), blocks, captured) == 3
-    other = captured.copy()
-    other[40] ^= 1  # a block every write shares differs: no write can match
-    assert first_match(other, blocks, captured) is None
-    blocks[3, 15] ^= 1
-    assert first_match(captured.copy(), blocks, captured) is None
 
 
 @settings(max_examples=40, deadline=None)

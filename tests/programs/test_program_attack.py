@@ -11,7 +11,6 @@ from _support.program_steps import EXAMPLES, build
 from pydantic import ValidationError
 
 from testbed import registry
-from testbed.attacks import HypervisorReplay
 from testbed.platform import Machine, make_engine
 from testbed.programs import (
     OPS,
@@ -78,8 +77,9 @@ def test_not_applicable_reads_as_the_builtins() -> None:
     m = Machine(make_engine("tme", KeySource(default_rng(0))), 64)
     prog = programs.program("hypervisor-replay")
     ours = ProgramAttack().precondition(m, prog)
-    theirs = HypervisorReplay().precondition(m, HypervisorReplay.Params())
-    assert ours is not None and ours == theirs
+    # The words of the retired built-in hypervisor replay, which the report showed.
+    assert ours == ("engine tme does not protect guests from the hypervisor: the hypervisor "
+                    "is trusted there, so a malicious one is out of scope")
 
 
 def test_a_job_travels_to_worker_processes() -> None:

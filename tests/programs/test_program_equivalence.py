@@ -1,23 +1,24 @@
-"""The programs under ``tests/programs/`` give the built-in attacks' outcomes and evidence.
+"""The programs under ``tests/programs/`` give what the built-in attacks they replaced gave.
 
-Each program runs beside the built-in attack it spells out, with the same scenario id, seed,
-platform, mitigations and trials, so both draw the same keys and the same secret: the outcome
-(raw, and judged against the control) and the evidence (the secret, what was recovered) must be
-equal under every engine. Where the README's reference table gives the outcome, it is checked
-too, so equality cannot hold by both being wrong the same way.
+Four of the five attacks of the MKTME document and the hypervisor replay were Python attacks
+before they became programs. Each case ran under the built-in attack and was recorded
+(``tests/vectors/retired-attacks.json``); the program runs with the same scenario id, seed,
+platform, mitigations and trials, so it draws the same keys and the same secret: the outcome
+(raw, and judged against the control), the chance, the evidence (the secret, what was
+recovered), the control and the guesses must be equal under every engine. Where the README's
+reference table gives the outcome, it is checked too, so equality cannot hold by both being
+wrong the same way.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
-from _support import programs
-from _support.scenarios import run as run_builtin
-from _support.scenarios import scenario as builtin_scenario
+from _support import paths, programs
 
 from testbed.programs import ProgramMetrics
-from testbed.scenarios import Job, run_trials
 from testbed.types import Outcome
 
 ENGINES = ("none", "tme", "mktme", "sev", "sev-snp")
@@ -60,46 +61,61 @@ def _label(case: tuple[Any, ...]) -> str:
     return name + (f"+{extra}" if extra else "") + ("-trials" if "trials" in fields else "")
 
 
+RECORDED = json.loads((paths.TESTS / "vectors" / "retired-attacks.json").read_text("utf-8"))
+"""What the built-in attacks these programs replaced gave for each case and engine (outcome,
+raw outcome, chance, evidence, control, successes, guesses), recorded from them before they
+were retired: the programs are their one definition now."""
+
+
+def _recorded(case: tuple[Any, ...], engine: str) -> dict[str, Any]:
+    name, _, _, fields, _ = case
+    found = [r for r in RECORDED if (r["program"], r["fields"], r["engine"]) ==
+             (name, fields, engine)]
+    assert len(found) == 1, (name, fields, engine)
+    return found[0]
+
+
+def test_every_case_was_recorded() -> None:
+    assert len(RECORDED) == len(CASES) * len(ENGINES)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("case", CASES, ids=[_label(c) for c in CASES])
-def test_program_equals_builtin(case: tuple[Any, ...], engine: str) -> None:
-    name, attack, params, fields, reference = case
+def test_program_equals_the_retired_builtin(case: tuple[Any, ...], engine: str) -> None:
+    name, attack, _, fields, reference = case
     sid = f"t-{attack}"  # the built-in's scenario id: the same random streams
     mine = programs.run(programs.program(name), engine, id=sid, **fields)
-    theirs = run_builtin(attack, engine, params=params, **fields)
-    assert mine.outcome is theirs.outcome, (mine.reason, theirs.reason)
+    theirs = _recorded(case, engine)
+    assert mine.outcome.value == theirs["outcome"], mine.reason
     if reference is not None:
         assert mine.outcome is reference[ENGINES.index(engine)], mine.reason
-    assert mine.evidence.secret == theirs.evidence.secret
-    assert mine.evidence.recovered == theirs.evidence.recovered
-    if mine.control is not None and theirs.control is not None:
-        assert mine.control.profile == theirs.control.profile
-        assert mine.control.outcome is theirs.control.outcome
-    assert (mine.trials is None) == (theirs.trials is None)
-    if mine.trials is not None and theirs.trials is not None:
-        assert mine.trials.successes == theirs.trials.successes
+    assert mine.chance_log2 == pytest.approx(theirs["chance_log2"])
+    secret, recovered = mine.evidence.secret, mine.evidence.recovered
+    assert (secret.hex() if secret is not None else None) == theirs["secret"]
+    assert (recovered.hex() if recovered is not None else None) == theirs["recovered"]
+    control = None if mine.control is None else {"profile": mine.control.profile,
+                                                  "outcome": mine.control.outcome.value}
+    assert control == theirs["control"]
+    assert (None if mine.trials is None else mine.trials.successes) == theirs["successes"]
+    if theirs["guesses"] is not None:
+        assert mine.metrics_as(ProgramMetrics).guesses == theirs["guesses"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("case", CASES, ids=[_label(c) for c in CASES])
-def test_raw_outcome_equals_builtin(case: tuple[Any, ...], engine: str) -> None:
-    name, attack, params, fields, _ = case
-    sid = f"t-{attack}"
-    mine = programs.raw(programs.program(name), engine, id=sid, **fields)
-    theirs = run_trials(Job(builtin_scenario(attack, params=params, **fields), "<test>", engine, 7))
-    assert mine.outcome is theirs.outcome, (mine.reason, theirs.reason)
-    assert mine.control is None and theirs.control is None
+def test_raw_outcome_equals_the_retired_builtin(case: tuple[Any, ...], engine: str) -> None:
+    name, attack, _, fields, _ = case
+    mine = programs.raw(programs.program(name), engine, id=f"t-{attack}", **fields)
+    assert mine.outcome.value == _recorded(case, engine)["raw_outcome"], mine.reason
+    assert mine.control is None
 
 
-def test_capture_compare_program_counts_the_guesses_the_builtin_does() -> None:
-    from testbed.attacks.capture_compare import CaptureCompareMetrics
-
+def test_the_capture_compare_program_counts_each_candidate_it_wrote() -> None:
     mine = programs.run(programs.program("capture-compare"), "tme", id="t-capture-compare")
-    theirs = run_builtin("capture-compare", "tme", params=CC)
     secret = mine.evidence.secret
     assert secret is not None and secret.startswith(b"PIN:")
     guesses = mine.metrics_as(ProgramMetrics).guesses
-    assert guesses == theirs.metrics_as(CaptureCompareMetrics).guesses == int(secret[4:]) + 1
+    assert guesses == int(secret[4:]) + 1  # candidates 0000 .. the PIN
     assert mine.metrics_as(ProgramMetrics).guess_space == 10_000
 
 

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from _support.programs import freed
 from _support.scenarios import run
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -167,6 +168,5 @@ def test_ciphertext_hiding_never_succeeds(secret: bytes) -> None:
 ))
 def test_init_on_free_on_the_machine_never_succeeds(engine: str, secret: str) -> None:
     """The whole run: a freed page that init_on_free zeroed, read by the attacker."""
-    row = run("freed-data-leak", engine, params={"secret": secret},
-              mitigations={"init_on_free": True})
+    row = run("program", engine, params=freed(secret), mitigations={"init_on_free": True})
     assert row.outcome not in (*WORKS, Outcome.ERROR), row.reason

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from _support import programs
 from _support.paths import SCENARIOS
+from _support.programs import freed, leak, pins, replay, rollback
 from _support.scenarios import run, scenario
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,11 +34,6 @@ FAILS = "fails as well"
 DOES_NOT_WORK = "the attack does not work with these parameters"
 
 CHEAP: dict[str, dict[str, Any]] = {
-    "kernel-map-leak": {"mitigations": {"secretmem": True}},
-    "freed-data-leak": {"mitigations": {"init_on_free": True}},
-    "cross-domain-replay": {},
-    "hypervisor-replay": {"platform": {"ciphertext_hiding": True}},
-    "capture-compare": {"params": {"pin_digits": 3}, "trials": 4},
     "key-wearout": {"platform": {"reduced_width_bits": 20},
                     "mitigations": {"key_rotation_blocks": 256},
                     "params": {"max_pairs": 4096, "trials": 4}},
@@ -50,8 +46,8 @@ CHEAP: dict[str, dict[str, Any]] = {
     "program": {"params": programs.load("freed-data-leak"), "mitigations": {"init_on_free": True}},
 }
 """Small scenarios of every built-in attack, each with a defence where the attack has one."""
-SHIPPED = set(registry.attacks.builtin_names()) - programs.SHIPPED_AS_PROGRAMS
-"""The attacks of the shipped scenarios."""
+SHIPPED = set(registry.attacks.builtin_names())
+"""The attacks of the shipped scenarios: every built-in one."""
 
 
 def _job(attack: str, engine: str, seed: int = 7, **fields: Any) -> Job:
@@ -97,14 +93,16 @@ def test_every_row_carries_its_attacks_control(attack: str, engine: str) -> None
 def test_control_engines_of_the_built_in_attacks() -> None:
     engines = {name: registry.attacks.get(name).control_engine
                for name in registry.attacks.builtin_names()}
-    assert {name: e for name, e in engines.items() if e != "none"} == {
-        "key-wearout": "tme", "hypervisor-replay": "sev"}
+    assert {name: e for name, e in engines.items() if e != "none"} == {"key-wearout": "tme"}
+    # A program's is its own: the first engine on which every step means something.
+    s = scenario("program", params=rollback())
+    assert s.attack_object() is not None and s.attack_object().control_engine == "sev"
 
 
 def test_a_control_drops_every_defence_and_keeps_the_rest() -> None:
-    job = _job("hypervisor-replay", "sev-snp", seed=11, platform={"ciphertext_hiding": True},
+    job = _job("program", "sev-snp", seed=11, platform={"ciphertext_hiding": True},
                mitigations={"init_on_free": True, "memlock_limit_pages": 64}, trials=3,
-               params={"old_value": "balance=0000100", "new_value": "balance=0009999"})
+               params=rollback("balance=0000100", "balance=0009999"))
     control = control_of(job)
     assert control is not None
     assert (control.engine, control.seed, control.profile) == ("sev", 11, "sev")
@@ -117,7 +115,7 @@ def test_a_control_drops_every_defence_and_keeps_the_rest() -> None:
 
 
 def test_a_job_that_is_its_own_control_runs_once() -> None:
-    job = _job("kernel-map-leak", "none")
+    job = _job("program", "none", params=leak())
     assert control_of(job) == job
     runs, controls = units([job])
     assert runs == [job] and controls == [0]
@@ -128,7 +126,7 @@ def test_a_job_that_is_its_own_control_runs_once() -> None:
 
 
 def test_a_mitigation_adds_one_control_run_shared_by_every_engine() -> None:
-    jobs = [_job("kernel-map-leak", e, mitigations={"secretmem": True})
+    jobs = [_job("program", e, params=leak(), mitigations={"secretmem": True})
             for e in ("none", "tme", "mktme")]
     runs, controls = units(jobs)
     assert runs[:3] == jobs and len(runs) == 4
@@ -137,15 +135,15 @@ def test_a_mitigation_adds_one_control_run_shared_by_every_engine() -> None:
 
 
 def test_engines_without_a_defence_share_the_jobs_own_control() -> None:
-    jobs = [_job("freed-data-leak", e) for e in ("mktme", "none", "tme")]
+    jobs = [_job("program", e, params=freed()) for e in ("mktme", "none", "tme")]
     runs, controls = units(jobs)
     assert runs == jobs and controls == [1, 1, 1]
 
 
 def test_the_control_is_the_run_under_the_control_engine() -> None:
-    fields: dict[str, Any] = {"params": {"secret": "the same secret, the same seed"}}
-    defended = run_job(_job("cross-domain-replay", "mktme", seed=3, **fields))
-    plain = run_job(_job("cross-domain-replay", "none", seed=3, **fields))
+    fields: dict[str, Any] = {"params": replay("the same secret, the same seed")}
+    defended = run_job(_job("program", "mktme", seed=3, **fields))
+    plain = run_job(_job("program", "none", seed=3, **fields))
     assert defended.outcome is M and plain.outcome is S
     assert defended.control is not None and plain.control is not None
     assert defended.control == plain.control
@@ -264,8 +262,7 @@ def test_kernel_map_leak_has_no_parameters_that_fail_without_a_defence(
     for all), and the KeyID-0 direct map reads any byte of any page. Only the amount of
     evidence varies: a secret too short or too repetitive is inconclusive, never a failure."""
     offset = min(offset, 4096 - len(secret.encode()))
-    row = run("kernel-map-leak", "none", params={"secret": secret, "victim": victim,
-                                                 "offset": offset})
+    row = run("program", "none", params=leak(secret, victim=victim, offset=offset))
     _worked(row)
 
 
@@ -281,9 +278,8 @@ def test_freed_data_leak_has_no_parameters_that_fail_without_a_defence(
     secret in plaintext, and the allocator hands the victim's frames back to the next
     allocation, so the attacker finds it among its first ``victim_pages`` pages (or reads it
     through the stale mapping)."""
-    row = run("freed-data-leak", "none", params={
-        "secret": secret, "victim": victim, "attacker": attacker, "victim_pages": pages,
-        "read_with": read_with})
+    row = run("program", "none", params=freed(secret, victim=victim, attacker=attacker,
+                                              pages=pages, stale=read_with == "victim_key"))
     _worked(row)
 
 
@@ -296,8 +292,7 @@ def test_cross_domain_replay_has_no_parameters_that_fail_without_a_defence(
     """No ineffective parameter set exists: under the control every domain shares one key
     (none: no key at all), so ciphertext written back at the same address decrypts for any
     owner, whatever the secret's size or the domains' kinds."""
-    row = run("cross-domain-replay", "none", params={"secret_bytes": size, "victim": victim,
-                                                     "attacker": attacker})
+    row = run("program", "none", params=replay(size=size, victim=victim, attacker=attacker))
     _worked(row)
 
 
@@ -314,36 +309,36 @@ def test_hypervisor_replay_has_no_parameters_that_fail_without_a_defence(old: st
     """No ineffective parameter set exists: under SEV (the control) nothing checks the
     integrity of guest memory, so any saved ciphertext written back decrypts to the old value,
     of any length the parameters allow."""
-    row = run("hypervisor-replay", "sev", params={"old_value": old, "new_value": new})
+    row = run("program", "sev", params=rollback(old, new))
     assert row.outcome is S, row.reason
     assert row.evidence.recovered == old.encode()
 
 
 def test_a_short_hypervisor_replay_is_inconclusive_not_a_failure() -> None:
     """Three bytes rolled back are 2^-24 by chance: a blind write does that too often."""
-    row = run("hypervisor-replay", "sev", params={"old_value": "ok!", "new_value": "no!"})
+    row = run("program", "sev", params=rollback("ok!", "no!"))
     assert row.outcome is IN, row.reason
     assert row.evidence.recovered == b"ok!" and row.chance_log2 == -24.0
 
 
-@pytest.mark.parametrize(("digits", "trials", "victim", "attacker", "batch"), [
-    (1, 10, "guest", "guest", 65536),
-    (2, 5, "process", "guest", 7),
-    (3, 4, "guest", "process", 1000),
-    (4, 4, "process", "process", 333),
-    (6, 4, "guest", "guest", 65536),
+@pytest.mark.parametrize(("digits", "trials", "victim", "attacker"), [
+    (1, 10, "guest", "guest"),
+    (2, 5, "process", "guest"),
+    (3, 4, "guest", "process"),
+    (4, 4, "process", "process"),
+    (6, 4, "guest", "guest"),
 ])
 def test_capture_compare_has_no_parameters_that_fail_without_a_defence(
-    digits: int, trials: int, victim: str, attacker: str, batch: int
+    digits: int, trials: int, victim: str, attacker: str
 ) -> None:
     """No ineffective parameter set exists: with one key for all (or none) the dictionary
     always holds the PIN, and its ciphertext at the same address is the captured one. A
     single PIN of at most 8 digits is always inconclusive (2^-26.6 at best); enough trials
     (2^-32 in all) make it succeed."""
-    params = {"pin_digits": digits, "victim": victim, "attacker": attacker, "batch": batch}
-    once = run("capture-compare", "none", params=params)
+    params = pins(digits, victim=victim, attacker=attacker)
+    once = run("program", "none", params=params)
     assert once.outcome is IN and once.evidence.recovered == once.evidence.secret
-    row = run("capture-compare", "none", params=params, trials=trials)
+    row = run("program", "none", params=params, trials=trials)
     assert row.outcome is S, row.reason
     assert row.trials is not None and row.trials.successes == trials
 
@@ -359,17 +354,18 @@ def _worked(row: ResultRow) -> None:
 
 @pytest.mark.parametrize("engine", ["none", "mktme"])
 def test_a_secret_of_bytes_a_defence_writes_credits_no_defence(engine: str) -> None:
-    row = run("freed-data-leak", engine, params={"secret": "\0" * 20 + "xyz"},
+    row = run("program", engine, params=freed("\0" * 20 + "xyz"),
               mitigations={"init_on_free": True})
     assert row.outcome is IN, row.reason
     assert row.control is not None and row.control.outcome is IN
     assert "is inconclusive too, so no defence can be credited" in row.reason
 
 
-@pytest.mark.parametrize("attack", ["kernel-map-leak", "freed-data-leak", "cross-domain-replay",
-                                    "dirty-page-leak", "attestation"])
-def test_a_one_byte_secret_is_inconclusive(attack: str) -> None:
-    row = run(attack, "none", params={"secret_bytes": 1})
+@pytest.mark.parametrize(("attack", "params"), [
+    ("program", leak(size=1)), ("program", freed(size=1)), ("program", replay(size=1)),
+    ("dirty-page-leak", {"secret_bytes": 1}), ("attestation", {"secret_bytes": 1})])
+def test_a_one_byte_secret_is_inconclusive(attack: str, params: dict[str, Any]) -> None:
+    row = run(attack, "none", params=params)
     assert row.outcome is IN, row.reason
     assert row.evidence.recovered == row.evidence.secret
     assert row.chance_log2 is not None and row.chance_log2 >= -8.0
@@ -401,7 +397,7 @@ def test_key_wearout_with_too_few_pairs_under_mktme_is_ineffective_not_mitigated
 # -- trials -----------------------------------------------------------------------------------
 
 def test_four_trials_of_capture_compare_succeed() -> None:
-    row = run("capture-compare", "none", trials=4)
+    row = run("program", "none", params=pins(4), trials=4)
     assert row.outcome is S, row.reason
     assert row.trials is not None and row.trials.successes == 4 and row.trials.trials == 4
     assert row.trials.low > 0.5
@@ -411,7 +407,7 @@ def test_four_trials_of_capture_compare_succeed() -> None:
 
 
 def test_defended_trials_are_judged_against_the_controls_trials() -> None:
-    row = run("capture-compare", "mktme", trials=4)
+    row = run("program", "mktme", params=pins(4), trials=4)
     assert row.outcome is M, row.reason
     assert row.trials is not None and row.trials.successes == 0
     assert row.control is not None and row.control.outcome is S
@@ -419,27 +415,31 @@ def test_defended_trials_are_judged_against_the_controls_trials() -> None:
 
 
 def test_the_first_trial_is_the_single_run() -> None:
-    once = run("capture-compare", "none", params={"pin_digits": 3})
-    four = run("capture-compare", "none", params={"pin_digits": 3}, trials=4)
+    once = run("program", "none", params=pins(3))
+    four = run("program", "none", params=pins(3), trials=4)
     assert once.evidence == four.evidence and once.steps == four.steps
 
 
 def test_trials_reproduce() -> None:
-    a = run("capture-compare", "tme", seed=5, trials=4).to_json()
-    b = run("capture-compare", "tme", seed=5, trials=4).to_json()
-    c = run("capture-compare", "tme", seed=6, trials=4).to_json()
+    a = run("program", "tme", seed=5, params=pins(4), trials=4).to_json()
+    b = run("program", "tme", seed=5, params=pins(4), trials=4).to_json()
+    c = run("program", "tme", seed=6, params=pins(4), trials=4).to_json()
     assert a == b
     assert a["evidence"]["secret"] != c["evidence"]["secret"]
 
 
 def test_results_do_not_depend_on_the_number_of_workers() -> None:
-    jobs = [_job(attack, engine, seed=9, **CHEAP[attack])
-            for attack, engine in [("capture-compare", "mktme"), ("capture-compare", "none"),
-                                   ("kernel-map-leak", "tme"), ("kernel-map-leak", "sev"),
-                                   ("hypervisor-replay", "sev-snp"),
-                                   ("torn-live-patch", "mktme")]]
+    fields: dict[str, dict[str, Any]] = {
+        "pins": {"params": pins(3), "trials": 4},
+        "leak": {"params": leak(), "mitigations": {"secretmem": True}},
+        "rollback": {"params": rollback(), "platform": {"ciphertext_hiding": True}},
+        "torn": CHEAP["torn-live-patch"]}
+    jobs = [_job("program" if name != "torn" else "torn-live-patch", engine, seed=9,
+                 **fields[name])
+            for name, engine in [("pins", "mktme"), ("pins", "none"), ("leak", "tme"),
+                                 ("leak", "sev"), ("rollback", "sev-snp"), ("torn", "mktme")]]
     runs, _ = units(jobs)
-    assert len(runs) == 9  # six jobs, three controls (capture-compare's is one of the jobs)
+    assert len(runs) == 9  # six jobs, three controls (the PINs' is one of the jobs)
     seen: list[ResultRow] = []
     one = run_jobs(jobs, workers=1, progress=seen.append)
     two = run_jobs(jobs, workers=2)
@@ -465,7 +465,7 @@ class _AlwaysMitigated(Attack[AttackParams]):
 def test_a_job_carrying_its_own_attack_gets_a_control_of_its_own() -> None:
     """A job with an attack object of its own never shares the registry attack's control:
     run_jobs and run_job judge it alike."""
-    s = scenario("kernel-map-leak")
+    s = scenario("program", params=leak())
     jobs = [Job(s, "<t>", "none", 1), Job(s, "<t>", "tme", 1, attack=_AlwaysMitigated())]
     runs, controls = units(jobs)
     assert len(runs) == 3 and controls == [0, 2]

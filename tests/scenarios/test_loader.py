@@ -16,9 +16,9 @@ from testbed.scenarios import load_scenario, load_scenarios
 GOOD = """\
 id: demo
 title: Demo
-attack: kernel-map-leak
+attack: attestation
 params:
-  victim: guest
+  tamper: image
 teaching:
   summary: text
 """
@@ -44,8 +44,9 @@ def test_good_file_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    (GOOD.replace("  victim: guest", "  victim: guest\n  secrett: x"),
-     ":6: params.secrett: unknown key; allowed: offset, secret, secret_bytes, victim"),
+    (GOOD.replace("  tamper: image", "  tamper: image\n  secrett: x"),
+     ":6: params.secrett: unknown key; allowed: backdoor, cmdline, image_bytes, policy, secret, "
+     "secret_bytes, tamper"),
     (GOOD + "colour: red\n", ":8: colour: unknown key; allowed: attack, engines, expect,"),
     (GOOD.replace("title: Demo\n", ""), ": title: required key is missing"),
     (GOOD + "platform:\n  memory_pages: '64'\n", ":9: platform.memory_pages: Input should be a "
@@ -58,9 +59,15 @@ def test_good_file_loads(tmp_path: Path) -> None:
     (GOOD + "engines: [tme, tme]\n", ":8: engines: engines must not repeat"),
     (GOOD + "engines: [tme]\nexpect: {mktme: mitigated}\n",
      ":9: expect.mktme: engine 'mktme' is not in this scenario's engines"),
-    (GOOD.replace("attack: kernel-map-leak", "attack: rowhammer"),
-         ":3: attack: unknown attack 'rowhammer'; known: kernel-map-leak"),
-    (GOOD.replace("  victim: guest", "  victim: 5"), ":5: params.victim: Input should be"),
+    (GOOD.replace("attack: attestation", "attack: rowhammer"),
+         ":3: attack: unknown attack 'rowhammer'; known: key-wearout"),
+    (GOOD.replace("  tamper: image", "  tamper: 5"), ":5: params.tamper: Input should be"),
+    (GOOD.replace("attack: attestation", "progam: []"),
+     ": attack: required: name the attack (attack: KIND, with its params) or write it out "
+     "(threat, program, goal)"),
+    (GOOD + "progam: []\n",
+     ":8: progam: unknown key; allowed: attack, engines, expect, goal, id, mitigations, params, "
+     "platform, program, teaching, threat, title, trials"),
     (GOOD + "id: again\n", ":8: id: duplicate key"),
     (GOOD + "x: [1, 2\n", "flow sequence started on line 8"),
     ("- a\n- b\n", ":1: (file): a scenario file must be a YAML mapping"),
@@ -121,20 +128,44 @@ def test_shipped_scenarios_all_load() -> None:
     assert len(loaded) == len(list(root.glob("*.yaml"))) >= 21
 
 
+PROGRAM = """\
+id: demo
+title: Demo
+threat: [kernel_read_bug]
+program:
+  - {op: create_domain, by: victim, args: {kind: guest}, as: victim}
+  - {op: alloc_pages, by: victim, args: {domain: $victim}, as: page}
+  - {op: store_secret, by: victim, args: {address: $page, text: "hunter2 and more"}, as: secret}
+  - {op: read_direct_map, by: attacker, args: {address: $secret}, as: leaked}
+goal: {recovered: leaked}
+teaching:
+  summary: text
+"""
+GUESS = """\
+id: demo
+title: Demo
+threat: [bus_interposer, chosen_plaintext]
+program:
+  - {op: create_domain, by: attacker, args: {kind: guest}, as: me}
+  - {op: alloc_pages, by: attacker, args: {domain: $me}, as: frame}
+  - {op: constant, by: attacker, args: {hex: "%s"}, as: line}
+  - {op: guess, by: attacker, args: {address: $frame, target: $line, digits: 7}, as: found}
+goal: {recovered: found}
+teaching: {summary: text}
+""" % ("00" * 64)
+
+
 @pytest.mark.parametrize(("text", "expected"), [
-    (GOOD.replace("  victim: guest", "  victim: guest\n  secret: '" + "é" * 600 + "'"),
-     "params.secret: at most 1024 bytes in UTF-8, got 1200"),
-    (GOOD.replace("  victim: guest", "  victim: guest\n  offset: 4000\n  secret_bytes: 200"),
-     "params: offset + secret size must fit in one page"),
-    (GOOD.replace("attack: kernel-map-leak", "attack: freed-data-leak")
-     .replace("  victim: guest", "  victim_pages: 300"),
-     "platform.memory_pages: the attack needs 300 free frames; 256 frames leave 255"),
-    (GOOD.replace("attack: kernel-map-leak", "attack: capture-compare")
-     .replace("  victim: guest", "  pin_digits: 8\n  batch: 1"), "the limit is 10000"),
-    (GOOD.replace("attack: kernel-map-leak", "attack: key-wearout")
-     .replace("  victim: guest", "  max_pairs: 4194304\n  trials: 64"), "the limit is 4194304"),
-    (GOOD.replace("attack: kernel-map-leak", "attack: hypervisor-replay")
-     .replace("  victim: guest", "  old_value: ab\n  new_value: abc"), "same length"),
+    (PROGRAM.replace("hunter2 and more", "é" * 600),
+     ":7: program[2].args: the secret is 1200 bytes in UTF-8; the limit is 1024"),
+    (PROGRAM.replace('text: "hunter2 and more"', "offset: 4000, size: 200"),
+     ":7: program[2].args.length: 200 bytes at offset 4000 of the page pass its end"),
+    (PROGRAM.replace("{domain: $victim}", "{domain: $victim, count: 40}")
+     .replace("teaching:", "platform: {memory_pages: 32}\nteaching:"),
+     ":10: platform.memory_pages: the attack needs 40 free frames; 32 frames leave 31"),
+    (GUESS, ":8: program[3]"),
+    (GOOD.replace("attack: attestation", "attack: key-wearout")
+     .replace("  tamper: image", "  max_pairs: 4194304\n  trials: 64"), "the limit is 4194304"),
 ])
 def test_cross_field_limits_are_checked_at_load_time(tmp_path: Path, text: str,
                                                      expected: str) -> None:
@@ -157,5 +188,5 @@ def test_special_files_are_refused_without_reading(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad_id", ["../escape", "a/b", ".hidden", "UPPER", "x" * 65, "a.b"])
 def test_scenario_ids_cannot_name_paths(bad_id: str) -> None:
     with pytest.raises(ValidationError) as info:
-        scenario("kernel-map-leak", id=bad_id)
+        scenario("attestation", id=bad_id)
     assert [e["loc"] for e in info.value.errors()] == [("id",)]

@@ -22,11 +22,12 @@ SHIPPED = sorted(SCENARIOS.glob("*.yaml"))
 KEYS = ["id", "title", "attack", "engines", "platform", "mitigations", "params", "expect",
         "teaching", "summary", "memory_pages", "keyid_bits", "reduced_width_bits", "victim",
         "secret", "pin_digits", "batch", "max_pairs", "trials", "wear_domain", "secretmem",
-        "key_rotation_blocks", "tme", "mktme", "offset", "victim_pages", "read_with"]
+        "key_rotation_blocks", "tme", "mktme", "offset", "victim_pages", "read_with", "threat",
+        "program", "goal", "op", "by", "args", "as", "tamper"]
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
     st.text(max_size=40), st.sampled_from(["guest", "process", "tme", "succeeded", "attacker",
-                                           "kernel-map-leak", "key-wearout", "capture-compare"]),
+                                           "program", "key-wearout", "attestation"]),
 )
 VALUES = st.recursive(
     SCALARS,
@@ -78,8 +79,8 @@ def test_mutated_shipped_scenarios(tmp_path: Path, base: Path, data: st.DataObje
 @SETTINGS
 @given(doc=st.fixed_dictionaries({
     "id": st.just("fz"), "title": st.just("t"),
-    "attack": st.sampled_from(["kernel-map-leak", "freed-data-leak", "cross-domain-replay",
-                               "hypervisor-replay", "capture-compare", "key-wearout"]),
+    "attack": st.sampled_from(["program", "attestation", "dirty-page-leak", "torn-live-patch",
+                               "secretmem-exhaustion", "key-wearout"]),
     "teaching": st.just({"summary": "s"}),
     "params": st.dictionaries(st.sampled_from(KEYS), SCALARS, max_size=4),
     "platform": st.dictionaries(st.sampled_from(["memory_pages", "reduced_width_bits",
@@ -94,7 +95,7 @@ def test_valid_skeleton_with_random_parameters(tmp_path: Path, doc: dict[str, ob
        where=st.sampled_from(["", "params", "platform", "expect", "teaching"]))
 def test_any_key_or_text_gives_one_escaped_line(tmp_path: Path, doc: dict[str, object],
                                                 where: str) -> None:
-    base: dict[str, object] = {"id": "x", "title": "t", "attack": "kernel-map-leak",
+    base: dict[str, object] = {"id": "x", "title": "t", "attack": "attestation",
                                "teaching": {"summary": "s"}}
     if where:
         base[where] = doc
@@ -103,7 +104,7 @@ def test_any_key_or_text_gives_one_escaped_line(tmp_path: Path, doc: dict[str, o
     _check(tmp_path, yaml.safe_dump(base, allow_unicode=True).encode())
 
 
-SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
+SKELETON = b"id: x\ntitle: t\nattack: attestation\nteaching: {summary: s}\n"
 """A valid scenario: a case built on it is refused for its own line, not for a missing key."""
 
 
@@ -122,7 +123,7 @@ SKELETON = b"id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
     (b"id: !!binary AAAA\n", ":1: id: YAML tag 'tag:yaml.org,2002:binary' is not allowed"),
     # a self-referencing alias
     (b"a: &a [*a]\n", ": nesting deeper than 32 levels"),
-    (SKELETON.replace(b"kernel-map-leak", b"key-wearout") + b"params: {max_pairs: .nan}\n",
+    (SKELETON.replace(b"attestation", b"key-wearout") + b"params: {max_pairs: .nan}\n",
      ":5: params.max_pairs: Input should be a valid integer (got nan)"),
     # a byte-order mark: read past, the scenario loads
     (b"\xef\xbb\xbf" + SKELETON, None),

@@ -16,7 +16,7 @@ from testbed.errors import ScenarioError
 from testbed.scenarios import load_scenario, load_scenarios
 from testbed.text import ELLIPSIS
 
-SKELETON = "id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
+SKELETON = "id: x\ntitle: t\nattack: attestation\nteaching: {summary: s}\n"
 UNSAFE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 

@@ -16,7 +16,7 @@ from testbed.errors import ScenarioError
 from testbed.scenarios import load_scenario
 from testbed.scenarios.loader import _compose, _Converter
 
-SKELETON = "id: x\ntitle: t\nattack: kernel-map-leak\nteaching: {summary: s}\n"
+SKELETON = "id: x\ntitle: t\nattack: attestation\nteaching: {summary: s}\n"
 
 
 def read(text: str) -> Any:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from _support.programs import freed, leak
 from _support.scenarios import scenario
 
-from testbed.attacks.kernel_map_leak import KernelMapLeak
+from testbed.programs import ProgramAttack
 from testbed.scenarios import Job, run_jobs
 from testbed.types import Outcome
 
 
-class _Crash(KernelMapLeak):
+class _Crash(ProgramAttack):
     """Kills its worker process outright, as an out-of-memory kill would."""
 
     def run(self, ctx: Any, params: Any) -> Any:
@@ -20,10 +21,11 @@ class _Crash(KernelMapLeak):
 
 
 def test_a_crashed_worker_is_an_error_row_not_a_hang() -> None:
-    jobs = [Job(scenario("kernel-map-leak"), "<crash>", "tme", 1, attack=_Crash()),
-            Job(scenario("freed-data-leak"), "<ok>", "mktme", 1)]
+    jobs = [Job(scenario("program", id="t-leak", params=leak()), "<crash>", "tme", 1,
+                attack=_Crash()),
+            Job(scenario("program", id="t-freed", params=freed()), "<ok>", "mktme", 1)]
     rows = run_jobs(jobs, workers=2)
-    assert [r.scenario for r in rows] == ["t-kernel-map-leak", "t-freed-data-leak"]
+    assert [r.scenario for r in rows] == ["t-leak", "t-freed"]
     crashed = rows[0]
     assert crashed.outcome is Outcome.ERROR
     assert "worker failed" in crashed.reason

@@ -101,7 +101,7 @@ def test_the_control_counts_when_it_costs_more() -> None:
 
 
 def test_a_smaller_limit_can_be_set_for_a_validation() -> None:
-    doc = {"id": "x", "title": "x", "attack": "capture-compare", "params": {"pin_digits": 8},
+    doc = {"id": "x", "title": "x", "attack": "key-wearout", "params": {"max_pairs": 1 << 19},
            "teaching": {"summary": "x"}}
     assert Scenario.model_validate(doc).job_units() is not None
     with pytest.raises(ValidationError, match="over the limit of 1,000,000 .the limit set"):

@@ -4,8 +4,10 @@ attacks that make no use of them, instead of failing, or doing nothing, when the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _support.programs import rollback
 from _support.scenarios import scenario
 from pydantic import ValidationError
 
@@ -42,17 +44,18 @@ def test_a_setting_another_attack_uses_is_refused(tmp_path: Path, attack: str, s
     assert f"attack {attack!r} makes no use of this setting" in exc.message
 
 
-@pytest.mark.parametrize(("attack", "setting", "value", "users"), [
-    ("key-wearout", "reduced_width_bits", 24, "key-wearout"),
-    ("hypervisor-replay", "ciphertext_hiding", True, "hypervisor-replay"),
-    ("secretmem-exhaustion", "secretmem_reserve_pages", 512, "secretmem-exhaustion"),
+@pytest.mark.parametrize(("attack", "params", "setting", "value", "users"), [
+    ("key-wearout", {}, "reduced_width_bits", 24, "key-wearout, program"),
+    ("program", rollback(), "ciphertext_hiding", True, "program"),
+    ("secretmem-exhaustion", {}, "secretmem_reserve_pages", 512, "secretmem-exhaustion, program"),
 ])
-def test_each_setting_is_accepted_where_it_is_used(attack: str, setting: str, value: object,
+def test_each_setting_is_accepted_where_it_is_used(attack: str, params: dict[str, Any],
+                                                   setting: str, value: object,
                                                    users: str) -> None:
-    s = scenario(attack, platform={"memory_pages": 1024, setting: value})
+    s = scenario(attack, params=params, platform={"memory_pages": 1024, setting: value})
     assert getattr(s.platform, setting) == value
     with pytest.raises(ValidationError, match=f"it is for {users}\\)"):
-        scenario("kernel-map-leak", platform={"memory_pages": 1024, setting: value})
+        scenario("torn-live-patch", platform={"memory_pages": 1024, setting: value})
 
 
 def test_every_builtin_attack_says_which_settings_it_uses() -> None:
