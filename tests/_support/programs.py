@@ -7,7 +7,10 @@ a scenario whose attack is ``program``, registered only while the scenario is bu
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import sys
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,10 @@ from testbed.programs import Program, ProgramAttack
 from testbed.results import ResultRow
 from testbed.scenarios import Job, Scenario, run_job, run_trials
 
-__all__ = ["PROGRAMS", "context", "load", "program", "raw", "registered", "run", "scenario"]
+__all__ = [
+    "PROGRAMS", "context", "load", "program", "raw", "registered", "run", "scenario",
+    "work_estimates",
+]
 
 PROGRAMS = TESTS / "programs"
 
@@ -84,3 +90,18 @@ def context(engine: str = "tme", seed: int = 1, pages: int = 64,
                        mitigations)
 
     return AttackContext(build(), np.random.default_rng(seed + 1), build)
+
+
+def work_estimates() -> ModuleType:
+    """``tests/attacks/test_work_estimates.py``, whose ``slowdown`` fixture and ``measured``
+    timer the programs' timing tests share: the module pytest collects, or the same file
+    loaded under the same name when it has not collected it."""
+    name = "test_work_estimates"
+    found = sys.modules.get(name)
+    if found is None:
+        spec = importlib.util.spec_from_file_location(name, TESTS / "attacks" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        found = importlib.util.module_from_spec(spec)
+        sys.modules[name] = found
+        spec.loader.exec_module(found)
+    return found
