@@ -173,21 +173,21 @@ def test_value_sizes_are_bounded() -> None:
 
 def test_the_guess_space_is_counted_against_its_limit() -> None:
     guess = EXAMPLES["guess"][0]
-    five = [*guess, step("guess", "attacker", "g2", address="$mine", target="$line", digits=5)]
-    assert build(five, ["bus_interposer", "chosen_plaintext"]).guess_space == 2 + 10**5
-    six = [*five[:-1], {**five[-1], "args": {**five[-1]["args"], "digits": 6}}]
-    loc, message = first(doc(six, ["bus_interposer", "chosen_plaintext"]))
+    seven = [*guess, step("guess", "attacker", "g2", address="$mine", target="$line", digits=7)]
+    assert build(seven, ["bus_interposer", "chosen_plaintext"]).guess_space == 2 + 10**7
+    eight = [*seven[:-1], {**seven[-1], "args": {**seven[-1]["args"], "digits": 8}}]
+    loc, message = first(doc(eight, ["bus_interposer", "chosen_plaintext"]))
     assert loc == ("program", 7, "args", "digits")
-    assert message == (f"1000000 candidates bring the program's guesses to 1000002; the limit "
-                       f"is {MAX_GUESSES}")
+    assert message == (f"100000000 candidates bring the program's guesses to 100000002; the "
+                       f"limit is {MAX_GUESSES}")
 
 
 def test_the_guess_space_includes_every_guess_step() -> None:
     steps = [*EXAMPLES["guess"][0][:-1]] + [
-        step("guess", "attacker", f"g{i}", address="$mine", target="$line", digits=6)
+        step("guess", "attacker", f"g{i}", address="$mine", target="$line", digits=8)
         for i in range(2)]
     loc, message = first(doc(steps, ["bus_interposer", "chosen_plaintext"]))
-    assert loc == ("program", 7, "args", "digits") and "to 2000000" in message
+    assert loc == ("program", 7, "args", "digits") and "to 200000000" in message
 
 
 def test_steps_and_pages_are_bounded() -> None:
