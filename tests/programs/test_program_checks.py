@@ -218,7 +218,7 @@ def test_one_secret_per_program() -> None:
     ({"recovered": "secret"}, "recovered", "$secret is an address (bound by step 2), not bytes"),
     ({"victim_reads": "vpage", "page_holds": "x"}, None, "give exactly one of recovered"),
     ({"page_holds": "k"}, None, "page_holds needs at"),
-    ({"recovered": "$k"}, "recovered", "a name is written without $ here"),
+    ({"recovered": "$nope"}, "recovered", "$nope is not bound by an earlier step"),
 ])
 def test_goal_checks(goal: dict[str, Any], where: str | None, text: str) -> None:
     loc, message = first(doc([step("constant", "attacker", "k", text="x")], goal=goal))
@@ -263,7 +263,7 @@ def test_a_scenario_file_reports_file_line_and_field(tmp_path: Path) -> None:
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "$pni" in t)
     assert info.value.one_line() == (
         f"{path}:{line}: params.program[3].args.address: $pni is not bound by an earlier step; "
-        "no step binds it (as: pni)")
+        "no step has as: pni")
     # Written at the top of the file, as a scenario spells out its attack.
     text = yaml.safe_dump({"id": "typo", "title": "a typo", **data,
                            "teaching": {"summary": "x"}}, sort_keys=False)
@@ -273,4 +273,10 @@ def test_a_scenario_file_reports_file_line_and_field(tmp_path: Path) -> None:
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "$pni" in t)
     assert info.value.one_line() == (
         f"{path}:{line}: program[3].args.address: $pni is not bound by an earlier step; "
-        "no step binds it (as: pni)")
+        "no step has as: pni")
+
+
+def test_a_goal_may_name_its_value_as_a_step_refers_to_it() -> None:
+    data = programs.load("kernel-map-leak")
+    written = Program.model_validate({**data, "goal": {"recovered": "$leaked"}})
+    assert written == programs.program("kernel-map-leak")

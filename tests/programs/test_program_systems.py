@@ -240,7 +240,7 @@ def test_a_system_goal_names_what_its_own_step_bound() -> None:
     loc, message = _errors(doc([constant], [], {"modified": "k"}))[0]
     assert loc == ("goal", "modified") and "not by a wear_out step" in message
     loc, message = _errors(doc([], [], {"denied": "nothing"}))[0]
-    assert loc == ("goal", "denied") and "no step binds it" in message
+    assert loc == ("goal", "denied") and "no step has as:" in message
 
 
 def test_at_goes_only_with_the_goals_that_read_a_page() -> None:
