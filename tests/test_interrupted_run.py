@@ -17,14 +17,25 @@ from _support.paths import SCENARIOS
 SLOW = """\
 id: slow-{n}
 title: A long dictionary attack
-attack: capture-compare
 engines: [mktme]
-params: {{pin_digits: 8, batch: 100000}}
+threat: [bus_interposer, chosen_plaintext]
+program:
+  - {{op: create_domain, by: victim, args: {{kind: guest}}, as: victim}}
+  - {{op: alloc_pages, by: victim, args: {{domain: $victim}}, as: page}}
+  - {{op: store_secret, by: victim, args: {{address: $page, digits: 8, prefix: "PIN:", pad_to: 64}},
+     as: pin}}
+  - {{op: capture, by: attacker, args: {{address: $pin, length: 64}}, as: line}}
+  - {{op: destroy_domain, by: victim, args: {{domain: $victim}}}}
+  - {{op: create_domain, by: attacker, args: {{kind: guest}}, as: me}}
+  - {{op: alloc_pages, by: attacker, args: {{domain: $me, until: $pin}}, as: frame}}
+  - {{op: guess, by: attacker, args: {{address: $frame, target: $line, prefix: "PIN:", digits: 8}},
+     as: found}}
+goal: {{recovered: found}}
 teaching: {{summary: slow on purpose}}
 """
 SLOW_COPIES = 40
-"""10^8 candidates take about half a second each here: forty of them keep two workers busy
-for ten seconds, far longer than the test waits before it interrupts the run."""
+"""10^8 candidates take several seconds each here: forty of them keep two workers busy
+for minutes, far longer than the test waits before it interrupts the run."""
 OUTPUTS = ("index.html", "results.json", "results.csv")
 
 

@@ -91,8 +91,8 @@ def test_list_names_the_plugin_and_its_distribution(installed: Path) -> None:
     assert "(plugin: testbed-example-plugin)" in line
     engine = next(x for x in done.stdout.splitlines() if x.strip().startswith("sme "))
     assert "AMD SME" in engine and "(plugin: testbed-example-plugin)" in engine
-    assert "kernel-map-leak" in done.stdout and "plugin" not in done.stdout.split(
-        "kernel-map-leak")[1].splitlines()[0]
+    assert "key-wearout" in done.stdout and "plugin" not in done.stdout.split(
+        "key-wearout")[1].splitlines()[0]
 
 
 def test_without_the_plugin_the_scenario_is_refused_by_name() -> None:
@@ -112,7 +112,7 @@ def test_broken_and_colliding_plugins_are_refused_with_a_reason(tmp_path: Path) 
     _fake_distribution(tmp_path, "shaky-plugin", (
         "[testbed.attacks]\n"
         "missing = no_such_module_anywhere:Attack\n"
-        "kernel-map-leak = testbed.attacks:KernelMapLeak\n"
+        "key-wearout = testbed.attacks:KeyWearout\n"
         "not-an-attack = json:dumps\n"
         "[testbed.engines]\n"
         "dict = builtins:dict\n"))
@@ -122,11 +122,11 @@ def test_broken_and_colliding_plugins_are_refused_with_a_reason(tmp_path: Path) 
     assert len(warnings) == 4, done.stderr
     text = "\n".join(warnings)
     assert "'missing' of shaky-plugin (testbed.attacks) refused: ModuleNotFoundError" in text
-    assert "attack name 'kernel-map-leak' is already taken by memcrypt-testbed" in text
+    assert "attack name 'key-wearout' is already taken by memcrypt-testbed" in text
     assert "is not an Attack subclass or instance" in text
     assert "'dict' of shaky-plugin (testbed.engines) refused" in text
     # The built-in attacks are all still there, none of them replaced.
-    assert "kernel-map-leak" in done.stdout and "plugin:" not in done.stdout
+    assert "key-wearout" in done.stdout and "plugin:" not in done.stdout
     # The run still works with the broken plugin around.
     ok = _testbed("validate", str(HERE.parent / "scenarios" / "01-kernel-map-leak.yaml"),
                   path=tmp_path)

@@ -10,6 +10,8 @@ from ._args import ACCESS, MAX_ALLOC, Args, At, LiteralData, Read
 from ._cost import (
     CALL_UNITS,
     CANDIDATE_UNITS,
+    NARROW_CANDIDATE_UNITS,
+    REBOOT_FACTOR,
     ROTATION_PAGE_UNITS,
     ROTATION_UNITS,
     WORD_UNITS,
@@ -109,7 +111,7 @@ class Reboot(Args):
         scope.reboot_step = scope.step
 
     def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
-        return (Charge("reboots", 1, boot_units(machine.memory_pages)),)
+        return (Charge("reboots", 1, REBOOT_FACTOR * boot_units(machine.memory_pages)),)
 
 
 class NumberRange(Args):
@@ -159,10 +161,12 @@ class Guess(At):
 
     def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
         """Every candidate written as a whole line (the dearer of the two ways), made one by
-        one for a word list, in batches of :data:`~._guess.BATCH`."""
+        one for a word list, in batches of :data:`BATCH`."""
         space = self.guesses()
         calls = -(-space // BATCH)
-        out = [Charge("candidates guessed", space, CANDIDATE_UNITS * space),
+        narrow = machine.options.reduced_width_bits is not None
+        each = NARROW_CANDIDATE_UNITS if narrow else CANDIDATE_UNITS
+        out = [Charge("candidates guessed", space, each * space),
                Charge("engine calls of guess steps", calls, CALL_UNITS * calls)]
         if self.words is not None:
             out.append(Charge("words of word lists", space, WORD_UNITS * space))

@@ -8,8 +8,10 @@ from dataclasses import replace
 from pydantic import Field, model_validator
 
 from ..attacks._base import MAX_SECRET_BYTES
+from ..attacks.cost import MachineShape
 from ..types import PAGE_SIZE
-from ._args import At, Data, Read
+from ._args import ACCESS, At, Data, Read
+from ._cost import DIRECT_MAP_PAGE_UNITS, Charge
 from ._scope import Problem, Scope
 from ._values import Binding, Ref
 
@@ -97,6 +99,10 @@ class ReadKeyidMap(Read):
     def bind(self, scope: Scope) -> Binding:
         scope.domain("keyid_of", self.keyid_of)
         return self.read(scope)
+
+    def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
+        units = DIRECT_MAP_PAGE_UNITS * machine.memory_pages
+        return (ACCESS, Charge("KeyID direct maps", 1, units))
 
 
 class GuestRead(Read):

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..attacks.cost import MachineShape, Work, run_part
+from ..attacks.key_wearout import ROTATION_PAGE_UNITS, ROTATION_UNITS
 
 __all__ = [
     "ACCESS_UNITS",
@@ -23,36 +24,50 @@ __all__ = [
     "CANDIDATE_UNITS",
     "DIRECT_MAP_PAGE_UNITS",
     "DOMAIN_UNITS",
+    "NARROW_CANDIDATE_UNITS",
+    "NARROW_FACTOR",
     "PAGE_UNITS",
+    "REBOOT_FACTOR",
     "ROTATION_PAGE_UNITS",
     "ROTATION_UNITS",
     "STEP_UNITS",
     "WORD_UNITS",
     "Charge",
+    "on_narrow_cipher",
     "program_work",
 ]
 
 STEP_UNITS = 150
 """Work units of every step: its lookups, its log entry, the metrics after it."""
-DOMAIN_UNITS = 400
+DOMAIN_UNITS = 200
 """Work units per domain created or destroyed: its key made, programmed or released."""
 PAGE_UNITS = 300
 """Work units per page frame a step allocates: taken, mapped (a guest's nested page table,
 SEV-SNP's RMP), out of the direct maps when secret, and later freed, cleared, given back."""
 ACCESS_UNITS = 250
 """Work units per step that reads or writes memory: up to a page through the engine."""
-ROTATION_UNITS = 150
-"""Work units per key rotation: a new key..."""
-ROTATION_PAGE_UNITS = 450
-"""...and per page it re-encrypts (every page the program allocates, at most)."""
+# A key rotation (a new key, and each page re-encrypted: every page the program allocates, at
+# most) is charged as the key wear-out charges one: ROTATION_UNITS and ROTATION_PAGE_UNITS,
+# from its module.
 DIRECT_MAP_PAGE_UNITS = 0.1
-"""Work units per frame of a kernel direct map made for a KeyID."""
-CANDIDATE_UNITS = 0.6
-"""Work units per candidate a ``guess`` step writes and compares, as a whole line..."""
+"""Work units per frame of a kernel direct map made for a KeyID (``read_keyid_map``)."""
+CANDIDATE_UNITS = 0.3
+"""Work units per candidate a ``guess`` step writes and compares, as a whole line (the dearer
+of its two ways)..."""
+NARROW_CANDIDATE_UNITS = 15.0
+"""...under the reduced-width cipher, which encrypts a 4-byte block at a time..."""
 WORD_UNITS = 2.0
 """...and per word of a word list, made one by one..."""
 CALL_UNITS = 400
 """...and per engine call (a batch of candidates)."""
+REBOOT_FACTOR = 2
+"""A ``reboot`` step is charged this many times what building its machine is charged
+(:func:`~testbed.attacks.cost.boot_units`): a machine of 65,536 frames was measured building
+in up to 1.2 times that on the NumPy mask path."""
+NARROW_FACTOR = 6
+"""How many times its built-in attack's estimate a system step is charged when the program
+runs on the reduced-width cipher and that attack never does (its scenarios refuse the
+setting): page writes and clearing there take about three times as long as AES-XTS's."""
 
 
 @dataclass(frozen=True)
@@ -87,3 +102,10 @@ def program_work(charges: Iterable[tuple[int, str, tuple[Charge, ...]]], steps: 
             total[1] += charge.units
     parts += [(f"{count:,.0f} {what}", units) for what, (count, units) in totals.items()]
     return Work(tuple(parts), hint=hint)
+
+
+def on_narrow_cipher(charges: tuple[Charge, ...]) -> tuple[Charge, ...]:
+    """A system step's charges where the program runs on the reduced-width cipher and its
+    built-in attack never does: :data:`NARROW_FACTOR` times each."""
+    return tuple(Charge(f"{c.what} (x{NARROW_FACTOR} on the reduced-width cipher)", c.count,
+                        NARROW_FACTOR * c.units) for c in charges)

@@ -30,7 +30,8 @@ def judge(rt: Runtime, goal: Goal) -> Verdict:
     """The outcome the goal's evidence supports."""
     log = rt.ctx.log
     system = goal_op(goal.kind)
-    if system is not None and system.judge is not None:
+    if system is not None:
+        assert system.judge is not None  # every system step names its judge
         result = rt.system(f"${goal.name}", system.name)
         rt.show(result)
         return system.judge(result.run)

@@ -2,8 +2,8 @@
 
 Candidates go to the engine in batches. When each candidate stays inside one 16-byte block of
 its line, every write shares the rest of the line, and :meth:`Machine.write_varying` returns
-the bus compactly: the shared line's ciphertext once and one block per candidate (the way the
-built-in capture-and-compare attack tries a 10^6 dictionary in a fraction of a second). A
+the bus compactly: the shared line's ciphertext once and one block per candidate (so a 10^6
+dictionary takes a fraction of a second). A
 candidate that crosses a block goes through :meth:`Machine.write_sequence` as whole lines.
 The rest of the line the attacker writes is zeros.
 """

@@ -3,9 +3,10 @@
 Phases follow the attack contract (:mod:`testbed.attacks._base`): victim and kernel steps
 before the first attacker or hypervisor step set the victim up; that step begins the attack;
 victim and kernel steps after it run inside :meth:`AttackLog.victim_acts`, so a refusal they
-meet is a failed run, not the attack blocked. A reboot sets the victim up again, and so does
-a system step, which sets up its own victim and begins the attack itself, as its built-in
-attack does (:mod:`._ops_systems`). A
+meet is a failed run, not the attack blocked. A reboot sets the victim up again. A system
+step sets up its own victim and begins the attack itself, as its built-in attack does
+(:mod:`._ops_systems`); after it, the program's next attacker step begins the program's own
+attack again. A
 :class:`~testbed.errors.PlatformRefusal` propagates: the runner turns it into ``blocked`` or
 ``error`` by phase. Each step leaves its entry in the log, and the metrics say what each step
 produced, also when a step is refused; the metrics a system step measured (its built-in
@@ -112,8 +113,8 @@ def execute(ctx: AttackContext, program: Program) -> Runtime:
                 rt.note(f"{step.op}: refused", detail=str(exc))
             measure(refused=i)
             raise
-        if step.op == "reboot":
-            log.begin_setup()
+        if step.op == "reboot" or spec.attack:
+            log.begin_setup()  # the program's own attack begins (again) at its next step
         if step.as_ is not None:
             rt.values[step.as_] = value
         produced.append(f"{i} {step.op}: {summary(value) if spec.binds else 'done'}")

@@ -26,7 +26,7 @@ from ..attacks.cost import MachineShape, Work
 from ..results.chance import byte_chance, informative_matches, log2_tail
 from ._args_memory import Store, StoreSecret
 from ._check import STEPS_FIELD, check
-from ._cost import program_work
+from ._cost import on_narrow_cipher, program_work
 from ._step import Goal, Step
 from ._values import CAPABILITIES, MAX_STEPS, Capability
 from ._vocabulary import OPS, goal_op
@@ -64,10 +64,16 @@ class Program(AttackParams):
     def work(self, machine: MachineShape) -> Work:
         """An upper bound on the work of one run on ``machine``: the run and its machine, then
         every step (its pages, memory accesses, reboots, key rotations, the guess space), a
-        system step as its built-in attack estimates it (:mod:`._cost`)."""
+        system step as its built-in attack estimates it, several times that on the
+        reduced-width cipher when the attack itself never runs there (:mod:`._cost`)."""
         pages = self.pages_needed()
-        charges = [(i, step.op, step.args.cost(machine, pages))
-                   for i, step in enumerate(self.steps)]
+        narrow = machine.options.reduced_width_bits is not None
+        charges = []
+        for i, step in enumerate(self.steps):
+            spec, found = OPS[step.op], step.args.cost(machine, pages)
+            if spec.attack and narrow and "reduced_width_bits" not in spec.platform_settings:
+                found = on_narrow_cipher(found)  # its built-in's estimate does not cover it
+            charges.append((i, step.op, found))
         hints = ["use fewer steps, pages or guess candidates"]
         hints += [hint for step in self.steps if OPS[step.op].attack
                   if (hint := _hint(step, machine))]

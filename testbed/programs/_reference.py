@@ -32,6 +32,8 @@ def _cell(text: object) -> str:
 
 def _type(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # a reference, or a type with constraints
+        return "`$name`" if _is_ref(annotation) else _type(typing.get_args(annotation)[0])
     if origin is typing.Literal:
         return " | ".join(f"`{v}`" for v in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):
@@ -58,6 +60,12 @@ def _field_type(info: FieldInfo) -> str:
     low = next((m.ge for m in info.metadata if getattr(m, "ge", None) is not None), None)
     above = next((m.gt for m in info.metadata if getattr(m, "gt", None) is not None), None)
     high = next((m.le for m in info.metadata if getattr(m, "le", None) is not None), None)
+    shortest = next((m.min_length for m in info.metadata
+                     if getattr(m, "min_length", None) is not None), None)
+    longest = next((m.max_length for m in info.metadata
+                    if getattr(m, "max_length", None) is not None), None)
+    if typing.get_origin(info.annotation) is list and shortest is not None:
+        text += f", {shortest}..{longest} of them" if longest else f", at least {shortest}"
     if low is not None and high is not None:
         text += f" {low:,}..{high:,}"
     elif above is not None and high is not None:

@@ -66,7 +66,7 @@ class Scope:
         if found is None:
             where = self.later.get(name)
             hint = (f"; it is bound later, by step {where}" if where is not None and
-                    where >= self.step else "; no step binds it (as: " + name + ")")
+                    where >= self.step else f"; no step has as: {name}")
             raise Problem(field, f"{ref} is not bound by an earlier step{hint}")
         if found.kind is not kind:
             raise Problem(field, f"{ref} is {found.kind.value} (bound by step {found.step}), "

@@ -7,10 +7,11 @@ an error points at ``program[3].args.address``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializeAsAny,
@@ -31,6 +32,15 @@ PLACED_GOALS = ("victim_reads", "page_holds")
 GOALS = ("recovered", *PLACED_GOALS, *system_goals())
 """The kinds of goal: the program's own, then those judging a system step's result."""
 
+
+
+def _unref(value: object) -> object:
+    """A goal names a value: ``leaked`` or, as a step would refer to it, ``$leaked``."""
+    return value[1:] if isinstance(value, str) and value.startswith("$") else value
+
+
+Named = Annotated[Name, BeforeValidator(_unref)]
+"""The value a goal judges: its name, with or without the ``$`` of a reference."""
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
@@ -87,23 +97,23 @@ class Goal(_Strict):
       running the hypervisor's image, and the backdoor sent it out).
     """
 
-    recovered: Name | None = Field(None, description="bytes the attacker holds, compared with "
+    recovered: Named | None = Field(None, description="bytes the attacker holds, compared with "
                                    "the secret a store_secret step stored")
-    victim_reads: Name | None = Field(None, description="what a victim store step bound: the "
+    victim_reads: Named | None = Field(None, description="what a victim store step bound: the "
                                       "victim reads it back although it wrote something else")
-    page_holds: Name | None = Field(None, description="bytes the attacker chose: the owner of "
+    page_holds: Named | None = Field(None, description="bytes the attacker chose: the owner of "
                                     "the page at reads them there")
-    modified: Name | None = Field(None, description="the victim read the attacker's value in "
+    modified: Named | None = Field(None, description="the victim read the attacker's value in "
                                   "enough of the trials (the 95 % interval of the success rate "
                                   "at or above one half)")
-    denied: Name | None = Field(None, description="the victim's secret-memory allocation was "
+    denied: Named | None = Field(None, description="the victim's secret-memory allocation was "
                                 "refused: a denial of service (no guess, so no chance)")
-    recovered_bits: Name | None = Field(None, description="the decoded key, compared bit by bit "
+    recovered_bits: Named | None = Field(None, description="the decoded key, compared bit by bit "
                                         "with the guest's (all bits: succeeded; far more than "
                                         "coin flips get: partial)")
-    torn: Name | None = Field(None, description="a CPU executed a torn instruction, neither the "
+    torn: Named | None = Field(None, description="a CPU executed a torn instruction, neither the "
                               "old one nor the new (no guess, so no chance)")
-    accepted: Name | None = Field(None, description="the owner released its disk key to a guest "
+    accepted: Named | None = Field(None, description="the owner released its disk key to a guest "
                                   "running the hypervisor's modified image, and the backdoor "
                                   "sent the key out")
     at: Ref | None = Field(None, description="where the victim reads")

@@ -41,7 +41,7 @@ MAX_STEPS = 64
 """Steps in one program."""
 MAX_VALUE_BYTES = 4096
 """Bytes in one value (a read, a capture, a transform's result): one page."""
-MAX_GUESSES = 1_000_000
+MAX_GUESSES = 100_000_000
 """Candidates all the ``guess`` steps of one program may try together."""
 MAX_PAGES = 1024
 """Page frames all the ``alloc_pages`` steps of one program may ask for together."""

@@ -324,7 +324,8 @@ def _with_input(kind: str, message: str, value: Any) -> str:
         if isinstance(value, str) and value.lower() in _YAML11_BOOL:
             return (f"{message} (got {shown}); YAML 1.1 words like yes/no/on/off are not "
                     "booleans here")
-    message = f"{message} (got {shown})"
+    if shown not in message:  # a validator's message may already say what it got
+        message = f"{message} (got {shown})"
     if kind in ("int_type", "float_type") and isinstance(value, str) and \
             _YAML11_NUMBER.match(value):
         message += "; YAML 1.1 forms such as 1:30, 1_000 or 0b101 are text here"

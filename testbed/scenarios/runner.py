@@ -241,7 +241,7 @@ def units(jobs: Sequence[Job]) -> tuple[list[Job], list[int | None]]:
     of them (one per scenario and control engine). The second list gives, for each job, the
     index of its control's run (``None``: no control)."""
     runs = list(jobs)
-    index: dict[tuple[str, int, str, int], int] = {}
+    index: dict[tuple[str, int, str, object], int] = {}
     for i, job in enumerate(jobs):
         index.setdefault(_signature(job), i)
     where: list[int | None] = []

@@ -6,6 +6,9 @@ scenario file's top-level ``threat``, ``program`` and ``goal`` become).
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -19,7 +22,7 @@ from testbed.results import ResultRow
 from testbed.scenarios import Job, Scenario, run_job, run_trials
 
 __all__ = ["PROGRAMS", "TEXT", "context", "freed", "leak", "load", "pins", "program", "raw",
-           "replay", "rollback", "run", "scenario"]
+           "replay", "rollback", "run", "scenario", "work_estimates"]
 
 PROGRAMS = TESTS / "programs"
 
@@ -181,3 +184,18 @@ def pins(digits: int = 4, *, victim: str = "guest", attacker: str = "guest") -> 
          "args": {"address": "$frame", "target": "$line", "prefix": "PIN:", "digits": digits},
          "as": "found"},
     ]}
+
+
+def work_estimates() -> ModuleType:
+    """``tests/attacks/test_work_estimates.py``, whose ``slowdown`` fixture and ``measured``
+    timer the programs' timing tests share: the module pytest collects, or the same file
+    loaded under the same name when it has not collected it."""
+    name = "test_work_estimates"
+    found = sys.modules.get(name)
+    if found is None:
+        spec = importlib.util.spec_from_file_location(name, TESTS / "attacks" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        found = importlib.util.module_from_spec(spec)
+        sys.modules[name] = found
+        spec.loader.exec_module(found)
+    return found

@@ -173,21 +173,21 @@ def test_value_sizes_are_bounded() -> None:
 
 def test_the_guess_space_is_counted_against_its_limit() -> None:
     guess = EXAMPLES["guess"][0]
-    five = [*guess, step("guess", "attacker", "g2", address="$mine", target="$line", digits=5)]
-    assert build(five, ["bus_interposer", "chosen_plaintext"]).guess_space == 2 + 10**5
-    six = [*five[:-1], {**five[-1], "args": {**five[-1]["args"], "digits": 6}}]
-    loc, message = first(doc(six, ["bus_interposer", "chosen_plaintext"]))
+    seven = [*guess, step("guess", "attacker", "g2", address="$mine", target="$line", digits=7)]
+    assert build(seven, ["bus_interposer", "chosen_plaintext"]).guess_space == 2 + 10**7
+    eight = [*seven[:-1], {**seven[-1], "args": {**seven[-1]["args"], "digits": 8}}]
+    loc, message = first(doc(eight, ["bus_interposer", "chosen_plaintext"]))
     assert loc == ("program", 7, "args", "digits")
-    assert message == (f"1000000 candidates bring the program's guesses to 1000002; the limit "
-                       f"is {MAX_GUESSES}")
+    assert message == (f"100000000 candidates bring the program's guesses to 100000002; the "
+                       f"limit is {MAX_GUESSES}")
 
 
 def test_the_guess_space_includes_every_guess_step() -> None:
     steps = [*EXAMPLES["guess"][0][:-1]] + [
-        step("guess", "attacker", f"g{i}", address="$mine", target="$line", digits=6)
+        step("guess", "attacker", f"g{i}", address="$mine", target="$line", digits=8)
         for i in range(2)]
     loc, message = first(doc(steps, ["bus_interposer", "chosen_plaintext"]))
-    assert loc == ("program", 7, "args", "digits") and "to 2000000" in message
+    assert loc == ("program", 7, "args", "digits") and "to 200000000" in message
 
 
 def test_steps_and_pages_are_bounded() -> None:
@@ -218,7 +218,7 @@ def test_one_secret_per_program() -> None:
     ({"recovered": "secret"}, "recovered", "$secret is an address (bound by step 2), not bytes"),
     ({"victim_reads": "vpage", "page_holds": "x"}, None, "give exactly one of recovered"),
     ({"page_holds": "k"}, None, "page_holds needs at"),
-    ({"recovered": "$k"}, "recovered", "a name is written without $ here"),
+    ({"recovered": "$nope"}, "recovered", "$nope is not bound by an earlier step"),
 ])
 def test_goal_checks(goal: dict[str, Any], where: str | None, text: str) -> None:
     loc, message = first(doc([step("constant", "attacker", "k", text="x")], goal=goal))
@@ -263,7 +263,7 @@ def test_a_scenario_file_reports_file_line_and_field(tmp_path: Path) -> None:
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "$pni" in t)
     assert info.value.one_line() == (
         f"{path}:{line}: params.program[3].args.address: $pni is not bound by an earlier step; "
-        "no step binds it (as: pni)")
+        "no step has as: pni")
     # Written at the top of the file, as a scenario spells out its attack.
     text = yaml.safe_dump({"id": "typo", "title": "a typo", **data,
                            "teaching": {"summary": "x"}}, sort_keys=False)
@@ -273,4 +273,10 @@ def test_a_scenario_file_reports_file_line_and_field(tmp_path: Path) -> None:
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "$pni" in t)
     assert info.value.one_line() == (
         f"{path}:{line}: program[3].args.address: $pni is not bound by an earlier step; "
-        "no step binds it (as: pni)")
+        "no step has as: pni")
+
+
+def test_a_goal_may_name_its_value_as_a_step_refers_to_it() -> None:
+    data = programs.load("kernel-map-leak")
+    written = Program.model_validate({**data, "goal": {"recovered": "$leaked"}})
+    assert written == programs.program("kernel-map-leak")

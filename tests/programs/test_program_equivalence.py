@@ -72,7 +72,8 @@ def _recorded(case: tuple[Any, ...], engine: str) -> dict[str, Any]:
     found = [r for r in RECORDED if (r["program"], r["fields"], r["engine"]) ==
              (name, fields, engine)]
     assert len(found) == 1, (name, fields, engine)
-    return found[0]
+    record: dict[str, Any] = found[0]
+    return record
 
 
 def test_every_case_was_recorded() -> None:

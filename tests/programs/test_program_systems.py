@@ -23,7 +23,16 @@ from testbed import registry
 from testbed.attacks import AttackParams
 from testbed.attacks.key_wearout import KeyWearoutMetrics
 from testbed.attacks.torn_live_patch import TornLivePatchMetrics
-from testbed.programs import GOALS, OPS, Program, ProgramAttack, ProgramMetrics, run_program
+from testbed.programs import (
+    GOALS,
+    OPS,
+    Goal,
+    Program,
+    ProgramAttack,
+    ProgramMetrics,
+    reference_markdown,
+    run_program,
+)
 from testbed.programs._interpreter import execute
 from testbed.results import ResultRow, WearoutPlot
 from testbed.scenarios import Job, Scenario, control_of, load_scenario, run_trials
@@ -231,7 +240,7 @@ def test_a_system_goal_names_what_its_own_step_bound() -> None:
     loc, message = _errors(doc([constant], [], {"modified": "k"}))[0]
     assert loc == ("goal", "modified") and "not by a wear_out step" in message
     loc, message = _errors(doc([], [], {"denied": "nothing"}))[0]
-    assert loc == ("goal", "denied") and "no step binds it" in message
+    assert loc == ("goal", "denied") and "no step has as:" in message
 
 
 def test_at_goes_only_with_the_goals_that_read_a_page() -> None:
@@ -268,6 +277,7 @@ def test_a_system_step_leaves_the_programs_own_secret_and_evidence() -> None:
     row = programs.run(prog, "none")
     assert row.outcome is Outcome.SUCCEEDED
     assert row.evidence.secret == row.evidence.recovered == SECRET.encode()
+    assert row.evidence.captured == SECRET.encode()  # DRAM at the secret when it attacked
     mktme = programs.run(prog, "mktme")
     assert mktme.outcome is Outcome.MITIGATED and mktme.evidence.secret == SECRET.encode()
 
@@ -324,3 +334,26 @@ def test_best_chance_is_the_builtins() -> None:
         assert isinstance(only.args, AttackParams)
         assert prog.best_chance_log2(block_bits=bits) == s.params.best_chance_log2(
             block_bits=bits)
+
+
+def test_a_refusal_while_a_system_step_sets_its_victim_up_is_a_failed_run() -> None:
+    body = [step("create_domain", "attacker", "me", kind="guest"),  # takes the only ASID
+            step("track_dirty_pages", "hypervisor", "bits", secret="the guest's own key")]
+    prog = build(body, ["malicious_hypervisor"], {"recovered_bits": "bits"}, prelude=False)
+    row = programs.run(prog, "sev", platform={"asids": 1})
+    assert row.outcome is Outcome.ERROR and row.reason == (
+        "setting up the victim failed: no free ASID (all 1 in use)")
+    assert programs.run(prog, "sev").outcome is Outcome.SUCCEEDED
+
+
+def test_the_reference_lists_every_goal_and_what_each_system_step_is() -> None:
+    text = reference_markdown()
+    for kind in GOALS:
+        assert kind in Goal.model_fields and f"| `{kind}: NAME` |" in text
+    for op, kind in SYSTEMS.items():
+        assert (f"the built-in attack `{kind}`; the goal `{OPS[op].goal}` judges its result"
+                in text)
+    assert "It uses the platform setting `reduced_width_bits`." in text
+    assert ("Needs an engine that encrypts: on any other a program using it is not "
+            "applicable.") in text
+    assert "Limits: max_pairs x trials at most 2^22;" in text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from _support.paths import SCENARIOS
+from _support.programs import leak
 from _support.scenarios import run as run_one
 from click.testing import CliRunner
 
@@ -63,7 +64,7 @@ def test_history_and_compare_over_two_runs(tmp_path: Path,
 
 def test_compare_unknown_run_and_missing_db(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "h.sqlite")
-    store.record(info(), [run_one("kernel-map-leak", "tme")])
+    store.record(info(), [run_one("program", "tme", id="t-kernel-map-leak", params=leak())])
     code, output = invoke("compare", "1", "7", "--db", str(tmp_path / "h.sqlite"))
     assert code == 1 and "no run 7" in output
     code, output = invoke("history", "--db", str(tmp_path / "none.sqlite"))
@@ -71,7 +72,8 @@ def test_compare_unknown_run_and_missing_db(tmp_path: Path) -> None:
 
 
 def test_compare_with_run_ids_beyond_sqlite_integers(tmp_path: Path) -> None:
-    RunStore(tmp_path / "h.sqlite").record(info(), [run_one("kernel-map-leak", "tme")])
+    row = run_one("program", "tme", id="t-kernel-map-leak", params=leak())
+    RunStore(tmp_path / "h.sqlite").record(info(), [row])
     for a, b, missing in ((1, 2**70, 2**70), (2**63, 1, 2**63), (0, 1, 0)):
         code, output = invoke("compare", str(a), str(b), "--db", str(tmp_path / "h.sqlite"))
         assert code == 1
@@ -81,7 +83,7 @@ def test_compare_with_run_ids_beyond_sqlite_integers(tmp_path: Path) -> None:
 
 def test_a_failed_record_leaves_no_half_run(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "h.sqlite")
-    row = run_one("kernel-map-leak", "tme")
+    row = run_one("program", "tme", id="t-kernel-map-leak", params=leak())
     assert store.record(info(), [row]) == 1
     before = store.path.read_bytes()
     with pytest.raises(ValueError, match="two result rows for scenario 't-kernel-map-leak' on "

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from _support.paths import TESTS
+from _support.programs import leak
 from _support.scenarios import run as run_one
 
 from testbed.results import (
@@ -64,7 +65,7 @@ class Boom(Exception):
 
 @pytest.fixture(scope="module")
 def row() -> ResultRow:
-    return run_one("kernel-map-leak", "tme")
+    return run_one("program", "tme", id="t-kernel-map-leak", params=leak())
 
 
 def info(seed: int = 1) -> RunInfo:
@@ -541,6 +542,7 @@ CRASH = """
 import dataclasses, os, sqlite3, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
+from _support.programs import leak
 from _support.scenarios import run
 from testbed.results import RunInfo, RunStore
 
@@ -550,7 +552,7 @@ def small_cache(*args, **kwargs):
     db.execute("PRAGMA cache_size = 1")  # pages reach the file before the commit
     return db
 sqlite3.connect = small_cache
-row = run("kernel-map-leak", "tme")
+row = run("program", "tme", id="t-kernel-map-leak", params=leak())
 rows = [dataclasses.replace(row, scenario=f"s{n}") for n in range(300)]
 with RunStore(Path(sys.argv[1])).recording(RunInfo(2, "t", "x", 1.0, ("tme",), 1), rows):
     os._exit(9)  # killed while publishing: no rollback, no close

@@ -95,8 +95,8 @@ def test_control_engines_of_the_built_in_attacks() -> None:
                for name in registry.attacks.builtin_names()}
     assert {name: e for name, e in engines.items() if e != "none"} == {"key-wearout": "tme"}
     # A program's is its own: the first engine on which every step means something.
-    s = scenario("program", params=rollback())
-    assert s.attack_object() is not None and s.attack_object().control_engine == "sev"
+    attack = scenario("program", params=rollback()).attack_object()
+    assert attack is not None and attack.control_engine == "sev"
 
 
 def test_a_control_drops_every_defence_and_keeps_the_rest() -> None:

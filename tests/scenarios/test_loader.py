@@ -149,8 +149,9 @@ program:
   - {op: create_domain, by: attacker, args: {kind: guest}, as: me}
   - {op: alloc_pages, by: attacker, args: {domain: $me}, as: frame}
   - {op: constant, by: attacker, args: {hex: "%s"}, as: line}
-  - {op: guess, by: attacker, args: {address: $frame, target: $line, digits: 7}, as: found}
-goal: {recovered: found}
+  - {op: guess, by: attacker, args: {address: $frame, target: $line, digits: 8}, as: found}
+  - {op: guess, by: attacker, args: {address: $frame, target: $line, digits: 1}, as: more}
+goal: {page_holds: line, at: $frame}
 teaching: {summary: text}
 """ % ("00" * 64)
 
@@ -163,7 +164,8 @@ teaching: {summary: text}
     (PROGRAM.replace("{domain: $victim}", "{domain: $victim, count: 40}")
      .replace("teaching:", "platform: {memory_pages: 32}\nteaching:"),
      ":10: platform.memory_pages: the attack needs 40 free frames; 32 frames leave 31"),
-    (GUESS, ":8: program[3]"),
+    (GUESS, ":9: program[4].args.digits: 10 candidates bring the program's guesses to "
+     "100000010; the limit is 100000000"),
     (GOOD.replace("attack: attestation", "attack: key-wearout")
      .replace("  tamper: image", "  max_pairs: 4194304\n  trials: 64"), "the limit is 4194304"),
 ])

@@ -78,7 +78,7 @@ def test_a_long_value_is_shown_as_a_short_excerpt(tmp_path: Path) -> None:
     path.write_text(SKELETON + "engines: [" + "y" * 10_000 + "]\n")
     line = error_of(path)
     assert f"unknown engine '{'y' * 59}{ELLIPSIS}'; known: none, tme" in line
-    assert f"(got '{'y' * 59}{ELLIPSIS}')" in line
+    assert "(got" not in line  # the message shows the value once
     assert "y" * 61 not in line
 
 
