@@ -4,7 +4,8 @@ An attack's :class:`~testbed.results.Evidence` holds up to three buffers: the tr
 what the attacker saw (``captured``) and what it ended up with (``recovered``). What they are
 depends on the attack: DRAM at the secret's address, dirty bitmaps, an attestation report, the
 bytes a CPU executed. :data:`LABELS` names them per attack kind; an attack it does not know (a
-plugin's) gets the generic names.
+plugin's) gets the generic names, and an attack program gets names from its steps and goal
+(:func:`testbed.report.programs.evidence_labels`).
 
 A buffer is compared with its reference (the secret, or the value the attacker chose) position
 by position, and only *meaningful* matches are marked: the whole buffer, or runs of at least
@@ -101,27 +102,6 @@ GENERIC = EvidenceLabels(
 )
 
 LABELS: Mapping[str, EvidenceLabels] = {
-    "kernel-map-leak": EvidenceLabels(
-        "Secret: what the victim stored",
-        "DRAM at the secret's address: what the memory chips hold",
-        "What the kernel read bug returned through the KeyID-0 direct map"),
-    "freed-data-leak": EvidenceLabels(
-        "Secret: what the victim stored before it freed the page",
-        "DRAM at the freed frame: what the memory chips hold",
-        "What the attacker read from the frame"),
-    "cross-domain-replay": EvidenceLabels(
-        "Secret: what the victim stored",
-        "Ciphertext the interposer captured on the memory bus",
-        "What the attacker read back through its own domain after replaying it"),
-    "hypervisor-replay": EvidenceLabels(
-        "The old value: what the hypervisor rolls the guest back to",
-        "Ciphertext of the old value, saved by the hypervisor",
-        "What the guest read after the hypervisor wrote the saved ciphertext back",
-        secret_name="the old value"),
-    "capture-compare": EvidenceLabels(
-        "Secret: the victim's PIN",
-        "Ciphertext line captured on the memory bus",
-        "The candidate whose ciphertext matched the captured line", secret_name="the PIN"),
     "key-wearout": EvidenceLabels(
         "The victim's own value at the second address",
         "Ciphertext of the block written at the first address",

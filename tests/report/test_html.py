@@ -70,7 +70,7 @@ def _run() -> RunInfo:
     )
 
 
-def _scenario(sid: str, title: str, summary: str, attack: str = "kernel-map-leak") -> Scenario:
+def _scenario(sid: str, title: str, summary: str, attack: str = "attestation") -> Scenario:
     return Scenario.model_validate(
         {
             "id": sid,
@@ -389,7 +389,7 @@ def test_evidence_is_labelled_with_ascii_and_meaningful_matches(tmp_path: Path) 
     html = _render(tmp_path)
     section = _result(html, "res-leak.mktme")
     assert "DRAM / bus capture" not in html
-    assert "What the kernel read bug returned through the KeyID-0 direct map" in section
+    assert "What the backdoor read from the guest" in section
     assert "16 of 32 bytes equal the secret at the same position; 16 of them in 1 run" in section
     recovered = section[section.index("evidence-recovered") :]
     # The first line matches the secret (one run, marked), the second is 0xee.
@@ -631,7 +631,7 @@ def test_plots_of_a_row_appear_in_the_order_its_metrics_give(tmp_path: Path) -> 
 
 
 def test_scenario_pages_stay_in_their_folder() -> None:
-    page = page_of(scenario("kernel-map-leak", id="a-b_c9").id)
+    page = page_of(scenario("attestation", id="a-b_c9").id)
     assert page == f"{SCENARIO_DIR}/a-b_c9.html"
 
 

@@ -37,10 +37,17 @@ WIDTH = 1280
 HOSTILE = """\
 id: hostile
 title: "<script>window.__pwned = 1</script> {{ 7*7 }}"
-attack: kernel-map-leak
 engines: [none, tme]
-params:
-  secret: "<img src=x onerror=\\"window.__pwned = 2\\">"
+threat: [kernel_read_bug]
+program:
+  - {op: create_domain, by: victim, args: {kind: guest}, as: victim}
+  - {op: alloc_pages, by: victim, args: {domain: $victim, secret: true}, as: page}
+  - op: store_secret
+    by: victim
+    args: {address: $page, text: "<img src=x onerror=\\"window.__pwned = 2\\">"}
+    as: secret
+  - {op: read_direct_map, by: attacker, args: {address: $secret}, as: leaked}
+goal: {recovered: leaked}
 teaching:
   summary: "<img src=x onerror=\\"window.__pwned = 3\\"> javascript:window.__pwned=4"
   questions: ["<svg onload=\\"window.__pwned = 5\\"></svg>"]
@@ -51,9 +58,14 @@ teaching:
 WEAK = """\
 id: zz-weak
 title: Two-byte secret
-attack: kernel-map-leak
 engines: [none, mktme]
-params: {secret_bytes: 2}
+threat: [kernel_read_bug]
+program:
+  - {op: create_domain, by: victim, args: {kind: guest}, as: victim}
+  - {op: alloc_pages, by: victim, args: {domain: $victim, secret: true}, as: page}
+  - {op: store_secret, by: victim, args: {address: $page, size: 2}, as: secret}
+  - {op: read_direct_map, by: attacker, args: {address: $secret}, as: leaked}
+goal: {recovered: leaked}
 teaching: {summary: Too small to tell from luck.}
 """
 FUTILE = """\
@@ -282,10 +294,10 @@ def test_matrix_colours_filters_and_links(hostile: Path, browser: Any) -> None:
     assert page.locator("td[data-cell]:visible").count() == rows
     assert page.locator("th[data-engine]:visible").all_inner_texts() == ["mktme"]
     page.click("label[for=fe-all]")
-    kernel = page.locator('tbody tr[data-attack="kernel-map-leak"]').count()
-    assert kernel >= 2  # hostile, zz-weak
-    page.click("label[for=fa-kernel-map-leak]")
-    assert page.locator("tbody tr:visible").count() == kernel
+    programs = page.locator('tbody tr[data-attack="program"]').count()
+    assert programs >= 2  # hostile, zz-weak
+    page.click("label[for=fa-program]")
+    assert page.locator("tbody tr:visible").count() == programs
     page.click("label[for=fa-all]")
     page.click("label[for=fo-blocked]")
     blocked = page.locator("td[data-outcome=blocked]").count()

@@ -92,7 +92,7 @@ def test_a_scenario_title_from_a_file_reaches_the_csv_neutralised(
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     scenario = tmp_path / "evil.yaml"
     scenario.write_text("id: evil\ntitle: '=HYPERLINK(\"http://evil.example\",\"x\")'\n"
-                        "attack: kernel-map-leak\nengines: [tme]\nteaching: {summary: s}\n")
+                        "attack: torn-live-patch\nengines: [tme]\nteaching: {summary: s}\n")
     result = CliRunner().invoke(main, ["run", str(scenario), "--out", str(tmp_path / "out"),
                                        "--jobs", "1"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
