@@ -84,6 +84,8 @@ class ScenarioError(TestbedError):
         self.field = field
         # always one short line, whatever a parser said
         self.message = escape(" ".join(message.split()), self.MESSAGE_CHARS)
+        self.more: tuple[ScenarioError, ...] = ()
+        """The file's other errors, in the file's order (a file is checked whole)."""
         super().__init__(self.one_line())
 
     def one_line(self) -> str:

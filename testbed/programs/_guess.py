@@ -10,6 +10,8 @@ The rest of the line the attacker writes is zeros.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -28,19 +30,88 @@ def candidate_bytes(args: Guess, first: int, count: int) -> list[bytes] | NDArra
     if args.words is not None:
         return [head + w.encode("utf-8") for w in args.words[first : first + count]]
     if args.digits is not None:
-        values = np.arange(first, first + count, dtype=np.int64)
-        body = np.empty((count, args.digits), dtype=np.uint8)
-        for k in range(args.digits):  # the k-th digit from the right
-            body[:, args.digits - 1 - k] = ord("0") + (values // 10**k) % 10
-    else:
-        assert args.range is not None  # the model gives exactly one generator
-        values = np.arange(args.range.start + first, args.range.start + first + count,
-                           dtype=np.uint64)
-        body = values.astype("<u8").view(np.uint8).reshape(count, 8)[:, : args.range.width]
+        return _digit_rows(head, args.digits, first, count)
+    assert args.range is not None  # the model gives exactly one generator
+    values = np.arange(args.range.start + first, args.range.start + first + count,
+                       dtype=np.uint64)
+    body = values.astype("<u8").view(np.uint8).reshape(count, 8)[:, : args.range.width]
     out = np.empty((count, len(head) + body.shape[1]), dtype=np.uint8)
     out[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
     out[:, len(head) :] = body
     return out
+
+
+_LOW_DIGITS = 4
+"""Digits of a PIN that cycle fastest, taken from one table of their 10^4 texts."""
+
+
+@functools.cache
+def _digit_table(width: int) -> NDArray[np.uint8]:
+    """The texts of ``0 .. 10^width - 1``, ``width`` digits each, one row per number."""
+    values = np.arange(10**width, dtype=np.int64)
+    table = np.empty((10**width, width), dtype=np.uint8)
+    for k in range(width):  # the k-th digit from the right
+        table[:, width - 1 - k] = ord("0") + (values // 10**k) % 10
+    table.setflags(write=False)
+    return table
+
+
+def _digit_rows(head: bytes, digits: int, first: int, count: int) -> NDArray[np.uint8]:
+    """``head`` and the ``digits``-digit text of ``first .. first+count-1``, one row each.
+
+    Consecutive numbers are runs of their high digits and cycles of their low ones: both come
+    from small tables (10^4 rows at most, for the 8 digits a PIN may have), repeated and tiled,
+    instead of dividing every candidate by every power of ten.
+    """
+    low = min(digits, _LOW_DIGITS)
+    high = digits - low
+    period = 10**low
+    start, stop, skip = first // period, (first + count - 1) // period + 1, first % period
+    out = np.empty((count, len(head) + digits), dtype=np.uint8)
+    out[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+    out[:, len(head) + high :] = np.tile(_digit_table(low), (stop - start, 1))[skip : skip + count]
+    if high:
+        runs = np.repeat(_digit_table(high)[start:stop], period, axis=0)
+        out[:, len(head) : len(head) + high] = runs[skip : skip + count]
+    return out
+
+
+_Table = tuple[NDArray[np.uint64], tuple[int, ...]]
+
+
+@functools.cache
+def _block_tables(head: bytes, digits: int, column: int) -> tuple[_Table, _Table]:
+    """A candidate's 16-byte block as the OR of two rows of two 8-byte words: one by the
+    number's high digits (with ``head``), one by its low digits; each with the words its
+    bytes reach."""
+    low = min(digits, _LOW_DIGITS)
+    high = digits - low
+    tables = []
+    for width, at, prefix in ((high, column + len(head), head),
+                              (low, column + len(head) + high, b"")):
+        rows = np.zeros((10**width, _BLOCK), dtype=np.uint8)
+        rows[:, column : column + len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+        rows[:, at : at + width] = _digit_table(width)
+        words = rows.view("<u8")  # (10^width, 2)
+        words.setflags(write=False)
+        tables.append((words, tuple(j for j in range(2) if words[:, j].any())))
+    return tables[0], tables[1]
+
+
+def _digit_blocks(head: bytes, digits: int, first: int, count: int,
+                  column: int) -> NDArray[np.uint8]:
+    """The 16-byte blocks of candidates ``first .. first+count-1`` with ``head`` and their
+    digits at ``column`` of the block (zeros elsewhere): each word a run of the high table
+    OR-ed with a cycle of the low one (the way consecutive numbers are written)."""
+    (high, high_words), (low, low_words) = _block_tables(head, digits, column)
+    period = low.shape[0]
+    start, stop, skip = first // period, (first + count - 1) // period + 1, first % period
+    words = np.zeros((count, 2), dtype="<u8")
+    for j in high_words:  # a word a table's bytes never reach is left to the other
+        words[:, j] = np.repeat(high[start:stop, j], period)[skip : skip + count]
+    for j in low_words:
+        words[:, j] |= np.tile(low[:, j], stop - start)[skip : skip + count]
+    return words.view(np.uint8).reshape(count, _BLOCK)
 
 
 def _placed(cands: list[bytes] | NDArray[np.uint8], width: int, column: int) -> NDArray[np.uint8]:
@@ -61,8 +132,10 @@ def _hit_varying(head: NDArray[np.uint8], body: NDArray[np.uint8], block: int,
     if not np.array_equal(head[rest], target[rest]):
         return None  # the shared part of the line already differs: no candidate can match
     words, want = body.view("<u8"), target[block : block + _BLOCK].view("<u8")
-    hits = np.flatnonzero((words[:, 0] == want[0]) & (words[:, 1] == want[1]))
-    return int(hits[0]) if hits.size else None
+    for i in np.flatnonzero(words[:, 0] == want[0]):  # an 8-byte screen, then the block
+        if words[i, 1] == want[1]:
+            return int(i)
+    return None
 
 
 def guess(rt: Runtime, args: Guess) -> bytes | None:
@@ -79,10 +152,20 @@ def guess(rt: Runtime, args: Guess) -> bytes | None:
     block = column // _BLOCK * _BLOCK
     varying = column + high <= block + _BLOCK
     tried, found = 0, None
+    fast = varying and args.digits is not None
     for first in range(0, space, BATCH):
-        cands = candidate_bytes(args, first, min(BATCH, space - first))
+        count = min(BATCH, space - first)
+        if fast:  # built as blocks straight away: a PIN within one block
+            assert args.digits is not None
+            blocks = _digit_blocks(args.prefix.encode("utf-8"), args.digits, first, count,
+                                   column - block)
+            cands: list[bytes] | NDArray[np.uint8] = blocks[:, column - block :
+                                                             column - block + high]
+        else:
+            cands = candidate_bytes(args, first, count)
         if varying:
-            blocks = _placed(cands, _BLOCK, column - block)
+            if not fast:
+                blocks = _placed(cands, _BLOCK, column - block)
             head, body = rt.machine.write_varying(loc.domain, line, bytes(LINE_SIZE), block,
                                                    blocks)
             hit = _hit_varying(head, body, block, target)

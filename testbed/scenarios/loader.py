@@ -285,10 +285,25 @@ def _child(node: Any, part: str | int) -> Any:
     return node.get(part) if isinstance(node, dict) else None
 
 
-def _first_error(
+FOLLOW_ON = "no attack to check the parameters against"
+"""The error ``params`` gets when the attack itself was refused: that error says it all."""
+
+
+def _errors(
     exc: ValidationError, conv: _Converter, model: type[BaseModel], data: Any
-) -> ScenarioError:
-    err = exc.errors()[0]
+) -> list[ScenarioError]:
+    """Every error of ``exc``, each where it is in the file, in the file's order, once."""
+    found: dict[str, ScenarioError] = {}
+    for err in exc.errors():
+        if FOLLOW_ON in err["msg"] and len(exc.errors()) > 1:
+            continue
+        one = _error(err, conv, model, data)
+        found.setdefault(one.one_line(), one)
+    return sorted(found.values(), key=lambda e: e.line) or [
+        _error(exc.errors()[0], conv, model, data)]
+
+
+def _error(err: Any, conv: _Converter, model: type[BaseModel], data: Any) -> ScenarioError:
     where: _Path = tuple(err["loc"])
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == FIELD_ERROR:  # a check across fields names the field it is about
@@ -399,7 +414,9 @@ def load_scenario(path: str | Path) -> tuple[Scenario, str]:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(exc, conv, Scenario, data) from None
+        first, *more = _errors(exc, conv, Scenario, data)
+        first.more = tuple(more)
+        raise first from None
     return scenario, name
 
 
@@ -485,7 +502,7 @@ def load_scenarios(
         try:
             scenario, name = load_scenario(f)
         except ScenarioError as exc:
-            errors.append(exc)
+            errors += [exc, *exc.more]
             continue
         if scenario.id in ids:
             errors.append(ScenarioError(name, 1, "id", f"duplicate id {scenario.id!r} (also in "

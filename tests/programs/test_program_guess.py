@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from _support import programs
 from _support.program_steps import step
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from testbed.programs import Program, ProgramMetrics, run_program
 from testbed.programs._args_attack import Guess
@@ -135,3 +137,22 @@ def test_a_million_candidates_stay_fast() -> None:
     elapsed = time.perf_counter() - start
     assert rt.guesses == rt.guess_space == 10**6 and rt.values["found"] is None
     assert elapsed < 20, f"{elapsed:.1f} s for 10^6 candidates"
+
+
+@settings(max_examples=100, deadline=None)
+@given(digits=st.integers(1, 8), column=st.integers(0, 4), prefix=st.sampled_from(["", "PIN:"]),
+       data=st.data())
+def test_pin_blocks_built_from_tables_are_the_candidates_placed(
+    digits: int, column: int, prefix: str, data: st.DataObject
+) -> None:
+    from testbed.programs._guess import _digit_blocks, _placed
+
+    if column + len(prefix) + digits > 16:
+        return
+    space = 10**digits
+    first = data.draw(st.integers(0, space - 1))
+    count = data.draw(st.integers(1, min(30_000, space - first)))
+    args = Guess.model_validate({"address": "$a", "target": "$t", "prefix": prefix,
+                                 "digits": digits})
+    want = _placed(candidate_bytes(args, first, count), 16, column)
+    assert np.array_equal(_digit_blocks(prefix.encode(), digits, first, count, column), want)

@@ -192,3 +192,20 @@ def test_scenario_ids_cannot_name_paths(bad_id: str) -> None:
     with pytest.raises(ValidationError) as info:
         scenario("attestation", id=bad_id)
     assert [e["loc"] for e in info.value.errors()] == [("id",)]
+
+
+def test_every_error_of_a_file_is_reported_in_the_files_order(tmp_path: Path) -> None:
+    text = GOOD.replace("  tamper: image", "  tamper: nothing") + (
+        "platform:\n  memory_pages: '64'\nexpect:\n  tme: won\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(write(tmp_path, text))
+    found = [(e.line, e.field) for e in (info.value, *info.value.more)]
+    assert found == [(5, "params.tamper"), (9, "platform.memory_pages"), (11, "expect.tme")]
+    loaded, errors = load_scenarios([tmp_path])
+    assert loaded == [] and [(e.line, e.field) for e in errors] == found
+
+
+def test_an_unknown_attack_is_one_error_not_two(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(write(tmp_path, GOOD.replace("attack: attestation", "attack: rowhammer")))
+    assert info.value.field == "attack" and info.value.more == ()
