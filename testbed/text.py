@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["ELLIPSIS", "EXCERPT_CHARS", "escape", "excerpt"]
+__all__ = ["ELLIPSIS", "EXCERPT_CHARS", "escape", "excerpt", "plural"]
 
 ELLIPSIS = "…"
 """Marks text that was cut short."""
@@ -84,3 +84,9 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     if isinstance(value, int) and value.bit_length() > _INT_BITS:
         return f"{'a negative' if value < 0 else 'an'} integer of {value.bit_length()} bits"
     return escape(repr(value), limit)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 page``, ``3 pages``: ``count`` and ``word``, made plural (``many``, or ``word`` + s)
+    unless the count is one."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"

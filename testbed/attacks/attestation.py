@@ -82,6 +82,11 @@ IMAGE_PAGE_UNITS = 500
 """...and per page of the launch image, written, measured and read back."""
 
 
+
+def _guest(name: str) -> str:
+    """A launched guest by its name, for the timeline: ``victim`` -> ``victim guest``."""
+    return f"{name.replace('-', ' ')} guest"
+
 class AttestationParams(SecretParams):
     """cmdline + backdoor stay under 256 bytes of UTF-8."""
 
@@ -270,7 +275,8 @@ class _Run:
         if not runs_modified:
             return Provisioned(basis, secret, runs_modified, None)
         log.recovered = m.read(launched.guest, secret_pa, len(secret))
-        log.step(Actor.ATTACKER, "the backdoor in the guest reads the disk key and sends it out",
+        log.step(Actor.ATTACKER, "reads the disk key through its backdoor in the guest and "
+                 "sends it out",
                  "malicious_hypervisor", secret_pa)
         return Provisioned(basis, secret, runs_modified, log.recovered)
 
@@ -283,7 +289,7 @@ class _Run:
         if psp is None:
             for pa, chunk in zip(launched.frames, chunks, strict=True):
                 m.write(guest, pa, chunk)
-            log.step(Actor.HOST, f"{name}: copies the image into guest memory",
+            log.step(Actor.HOST, f"copies the {_guest(name)}'s image into its memory",
                      address=launched.frames[0], detail="nothing measures what was loaded")
             return launched
         launched.handle = psp.launch_start(guest, self.params.policy)
@@ -291,7 +297,7 @@ class _Run:
             psp.launch_update_data(launched.handle, pa, chunk)
         launched.digest = psp.launch_measure(launched.handle)
         psp.launch_finish(launched.handle)
-        log.step(Actor.PSP, f"{name}: encrypts and measures the image it is given",
+        log.step(Actor.PSP, f"encrypts and measures the {_guest(name)}'s image as it is given",
                  address=launched.frames[0],
                  detail=f"LAUNCH_UPDATE_DATA x{len(chunks)}, LAUNCH_MEASURE: SHA-256 "
                         f"{launched.digest.hex()}")

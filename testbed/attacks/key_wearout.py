@@ -40,6 +40,7 @@ from ..results import (
     log2_tail,
     omitted_when_none,
 )
+from ..text import plural
 from ..types import LINE_SIZE, PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Actor,
@@ -389,7 +390,8 @@ def _trial(
     trial = WearoutTrial()
     if record:
         who = Actor.VICTIM if source is victim else Actor.ATTACKER
-        log.step(who, f"{who} guest stores attacker-chosen data in {p.buffer_pages} page(s)",
+        log.step(who, f"stores attacker-chosen data in {plural(p.buffer_pages, 'page')} of its "
+                 "guest",
                  detail=f"key slot {source.slot}; cipher {m.engine.cipher_label}")
     for start, count in _packets(pages, p.packet_lines):
         if trial.pairs >= p.max_pairs:

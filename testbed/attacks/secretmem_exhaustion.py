@@ -30,6 +30,7 @@ from pydantic import Field
 from ..errors import OutOfMemory, ResourceLimit
 from ..platform import PMD_PAGES, Domain, Machine, Mitigations, SecretmemFile
 from ..results import FragmentationSeries, PlotData, omitted_when_none
+from ..text import plural
 from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import (
     Actor,
@@ -256,13 +257,13 @@ def _exhaust(
                 got += 1
         except OutOfMemory as exc:
             taken += got
-            log.step(Actor.ATTACKER, f"file {n + 1}: maps {length} secret pages, touches "
+            log.step(Actor.ATTACKER, f"file {n + 1}: maps {plural(length, 'secret page')}, touches "
                      f"{got} until secret memory runs out", "unprivileged_task",
                      detail=str(exc))
             return taken, refusals
         taken += got
-        log.step(Actor.ATTACKER, f"file {n + 1}: maps and touches {got} secret pages",
-                 "unprivileged_task", detail=f"{len(file.chunks)} pool chunks")
+        log.step(Actor.ATTACKER, f"file {n + 1}: maps and touches {plural(got, 'secret page')}",
+                 "unprivileged_task", detail=plural(len(file.chunks), "pool chunk"))
     return taken, refusals
 
 def _fragmentation(

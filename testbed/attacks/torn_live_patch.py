@@ -49,6 +49,7 @@ from ..platform import (
     poke_site,
 )
 from ..results import omitted_when_none
+from ..text import plural
 from ..types import PAGE_SIZE, Outcome, PhysAddr
 from ._base import Actor, Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 from .cost import MachineShape, Work, run_part
@@ -267,7 +268,7 @@ def live_patch(ctx: AttackContext, params: TornLivePatchParams) -> PatchRun:
     start = build(params, patcher, m.read(m.kernel, pa, PAGE_SIZE))
     old, new = start.old_insn(0).raw, start.sites[0].text
     log.secret, log.address = new, pa
-    log.step(Actor.KERNEL, f"loads its text: {params.sites} site(s) holding {params.old}",
+    log.step(Actor.KERNEL, f"loads its text: {plural(params.sites, 'site')} holding {params.old}",
              address=pa, detail=f"virtual {TEXT_BASE:#x}; site 0 holds {old.hex(' ')}")
     log.step(Actor.PATCHER, _patcher_action(patcher, params), address=pa,
              detail=f"{len(start.ops)} patcher steps; site 0 becomes {new.hex(' ')}")
@@ -276,9 +277,9 @@ def live_patch(ctx: AttackContext, params: TornLivePatchParams) -> PatchRun:
     log.begin_attack()
     log.step(Actor.ATTACKER, f"runs {params.cpus} CPUs through the sites during the patch, "
              f"over {how}", "concurrent_execution", pa,
-             f"a CPU fetches {params.fetch_chunk} byte(s) per step and executes each site "
-             f"{params.visits} time(s); the patcher writes {params.poke_chunk} byte(s) per "
-             "step")
+             f"a CPU fetches {plural(params.fetch_chunk, 'byte')} per step and executes each "
+             f"site {plural(params.visits, 'time')}; the patcher writes "
+             f"{plural(params.poke_chunk, 'byte')} per step")
     found = (explore_all(start) if params.explore == "exhaustive"
              else explore_random(start, params.interleavings, ctx.rng))
     first_torn = _first_torn(ctx, start, found, pa)
@@ -289,9 +290,11 @@ def live_patch(ctx: AttackContext, params: TornLivePatchParams) -> PatchRun:
 
 def _patcher_action(patcher: Patcher, params: TornLivePatchParams) -> str:
     if patcher is Patcher.TEXT_POKE_BP:
-        return (f"patches {params.sites} site(s) to {params.new} with text_poke_bp: INT3 on "
+        return (f"patches {plural(params.sites, 'site')} to {params.new} with text_poke_bp: "
+                "INT3 on "
                 "every first byte, sync, tails, sync, first bytes, sync")
-    return (f"patches {params.sites} site(s) to {params.new} with text_poke, writing the new "
+    return (f"patches {plural(params.sites, 'site')} to {params.new} with text_poke, writing "
+            "the new "
             "bytes in place")
 
 def _metrics(params: TornLivePatchParams, patcher: Patcher, found: Exploration,

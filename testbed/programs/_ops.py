@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..attacks._base import make_secret
 from ..errors import AttackError
 from ..platform import Domain, DomainKind
+from ..text import plural
 from ..types import PAGE_SIZE, Pfn, PhysAddr
 from ._args import AllocPages, CreateDomain, DestroyDomain, FreePages
 from ._args_memory import (
@@ -46,7 +47,7 @@ def alloc_pages(rt: Runtime, args: AllocPages) -> Location:
     m, domain = rt.machine, rt.domain(args.domain)
     if args.until is None:
         addrs = tuple(m.alloc_page(domain, secret=args.secret) for _ in range(args.count))
-        rt.note(f"allocates {args.count} page(s)", addrs[0],
+        rt.note(f"allocates {plural(args.count, 'page')}", addrs[0],
                 f"{domain.kind.value} with key slot {domain.slot}")
         return Location(addrs, domain, PAGE_SIZE, _gpns(domain, addrs))
     target = rt.location(args.until)
@@ -72,7 +73,7 @@ def free_pages(rt: Runtime, args: FreePages) -> None:
     for page in pages:
         rt.machine.free_page(loc.domain, _frame(loc.addrs[page]))
     init = "on" if rt.machine.mitigations.init_on_free else "off"
-    rt.note(f"frees {len(pages)} page(s)", loc.addrs[pages[0]], f"init_on_free={init}")
+    rt.note(f"frees {plural(len(pages), 'page')}", loc.addrs[pages[0]], f"init_on_free={init}")
 
 
 def destroy_domain(rt: Runtime, args: DestroyDomain) -> None:

@@ -19,8 +19,8 @@ from ._values import Location, Value
 
 __all__ = ["Runtime", "SystemResult"]
 
-_ACTORS = {"victim": Actor.VICTIM, "attacker": Actor.ATTACKER, "hypervisor": Actor.ATTACKER,
-           "kernel": Actor.KERNEL}
+_ACTORS = {"victim": Actor.VICTIM, "attacker": Actor.ATTACKER,
+           "hypervisor": Actor.HYPERVISOR, "kernel": Actor.KERNEL}
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,6 @@ class Runtime:
 
     def note(self, action: str, address: int | None = None, detail: str = "") -> None:
         """Log the current step: its actor, ``action``, the capability it used."""
-        if self.who == "hypervisor":
-            action = f"hypervisor {action}"
         if self.name:
             detail = f"{detail}; as {self.name}" if detail else f"as {self.name}"
         self.ctx.log.step(_ACTORS[self.who], action, self.capability, address, detail)

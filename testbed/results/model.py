@@ -39,6 +39,8 @@ class Actor(enum.StrEnum):
     """The platform security processor."""
     HOST = "host"
     """The host acting in good faith (setting up devices, loading images)."""
+    HYPERVISOR = "hypervisor"
+    """A malicious hypervisor acting against its guests (an attack program's step)."""
     KERNEL = "kernel"
     PATCHER = "patcher"
     """The CPU applying a live kernel patch."""

@@ -125,5 +125,6 @@ def test_a_refused_step_is_where_the_program_stopped() -> None:
     assert row.outcome is B and "RMP" in row.reason
     m = row.metrics_as(ProgramMetrics)
     assert m.refused_step == 5 and m.steps_run == 5 and m.steps == 6
-    assert row.steps[-1].action == "hypervisor writes guest memory through its own mapping"
+    assert row.steps[-1].action == "writes guest memory through its own mapping"
+    assert row.steps[-1].who == "hypervisor"
     assert row.steps[-1].capability == "malicious_hypervisor"

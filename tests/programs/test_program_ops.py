@@ -174,7 +174,7 @@ def test_capture_and_write_bus_move_raw_lines() -> None:
 def test_hv_read_sees_ciphertext_or_the_hidden_ff() -> None:
     rt, ctx = run(EXAMPLES["hv_read"][0], ["malicious_hypervisor"], engine="sev")
     assert rt.values["saved"] == ctx.machine.dram(loc(rt, "vpage").addrs[0], 64)
-    assert ctx.log.steps[3].action == "hypervisor reads guest memory through its own mapping"
+    assert ctx.log.steps[3].action == "reads guest memory through its own mapping"
     ctx = programs.context("sev-snp", ciphertext_hiding=True)
     state = execute(ctx, build(EXAMPLES["hv_read"][0], ["malicious_hypervisor"]))
     assert state.values["saved"] == b"\xff" * 64
