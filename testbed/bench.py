@@ -140,8 +140,9 @@ def _scenario(doc: dict[str, object]) -> Scenario:
 
 
 def dictionary_per_s(digits: int) -> float:
-    """Candidates per second of the real capture-and-compare program (the shipped one with a
-    PIN of ``digits`` digits; MKTME: no match, full run)."""
+    """Candidates per second of the real capture-and-compare program (the steps of
+    ``scenarios/07-capture-compare.yaml`` with a PIN of ``digits`` digits; MKTME: no match, a
+    full run)."""
     scenario = _scenario({"id": "bench-dictionary", **_pin_program(digits)})
     start = time.perf_counter()
     row = run_job(Job(scenario, "<bench>", "mktme", 1))

@@ -39,7 +39,7 @@ from .results import (
 from .results.publish import OutputError, StagedOutput, set_new_file_mode
 from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, units
 from .scenarios.model import PROGRAM_ATTACK
-from .text import escape
+from .text import escape, plural
 from .types import Outcome
 
 __all__ = ["main"]
@@ -464,8 +464,8 @@ def _echo_comparison(run_a: int, run_b: int, changed: Sequence[Change],
             click.echo(title)
             for line in _table(rows):
                 click.echo(line)
-    click.echo(f"{len(changed)} outcome(s) changed from run {run_a} to run {run_b}; "
-               f"{len(added)} result(s) added, {len(removed)} removed")
+    click.echo(f"{plural(len(changed), 'outcome')} changed from run {run_a} to run {run_b}; "
+               f"{plural(len(added), 'result')} added, {len(removed)} removed")
 
 
 @main.command()

@@ -50,7 +50,7 @@ def test_changes_added_and_removed_are_listed_apart(db: Path) -> None:
         "  a-much-longer-scenario-id  none:  succeeded (none)",
         "removed since run 1 (1):",
         "  gone  none:  mitigated (none)",
-        "1 outcome(s) changed from run 1 to run 2; 1 result(s) added, 1 removed",
+        "1 outcome changed from run 1 to run 2; 1 result added, 1 removed",
     ]
 
 
@@ -58,11 +58,11 @@ def test_only_added_or_removed_results_exit_0(db: Path) -> None:
     result = _invoke("compare", "2", "3", "--db", str(db))
     assert result.exit_code == 0, result.output
     assert "changed (" not in result.output
-    assert result.output.splitlines()[-1] == ("0 outcome(s) changed from run 2 to run 3; "
-                                              "0 result(s) added, 2 removed")
+    assert result.output.splitlines()[-1] == ("0 outcomes changed from run 2 to run 3; "
+                                              "0 results added, 2 removed")
     same = _invoke("compare", "2", "2", "--db", str(db))
     assert same.exit_code == 0
-    assert same.output.strip() == ("0 outcome(s) changed from run 2 to run 2; 0 result(s) "
+    assert same.output.strip() == ("0 outcomes changed from run 2 to run 2; 0 results "
                                    "added, 0 removed")
 
 

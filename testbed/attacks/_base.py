@@ -270,9 +270,9 @@ class Attack(ABC, Generic[P]):
 
     def run_key(self) -> object:
         """What, beside the scenario, the engine and the seed, makes a run of this attack: jobs
-        whose attacks give equal keys give the same row, so the runner runs it once. The
-        object itself by default (a job may carry an attack object of its own); an attack
-        that is all in its parameters says so."""
+        whose attacks give equal keys give the same row, so the runner runs it once. By
+        default the object's identity, ``id(self)`` (a job may carry an attack object of its
+        own); an attack that is all in its parameters says so."""
         return id(self)
 
     def bound(self, params: P, engines: Sequence[type[Engine]]) -> Attack[P]:

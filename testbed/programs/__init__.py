@@ -28,7 +28,7 @@ from ._values import (
     MAX_STEPS,
     MAX_VALUE_BYTES,
 )
-from ._vocabulary import OPS, OpSpec, op_names
+from ._vocabulary import OPS, OpSpec, goal_op, op_names
 
 __all__ = [
     "CAPABILITIES",
@@ -47,6 +47,7 @@ __all__ = [
     "Step",
     "control_engine_for",
     "engine_problem",
+    "goal_op",
     "op_names",
     "reference_markdown",
     "run_program",

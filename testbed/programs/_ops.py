@@ -59,9 +59,9 @@ def alloc_pages(rt: Runtime, args: AllocPages) -> Location:
             break
     else:
         raise AttackError(f"{domain.name} did not get frame {pa // PAGE_SIZE} back in "
-                          f"{args.count} allocation(s)")
+                          f"{plural(args.count, 'allocation')}")
     rt.note(f"gains ownership of the address of {args.until}", pa,
-            f"{tries} allocation(s); {domain.kind.value} with key slot {domain.slot}")
+            f"{plural(tries, 'allocation')}; {domain.kind.value} with key slot {domain.slot}")
     size = target.size if len(target.addrs) == 1 else PAGE_SIZE
     addrs = (PhysAddr(pa),)
     return Location(addrs, domain, size, _gpns(domain, (_frame(pa),)))

@@ -18,6 +18,7 @@ from typing import TypeVar
 from ..attacks import attestation, dirty_page_leak, key_wearout, secretmem_exhaustion
 from ..attacks import torn_live_patch as torn
 from ..attacks._base import AttackContext, AttackParams
+from ..text import plural
 from ._args_systems import Attest, ExhaustSecretmem, LivePatching, TrackDirtyPages, WearOut
 from ._runtime import Runtime
 
@@ -38,14 +39,14 @@ def wear_out(rt: Runtime, args: WearOut) -> bytes | None:
     run = _run(rt, key_wearout.wear_out, args)
     rt.ctx.machine = run.machine  # the last trial's (each after the first rebooted)
     found = sum(t.collision_at is not None for t in run.trials)
-    rt.note(f"wears out the key in {len(run.trials)} trial(s)",
+    rt.note(f"wears out the key in {plural(len(run.trials), 'trial')}",
             detail=f"{run.block_bits}-bit blocks; a collision confirmed in {found}")
     return run.target
 
 
 def exhaust_secretmem(rt: Runtime, args: ExhaustSecretmem) -> bytes | None:
     run = _run(rt, secretmem_exhaustion.exhaust, args)
-    rt.note(f"holds {run.taken} secret pages while the victim asks for one")
+    rt.note(f"holds {plural(run.taken, 'secret page')} while the victim asks for one")
     return run.read_back
 
 

@@ -6,8 +6,9 @@ against it, the load-time checks take actors and capabilities from it, the inter
 its functions, and the reference page can be generated from it.
 
 The system steps at its end each run one built-in attack's machinery (:mod:`._ops_systems`):
-their arguments, actors, capabilities, engine checks and platform settings are that attack's,
-taken from its class, and each names the goal that judges its result with that attack's judge.
+their arguments are that attack's parameters, their capabilities and platform settings come
+from its class, their actor and engine check are the ones its threat model has, and each
+names the goal that judges its result with that attack's judge.
 """
 
 from __future__ import annotations

@@ -257,6 +257,9 @@ def _target(labels: EvidenceLabels, metrics: Mapping[str, Any]) -> bytes | None:
     if labels.target_metric is None:
         return None
     value = metrics.get(labels.target_metric)
+    for system in metrics.get("systems") or ():  # a program's system step keeps its own
+        if not isinstance(value, str) and isinstance(system, Mapping):
+            value = system.get(labels.target_metric)
     if not isinstance(value, str):
         return None
     try:

@@ -44,7 +44,6 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 INDEX_TEMPLATE = "index.html.j2"
 SCENARIO_TEMPLATE = "scenario.html.j2"
 GLOSSARY_TEMPLATE = "glossary.html.j2"
-PAGES = ("index.html", GLOSSARY_PAGE, SCENARIO_DIR)
 """What a report folder holds: the index, the glossary and the scenarios' folder."""
 
 def _terms(text: str, root: str) -> Markup:

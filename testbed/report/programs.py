@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..programs import OPS, Program, ProgramMetrics
+from ..programs import OPS, Program, ProgramMetrics, goal_op
 from ..results.model import ResultRow
 from ..scenarios.model import Scenario
+from ..text import escape
 from ..types import Outcome
 from .evidence import EvidenceLabels, labels_for
 
@@ -69,8 +70,8 @@ def _value_text(value: Any) -> str:
 
 
 def _args_text(args: Mapping[str, Any]) -> str:
-    text = ", ".join(f"{k}: {_value_text(v)}" for k, v in args.items())
-    return text if len(text) <= ARG_CHARS else text[: ARG_CHARS - 1] + "…"
+    """A step's arguments on one line, control and bidi characters written out."""
+    return escape(", ".join(f"{k}: {_value_text(v)}" for k, v in args.items()), ARG_CHARS)
 
 
 def _goal_text(program: Program) -> str:
@@ -119,7 +120,7 @@ def evidence_labels(scenario: Scenario) -> EvidenceLabels:
     if not isinstance(program, Program):
         return labels_for(scenario.attack)
     kind = program.goal.kind
-    system = next((spec for spec in OPS.values() if spec.goal and spec.goal == kind), None)
+    system = goal_op(kind)
     if system is not None and system.attack:
         return labels_for(system.attack)
     ops = {step.op for step in program.steps}

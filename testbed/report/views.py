@@ -234,7 +234,7 @@ class EngineSummary:
 
     @property
     def rest(self) -> str:
-        """The other counts, in words (``8 attack worked · 1 n/a``)."""
+        """The other counts, in words (``8 worked · 1 n/a``)."""
         parts = [f"{self.worked} worked"]
         if self.undecided:
             parts.append(f"{self.undecided} undecided")

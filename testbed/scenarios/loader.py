@@ -29,7 +29,14 @@ from ..errors import ScenarioError
 from ..programs import ERROR_TYPE as PROGRAM_ERROR
 from ..programs import OPS, Step
 from ..text import EXCERPT_CHARS, escape, excerpt
-from .model import FIELD_ERROR, PROGRAM_ATTACK, PROGRAM_KEYS, MitigationSpec, Scenario
+from .model import (
+    FIELD_ERROR,
+    NO_ATTACK,
+    PROGRAM_ATTACK,
+    PROGRAM_KEYS,
+    MitigationSpec,
+    Scenario,
+)
 
 __all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
 
@@ -285,17 +292,13 @@ def _child(node: Any, part: str | int) -> Any:
     return node.get(part) if isinstance(node, dict) else None
 
 
-FOLLOW_ON = "no attack to check the parameters against"
-"""The error ``params`` gets when the attack itself was refused: that error says it all."""
-
-
 def _errors(
     exc: ValidationError, conv: _Converter, model: type[BaseModel], data: Any
 ) -> list[ScenarioError]:
     """Every error of ``exc``, each where it is in the file, in the file's order, once."""
     found: dict[str, ScenarioError] = {}
     for err in exc.errors():
-        if FOLLOW_ON in err["msg"] and len(exc.errors()) > 1:
+        if NO_ATTACK in err["msg"] and len(exc.errors()) > 1:
             continue
         one = _error(err, conv, model, data)
         found.setdefault(one.one_line(), one)
@@ -304,7 +307,7 @@ def _errors(
 
 
 def _error(err: Any, conv: _Converter, model: type[BaseModel], data: Any) -> ScenarioError:
-    where: _Path = tuple(err["loc"])
+    where: _Path = tuple(p for p in err["loc"] if p != "[key]")  # a mapping's key: the key
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == FIELD_ERROR:  # a check across fields names the field it is about
         ctx = err.get("ctx", {})

@@ -30,6 +30,7 @@ from ..attacks import Attack, AttackParams
 from ..attacks.cost import JOB_LIMIT_UNITS, LIMIT_TEXT, MachineShape, Work, units_text
 from ..platform import MAX_MEMORY_PAGES, EngineOptions, Mitigations, MktmeEngine, SevEngine
 from ..platform.mm import RESERVED_FRAMES
+from ..programs import OPS
 from ..results.chance import chance_text
 from ..results.verdicts import MARGIN_LOG2, MAX_TRIALS
 from ..types import Outcome
@@ -57,6 +58,9 @@ EXPERIMENT_SETTINGS = ("reduced_width_bits", "ciphertext_hiding", "secretmem_res
 """The settings of ``platform:`` made for one experiment: an attack that says which ones it
 uses (:attr:`~testbed.attacks.Attack.platform_settings`) is refused the others."""
 
+
+NO_ATTACK = "no attack to check the parameters against"
+"""The error of ``params`` when the attack itself was refused (that error says it all)."""
 
 _BOUND: dict[int, Attack[Any]] = {}
 """The attack of each scenario alive, by the scenario's ``id()`` (:meth:`Scenario.attack_object`;
@@ -239,7 +243,7 @@ class Scenario(_Strict):
     def _params(cls, value: Any, info: ValidationInfo) -> AttackParams:
         kind = info.data.get("attack")
         if kind is None:  # the attack itself was refused; that error is the one reported
-            raise ValueError("no attack to check the parameters against")
+            raise ValueError(NO_ATTACK)
         model: type[AttackParams] = registry.attacks.get(kind).Params
         if isinstance(value, model):
             return value
@@ -291,11 +295,16 @@ class Scenario(_Strict):
             if name in used or getattr(self.platform, name) == (
                     PlatformSpec.model_fields[name].default):
                 continue
-            users = [attack.kind for attack in registry.attacks
-                     if name in (attack.platform_settings or ())]
+            users = [attack.kind for attack in registry.attacks if attack.kind != PROGRAM_ATTACK
+                     and name in (attack.platform_settings or ())]
+            steps = [op for op, spec in OPS.items() if name in spec.platform_settings]
+            if steps:
+                users.append(f"programs with a step {' or '.join(steps)}")
+            who = ("no step of this program makes" if self.attack == PROGRAM_ATTACK else
+                   f"attack {self.attack!r} makes no")
             raise field_error(f"platform.{name}",
-                              f"attack {self.attack!r} makes no use of this setting (it is "
-                              f"for {', '.join(users) or 'no registered attack'}); remove it")
+                              f"{who} use of this setting (it is for "
+                              f"{', '.join(users) or 'no registered attack'}); remove it")
 
     def bare(self) -> Scenario:
         """This scenario as its control runs it: no mitigations, no ciphertext hiding, the

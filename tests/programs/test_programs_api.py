@@ -7,7 +7,7 @@ import testbed.programs
 EXPORTED = [
     "CAPABILITIES", "ERROR_TYPE", "GOALS", "MAX_GUESSES", "MAX_PAGES", "MAX_STEPS",
     "MAX_VALUE_BYTES", "OPS", "Goal", "OpSpec", "Program", "ProgramAttack", "ProgramMetrics",
-    "Step", "control_engine_for", "engine_problem", "op_names", "reference_markdown",
+    "Step", "control_engine_for", "engine_problem", "goal_op", "op_names", "reference_markdown",
     "run_program",
 ]
 

@@ -56,10 +56,10 @@ def test_history_and_compare_over_two_runs(tmp_path: Path,
     assert code == 2  # an outcome changed
     assert re.search(r"kernel-map-leak  tme: +succeeded \(tme\) +->  blocked \(tme\+secretmem\)",
                      diff), diff
-    assert diff.strip().endswith("5 outcome(s) changed from run 1 to run 2; 0 result(s) added, "
+    assert diff.strip().endswith("5 outcomes changed from run 1 to run 2; 0 results added, "
                                  "0 removed")
     assert invoke("compare", "2", "2", "--db", str(db))[1].strip() == \
-        "0 outcome(s) changed from run 2 to run 2; 0 result(s) added, 0 removed"
+        "0 outcomes changed from run 2 to run 2; 0 results added, 0 removed"
 
 
 def test_compare_unknown_run_and_missing_db(tmp_path: Path) -> None:

@@ -45,9 +45,10 @@ def test_a_setting_another_attack_uses_is_refused(tmp_path: Path, attack: str, s
 
 
 @pytest.mark.parametrize(("attack", "params", "setting", "value", "users"), [
-    ("key-wearout", {}, "reduced_width_bits", 24, "key-wearout, program"),
-    ("program", rollback(), "ciphertext_hiding", True, "program"),
-    ("secretmem-exhaustion", {}, "secretmem_reserve_pages", 512, "secretmem-exhaustion, program"),
+    ("key-wearout", {}, "reduced_width_bits", 24, "key-wearout, programs with a step wear_out"),
+    ("program", rollback(), "ciphertext_hiding", True, "programs with a step hv_read"),
+    ("secretmem-exhaustion", {}, "secretmem_reserve_pages", 512,
+     "secretmem-exhaustion, programs with a step exhaust_secretmem"),
 ])
 def test_each_setting_is_accepted_where_it_is_used(attack: str, params: dict[str, Any],
                                                    setting: str, value: object,
@@ -77,6 +78,7 @@ def test_a_program_takes_the_settings_its_steps_use() -> None:
     replay = programs.load("hypervisor-replay")  # hv_read: what ciphertext hiding changes
     s = scenario("program", params=replay, platform={"ciphertext_hiding": True})
     assert s.platform.ciphertext_hiding
-    with pytest.raises(ValidationError, match="attack 'program' makes no use of this setting"):
+    with pytest.raises(ValidationError, match="no step of this program makes use of this "
+                       "setting .it is for programs with a step hv_read"):
         scenario("program", params=programs.load("kernel-map-leak"),
                  platform={"ciphertext_hiding": True})
