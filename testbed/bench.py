@@ -20,7 +20,7 @@ from .attacks.key_wearout import KeyWearoutMetrics
 from .crypto import XexLineCipher, XtsLineCipher, mask_backend
 from .crypto.xts import engine_threads
 from .programs import ProgramMetrics
-from .scenarios import Job, Scenario, load_scenarios, plan, run_job, run_jobs
+from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, run_trials
 from .types import LINE_SIZE, PAGE_SIZE
 
 __all__ = ["BACKEND_KEY", "BENCH_KEYS", "DETAIL_KEYS", "QUICK_KEY", "TARGETS", "meets",
@@ -145,7 +145,7 @@ def dictionary_per_s(digits: int) -> float:
     full run)."""
     scenario = _scenario({"id": "bench-dictionary", **_pin_program(digits)})
     start = time.perf_counter()
-    row = run_job(Job(scenario, "<bench>", "mktme", 1))
+    row = run_trials(Job(scenario, "<bench>", "mktme", 1))
     if not isinstance(row.metrics, ProgramMetrics) or row.metrics.guesses is None:
         raise RuntimeError(f"the dictionary run failed: {row.reason}")
     guesses = row.metrics.guesses
@@ -158,7 +158,7 @@ def wearout_pairs_per_s(max_pairs: int) -> float:
                           "platform": {"reduced_width_bits": 32},
                           "params": {"max_pairs": max_pairs, "trials": 1, "packet_lines": 64}})
     start = time.perf_counter()
-    row = run_job(Job(scenario, "<bench>", "tme", 1))
+    row = run_trials(Job(scenario, "<bench>", "tme", 1))
     if not isinstance(row.metrics, KeyWearoutMetrics):
         raise RuntimeError(f"the wear-out run failed: {row.reason}")
     blocks = row.metrics.blocks_captured

@@ -76,14 +76,15 @@ def _digit_rows(head: bytes, digits: int, first: int, count: int) -> NDArray[np.
     return out
 
 
-_Table = tuple[NDArray[np.uint64], tuple[int, ...]]
+_Words = tuple[NDArray[np.uint64] | None, NDArray[np.uint64] | None]
+"""A table's two 8-byte words, each one contiguous column (``None``: its bytes never reach
+that word)."""
 
 
 @functools.cache
-def _block_tables(head: bytes, digits: int, column: int) -> tuple[_Table, _Table]:
+def _block_tables(head: bytes, digits: int, column: int) -> tuple[_Words, _Words]:
     """A candidate's 16-byte block as the OR of two rows of two 8-byte words: one by the
-    number's high digits (with ``head``), one by its low digits; each with the words its
-    bytes reach."""
+    number's high digits (with ``head``), one by its low digits."""
     low = min(digits, _LOW_DIGITS)
     high = digits - low
     tables = []
@@ -93,8 +94,12 @@ def _block_tables(head: bytes, digits: int, column: int) -> tuple[_Table, _Table
         rows[:, column : column + len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
         rows[:, at : at + width] = _digit_table(width)
         words = rows.view("<u8")  # (10^width, 2)
-        words.setflags(write=False)
-        tables.append((words, tuple(j for j in range(2) if words[:, j].any())))
+        columns = tuple(np.ascontiguousarray(words[:, j]) if words[:, j].any() else None
+                        for j in range(2))
+        for c in columns:
+            if c is not None:
+                c.setflags(write=False)
+        tables.append((columns[0], columns[1]))
     return tables[0], tables[1]
 
 
@@ -103,14 +108,18 @@ def _digit_blocks(head: bytes, digits: int, first: int, count: int,
     """The 16-byte blocks of candidates ``first .. first+count-1`` with ``head`` and their
     digits at ``column`` of the block (zeros elsewhere): each word a run of the high table
     OR-ed with a cycle of the low one (the way consecutive numbers are written)."""
-    (high, high_words), (low, low_words) = _block_tables(head, digits, column)
-    period = low.shape[0]
+    high, low = _block_tables(head, digits, column)
+    period = 10 ** min(digits, _LOW_DIGITS)
     start, stop, skip = first // period, (first + count - 1) // period + 1, first % period
-    words = np.zeros((count, 2), dtype="<u8")
-    for j in high_words:  # a word a table's bytes never reach is left to the other
-        words[:, j] = np.repeat(high[start:stop, j], period)[skip : skip + count]
-    for j in low_words:
-        words[:, j] |= np.tile(low[:, j], stop - start)[skip : skip + count]
+    words = np.empty((count, 2), dtype="<u8")
+    for j in range(2):  # each word from the tables whose bytes reach it
+        h, lo = high[j], low[j]
+        runs = np.repeat(h[start:stop], period)[skip : skip + count] if h is not None else None
+        cycles = np.tile(lo, stop - start)[skip : skip + count] if lo is not None else None
+        if runs is not None and cycles is not None:
+            np.bitwise_or(runs, cycles, out=words[:, j])
+        else:
+            words[:, j] = runs if runs is not None else cycles if cycles is not None else 0
     return words.view(np.uint8).reshape(count, _BLOCK)
 
 
