@@ -129,8 +129,18 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C (workers stopped, staged outputs removed)."""
 
 
+_SIGNALLED: list[int] = []
+"""The signals that arrived while the command ran (Ctrl-C, SIGTERM)."""
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    _SIGNALLED.append(signum)
     raise Terminated()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    _SIGNALLED.append(signum)
+    raise KeyboardInterrupt()
 
 
 class _Command(click.Group):
@@ -139,7 +149,7 @@ class _Command(click.Group):
     one line and no traceback."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        handlers = (signal.signal(signal.SIGINT, signal.default_int_handler),
+        handlers = (signal.signal(signal.SIGINT, _raise_interrupt),
                     signal.signal(signal.SIGTERM, _raise_terminated))
         kwargs["standalone_mode"] = False
         try:
@@ -155,6 +165,15 @@ class _Command(click.Group):
             click.echo("terminated: nothing was written; earlier reports and history are "
                        "unchanged", err=True)
             sys.exit(EXIT_TERMINATED)
+        except Exception:
+            # A signal raised inside a C extension's import comes out as that extension's own
+            # error (pandas: "could not import module"): still the signal's doing.
+            if not _SIGNALLED:
+                raise
+            terminated = _SIGNALLED[-1] == signal.SIGTERM
+            click.echo(f"{'terminated' if terminated else 'interrupted'}: nothing was written; "
+                       "earlier reports and history are unchanged", err=True)
+            sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
         finally:
             signal.signal(signal.SIGINT, handlers[0])
             signal.signal(signal.SIGTERM, handlers[1])

@@ -73,3 +73,37 @@ def test_reference_update_keeps_the_files_mode(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "engines updated" in result.output
     assert stat.S_IMODE(readme.stat().st_mode) == 0o664
+
+
+def test_an_error_a_signal_turned_into_is_the_signals_exit() -> None:
+    """SIGTERM raised inside a C extension's import comes out as that extension's ImportError
+    (pandas does so): the command still exits as terminated, with one line."""
+    import signal
+
+    import click
+    from click.testing import CliRunner
+
+    from testbed import cli
+
+    @click.group(cls=cli._Command)
+    def group() -> None:
+        pass
+
+    signalled = [True]
+
+    @group.command()
+    def publish() -> None:
+        if signalled[0]:
+            cli._SIGNALLED.append(signal.SIGTERM)
+        raise ImportError("pd_parser.c could not import module pandas")
+
+    try:
+        result = CliRunner().invoke(group, ["publish"])
+    finally:
+        cli._SIGNALLED.clear()
+    assert result.exit_code == 143
+    assert result.output.strip().startswith("terminated: nothing was written")
+    assert "Traceback" not in result.output
+    signalled[0] = False
+    plain = CliRunner().invoke(group, ["publish"])
+    assert isinstance(plain.exception, ImportError)  # not a signal's doing: raised as it is
