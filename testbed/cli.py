@@ -83,7 +83,8 @@ def _echo_weak_evidence(scenarios: Sequence[tuple[Scenario, str]]) -> None:
     for scenario, source in scenarios:
         warning = scenario.evidence_warning()
         if warning is not None:
-            click.echo(f"warning: {_clean(source)}: params: {warning}", err=True)
+            where = "goal" if scenario.attack == PROGRAM_ATTACK else "params"
+            click.echo(f"warning: {_clean(source)}: {where}: {warning}", err=True)
 
 
 def _profiles(value: str | None) -> list[str] | None:
@@ -149,6 +150,7 @@ class _Command(click.Group):
     one line and no traceback."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        _SIGNALLED.clear()  # this invocation's signals only
         handlers = (signal.signal(signal.SIGINT, _raise_interrupt),
                     signal.signal(signal.SIGTERM, _raise_terminated))
         kwargs["standalone_mode"] = False

@@ -12,6 +12,8 @@ registry names it), and shows the evidence the step left.
 
 from __future__ import annotations
 
+import math
+
 from ..attacks._base import judge_bytes
 from ..errors import AttackError
 from ..results import Actor
@@ -39,7 +41,8 @@ def judge(rt: Runtime, goal: Goal) -> Verdict:
         if rt.secret is None:
             raise AttackError("the victim stored no secret")
         log.recovered = rt.data(f"${goal.recovered}")
-        return judge_bytes(rt.secret, log.recovered, rt.secret_kind, space_log2=rt.space_log2)
+        return judge_bytes(rt.secret, log.recovered, rt.secret_kind,
+                           space_log2=_space(rt.space_log2, rt.candidates.get(goal.recovered)))
     if goal.victim_reads is not None:
         loc = rt.location(f"${goal.victim_reads}")
         if loc.data is None:
@@ -56,6 +59,16 @@ def judge(rt: Runtime, goal: Goal) -> Verdict:
     if owner is None:
         return Verdict(Outcome.MITIGATED, "no domain owns the page any more", 0.0)
     return _reads_back(rt, owner.name, pa, data, owner=Location((pa,), owner, len(data)))
+
+
+def _space(secret_log2: float | None, candidates: int | None) -> float | None:
+    """log2 of the space a blind guess of the recovered value is drawn from: the secret's
+    own (a PIN), or fewer when the value is one of a ``guess`` step's candidates (a word list
+    of six holds the word one time in six, at worst)."""
+    if candidates is None:
+        return secret_log2
+    by_list = math.log2(max(candidates, 1))
+    return by_list if secret_log2 is None else min(secret_log2, by_list)
 
 
 def _where(rt: Runtime, goal: Goal, default: PhysAddr | None) -> PhysAddr:

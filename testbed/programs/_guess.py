@@ -153,6 +153,8 @@ def guess(rt: Runtime, args: Guess) -> bytes | None:
     captured = rt.data(args.target)
     space = args.guesses()
     rt.guess_space = (rt.guess_space or 0) + space
+    if rt.name is not None:
+        rt.candidates[rt.name] = space
     if captured is None or len(captured) != LINE_SIZE:
         rt.note(f"has no captured line in {args.target} to compare with", pa)
         return None

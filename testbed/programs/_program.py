@@ -19,11 +19,14 @@ built-in attack's parameters it says what a run costs (:meth:`Program.work`, fro
 
 from __future__ import annotations
 
+import math
+
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from ..attacks._base import AttackParams
 from ..attacks.cost import MachineShape, Work
 from ..results.chance import byte_chance, informative_matches, log2_tail
+from ._args_attack import Guess
 from ._args_memory import Store, StoreSecret
 from ._check import STEPS_FIELD, check
 from ._cost import on_narrow_cipher, program_work
@@ -102,11 +105,15 @@ class Program(AttackParams):
             if secret is None:
                 return None
             if secret.space_log2 is not None:
-                return -secret.space_log2
-            if secret.text is None:
-                return -8.0 * secret.secret_size
-            text = secret.text.encode("utf-8")
-            return log2_tail(len(text), informative_matches(text, text), byte_chance(text))
+                best = -secret.space_log2
+            elif secret.text is None:
+                best = -8.0 * secret.secret_size
+            else:
+                text = secret.text.encode("utf-8")
+                best = log2_tail(len(text), informative_matches(text, text), byte_chance(text))
+            guessed = next((s.args.guesses() for s in self.steps if s.as_ == self.goal.recovered
+                            and isinstance(s.args, Guess)), None)
+            return best if guessed is None else max(best, -math.log2(max(guessed, 1)))
         if self.goal.victim_reads is not None:
             for step in self.steps:
                 if step.as_ == self.goal.victim_reads and isinstance(step.args, Store):

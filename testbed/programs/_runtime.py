@@ -51,6 +51,9 @@ class Runtime:
     secret_kind: str = "secret"
     guesses: int | None = None
     guess_space: int | None = None
+    candidates: dict[str, int] = field(default_factory=dict)
+    """Names a ``guess`` step bound -> how many candidates it had: picking one of them blind
+    is right at least one time in that many, whatever the secret's own space."""
     captured: bool = False
     victim_writes: dict[tuple[str, int], bytes] = field(default_factory=dict)
     """(domain, address) -> what the victim last wrote there itself."""

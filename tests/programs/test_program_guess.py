@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -156,3 +157,15 @@ def test_pin_blocks_built_from_tables_are_the_candidates_placed(
                                  "digits": digits})
     want = _placed(candidate_bytes(args, first, count), 16, column)
     assert np.array_equal(_digit_blocks(prefix.encode(), digits, first, count, column), want)
+
+
+def test_a_value_from_a_short_word_list_is_weighed_by_the_list() -> None:
+    """Picking one of six words blind is right one time in six: that, not the password's
+    alphabet, is what a success from the list must beat."""
+    prog = programs.program("dictionary-words")
+    assert prog.best_chance_log2() == pytest.approx(-math.log2(6))
+    row = programs.raw(prog, "tme")
+    assert row.outcome is Outcome.INCONCLUSIVE, row.reason
+    assert row.chance_log2 == pytest.approx(-math.log2(6))
+    pins = programs.raw(programs.program("capture-compare"), "tme")
+    assert pins.chance_log2 == pytest.approx(-4 * math.log2(10))  # the PIN's space: the same
