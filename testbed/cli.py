@@ -1,5 +1,5 @@
-"""Command line: ``testbed run | validate | list | history | compare | bench | reference``.
-The only module that prints or exits.
+"""Command line: ``testbed run | validate | list | history | compare | bench | reference | lab``.
+With :mod:`testbed.cli_lab` (the ``lab`` commands), the only modules that print or exit.
 
 Exit status: 0 every outcome as expected; 2 some outcome differs from its expectation (for
 ``compare``: some outcome changed between the two runs); 1 bad input or a failure (a scenario
@@ -26,6 +26,7 @@ import click
 
 from . import registry
 from ._version import __version__
+from .cli_lab import lab
 from .errors import ScenarioError
 from .results import (
     Change,
@@ -589,3 +590,6 @@ def list_(paths: tuple[str, ...]) -> None:
 
 if __name__ == "__main__":  # python -m testbed.cli
     main()
+
+
+main.add_command(lab)

@@ -107,8 +107,9 @@ class StagedOutput:
     :meth:`lock`; :meth:`discard` on failure.
     """
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, owned: frozenset[str] = OWNED) -> None:
         self.target = Path(target)
+        self._owned = owned
         absolute = Path(os.path.abspath(self.target))
         self._parent = absolute.parent
         self._name = absolute.name
@@ -213,7 +214,7 @@ class StagedOutput:
     def _set_modes(self) -> None:
         """The run's entries in the staging folder, with the modes of new files and folders."""
         file_mode, folder_mode = self._modes
-        for name in OWNED:
+        for name in self._owned:
             top = self.staging / name
             if top.is_symlink() or not top.exists():
                 continue
@@ -229,7 +230,7 @@ class StagedOutput:
 
     def _move_in(self) -> None:
         """Publish into a mount point: entry by entry, each atomic, the index last."""
-        for name in (*sorted(OWNED - {"index.html"}), "index.html"):
+        for name in (*sorted(self._owned - {"index.html"}), "index.html"):
             src, dst = self.staging / name, self.absolute / name
             if not src.exists():
                 continue
@@ -247,7 +248,7 @@ class StagedOutput:
 
     def _carry_over(self) -> None:
         for entry in os.scandir(self.absolute):
-            if entry.name in OWNED:
+            if entry.name in self._owned:
                 continue
             dest = self.staging / entry.name
             if entry.is_symlink():

@@ -38,7 +38,15 @@ from .model import (
     Scenario,
 )
 
-__all__ = ["LIMITS", "find_scenario_files", "load_scenario", "load_scenarios"]
+__all__ = [
+    "LIMITS",
+    "YamlLines",
+    "find_scenario_files",
+    "load_scenario",
+    "load_scenarios",
+    "read_document",
+    "validate_document",
+]
 
 LIMITS = {
     "file_bytes": 256 * 1024,
@@ -110,6 +118,10 @@ def _compose(text: str) -> yaml.Node | None:
 
 class _Converter:
     """Turns a composed YAML node tree into plain data plus a map of path -> line."""
+
+    def line_at(self, where: Iterable[str | int]) -> int:
+        """The line of the value at ``where`` (or of the nearest value around it; 0: none)."""
+        return self.line_of(tuple(where))
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -185,6 +197,10 @@ class _Converter:
             if where[:end] in self.lines:
                 return self.lines[where[:end]]
         return 0
+
+
+YamlLines = _Converter
+"""Where each value of a document read by :func:`read_document` is (``line_at``)."""
 
 
 def _leading_zero(value: str) -> str:
@@ -350,7 +366,7 @@ def _with_input(kind: str, message: str, value: Any) -> str:
     return message
 
 
-def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
+def _parse(path: str, raw: bytes, what: str = "scenario") -> tuple[Any, _Converter]:
     if len(raw) > LIMITS["file_bytes"]:
         raise ScenarioError(path, 0, "", f"file is {len(raw)} bytes; the limit is "
                             f"{LIMITS['file_bytes']}")
@@ -381,25 +397,55 @@ def _parse(path: str, raw: bytes) -> tuple[Any, _Converter]:
     except yaml.YAMLError as exc:
         raise ScenarioError(path, 0, "", f"invalid YAML: {exc}") from None
     if node is None:
-        raise ScenarioError(path, 0, "", "empty file: a scenario is a YAML mapping")
+        raise ScenarioError(path, 0, "", f"empty file: a {what} is a YAML mapping")
     if not isinstance(node, yaml.MappingNode):
         raise ScenarioError(path, node.start_mark.line + 1, "",
-                            "a scenario file must be a YAML mapping (key: value)")
+                            f"a {what} file must be a YAML mapping (key: value)")
     return conv.convert(node), conv
 
 
-def _read_bounded(name: str) -> bytes:
+def _read_bounded(name: str, what: str = "scenario") -> bytes:
     """Read at most one byte more than the limit, from a regular file only."""
     try:
         mode = os.stat(name).st_mode
         if stat.S_ISDIR(mode):
-            raise ScenarioError(name, 0, "", "is a directory, not a scenario file")
+            raise ScenarioError(name, 0, "", f"is a directory, not a {what} file")
         if not stat.S_ISREG(mode):
             raise ScenarioError(name, 0, "", "not a regular file")
         with open(name, "rb") as handle:
             return handle.read(LIMITS["file_bytes"] + 1)
     except OSError as exc:
         raise ScenarioError(name, 0, "", f"cannot read: {exc.strerror or exc}") from None
+
+
+def read_document(path: str | Path, what: str = "scenario",
+                  raw: bytes | None = None) -> tuple[Any, YamlLines]:
+    """The plain data of one YAML file (or of ``raw``, its bytes), read under the limits and
+    rules of this module, with the line of every value.
+
+    Raises:
+        ScenarioError: the file cannot be read or is not a YAML mapping within the limits.
+    """
+    name = str(path)
+    return _parse(name, _read_bounded(name, what) if raw is None else raw, what)
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def validate_document(model: type[M], data: Any, lines: YamlLines,
+                      context: dict[str, Any] | None = None) -> M:
+    """``data`` (from :func:`read_document`) validated as ``model``.
+
+    Raises:
+        ScenarioError: the first error, where it is in the file; the others in ``more``.
+    """
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        first, *more = _errors(exc, lines, model, data)
+        first.more = tuple(more)
+        raise first from None
 
 
 def load_scenario(path: str | Path) -> tuple[Scenario, str]:

@@ -1,0 +1,364 @@
+"""A student's working folder: made by ``lab start``, read by ``lab check`` and ``lab grade``.
+
+The folder holds::
+
+    handout.html          the handout, with the student's values
+    answers.yaml          one key per task, to fill in
+    build/TASK.yaml       the scenario of each build task (a starter to edit)
+    scenarios/*.yaml      the student's instance of the lab's scenarios
+    .lab/lab.yaml         the lab file (checks run against it)
+    .lab/instance.json    who the folder is for, the seed and the values (no class key)
+    .lab/state.json       tries and hints seen, per task
+    submission.json       written by ``lab check``: what the teacher collects
+
+The folder is made whole in a staging folder beside it and renamed into place, so a kill
+leaves no half-made folder. Reading follows no symbolic link and reads regular files only,
+each within a size limit: a submission is untrusted (:func:`read_submission`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import stat
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._version import __version__
+from ..errors import ConfigError, ScenarioError
+from ..results.output import atomic_write_text
+from ..scenarios.loader import read_document
+from .check import CHOICE_LETTERS, Answers, build_file
+from .instance import Instance, build, check_student
+from .loader import LoadedLab
+from .model import Build, Explain, Lab, Measure, Predict, Tune
+
+__all__ = [
+    "ANSWERS",
+    "INSTANCE",
+    "LAB_COPY",
+    "MAX_FILE_BYTES",
+    "SUBMISSION",
+    "Submission",
+    "answers_template",
+    "read_submission",
+    "read_workspace",
+    "start",
+    "write_submission",
+]
+
+ANSWERS = "answers.yaml"
+LAB_COPY = ".lab/lab.yaml"
+INSTANCE = ".lab/instance.json"
+STATE = ".lab/state.json"
+SUBMISSION = "submission.json"
+MAX_FILE_BYTES = 256 * 1024
+"""Largest file of a submission read (a bigger one is refused, not cut)."""
+FORMAT = 1
+
+
+def _engines(lab: Lab, instance: Instance, task: Predict) -> list[str]:
+    return task.engines or list(instance.scenarios[task.scenario].engines)
+
+
+def _comment(text: str, indent: str = "") -> str:
+    lines = []
+    for para in text.strip().splitlines() or [""]:
+        wrapped = textwrap.wrap(para, 92) or [""]
+        lines += [f"{indent}# {w}".rstrip() for w in wrapped]
+    return "\n".join(lines)
+
+
+def answers_template(instance: Instance) -> str:
+    """The ``answers.yaml`` a student starts from: every task's key, its prompt as a comment."""
+    lab = instance.lab
+    out = [_comment(f"Lab {lab.id}: {lab.title}"),
+           _comment(f"Student {instance.student}."
+                    + (" Practice instance (no class key)." if instance.practice else "")),
+           _comment("Write each answer after its key, save, then run: testbed lab check"), ""]
+    for n, task in enumerate(lab.tasks, 1):
+        points = f"{task.points} point{'s' if task.points != 1 else ''}"
+        out.append(_comment(f"Task {n} ({task.kind}, {points}): {instance.text(task.prompt)}"))
+        if isinstance(task, Predict):
+            names = ", ".join(o for o in ("succeeded", "partial", "mitigated", "blocked",
+                                          "not_applicable", "inconclusive", "ineffective"))
+            out.append(_comment(f"One outcome per engine: {names}."))
+            out.append(f"{task.id}:")
+            out += [f"  {engine}:" for engine in _engines(lab, instance, task)]
+        elif isinstance(task, Measure):
+            out.append(_comment(f"A {'number' if task.decode == 'number' else 'text'}, read "
+                                f"from your run of {task.scenario} under {task.engine}."))
+            out.append(f"{task.id}:")
+        elif isinstance(task, Tune):
+            values = ", ".join(f"{v:g}" for v in task.values)
+            out.append(_comment(f"One of: {values}."))
+            out.append(f"{task.id}:")
+        elif isinstance(task, Build):
+            out.append(_comment(f"Write your scenario in {build_file(task.id)}; nothing to "
+                                "fill in here."))
+        elif isinstance(task, Explain) and task.checked:
+            out += [_comment(f"  {CHOICE_LETTERS[i]}) {c}") for i, c in
+                    enumerate(task.choices)]
+            out.append(_comment("Answer with one letter."))
+            out.append(f"{task.id}:")
+        else:
+            out.append(f"{task.id}: |")
+            out.append("  ")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=92)
+
+
+def start(loaded: LoadedLab, instance: Instance, folder: Path, handout_html: str) -> None:
+    """Make the student's folder (it must not exist), whole or not at all.
+
+    Raises:
+        ConfigError: the folder exists or cannot be made.
+    """
+    target = Path(os.path.abspath(folder))
+    if target.exists() or target.is_symlink():
+        raise ConfigError(f"{folder}: exists; choose another folder (--dir) or remove it "
+                          "(a student's answers are never overwritten)")
+    staging = target.parent / f".{target.name}.staging-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        (staging / ".lab").mkdir()
+        (staging / "scenarios").mkdir()
+        lab = instance.lab
+        (staging / LAB_COPY).write_text(loaded.text, encoding="utf-8")
+        (staging / INSTANCE).write_text(json.dumps(_instance_json(instance), indent=2) + "\n",
+                                        encoding="utf-8")
+        (staging / ANSWERS).write_text(answers_template(instance), encoding="utf-8")
+        (staging / "handout.html").write_text(handout_html, encoding="utf-8")
+        for n, (sid, doc) in enumerate(instance.documents.items(), 1):
+            head = f"# Lab {lab.id}, instance of {instance.student}: run with testbed lab run\n"
+            (staging / "scenarios" / f"{n:02d}-{sid}.yaml").write_text(head + _dump(doc),
+                                                                         encoding="utf-8")
+        builds = [t for t in lab.tasks if isinstance(t, Build)]
+        if builds:
+            (staging / "build").mkdir()
+        for task in builds:
+            (staging / build_file(task.id)).write_text(task.starter or "", encoding="utf-8")
+        os.rename(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ConfigError(f"{folder}: cannot make the folder: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _instance_json(instance: Instance) -> dict[str, Any]:
+    return {"format": FORMAT, "lab": instance.lab.id, "student": instance.student,
+            "practice": instance.practice, "fingerprint": instance.fingerprint,
+            "seed": instance.seed, "values": instance.values, "testbed": __version__}
+
+
+# -- reading, untrusted --------------------------------------------------------------------
+class SubmissionError(ConfigError):
+    """A submission that cannot be read at all (one line, naming the file)."""
+
+
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path``, a regular file reached through no symbolic link below its
+    submission, at most ``limit`` bytes.
+
+    Raises:
+        SubmissionError: a link, not a regular file, too large, or unreadable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno in (40,):  # ELOOP: the last component is a symlink
+            raise SubmissionError(f"{path}: a symbolic link, not followed") from None
+        raise SubmissionError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SubmissionError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise SubmissionError(f"{path}: {info.st_size} bytes; the limit is {limit}")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise SubmissionError(f"{path}: more than {limit} bytes")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _no_links(root: Path, relative: str) -> Path:
+    """``root/relative``, refused when a folder on the way below ``root`` is a link."""
+    path = root
+    for part in Path(relative).parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise SubmissionError(f"{path}: a symbolic link, not followed")
+    return root / relative
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a student hands in: who, for which lab and instance, and the answers."""
+
+    lab: str
+    student: str
+    fingerprint: str
+    practice: bool
+    answers: Answers
+    seed: int | None = None
+    values: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "lab": self.lab, "student": self.student,
+                "fingerprint": self.fingerprint, "practice": self.practice,
+                "answers": self.answers.values, "builds": self.answers.builds,
+                "testbed": __version__}
+
+
+def _answers(lab: Lab, values: Any, builds: dict[str, str], problems: dict[str, str]
+             ) -> Answers:
+    tasks = {t.id for t in lab.tasks}
+    clean = {k: v for k, v in values.items() if k in tasks} if isinstance(values, dict) else {}
+    return Answers(clean, builds, problems)
+
+
+def read_answers(folder: Path, lab: Lab) -> Answers:
+    """The answers in a student's folder (``answers.yaml`` and ``build/``).
+
+    Raises:
+        SubmissionError: ``answers.yaml`` is unreadable; ScenarioError: it is not YAML.
+    """
+    builds: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    try:
+        raw = read_regular(_no_links(folder, ANSWERS))
+        data, _lines = read_document(folder / ANSWERS, "answers", raw=raw)
+    except (SubmissionError, ScenarioError) as exc:
+        # Every answer of the file is lost, nothing more: build files are read on.
+        why = exc.one_line() if isinstance(exc, ScenarioError) else str(exc)
+        data = {}
+        problems.update({t.id: why for t in lab.tasks if not isinstance(t, Build)})
+    for task in lab.tasks:
+        if not isinstance(task, Build):
+            continue
+        try:
+            path = _no_links(folder, build_file(task.id))
+            if not path.exists() and not path.is_symlink():
+                continue
+            builds[task.id] = read_regular(path).decode("utf-8")
+        except SubmissionError as exc:
+            problems[task.id] = str(exc)
+        except UnicodeDecodeError:
+            problems[task.id] = f"{build_file(task.id)}: not UTF-8 text"
+    return _answers(lab, data, builds, problems)
+
+
+def read_workspace(folder: Path) -> tuple[dict[str, Any], Path]:
+    """A student folder's instance record and its lab file.
+
+    Raises:
+        ConfigError: the folder is not a lab folder made by ``lab start``.
+    """
+    try:
+        raw = read_regular(_no_links(folder, INSTANCE), 64 * 1024)
+        record = json.loads(raw)
+    except (SubmissionError, ValueError) as exc:
+        raise ConfigError(f"{folder}: not a lab folder ({INSTANCE}: {exc}); make one with "
+                          "testbed lab start") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{folder}/{INSTANCE}: not an instance record")
+    return record, folder / LAB_COPY
+
+
+def instance_of(record: dict[str, Any], loaded: LoadedLab) -> Instance:
+    """The instance a student's folder records (the student's own check trusts it; the
+    teacher's grading derives it again)."""
+    try:
+        return build(loaded.lab, str(record["student"]), bool(record["practice"]),
+                     int(record["seed"]), dict(record["values"]), str(record["fingerprint"]),
+                     loaded.bases)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{INSTANCE}: malformed ({exc})") from None
+
+
+def read_submission(path: Path, lab: Lab) -> Submission:
+    """A submission: a student's folder or its ``submission.json``. Untrusted: every field is
+    checked, no link followed, every file bounded.
+
+    Raises:
+        SubmissionError: it cannot be read; ScenarioError: ``answers.yaml`` is not YAML.
+    """
+    if path.is_symlink():
+        raise SubmissionError(f"{path}: a symbolic link, not followed")
+    if path.is_dir():
+        if not (path / INSTANCE).exists() and (path / SUBMISSION).exists():
+            return read_submission(path / SUBMISSION, lab)
+        record, _ = read_workspace(path)
+        answers = read_answers(path, lab)
+        return _submission(record, answers, path)
+    raw = read_regular(path)
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise SubmissionError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise SubmissionError(f"{path}: not a submission")
+    builds = doc.get("builds") or {}
+    if not isinstance(builds, dict) or not all(isinstance(v, str) for v in builds.values()):
+        raise SubmissionError(f"{path}: builds: must map task ids to file text")
+    known = {t.id for t in lab.tasks if isinstance(t, Build)}
+    answers = _answers(lab, doc.get("answers"), {k: v for k, v in builds.items() if k in known},
+                       {})
+    return _submission(doc, answers, path)
+
+
+def _submission(doc: dict[str, Any], answers: Answers, path: Path) -> Submission:
+    student = doc.get("student")
+    if not isinstance(student, str):
+        raise SubmissionError(f"{path}: no student id")
+    try:
+        check_student(student)
+    except ConfigError as exc:
+        raise SubmissionError(f"{path}: {exc}") from None
+    lab = doc.get("lab")
+    fingerprint = doc.get("fingerprint")
+    seed, values = doc.get("seed"), doc.get("values")
+    return Submission(str(lab), student, str(fingerprint), bool(doc.get("practice")), answers,
+                      seed if isinstance(seed, int) else None,
+                      values if isinstance(values, dict) else None)
+
+
+def write_submission(folder: Path, submission: Submission, results: list[dict[str, Any]]
+                     ) -> Path:
+    """Write ``submission.json`` (atomically) with the student's own check results, which
+    the teacher does not trust but may compare."""
+    doc = {**submission.to_json(), "self_check": results}
+    path = folder / SUBMISSION
+    atomic_write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_state(folder: Path) -> dict[str, dict[str, Any]]:
+    """Tries and hints seen per task (an unreadable state starts afresh)."""
+    try:
+        doc = json.loads(read_regular(folder / STATE, 64 * 1024))
+    except (ConfigError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def write_state(folder: Path, state: dict[str, dict[str, Any]]) -> None:
+    atomic_write_text(folder / STATE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
