@@ -27,7 +27,7 @@ import click
 from . import registry
 from ._version import __version__
 from .cli_lab import lab
-from .errors import ScenarioError
+from .errors import ConfigError, ScenarioError
 from .results import (
     Change,
     ResultRow,
@@ -193,7 +193,7 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--profiles", cls=_LazyHelpOption, lazy_help=_profiles_help)
 @click.option("--seed", default=1, show_default=True, type=click.IntRange(0, MAX_SEED),
               help="Makes the results byte-identical between runs.")
@@ -207,8 +207,11 @@ def main(verbose: bool) -> None:
               help="Run history database [default: OUT/history.sqlite].")
 def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
         jobs: int, junit_path: Path | None, db_path: Path | None) -> None:
-    """Run every scenario in PATHS (files or folders) under every profile."""
+    """Run every scenario in PATHS (files or folders; default: the shipped scenarios) under
+    every profile."""
     _echo_plugin_problems()
+    if not paths:
+        paths = (str(_shipped_scenarios()),)
     wanted = _profiles(profiles)
     scenarios, errors = load_scenarios(paths)
     _echo_errors(errors)
@@ -249,6 +252,16 @@ def run(paths: tuple[str, ...], profiles: str | None, seed: int, out_dir: Path,
         sys.exit(EXIT_FAILURE)
     if any(r.as_expected is False for r in rows):
         sys.exit(EXIT_MISMATCH)
+
+
+def _shipped_scenarios() -> Path:
+    from .shipped import scenarios_dir
+
+    try:
+        return scenarios_dir()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILURE)
 
 
 def _stage_beside(path: Path) -> Path:
@@ -354,10 +367,11 @@ def validate(files: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this JSON file.")
-@click.option("--scenarios", "scenario_dir", default="scenarios", show_default=True,
-              type=click.Path(exists=True), help="Scenario matrix to time.")
+@click.option("--scenarios", "scenario_dir", default=None,
+              type=click.Path(exists=True),
+              help="Scenario matrix to time [default: the shipped scenarios].")
 @click.option("--quick", is_flag=True, help="Tiny sizes: checks the command, measures nothing.")
-def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
+def bench(json_path: Path | None, scenario_dir: str | None, quick: bool) -> None:
     """Measure engine and attack speed next to raw OpenSSL on this machine."""
     import json
 
@@ -366,7 +380,7 @@ def bench(json_path: Path | None, scenario_dir: str, quick: bool) -> None:
     from .results import atomic_write_text
 
     workers = os.cpu_count() or 1
-    figures = run_bench([scenario_dir], workers, quick,
+    figures = run_bench([scenario_dir or str(_shipped_scenarios())], workers, quick,
                         lambda what: click.echo(f"measuring {what} ...", err=True))
     if quick:
         click.echo("--quick: tiny sizes and one repetition, to check that the command works; "
@@ -578,7 +592,8 @@ def list_(paths: tuple[str, ...]) -> None:
                           for m in registry.MITIGATIONS)]):
         click.echo(line)
     _echo_plugin_problems()
-    targets = paths or (("scenarios",) if Path("scenarios").is_dir() else ())
+    targets = paths or (("scenarios",) if Path("scenarios").is_dir() else
+                        (str(_shipped_scenarios()),))
     if targets:
         scenarios, errors = load_scenarios(targets)
         click.echo("scenarios:")

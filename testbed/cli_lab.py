@@ -14,7 +14,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -30,7 +30,7 @@ _STYLE = {"passed": "green", "partial": "yellow", "missing": "yellow", "failed":
           "error": "red", "manual": "cyan"}
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {escape(message, 2000)}", err=True)
     sys.exit(EXIT_FAILURE)
 
@@ -142,7 +142,6 @@ def _workspace(folder: Path) -> tuple[Any, Any]:
         return loaded, instance_of(record, loaded)
     except ConfigError as exc:
         _fail(str(exc))
-    raise AssertionError
 
 
 _DIR = click.option("--dir", "folder", default=".", show_default=True,
@@ -182,8 +181,8 @@ def check(folder: Path, jobs: int) -> None:
     from .labs import check as check_answers
     from .labs.check import Status, total
     from .labs.workspace import (
-        SubmissionError,
         Submission,
+        SubmissionError,
         read_answers,
         read_state,
         write_state,
@@ -331,13 +330,12 @@ def handout(lab_name: str, student: str | None, key_path: Path | None, with_key:
 def grade(submissions: Path, key_path: Path, lab_name: str | None, out_dir: Path, jobs: int,
           timeout_s: float) -> None:
     """Grade every submission in SUBMISSIONS (students' folders or submission.json files)."""
-    from .labs.grade import grade_class, submissions_in
-    from .labs.workspace import SubmissionError, read_submission
+    from .labs.grade import grade_class
 
     key = _class_key(key_path)
     assert key is not None
     if lab_name is None:
-        lab_name = _claimed_lab(submissions, submissions_in, read_submission, SubmissionError)
+        lab_name = _claimed_lab(submissions)
     loaded = _load(lab_name)
     bar: Any = None
     kept = 0
@@ -377,28 +375,25 @@ def grade(submissions: Path, key_path: Path, lab_name: str | None, out_dir: Path
                f"Gradescope: {out_dir / 'gradescope'}/; JUnit: {out_dir / 'junit.xml'}")
 
 
-def _claimed_lab(folder: Path, submissions_in: Any, read_submission: Any, error: Any) -> str:
+def _claimed_lab(folder: Path) -> str:
     """The shipped lab the first readable submission names (``--lab`` not given)."""
     from .labs import lab_ids
-    from .labs.model import Lab
+    from .labs.grade import submissions_in
+    from .labs.workspace import claimed_lab
 
-    shipped = set(lab_ids())
     try:
         entries = submissions_in(folder)
     except ConfigError as exc:
         _fail(str(exc))
-    probe = Lab.model_construct(tasks=[])
     for path in entries:
-        try:
-            claimed = read_submission(path, probe).lab
-        except (error, ScenarioError, ConfigError):
+        claimed = claimed_lab(path)
+        if claimed is None:
             continue
-        if claimed in shipped:
-            return str(claimed)
-        _fail(f"the submissions are for lab {escape(str(claimed), 64)}, which is not shipped: "
+        if claimed in lab_ids():
+            return claimed
+        _fail(f"the submissions are for lab {escape(claimed, 64)}, which is not shipped: "
               "give it with --lab FILE")
     _fail(f"{folder}: no readable submission says its lab; give it with --lab")
-    raise AssertionError
 
 
 @lab.command(name="grade-one", hidden=True)

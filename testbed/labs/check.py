@@ -295,12 +295,12 @@ def _plan(instance: Instance, task: Task, answers: Answers, runs: _Runs) -> _Pla
                 plan.result = _done(task, Status.MISSING, f"{build_file(task.id)} is not "
                                     "written yet")
                 return plan
-            scenario, refused = _build_scenario(task, text)
-            if scenario is None:
+            built, refused = _build_scenario(task, text)
+            if built is None:
                 plan.result = _done(task, Status.FAILED, refused[0], details=tuple(refused[1:]))
                 return plan
-            plan.extra = (scenario, refused)
-            plan.keys = [runs.need(scenario, e, build_file(task.id))
+            plan.extra = (built, refused)
+            plan.keys = [runs.need(built, e, build_file(task.id))
                          for e in task.require.outcomes]
         elif isinstance(task, Explain):
             if value is None or (isinstance(value, str) and not value.strip()):

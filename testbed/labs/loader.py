@@ -180,7 +180,7 @@ def _check_task(lab: Lab, i: int, task: Any, built: dict[str, Scenario],
     elif isinstance(task, Measure) and scenario is not None:
         if task.engine not in scenario.engines:
             problem(("tasks", i, "engine"), f"{task.engine} is not an engine of {sid}")
-    elif isinstance(task, Tune) and scenario is not None:
+    elif isinstance(task, Tune) and scenario is not None and sid is not None:
         if task.holds.engine not in scenario.engines:
             problem(("tasks", i, "holds", "engine"), f"{task.holds.engine} is not an engine "
                     f"of {sid}")

@@ -47,6 +47,7 @@ __all__ = [
     "SUBMISSION",
     "Submission",
     "answers_template",
+    "claimed_lab",
     "read_submission",
     "read_workspace",
     "start",
@@ -321,6 +322,23 @@ def read_submission(path: Path, lab: Lab) -> Submission:
     answers = _answers(lab, doc.get("answers"), {k: v for k, v in builds.items() if k in known},
                        {})
     return _submission(doc, answers, path)
+
+
+def claimed_lab(path: Path) -> str | None:
+    """The lab a submission says it is for (``None``: it cannot be read)."""
+    try:
+        if path.is_symlink():
+            return None
+        if path.is_dir():
+            inner = path / INSTANCE if (path / INSTANCE).exists() else path / SUBMISSION
+            raw = read_regular(_no_links(path, str(inner.relative_to(path))), MAX_FILE_BYTES)
+        else:
+            raw = read_regular(path)
+        doc = json.loads(raw)
+    except (ConfigError, ValueError):
+        return None
+    lab = doc.get("lab") if isinstance(doc, dict) else None
+    return lab if isinstance(lab, str) else None
 
 
 def _submission(doc: dict[str, Any], answers: Answers, path: Path) -> Submission:
