@@ -308,11 +308,25 @@ def handout(lab_name: str, student: str | None, key_path: Path | None, with_key:
     name = f"{loaded.lab.id}-{student}-key.html" if with_key else (
         f"{loaded.lab.id}-{student}-handout.html" if student else f"{loaded.lab.id}-handout.html")
     path = out_path or Path(name)
+    engines = None
+    if instance is None:
+        engines = _engines_of(loaded)
     try:
-        atomic_write_text(path, render_handout(instance, loaded.lab, entries, loaded.solutions))
+        atomic_write_text(path, render_handout(instance, loaded.lab, entries, loaded.solutions,
+                                               engines))
     except OSError as exc:
         _fail(f"{path}: cannot write: {exc.strerror or exc}")
     click.echo(f"{'answer key' if with_key else 'handout'}: {path}")
+
+
+def _engines_of(loaded: Any) -> dict[str, list[str]]:
+    """Each scenario's engines (they do not depend on a student's values)."""
+    from .labs.instance import scenario_documents
+    from .scenarios import Scenario
+
+    first = {name: values[0] for name, values in loaded.lab.vary.items()}
+    docs = scenario_documents(loaded.lab, first, loaded.bases)
+    return {sid: list(Scenario.model_validate(doc).engines) for sid, doc in docs.items()}
 
 
 @lab.command()

@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from .check import KeyEntry, TaskResult
-from .instance import Instance
+from .instance import Instance, fill
 from .model import Build, BuildRules, Explain, Lab, Predict, Tune
 
 __all__ = ["markdown", "render_class", "render_feedback", "render_handout", "rules_text"]
@@ -65,21 +65,29 @@ def rules_text(rules: BuildRules) -> list[str]:
 
 def render_handout(instance: Instance | None, lab: Lab,
                    key: Sequence[KeyEntry] | None = None,
-                   solutions: dict[str, str] | None = None) -> str:
-    """The handout of ``lab`` (with ``instance``'s values, or as written), and the answer
-    key when ``key`` is given."""
-    text = instance.text if instance is not None else (lambda t: t)
+                   solutions: dict[str, str] | None = None,
+                   engines: dict[str, list[str]] | None = None) -> str:
+    """The handout of ``lab`` with ``instance``'s values, and the answer key when ``key`` is
+    given; without an instance, each variable shows its possible values (``6/7/8``) and
+    ``engines`` gives each scenario's engines."""
+    if instance is not None:
+        values: dict[str, Any] = instance.values
+        engines = {sid: list(s.engines) for sid, s in instance.scenarios.items()}
+    else:
+        values = {name: "/".join(str(v) for v in vs) for name, vs in lab.vary.items()}
+
+    def text(t: str) -> str:
+        return fill(t, values)
     keyed = {k.task: k for k in key or ()}
     tasks = []
     for task in lab.tasks:
         item: dict[str, Any] = {"id": task.id, "kind": task.kind, "points": task.points,
                                 "prompt": markdown(text(task.prompt)), "engines": [],
-                                "choices": [], "rules": [], "values": "", "file": "",
+                                "choices": [], "rules": [], "choose": "", "file": "",
                                 "hints": [text(h) for h in task.hints], "solution": "",
                                 "key_shown": "", "key_answer": {}}
         if isinstance(task, Predict):
-            item["engines"] = task.engines or (
-                list(instance.scenarios[task.scenario].engines) if instance else [])
+            item["engines"] = task.engines or (engines or {}).get(task.scenario, [])
         elif isinstance(task, Explain):
             item["choices"] = list(task.choices)
         elif isinstance(task, Build):
@@ -87,7 +95,7 @@ def render_handout(instance: Instance | None, lab: Lab,
             item["file"] = f"build/{task.id}.yaml"
             item["solution"] = (solutions or {}).get(task.id, "")
         elif isinstance(task, Tune):
-            item["values"] = ", ".join(f"{v:g}" for v in task.values)
+            item["choose"] = ", ".join(f"{v:g}" for v in task.values)
         entry = keyed.get(task.id)
         if entry is not None:
             item["key_shown"] = entry.shown
