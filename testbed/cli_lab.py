@@ -21,7 +21,7 @@ import click
 from .errors import ConfigError, ScenarioError
 from .results.output import atomic_write_text
 from .results.publish import OutputError
-from .text import escape
+from .text import escape, plural
 
 __all__ = ["lab"]
 
@@ -33,6 +33,11 @@ _STYLE = {"passed": "green", "partial": "yellow", "missing": "yellow", "failed":
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {escape(message, 2000)}", err=True)
     sys.exit(EXIT_FAILURE)
+
+
+def _line(text: str) -> str:
+    """Lab text (folded YAML, possibly several lines) as one escaped terminal line."""
+    return escape(" ".join(text.split()), 2000)
 
 
 def _load(name: str | Path) -> Any:
@@ -202,8 +207,8 @@ def check(folder: Path, jobs: int) -> None:
     def planned(count: int) -> None:
         nonlocal bar
         if count:
-            bar = click.progressbar(length=count, label=f"running {count} job(s) of your "
-                                    "instance", file=sys.stderr, show_pos=True)
+            bar = click.progressbar(length=count, label=f"running {plural(count, 'job')} of "
+                                    "your instance", file=sys.stderr, show_pos=True)
             bar.__enter__()
 
     def progress(_row: Any) -> None:
@@ -234,11 +239,11 @@ def check(folder: Path, jobs: int) -> None:
                 entry["hints"] = max(int(entry.get("hints", 0)), min(entry["tries"],
                                                                      len(task.hints)))
             if task.feedback and r.status != Status.ERROR:
-                click.echo(f"           {escape(instance.text(task.feedback))}")
+                click.echo(f"           {_line(instance.text(task.feedback))}")
             shown = int(entry.get("hints", 0))
             if shown:
                 click.echo(f"           hint {shown}/{len(task.hints)}: "
-                           f"{escape(instance.text(task.hints[shown - 1]))}")
+                           f"{_line(instance.text(task.hints[shown - 1]))}")
     write_state(folder, state)
     submission = Submission(loaded.lab.id, instance.student, instance.fingerprint,
                             instance.practice, answers)
@@ -246,7 +251,7 @@ def check(folder: Path, jobs: int) -> None:
     points, possible = total(results)
     manual = sum(r.status == Status.MANUAL for r in results)
     click.echo(f"{points:g} of {possible} points checked"
-               + (f"; {manual} written answer(s) for your teacher" if manual else "")
+               + (f"; {plural(manual, 'written answer')} for your teacher" if manual else "")
                + f" ({time.perf_counter() - t0:.1f} s)")
     click.echo(f"hand in: {path}")
     if any(r.auto and r.status != Status.PASSED for r in results):
@@ -273,7 +278,7 @@ def hint(task_id: str, folder: Path) -> None:
     shown = min(int(entry.get("hints", 0)) + 1, len(task.hints))
     entry["hints"] = shown
     write_state(folder, state)
-    click.echo(f"hint {shown}/{len(task.hints)}: {escape(instance.text(task.hints[shown - 1]))}")
+    click.echo(f"hint {shown}/{len(task.hints)}: {_line(instance.text(task.hints[shown - 1]))}")
 
 
 @lab.command()
@@ -356,7 +361,7 @@ def grade(submissions: Path, key_path: Path, lab_name: str | None, out_dir: Path
 
     def total(count: int) -> None:
         nonlocal bar
-        bar = click.progressbar(length=count, label=f"grading {count} submission(s)",
+        bar = click.progressbar(length=count, label=f"grading {plural(count, 'submission')}",
                                 file=sys.stderr, show_pos=True, show_eta=True,
                                 item_show_func=lambda e: e and escape(e, 40))
         bar.__enter__()
@@ -379,7 +384,7 @@ def grade(submissions: Path, key_path: Path, lab_name: str | None, out_dir: Path
     scores = [g.score for g in graded if g.student]
     problems = [g for g in graded if g.error or g.notes]
     mean = sum(scores) / len(scores) if scores else 0.0
-    click.echo(f"{len(graded)} submission(s) graded in {time.perf_counter() - t0:.1f} s"
+    click.echo(f"{plural(len(graded), 'submission')} graded in {time.perf_counter() - t0:.1f} s"
                + (f" ({kept} kept from an earlier run)" if kept else "")
                + f"; mean {mean:.1f} of {loaded.lab.max_points} points")
     for g in problems:

@@ -347,7 +347,7 @@ def _build_scenario(task: Build, text: str) -> tuple[Scenario | None, list[str]]
             broken.append(f"declares {', '.join(extra)}; only "
                           f"{', '.join(rules.threat_only)} allowed")
     if rules.max_steps is not None:
-        steps = len(getattr(params, "program", None) or [])
+        steps = len(getattr(params, "steps", None) or [])
         if steps > rules.max_steps:
             broken.append(f"has {steps} steps; at most {rules.max_steps}")
     return scenario, broken

@@ -244,7 +244,8 @@ def read_answers(folder: Path, lab: Lab) -> Answers:
     problems: dict[str, str] = {}
     try:
         raw = read_regular(_no_links(folder, ANSWERS))
-        data, _lines = read_document(folder / ANSWERS, "answers", raw=raw)
+        data, _lines = read_document(folder / ANSWERS, "answers", raw=raw,
+                                     leading_zero_text=True)
     except (SubmissionError, ScenarioError) as exc:
         # Every answer of the file is lost, nothing more: build files are read on.
         why = exc.one_line() if isinstance(exc, ScenarioError) else str(exc)

@@ -123,8 +123,9 @@ class _Converter:
         """The line of the value at ``where`` (or of the nearest value around it; 0: none)."""
         return self.line_of(tuple(where))
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, leading_zero_text: bool = False) -> None:
         self.path = path
+        self.leading_zero_text = leading_zero_text
         self.lines: dict[_Path, int] = {}
         self.nodes = 0
 
@@ -174,6 +175,8 @@ class _Converter:
         if kind == "bool" and _BOOL.match(value):
             return value.lower() == "true"
         if kind == "int" and _LEADING_ZERO.match(value):
+            if self.leading_zero_text:  # a PIN such as 0421: kept as written
+                return value
             raise self.fail(node, where, _leading_zero(value))
         if kind == "int" and _INT.match(value):
             base = {"0o": 8, "0x": 16}.get(value[:2], 10)
@@ -366,7 +369,8 @@ def _with_input(kind: str, message: str, value: Any) -> str:
     return message
 
 
-def _parse(path: str, raw: bytes, what: str = "scenario") -> tuple[Any, _Converter]:
+def _parse(path: str, raw: bytes, what: str = "scenario", leading_zero_text: bool = False
+           ) -> tuple[Any, _Converter]:
     if len(raw) > LIMITS["file_bytes"]:
         raise ScenarioError(path, 0, "", f"file is {len(raw)} bytes; the limit is "
                             f"{LIMITS['file_bytes']}")
@@ -377,7 +381,7 @@ def _parse(path: str, raw: bytes, what: str = "scenario") -> tuple[Any, _Convert
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ScenarioError(path, line, "", f"not UTF-8 text (byte {exc.start})") from None
-    conv = _Converter(path)
+    conv = _Converter(path, leading_zero_text)
     try:
         node = _compose(text)
     except RecursionError:
@@ -418,16 +422,18 @@ def _read_bounded(name: str, what: str = "scenario") -> bytes:
         raise ScenarioError(name, 0, "", f"cannot read: {exc.strerror or exc}") from None
 
 
-def read_document(path: str | Path, what: str = "scenario",
-                  raw: bytes | None = None) -> tuple[Any, YamlLines]:
+def read_document(path: str | Path, what: str = "scenario", raw: bytes | None = None,
+                  leading_zero_text: bool = False) -> tuple[Any, YamlLines]:
     """The plain data of one YAML file (or of ``raw``, its bytes), read under the limits and
-    rules of this module, with the line of every value.
+    rules of this module, with the line of every value. With ``leading_zero_text`` a number
+    written with a leading zero is the text as written (``0421``), not refused.
 
     Raises:
         ScenarioError: the file cannot be read or is not a YAML mapping within the limits.
     """
     name = str(path)
-    return _parse(name, _read_bounded(name, what) if raw is None else raw, what)
+    return _parse(name, _read_bounded(name, what) if raw is None else raw, what,
+                  leading_zero_text)
 
 
 M = typing.TypeVar("M", bound=BaseModel)
