@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from testbed.cli import main
 from testbed.errors import ConfigError
-from testbed.labs import derive, lab_ids, load_lab, read_class_key
+from testbed.labs import answer_key, derive, lab_ids, load_lab, read_class_key
 from testbed.labs.pages import render_handout
 from testbed.labs.workspace import start as make_folder
 
@@ -204,7 +204,7 @@ def test_check_of_malformed_answers_is_one_error_line(tmp_path: Path, key_file: 
     assert "answers.yaml:2:" in line or "answers.yaml:3:" in line
 
 
-def test_check_of_malformed_answers_names_the_line_and_costs_no_points_elsewhere(
+def test_check_of_malformed_answers_names_the_line_without_a_traceback(
         tmp_path: Path, key_file: Path) -> None:
     """What the command does today with a malformed answers.yaml: every answer of the file is
     lost with the file's own error, the line named, no traceback."""
@@ -250,7 +250,7 @@ def test_hint_shows_the_hints_in_order(tmp_path: Path, key_file: Path) -> None:
     assert "no task" in one_error(invoke("lab", "hint", "no-such-task", "--dir", str(folder)))
 
 
-def test_a_wrong_try_shows_the_first_hint_once(tmp_path: Path, key_file: Path) -> None:
+def test_the_same_wrong_answer_again_is_not_a_new_try(tmp_path: Path, key_file: Path) -> None:
     folder = started(tmp_path, key_file)
     (folder / "answers.yaml").write_text("why-tme: a\n")
     task = next(t for t in load_lab(LAB).lab.tasks if t.id == "why-tme")
@@ -261,3 +261,24 @@ def test_a_wrong_try_shows_the_first_hint_once(tmp_path: Path, key_file: Path) -
     again = invoke("lab", "check", "--dir", str(folder), "--jobs", "1")
     assert read_json(folder / ".lab/state.json")["why-tme"]["tries"] == 1
     assert f"hint 1/{len(task.hints)}" in again.output
+
+
+def test_the_code_read_in_the_students_own_report_is_the_one_checked(tmp_path: Path,
+                                                                     key_file: Path) -> None:
+    """The student's way: run the instance, read the code in report/results.json, answer."""
+    folder = started(tmp_path, key_file)
+    ran = invoke("lab", "run", "--dir", str(folder), "--jobs", "1")
+    assert ran.exit_code == 0, ran.output
+    rows = read_json(folder / "report" / "results.json")["results"]
+    row = next(r for r in rows if r["scenario"] == "kernel-map-leak" and r["engine"] == "tme")
+    code = bytes.fromhex(row["evidence"]["recovered"]).decode().removeprefix("code:")
+    assert code.isdigit()
+    (folder / "answers.yaml").write_text(f'code: "{code}"\n')
+    done = invoke("lab", "check", "--dir", str(folder), "--jobs", "1")
+    statuses = {r["task"]: r["status"] for r in read_json(folder / "submission.json")[
+        "self_check"]}
+    assert statuses["code"] == "passed", done.output
+    # The teacher's key of the same student agrees.
+    loaded = load_lab(LAB)
+    key = answer_key(derive(loaded.lab, "s1", CLASS_KEY, loaded.bases), loaded.solutions)
+    assert next(e.answer for e in key if e.task == "code") == code
