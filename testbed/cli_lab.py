@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -196,7 +197,7 @@ def check(folder: Path, jobs: int) -> None:
 
     loaded, instance = _workspace(folder)
     try:
-        answers = read_answers(folder, loaded.lab)
+        answers = read_answers(folder, loaded.lab, strict=True)
     except ScenarioError as exc:
         _fail(exc.one_line())
     except SubmissionError as exc:
@@ -394,6 +395,19 @@ def grade(submissions: Path, key_path: Path, lab_name: str | None, out_dir: Path
                f"Gradescope: {out_dir / 'gradescope'}/; JUnit: {out_dir / 'junit.xml'}")
 
 
+def _end_with_parent() -> None:
+    """End this process when the one that started it is gone (``lab grade`` killed with
+    SIGKILL cannot stop its checks: each watches it instead)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(EXIT_FAILURE)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _claimed_lab(folder: Path) -> str:
     """The shipped lab the first readable submission names (``--lab`` not given)."""
     from .labs import lab_ids
@@ -426,6 +440,7 @@ def grade_one(lab_file: Path, key_path: Path, submission: Path, result: Path,
     """Check one submission (run by ``lab grade`` in a process of its own)."""
     from .labs.grade import grade_one as check_one
 
+    _end_with_parent()
     loaded = _load(lab_file)
     key = _class_key(key_path)
     assert key is not None

@@ -163,7 +163,8 @@ def _number(value: Any) -> float:
         number = float(value)
     elif isinstance(value, str):
         try:
-            number = float(value.strip().replace("_", ""))
+            # as the report prints it, too: 6,710 or 1 048 576
+            number = float(value.strip().replace("_", "").replace(",", "").replace(" ", ""))
         except ValueError:
             raise _Bad(f"expected a number (got {excerpt(value)})") from None
     else:
@@ -204,7 +205,7 @@ def measured(task: Measure, row: ResultRow) -> float | str | None:
     if not isinstance(data, str):
         return None
     if task.decode == "hex":
-        return data.lower()
+        return data.lower().removeprefix("0x")
     try:
         raw = bytes.fromhex(data)
     except ValueError:

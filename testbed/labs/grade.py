@@ -30,6 +30,7 @@ import hmac
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,6 +143,8 @@ def grade_one(loaded: LoadedLab, class_key: bytes, submission_file: Path, out: P
     lab = loaded.lab
     graded = Graded(entry, submission.student)
     instance = derive(lab, submission.student, class_key, loaded.bases)
+    for why in dict.fromkeys(submission.answers.problems.values()):
+        graded.notes.append(why)
     if submission.fingerprint != instance.fingerprint:
         graded.notes.append("made on another instance (a practice one, or another "
                             "student's): checked against this student's own")
@@ -235,6 +238,8 @@ def grade_class(loaded: LoadedLab, class_key: bytes, key_file: Path, folder: Pat
         total(len(entries))
     graded: list[Graded | None] = [None] * len(entries)
     todo: list[tuple[int, str, Path, str, str]] = []
+    for stale in state.glob(".normalised-*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=".normalised-", dir=state))
     try:
         for i, path in enumerate(entries):
@@ -275,9 +280,7 @@ def grade_class(loaded: LoadedLab, class_key: bytes, key_file: Path, folder: Pat
             todo.append((i, entry, normalised, sub.student, digest))
         _grade_todo(loaded, key_file, todo, graded, state, scratch, jobs, timeout_s, progress)
     finally:
-        for leftover in scratch.glob("*"):
-            leftover.unlink(missing_ok=True)
-        scratch.rmdir()
+        shutil.rmtree(scratch, ignore_errors=True)
     final = [g for g in graded if g is not None]
     _duplicates(final)
     _publish(out, loaded, final)
@@ -359,7 +362,8 @@ def gradebook_csv(lab: Any, graded: list[Graded]) -> str:
 def gradescope_json(lab: Any, g: Graded) -> str:
     """One submission in Gradescope's autograder ``results.json`` format."""
     tests = [{"name": f"{r.task} ({r.kind})", "score": r.points, "max_score": r.max_points,
-              "status": "passed" if r.status == Status.PASSED else "failed",
+              **({} if r.manual else
+                 {"status": "passed" if r.status == Status.PASSED else "failed"}),
               "output": r.message + "".join(f"\n- {d}" for d in r.details)}
              for r in g.results]
     doc = {"score": g.score, "output": "; ".join(([g.error] if g.error else []) + g.notes),
@@ -402,14 +406,18 @@ def _publish(out: StagedOutput, loaded: LoadedLab, graded: list[Graded]) -> None
         atomic_write_text(staging / "gradebook.csv", gradebook_csv(lab, graded))
         atomic_write_text(staging / "junit.xml", junit_xml(lab, graded))
         rows = []
+        names: dict[str, int] = {}
         for g in sorted(graded, key=lambda g: (g.student, g.entry)):
             notes = ([g.error] if g.error else []) + g.notes
             page = ""
             if g.student:
-                page = f"feedback/{g.student}.html"
+                # Two submissions claiming one student get a page each: STUDENT, STUDENT-2.
+                names[g.student] = names.get(g.student, 0) + 1
+                name = g.student if names[g.student] == 1 else f"{g.student}-{names[g.student]}"
+                page = f"feedback/{name}.html"
                 atomic_write_text(staging / page, render_feedback(
                     lab, g.student, g.results, g.texts, notes))
-                atomic_write_text(staging / "gradescope" / g.student / "results.json",
+                atomic_write_text(staging / "gradescope" / name / "results.json",
                                   gradescope_json(lab, g))
             rows.append({"student": g.student or f"(unreadable: {escape(g.entry, 100)})",
                          "page": page, "score": f"{g.score:g}", "note": "; ".join(notes)})

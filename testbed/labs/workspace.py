@@ -34,6 +34,7 @@ from .._version import __version__
 from ..errors import ConfigError, ScenarioError
 from ..results.output import atomic_write_text
 from ..scenarios.loader import read_document
+from ..text import escape
 from .check import CHOICE_LETTERS, Answers, build_file
 from .instance import Instance, build, check_student
 from .loader import LoadedLab
@@ -221,10 +222,13 @@ class Submission:
     values: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "lab": self.lab, "student": self.student,
-                "fingerprint": self.fingerprint, "practice": self.practice,
-                "answers": self.answers.values, "builds": self.answers.builds,
-                "testbed": __version__}
+        doc = {"format": FORMAT, "lab": self.lab, "student": self.student,
+               "fingerprint": self.fingerprint, "practice": self.practice,
+               "answers": self.answers.values, "builds": self.answers.builds,
+               "testbed": __version__}
+        if self.answers.problems:  # why answers were lost reading a folder (grading keeps it)
+            doc["problems"] = self.answers.problems
+        return doc
 
 
 def _answers(lab: Lab, values: Any, builds: dict[str, str], problems: dict[str, str]
@@ -234,11 +238,15 @@ def _answers(lab: Lab, values: Any, builds: dict[str, str], problems: dict[str, 
     return Answers(clean, builds, problems)
 
 
-def read_answers(folder: Path, lab: Lab) -> Answers:
-    """The answers in a student's folder (``answers.yaml`` and ``build/``).
+def read_answers(folder: Path, lab: Lab, strict: bool = False) -> Answers:
+    """The answers in a student's folder (``answers.yaml`` and ``build/``). An
+    ``answers.yaml`` that cannot be read costs every answer in it (each task's problem says
+    why) and nothing more, unless ``strict``: then it is raised (the student's own check says
+    it once and stops).
 
     Raises:
-        SubmissionError: ``answers.yaml`` is unreadable; ScenarioError: it is not YAML.
+        SubmissionError, ScenarioError: ``strict`` and ``answers.yaml`` is unreadable or not
+            YAML.
     """
     builds: dict[str, str] = {}
     problems: dict[str, str] = {}
@@ -247,6 +255,8 @@ def read_answers(folder: Path, lab: Lab) -> Answers:
         data, _lines = read_document(folder / ANSWERS, "answers", raw=raw,
                                      leading_zero_text=True)
     except (SubmissionError, ScenarioError) as exc:
+        if strict:
+            raise
         # Every answer of the file is lost, nothing more: build files are read on.
         why = exc.one_line() if isinstance(exc, ScenarioError) else str(exc)
         data = {}
@@ -320,8 +330,14 @@ def read_submission(path: Path, lab: Lab) -> Submission:
     if not isinstance(builds, dict) or not all(isinstance(v, str) for v in builds.values()):
         raise SubmissionError(f"{path}: builds: must map task ids to file text")
     known = {t.id for t in lab.tasks if isinstance(t, Build)}
+    problems = doc.get("problems") or {}
+    if not isinstance(problems, dict):
+        problems = {}
+    tasks = {t.id for t in lab.tasks}
+    # A problem only ever costs its task: a submission can claim its own answers lost.
+    lost = {k: escape(str(v), 300) for k, v in problems.items() if k in tasks}
     answers = _answers(lab, doc.get("answers"), {k: v for k, v in builds.items() if k in known},
-                       {})
+                       lost)
     return _submission(doc, answers, path)
 
 

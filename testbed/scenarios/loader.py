@@ -219,7 +219,10 @@ def _leading_zero(value: str) -> str:
 def _present(data: Any, where: _Path) -> bool:
     """Whether the file gives a value at ``where``."""
     for part in where:
-        if not isinstance(data, dict) or part not in data:
+        if isinstance(part, int):
+            if not isinstance(data, list) or not 0 <= part < len(data):
+                return False
+        elif not isinstance(data, dict) or part not in data:
             return False
         data = data[part]
     return True
@@ -329,10 +332,12 @@ def _error(err: Any, conv: _Converter, model: type[BaseModel], data: Any) -> Sce
     where: _Path = tuple(p for p in err["loc"] if p != "[key]")  # a mapping's key: the key
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == FIELD_ERROR:  # a check across fields names the field it is about
+        # ... below the model that made the check (a lab's task: tasks[3]).
         ctx = err.get("ctx", {})
-        field = _in_file(tuple(ctx["field"].split(".")), data)
-        shown = field if _present(data, field) or not ctx["near"] else _in_file(
-            tuple(ctx["near"].split(".")), data)
+        base = _walk(_in_file(where, data), data)
+        field = _walk(_in_file((*base, *ctx["field"].split(".")), data), data)
+        shown = field if _present(data, field) or not ctx["near"] else _walk(_in_file(
+            (*base, *ctx["near"].split(".")), data), data)
         return ScenarioError(conv.path, conv.line_of(shown), _dotted(field), ctx["message"])
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, tuple(err["loc"][:-1]), data)
@@ -343,8 +348,40 @@ def _error(err: Any, conv: _Converter, model: type[BaseModel], data: Any) -> Sce
         pass  # a program's own check says what it got
     elif "input" in err and not isinstance(err["input"], (dict, list)):
         message = _with_input(err["type"], message, err["input"])
-    shown = _in_file(where, data)
+    shown = _walk(_in_file(where, data), data)
     return ScenarioError(conv.path, conv.line_of(shown), _dotted(shown), message)
+
+
+def _walk(where: _Path, data: Any) -> _Path:
+    """``where`` as it is written in the file: a list index given as text (``tasks.3``) is
+    an index, and a tagged union's tag that is no key of the file (``tasks[3].measure``)
+    is dropped."""
+    out: list[str | int] = []
+    node = data
+    parts = list(where)
+    while parts:
+        part = parts.pop(0)
+        if isinstance(node, list) and isinstance(part, str) and part.isdigit():
+            part = int(part)
+        if isinstance(node, dict) and isinstance(part, str) and part not in node:
+            joined = _dotted_key(node, part, parts)  # a key with dots in it: program.2.args
+            if joined is not None:
+                part = joined
+            elif parts:
+                continue
+        out.append(part)
+        node = _child(node, part)
+    return tuple(out)
+
+
+def _dotted_key(node: dict[str, Any], part: str, rest: list[str | int]) -> str | None:
+    """The key of ``node`` written ``part.rest[0]...`` (taking those parts from ``rest``)."""
+    for k in range(len(rest), 0, -1):
+        joined = ".".join([part, *map(str, rest[:k])])
+        if joined in node:
+            del rest[:k]
+            return joined
+    return None
 
 
 def _with_input(kind: str, message: str, value: Any) -> str:

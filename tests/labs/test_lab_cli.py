@@ -192,11 +192,6 @@ def test_check_refuses_a_tampered_instance_record(tmp_path: Path, key_file: Path
     assert "not an instance" in one_error(invoke("lab", "check", "--dir", str(folder)))
 
 
-@pytest.mark.xfail(strict=True, reason="cli_lab.check never reaches its `except ScenarioError`:"
-                   " workspace.read_answers catches the YAML error and turns it into a "
-                   "problem of every task, so a malformed answers.yaml exits 2 and prints the "
-                   "same answers.yaml:LINE error once per task (and spends a hint on each) "
-                   "instead of exit 1 with one error: line")
 def test_check_of_malformed_answers_is_one_error_line(tmp_path: Path, key_file: Path) -> None:
     folder = started(tmp_path, key_file)
     (folder / "answers.yaml").write_text('why-tme: b\ncode: "123\n')

@@ -71,24 +71,8 @@ CASES = [
          ("colour",), "unknown key"),
 ]
 
-_LINE = ("a check across fields of the lab (field_error with a dotted path such as "
-         "'tasks.1.scenario') is placed by YamlLines.line_of, which looks the path up with "
-         "the list index as the text '1', never finds it and falls back to the line of "
-         "'tasks:' or 'scenarios:'")
-_NESTED = ("a check of one task's own fields (Measure._source, Tune._sorted, Explain._answer) "
-           "raises field_error('decode', ...) whose path is relative to the task: the error "
-           "is shown as line 1, field 'decode', without the task's location")
-_TAG = ("an unknown key inside a task is shown with pydantic's union tag in the path "
-        "('tasks[1].explain.colour'): 'explain' is not a key of the file")
-
-LINE_BUGS = {"missing-scenario": _LINE, "duplicate-task": _LINE, "undeclared-variable": _LINE,
-             "measure-evidence-as-number": _NESTED}
-FIELD_BUGS = {"unknown-key": _TAG, "measure-evidence-as-number": _NESTED}
-
-
-def _params(bugs: dict[str, str]) -> list[object]:
-    return [pytest.param(c, id=c.name, marks=[pytest.mark.xfail(strict=True, reason=bugs[c.name])]
-                         if c.name in bugs else []) for c in CASES]
+def _params() -> list[object]:
+    return [pytest.param(c, id=c.name) for c in CASES]
 
 
 def _refused(case: Case, folder: Path) -> ScenarioError:
@@ -127,12 +111,12 @@ def test_a_wrong_lab_is_refused_as_file_line_field_message(case: Case, tmp_path:
     assert not (tmp_path / "folder").exists()
 
 
-@pytest.mark.parametrize("case", _params(LINE_BUGS))
+@pytest.mark.parametrize("case", _params())
 def test_the_error_names_the_offending_line(case: Case, tmp_path: Path) -> None:
     assert _refused(case, tmp_path).line == case.line
 
 
-@pytest.mark.parametrize("case", _params(FIELD_BUGS))
+@pytest.mark.parametrize("case", _params())
 def test_the_error_names_the_field_where_it_is_in_the_file(case: Case, tmp_path: Path) -> None:
     parts = _parts(_refused(case, tmp_path).field)
     assert parts[: len(case.field)] == case.field, parts
