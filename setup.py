@@ -1,6 +1,7 @@
 """Build step: the shipped scenarios and labs (top-level ``scenarios/`` and ``labs/``) go into
 the package as ``testbed/_shipped/``, so a plain ``pip install`` has them
-(:mod:`testbed.shipped` finds them there, or in a source checkout).
+(:mod:`testbed.shipped` finds them there, or in a source checkout). The labs' reference
+solutions (``labs/*/solutions/``) do not: they are the teacher's, in the source repository.
 
 Everything else about the package is declared in ``pyproject.toml``.
 """
@@ -16,6 +17,8 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 SHIPPED = ("scenarios", "labs")
 SUFFIXES = {".yaml", ".yml"}
+TEACHERS_ONLY = "solutions"
+"""A lab's reference solutions: not in the package students install."""
 
 
 class BuildWithShippedData(build_py):
@@ -30,6 +33,8 @@ class BuildWithShippedData(build_py):
             for path in sorted(source.rglob("*")):
                 if path.suffix not in SUFFIXES or path.is_symlink() or not path.is_file():
                     continue
+                if TEACHERS_ONLY in path.relative_to(source).parts:
+                    continue  # reference solutions stay in the source repository
                 dest = Path(self.build_lib) / "testbed" / "_shipped" / path.relative_to(HERE)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)

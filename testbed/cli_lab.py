@@ -111,19 +111,30 @@ def keygen(path: Path) -> None:
 
 @lab.command()
 @click.argument("lab_name", metavar="LAB")
-@click.option("--student", required=True, help="The student's id (letters, digits, . _ @ + -).")
+@click.option("--student", help="The student's id (letters, digits, . _ @ + -).")
 @click.option("--class-key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
               help="The class key file (without it: a practice instance).")
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
-              help="The folder to make [default: ./LAB-STUDENT].")
-def start(lab_name: str, student: str, key_path: Path | None, folder: Path | None) -> None:
+              help="The folder to make [default: ./LAB-STUDENT; with --roster: ./LAB, one "
+              "folder per student in it].")
+@click.option("--roster", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A file of student ids, one per line: make every student's folder (for the "
+              "teacher to hand out; the class key stays with the teacher).")
+def start(lab_name: str, student: str | None, key_path: Path | None, folder: Path | None,
+          roster: Path | None) -> None:
     """Make a student's working folder for LAB (a shipped lab's id, or a lab file)."""
     from .labs import derive
     from .labs.pages import render_handout
     from .labs.workspace import start as make
 
+    if (student is None) == (roster is None):
+        _fail("give --student ID, or --roster FILE for a whole class")
     loaded = _load(lab_name)
     key = _class_key(key_path)
+    if roster is not None:
+        _start_roster(loaded, roster, key, folder or Path(loaded.lab.id))
+        return
+    assert student is not None
     try:
         instance = derive(loaded.lab, student, key, loaded.bases)
         target = folder or Path(f"{loaded.lab.id}-{student}")
@@ -134,6 +145,44 @@ def start(lab_name: str, student: str, key_path: Path | None, folder: Path | Non
     click.echo(f"{loaded.lab.title}: {kind} for {student} in {target}/")
     click.echo(f"  read {target}/handout.html, fill in {target}/answers.yaml, then:")
     click.echo(f"  cd {target} && testbed lab run && testbed lab check")
+
+
+def _start_roster(loaded: Any, roster: Path, key: bytes | None, root: Path) -> None:
+    """Every student's folder of ``roster`` under ``root``; a folder already there is kept."""
+    from .labs import derive
+    from .labs.pages import render_handout
+    from .labs.workspace import start as make
+
+    try:
+        with open(roster, "rb") as handle:
+            raw = handle.read(1024 * 1024 + 1)
+    except OSError as exc:
+        _fail(f"{roster}: cannot read: {exc.strerror or exc}")
+    if len(raw) > 1024 * 1024:
+        _fail(f"{roster}: a roster is at most 1 MiB")
+    ids = [line.strip() for line in raw.decode("utf-8", "replace").splitlines()
+           if line.strip() and not line.lstrip().startswith("#")]
+    if not ids:
+        _fail(f"{roster}: no student ids (one per line)")
+    if len(set(ids)) != len(ids):
+        _fail(f"{roster}: an id is listed twice")
+    made = kept = 0
+    with click.progressbar(ids, label=f"making {plural(len(ids), 'folder')}",
+                           file=sys.stderr) as bar:
+        for student in bar:
+            target = root / student
+            try:
+                instance = derive(loaded.lab, student, key, loaded.bases)
+                if target.exists():
+                    kept += 1
+                    continue
+                make(loaded, instance, target, render_handout(instance, loaded.lab))
+                made += 1
+            except ConfigError as exc:
+                _fail(f"{roster}: {escape(student, 64)}: {exc}")
+    click.echo(f"{plural(made, 'folder')} made in {root}/"
+               + (f" ({kept} already there, kept)" if kept else "")
+               + "; hand each student their own (never the class key)")
 
 
 def _workspace(folder: Path) -> tuple[Any, Any]:
@@ -222,7 +271,7 @@ def check(folder: Path, jobs: int) -> None:
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    state = read_state(folder)
+    state = read_state(folder, loaded.lab)
     tasks = {t.id: t for t in loaded.lab.tasks}
     for n, r in enumerate(results, 1):
         task = tasks[r.task]
@@ -274,7 +323,7 @@ def hint(task_id: str, folder: Path) -> None:
     if not task.hints:
         click.echo(f"{task.id} has no hints")
         return
-    state = read_state(folder)
+    state = read_state(folder, loaded.lab)
     entry = state.setdefault(task.id, {"tries": 0, "hints": 0})
     shown = min(int(entry.get("hints", 0)) + 1, len(task.hints))
     entry["hints"] = shown
@@ -300,8 +349,9 @@ def handout(lab_name: str, student: str | None, key_path: Path | None, with_key:
 
     loaded = _load(lab_name)
     key = _class_key(key_path)
-    if with_key and student is None:
-        _fail("--key needs --student: every student's answers differ")
+    if with_key and (student is None or key is None):
+        _fail("--key needs --student and --class-key: every student's answers differ, and "
+              "the answer key is the teacher's")
     instance = None
     if student is not None:
         try:
@@ -409,7 +459,9 @@ def _end_with_parent() -> None:
 
 
 def _claimed_lab(folder: Path) -> str:
-    """The shipped lab the first readable submission names (``--lab`` not given)."""
+    """The shipped lab the submissions name (``--lab`` not given); they must agree."""
+    from collections import Counter
+
     from .labs import lab_ids
     from .labs.grade import submissions_in
     from .labs.workspace import claimed_lab
@@ -418,15 +470,17 @@ def _claimed_lab(folder: Path) -> str:
         entries = submissions_in(folder)
     except ConfigError as exc:
         _fail(str(exc))
-    for path in entries:
-        claimed = claimed_lab(path)
-        if claimed is None:
-            continue
-        if claimed in lab_ids():
-            return claimed
-        _fail(f"the submissions are for lab {escape(claimed, 64)}, which is not shipped: "
-              "give it with --lab FILE")
-    _fail(f"{folder}: no readable submission says its lab; give it with --lab")
+    named = Counter(lab for lab in map(claimed_lab, entries) if lab is not None)
+    if not named:
+        _fail(f"{folder}: no readable submission says its lab; give it with --lab")
+    if len(named) > 1:
+        shown = ", ".join(f"{escape(lab, 64)} ({n})" for lab, n in named.most_common(5))
+        _fail(f"the submissions name several labs: {shown}; give the one to grade with --lab")
+    lab = next(iter(named))
+    if lab not in lab_ids():
+        _fail(f"the submissions are for lab {escape(lab, 64)}, which is not shipped: give it "
+              "with --lab FILE")
+    return lab
 
 
 @lab.command(name="grade-one", hidden=True)

@@ -21,6 +21,7 @@ their outcomes; that a value is off, not by how much.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,7 +35,7 @@ from ..text import excerpt
 from ..types import Outcome
 from .instance import Instance
 from .loader import tuned
-from .model import Build, Explain, Measure, Predict, Task, Tune
+from .model import Build, Explain, Measure, Predict, Task, Tune, choice_digest
 
 __all__ = [
     "CHOICE_LETTERS",
@@ -49,6 +50,8 @@ __all__ = [
     "total",
 ]
 
+_GROUPED = re.compile(r"[-+]?\d{1,3}(?:([, ])\d{3})(?:\1\d{3})*(?:\.\d+)?\Z")
+"""A number with its thousands grouped by commas or spaces (one kind in one number)."""
 CHOICE_LETTERS = "abcdefgh"
 """How a multiple choice's options are named."""
 MAX_BUILD_BYTES = 64 * 1024
@@ -162,13 +165,17 @@ def _number(value: Any) -> float:
     if isinstance(value, int | float):
         number = float(value)
     elif isinstance(value, str):
+        text = value.strip().replace("_", "")
+        if _GROUPED.match(text):  # as the report prints it: 6,710 or 1 048 576
+            text = text.replace(",", "").replace(" ", "")
         try:
-            # as the report prints it, too: 6,710 or 1 048 576
-            number = float(value.strip().replace("_", "").replace(",", "").replace(" ", ""))
+            number = float(text)
         except ValueError:
             raise _Bad(f"expected a number (got {excerpt(value)})") from None
     else:
         raise _Bad("expected a number")
+    if isinstance(value, int) and abs(value) > 10**300:
+        raise _Bad("a number that large is no answer here")
     if not math.isfinite(number):
         raise _Bad("expected a finite number")
     return number
@@ -218,7 +225,8 @@ def _matches(task: Measure, answer: Any, actual: float | str) -> bool:
     if isinstance(actual, float):
         given = _number(answer)
         allowed = task.tolerance * abs(actual) if task.relative else task.tolerance
-        return abs(given - actual) <= allowed + 1e-9 * max(1.0, abs(actual))
+        # Beyond the tolerance, only the rounding of a decimal answer is forgiven.
+        return abs(given - actual) <= allowed or math.isclose(given, actual, rel_tol=1e-12)
     if not isinstance(answer, str | int) or isinstance(answer, bool):
         raise _Bad("expected text")
     text = str(answer).strip()
@@ -312,12 +320,18 @@ def _plan(instance: Instance, task: Task, answers: Answers, runs: _Runs) -> _Pla
                     raise _Bad("expected text")
                 plan.result = _done(task, Status.MANUAL, "for your teacher to read")
                 return plan
-            right = _choice(task, value) == task.answer
+            pick = _choice(task, value)
+            right = (pick == task.answer if task.answer is not None else
+                     choice_digest(instance.lab.id, task.id, pick, instance.fingerprint)
+                     == task.answer_digest)
             plan.result = _done(task, Status.PASSED if right else Status.FAILED,
                                 "right" if right else "not this one",
                                 task.points if right else 0.0)
     except _Bad as exc:
         plan.result = _done(task, Status.ERROR, str(exc))
+    except Exception as exc:  # one answer that breaks a check costs its task, nothing more
+        plan.result = _done(task, Status.ERROR, f"could not be checked ({type(exc).__name__}: "
+                            f"{excerpt(str(exc))})")
     return plan
 
 
@@ -404,19 +418,23 @@ def _evaluate(plan: _Plan, runs: _Runs) -> TaskResult:
         return _done(task, Status.PASSED, f"{want} under {task.holds.engine} at {at:g}, and "
                      "not beyond", task.points)
     if isinstance(task, Build):
-        _scenario, broken = plan.extra
-        broken = list(broken)
+        _scenario, limits = plan.extra
         rules = task.require
-        for (engine, accepted), row in zip(rules.outcomes.items(), rows, strict=True):
-            if row.outcome not in accepted:
-                broken.append(f"under {engine} it is {row.outcome.value}, not "
-                              f"{'/'.join(o.value for o in accepted)}")
+        missed = [f"under {engine} it is {row.outcome.value}, not "
+                  f"{'/'.join(o.value for o in accepted)}"
+                  for (engine, accepted), row in zip(rules.outcomes.items(), rows, strict=True)
+                  if row.outcome not in accepted]
+        limits = list(limits)
         if rules.max_guesses is not None:
             most = max((_guesses(row) for row in rows), default=0)
             if most > rules.max_guesses:
-                broken.append(f"needs {most} guesses; at most {rules.max_guesses}")
+                limits.append(f"needs {most} guesses; at most {rules.max_guesses}")
         n = _rule_count(task)
-        right = max(0, n - len(broken))
+        # The limits (capabilities, steps, guesses) are worth nothing on their own: an attack
+        # that does not do what was asked meets them by doing nothing.
+        right = (len(rules.outcomes) - len(missed) if missed
+                 else n - len(limits))
+        broken = missed + limits
         status = Status.PASSED if not broken else Status.PARTIAL if right else Status.FAILED
         return _done(task, status, f"{right} of {n} rules met", _share(task, right, n),
                      tuple(broken))
@@ -448,7 +466,15 @@ def check(instance: Instance, answers: Answers, workers: int = 1,
         planned(runs.count())
     if runs.count():
         runs.run(workers, progress)
-    return [_evaluate(plan, runs) for plan in plans]
+    return [_evaluate_safely(plan, runs) for plan in plans]
+
+
+def _evaluate_safely(plan: _Plan, runs: _Runs) -> TaskResult:
+    try:
+        return _evaluate(plan, runs)
+    except Exception as exc:  # as in _plan: the task's own error
+        return _done(plan.task, Status.ERROR, f"could not be checked ({type(exc).__name__}: "
+                     f"{excerpt(str(exc))})")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import hmac
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import threading
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,9 +117,9 @@ class Graded:
 
 def submissions_in(folder: Path) -> list[Path]:
     """The submissions in ``folder``: the folder itself when it is one student's folder or
-    holds ``submission.json``, else each folder and ``*.json`` file in it (hidden ones
-    skipped)."""
-    if (folder / INSTANCE).exists() or (folder / SUBMISSION).is_file():
+    holds nothing but ``submission.json``, else each folder and ``*.json`` file in it (hidden
+    ones skipped)."""
+    if (folder / INSTANCE).exists():
         return [folder]
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -125,6 +127,8 @@ def submissions_in(folder: Path) -> list[Path]:
         raise ConfigError(f"{folder}: cannot read: {exc.strerror or exc}") from None
     found = [Path(e.path) for e in entries if not e.name.startswith(".")
              and (e.is_dir(follow_symlinks=False) or e.name.endswith(".json") or e.is_symlink())]
+    if [p.name for p in found] == [SUBMISSION]:  # one student's submission on its own
+        return [folder]
     if len(found) > MAX_SUBMISSIONS:
         raise ConfigError(f"{folder}: {len(found)} submissions; at most {MAX_SUBMISSIONS}")
     return found
@@ -176,12 +180,16 @@ def _run_child(loaded: LoadedLab, key_file: Path, normalised: Path, result: Path
                timeout_s: float, children: set[subprocess.Popen[bytes]],
                lock: threading.Lock) -> str:
     """Grade one submission in a child process; returns why it failed ("" when it did not)."""
-    command = [sys.executable, "-m", "testbed", "lab", "grade-one", "--lab", str(loaded.path),
-               "--class-key", str(key_file), "--submission", str(normalised),
-               "--result", str(result), "--entry", entry]
+    # -P and a private working folder: nothing in the folder the teacher grades from (a
+    # student's "testbed/" folder) can stand in for the package.
+    command = [sys.executable, "-P", "-m", "testbed", "lab", "grade-one",
+               "--lab", os.path.abspath(loaded.path), "--class-key", os.path.abspath(key_file),
+               "--submission", os.path.abspath(normalised), "--result",
+               os.path.abspath(result), "--entry", entry]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                            stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                            cwd=normalised.parent)
     with lock:
         children.add(proc)
     try:
@@ -206,19 +214,35 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _finish(loaded: LoadedLab, result: Path, entry: str, student: str, why: str) -> Graded:
-    """The grade from a child's result file; tasks it did not reach get zero, with ``why``."""
+def _finish(loaded: LoadedLab, result: Path, entry: str, student: str, why: str
+            ) -> tuple[Graded, bool]:
+    """The grade from a child's result file, and whether it is complete; tasks the child did
+    not reach get zero, with ``why``."""
     try:
         graded = Graded.from_json(json.loads(result.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
+        graded.entry, graded.student = entry, student  # as the parent read them
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         graded = Graded(entry, student)
     reached = {r.task for r in graded.results}
+    if not why and reached != {t.id for t in loaded.lab.tasks}:
+        why = "the check did not finish every task"
     message = why or "not checked"
     graded.results = [next(r for r in graded.results if r.task == t.id) if t.id in reached
                       else _task_zero(t, message) for t in loaded.lab.tasks]
     if why:
         graded.notes.append(why)
-    return graded
+    return graded, not why
+
+
+def _entry_name(path: Path) -> str:
+    """A submission's name in the folder, as text that can be written anywhere (a name that
+    is not UTF-8 shows its bytes escaped)."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace")
+
+
+def _zero(loaded: LoadedLab, entry: str, student: str, error: str, why: str) -> Graded:
+    return Graded(entry, student, error=escape(error, 300),
+                  results=[_task_zero(t, why) for t in loaded.lab.tasks])
 
 
 def grade_class(loaded: LoadedLab, class_key: bytes, key_file: Path, folder: Path,
@@ -231,60 +255,95 @@ def grade_class(loaded: LoadedLab, class_key: bytes, key_file: Path, folder: Pat
     entries = submissions_in(folder)
     out = StagedOutput(out_dir, OWNED)
     out.prepare()
-    state = Path(os.path.abspath(out_dir)) / STATE
-    state.mkdir(parents=True, exist_ok=True)
+    try:
+        state = Path(os.path.abspath(out_dir)) / STATE
+        state.mkdir(parents=True, exist_ok=True)
+        _clear_stale(state)
+        scratch = Path(tempfile.mkdtemp(prefix=f".normalised-{os.getpid()}-", dir=state))
+        try:
+            if total is not None:
+                total(len(entries))
+            graded = _grade_entries(loaded, class_key, key_file, entries, state, scratch, jobs,
+                                    timeout_s, progress)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        _duplicates(graded)
+        _publish(out, loaded, graded)
+    except BaseException:
+        out.discard()
+        raise
+    return graded
+
+
+def _clear_stale(state: Path) -> None:
+    """Remove the scratch folders of grading runs that were killed (their process is gone)."""
+    for stale in state.glob(".normalised-*"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _grade_entries(loaded: LoadedLab, class_key: bytes, key_file: Path, entries: list[Path],
+                   state: Path, scratch: Path, jobs: int, timeout_s: float,
+                   progress: Callable[[str, bool], None] | None) -> list[Graded]:
     fingerprint = key_fingerprint(class_key)
-    if total is not None:
-        total(len(entries))
     graded: list[Graded | None] = [None] * len(entries)
     todo: list[tuple[int, str, Path, str, str]] = []
-    for stale in state.glob(".normalised-*"):  # left by a run that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".normalised-", dir=state))
-    try:
-        for i, path in enumerate(entries):
-            entry = path.name
-            try:
-                sub = read_submission(path, loaded.lab)
-            except (SubmissionError, ScenarioError, ConfigError) as exc:
-                message = exc.one_line() if isinstance(exc, ScenarioError) else str(exc)
-                graded[i] = Graded(entry, "", error=escape(message, 300),
-                                   results=[_task_zero(t, "submission unreadable")
-                                            for t in loaded.lab.tasks])
-                if progress:
-                    progress(entry, False)
-                continue
+    for i, path in enumerate(entries):
+        entry = _entry_name(path)
+        try:
+            sub = read_submission(path, loaded.lab)
+        except (SubmissionError, ScenarioError, ConfigError) as exc:
+            message = exc.one_line() if isinstance(exc, ScenarioError) else str(exc)
+            graded[i] = _zero(loaded, entry, "", message, "submission unreadable")
+        except Exception as exc:  # one submission never stops the others
+            graded[i] = _zero(loaded, entry, "", f"submission unreadable ({type(exc).__name__})",
+                              "submission unreadable")
+        else:
             if sub.lab != loaded.lab.id:
-                graded[i] = Graded(entry, sub.student, error=f"a submission for lab "
-                                   f"{escape(sub.lab, 64)}, not {loaded.lab.id}",
-                                   results=[_task_zero(t, "another lab")
-                                            for t in loaded.lab.tasks])
-                if progress:
-                    progress(entry, False)
-                continue
-            doc = sub.to_json()
-            digest = _digest(loaded, fingerprint, doc)
-            kept = state / f"{digest}.json"
-            if kept.is_file():
-                try:
-                    g = Graded.from_json(json.loads(kept.read_text(encoding="utf-8")))
-                    g.entry = entry
-                    graded[i] = g
+                graded[i] = _zero(loaded, entry, sub.student, f"a submission for lab "
+                                  f"{escape(sub.lab, 64)}, not {loaded.lab.id}", "another lab")
+            else:
+                doc = sub.to_json()
+                digest = _digest(loaded, fingerprint, doc)
+                kept = _kept(state / f"{digest}.json", entry, sub.student)
+                if kept is not None:
+                    graded[i] = kept
                     if progress:
                         progress(entry, True)
                     continue
-                except (ValueError, KeyError, TypeError):
-                    kept.unlink(missing_ok=True)
-            normalised = scratch / f"{i}.json"
-            normalised.write_text(json.dumps(doc), encoding="utf-8")
-            todo.append((i, entry, normalised, sub.student, digest))
-        _grade_todo(loaded, key_file, todo, graded, state, scratch, jobs, timeout_s, progress)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    final = [g for g in graded if g is not None]
-    _duplicates(final)
-    _publish(out, loaded, final)
-    return final
+                normalised = scratch / f"{i}.json"
+                normalised.write_text(json.dumps(doc), encoding="utf-8")
+                todo.append((i, entry, normalised, sub.student, digest))
+                continue
+        if progress:
+            progress(entry, False)
+    _grade_todo(loaded, key_file, todo, graded, state, scratch, jobs, timeout_s, progress)
+    return [g for g in graded if g is not None]
+
+
+def _kept(path: Path, entry: str, student: str) -> Graded | None:
+    """The grade an earlier run kept at ``path``, if any (a damaged one is dropped)."""
+    if not path.is_file():
+        return None
+    try:
+        g = Graded.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        path.unlink(missing_ok=True)
+        return None
+    g.entry, g.student = entry, student
+    return g
 
 
 def _grade_todo(loaded: LoadedLab, key_file: Path, todo: list[tuple[int, str, Path, str, str]],
@@ -298,8 +357,9 @@ def _grade_todo(loaded: LoadedLab, key_file: Path, todo: list[tuple[int, str, Pa
         result = scratch / f"{i}.result.json"
         why = _run_child(loaded, key_file, normalised, result, entry, timeout_s, children,
                          lock)
+        graded, complete = _finish(loaded, result, entry, student, why)
         # A grade the check did not finish is not kept: a later run tries again.
-        return i, _finish(loaded, result, entry, student, why), "" if why else digest
+        return i, graded, digest if complete else ""
 
     pool = cf.ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
@@ -327,7 +387,7 @@ def _duplicates(graded: list[Graded]) -> None:
             seen.setdefault(g.student, []).append(g)
     for student, copies in seen.items():
         if len(copies) > 1:
-            names = ", ".join(c.entry for c in copies)
+            names = ", ".join(escape(c.entry, 80) for c in copies)
             for c in copies:
                 c.notes.append(f"{len(copies)} submissions claim student {student} ({names}): "
                                "check which is theirs")
@@ -399,6 +459,20 @@ def junit_xml(lab: Any, graded: list[Graded]) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def _page_name(g: Graded, taken: set[str], shared: bool) -> str:
+    """The name of a submission's pages: its student's id, or, when several submissions
+    claim that student (``shared``), the id and the submission's own name for each of them
+    (none takes the student's pages), unique whatever the letter case."""
+    entry = re.sub(r"[^A-Za-z0-9._@+-]", "_", g.entry.removesuffix(".json"))[:64] or "entry"
+    first = [] if shared else [g.student]
+    for name in (*first, f"{g.student}--{entry}",
+                 *(f"{g.student}--{entry}-{n}" for n in range(2, 10_000))):
+        if name.lower() not in taken:
+            taken.add(name.lower())
+            return name
+    raise AssertionError("no free page name")
+
+
 def _publish(out: StagedOutput, loaded: LoadedLab, graded: list[Graded]) -> None:
     lab = loaded.lab
     try:
@@ -406,14 +480,13 @@ def _publish(out: StagedOutput, loaded: LoadedLab, graded: list[Graded]) -> None
         atomic_write_text(staging / "gradebook.csv", gradebook_csv(lab, graded))
         atomic_write_text(staging / "junit.xml", junit_xml(lab, graded))
         rows = []
-        names: dict[str, int] = {}
+        taken: set[str] = set()
+        claims = Counter(g.student.lower() for g in graded if g.student)
         for g in sorted(graded, key=lambda g: (g.student, g.entry)):
             notes = ([g.error] if g.error else []) + g.notes
             page = ""
             if g.student:
-                # Two submissions claiming one student get a page each: STUDENT, STUDENT-2.
-                names[g.student] = names.get(g.student, 0) + 1
-                name = g.student if names[g.student] == 1 else f"{g.student}-{names[g.student]}"
+                name = _page_name(g, taken, claims[g.student.lower()] > 1)
                 page = f"feedback/{name}.html"
                 atomic_write_text(staging / page, render_feedback(
                     lab, g.student, g.results, g.texts, notes))

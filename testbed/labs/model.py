@@ -16,6 +16,7 @@ Checking is in :mod:`testbed.labs.check`; nothing here runs anything.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,7 @@ __all__ = [
     "Target",
     "Task",
     "Tune",
+    "choice_digest",
     "placeholders",
     "variable",
 ]
@@ -53,6 +55,13 @@ Scalar = int | float | str | bool
 OutcomeName = Annotated[Outcome, Field(strict=False)]
 
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]{0,31})\}")
+
+
+def choice_digest(lab: str, task: str, index: int, fingerprint: str) -> str:
+    """The digest of choice ``index`` of a task for one instance (a student's copy of the lab
+    holds the right one's, never its index)."""
+    text = f"testbed-lab-v1\0choice\0{lab}\0{task}\0{index}\0{fingerprint}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def variable(value: Any) -> str | None:
@@ -115,6 +124,12 @@ class Predict(_Task):
     scenario: Id
     engines: list[EngineName] = Field(default_factory=list, max_length=16,
                                       description="default: every engine of the scenario")
+
+    @model_validator(mode="after")
+    def _once(self) -> Predict:
+        if len(set(self.engines)) != len(self.engines):
+            raise field_error("engines", "each engine once")
+        return self
 
 
 class Measure(_Task):
@@ -191,13 +206,17 @@ class Explain(_Task):
     kind: Literal["explain"]
     choices: list[ShortText] = Field(default_factory=list, max_length=8)
     answer: int | None = Field(None, ge=0, description="index of the right choice")
+    answer_digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="in a student's copy of the lab: the right choice as a digest "
+        "(:func:`choice_digest`), so that the copy does not tell it")
 
     @model_validator(mode="after")
     def _answer(self) -> Explain:
-        if self.choices and (self.answer is None or self.answer >= len(self.choices)):
+        given = self.answer is not None or self.answer_digest is not None
+        if self.choices and (not given or (self.answer or 0) >= len(self.choices)):
             raise field_error("answer", f"a multiple choice needs answer: the index (0 to "
                               f"{len(self.choices) - 1}) of the right choice")
-        if not self.choices and self.answer is not None:
+        if not self.choices and given:
             raise field_error("answer", "only a multiple choice (choices:) has an answer")
         return self
 

@@ -33,12 +33,13 @@ import yaml
 from .._version import __version__
 from ..errors import ConfigError, ScenarioError
 from ..results.output import atomic_write_text
+from ..results.publish import set_new_file_mode
 from ..scenarios.loader import read_document
-from ..text import escape
+from ..text import escape, excerpt
 from .check import CHOICE_LETTERS, Answers, build_file
 from .instance import Instance, build, check_student
 from .loader import LoadedLab
-from .model import Build, Explain, Lab, Measure, Predict, Tune
+from .model import Build, Explain, Lab, Measure, Predict, Tune, choice_digest
 
 __all__ = [
     "ANSWERS",
@@ -137,7 +138,7 @@ def start(loaded: LoadedLab, instance: Instance, folder: Path, handout_html: str
         (staging / ".lab").mkdir()
         (staging / "scenarios").mkdir()
         lab = instance.lab
-        (staging / LAB_COPY).write_text(loaded.text, encoding="utf-8")
+        (staging / LAB_COPY).write_text(student_copy(loaded, instance), encoding="utf-8")
         (staging / INSTANCE).write_text(json.dumps(_instance_json(instance), indent=2) + "\n",
                                         encoding="utf-8")
         (staging / ANSWERS).write_text(answers_template(instance), encoding="utf-8")
@@ -158,6 +159,20 @@ def start(loaded: LoadedLab, instance: Instance, folder: Path, handout_html: str
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def student_copy(loaded: LoadedLab, instance: Instance) -> str:
+    """The lab file a student's folder keeps: each multiple choice's right answer replaced by
+    its digest for this instance (:func:`~testbed.labs.model.choice_digest`)."""
+    data, _lines = read_document(loaded.path, "lab", raw=loaded.text.encode("utf-8"))
+    for task in data.get("tasks", []):
+        if isinstance(task, dict) and task.get("kind") == "explain" and "answer" in task:
+            index = task.pop("answer")
+            task["answer_digest"] = choice_digest(loaded.lab.id, str(task.get("id")), index,
+                                                  instance.fingerprint)
+    head = (f"# Lab {loaded.lab.id}, as the checks of {instance.student}'s folder read it "
+            "(the right choices are digests)\n")
+    return head + _dump(data)
 
 
 def _instance_json(instance: Instance) -> dict[str, Any]:
@@ -231,11 +246,24 @@ class Submission:
         return doc
 
 
+def clean_text(value: Any) -> Any:
+    """``value`` (from a submission, at any depth) with every text made writable: a lone
+    surrogate (``"\\ud800"`` in JSON or YAML) becomes its escape."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {clean_text(k): clean_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_text(v) for v in value]
+    return value
+
+
 def _answers(lab: Lab, values: Any, builds: dict[str, str], problems: dict[str, str]
              ) -> Answers:
     tasks = {t.id for t in lab.tasks}
-    clean = {k: v for k, v in values.items() if k in tasks} if isinstance(values, dict) else {}
-    return Answers(clean, builds, problems)
+    clean = ({k: clean_text(v) for k, v in values.items() if k in tasks}
+             if isinstance(values, dict) else {})
+    return Answers(clean, {k: clean_text(v) for k, v in builds.items()}, problems)
 
 
 def read_answers(folder: Path, lab: Lab, strict: bool = False) -> Answers:
@@ -252,8 +280,7 @@ def read_answers(folder: Path, lab: Lab, strict: bool = False) -> Answers:
     problems: dict[str, str] = {}
     try:
         raw = read_regular(_no_links(folder, ANSWERS))
-        data, _lines = read_document(folder / ANSWERS, "answers", raw=raw,
-                                     leading_zero_text=True)
+        data, _lines = read_document(folder / ANSWERS, "answers", raw=raw, plain_text=True)
     except (SubmissionError, ScenarioError) as exc:
         if strict:
             raise
@@ -285,7 +312,7 @@ def read_workspace(folder: Path) -> tuple[dict[str, Any], Path]:
     try:
         raw = read_regular(_no_links(folder, INSTANCE), 64 * 1024)
         record = json.loads(raw)
-    except (SubmissionError, ValueError) as exc:
+    except (SubmissionError, ValueError, RecursionError) as exc:
         raise ConfigError(f"{folder}: not a lab folder ({INSTANCE}: {exc}); make one with "
                           "testbed lab start") from None
     if not isinstance(record, dict):
@@ -322,8 +349,8 @@ def read_submission(path: Path, lab: Lab) -> Submission:
     raw = read_regular(path)
     try:
         doc = json.loads(raw)
-    except ValueError as exc:
-        raise SubmissionError(f"{path}: not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise SubmissionError(f"{path}: not JSON ({excerpt(str(exc))})") from None
     if not isinstance(doc, dict):
         raise SubmissionError(f"{path}: not a submission")
     builds = doc.get("builds") or {}
@@ -352,7 +379,7 @@ def claimed_lab(path: Path) -> str | None:
         else:
             raw = read_regular(path)
         doc = json.loads(raw)
-    except (ConfigError, ValueError):
+    except (ConfigError, ValueError, RecursionError):
         return None
     lab = doc.get("lab") if isinstance(doc, dict) else None
     return lab if isinstance(lab, str) else None
@@ -381,16 +408,29 @@ def write_submission(folder: Path, submission: Submission, results: list[dict[st
     doc = {**submission.to_json(), "self_check": results}
     path = folder / SUBMISSION
     atomic_write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    set_new_file_mode(path)  # a teacher collecting it from a shared drive must read it
     return path
 
 
-def read_state(folder: Path) -> dict[str, dict[str, Any]]:
-    """Tries and hints seen per task (an unreadable state starts afresh)."""
+def read_state(folder: Path, lab: Lab) -> dict[str, dict[str, Any]]:
+    """Tries and hints seen per task (what cannot be read starts afresh): ``tries`` and
+    ``hints`` counts, ``hints`` at most the task's, and the digest of the last answer tried."""
     try:
         doc = json.loads(read_regular(folder / STATE, 64 * 1024))
-    except (ConfigError, ValueError):
+    except (ConfigError, ValueError, RecursionError):
         return {}
-    return doc if isinstance(doc, dict) else {}
+    out: dict[str, dict[str, Any]] = {}
+    for task in lab.tasks:
+        entry = doc.get(task.id) if isinstance(doc, dict) else None
+        if not isinstance(entry, dict):
+            continue
+        tries, hints, last = entry.get("tries"), entry.get("hints"), entry.get("last")
+        out[task.id] = {
+            "tries": tries if isinstance(tries, int) and tries >= 0 else 0,
+            "hints": min(hints, len(task.hints)) if isinstance(hints, int) and hints >= 0
+            else 0,
+            **({"last": last} if isinstance(last, str) else {})}
+    return out
 
 
 def write_state(folder: Path, state: dict[str, dict[str, Any]]) -> None:

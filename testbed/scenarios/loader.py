@@ -123,9 +123,9 @@ class _Converter:
         """The line of the value at ``where`` (or of the nearest value around it; 0: none)."""
         return self.line_of(tuple(where))
 
-    def __init__(self, path: str, leading_zero_text: bool = False) -> None:
+    def __init__(self, path: str, plain_text: bool = False) -> None:
         self.path = path
-        self.leading_zero_text = leading_zero_text
+        self.plain_text = plain_text
         self.lines: dict[_Path, int] = {}
         self.nodes = 0
 
@@ -170,13 +170,14 @@ class _Converter:
         kind, value = tag.rsplit(":", 1)[1], node.value
         if kind == "str":
             return value
+        if self.plain_text and kind != "null" and getattr(node, "style", None) is None \
+                and tag == node.tag:
+            return value  # kept as written: 0421, 0x0edf, 12e45 (the reader converts)
         if kind == "null" and _NULL.match(value):
             return None
         if kind == "bool" and _BOOL.match(value):
             return value.lower() == "true"
         if kind == "int" and _LEADING_ZERO.match(value):
-            if self.leading_zero_text:  # a PIN such as 0421: kept as written
-                return value
             raise self.fail(node, where, _leading_zero(value))
         if kind == "int" and _INT.match(value):
             base = {"0o": 8, "0x": 16}.get(value[:2], 10)
@@ -406,7 +407,7 @@ def _with_input(kind: str, message: str, value: Any) -> str:
     return message
 
 
-def _parse(path: str, raw: bytes, what: str = "scenario", leading_zero_text: bool = False
+def _parse(path: str, raw: bytes, what: str = "scenario", plain_text: bool = False
            ) -> tuple[Any, _Converter]:
     if len(raw) > LIMITS["file_bytes"]:
         raise ScenarioError(path, 0, "", f"file is {len(raw)} bytes; the limit is "
@@ -418,7 +419,7 @@ def _parse(path: str, raw: bytes, what: str = "scenario", leading_zero_text: boo
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ScenarioError(path, line, "", f"not UTF-8 text (byte {exc.start})") from None
-    conv = _Converter(path, leading_zero_text)
+    conv = _Converter(path, plain_text)
     try:
         node = _compose(text)
     except RecursionError:
@@ -460,17 +461,17 @@ def _read_bounded(name: str, what: str = "scenario") -> bytes:
 
 
 def read_document(path: str | Path, what: str = "scenario", raw: bytes | None = None,
-                  leading_zero_text: bool = False) -> tuple[Any, YamlLines]:
+                  plain_text: bool = False) -> tuple[Any, YamlLines]:
     """The plain data of one YAML file (or of ``raw``, its bytes), read under the limits and
-    rules of this module, with the line of every value. With ``leading_zero_text`` a number
-    written with a leading zero is the text as written (``0421``), not refused.
+    rules of this module, with the line of every value. With ``plain_text`` every unquoted
+    scalar but null is the text as written (``0421``, ``0x0edf``, ``true``), for the reader
+    to convert as it needs.
 
     Raises:
         ScenarioError: the file cannot be read or is not a YAML mapping within the limits.
     """
     name = str(path)
-    return _parse(name, _read_bounded(name, what) if raw is None else raw, what,
-                  leading_zero_text)
+    return _parse(name, _read_bounded(name, what) if raw is None else raw, what, plain_text)
 
 
 M = typing.TypeVar("M", bound=BaseModel)

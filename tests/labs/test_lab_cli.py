@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 from testbed.cli import main
 from testbed.errors import ConfigError
 from testbed.labs import answer_key, derive, lab_ids, load_lab, read_class_key
+from testbed.labs.model import Explain, choice_digest
 from testbed.labs.pages import render_handout
 from testbed.labs.workspace import start as make_folder
 
@@ -99,7 +100,17 @@ def test_start_makes_the_whole_folder(tmp_path: Path, key_file: Path) -> None:
     assert record["student"] == "s1" and record["lab"] == LAB and not record["practice"]
     assert (record["seed"], record["fingerprint"], record["values"]) == (
         instance.seed, instance.fingerprint, instance.values)
-    assert (folder / ".lab/lab.yaml").read_text() == loaded.text
+    # The lab as the checks read it, but for its multiple choices: their answers are digests.
+    copy = load_lab(folder / ".lab/lab.yaml").lab
+    assert [t.id for t in copy.tasks] == [t.id for t in loaded.lab.tasks]
+    for mine, theirs in zip(copy.tasks, loaded.lab.tasks, strict=True):
+        if isinstance(theirs, Explain) and theirs.checked:
+            assert isinstance(mine, Explain) and mine.answer is None
+            assert mine.answer_digest == choice_digest(LAB, theirs.id, theirs.answer or 0,
+                                                       instance.fingerprint)
+        else:
+            assert mine == theirs
+    assert "answer:" not in (folder / ".lab/lab.yaml").read_text()
     for name, (sid, doc) in zip(scenarios, instance.documents.items(), strict=True):
         assert yaml.safe_load((folder / name).read_text()) == doc, sid
     template = yaml.safe_load((folder / "answers.yaml").read_text())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.labs import CLASS_KEY
 from click.testing import CliRunner
 
 from testbed.cli import main
@@ -75,8 +76,11 @@ def handouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     os.environ.setdefault("MPLCONFIGDIR", str(base / "mpl"))
     hostile = base / "hostile.yaml"
     hostile.write_text(HOSTILE)
+    key_file = base / "class.key"
+    key_file.write_bytes(CLASS_KEY)
     return {"student": _handout(base, LAB, "--student", "s1"),
-            "key": _handout(base, LAB, "--student", "s1", "--key"),
+            "key": _handout(base, LAB, "--student", "s1", "--key", "--class-key",
+                            str(key_file)),
             "hostile": _handout(base, str(hostile), "--student", "s1")}
 
 

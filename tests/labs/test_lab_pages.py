@@ -155,11 +155,19 @@ def test_the_handout_command_writes_the_key_only_when_asked(tmp_path: Path) -> N
     assert done.exit_code == 0, done.output
     assert "Answer key" not in out.read_text()
     key = tmp_path / "key.html"
+    key_file = tmp_path / "class.key"
+    key_file.write_bytes(CLASS_KEY)
     done = CliRunner().invoke(main, ["lab", "handout", "direct-map", "--student", "s1", "--key",
-                                     "--out", str(key), "--jobs", "1"])
+                                     "--class-key", str(key_file), "--out", str(key),
+                                     "--jobs", "1"])
     assert done.exit_code == 0, done.output
     assert "Answer key, for the teacher only" in key.read_text()
-    refused = CliRunner().invoke(main, ["lab", "handout", "direct-map", "--key", "--out",
-                                        str(tmp_path / "no.html")])
-    assert refused.exit_code == 1 and "--key needs --student" in refused.stderr
-    assert not (tmp_path / "no.html").exists()
+    # No key without the class key (a student would print their answers), nor without a
+    # student (every student's answers differ).
+    for args in (["--key"], ["--key", "--student", "s1"], ["--key", "--class-key",
+                                                           str(key_file)]):
+        refused = CliRunner().invoke(main, ["lab", "handout", "direct-map", *args, "--out",
+                                            str(tmp_path / "no.html")])
+        assert refused.exit_code == 1 and "--key needs --student and --class-key" in \
+            refused.stderr, args
+        assert not (tmp_path / "no.html").exists()
