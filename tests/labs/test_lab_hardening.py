@@ -104,7 +104,7 @@ def test_a_number_too_large_to_compare_is_its_tasks_error(tmp_path: Path) -> Non
     loaded_every = load_lab(EVERY_KIND)
     every = derive_for(loaded_every, "s1")
     measure = next(t for t in loaded_every.lab.tasks if t.kind == "measure"
-                   and getattr(t, "decode") == "number")
+                   and t.decode == "number")
     for huge in (10**400, "9" * 400, "1e999"):
         result = check(every, Answers({measure.id: huge}), only={measure.id})
         assert result[0].status in (Status.ERROR, Status.FAILED), (huge, result)
@@ -179,7 +179,7 @@ def test_a_build_that_does_nothing_earns_nothing_for_its_limits(tmp_path: Path) 
             "program:\n  - {op: create_domain, by: victim, args: {kind: guest}, as: v}\n"
             "goal: {denied: v}\nteaching: {summary: nothing}\n")
     result = check(instance, Answers(builds={build.id: idle}), only={build.id})[0]
-    require = getattr(build, "require")
+    require = build.require
     met = sum(1 for accepted in require.outcomes.values() if "mitigated" in
               {o.value for o in accepted} or "blocked" in {o.value for o in accepted})
     # Only the outcome rules it meets by failing count; no limit does.
