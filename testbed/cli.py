@@ -1,5 +1,6 @@
-"""Command line: ``testbed run | validate | list | history | compare | bench | reference | lab``.
-With :mod:`testbed.cli_lab` (the ``lab`` commands), the only modules that print or exit.
+"""Command line: ``testbed run | validate | list | history | compare | bench | reference | lab |
+sweep``. With :mod:`testbed.cli_lab` (the ``lab`` commands) and :mod:`testbed.cli_sweep`, the
+only modules that print or exit.
 
 Exit status: 0 every outcome as expected; 2 some outcome differs from its expectation (for
 ``compare``: some outcome changed between the two runs); 1 bad input or a failure (a scenario
@@ -27,6 +28,7 @@ import click
 from . import registry
 from ._version import __version__
 from .cli_lab import lab
+from .cli_sweep import sweep
 from .errors import ConfigError, ScenarioError
 from .results import (
     Change,
@@ -608,3 +610,4 @@ if __name__ == "__main__":  # python -m testbed.cli
 
 
 main.add_command(lab)
+main.add_command(sweep)

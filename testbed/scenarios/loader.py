@@ -62,6 +62,8 @@ _TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 _SUFFIXES = (".yaml", ".yml")
+SWEEPS_FOLDER = "sweeps"
+"""A folder of this name inside a scanned folder holds sweep specs: it is not scanned."""
 
 # YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution); each must match whole.
 _NULL = re.compile(r"(?:~|null|Null|NULL|)\Z")
@@ -518,7 +520,8 @@ def find_scenario_files(
 ) -> tuple[list[Path], list[ScenarioError]]:
     """Expand folders into their ``*.yaml`` / ``*.yml`` files (sorted); keep files as given.
 
-    A folder is scanned without leaving it: a symlink whose target is outside the folder is
+    A folder named ``sweeps`` inside it holds sweep specs and is skipped. A folder is scanned
+    without leaving it: a symlink whose target is outside the folder is
     refused (not followed), a symlinked folder inside it is not entered (its files are found
     under their own path), so a link loop cannot hold the scan. A file named on its own is
     read wherever a symlink leads.
@@ -567,6 +570,7 @@ def _scan(folder: Path) -> tuple[list[Path], list[ScenarioError]]:
 
     for top, dirs, names in os.walk(folder, onerror=unreadable):  # never into a symlinked dir
         here = Path(top)
+        dirs[:] = [d for d in dirs if d != SWEEPS_FOLDER]  # sweep specs, not scenarios
         for name in dirs:
             leaves(here / name, ScenarioError.FOLDER)
         for name in names:

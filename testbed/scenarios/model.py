@@ -337,6 +337,12 @@ class Scenario(_Strict):
         found = self._run_work()
         return None if found is None else found[0].units * self.trials
 
+    def work_units(self) -> float | None:
+        """The estimated work of one job of this scenario (every trial; the job or its
+        control, the larger), in work units (``None``: the attack gives no estimate)."""
+        found = self._run_work()
+        return None if found is None else found[0].units * self.trials
+
     def _check_work(self, limit: float) -> None:
         found = self._run_work()
         if found is None or found[0].units * self.trials <= limit:

@@ -32,7 +32,18 @@ from ..results.verdicts import attribute, combine
 from ..types import Outcome
 from .model import Scenario
 
-__all__ = ["Job", "control_of", "judged", "plan", "run_job", "run_jobs", "run_trials", "units"]
+__all__ = [
+    "Job",
+    "control_of",
+    "judged",
+    "plan",
+    "run_job",
+    "run_jobs",
+    "run_trials",
+    "signature",
+    "units",
+    "worker_init",
+]
 
 _log = logging.getLogger("testbed")
 
@@ -193,7 +204,7 @@ def control_of(job: Job) -> Job | None:
     return Job(job.scenario.bare(), job.source, attack.control_engine, job.seed, attack=attack)
 
 
-def _signature(job: Job) -> tuple[str, int, str, object]:
+def signature(job: Job) -> tuple[str, int, str, object]:
     """What makes a run: two jobs with the same signature give the same row (the attack
     included, by :meth:`~testbed.attacks.Attack.run_key`: a job may carry its own, not the
     registry's)."""
@@ -203,7 +214,7 @@ def _signature(job: Job) -> tuple[str, int, str, object]:
 
 def _same_run(a: Job, b: Job) -> bool:
     """Whether two jobs are one run (a job that is its own control)."""
-    return _signature(a) == _signature(b)
+    return signature(a) == signature(b)
 
 
 def judged(row: ResultRow, control: ResultRow | None) -> ResultRow:
@@ -243,14 +254,14 @@ def units(jobs: Sequence[Job]) -> tuple[list[Job], list[int | None]]:
     runs = list(jobs)
     index: dict[tuple[str, int, str, object], int] = {}
     for i, job in enumerate(jobs):
-        index.setdefault(_signature(job), i)
+        index.setdefault(signature(job), i)
     where: list[int | None] = []
     for job in jobs:
         control = control_of(job)
         if control is None:
             where.append(None)
             continue
-        key = _signature(control)
+        key = signature(control)
         if key not in index:
             runs.append(control)
             index[key] = len(runs) - 1
@@ -284,7 +295,7 @@ def run_jobs(
 
 def _run_pool(runs: Sequence[Job], raw: list[ResultRow | None], workers: int,
               progress: Callable[[ResultRow], None] | None) -> None:
-    pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+    pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=worker_init)
     try:
         futures = {pool.submit(run_trials, job): i for i, job in enumerate(runs)}
         for future in cf.as_completed(futures):
@@ -305,7 +316,7 @@ def _run_pool(runs: Sequence[Job], raw: list[ResultRow | None], workers: int,
     pool.shutdown()
 
 
-def _ignore_sigint() -> None:
+def worker_init() -> None:
     """A worker leaves Ctrl-C to the parent, which stops it, and ends itself when the parent
     is gone (killed with SIGKILL, it cannot stop anyone): a thread watches the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
