@@ -84,12 +84,15 @@ def list_labs() -> None:
     for lab_id in ids:
         loaded = _load(lab_id)
         kinds = sorted({t.kind for t in loaded.lab.tasks})
+        manual = loaded.lab.manual_points
         rows.append((lab_id, loaded.lab.title, f"{len(loaded.lab.tasks)} tasks",
-                     f"{loaded.lab.max_points} points", ", ".join(kinds)))
+                     f"{loaded.lab.max_points} points"
+                     + (f" checked and {manual} read by the teacher" if manual else " checked"),
+                     ", ".join(kinds)))
     width = max((len(r[0]) for r in rows), default=0)
     for r in rows:
         click.echo(f"{r[0]:<{width}}  {escape(r[1])}")
-        click.echo(f"{'':<{width}}  {r[2]}, {r[3]} checked ({r[4]})")
+        click.echo(f"{'':<{width}}  {r[2]}, {r[3]} ({r[4]})")
     click.echo(f"{len(rows)} labs; start one with: testbed lab start LAB --student ID")
 
 
@@ -280,7 +283,7 @@ def check(folder: Path, jobs: int) -> None:
                    f"{escape(r.message)}")
         for d in r.details:
             click.echo(f"           - {escape(d)}")
-        if r.status in (Status.FAILED, Status.PARTIAL, Status.ERROR):
+        if r.status in (Status.FAILED, Status.PARTIAL):  # an unreadable answer is no try
             entry = state.setdefault(r.task, {"tries": 0, "hints": 0})
             digest = _answer_digest(answers.values.get(r.task) or answers.builds.get(r.task))
             if entry.get("last") != digest:
@@ -288,7 +291,7 @@ def check(folder: Path, jobs: int) -> None:
                 entry["last"] = digest
                 entry["hints"] = max(int(entry.get("hints", 0)), min(entry["tries"],
                                                                      len(task.hints)))
-            if task.feedback and r.status != Status.ERROR:
+            if task.feedback:
                 click.echo(f"           {_line(instance.text(task.feedback))}")
             shown = int(entry.get("hints", 0))
             if shown:
@@ -302,7 +305,10 @@ def check(folder: Path, jobs: int) -> None:
     manual = sum(r.status == Status.MANUAL for r in results)
     click.echo(f"{points:g} of {possible} points checked"
                + (f"; {plural(manual, 'written answer')} for your teacher" if manual else "")
-               + f" ({time.perf_counter() - t0:.1f} s)")
+               + f" ({time.perf_counter() - t0:.2f} s)")
+    if instance.practice:
+        click.echo("practice instance: your teacher checks every measured and tuned answer "
+                   "against your own instance (start it with the class's folder)")
     click.echo(f"hand in: {path}")
     if any(r.auto and r.status != Status.PASSED for r in results):
         sys.exit(EXIT_NOT_YET)
@@ -326,9 +332,11 @@ def hint(task_id: str, folder: Path) -> None:
     state = read_state(folder, loaded.lab)
     entry = state.setdefault(task.id, {"tries": 0, "hints": 0})
     shown = min(int(entry.get("hints", 0)) + 1, len(task.hints))
+    last = int(entry.get("hints", 0)) >= len(task.hints)
     entry["hints"] = shown
     write_state(folder, state)
-    click.echo(f"hint {shown}/{len(task.hints)}: {_line(instance.text(task.hints[shown - 1]))}")
+    click.echo(f"hint {shown}/{len(task.hints)}: {_line(instance.text(task.hints[shown - 1]))}"
+               + (" (no more hints)" if last else ""))
 
 
 @lab.command()
@@ -432,7 +440,7 @@ def grade(submissions: Path, key_path: Path, lab_name: str | None, out_dir: Path
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    scores = [g.score for g in graded if g.student]
+    scores = [g.score for g in graded]
     problems = [g for g in graded if g.error or g.notes]
     mean = sum(scores) / len(scores) if scores else 0.0
     click.echo(f"{plural(len(graded), 'submission')} graded in {time.perf_counter() - t0:.1f} s"

@@ -39,6 +39,7 @@ from .model import Build, Explain, Measure, Predict, Task, Tune, choice_digest
 
 __all__ = [
     "CHOICE_LETTERS",
+    "OUTCOME_NAMES",
     "Answers",
     "KeyEntry",
     "Status",
@@ -149,8 +150,12 @@ class _Bad(Exception):
     """An answer that cannot be read as its task needs."""
 
 
+OUTCOME_NAMES = tuple(o.value for o in Outcome if o is not Outcome.ERROR)
+"""The outcomes a prediction may name (an ``error`` is no outcome of an attack)."""
+
+
 def _outcome(value: Any) -> Outcome:
-    names = ", ".join(o.value for o in Outcome)
+    names = ", ".join(OUTCOME_NAMES)
     if not isinstance(value, str):
         raise _Bad(f"an outcome is one of {names}")
     try:
@@ -230,7 +235,8 @@ def _matches(task: Measure, answer: Any, actual: float | str) -> bool:
     text = str(answer).strip()
     if task.decode == "hex":
         return text.lower().removeprefix("0x").replace(" ", "") == actual
-    return text == actual
+    # The value as the report shows it is right too: with the prefix the task drops.
+    return text == actual or bool(task.drop_prefix) and text == task.drop_prefix + actual
 
 
 # -- checking ----------------------------------------------------------------------------------
@@ -304,7 +310,7 @@ def _plan(instance: Instance, task: Task, answers: Answers, runs: _Runs) -> _Pla
                 return plan
             built, refused = _build_scenario(task, text)
             if built is None:
-                plan.result = _done(task, Status.FAILED, refused[0], details=tuple(refused[1:]))
+                plan.result = _done(task, Status.ERROR, refused[0], details=tuple(refused[1:]))
                 return plan
             plan.extra = (built, refused)
             plan.keys = [runs.need(built, e, build_file(task.id))
@@ -434,9 +440,23 @@ def _evaluate(plan: _Plan, runs: _Runs) -> TaskResult:
                  else n - len(limits))
         broken = missed + limits
         status = Status.PASSED if not broken else Status.PARTIAL if right else Status.FAILED
-        return _done(task, status, f"{right} of {n} rules met", _share(task, right, n),
-                     tuple(broken))
+        withheld = n - len(rules.outcomes)
+        message = f"{right} of {n} rules met" + (
+            f" (the {withheld} limit{'s' if withheld != 1 else ''} count once every outcome "
+            "rule is met)" if missed and withheld else "")
+        warning = _built_warning(plan.extra[0])
+        return _done(task, status, message, _share(task, right, n),
+                     tuple(broken) + ((warning,) if warning and missed else ()))
     raise AssertionError(f"unplanned task {task.id}")
+
+
+def _built_warning(scenario: Scenario) -> str | None:
+    """The loader's warning that a scenario can never succeed beyond chance, if it applies."""
+    try:
+        warning = scenario.evidence_warning()
+    except Exception:  # a warning is help, never a reason for the check to fail
+        return None
+    return None if warning is None else f"note: {warning}"
 
 
 def _guesses(row: ResultRow) -> int:

@@ -48,8 +48,8 @@ from .._version import __version__
 from ..errors import ConfigError, ScenarioError
 from ..results.output import atomic_write_text
 from ..results.publish import StagedOutput
-from ..text import escape
-from .check import Status, TaskResult, check
+from ..text import escape, excerpt
+from .check import Status, TaskResult, build_file, check
 from .instance import derive
 from .loader import LoadedLab
 from .model import Build, Explain
@@ -94,6 +94,8 @@ class Graded:
     notes: list[str] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)
     """Free-text answers, for the teacher."""
+    answers: dict[str, str] = field(default_factory=dict)
+    """Every other answer as the submission gave it (a short excerpt), for the teacher."""
     error: str = ""
     """Why nothing could be graded (the submission gets zero)."""
 
@@ -104,7 +106,7 @@ class Graded:
     def to_json(self) -> dict[str, Any]:
         return {"entry": self.entry, "student": self.student,
                 "results": [r.to_json() for r in self.results], "notes": self.notes,
-                "texts": self.texts, "error": self.error}
+                "texts": self.texts, "answers": self.answers, "error": self.error}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Graded:
@@ -112,7 +114,8 @@ class Graded:
                    [TaskResult(r["task"], r["kind"], r["points"], r["max_points"], r["status"],
                                r["message"], tuple(r["details"]), bool(r.get("manual")))
                     for r in doc["results"]],
-                   list(doc["notes"]), dict(doc["texts"]), doc["error"])
+                   list(doc["notes"]), dict(doc["texts"]), dict(doc.get("answers") or {}),
+                   doc["error"])
 
 
 def submissions_in(folder: Path) -> list[Path]:
@@ -156,6 +159,12 @@ def grade_one(loaded: LoadedLab, class_key: bytes, submission_file: Path, out: P
         value = submission.answers.values.get(task.id)
         if isinstance(task, Explain) and not task.checked and isinstance(value, str):
             graded.texts[task.id] = value
+        elif isinstance(task, Build) and task.id in submission.answers.builds:
+            lines = submission.answers.builds[task.id].count("\n") + 1
+            graded.answers[task.id] = f"{build_file(task.id)} ({lines} lines)"
+        elif value is not None:
+            shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            graded.answers[task.id] = excerpt(shown, 200)
     builds = [t.id for t in lab.tasks if isinstance(t, Build)]
     stages = [{t.id for t in lab.tasks if t.id not in builds}, *({b} for b in builds)]
     done: dict[str, TaskResult] = {}
@@ -489,7 +498,7 @@ def _publish(out: StagedOutput, loaded: LoadedLab, graded: list[Graded]) -> None
                 name = _page_name(g, taken, claims[g.student.lower()] > 1)
                 page = f"feedback/{name}.html"
                 atomic_write_text(staging / page, render_feedback(
-                    lab, g.student, g.results, g.texts, notes))
+                    lab, g.student, g.results, g.texts, notes, g.answers))
                 atomic_write_text(staging / "gradescope" / name / "results.json",
                                   gradescope_json(lab, g))
             rows.append({"student": g.student or f"(unreadable: {escape(g.entry, 100)})",

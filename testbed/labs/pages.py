@@ -114,10 +114,12 @@ def _points(value: float) -> str:
 
 
 def render_feedback(lab: Lab, student: str, results: Sequence[TaskResult],
-                    texts: dict[str, str], notes: Sequence[str]) -> str:
-    """A student's feedback page: each task's result, and their written answers."""
+                    texts: dict[str, str], notes: Sequence[str],
+                    answers: dict[str, str] | None = None) -> str:
+    """A student's feedback page: each task's result and answer, and their written answers."""
     feedback = {t.id: t.feedback for t in lab.tasks}
     rows = [{**r.to_json(), "points_shown": _points(r.points),
+             "answer": (answers or {}).get(r.task, ""),
              "feedback": feedback.get(r.task, "") if r.status in ("failed", "partial") else ""}
             for r in results]
     score = _points(round(sum(r.points for r in results), 2))

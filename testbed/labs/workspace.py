@@ -36,7 +36,7 @@ from ..results.output import atomic_write_text
 from ..results.publish import set_new_file_mode
 from ..scenarios.loader import read_document
 from ..text import escape, excerpt
-from .check import CHOICE_LETTERS, Answers, build_file
+from .check import CHOICE_LETTERS, OUTCOME_NAMES, Answers, build_file
 from .instance import Instance, build, check_student
 from .loader import LoadedLab
 from .model import Build, Explain, Lab, Measure, Predict, Tune, choice_digest
@@ -89,8 +89,7 @@ def answers_template(instance: Instance) -> str:
         points = f"{task.points} point{'s' if task.points != 1 else ''}"
         out.append(_comment(f"Task {n} ({task.kind}, {points}): {instance.text(task.prompt)}"))
         if isinstance(task, Predict):
-            names = ", ".join(o for o in ("succeeded", "partial", "mitigated", "blocked",
-                                          "not_applicable", "inconclusive", "ineffective"))
+            names = ", ".join(OUTCOME_NAMES)
             out.append(_comment(f"One outcome per engine: {names}."))
             out.append(f"{task.id}:")
             out += [f"  {engine}:" for engine in _engines(lab, instance, task)]
@@ -143,8 +142,11 @@ def start(loaded: LoadedLab, instance: Instance, folder: Path, handout_html: str
                                         encoding="utf-8")
         (staging / ANSWERS).write_text(answers_template(instance), encoding="utf-8")
         (staging / "handout.html").write_text(handout_html, encoding="utf-8")
+        predicted = {t.scenario for t in lab.tasks if isinstance(t, Predict)}
         for n, (sid, doc) in enumerate(instance.documents.items(), 1):
             head = f"# Lab {lab.id}, instance of {instance.student}: run with testbed lab run\n"
+            if sid in predicted:  # a prediction is made before the run: no expected outcomes
+                doc = {k: v for k, v in doc.items() if k != "expect"}
             (staging / "scenarios" / f"{n:02d}-{sid}.yaml").write_text(head + _dump(doc),
                                                                          encoding="utf-8")
         builds = [t for t in lab.tasks if isinstance(t, Build)]
@@ -313,8 +315,8 @@ def read_workspace(folder: Path) -> tuple[dict[str, Any], Path]:
         raw = read_regular(_no_links(folder, INSTANCE), 64 * 1024)
         record = json.loads(raw)
     except (SubmissionError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"{folder}: not a lab folder ({INSTANCE}: {exc}); make one with "
-                          "testbed lab start") from None
+        raise ConfigError(f"{folder}: not a lab folder ({exc}); make one with testbed lab "
+                          "start") from None
     if not isinstance(record, dict):
         raise ConfigError(f"{folder}/{INSTANCE}: not an instance record")
     return record, folder / LAB_COPY

@@ -111,8 +111,12 @@ def test_start_makes_the_whole_folder(tmp_path: Path, key_file: Path) -> None:
         else:
             assert mine == theirs
     assert "answer:" not in (folder / ".lab/lab.yaml").read_text()
+    # The instance's scenarios, but a predicted one without its expected outcomes.
+    predicted = {t.scenario for t in loaded.lab.tasks if t.kind == "predict"}
     for name, (sid, doc) in zip(scenarios, instance.documents.items(), strict=True):
-        assert yaml.safe_load((folder / name).read_text()) == doc, sid
+        written = yaml.safe_load((folder / name).read_text())
+        assert ("expect" in written) == ("expect" in doc and sid not in predicted), sid
+        assert written == {k: v for k, v in doc.items() if k != "expect" or sid not in predicted}
     template = yaml.safe_load((folder / "answers.yaml").read_text())
     assert list(template) == [t.id for t in loaded.lab.tasks]
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
@@ -246,7 +250,8 @@ def test_hint_shows_the_hints_in_order(tmp_path: Path, key_file: Path) -> None:
     n = len(task.hints)
     expected = [f"hint {i}/{n}: {h.strip()}" for i, h in enumerate(task.hints, 1)]
     assert [" ".join(s.split()) for s in shown[:n]] == [" ".join(e.split()) for e in expected]
-    assert shown[n] == shown[n - 1]  # the last hint stays the last
+    # Asked again, the last hint stays the last, and says so.
+    assert shown[n] == shown[n - 1] + " (no more hints)"
     state = read_json(folder / ".lab/state.json")
     assert state[task.id]["hints"] == n
     bare = next((t for t in load_lab(LAB).lab.tasks if not t.hints), None)
@@ -277,14 +282,14 @@ def test_the_code_read_in_the_students_own_report_is_the_one_checked(tmp_path: P
     assert ran.exit_code == 0, ran.output
     rows = read_json(folder / "report" / "results.json")["results"]
     row = next(r for r in rows if r["scenario"] == "kernel-map-leak" and r["engine"] == "tme")
-    code = bytes.fromhex(row["evidence"]["recovered"]).decode().removeprefix("code:")
+    code = bytes.fromhex(row["evidence"]["recovered"]).decode().removeprefix("PIN:")
     assert code.isdigit()
-    (folder / "answers.yaml").write_text(f'code: "{code}"\n')
+    (folder / "answers.yaml").write_text(f'pin: "{code}"\n')
     done = invoke("lab", "check", "--dir", str(folder), "--jobs", "1")
     statuses = {r["task"]: r["status"] for r in read_json(folder / "submission.json")[
         "self_check"]}
-    assert statuses["code"] == "passed", done.output
+    assert statuses["pin"] == "passed", done.output
     # The teacher's key of the same student agrees.
     loaded = load_lab(LAB)
     key = answer_key(derive(loaded.lab, "s1", CLASS_KEY, loaded.bases), loaded.solutions)
-    assert next(e.answer for e in key if e.task == "code") == code
+    assert next(e.answer for e in key if e.task == "pin") == code

@@ -98,8 +98,8 @@ def test_text_that_is_not_valid_unicode_costs_nothing_but_itself(tmp_path: Path)
 def test_a_number_too_large_to_compare_is_its_tasks_error(tmp_path: Path) -> None:
     loaded = load_lab(LAB)
     instance = derive_for(loaded, "s1")
-    results = check(instance, Answers({"code": "9" * 400}))
-    code = next(r for r in results if r.task == "code")
+    results = check(instance, Answers({"pin": "9" * 400}))
+    code = next(r for r in results if r.task == "pin")
     assert code.status in (Status.FAILED, Status.ERROR)
     loaded_every = load_lab(EVERY_KIND)
     every = derive_for(loaded_every, "s1")
@@ -123,16 +123,16 @@ def test_a_repeated_engine_in_a_prediction_is_refused_when_the_lab_loads(tmp_pat
     assert "engines" in caught.value.one_line() and "each engine once" in caught.value.one_line()
 
 
-@pytest.mark.parametrize("state", ['{"code": {"hints": "x"}}', '{"code": []}',
-                                   '{"code": {"hints": 7, "tries": -3}}', "[1, 2]", "{"])
+@pytest.mark.parametrize("state", ['{"pin": {"hints": "x"}}', '{"pin": []}',
+                                   '{"pin": {"hints": 7, "tries": -3}}', "[1, 2]", "{"])
 def test_a_damaged_state_file_starts_afresh(tmp_path: Path, state: str) -> None:
     folder = _folder(tmp_path, "s1")
-    (folder / "answers.yaml").write_text("code: '000'\n")
+    (folder / "answers.yaml").write_text("pin: '000'\n")
     (folder / ".lab" / "state.json").write_text(state)
     done = CliRunner().invoke(main, ["lab", "check", "--dir", str(folder), "--jobs", "1"])
     assert done.exit_code == 2, done.output
     assert "Traceback" not in done.output
-    hinted = CliRunner().invoke(main, ["lab", "hint", "code", "--dir", str(folder)])
+    hinted = CliRunner().invoke(main, ["lab", "hint", "pin", "--dir", str(folder)])
     assert hinted.exit_code == 0 and hinted.output.startswith("hint 1/1: "), hinted.output
 
 
@@ -188,11 +188,11 @@ def test_a_build_that_does_nothing_earns_nothing_for_its_limits(tmp_path: Path) 
 
 def test_unquoted_hex_and_pin_answers_are_read_as_written(tmp_path: Path) -> None:
     folder = _folder(tmp_path, "s1")
-    (folder / "answers.yaml").write_text("code: 0042\nwhy-tme: b\n")
+    (folder / "answers.yaml").write_text("pin: 0042\nwhy-tme: b\n")
     answers = read_answers(folder, load_lab(LAB).lab)
-    assert answers.values["code"] == "0042"
-    (folder / "answers.yaml").write_text("code: 0x0edf\n")
-    assert read_answers(folder, load_lab(LAB).lab).values["code"] == "0x0edf"
+    assert answers.values["pin"] == "0042"
+    (folder / "answers.yaml").write_text("pin: 0x0edf\n")
+    assert read_answers(folder, load_lab(LAB).lab).values["pin"] == "0x0edf"
 
 
 def test_grade_one_ends_when_its_parent_is_gone(tmp_path: Path) -> None:
