@@ -74,8 +74,8 @@ def sweep(spec: Path, out_dir: Path | None, jobs: int, dask: bool, scheduler: st
     def planned(todo: int, kept: int) -> None:
         nonlocal bar
         counts["kept"] = kept
-        click.echo(f"{plan.sweep.id}: {len(plan.points)} points x {len(plan.engines)} engines "
-                   f"x {plural(plan.sweep.seeds, 'seed')}: {plural(todo, 'run')} to make, controls "
+        click.echo(f"{plan.sweep.id}: {plural(len(plan.points), 'point')} x "
+                   f"{plural(len(plan.engines), 'engine')} x {plural(plan.sweep.seeds, 'seed')}: {plural(todo, 'run')} to make, controls "
                    "included"
                    + (f", {kept} kept from an earlier run" if kept else ""), err=True)
         bar = click.progressbar(length=todo, label="sweep", file=sys.stderr, show_pos=True,

@@ -322,13 +322,28 @@ def _errors(
 ) -> list[ScenarioError]:
     """Every error of ``exc``, each where it is in the file, in the file's order, once."""
     found: dict[str, ScenarioError] = {}
-    for err in exc.errors():
-        if NO_ATTACK in err["msg"] and len(exc.errors()) > 1:
+    errors = exc.errors()
+    for err in errors:
+        if NO_ATTACK in err["msg"] and len(errors) > 1:
+            continue
+        if _other_member(err, errors):
             continue
         one = _error(err, conv, model, data)
         found.setdefault(one.one_line(), one)
     return sorted(found.values(), key=lambda e: e.line) or [
         _error(exc.errors()[0], conv, model, data)]
+
+
+def _other_member(err: Any, errors: list[Any]) -> bool:
+    """Whether ``err`` says that a value is not of one member of a union (``list[...]``)
+    while another error is about the value as the member it does match: that one says it."""
+    loc = err["loc"]
+    tagged = [i for i, part in enumerate(loc) if isinstance(part, str) and "[" in part]
+    if not err["type"].endswith("_type") or not tagged:
+        return False
+    base = loc[: tagged[-1]]
+    return any(other is not err and other["loc"][: len(base)] == base
+               and not other["type"].endswith("_type") for other in errors)
 
 
 def _error(err: Any, conv: _Converter, model: type[BaseModel], data: Any) -> ScenarioError:
@@ -366,6 +381,8 @@ def _walk(where: _Path, data: Any) -> _Path:
         part = parts.pop(0)
         if isinstance(node, list) and isinstance(part, str) and part.isdigit():
             part = int(part)
+        if isinstance(part, str) and "[" in part:  # a union member's tag: list[int]
+            continue
         if isinstance(node, dict) and isinstance(part, str) and part not in node:
             joined = _dotted_key(node, part, parts)  # a key with dots in it: program.2.args
             if joined is not None:

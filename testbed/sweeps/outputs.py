@@ -68,7 +68,9 @@ def runs_frame(plan: SweepPlan, runs: Sequence[SweepRun]) -> pd.DataFrame:
             "trials": r.row.trials.trials if r.row.trials else 1,
             "trial_successes": (r.row.trials.successes if r.row.trials else
                                 int(r.row.outcome is SUCCESS)),
-            "chance_log2": chance if chance is not None and math.isfinite(chance) else None,
+            # As results.json rounds it: the same whether the run was made now or kept.
+            "chance_log2": round(chance, 3) if chance is not None and math.isfinite(chance)
+            else None,
             **{f"m.{n}": metrics.get(n) if _numeric(metrics.get(n)) else None
                for n in metric_names},
         })

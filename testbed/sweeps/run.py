@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import logging
 import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -170,8 +171,10 @@ def executor(workers: int, dask: bool = False, scheduler: str | None = None
         finally:
             client.close()
         return
+    for name in ("distributed", "tornado"):  # the cluster's own chatter, not the sweep's
+        logging.getLogger(name).setLevel(logging.ERROR)
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=None, silence_logs=logging.ERROR)
     client = distributed.Client(cluster)
     try:
         yield client.get_executor(), f"Dask LocalCluster of {workers} workers"
