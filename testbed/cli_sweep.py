@@ -75,8 +75,8 @@ def sweep(spec: Path, out_dir: Path | None, jobs: int, dask: bool, scheduler: st
         nonlocal bar
         counts["kept"] = kept
         click.echo(f"{plan.sweep.id}: {plural(len(plan.points), 'point')} x "
-                   f"{plural(len(plan.engines), 'engine')} x {plural(plan.sweep.seeds, 'seed')}: {plural(todo, 'run')} to make, controls "
-                   "included"
+                   f"{plural(len(plan.engines), 'engine')} x {plural(plan.sweep.seeds, 'seed')}:"
+                   f" {plural(todo, 'run')} to make, controls included"
                    + (f", {kept} kept from an earlier run" if kept else ""), err=True)
         bar = click.progressbar(length=todo, label="sweep", file=sys.stderr, show_pos=True,
                                 show_eta=True)
