@@ -9,6 +9,8 @@ llvmlite accelerator or the NumPy reference); :data:`BACKEND_KEY` names that in 
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from .crypto import XexLineCipher, XtsLineCipher, mask_backend
 from .crypto.xts import engine_threads
 from .programs import ProgramMetrics
 from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, run_trials
+from .shipped import scenarios_dir
 from .types import LINE_SIZE, PAGE_SIZE
 
 __all__ = ["BACKEND_KEY", "BENCH_KEYS", "DETAIL_KEYS", "QUICK_KEY", "TARGETS", "meets",
@@ -36,6 +39,11 @@ BENCH_KEYS = (
     "wearout_pairs_per_s",
     "matrix_s_1_job",
     "matrix_s_all_jobs",
+    "sweep_runs_per_s_1_worker",
+    "sweep_runs_per_s_2_workers",
+    "sweep_ratio_2_workers",
+    "sweep_runs_per_s_dask_2_workers",
+    "sweep_ratio_dask_2_workers",
 )
 DETAIL_KEYS = (
     "engine_threads",
@@ -57,6 +65,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "engine_ratio": (">=", 0.30),
     "dictionary_ratio": (">=", 0.25),
     "matrix_s_1_job": ("<=", 30.0),
+    "sweep_ratio_2_workers": (">=", 1.7),
+    "sweep_ratio_dask_2_workers": (">=", 1.5),
 }
 """The figures the project sets a target for: ``key -> (">=" or "<=", bound)``."""
 _KEY = bytes(range(1, 33))
@@ -174,6 +184,30 @@ def matrix_seconds(paths: Sequence[str | Path], workers: int) -> float:
     return time.perf_counter() - start
 
 
+def sweep_runs_per_s(path: Path, seeds: int, workers: int, dask: bool = False) -> float:
+    """Runs per second (controls included) of the sweep ``path`` with ``seeds`` seeds per point,
+    on ``workers`` local processes or Dask workers; the executor is up before the clock starts
+    (a Dask cluster's start-up is not timed), and no run is kept from before."""
+    import tempfile
+
+    from .sweeps import executor, load_sweep, run_sweep
+
+    plan = load_sweep(path)
+    plan = dataclasses.replace(plan, sweep=plan.sweep.model_copy(update={"seeds": seeds}))
+    made = 0
+
+    def count(n: int, _failed: bool) -> None:
+        nonlocal made
+        made += n
+
+    with tempfile.TemporaryDirectory(prefix="testbed-bench-") as scratch, \
+            executor(workers, dask=dask) as (pool, _described):
+        list(pool.map(abs, range(workers * 4)))  # every worker up and importing nothing more
+        start = time.perf_counter()
+        run_sweep(plan, Path(scratch), pool, count)
+        return made / (time.perf_counter() - start)
+
+
 def run_bench(
     scenario_paths: Sequence[str | Path], workers: int, quick: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -206,4 +240,18 @@ def run_bench(
     out["matrix_s_1_job"] = matrix_seconds(scenario_paths, 1)
     say(f"scenario matrix, {workers} jobs")
     out["matrix_s_all_jobs"] = matrix_seconds(scenario_paths, workers)
+    sweep_spec = scenarios_dir() / "sweeps" / "torn-patch.yaml"
+    seeds = 1 if quick else 8
+    say("sweep, 1 worker")
+    out["sweep_runs_per_s_1_worker"] = sweep_runs_per_s(sweep_spec, seeds, 1)
+    say("sweep, 2 workers")
+    out["sweep_runs_per_s_2_workers"] = sweep_runs_per_s(sweep_spec, seeds, 2)
+    out["sweep_ratio_2_workers"] = (out["sweep_runs_per_s_2_workers"]
+                                    / out["sweep_runs_per_s_1_worker"])
+    if importlib.util.find_spec("distributed") is not None:
+        say("sweep, Dask LocalCluster of 2 workers")
+        out["sweep_runs_per_s_dask_2_workers"] = sweep_runs_per_s(sweep_spec, seeds, 2,
+                                                                  dask=True)
+        out["sweep_ratio_dask_2_workers"] = (out["sweep_runs_per_s_dask_2_workers"]
+                                             / out["sweep_runs_per_s_1_worker"])
     return out

@@ -395,17 +395,19 @@ def bench(json_path: Path | None, scenario_dir: str | None, quick: bool) -> None
     for key, (op, bound) in TARGETS.items():
         shown_bound = f"{bound:g} s" if key.endswith("_s_1_job") else f"{bound:.2f}"
         verdict = ("not measured (--quick)" if quick else
+                   "not measured (the dask extra is not installed)" if key not in figures else
                    "met" if meets(key, figures[key]) else "NOT met")
         labels[key] = f"(target {op} {shown_bound}: {verdict})"
     keys = BENCH_KEYS + DETAIL_KEYS
     for key in keys:
-        value = figures[key]
-        shown = f"{value:.3f}" if value < 10 else f"{value:,.0f}"
-        click.echo(f"{key:<26} {shown:>18}  {labels.get(key, '')}".rstrip())
+        value = figures.get(key)
+        shown = "-" if value is None else f"{value:.3f}" if value < 10 else f"{value:,.0f}"
+        label = labels.get(key, "" if value is not None else "(not measured: no dask extra)")
+        click.echo(f"{key:<31} {shown:>18}  {label}".rstrip())
     backend = mask_backend()
-    click.echo(f"{BACKEND_KEY:<26} {backend:>18}  (XTS mask passes; TESTBED_ACCEL=0: numpy)")
+    click.echo(f"{BACKEND_KEY:<31} {backend:>18}  (XTS mask passes; TESTBED_ACCEL=0: numpy)")
     if json_path is not None:
-        doc: dict[str, float | str | bool] = {k: figures[k] for k in keys}
+        doc: dict[str, float | str | bool | None] = {k: figures.get(k) for k in keys}
         doc[BACKEND_KEY] = backend
         doc[QUICK_KEY] = quick
         atomic_write_text(json_path, json.dumps(doc, indent=2) + "\n")
