@@ -140,7 +140,10 @@ def _short(key: str) -> str:
 def _figures(plan: SweepPlan, points: pd.DataFrame) -> list[dict[str, str]]:
     out = []
     for spec in plan.sweep.figure_specs():
-        others = [k for k in plan.sweep.grid if k not in (spec.x, spec.lines)]
+        # Zipped keys move together with x: one figure. In a product every other key's value
+        # is a figure of its own.
+        others = ([] if plan.sweep.combine == "zip" else
+                  [k for k in plan.sweep.grid if k not in (spec.x, spec.lines)])
         panels = (itertools.product(*(sorted(points[k].unique().tolist()) for k in others))
                   if others else [()])
         for panel in panels:
@@ -170,7 +173,10 @@ def _figure(plan: SweepPlan, spec: PlotSpec, data: pd.DataFrame, caption: str
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         lines = data["engine" if spec.lines == "engine" else spec.lines]
-        for n, value in enumerate(sorted(lines.unique().tolist(), key=str)):
+        seen = lines.unique().tolist()
+        order = ([e for e in plan.engines if e in seen] if spec.lines == "engine"
+                 else sorted(seen, key=lambda v: (isinstance(v, str), v)))
+        for n, value in enumerate(order):
             part = data[lines == value].sort_values(spec.x)
             color = f"C{n % 10}"
             x = part[spec.x].astype(float).to_numpy()
@@ -196,6 +202,10 @@ def _figure(plan: SweepPlan, spec: PlotSpec, data: pd.DataFrame, caption: str
                             else None)
         if spec.log_x:
             ax.set_xscale("log", base=2)
+        elif all(isinstance(v, int) for v in plan.sweep.values(spec.x)):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ylabel = ("success rate (95 % interval)" if spec.y == "success" else
                   f"{_label(spec.y)} ({spec.stat}, 10th-90th percentile)")
         if spec.y == "success":
