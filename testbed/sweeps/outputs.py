@@ -195,7 +195,7 @@ def _figure(plan: SweepPlan, spec: PlotSpec, data: pd.DataFrame, caption: str
             if spec.analytic == "birthday":
                 bits = _width(plan, part)
                 if bits is not None:
-                    grid = sorted(set(x))
+                    grid = sorted({float(v) for v in x})
                     ax.plot(grid, [birthday(q, bits) for q in grid], linestyle="--",
                             color=color, linewidth=1,
                             label=f"q²/2^(n+1), n = {bits}" if spec.lines != "engine" or n == 0
