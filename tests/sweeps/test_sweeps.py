@@ -286,3 +286,35 @@ def test_the_history_records_every_run(reference: Path) -> None:
     done = CliRunner().invoke(main, ["history", "--db", str(reference / "history.sqlite")])
     assert done.exit_code == 0, done.output
     assert " 12 results" in done.output
+
+
+def test_ctrl_c_stops_a_sweep_and_keeps_its_finished_runs(tmp_path: Path) -> None:
+    heavier = SMALL.replace("[1, 2]\n  program.7.args.digits: [1, 2]",
+                            "[1, 2, 3, 4, 5]\n  program.7.args.digits: [1, 2, 3, 4, 5]")
+    path = spec(tmp_path, heavier)
+    proc = subprocess.Popen([sys.executable, "-m", "testbed", "sweep", str(path), "--out",
+                             str(tmp_path / "out"), "--jobs", "2"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = tmp_path / "out" / ".sweep-runs.sqlite"
+    import sqlite3
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store.exists():
+            try:
+                with sqlite3.connect(store, timeout=1) as db:
+                    if db.execute("SELECT count(*) FROM runs").fetchone()[0] >= 2:
+                        break
+            except sqlite3.Error:
+                pass
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail(f"the sweep ended before it could be interrupted: {proc.stderr}")
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not (tmp_path / "out" / "sweep.csv").exists()
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT count(*) FROM runs").fetchone()[0] >= 2
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
