@@ -150,9 +150,10 @@ class TornLivePatchParams(AttackParams):
                 + EXECUTION_UNITS[self.explore] * executions)
         hint = ("use fewer params.cpus, params.sites or params.visits, or params.explore: random"
                 if exhaustive else "lower params.interleavings")
+        what = "classes of interleavings" if exhaustive else "random interleavings"
         return Work((run_part(machine),
-                     (f"{count:,} {self.explore} interleavings{' (classes)' if exhaustive else ''} "
-                      f"of up to {steps} steps with {patcher.value}", count * each)), hint=hint)
+                     (f"{count:,} {what} of up to {steps} steps with {patcher.value}",
+                      count * each)), hint=hint)
 
 
 def _site(i: int) -> int:
@@ -321,6 +322,7 @@ def _patcher_action(patcher: Patcher, params: TornLivePatchParams) -> str:
     return (f"patches {plural(params.sites, 'site')} to {params.new} with text_poke, writing "
             "the new "
             "bytes in place")
+
 
 def _naive_count(start: LivePatch, found: Exploration) -> int | None:
     """The interleavings an exhaustive exploration without the reduction runs (``None``: not

@@ -475,6 +475,7 @@ class _ClassCount:
         self.states: dict[Hashable, tuple[LivePatch, list[int]]] = {
             start.key(): (start.clone(), [1, 0])}
         self.queue = [(self._rank(start), 0, 0, start.key())]
+        self.pushed = 1
 
     @property
     def done(self) -> bool:
@@ -491,8 +492,8 @@ class _ClassCount:
         key = run.key()
         if key not in self.states:
             self.states[key] = (run, [0, 0])
-            heapq.heappush(self.queue, (self._rank(run), run.patcher_steps,
-                                        len(self.states) + len(self.queue), key))
+            heapq.heappush(self.queue, (self._rank(run), run.patcher_steps, self.pushed, key))
+            self.pushed += 1
         self.states[key][1][patcher] += n
 
     def advance(self, states: int) -> None:
