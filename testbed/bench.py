@@ -19,10 +19,11 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .attacks.key_wearout import KeyWearoutMetrics
+from .attacks.torn_live_patch import TornLivePatchMetrics
 from .crypto import XexLineCipher, XtsLineCipher, mask_backend
 from .crypto.xts import engine_threads
 from .programs import ProgramMetrics
-from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, run_trials
+from .scenarios import Job, Scenario, load_scenario, load_scenarios, plan, run_jobs, run_trials
 from .shipped import scenarios_dir
 from .types import LINE_SIZE, PAGE_SIZE
 
@@ -50,10 +51,19 @@ DETAIL_KEYS = (
     "engine_mb_s_threads",
     "engine_ratio_threads",
     "sev_xex_mb_s",
+    "livepatch_por_reduction",
+    "livepatch_int3_por_reduction",
 )
 """Printed and written after :data:`BENCH_KEYS`: the engine runs on one thread by default
 (``engine_mb_s``) and can split large batches across threads; these give that figure with one
-thread per CPU; and the SEV engine's model cipher (AES-128 XEX) in the same test."""
+thread per CPU; the SEV engine's model cipher (AES-128 XEX) in the same test; and how many
+times fewer schedules partial-order reduction runs on the shipped torn-live-patch scenarios
+(:data:`LIVE_PATCH_SCENARIOS`)."""
+LIVE_PATCH_SCENARIOS = {
+    "livepatch_por_reduction": "16-torn-live-patch.yaml",
+    "livepatch_int3_por_reduction": "17-torn-live-patch-int3.yaml",
+}
+"""The shipped scenario of each POR reduction figure (text_poke, then text_poke_bp)."""
 BACKEND_KEY = "mask_backend"
 """Written and printed after the figures: ``"llvmlite"`` or ``"numpy"``, the XTS mask passes
 the figures were measured with (:func:`testbed.crypto.mask_backend`; ``TESTBED_ACCEL=0`` chooses
@@ -175,6 +185,18 @@ def wearout_pairs_per_s(max_pairs: int) -> float:
     return blocks / (time.perf_counter() - start)
 
 
+def por_reduction(name: str) -> float:
+    """Interleavings over classes of interleavings of the shipped scenario file ``name``: how
+    many times fewer schedules its exhaustive exploration runs with partial-order reduction
+    (the ``por_reduction`` metric of one run)."""
+    scenario, source = load_scenario(scenarios_dir() / name)
+    row = run_trials(Job(scenario, source, "none", 1))
+    reduction = row.metrics_as(TornLivePatchMetrics).por_reduction
+    if reduction is None:
+        raise RuntimeError(f"{name}: no reduction factor: {row.reason}")
+    return reduction
+
+
 def matrix_seconds(paths: Sequence[str | Path], workers: int) -> float:
     """Wall time of every scenario in ``paths`` under every engine."""
     scenarios, _ = load_scenarios(paths)
@@ -254,4 +276,7 @@ def run_bench(
                                                                   dask=True)
         out["sweep_ratio_dask_2_workers"] = (out["sweep_runs_per_s_dask_2_workers"]
                                              / out["sweep_runs_per_s_1_worker"])
+    say("live-patch partial-order reduction")
+    for key, name in LIVE_PATCH_SCENARIOS.items():
+        out[key] = por_reduction(name)
     return out

@@ -18,6 +18,15 @@ interleavings run on a copy of it (:mod:`testbed.platform.kernel_text.livepatch`
 :mod:`testbed.platform.kernel_text.interleavings`), and the patched text is stored back at the end.
 Mitigation: ``text_poke_bp`` (the INT3 protocol).
 
+Exhaustive exploration runs one schedule per class of equivalent interleavings (partial-order
+reduction, :func:`~testbed.platform.kernel_text.interleavings.explore_all`): schedules that
+differ only in the order of steps that commute execute the same instructions. So in the metrics
+``interleavings_explored`` and ``torn_interleavings`` count classes, and ``executions`` and
+``torn_executions`` sum over one schedule of each class; ``interleavings_total`` is the number
+of interleavings an explorer without the reduction runs, and ``por_reduction`` the ratio of the
+two. Whether a CPU tears, and which distinct torn instructions it executes, are the same either
+way.
+
 The run is :func:`live_patch` and its outcome :func:`judge_patch`, which the attack programs'
 ``live_patch`` step and ``torn`` goal share.
 """
@@ -71,19 +80,22 @@ TEXT_BASE = 0xFFFF_FFFF_8100_0000
 SITE_STRIDE = 16
 MAX_RANDOM_STEPS = 2_000_000
 """Scheduler steps one random exploration may take in all (interleavings x steps each)."""
-INTERLEAVING_UNITS = {"exhaustive": 45.0, "random": 27.0}
-"""Work units per interleaving explored, by exploration (:mod:`testbed.attacks.cost`)..."""
-STEP_UNITS = {"exhaustive": 0.3, "random": 3.0}
+NAIVE_COUNT_LIMIT = 10**18
+"""Above this many interleavings, ``interleavings_total`` (and ``por_reduction``) are null."""
+INTERLEAVING_UNITS = {"exhaustive": 200.0, "random": 27.0}
+"""Work units per interleaving explored (exhaustive: per class), by exploration
+(:mod:`testbed.attacks.cost`)..."""
+STEP_UNITS = {"exhaustive": 1.0, "random": 3.0}
 """...per step it may take..."""
-EXECUTION_UNITS = {"exhaustive": 1.8, "random": 18.0}
+EXECUTION_UNITS = {"exhaustive": 3.0, "random": 18.0}
 """...and per instruction the CPUs execute in it."""
 
 InsnName = Literal["nop5", "call", "jmp32", "nop2", "jmp8"]
 
 
 class TornLivePatchParams(AttackParams):
-    """old and new have the same length and differ; an exhaustive space over 100,000
-    interleavings, or a random one over 2,000,000 steps, is refused."""
+    """old and new have the same length and differ; an exhaustive space over 100,000 classes
+    of equivalent interleavings, or a random one over 2,000,000 steps, is refused."""
 
     cpus: int = Field(2, ge=2, le=8, description="CPUs executing the patched sites")
     sites: int = Field(1, ge=1, le=16, description="sites patched in one batch")
@@ -93,7 +105,8 @@ class TornLivePatchParams(AttackParams):
     fetch_chunk: int = Field(2, ge=1, le=8, description="bytes a CPU fetches per step")
     poke_chunk: int = Field(1, ge=1, le=5, description="bytes the patcher writes per step")
     explore: Literal["exhaustive", "random"] = Field(
-        "exhaustive", description="every interleaving, or a seeded random sample")
+        "exhaustive",
+        description="one interleaving of each class of equivalent ones, or a seeded random sample")
     interleavings: int = Field(
         1000, ge=1, le=MAX_INTERLEAVINGS, description="random: schedules to sample")
 
@@ -114,7 +127,7 @@ class TornLivePatchParams(AttackParams):
             run = build(self, patcher)
             if self.explore == "exhaustive":
                 try:
-                    count_interleavings(run)
+                    count_interleavings(run, reduction=True)
                 except ConfigError as exc:
                     raise ValueError(f"{exc} (with {patcher.value})") from None
             elif self.interleavings * run.max_steps() > MAX_RANDOM_STEPS:
@@ -125,20 +138,22 @@ class TornLivePatchParams(AttackParams):
 
     def work(self, machine: MachineShape) -> Work:
         """The interleavings explored with the patcher in force (``text_poke_bp`` with the
-        INT3 protocol), each charged by the steps it may take and the instructions run."""
+        INT3 protocol; exhaustive: one per class), each charged by the steps it may take and
+        the instructions run."""
         patcher = Patcher.TEXT_POKE_BP if machine.mitigations.text_poke_bp else Patcher.TEXT_POKE
         run = build(self, patcher)
         exhaustive = self.explore == "exhaustive"
-        count = count_interleavings(run) if exhaustive else self.interleavings
+        count = count_interleavings(run, reduction=True) if exhaustive else self.interleavings
         steps = run.max_steps()
         executions = self.cpus * self.sites * self.visits
         each = (INTERLEAVING_UNITS[self.explore] + STEP_UNITS[self.explore] * steps
                 + EXECUTION_UNITS[self.explore] * executions)
         hint = ("use fewer params.cpus, params.sites or params.visits, or params.explore: random"
                 if exhaustive else "lower params.interleavings")
+        what = "classes of interleavings" if exhaustive else "random interleavings"
         return Work((run_part(machine),
-                     (f"{count:,} {self.explore} interleavings of up to {steps} steps with "
-                      f"{patcher.value}", count * each)), hint=hint)
+                     (f"{count:,} {what} of up to {steps} steps with {patcher.value}",
+                      count * each)), hint=hint)
 
 
 def _site(i: int) -> int:
@@ -214,12 +229,23 @@ class TornLivePatchMetrics(BaseMetrics):
     patcher: str
     exploration: str
     interleavings_explored: int
+    """Exhaustive: classes of equivalent interleavings, one schedule run of each; random: the
+    schedules sampled."""
     torn_interleavings: int
+    """Of those, the ones in which a CPU executed a torn instruction."""
     torn_executions: int
     executions: dict[str, int]
-    """Executions per class (old, new, emulated, torn, ...)."""
+    """Executions per category (old, new, emulated, torn), summed over the schedules run."""
     cpus: int
     sites: int
+    interleavings_total: int | None = None
+    """Exhaustive: the interleavings an explorer without partial-order reduction runs (null
+    above 10**18, and for a random sample)."""
+    por_reduction: float | None = None
+    """``interleavings_total`` / ``interleavings_explored``: how many times fewer schedules
+    the reduction runs."""
+    distinct_torn: int = 0
+    """Distinct torn instructions (site and bytes executed) over the schedules run."""
     first_torn: TornExecution | None = omitted_when_none()
 
 
@@ -272,7 +298,7 @@ def live_patch(ctx: AttackContext, params: TornLivePatchParams) -> PatchRun:
              address=pa, detail=f"virtual {TEXT_BASE:#x}; site 0 holds {old.hex(' ')}")
     log.step(Actor.PATCHER, _patcher_action(patcher, params), address=pa,
              detail=f"{len(start.ops)} patcher steps; site 0 becomes {new.hex(' ')}")
-    how = ("every interleaving" if params.explore == "exhaustive"
+    how = ("one interleaving of each class of equivalent ones" if params.explore == "exhaustive"
            else f"{params.interleavings} seeded random interleavings")
     log.begin_attack()
     log.step(Actor.ATTACKER, f"runs {params.cpus} CPUs through the sites during the patch, "
@@ -280,10 +306,10 @@ def live_patch(ctx: AttackContext, params: TornLivePatchParams) -> PatchRun:
              f"a CPU fetches {plural(params.fetch_chunk, 'byte')} per step and executes each "
              f"site {plural(params.visits, 'time')}; the patcher writes "
              f"{plural(params.poke_chunk, 'byte')} per step")
-    found = (explore_all(start) if params.explore == "exhaustive"
+    found = (explore_all(start, reduction=True) if params.explore == "exhaustive"
              else explore_random(start, params.interleavings, ctx.rng))
     first_torn = _first_torn(ctx, start, found, pa)
-    log.metrics = _metrics(params, patcher, found, first_torn)
+    log.metrics = _metrics(params, patcher, found, first_torn, _naive_count(start, found))
     _store_back(ctx, start, pa)
     return PatchRun(found, first_torn)
 
@@ -297,8 +323,20 @@ def _patcher_action(patcher: Patcher, params: TornLivePatchParams) -> str:
             "the new "
             "bytes in place")
 
+
+def _naive_count(start: LivePatch, found: Exploration) -> int | None:
+    """The interleavings an exhaustive exploration without the reduction runs (``None``: not
+    exhaustive, or over :data:`NAIVE_COUNT_LIMIT`)."""
+    if not found.exhaustive:
+        return None
+    try:
+        return count_interleavings(start, NAIVE_COUNT_LIMIT, reduction=False)
+    except ConfigError:
+        return None
+
+
 def _metrics(params: TornLivePatchParams, patcher: Patcher, found: Exploration,
-             first_torn: TornExecution | None) -> TornLivePatchMetrics:
+             first_torn: TornExecution | None, total: int | None) -> TornLivePatchMetrics:
     return TornLivePatchMetrics(
         patcher=patcher.value,
         exploration="exhaustive" if found.exhaustive else "random",
@@ -308,22 +346,23 @@ def _metrics(params: TornLivePatchParams, patcher: Patcher, found: Exploration,
         executions={c.value: n for c, n in found.counts.items()},
         cpus=params.cpus,
         sites=params.sites,
+        interleavings_total=total,
+        por_reduction=None if total is None else round(total / found.interleavings, 2),
+        distinct_torn=len(found.torn_instructions),
         first_torn=first_torn,
     )
 
 def _first_torn(ctx: AttackContext, start: LivePatch, found: Exploration,
                 pa: PhysAddr) -> TornExecution | None:
     """Log what the CPUs executed; the first torn execution found (if any)."""
-    log, n = ctx.log, found.interleavings
-    run = found.first_torn
+    log, run = ctx.log, found.first_torn
     if run is None:
         emulated = found.counts[ExecClass.EMULATED]
         if found.first_emulated is not None:
             log.recovered = found.first_emulated.fetched
-        scope = f"all {n}" if found.exhaustive else f"{n} sampled"
         log.step(Actor.CPUS, "executed only whole old or new instructions, or the INT3 "
                  "with the new instruction emulated", detail=f"{emulated} INT3 emulations "
-                 f"over {scope} interleavings")
+                 f"over {_scope(found, every=True)}")
         return None
     e = run.torn()[0]
     old, new = start.old_insn(e.site).raw, start.sites[e.site].text
@@ -344,22 +383,29 @@ def _first_torn(ctx: AttackContext, start: LivePatch, found: Exploration,
     return first
 
 
+def _scope(found: Exploration, every: bool = False) -> str:
+    """What was explored: ``"256 classes of interleavings"``, ``"150 sampled interleavings"``
+    (``every``: ``"all 256 ..."`` when exhaustive)."""
+    n = found.interleavings
+    if not found.exhaustive:
+        return f"{n} sampled interleavings"
+    what = f"{n} classes of interleavings" if found.reduced else f"{n} interleavings"
+    return f"all {what}" if every else what
+
+
 def judge_patch(run: PatchRun) -> Verdict:
     """``succeeded`` when a CPU executed a torn instruction; no guess, so no chance."""
     found, first = run.exploration, run.torn
-    n = found.interleavings
     if first is None:
         emulated = found.counts[ExecClass.EMULATED]
-        scope = f"all {n}" if found.exhaustive else f"{n} sampled"
         return Verdict(Outcome.MITIGATED,
-                       f"no CPU executed a torn instruction in {scope} interleavings; "
+                       f"no CPU executed a torn instruction in {_scope(found, every=True)}; "
                        f"{emulated} executions hit the INT3 and ran the new instruction "
                        "through the handler")
-    scope = "" if found.exhaustive else " sampled"
     return Verdict(Outcome.SUCCEEDED,
                    f"cpu{first.cpu} executed {first.executed} at site {first.site} "
                    f"({first.decoded}): neither the old instruction nor the new one; "
-                   f"{found.torn_interleavings} of {n}{scope} interleavings tore "
+                   f"{found.torn_interleavings} of {_scope(found)} tore "
                    f"({found.counts[ExecClass.TORN]} torn executions)")
 
 

@@ -59,8 +59,9 @@ def track_dirty_pages(rt: Runtime, args: TrackDirtyPages) -> bytes:
 def live_patch(rt: Runtime, args: LivePatching) -> bytes | None:
     run = _run(rt, torn.live_patch, args)
     found = run.exploration
+    scope = "classes of interleavings" if found.exhaustive else "sampled interleavings"
     rt.note(f"runs the CPUs through the patch: {found.torn_interleavings} of "
-            f"{found.interleavings} interleavings tore")
+            f"{found.interleavings} {scope} tore")
     return run.executed
 
 

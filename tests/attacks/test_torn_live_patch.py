@@ -25,7 +25,11 @@ def test_attack_without_the_protocol_executes_a_torn_instruction() -> None:
     first = m.first_torn
     assert first is not None
     assert m.patcher == "text_poke" and m.cpus == 2 and m.sites == 1
-    assert m.interleavings_explored == 3284 and m.torn_executions == 2507
+    # One schedule for each of the 16 x 16 classes of the two CPUs; 220 of them tear.
+    assert m.interleavings_explored == 256 and m.torn_interleavings == 220
+    assert m.torn_executions == 320 and m.distinct_torn == 4
+    assert m.interleavings_total == 3284 and m.por_reduction == 12.83
+    assert "220 of 256 classes of interleavings tore" in row.reason
     assert row.evidence.recovered == bytes.fromhex(first.executed)
     assert row.evidence.recovered not in (row.evidence.secret, NOP5)
     assert row.evidence.secret == bytes.fromhex(first.new)
@@ -42,7 +46,9 @@ def test_attack_with_the_protocol_is_mitigated() -> None:
     assert row.outcome is Outcome.MITIGATED, row.reason
     m = row.metrics_as(TornLivePatchMetrics)
     assert m.patcher == "text_poke_bp" and m.torn_executions == 0
-    assert m.interleavings_explored == 527 and m.first_torn is None
+    assert m.interleavings_explored == 49 and m.first_torn is None
+    assert m.interleavings_total == 527 and m.por_reduction == 10.76
+    assert m.distinct_torn == 0 and "in all 49 classes of interleavings" in row.reason
     assert "first_torn" not in m.to_json()
     assert row.evidence.recovered == b"\xcc"
     assert row.profile == "tme+text_poke_bp"
@@ -55,12 +61,14 @@ def test_attack_sampling_a_batch_on_more_cpus(mitigations: dict[str, bool],
     params = {"cpus": 4, "sites": 3, "visits": 2, "explore": "random", "interleavings": 150}
     row = run("torn-live-patch", "sev", params=params, mitigations=mitigations)
     assert row.outcome is want, row.reason
-    assert row.metrics_as(TornLivePatchMetrics).interleavings_explored == 150
-    assert row.metrics_as(TornLivePatchMetrics).exploration == "random"
+    m = row.metrics_as(TornLivePatchMetrics)
+    assert m.interleavings_explored == 150 and m.exploration == "random"
+    assert m.interleavings_total is None and m.por_reduction is None
+    assert "150 sampled interleavings" in row.reason
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ({"cpus": 8, "sites": 4}, "more than 100000 interleavings"),
+    ({"cpus": 8, "sites": 4}, "more than 100000 classes of interleavings"),
     ({"old": "nop2", "new": "call"}, "must have the same length"),
     ({"old": "nop5", "new": "nop5"}, "nothing to patch"),
     ({"cpus": 1}, "greater than or equal to 2"),

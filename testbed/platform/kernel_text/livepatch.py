@@ -230,6 +230,11 @@ class LivePatch:
         """What decides the future: patcher position, pending sync, each CPU's progress."""
         return (self._op, self._pending, tuple((c.pc, c.fetched) for c in self._cpus))
 
+    @property
+    def patcher_steps(self) -> int:
+        """Steps the patcher has taken (its next one is ``ops[patcher_steps]``)."""
+        return self._op
+
     def patcher_enabled(self) -> bool:
         """The patcher has a step left and is not waiting for a CPU to finish a fetch."""
         if self._op >= len(self._setup.ops):
@@ -245,6 +250,17 @@ class LivePatch:
         Every step of that CPU makes it larger."""
         state = self._cpus[cpu - 1]
         return state.pc, len(state.fetched)
+
+    def fetch_address(self, cpu: int) -> int:
+        """Where the next fetch step of CPU ``cpu`` (1..N) reads its :attr:`fetch_chunk`
+        bytes."""
+        state, setup = self._cpus[cpu - 1], self._setup
+        return setup.sites[setup.programs[cpu - 1][state.pc]].address + len(state.fetched)
+
+    @property
+    def fetch_chunk(self) -> int:
+        """Bytes a CPU reads per fetch step."""
+        return self._setup.fetch_chunk
 
     def sync_waits_for(self, cpu: int) -> bool:
         """Whether the sync in progress waits for CPU ``cpu`` to finish its instruction."""

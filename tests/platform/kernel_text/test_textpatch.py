@@ -275,6 +275,9 @@ def test_every_interleaving_byte_wise_tears_and_the_protocol_never_does(old: str
     assert bp.torn_interleavings == 0 and bp.first_torn is None
     assert bp.counts[ExecClass.TORN] == 0 and bp.counts[ExecClass.EMULATED] > 0
     assert bp.interleavings == count_interleavings(live_patch(old, new, Patcher.TEXT_POKE_BP))
+    assert bp.torn_instructions == frozenset()
+    assert plain.torn_instructions == explore_all(live_patch(old, new, Patcher.TEXT_POKE),
+                                                  reduction=False).torn_instructions
 
 
 def test_a_patch_that_changes_one_byte_cannot_tear() -> None:
@@ -289,19 +292,31 @@ def test_a_patch_that_changes_one_byte_cannot_tear() -> None:
 def test_exhaustive_count_of_a_small_case() -> None:
     # One CPU fetching a 5-byte instruction byte by byte against five single-byte writes: the
     # CPU's 5 steps go anywhere among the patcher's 5, C(10, 5) = 252 ways, minus those where
-    # the CPU reads an invalid first pair and stops early; all of them are run.
+    # the CPU reads an invalid first pair and stops early; all of them are run by the naive
+    # explorer. Fetch i conflicts only with write i, so the reduced one runs a schedule for
+    # each choice of the bytes fetched after their write, as far as the CPU fetches: 16 after
+    # the new first byte (a CALL), 4 after the old 0f 1f 44 (a NOPL), one each for 0f 1f 07
+    # (a shorter NOPL) and for 0f fb (invalid).
     live = live_patch("nop5", "call", Patcher.TEXT_POKE)
-    found = explore_all(live)
-    assert found.interleavings == count_interleavings(live) <= 252
+    found = explore_all(live, reduction=False)
+    assert found.interleavings == count_interleavings(live, reduction=False) <= 252
     assert sum(found.counts.values()) == found.interleavings  # one execution per schedule
+    reduced = explore_all(live)
+    assert reduced.interleavings == count_interleavings(live) == 16 + 4 + 1 + 1
+    assert sum(reduced.counts.values()) == reduced.interleavings
     two = live_patch("nop5", "call", Patcher.TEXT_POKE, cpus=2, fetch_chunk=3)
-    assert explore_all(two).interleavings == count_interleavings(two) == 483
+    assert explore_all(two, reduction=False).interleavings == 483
+    assert count_interleavings(two, reduction=False) == 483
+    assert explore_all(two).interleavings == count_interleavings(two) == 12 * 12
 
 
 def test_too_large_for_exhaustive_is_refused_before_running() -> None:
     with pytest.raises(TooManyInterleavings, match="more than 100 interleavings"):
-        explore_all(live_patch("nop5", "call", Patcher.TEXT_POKE), limit=100)
-    with pytest.raises(TooManyInterleavings, match="more than 100000 interleavings for 8 CPUs"):
+        explore_all(live_patch("nop5", "call", Patcher.TEXT_POKE), limit=100, reduction=False)
+    with pytest.raises(TooManyInterleavings, match="more than 4 classes of interleavings"):
+        explore_all(live_patch("nop5", "call", Patcher.TEXT_POKE), limit=4)
+    with pytest.raises(TooManyInterleavings,
+                       match="more than 100000 classes of interleavings for 8 CPUs"):
         count_interleavings(live_patch("nop5", "call", Patcher.TEXT_POKE, cpus=8, sites=4))
 
 
