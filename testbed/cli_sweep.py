@@ -84,14 +84,14 @@ def sweep(spec: Path, out_dir: Path | None, jobs: int, dask: bool, scheduler: st
 
     def progress(n: int, failed: bool) -> None:
         counts["made"] += n
-        counts["failed"] += failed
+        counts["failed"] += n if failed else 0
         if bar is not None:
             bar.update(n)
 
     try:
         try:
             with executor(workers, dask, scheduler) as (pool, described):
-                runs = run_sweep(plan, target, pool, progress, planned)
+                runs = run_sweep(plan, target, pool, progress, planned, workers)
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import math
 import logging
 import multiprocessing
 import sqlite3
@@ -42,6 +43,8 @@ from .spec import Point, SweepPlan
 __all__ = ["CACHE", "Executor", "RecordedMetrics", "SweepRun", "executor", "run_sweep"]
 
 CACHE = ".sweep-runs.sqlite"
+MAX_CHUNK = 32
+"""Most runs sent to a worker in one task."""
 """The file in a sweep's output folder that keeps every finished run."""
 
 
@@ -200,14 +203,29 @@ def _error_row(job: Job, message: str) -> ResultRow:
                      Outcome.ERROR, s.expect.get(job.engine), message)
 
 
+def run_chunk(jobs: list[Job]) -> list[ResultRow]:
+    """Run a few jobs, one after the other, in one task of the executor (one task per run
+    would spend more time sending than running a short one)."""
+    return [run_trials(job) for job in jobs]
+
+
+def chunk_size(runs: int, workers: int) -> int:
+    """Runs per task: about eight tasks per worker, so that the last ones are short, and at
+    most :data:`MAX_CHUNK` runs between two saves."""
+    return max(1, min(MAX_CHUNK, math.ceil(runs / (max(1, workers) * 8))))
+
+
 def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
               progress: Callable[[int, bool], None] | None = None,
-              planned: Callable[[int, int], None] | None = None) -> list[SweepRun]:
-    """Run every point x engine x seed of ``plan`` (and the controls) on ``pool``, keeping
-    each finished run in ``out_dir``; returns the runs, judged, in plan order.
+              planned: Callable[[int, int], None] | None = None,
+              workers: int = 1) -> list[SweepRun]:
+    """Run every point x engine x seed of ``plan`` (and the controls) on ``pool`` (of
+    ``workers``), keeping each finished run in ``out_dir``; returns the runs, judged, in plan
+    order.
 
     ``planned`` gets the number of runs to make and of runs kept from before; ``progress``
-    is called once per run made (``True``: it failed to run and became an ``error`` row).
+    is called as runs finish, with their number (``True``: they failed to run and became
+    ``error`` rows).
     """
     jobs = _jobs(plan)
     units: list[Job] = []
@@ -234,21 +252,25 @@ def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
         todo = [i for i, r in enumerate(rows) if r is None]
         if planned is not None:
             planned(len(todo), len(units) - len(todo))
-        futures = {pool.submit(run_trials, units[i]): i for i in todo}
+        size = chunk_size(len(todo), workers)
+        chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
+        futures = {pool.submit(run_chunk, [units[i] for i in chunk]): chunk for chunk in chunks}
         try:
             for future in cf.as_completed(futures):
-                i = futures[future]
-                failed = False
+                chunk = futures[future]
                 try:
-                    row = future.result()
-                except Exception as exc:  # a crashed worker: an error run, not a hang
-                    row = _error_row(units[i], f"worker failed: {type(exc).__name__}: {exc}")
+                    made = future.result()
+                    failed = False
+                except Exception as exc:  # a crashed worker: error runs, not a hang
+                    made = [_error_row(units[i], f"worker failed: {type(exc).__name__}: {exc}")
+                            for i in chunk]
                     failed = True
-                rows[i] = row
-                if not failed:
-                    store.put(_key(units[i]), row)
+                for i, row in zip(chunk, made, strict=True):
+                    rows[i] = row
+                    if not failed:
+                        store.put(_key(units[i]), row)
                 if progress is not None:
-                    progress(1, failed)
+                    progress(len(chunk), failed)
         except BaseException:
             for future in futures:
                 future.cancel()
