@@ -22,8 +22,8 @@ import contextlib
 import hashlib
 import importlib
 import json
-import math
 import logging
+import math
 import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterator
