@@ -32,14 +32,17 @@ from ..results.verdicts import wilson_interval
 from ..text import escape
 from ..types import Outcome
 from .run import SweepRun
-from .spec import PlotSpec, SweepPlan
+from .spec import FIXED_COLUMNS, PlotSpec, SweepPlan
 
-__all__ = ["OWNED", "birthday", "points_frame", "runs_frame", "write_outputs"]
+__all__ = ["FIXED_COLUMNS", "OWNED", "birthday", "points_frame", "runs_frame", "write_outputs"]
 
 OWNED = frozenset({"index.html", "sweep.csv", "points.csv", "sweep.parquet", "points.parquet",
                    "results.json"})
 """The entries of a sweep's folder a sweep writes (the store and the history are kept)."""
 SUCCESS = Outcome.SUCCEEDED
+UNJUDGED = (Outcome.ERROR.value, Outcome.NOT_APPLICABLE.value)
+"""Outcomes that are no trial of the attack: left out of the rate and its interval."""
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -65,9 +68,9 @@ def runs_frame(plan: SweepPlan, runs: Sequence[SweepRun]) -> pd.DataFrame:
             "outcome": r.row.outcome.value,
             "success": int(r.row.outcome is SUCCESS),
             "control_outcome": r.row.control.outcome.value if r.row.control else "",
-            "trials": r.row.trials.trials if r.row.trials else 1,
-            "trial_successes": (r.row.trials.successes if r.row.trials else
-                                int(r.row.outcome is SUCCESS)),
+            "run_trials": r.row.trials.trials if r.row.trials else 1,
+            "run_successes": (r.row.trials.successes if r.row.trials else
+                              int(r.row.outcome is SUCCESS)),
             # As results.json rounds it: the same whether the run was made now or kept.
             "chance_log2": round(chance, 3) if chance is not None and math.isfinite(chance)
             else None,
@@ -75,7 +78,7 @@ def runs_frame(plan: SweepPlan, runs: Sequence[SweepRun]) -> pd.DataFrame:
                for n in metric_names},
         })
     columns = ["sweep", "point", *keys, "engine", "repeat", "seed", "outcome", "success",
-               "control_outcome", "trials", "trial_successes", "chance_log2",
+               "control_outcome", "run_trials", "run_successes", "chance_log2",
                *(f"m.{n}" for n in metric_names)]
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -89,12 +92,15 @@ def points_frame(plan: SweepPlan, frame: pd.DataFrame) -> pd.DataFrame:
     for (point, engine), group in frame.groupby(["point", "engine"], sort=False):
         n = len(group)
         successes = int(group["success"].sum())
-        low, high = wilson_interval(successes, n)
+        # A run that failed to run (error) or does not apply is no trial of the attack.
+        judged = int((~group["outcome"].isin(UNJUDGED)).sum())
+        low, high = wilson_interval(successes, judged) if judged else (math.nan, math.nan)
         record: dict[str, Any] = {"point": point,
                                   **{k: group[k].iloc[0] for k in keys}, "engine": engine,
                                   "runs": n, **{f"n_{o}": int((group["outcome"] == o).sum())
                                                 for o in outcomes},
-                                  "successes": successes, "rate": successes / n,
+                                  "judged": judged, "successes": successes,
+                                  "rate": successes / judged if judged else math.nan,
                                   "rate_low": low, "rate_high": high}
         for m in metrics:
             values = pd.to_numeric(group[m], errors="coerce").dropna()
@@ -134,18 +140,26 @@ _SHORT = {"platform.reduced_width_bits": "n"}
 
 
 def _short(key: str) -> str:
-    return _SHORT.get(key, _label(key))
+    return _SHORT.get(key, key if key.count(".") > 1 else _label(key))
+
+
+def _plain(text: str) -> str:
+    """Text from a spec as matplotlib draws it: a ``$`` is a dollar, never mathtext."""
+    return text.replace("$", r"\$")
 
 
 def _figures(plan: SweepPlan, points: pd.DataFrame) -> list[dict[str, str]]:
     out = []
     for spec in plan.sweep.figure_specs():
         # Zipped keys move together with x: one figure. In a product every other key's value
-        # is a figure of its own.
+        # is a figure of its own, and so is every engine when the lines are a grid key's.
         others = ([] if plan.sweep.combine == "zip" else
                   [k for k in plan.sweep.grid if k not in (spec.x, spec.lines)])
-        panels = (itertools.product(*(sorted(points[k].unique().tolist()) for k in others))
-                  if others else [()])
+        if spec.lines != "engine":
+            others = ["engine", *others]
+        panels = (itertools.product(*(
+            [e for e in plan.engines if e in set(points[k])] if k == "engine"
+            else sorted(points[k].unique().tolist()) for k in others)) if others else [()])
         for panel in panels:
             data = points
             for k, v in zip(others, panel, strict=True):
@@ -154,6 +168,7 @@ def _figures(plan: SweepPlan, points: pd.DataFrame) -> list[dict[str, str]]:
                 continue
             caption = ", ".join(f"{_label(k)} = {v}" for k, v in zip(others, panel,
                                                                      strict=True))
+            caption = caption.replace("engine = ", "under ")
             out.append(_figure(plan, spec, data, caption))
     return out
 
@@ -180,7 +195,8 @@ def _figure(plan: SweepPlan, spec: PlotSpec, data: pd.DataFrame, caption: str
             part = data[lines == value].sort_values(spec.x)
             color = f"C{n % 10}"
             x = part[spec.x].astype(float).to_numpy()
-            name = str(value) if spec.lines == "engine" else f"{_short(spec.lines)} = {value}"
+            name = _plain(str(value) if spec.lines == "engine"
+                          else f"{_short(spec.lines)} = {value}")
             if spec.y == "success":
                 ax.plot(x, part["rate"], marker="o", color=color, label=name)
                 ax.fill_between(x, part["rate_low"], part["rate_high"], color=color, alpha=0.1,
@@ -213,7 +229,7 @@ def _figure(plan: SweepPlan, spec: PlotSpec, data: pd.DataFrame, caption: str
         ax.set_xlabel(_label(spec.x))
         ax.set_ylabel(ylabel)
         title = spec.title or f"{ylabel.split(' (')[0]} against {_label(spec.x)}"
-        ax.set_title(title + (f"\n{caption}" if caption else ""))
+        ax.set_title(_plain(title + (f"\n{caption}" if caption else "")))
         ax.grid(True, linewidth=0.5, alpha=0.5)
         fig.legend(loc="outside right upper", frameon=False, fontsize=8)
         fig.savefig(buf, format="png", metadata={"Software": None})

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import importlib
 import json
@@ -26,17 +28,19 @@ import logging
 import math
 import multiprocessing
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..attacks import Attack
 from ..errors import ConfigError
 from ..results import Control, Evidence, ResultRow
 from ..results.metrics import JsonValue, Metrics
 from ..results.verdicts import TrialStats
-from ..scenarios.runner import Job, control_of, judged, run_trials, signature, worker_init
+from ..scenarios.runner import Job, control_of, judged, run_trials, worker_init
 from ..types import Outcome
 from .spec import Point, SweepPlan
 
@@ -99,10 +103,15 @@ class _Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=30)
-        self.db.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, row TEXT)")
-        self.db.commit()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30)
+            self.db.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, row TEXT)")
+            self.db.execute("SELECT key, row FROM runs LIMIT 1").fetchall()
+            self.db.commit()
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"{path}: the sweep's store of finished runs cannot be used "
+                              f"({exc}); delete it to run the sweep afresh") from None
 
     def get(self, key: str) -> ResultRow | None:
         found = self.db.execute("SELECT row FROM runs WHERE key = ?", (key,)).fetchone()
@@ -110,7 +119,7 @@ class _Store:
             return None
         try:
             return row_from_json(json.loads(found[0]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None
 
     def put(self, key: str, row: ResultRow) -> None:
@@ -122,9 +131,43 @@ class _Store:
         self.db.close()
 
 
+@functools.cache
+def _code_digest(*modules: str) -> str:
+    """A digest of the testbed's sources and of the modules named (a plugin's attack or
+    engine): a run kept by other code is not reused, even where the version did not change
+    (an editable install)."""
+    h = hashlib.sha256(__version__.encode())
+    package = Path(__file__).resolve().parent.parent
+    files = sorted(package.rglob("*.py"))
+    for name in modules:
+        found = sys.modules.get(name)
+        where = getattr(found, "__file__", None)
+        if where and not Path(where).resolve().is_relative_to(package):
+            files.append(Path(where))
+    for path in files:
+        h.update(str(path.relative_to(path.anchor)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _attack_identity(job: Job) -> object:
+    """What of the job's attack makes its runs, the same in every process: a program's own
+    key (its steps), else the attack's class (its parameters are in the scenario)."""
+    attack = job.attack
+    if attack is None:
+        return None
+    if type(attack).run_key is not Attack.run_key:
+        return attack.run_key()
+    return f"{type(attack).__module__}.{type(attack).__qualname__}:{attack.kind}"
+
+
 def _key(job: Job) -> str:
-    """The digest of what makes a run (two equal keys: the same row)."""
-    text = f"{__version__}\0{signature(job)!r}"
+    """The digest of what makes a run (two equal keys: the same row): the engine, the seed,
+    the scenario, the attack, and the code that runs them."""
+    modules = tuple(type(x).__module__ for x in (job.attack, job.engine_class) if x is not None)
+    code = _code_digest(*modules)
+    text = (f"{code}\0{job.engine}\0{job.seed}\0{job.scenario!r}\0{_attack_identity(job)!r}"
+            f"\0{getattr(job.engine_class, '__qualname__', '')}")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -167,7 +210,7 @@ def executor(workers: int, dask: bool = False, scheduler: str | None = None
     if scheduler is not None:
         try:
             client = distributed.Client(scheduler, timeout=10)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
         try:
             yield client.get_executor(), f"Dask cluster {scheduler}"
@@ -283,6 +326,8 @@ def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
     for (point, engine, repeat, job), at in zip(jobs, controls, strict=True):
         own = done[index[_key(job)]]
         row = judged(own, None if at is None else done[at])
+        # As the store keeps a row: the same whether the run was made now or kept.
+        row = dataclasses.replace(row, evidence=Evidence(), steps=())
         out.append(SweepRun(point, engine, repeat, job.seed, row))
     return out
 

@@ -21,10 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from ..attacks.cost import UNIT_SECONDS, units_text
-from ..errors import ScenarioError
+from ..errors import ConfigError, ScenarioError
 from ..labs.instance import set_path
 from ..labs.loader import shipped_scenarios
 from ..scenarios.loader import read_document, validate_document
@@ -49,6 +56,9 @@ MAX_RUNS = 20_000
 LIMIT_UNITS = 3_600_000_000
 """The estimated work one sweep may take: an hour on the reference machine."""
 MAX_SEED = 2**63 - 1
+FIXED_COLUMNS = frozenset({"sweep", "point", "engine", "repeat", "seed", "outcome", "success",
+                           "control_outcome", "run_trials", "run_successes", "chance_log2"})
+"""Columns of ``sweep.csv`` that are not grid keys (a grid key may not be one of them)."""
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Dotted = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z0-9_-]+){0,7}$")]
@@ -84,12 +94,22 @@ class Range(_Strict):
         return self
 
     def _raw(self) -> list[float]:
+        """The values, each computed from ``from`` (not added up), rounded to 12 significant
+        digits, ``to`` included when the steps reach it."""
         out: list[float] = []
-        value = self.start
-        while value <= self.to * (1 + 1e-12) and len(out) <= MAX_VALUES:
-            out.append(value)
-            value = value + self.step if self.step is not None else value * (self.times or 2)
-        return out
+        slack = 1e-9
+        if self.step is not None:
+            count = math.floor((self.to - self.start) / self.step + slack) + 1
+            if count > MAX_VALUES:
+                return [self.start] * (MAX_VALUES + 1)
+            out = [self.start + i * self.step for i in range(count)]
+        else:
+            times = self.times or 2.0
+            count = math.floor(math.log(self.to / self.start) / math.log(times) + slack) + 1
+            if count > MAX_VALUES:
+                return [self.start] * (MAX_VALUES + 1)
+            out = [self.start * times**i for i in range(count)]
+        return [float(f"{v:.12g}") for v in out]
 
     def values(self) -> list[int | float]:
         raw = self._raw()
@@ -140,6 +160,14 @@ class Sweep(_Strict):
         for key, n in sizes.items():
             if not 1 <= n <= MAX_VALUES:
                 raise field_error(f"grid.{key}", f"give 1 to {MAX_VALUES} values")
+            values = self.values(key)
+            if len({json.dumps(v) for v in values}) != len(values):
+                raise field_error(f"grid.{key}", "each value once (two points would be one)")
+            if key in FIXED_COLUMNS:
+                raise field_error(f"grid.{key}", f"{key} is a column of the sweep's table: "
+                                  "sweep it under its full path (params..., platform...)")
+        if self.engines is not None and len(set(self.engines)) != len(self.engines):
+            raise field_error("engines", "each engine once")
         if self.combine == "zip" and len(set(sizes.values())) > 1:
             raise field_error("combine", "zip needs as many values under every grid key "
                               f"({', '.join(f'{k}: {n}' for k, n in sizes.items())})")
@@ -149,6 +177,13 @@ class Sweep(_Strict):
                                   f"({', '.join(self.grid)})")
             if plot.lines != "engine" and plot.lines not in self.grid:
                 raise field_error(f"plots.{i}.lines", "engine, or a grid key")
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool)
+                          for v in self.values(plot.x))
+            if not numeric:
+                raise field_error(f"plots.{i}.x", f"{plot.x} takes values that are not numbers: "
+                                  "plot another key (or none: the tables hold every run)")
+            if plot.log_x and min(self.values(plot.x)) <= 0:
+                raise field_error(f"plots.{i}.log_x", "a log axis needs values above 0")
         return self
 
     def values(self, key: str) -> list[Any]:
@@ -215,6 +250,35 @@ def _base(sweep: Sweep, path: Path, lines: Any) -> dict[str, Any]:
     return dict(data)
 
 
+def _set(doc: dict[str, Any], key: str, value: Any, path: Path, lines: Any,
+         where: tuple[str, ...]) -> None:
+    try:
+        set_path(doc, key, value)
+    except ConfigError as exc:
+        raise ScenarioError(str(path), lines.line_at(where), ".".join(where), str(exc)) from None
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors()[0]
+    return ".".join(str(p) for p in err["loc"]), err["msg"]
+
+
+def _check_base(sweep: Sweep, base: dict[str, Any], path: Path, lines: Any) -> None:
+    """The scenario itself, before any point: its own errors are its own, not the grid's."""
+    if isinstance(sweep.scenario, str):
+        data, file_lines = read_document(path.parent / sweep.scenario)
+        validate_document(Scenario, data, file_lines)  # raises with the scenario file's line
+    try:
+        Scenario.model_validate(base)
+    except ValidationError as exc:
+        where, message = _first_error(exc)
+        head = ("scenario", *where.split(".")) if isinstance(sweep.scenario, dict) else ("set",)
+        field = "scenario." + where if isinstance(sweep.scenario, dict) else "set"
+        raise ScenarioError(str(path), lines.line_at(head), field,
+                            f"the scenario{' with set:' if sweep.set else ''}: {where}: "
+                            f"{message}") from None
+
+
 def load_sweep(path: str | Path) -> SweepPlan:
     """Load a sweep spec and build every point's scenario (see the module).
 
@@ -226,7 +290,8 @@ def load_sweep(path: str | Path) -> SweepPlan:
     sweep = validate_document(Sweep, data, lines)
     base = _base(sweep, path, lines)
     for key, value in sweep.set.items():
-        set_path(base, key, value)
+        _set(base, key, value, path, lines, ("set", key))
+    _check_base(sweep, base, path, lines)
     keys = list(sweep.grid)
     columns = [sweep.values(k) for k in keys]
     combos = (itertools.product(*columns) if sweep.combine == "product"
@@ -242,31 +307,28 @@ def load_sweep(path: str | Path) -> SweepPlan:
         values = dict(zip(keys, combo, strict=True))
         doc = copy.deepcopy(base)
         for key, value in values.items():
-            set_path(doc, key, value)
+            _set(doc, key, value, path, lines, ("grid", key))
         try:
             scenario = Scenario.model_validate(doc)
-        except ValueError as exc:
-            errors: list[Any] = getattr(exc, "errors", lambda: [])()
-            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
-            message = errors[0]["msg"] if errors else str(exc)
+        except ValidationError as exc:
+            where, message = _first_error(exc)
             shown = ", ".join(f"{k}={v}" for k, v in values.items())
-            raise ScenarioError(str(path), lines.line_at(("grid",)), "grid",
+            key = next((k for k in keys if where.startswith(k)
+                        or where.removeprefix("params.").startswith(k)), keys[0])
+            raise ScenarioError(str(path), lines.line_at(("grid", key)), f"grid.{key}",
                                 f"the point {shown}: {where}: {message}") from None
         points.append(Point(i, values, scenario))
     engines = list(engines_given or points[0].scenario.engines)
-    for point in points:
-        missing = [e for e in engines if e not in point.scenario.engines]
-        if missing and engines_given is None:
-            raise ScenarioError(str(path), lines.line_at(("engines",)), "engines",
-                                f"{', '.join(missing)} not in the scenario's engines")
     plan = SweepPlan(sweep, path, path.read_text(encoding="utf-8"), points, engines)
     if plan.runs > MAX_RUNS:
         raise ScenarioError(str(path), lines.line_at(("seeds",)), "seeds",
                             f"{plan.runs:,} runs is over the limit of {MAX_RUNS:,}")
-    work = sum((p.scenario.work_units() or 0.0) for p in points) * len(engines) * sweep.seeds
+    # Every run has a control run of its own (its seed is the point's): twice the work.
+    work = 2 * sum((p.scenario.work_units() or 0.0) for p in points) * len(engines) * sweep.seeds
     if work > LIMIT_UNITS:
         raise ScenarioError(str(path), lines.line_at(("grid",)), "grid",
-                            f"the sweep is estimated at {units_text(work)}, over the limit of "
+                            f"the sweep, with its control runs, is estimated at "
+                            f"{units_text(work)}, over the limit of "
                             f"{units_text(LIMIT_UNITS)} (about "
                             f"{LIMIT_UNITS * UNIT_SECONDS / 3600:.0f} hour on the reference "
                             "machine); use fewer points, seeds or engines")

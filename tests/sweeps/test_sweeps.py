@@ -68,6 +68,14 @@ def refused(tmp_path: Path, text: str) -> ScenarioError:
 
 
 # -- the spec -----------------------------------------------------------------------------
+def test_ranges_are_computed_not_added_up() -> None:
+    assert Range.model_validate({"from": -3, "to": -1, "step": 1}).values() == [-3, -2, -1]
+    assert Range.model_validate({"from": 0, "to": 1, "step": 0.1,
+                                 "integer": False}).values()[-1] == 1.0
+    assert Range.model_validate({"from": 0, "to": 1, "step": 0.1,
+                                 "integer": False}).values()[3] == 0.3
+
+
 def test_ranges_are_arithmetic_or_geometric() -> None:
     assert Range.model_validate({"from": 1, "to": 10, "step": 3}).values() == [1, 4, 7, 10]
     assert Range.model_validate({"from": 16, "to": 1024, "times": 4}).values() == [16, 64, 256,
@@ -96,12 +104,23 @@ def test_the_grid_expands_to_points_with_their_scenarios(tmp_path: Path) -> None
     (("x: program.2.args.digits", "x: params.nothing"), "plots[0].x", "not a grid key"),
     (("combine: zip", "combine: zip\ncolour: red"), "colour", "unknown key"),
     (("use: capture-compare", "use: no-such"), "use", "no shipped scenario"),
-    (("[1, 2]\n  program.7", "[1, 12]\n  program.7"), "grid", "the point"),
+    (("[1, 2]\n  program.7", "[1, 12]\n  program.7"), "grid.program.2.args.digits",
+     "the point"),
+    (("[1, 2]\n  program.7", "[1, 1]\n  program.7"), "grid.program.2.args.digits",
+     "each value once"),
+    (("engines: [tme, mktme]", "engines: [tme, tme]"), "engines", "each engine once"),
+    (("set:\n  trials: 1", "set:\n  title.x: 3"), "set.title.x", "not a mapping"),
+    (("program.7.args.digits: [1, 2]", "program.9.args.digits: [1, 2]"),
+     "grid.program.9.args.digits", "not an index"),
+    (("set:\n  trials: 1", "set:\n  trials: 1\n  title: Cost $\\frac{ and $"), "", ""),
 ])
 def test_a_bad_spec_is_one_error_with_its_line(tmp_path: Path, change: tuple[str, str],
                                                field: str, message: str) -> None:
     text = SMALL.replace(*change)
     assert text != SMALL
+    if not field:  # loads: a title with $ signs is no problem
+        assert load_sweep(spec(tmp_path, text)).runs == 12
+        return
     error = refused(tmp_path, text)
     assert error.field == field and message in error.message, error.one_line()
     assert error.line > 0
@@ -318,3 +337,38 @@ def test_ctrl_c_stops_a_sweep_and_keeps_its_finished_runs(tmp_path: Path) -> Non
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT count(*) FROM runs").fetchone()[0] >= 2
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+
+
+BUILTIN = """\
+id: builtin
+title: "A built-in attack: $ signs stay dollars"
+use: dirty-page-leak
+set:
+  params.guest_pages: 8
+grid:
+  trials: [1, 2]
+  params.background_pages: [0, 2]
+engines: [tme, sev-snp]
+seeds: 2
+plots:
+  - x: params.background_pages
+    y: metrics.bit_accuracy
+    lines: trials
+"""
+
+
+def test_a_built_in_attacks_runs_are_kept_across_processes(tmp_path: Path) -> None:
+    """A built-in attack (not a program) is kept under the same key in every process, a grid
+    over trials has its own column, and lines over a grid key are drawn per engine."""
+    path = spec(tmp_path, BUILTIN)
+    first = sweep(path, tmp_path / "out", "--jobs", "2")
+    assert first.returncode == 0, first.stderr
+    again = sweep(path, tmp_path / "out", "--jobs", "1")
+    assert again.returncode == 0, again.stderr
+    assert "0 runs to make" in again.stderr, again.stderr
+    rows = table(tmp_path / "out")
+    assert {r["trials"] for r in rows} == {"1", "2"}
+    assert {r["run_trials"] for r in rows} == {"1", "2"}
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert page.count('<img src="data:image/png;base64,') == 2  # one figure per engine
+    assert "under tme" in page and "under sev-snp" in page
