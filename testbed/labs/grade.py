@@ -46,8 +46,8 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import ConfigError, ScenarioError
-from ..results.output import atomic_write_text
-from ..results.publish import StagedOutput
+from ..results.output import atomic_write_text, csv_cell
+from ..results.publish import StagedOutput, process_alive
 from ..text import escape, excerpt
 from .check import Status, TaskResult, build_file, check
 from .instance import derive
@@ -75,7 +75,6 @@ MAX_SUBMISSIONS = 2000
 STATE = ".grading"
 OWNED = frozenset({"gradebook.csv", "index.html", "feedback", "gradescope", "junit.xml"})
 """The entries of the output folder a grading run writes (others, the state, are kept)."""
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def key_fingerprint(class_key: bytes) -> str:
@@ -288,19 +287,9 @@ def _clear_stale(state: Path) -> None:
     """Remove the scratch folders of grading runs that were killed (their process is gone)."""
     for stale in state.glob(".normalised-*"):
         pid = stale.name.split("-")[1]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and process_alive(int(pid)):
             continue
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _grade_entries(loaded: LoadedLab, class_key: bytes, key_file: Path, entries: list[Path],
@@ -402,14 +391,6 @@ def _duplicates(graded: list[Graded]) -> None:
                                "check which is theirs")
 
 
-def _safe(cell: object) -> object:
-    if isinstance(cell, str):
-        cell = escape(cell, 2000)
-        if cell.startswith(_FORMULA_START):
-            return "'" + cell
-    return cell
-
-
 def gradebook_csv(lab: Any, graded: list[Graded]) -> str:
     """The gradebook as CSV text."""
     tasks = [t.id for t in lab.tasks]
@@ -421,7 +402,7 @@ def gradebook_csv(lab: Any, graded: list[Graded]) -> str:
         points = {r.task: r.points for r in g.results}
         manual = sum(r.status == Status.MANUAL for r in g.results)
         notes = "; ".join(([g.error] if g.error else []) + g.notes)
-        writer.writerow([_safe(c) for c in (
+        writer.writerow([csv_cell(c) for c in (
             g.student, g.entry, g.score, lab.max_points,
             round(100 * g.score / lab.max_points, 1) if lab.max_points else 0.0,
             *(points.get(t, 0.0) for t in tasks), manual, notes)])

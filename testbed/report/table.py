@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..results import ResultRow, atomic_write_text
+from ..results.output import FORMULA_START
 
 __all__ = ["results_frame", "write_results_csv"]
 
@@ -56,8 +57,7 @@ def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-"""How a cell a spreadsheet would run as a formula starts (OWASP's CSV-injection list)."""
+_FORMULA_START = FORMULA_START
 
 
 def _neutralise(cell: object) -> object:

@@ -11,7 +11,23 @@ from typing import Any
 
 from .model import FORMAT_VERSION, ResultRow, RunInfo
 
-__all__ = ["atomic_write_text", "results_document", "write_results_json"]
+__all__ = ["FORMULA_START", "atomic_write_text", "csv_cell", "results_document",
+           "write_results_json"]
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""How a cell a spreadsheet would run as a formula starts (OWASP's CSV-injection list)."""
+
+
+def csv_cell(cell: object, limit: int = 2000) -> object:
+    """``cell`` as a CSV file of ours holds it: text escaped (:func:`testbed.text.escape`)
+    and, when it starts like a formula, after a ``'``; numbers unchanged."""
+    from ..text import escape
+
+    if isinstance(cell, str):
+        cell = escape(cell, limit)
+        if cell.startswith(FORMULA_START):
+            return "'" + cell
+    return cell
 
 
 def atomic_write_text(path: Path, text: str) -> None:

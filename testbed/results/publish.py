@@ -37,7 +37,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["OWNED", "OutputError", "StagedOutput", "new_file_modes", "set_new_file_mode"]
+__all__ = ["OWNED", "OutputError", "StagedOutput", "new_file_modes", "process_alive",
+           "set_new_file_mode"]
 
 OWNED = frozenset({"index.html", "glossary.html", "scenarios", "results.json", "results.csv"})
 """The entries of the output folder a run writes; everything else in it is carried over."""
@@ -89,7 +90,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (one of another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -278,5 +280,5 @@ class StagedOutput:
                     shutil.rmtree(entry.path, ignore_errors=True)
             elif entry.name.startswith(prefix_stage) and entry.path != str(self.staging):
                 pid = entry.name[len(prefix_stage):].split("-", 1)[0]
-                if pid.isdigit() and not _alive(int(pid)):
+                if pid.isdigit() and not process_alive(int(pid)):
                     shutil.rmtree(entry.path, ignore_errors=True)

@@ -35,6 +35,7 @@ from .model import Scenario
 __all__ = [
     "Job",
     "control_of",
+    "error_row",
     "judged",
     "plan",
     "run_job",
@@ -240,7 +241,8 @@ def run_job(job: Job) -> ResultRow:
     return judged(row, row if _same_run(job, control) else run_trials(control))
 
 
-def _error_row(job: Job, message: str) -> ResultRow:
+def error_row(job: Job, message: str) -> ResultRow:
+    """The row of a job that did not run (a worker that died, a run that did not finish)."""
     s = job.scenario
     return ResultRow(s.id, s.title, s.attack, job.profile, job.engine, s.mitigation_names(),
                      Outcome.ERROR, s.expect.get(job.engine),
@@ -288,7 +290,7 @@ def run_jobs(
                 progress(row)
     else:
         _run_pool(runs, raw, workers, progress)
-    done = [r if r is not None else _error_row(runs[i], "the run did not finish")
+    done = [r if r is not None else error_row(runs[i], "the run did not finish")
             for i, r in enumerate(raw)]
     return [judged(done[i], None if c is None else done[c]) for i, c in enumerate(controls)]
 
@@ -303,7 +305,7 @@ def _run_pool(runs: Sequence[Job], raw: list[ResultRow | None], workers: int,
             try:
                 row = future.result()
             except Exception as exc:  # a crashed worker: BrokenProcessPool and kin
-                row = _error_row(runs[i], f"worker failed: {type(exc).__name__}: {exc}")
+                row = error_row(runs[i], f"worker failed: {type(exc).__name__}: {exc}")
             raw[i] = row
             if progress:
                 progress(row)

@@ -27,9 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..results.output import atomic_write_text
+from ..results.output import atomic_write_text, csv_cell
 from ..results.verdicts import wilson_interval
-from ..text import escape
 from ..types import Outcome
 from .run import SweepRun
 from .spec import FIXED_COLUMNS, PlotSpec, SweepPlan
@@ -43,7 +42,6 @@ SUCCESS = Outcome.SUCCEEDED
 UNJUDGED = (Outcome.ERROR.value, Outcome.NOT_APPLICABLE.value)
 """Outcomes that are no trial of the attack: left out of the rate and its interval."""
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _numeric(value: Any) -> bool:
@@ -114,15 +112,8 @@ def points_frame(plan: SweepPlan, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _csv(frame: pd.DataFrame) -> str:
-    def safe(cell: object) -> object:
-        if isinstance(cell, str):
-            cell = escape(cell, 2000)
-            if cell.startswith(_FORMULA_START):
-                return "'" + cell
-        return cell
-
-    return frame.map(safe).to_csv(index=False, lineterminator="\n",
-                                  quoting=csv.QUOTE_NONNUMERIC)
+    return frame.map(csv_cell).to_csv(index=False, lineterminator="\n",
+                                      quoting=csv.QUOTE_NONNUMERIC)
 
 
 def birthday(q: float, bits: int) -> float:

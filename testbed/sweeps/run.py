@@ -40,7 +40,7 @@ from ..errors import ConfigError
 from ..results import Control, Evidence, ResultRow
 from ..results.metrics import JsonValue, Metrics
 from ..results.verdicts import TrialStats
-from ..scenarios.runner import Job, control_of, judged, run_trials, worker_init
+from ..scenarios.runner import Job, control_of, error_row, judged, run_trials, worker_init
 from ..types import Outcome
 from .spec import Point, SweepPlan
 
@@ -240,12 +240,6 @@ def _jobs(plan: SweepPlan) -> list[tuple[Point, str, int, Job]]:
     return out
 
 
-def _error_row(job: Job, message: str) -> ResultRow:
-    s = job.scenario
-    return ResultRow(s.id, s.title, s.attack, job.profile, job.engine, s.mitigation_names(),
-                     Outcome.ERROR, s.expect.get(job.engine), message)
-
-
 def run_chunk(jobs: list[Job]) -> list[ResultRow]:
     """Run a few jobs, one after the other, in one task of the executor (one task per run
     would spend more time sending than running a short one)."""
@@ -305,7 +299,7 @@ def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
                     made = future.result()
                     failed = False
                 except Exception as exc:  # a crashed worker: error runs, not a hang
-                    made = [_error_row(units[i], f"worker failed: {type(exc).__name__}: {exc}")
+                    made = [error_row(units[i], f"worker failed: {type(exc).__name__}: {exc}")
                             for i in chunk]
                     failed = True
                 for i, row in zip(chunk, made, strict=True):
@@ -320,7 +314,7 @@ def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
             raise
     finally:
         store.close()
-    done = [r if r is not None else _error_row(units[i], "the run did not finish")
+    done = [r if r is not None else error_row(units[i], "the run did not finish")
             for i, r in enumerate(rows)]
     out = []
     for (point, engine, repeat, job), at in zip(jobs, controls, strict=True):

@@ -7,6 +7,7 @@ import csv
 import importlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -59,6 +60,24 @@ def sweep(path: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]
 def table(out: Path, name: str = "sweep.csv") -> list[dict[str, str]]:
     with open(out / name, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def kept(store: Path) -> int:
+    """How many runs the sweep's store holds (0: none yet, or it is being made)."""
+    try:
+        with sqlite3.connect(store, timeout=1) as db:
+            return int(db.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def wait_for_kept(store: Path, count: int, proc: subprocess.Popen[Any]) -> None:
+    """Wait (two minutes at most) until ``store`` holds ``count`` runs or ``proc`` ends."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store.exists() and kept(store) >= count:
+            return
+        time.sleep(0.05)
 
 
 def refused(tmp_path: Path, text: str) -> ScenarioError:
@@ -240,18 +259,7 @@ def test_a_sweep_killed_midway_resumes_to_the_same_tables(reference: Path, tmp_p
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     store = tmp_path / "out" / ".sweep-runs.sqlite"
-    deadline = time.monotonic() + 120
-    import sqlite3
-
-    while time.monotonic() < deadline and proc.poll() is None:
-        if store.exists():
-            try:
-                with sqlite3.connect(store, timeout=1) as db:
-                    if db.execute("SELECT count(*) FROM runs").fetchone()[0] >= 3:
-                        break
-            except sqlite3.Error:
-                pass
-        time.sleep(0.05)
+    wait_for_kept(store, 3, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "out" / "sweep.csv").exists()  # killed before it published
@@ -315,18 +323,7 @@ def test_ctrl_c_stops_a_sweep_and_keeps_its_finished_runs(tmp_path: Path) -> Non
                              str(tmp_path / "out"), "--jobs", "2"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     store = tmp_path / "out" / ".sweep-runs.sqlite"
-    import sqlite3
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if store.exists():
-            try:
-                with sqlite3.connect(store, timeout=1) as db:
-                    if db.execute("SELECT count(*) FROM runs").fetchone()[0] >= 2:
-                        break
-            except sqlite3.Error:
-                pass
-        time.sleep(0.05)
+    wait_for_kept(store, 2, proc)
     if proc.poll() is not None:
         pytest.fail(f"the sweep ended before it could be interrupted: {proc.stderr}")
     proc.send_signal(signal.SIGINT)
@@ -334,8 +331,7 @@ def test_ctrl_c_stops_a_sweep_and_keeps_its_finished_runs(tmp_path: Path) -> Non
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert not (tmp_path / "out" / "sweep.csv").exists()
-    with sqlite3.connect(store) as db:
-        assert db.execute("SELECT count(*) FROM runs").fetchone()[0] >= 2
+    assert kept(store) >= 2
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
 
 
