@@ -607,9 +607,8 @@ def list_(paths: tuple[str, ...]) -> None:
         _echo_errors(errors)
 
 
-if __name__ == "__main__":  # python -m testbed.cli
-    main()
-
-
 main.add_command(lab)
 main.add_command(sweep)
+
+if __name__ == "__main__":  # python -m testbed.cli
+    main()

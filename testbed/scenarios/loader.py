@@ -372,8 +372,8 @@ def _error(err: Any, conv: _Converter, model: type[BaseModel], data: Any) -> Sce
 
 def _walk(where: _Path, data: Any) -> _Path:
     """``where`` as it is written in the file: a list index given as text (``tasks.3``) is
-    an index, and a tagged union's tag that is no key of the file (``tasks[3].measure``)
-    is dropped."""
+    an index, and a tagged union's tag that is no key of the file (``tasks[3].measure``,
+    followed by a key that is) is dropped; a key the file does not give stays."""
     out: list[str | int] = []
     node = data
     parts = list(where)
@@ -387,8 +387,8 @@ def _walk(where: _Path, data: Any) -> _Path:
             joined = _dotted_key(node, part, parts)  # a key with dots in it: program.2.args
             if joined is not None:
                 part = joined
-            elif parts:
-                continue
+            elif parts and isinstance(parts[0], str) and parts[0] in node:
+                continue  # a tag between a value and its key; a key not in the file stays
         out.append(part)
         node = _child(node, part)
     return tuple(out)
