@@ -6,9 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY testbed ./testbed
 COPY scenarios ./scenarios
+COPY labs ./labs
 # The project itself with its optional accelerator; versions come from pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[fast]" \
