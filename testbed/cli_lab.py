@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -101,14 +102,25 @@ def list_labs() -> None:
 def keygen(path: Path) -> None:
     """Write a new class key to PATH (readable by you only). Keep it from students: with it,
     anyone can derive every student's instance."""
+    # Written whole beside it, then linked in place: a kill leaves no empty key, and a
+    # key already there is never replaced (the link fails).
+    folder = path.parent if str(path.parent) else Path(".")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    except OSError as exc:
+        _fail(f"{path}: cannot write: {exc.strerror or exc}")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
     except FileExistsError:
         _fail(f"{path}: exists; a class key is never overwritten (grades depend on it)")
     except OSError as exc:
         _fail(f"{path}: cannot write: {exc.strerror or exc}")
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
+    finally:
+        os.unlink(tmp)
     click.echo(f"class key: {path} (keep it private; back it up: grading needs it)")
 
 

@@ -48,7 +48,7 @@ from .._version import __version__
 from ..errors import ConfigError, ScenarioError
 from ..results.output import atomic_write_text, csv_cell
 from ..results.publish import StagedOutput, process_alive
-from ..text import escape, excerpt
+from ..text import escape
 from .check import Status, TaskResult, build_file, check
 from .instance import derive
 from .loader import LoadedLab
@@ -161,9 +161,11 @@ def grade_one(loaded: LoadedLab, class_key: bytes, submission_file: Path, out: P
         elif isinstance(task, Build) and task.id in submission.answers.builds:
             lines = submission.answers.builds[task.id].count("\n") + 1
             graded.answers[task.id] = f"{build_file(task.id)} ({lines} lines)"
+        elif isinstance(value, dict):  # a prediction: as the student wrote it, in order
+            graded.answers[task.id] = escape(", ".join(f"{k}: {v}" for k, v in value.items()),
+                                             200)
         elif value is not None:
-            shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            graded.answers[task.id] = excerpt(shown, 200)
+            graded.answers[task.id] = escape(str(value), 200)
     builds = [t.id for t in lab.tasks if isinstance(t, Build)]
     stages = [{t.id for t in lab.tasks if t.id not in builds}, *({b} for b in builds)]
     done: dict[str, TaskResult] = {}
@@ -483,7 +485,9 @@ def _publish(out: StagedOutput, loaded: LoadedLab, graded: list[Graded]) -> None
                 atomic_write_text(staging / "gradescope" / name / "results.json",
                                   gradescope_json(lab, g))
             rows.append({"student": g.student or f"(unreadable: {escape(g.entry, 100)})",
-                         "page": page, "score": f"{g.score:g}", "note": "; ".join(notes)})
+                         "page": page, "score": f"{g.score:g}", "note": "; ".join(notes),
+                         "to_read": str(sum(r.status == Status.MANUAL for r in g.results)
+                                        or "")})
         atomic_write_text(staging / "index.html", render_class(lab, rows))
         with out.lock():
             out.publish()

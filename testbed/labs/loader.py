@@ -36,7 +36,6 @@ __all__ = [
     "find_lab",
     "lab_ids",
     "load_lab",
-    "load_solution",
     "shipped_scenarios",
     "tuned",
 ]
@@ -210,11 +209,3 @@ def _solutions(folder: Path, lab: Lab) -> dict[str, str]:
             out[task.id] = path.read_text(encoding="utf-8")
     return out
 
-
-def load_solution(folder: Path, task_id: str) -> tuple[Scenario, str] | None:
-    """A build task's reference solution, loaded (``None``: the lab has none)."""
-    path = folder / SOLUTIONS / f"{task_id}.yaml"
-    if not path.is_file():
-        return None
-    data, lines = read_document(path)
-    return validate_document(Scenario, data, lines), str(path)

@@ -44,7 +44,7 @@ from ..scenarios.runner import Job, control_of, error_row, judged, run_trials, w
 from ..types import Outcome
 from .spec import Point, SweepPlan
 
-__all__ = ["CACHE", "Executor", "RecordedMetrics", "SweepRun", "executor", "run_sweep"]
+__all__ = ["CACHE", "RecordedMetrics", "SweepRun", "executor", "run_sweep"]
 
 CACHE = ".sweep-runs.sqlite"
 MAX_CHUNK = 32
@@ -181,8 +181,6 @@ class SweepRun:
     seed: int
     row: ResultRow
 
-
-Executor = cf.Executor
 
 
 @contextlib.contextmanager

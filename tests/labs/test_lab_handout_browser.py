@@ -10,19 +10,19 @@ A screenshot and the PDF of each handout are kept: in ``$TESTBED_ARTIFACTS`` whe
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import browser as browsers
 from _support.labs import CLASS_KEY
 from click.testing import CliRunner
 
 from testbed.cli import main
 from testbed.labs import load_lab
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = browsers.CHROMIUM
 playwright = pytest.importorskip("playwright.sync_api",
                                  reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -86,28 +86,13 @@ def handouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    given = os.environ.get("TESTBED_ARTIFACTS")
-    if given:
-        Path(given).mkdir(parents=True, exist_ok=True)
-        return Path(given)
-    return tmp_path_factory.mktemp("screenshots")
+    return browsers.artifacts(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    home = tmp_path_factory.mktemp("chromium")
-    os.environ.setdefault("XDG_CONFIG_HOME", str(home / "config"))
-    os.environ.setdefault("XDG_CACHE_HOME", str(home / "cache"))
-    with playwright.sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with browsers.chromium(tmp_path_factory) as launched:
+        yield launched
 
 
 class _Watched:

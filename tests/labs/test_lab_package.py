@@ -8,7 +8,6 @@ that puts that folder on ``PYTHONPATH`` sees it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from _support.paths import ROOT
+from _support.plugin import pip_install_target
 
 from testbed.labs import lab_ids, load_lab
 from testbed.labs.loader import shipped_scenarios
@@ -39,14 +39,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(path, source / name, ignore=ignore)
         else:
             shutil.copy2(path, source / name)
-    # The test extras bring setuptools and wheel, so no build environment is downloaded.
-    local = all(importlib.util.find_spec(m) for m in ("setuptools", "wheel"))
-    isolation = ["--no-build-isolation"] if local else []
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation,
-         "--target", str(target), str(source)],
-        capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
+    pip_install_target(source, target)
     return target
 
 

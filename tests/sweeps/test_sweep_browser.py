@@ -9,7 +9,6 @@ folder.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import browser as browsers
 from _support import paths
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = browsers.CHROMIUM
 playwright = pytest.importorskip("playwright.sync_api",
                                  reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -44,16 +44,8 @@ def page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    home = tmp_path_factory.mktemp("chromium")
-    os.environ.setdefault("XDG_CONFIG_HOME", str(home / "config"))
-    os.environ.setdefault("XDG_CACHE_HOME", str(home / "cache"))
-    with playwright.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with browsers.chromium(tmp_path_factory) as launched:
+        yield launched
 
 
 def test_the_sweep_page_reads_right(page_file: Path, browser: Any,
@@ -77,9 +69,7 @@ def test_the_sweep_page_reads_right(page_file: Path, browser: Any,
     assert wide <= 1280, "the page scrolls sideways (only the table may)"
     assert page.locator("script").count() == 0
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
-    given = os.environ.get("TESTBED_ARTIFACTS")
-    shots = Path(given) if given else tmp_path_factory.mktemp("screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = browsers.artifacts(tmp_path_factory)
     page.screenshot(path=str(shots / "sweep-page.png"), full_page=True)
     assert len(page.pdf()) > 10_000
     page.close()
