@@ -17,6 +17,7 @@ point's values (:meth:`~testbed.sweeps.spec.SweepPlan.run_seed`).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 import dataclasses
@@ -27,9 +28,13 @@ import json
 import logging
 import math
 import multiprocessing
+import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +49,15 @@ from ..scenarios.runner import Job, control_of, error_row, judged, run_trials, w
 from ..types import Outcome
 from .spec import Point, SweepPlan
 
-__all__ = ["CACHE", "RecordedMetrics", "SweepRun", "executor", "run_sweep"]
+__all__ = ["CACHE", "LocalPool", "RecordedMetrics", "SweepRun", "executor", "run_sweep"]
 
 CACHE = ".sweep-runs.sqlite"
+"""The file in a sweep's output folder that keeps every finished run."""
 MAX_CHUNK = 32
 """Most runs sent to a worker in one task."""
-"""The file in a sweep's output folder that keeps every finished run."""
+MAX_RESTARTS = 8
+"""Most times, in one sweep, the local processes are started again after one died while no
+run was in progress (a death no run can be blamed for)."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,34 @@ class SweepRun:
 
 
 
+class LocalPool(cf.Executor):
+    """Local worker processes that can be started again after one of them died (a
+    :class:`~concurrent.futures.ProcessPoolExecutor` is broken for good once one does)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = self._start()
+
+    def _start(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=self.workers, initializer=worker_init)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def restart(self) -> None:
+        """Stop what is left of the processes and start new ones."""
+        self._stop()
+        self._pool = self._start()
+
+    def _stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.terminate()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._stop()
+
+
 @contextlib.contextmanager
 def executor(workers: int, dask: bool = False, scheduler: str | None = None
              ) -> Iterator[tuple[cf.Executor, str]]:
@@ -192,13 +228,11 @@ def executor(workers: int, dask: bool = False, scheduler: str | None = None
         ConfigError: Dask is asked for and not installed, or the scheduler cannot be reached.
     """
     if not dask and scheduler is None:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=worker_init)
+        pool = LocalPool(workers)
         try:
             yield pool, f"{workers} local process{'es' if workers != 1 else ''}"
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-            for child in multiprocessing.active_children():
-                child.terminate()
+            pool.shutdown()
         return
     try:
         distributed: Any = importlib.import_module("distributed")  # untyped: the dask extra
@@ -238,16 +272,134 @@ def _jobs(plan: SweepPlan) -> list[tuple[Point, str, int, Job]]:
     return out
 
 
-def run_chunk(jobs: list[Job]) -> list[ResultRow]:
+def run_chunk(jobs: list[Job], track: tuple[str, list[int]] | None = None
+              ) -> list[ResultRow]:
     """Run a few jobs, one after the other, in one task of the executor (one task per run
-    would spend more time sending than running a short one)."""
-    return [run_trials(job) for job in jobs]
+    would spend more time sending than running a short one).
+
+    ``track`` (local processes): a folder and the jobs' numbers. The number of the job in
+    progress is kept in a file named after this process, so that when a process dies the
+    run it was making is known from those that were waiting.
+    """
+    out = []
+    mark = None if track is None else Path(track[0], str(os.getpid()))
+    for n, job in enumerate(jobs):
+        if mark is not None and track is not None:
+            mark.write_text(str(track[1][n]))
+        out.append(run_trials(job))
+    if mark is not None:
+        mark.unlink(missing_ok=True)
+    return out
 
 
 def chunk_size(runs: int, workers: int) -> int:
     """Runs per task: about eight tasks per worker, so that the last ones are short, and at
     most :data:`MAX_CHUNK` runs between two saves."""
     return max(1, min(MAX_CHUNK, math.ceil(runs / (max(1, workers) * 8))))
+
+
+def _killed_worker(exc: BaseException) -> bool:
+    """Dask gave up on a task whose workers kept dying while running it."""
+    return type(exc).__name__ == "KilledWorker"
+
+
+def _dispatch(units: list[Job], todo: list[int], pool: cf.Executor, workers: int,
+              finish: Callable[[list[int], list[ResultRow], bool], None]) -> None:
+    """Make the runs ``todo`` of ``units`` on ``pool``, handing each chunk's rows to
+    ``finish`` (``True``: they are ``error`` rows, not to be kept).
+
+    A worker that dies costs only the run it was making. Local processes: the pool is
+    started again, the runs that were in progress when it died are each run again alone, and
+    one that kills its process alone too becomes an ``error`` row; the runs that were waiting
+    are sent again. Dask restarts its workers itself and gives up on a task whose workers kept
+    dying while it was on them (``KilledWorker``), which may be a task that only waited on a
+    worker beside the cause: that task's runs are each run again alone, and a run it gives up
+    on alone too becomes an ``error`` row.
+    """
+    size = chunk_size(len(todo), workers)
+    queue: collections.deque[list[int]] = collections.deque(
+        todo[k:k + size] for k in range(0, len(todo), size))
+    alone: collections.deque[int] = collections.deque()
+    running: dict[cf.Future[list[ResultRow]], list[int]] = {}
+    folder = tempfile.mkdtemp(prefix="testbed-sweep-") if isinstance(pool, LocalPool) else None
+    restarts = 0
+
+    def submit(chunk: list[int]) -> None:
+        track = None if folder is None else (folder, chunk)
+        running[pool.submit(run_chunk, [units[i] for i in chunk], track)] = chunk
+
+    def fail(chunk: list[int], message: str) -> None:
+        finish(chunk, [error_row(units[i], message) for i in chunk], True)
+
+    try:
+        while queue or alone or running:
+            solo = None
+            if not running:
+                if alone:  # nothing else running: if its process dies, the run is the cause
+                    solo = alone.popleft()
+                    submit([solo])
+                else:
+                    while queue:
+                        submit(queue.popleft())
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            lost: list[int] = []
+            for future in done:
+                chunk = running.pop(future)
+                try:
+                    made = future.result()
+                except BrokenProcessPool:
+                    lost += chunk
+                except Exception as exc:
+                    if _killed_worker(exc) and solo is None:
+                        alone.extend(chunk)
+                    else:
+                        fail(chunk, f"worker failed: {type(exc).__name__}: {exc}")
+                else:
+                    finish(chunk, made, False)
+            if not lost:
+                continue
+            # A process died: the pool is broken, and every task still out fails too.
+            for future, chunk in list(running.items()):
+                try:
+                    made = future.result()
+                except Exception:
+                    lost += chunk
+                else:
+                    finish(chunk, made, False)
+            running.clear()
+            if folder is None or not isinstance(pool, LocalPool):
+                left = [*lost, *(i for chunk in queue for i in chunk)]
+                fail(left, "worker failed: a worker process died")
+                return
+            making = set()
+            for mark in Path(folder).iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    making.add(int(mark.read_text()))
+                mark.unlink(missing_ok=True)
+            if solo is not None:
+                fail([solo], "its worker process died while making it, twice (the second "
+                     "time it ran alone)")
+                lost.remove(solo)
+            suspects = [i for i in lost if i in making]
+            alone.extend(suspects)
+            waiting = [i for i in lost if i not in making]
+            queue.extendleft(reversed([waiting[k:k + size]
+                                       for k in range(0, len(waiting), size)]))
+            if solo is None and not suspects:  # no run to blame: count it against a bound
+                restarts += 1
+            if restarts > MAX_RESTARTS:
+                left = [*alone, *(i for chunk in queue for i in chunk)]
+                fail(left, f"worker processes died {restarts} times with no run in progress: "
+                     "the sweep stopped making runs")
+                return
+            pool.restart()
+    except BaseException:
+        for future in running:
+            future.cancel()
+        raise
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
@@ -287,29 +439,16 @@ def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
         todo = [i for i, r in enumerate(rows) if r is None]
         if planned is not None:
             planned(len(todo), len(units) - len(todo))
-        size = chunk_size(len(todo), workers)
-        chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
-        futures = {pool.submit(run_chunk, [units[i] for i in chunk]): chunk for chunk in chunks}
-        try:
-            for future in cf.as_completed(futures):
-                chunk = futures[future]
-                try:
-                    made = future.result()
-                    failed = False
-                except Exception as exc:  # a crashed worker: error runs, not a hang
-                    made = [error_row(units[i], f"worker failed: {type(exc).__name__}: {exc}")
-                            for i in chunk]
-                    failed = True
-                for i, row in zip(chunk, made, strict=True):
-                    rows[i] = row
-                    if not failed:
-                        store.put(_key(units[i]), row)
-                if progress is not None:
-                    progress(len(chunk), failed)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+
+        def finish(chunk: list[int], made: list[ResultRow], failed: bool) -> None:
+            for i, row in zip(chunk, made, strict=True):
+                rows[i] = row
+                if not failed:
+                    store.put(_key(units[i]), row)
+            if progress is not None:
+                progress(len(chunk), failed)
+
+        _dispatch(units, todo, pool, workers, finish)
     finally:
         store.close()
     done = [r if r is not None else error_row(units[i], "the run did not finish")
