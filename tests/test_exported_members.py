@@ -24,7 +24,7 @@ EXPORTED: dict[str, list[str]] = {
     ],
     "testbed.attacks": [
         "BUILTIN_ATTACKS", "Actor", "Attack", "AttackContext", "AttackLog", "AttackParams",
-        "AttestationBypass", "BaseMetrics", "DirtyPageLeak", "KeyWearout", "Phase",
+        "AttestationBypass", "BaseMetrics", "CiphertextSideChannel", "DirtyPageLeak", "KeyWearout", "Phase",
         "SecretParams", "SecretmemExhaustion", "TornLivePatch", "Verdict", "judge_bytes",
         "make_secret", "plant_secret"
     ],
