@@ -28,7 +28,9 @@ image) and the offset of its 16-byte block.
 
 Choices of the model, where the source leaves the detail to the target: the flag is a 64-bit
 word at the start of a 64-byte line whose other bytes (the neighbouring state) stay the same
-during the ladder; the known-value phase is the same ladder run first over a public scalar of
+during the ladder, unless ``beside_flag: counter`` puts a counter that grows with every
+iteration in the other 8 bytes of the flag's block (then the block never repeats, and the
+attack, with these parameters, does not work); the known-value phase is the same ladder run first over a public scalar of
 ``calibration_bits`` bits (in the paper, values the hypervisor knows at known points of the
 guest's execution), from which the observer records which ciphertext goes with flag 0 and
 which with flag 1. A ciphertext the dictionary ties to both values (what ciphertext hiding
@@ -68,6 +70,7 @@ __all__ = [
     "judge_ciphertext_leak",
     "ladder_flags",
     "observe_ladder",
+    "state_line",
 ]
 
 Observer = Literal["hypervisor", "bus"]
@@ -100,6 +103,10 @@ class CiphertextSideChannelParams(SecretParams):
     calibration_bits: int = Field(
         16, ge=2, le=256, description="bits of the public scalar of the known-value phase, "
         "whose flags the observer knows")
+    beside_flag: Literal["constant", "counter"] = Field(
+        "constant", description="what the 8 bytes beside the flag in its block hold: a constant "
+        "(the block's ciphertext follows the flag alone) or a counter that grows with every "
+        "iteration (the block never repeats)")
 
     @model_validator(mode="after")
     def _bounded(self) -> CiphertextSideChannelParams:
@@ -230,13 +237,13 @@ def _engine_problem(observer: str, engine: type[Engine]) -> str | None:
     return None
 
 
-def _state_line(flag: int) -> NDArray[np.uint8]:
-    """The 64-byte line holding the flag: the flag, its neighbour, constant state."""
-    line = flag.to_bytes(8, "little") + NEIGHBOUR + bytes(range(LINE_SIZE - BLOCK))
-    return np.frombuffer(line, dtype=np.uint8)
+def state_line(flag: int, beside: bytes = NEIGHBOUR) -> bytes:
+    """The 64-byte line holding the flag: the flag (64-bit little-endian), the 8 bytes beside
+    it, then state that stays the same."""
+    return flag.to_bytes(8, "little") + beside + bytes(range(LINE_SIZE - BLOCK))
 
 
-_LINES = (_state_line(0), _state_line(1))
+_LINES = (state_line(0), state_line(1))
 
 
 def _gpn(guest: Domain, pa: PhysAddr) -> int:
@@ -246,10 +253,13 @@ def _gpn(guest: Domain, pa: PhysAddr) -> int:
 class _Observer:
     """Runs the guest's ladder over ``flags`` and reads the flag's block after each iteration."""
 
-    def __init__(self, ctx: AttackContext, guest: Domain, state: PhysAddr, who: str) -> None:
+    def __init__(self, ctx: AttackContext, guest: Domain, state: PhysAddr, who: str,
+                 counter: bool) -> None:
         self.m, self.guest, self.state, self.who = ctx.machine, guest, state, who
         self.gpa = _gpn(guest, state) * PAGE_SIZE
+        self.counter = counter
         self.reads = 0
+        self.iterations = 0
 
     def read(self) -> bytes:
         self.reads += 1
@@ -262,8 +272,11 @@ class _Observer:
     def run(self, ctx: AttackContext, flags: NDArray[np.uint8]) -> list[bytes]:
         seen: list[bytes] = []
         for flag in flags.tolist():
+            self.iterations += 1
+            line = (state_line(flag, self.iterations.to_bytes(8, "little")) if self.counter
+                    else _LINES[flag])
             with ctx.log.victim_acts():
-                self.m.guest_write(self.guest, self.gpa, _LINES[flag].tobytes())
+                self.m.guest_write(self.guest, self.gpa, line)
             seen.append(self.read())
         return seen
 
@@ -297,8 +310,9 @@ def observe_ladder(ctx: AttackContext, params: CiphertextSideChannelParams) -> C
     state = m.alloc_page(guest)
     log.step(Actor.VICTIM, "keeps its ladder state on a page of its own: the swap flag at "
              "offset 0", address=state,
-             detail=f"flag, then 8 constant bytes, in the line's first {BLOCK}-byte block")
-    observer = _Observer(ctx, guest, state, params.observer)
+             detail=f"flag, then 8 bytes ({params.beside_flag}), in the line's first "
+             f"{BLOCK}-byte block")
+    observer = _Observer(ctx, guest, state, params.observer, params.beside_flag == "counter")
     capability = _CAPABILITY[params.observer]
     reader = ("through its own mapping" if params.observer == "hypervisor"
               else "on the memory bus (DDR interposer)")

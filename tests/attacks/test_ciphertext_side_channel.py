@@ -250,3 +250,11 @@ def test_shipped_scenarios_match_their_expectations(name: str) -> None:
     for engine in scenario.engines:
         row = run_job(Job(scenario, source, engine, seed=3))
         assert row.outcome is scenario.expect[engine], (engine, row.reason)
+
+
+def test_a_counter_beside_the_flag_leaves_nothing_to_repeat_so_the_attack_does_not_work() -> None:
+    row = run("ciphertext-side-channel", "sev", params={**HV, "beside_flag": "counter"})
+    assert row.outcome is Outcome.INEFFECTIVE, row.reason
+    m = metrics(row)
+    assert m.distinct_ciphertexts == m.bits_total == m.ambiguous_steps == 128
+    assert m.chance_probability > 1e-6
