@@ -27,16 +27,17 @@ on the ladder's code pages); the observer knows the address of the flag (from th
 image) and the offset of its 16-byte block.
 
 Choices of the model, where the source leaves the detail to the target: the flag is a 64-bit
-word at the start of a 64-byte line whose other bytes (the neighbouring state) stay the same
-during the ladder, unless ``beside_flag: counter`` puts a counter that grows with every
-iteration in the other 8 bytes of the flag's block (then the block never repeats, and the
-attack, with these parameters, does not work); the known-value phase is the same ladder run first over a public scalar of
-``calibration_bits`` bits (in the paper, values the hypervisor knows at known points of the
-guest's execution), from which the observer records which ciphertext goes with flag 0 and
-which with flag 1. A ciphertext the dictionary ties to both values (what ciphertext hiding
-returns for every read) or to neither, when both values are known, tells nothing: the
-observer guesses that flag at random. A flag guessed wrong turns every later bit over, as the
-xor chain carries it.
+little-endian word at the start of a 64-byte line, followed in its 16-byte block by 8 bytes
+that stay the same during the ladder (``beside_flag: counter`` puts there a counter that grows
+with every iteration instead: then the block never repeats and the attack, with these
+parameters, does not work); the rest of the line stays the same. The known-value phase is the
+same ladder run first over a public scalar of ``calibration_bits`` bits (in the paper, values
+the hypervisor knows at known points of the guest's execution): the observer records which
+ciphertext goes with flag 0 and which with flag 1 (when the public scalar showed one value
+only, a new ciphertext is the other). A ciphertext the dictionary ties to both values (what
+ciphertext hiding returns for every read), or a new one when both values are known, tells
+nothing: the observer guesses that flag at random. A flag guessed wrong turns
+every later bit over, as the xor chain carries it.
 
 The outcome compares the recovered scalar bits with the secret's only (the judge of
 :func:`~testbed.attacks.dirty_page_leak.judge_bits`): all right is ``succeeded``; clearly
