@@ -258,3 +258,16 @@ def test_a_counter_beside_the_flag_leaves_nothing_to_repeat_so_the_attack_does_n
     m = metrics(row)
     assert m.distinct_ciphertexts == m.bits_total == m.ambiguous_steps == 128
     assert m.chance_probability > 1e-6
+
+
+def test_the_dictionary_decodes_only_what_it_can_tell() -> None:
+    from testbed.attacks.ciphertext_side_channel import _decode
+
+    a, b, c, hidden = b"A" * 16, b"B" * 16, b"C" * 16, b"\xff" * 16
+    both = {a: {0}, b: {1}}
+    assert (_decode(a, both), _decode(b, both), _decode(c, both)) == (0, 1, None)
+    # One value seen in the known phase: a new ciphertext can only be the other one.
+    assert (_decode(a, {a: {0}}), _decode(c, {a: {0}}), _decode(c, {b: {1}})) == (0, 1, 0)
+    # What ciphertext hiding gives: one value for both flags tells nothing, new or not.
+    assert _decode(hidden, {hidden: {0, 1}}) is None
+    assert _decode(c, {hidden: {0, 1}}) is None
