@@ -54,7 +54,6 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
-from ..errors import ConfigError
 from ..platform import Domain, Engine, Machine
 from ..results import Line, LinePlot, PlotData
 from ..types import LINE_SIZE, PAGE_SIZE, PhysAddr
@@ -129,7 +128,7 @@ class CiphertextSideChannelMetrics(BaseMetrics):
     observer: str
     """Who read the flag's ciphertext: ``hypervisor`` or ``bus``."""
     reads: int
-    """Ciphertext reads of the flag's block, both phases."""
+    """Observations of the flag's block (a read, or a write snooped on the bus), both phases."""
     bits_total: int
     bits_recovered: int
     """Secret bits the observer decoded right."""
@@ -252,7 +251,13 @@ def _gpn(guest: Domain, pa: PhysAddr) -> int:
 
 
 class _Observer:
-    """Runs the guest's ladder over ``flags`` and reads the flag's block after each iteration."""
+    """Runs the guest's ladder over ``flags`` and reads the flag's block after each iteration.
+
+    The hypervisor reads memory between the guest's stores, one iteration at a time. The
+    interposer snoops the stores themselves on the bus: all the lines the guest writes go to
+    the engine in one batch (:meth:`~testbed.platform.Machine.write_sequence`), which returns
+    what each write put on the bus.
+    """
 
     def __init__(self, ctx: AttackContext, guest: Domain, state: PhysAddr, who: str,
                  counter: bool) -> None:
@@ -262,23 +267,27 @@ class _Observer:
         self.reads = 0
         self.iterations = 0
 
-    def read(self) -> bytes:
-        self.reads += 1
-        if self.who == "bus":
-            return self.m.bus.read(self.state, LINE_SIZE)[:BLOCK]
-        if self.who == "hypervisor":
-            return self.m.hypervisor_read(self.state, BLOCK)
-        raise ConfigError(f"observer: unknown observer {self.who!r}")
+    def _lines(self, flags: NDArray[np.uint8]) -> list[bytes]:
+        first = self.iterations + 1
+        self.iterations += int(flags.size)
+        if not self.counter:
+            return [_LINES[flag] for flag in flags.tolist()]
+        return [state_line(flag, (first + i).to_bytes(8, "little"))
+                for i, flag in enumerate(flags.tolist())]
 
     def run(self, ctx: AttackContext, flags: NDArray[np.uint8]) -> list[bytes]:
+        lines = self._lines(flags)
+        self.reads += len(lines)
+        if self.who == "bus":
+            batch = np.frombuffer(b"".join(lines), dtype=np.uint8).reshape(-1, LINE_SIZE)
+            with ctx.log.victim_acts():
+                on_bus = self.m.write_sequence(self.guest, self.state, batch)
+            return [row[:BLOCK].tobytes() for row in on_bus]
         seen: list[bytes] = []
-        for flag in flags.tolist():
-            self.iterations += 1
-            line = (state_line(flag, self.iterations.to_bytes(8, "little")) if self.counter
-                    else _LINES[flag])
+        for line in lines:
             with ctx.log.victim_acts():
                 self.m.guest_write(self.guest, self.gpa, line)
-            seen.append(self.read())
+            seen.append(self.m.hypervisor_read(self.state, BLOCK))
         return seen
 
 
