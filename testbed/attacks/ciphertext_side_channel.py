@@ -94,7 +94,8 @@ _CAPABILITY: dict[str, str] = {"hypervisor": "malicious_hypervisor", "bus": "bus
 
 
 class CiphertextSideChannelParams(SecretParams):
-    """The secret scalar is processed one bit per ladder iteration: at most 128 bytes."""
+    """The secret scalar is processed one bit per ladder iteration: at most 128 bytes. Observer
+    hypervisor needs malicious_hypervisor, observer bus needs bus_interposer."""
 
     observer: Observer = Field(
         "hypervisor", description="who reads the flag's ciphertext: the hypervisor through its "
@@ -200,8 +201,8 @@ def judge_ciphertext_leak(run: CiphertextRun) -> Verdict:
 class CiphertextSideChannel(Attack[CiphertextSideChannelParams]):
     kind = "ciphertext-side-channel"
     title = "Ciphertext side channel (CipherLeaks)"
-    capabilities = ("malicious_hypervisor",)
-    """The hypervisor observer's; a scenario's bound attack carries its observer's."""
+    capabilities = ("malicious_hypervisor", "bus_interposer")
+    """One of them, by the observer: a scenario's bound attack carries its observer's only."""
     Params = CiphertextSideChannelParams
     Metrics = CiphertextSideChannelMetrics
     control_engine = "sev"
