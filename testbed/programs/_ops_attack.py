@@ -89,10 +89,11 @@ def request_page(rt: Runtime, args: RequestPage) -> bytes:
     gpn = loc.gpns[args.page]
     frame = loc.domain.npt.get(gpn)
     behind = "unmapped" if frame is None else f"frame {frame}"
-    rt.note(f"asks the guest's network service for its guest page {gpn}: the guest reads it "
-            "through its nested page table and sends it out", pa, f"guest page {gpn} -> {behind}")
+    # Logged once the guest has read the page: a refused read leaves the refusal in its place.
     data = rt.machine.guest_read(loc.domain, gpn * PAGE_SIZE + pa % PAGE_SIZE,
                                  rt.length(args, loc))
+    rt.note(f"asks the guest's network service for its guest page {gpn}: the guest reads it "
+            "through its nested page table and sends it out", pa, f"guest page {gpn} -> {behind}")
     _record(rt, data)
     return data
 

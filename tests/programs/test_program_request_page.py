@@ -123,3 +123,13 @@ def test_the_shipped_severed_scenario_matches_its_expectations() -> None:
         assert row.outcome is scenario.expect[engine], (engine, row.reason)
     sev = run_job(Job(scenario, source, "sev", seed=2))
     assert sev.evidence.recovered == sev.evidence.secret
+
+
+def test_the_refused_request_is_in_the_timeline_with_the_rmp_check() -> None:
+    ctx = programs.context("sev-snp")
+    with pytest.raises(RmpViolation):
+        execute(ctx, build(SEVERED, ["malicious_hypervisor"]))
+    last = ctx.log.steps[-1]
+    assert last.action == "request_page: refused"
+    assert "validated for guest page 0, not 1" in last.detail
+    assert ctx.log.steps[-2].action.startswith("points guest page 1 at frame")
