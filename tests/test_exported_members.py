@@ -24,9 +24,9 @@ EXPORTED: dict[str, list[str]] = {
     ],
     "testbed.attacks": [
         "BUILTIN_ATTACKS", "Actor", "Attack", "AttackContext", "AttackLog", "AttackParams",
-        "AttestationBypass", "BaseMetrics", "DirtyPageLeak", "KeyWearout", "Phase",
-        "SecretParams", "SecretmemExhaustion", "TornLivePatch", "Verdict", "judge_bytes",
-        "make_secret", "plant_secret"
+        "AttestationBypass", "BaseMetrics", "CiphertextSideChannel", "DirtyPageLeak",
+        "KeyWearout", "Phase", "SecretParams", "SecretmemExhaustion", "TornLivePatch", "Verdict",
+        "judge_bytes", "make_secret", "plant_secret"
     ],
     "testbed.crypto": [
         "NARROW_KEY_SIZE", "XEX_KEY_SIZE", "XTS_KEY_SIZE", "LineCipher", "NarrowLineCipher",

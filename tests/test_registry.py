@@ -18,7 +18,7 @@ from testbed.types import Outcome
 def test_builtins_in_display_order() -> None:
     assert registry.attacks.builtin_names() == (
         "key-wearout", "secretmem-exhaustion", "dirty-page-leak", "torn-live-patch",
-        "attestation", "program")
+        "attestation", "ciphertext-side-channel", "program")
     assert registry.engines.names()[:5] == ("none", "tme", "mktme", "sev", "sev-snp")
     assert all(e.builtin for e in registry.engines.entries()[:5])
     assert registry.mitigation_names() == ("init_on_free", "secretmem", "memlock_limit",

@@ -23,6 +23,7 @@ from ._base import (
     plant_secret,
 )
 from .attestation import AttestationBypass
+from .ciphertext_side_channel import CiphertextSideChannel
 from .dirty_page_leak import DirtyPageLeak
 from .key_wearout import KeyWearout
 from .secretmem_exhaustion import SecretmemExhaustion
@@ -37,6 +38,7 @@ __all__ = [
     "AttackParams",
     "AttestationBypass",
     "BaseMetrics",
+    "CiphertextSideChannel",
     "DirtyPageLeak",
     "KeyWearout",
     "Phase",
@@ -55,5 +57,6 @@ BUILTIN_ATTACKS: tuple[type[Attack[Any]], ...] = (
     DirtyPageLeak,
     TornLivePatch,
     AttestationBypass,
+    CiphertextSideChannel,
 )
 """The attacks that ship with the testbed, in the order ``testbed list`` shows them."""

@@ -115,6 +115,7 @@ def chance_probability(correct: int, total: int) -> float:
 
 def judge_bits(
     truth: NDArray[np.uint8], recovered: NDArray[np.uint8], *, secret: bytes | None = None,
+    channel: str = "the dirty bitmaps",
 ) -> Verdict:
     """Compare recovered bits with the secret's bits.
 
@@ -122,7 +123,7 @@ def judge_bits(
     below :data:`CHANCE_LIMIT`; otherwise ``mitigated`` (about half right is what guessing gets).
     The chance is that of coin flips, or, for a printable-text ``secret`` (whose bits are not
     coin flips to a guesser who knows it is text), that of guessing as many whole bytes from
-    its alphabet, whichever is likelier.
+    its alphabet, whichever is likelier. ``channel`` names what the bits were read from.
     """
     total = int(truth.size)
     correct = int(np.count_nonzero(truth == recovered))
@@ -132,7 +133,7 @@ def judge_bits(
         odds = max(odds, log2_tail(len(secret), whole, byte_chance(secret)))
     if correct == total:
         return Verdict(Outcome.SUCCEEDED,
-                       f"the attacker recovered all {total} secret bits from the dirty bitmaps "
+                       f"the attacker recovered all {total} secret bits from {channel} "
                        f"(by chance {chance_text(odds)})", odds)
     chance = chance_probability(correct, total)
     accuracy = correct / total
@@ -142,7 +143,7 @@ def judge_bits(
                        f"flips do that well with probability {chance:.1e}", odds)
     return Verdict(Outcome.MITIGATED,
                    f"the attacker got {correct} of {total} bits right (accuracy {accuracy:.2f}): "
-                   f"no better than coin flips (0.5), so the bitmaps told it nothing", odds)
+                   f"no better than coin flips (0.5), so {channel} told it nothing", odds)
 
 
 @dataclass(frozen=True)

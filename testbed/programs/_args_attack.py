@@ -22,7 +22,8 @@ from ._values import MAX_GUESSES, MAX_VALUE_BYTES, Binding, Ref
 
 __all__ = [
     "BATCH", "MAX_WORDS", "Capture", "Concat", "Constant", "Guess", "HvRead", "HvWrite",
-    "NumberRange", "Reboot", "RemapGuestPage", "RotateKey", "Slice", "WriteBus", "Xor",
+    "NumberRange", "Reboot", "RemapGuestPage", "RequestPage", "RotateKey", "Slice", "WriteBus",
+    "Xor",
 ]
 
 MAX_WORDS = 100_000
@@ -90,6 +91,17 @@ class RemapGuestPage(Args):
 
     def cost(self, machine: MachineShape, pages: int) -> tuple[Charge, ...]:
         return (ACCESS,)
+
+
+class RequestPage(Read):
+    address: Ref = Field(description="the guest page its network service returns ($page)")
+
+    def bind(self, scope: Scope) -> Binding:
+        place = self.at(scope, length=self.length)
+        if not place.guest:
+            raise Problem("address", f"{self.address} is a process's page; request_page asks a "
+                          "guest's service for a page of guest memory")
+        return scope.new_bytes(place.size, place.size or 0)
 
 
 class RotateKey(Args):

@@ -12,6 +12,7 @@ from ._args_attack import (
     HvWrite,
     Reboot,
     RemapGuestPage,
+    RequestPage,
     RotateKey,
     Slice,
     WriteBus,
@@ -21,7 +22,7 @@ from ._runtime import Runtime
 
 __all__ = [
     "capture", "concat", "constant", "hv_read", "hv_write", "reboot", "remap_guest_page",
-    "rotate_key", "slice_bytes", "write_bus", "xor",
+    "request_page", "rotate_key", "slice_bytes", "write_bus", "xor",
 ]
 
 
@@ -79,6 +80,22 @@ def remap_guest_page(rt: Runtime, args: RemapGuestPage) -> None:
     gpn = loc.gpns[args.page]
     rt.machine.hypervisor_remap(loc.domain, gpn, pfn)
     rt.note(f"points guest page {gpn} at frame {pfn} in the nested page table", pa)
+
+
+def request_page(rt: Runtime, args: RequestPage) -> bytes:
+    pa, loc = rt.place(args)
+    if args.page >= len(loc.gpns):
+        raise AttackError(f"{args.address} is not a guest page")
+    gpn = loc.gpns[args.page]
+    frame = loc.domain.npt.get(gpn)
+    behind = "unmapped" if frame is None else f"frame {frame}"
+    # Logged once the guest has read the page: a refused read leaves the refusal in its place.
+    data = rt.machine.guest_read(loc.domain, gpn * PAGE_SIZE + pa % PAGE_SIZE,
+                                 rt.length(args, loc))
+    rt.note(f"asks the guest's network service for its guest page {gpn}: the guest reads it "
+            "through its nested page table and sends it out", pa, f"guest page {gpn} -> {behind}")
+    _record(rt, data)
+    return data
 
 
 def rotate_key(rt: Runtime, args: RotateKey) -> None:

@@ -46,6 +46,7 @@ from ._args_attack import (
     HvWrite,
     Reboot,
     RemapGuestPage,
+    RequestPage,
     RotateKey,
     Slice,
     WriteBus,
@@ -190,6 +191,12 @@ _TABLE = (
            "the hypervisor points a guest page at another frame in the nested page table",
            "{op: remap_guest_page, by: hypervisor, args: {address: $page, to: $other}}",
            binds=False, engine=_untrusted_hypervisor, needs=_UNTRUSTED),
+    OpSpec("request_page", RequestPage, {_A: (), _H: ("malicious_hypervisor",)},
+           attack.request_page,
+           "the guest's network service returns one of its pages to whoever asks: the guest "
+           "reads it through its nested page table (SEV-SNP checks the RMP) and sends the "
+           "plaintext out; binds what the attacker receives",
+           "{op: request_page, by: attacker, args: {address: $page, length: 32}, as: reply}"),
     OpSpec("rotate_key", RotateKey, {_K: ()}, attack.rotate_key,
            "the kernel replaces a domain's key at run time and re-encrypts its pages",
            "{op: rotate_key, by: kernel, args: {domain: $victim}}", binds=False,

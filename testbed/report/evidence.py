@@ -125,6 +125,11 @@ LABELS: Mapping[str, EvidenceLabels] = {
         "Attestation report the owner received",
         "What the backdoor read from the guest",
         compare_captured=False, captured_fields=_REPORT_FIELDS),
+    "ciphertext-side-channel": EvidenceLabels(
+        "Secret: the guest's scalar, one bit per ladder iteration",
+        "The swap flag's 16-byte block as the observer read it, one per iteration",
+        "Bits the observer decoded from the ciphertext",
+        compare_captured=False, secret_name="the scalar"),
 }
 """Evidence labels of the built-in attacks, by attack kind."""
 

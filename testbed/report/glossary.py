@@ -101,6 +101,11 @@ TERMS: tuple[Term, ...] = (
          "An SEV-SNP option under which the hypervisor's reads of a guest's pages return "
          "0xff instead of the ciphertext, so that it cannot watch the ciphertext change.",
          _AMD),
+    Term("npt", "Nested page table", ("nested page table",),
+         "The table the hypervisor keeps for each guest that maps the guest's page numbers to "
+         "frames of memory. Under SEV the hypervisor may change it at will; under SEV-SNP the "
+         "RMP entry of each frame records the guest page it was validated for, and an access "
+         "through an entry the hypervisor changed faults.", _AMD),
     Term("psp", "PSP (platform security processor)", ("PSP",),
          "The separate processor in AMD CPUs that holds the SEV keys, encrypts and measures "
          "a guest's image at launch and signs attestation reports. The hypervisor talks to "

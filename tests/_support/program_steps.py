@@ -64,6 +64,7 @@ EXAMPLES: dict[str, tuple[list[dict[str, Any]], list[str]]] = {
     "remap_guest_page": ([step("alloc_pages", "victim", "other", domain="$victim"),
                           step("remap_guest_page", "hypervisor", address="$vpage",
                                to="$other")], ["malicious_hypervisor"]),
+    "request_page": ([step("request_page", "attacker", "reply", address="$secret")], []),
     "rotate_key": ([step("rotate_key", "kernel", domain="$victim")], []),
     "reboot": ([step("reboot", "kernel")], []),
     "guess": ([*_CAPTURED, *_ATTACKER,

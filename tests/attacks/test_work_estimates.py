@@ -173,6 +173,12 @@ CORNERS = [
            (Knob("params.interleavings", 1, 100_000), TRIALS),
            {"params.explore": "random", "params.cpus": 8, "params.sites": 16,
             "params.visits": 4, "params.fetch_chunk": 1, "params.poke_chunk": 1}),
+    Corner("ciphertext-side-channel-bus", "ciphertext-side-channel", "tme",
+           (Knob("params.secret_bytes", 1, 128), Knob("params.calibration_bits", 2, 256),
+            MEMORY, TRIALS), {"params.observer": "bus"}),
+    Corner("ciphertext-side-channel-hypervisor", "ciphertext-side-channel", "sev-snp",
+           (Knob("params.secret_bytes", 1, 128), Knob("params.calibration_bits", 2, 256),
+            MEMORY, TRIALS), {"params.observer": "hypervisor"}),
     Corner("attestation", "attestation", "sev-snp",
            (Knob("params.image_bytes", 512, 65536), MEMORY, TRIALS),
            {"params.tamper": "replay"}),
@@ -232,6 +238,10 @@ SAMPLES: list[tuple[str, str, dict[str, Any]]] = [
     ("tme", "torn-live-patch", {"params.explore": "random", "params.interleavings": 2000,
                                 "params.cpus": 4, "params.sites": 4, "params.visits": 2}),
     ("sev", "attestation", {"params.tamper": "forge", "params.image_bytes": 32768}),
+    ("tme", "ciphertext-side-channel", {"params.observer": "bus", "params.secret_bytes": 128,
+                                        "params.calibration_bits": 256}),
+    ("sev-snp", "ciphertext-side-channel", {"params.secret_bytes": 64,
+                                            "platform.ciphertext_hiding": True}),
 ]
 
 

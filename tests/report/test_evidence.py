@@ -55,7 +55,7 @@ def test_coincident_bytes_and_defence_runs_are_not_marked() -> None:
 def test_labels_say_what_each_buffer_is() -> None:
     assert labels_for("a-plugin-attack") is GENERIC
     assert set(LABELS) == {"key-wearout", "secretmem-exhaustion", "dirty-page-leak",
-                           "torn-live-patch", "attestation"}
+                           "torn-live-patch", "attestation", "ciphertext-side-channel"}
     dirty = evidence_views("dirty-page-leak", Evidence(SECRET[:4], bytes(16), SECRET[:4]), {})
     assert [d.label for d in dirty] == [
         "Secret: the guest's key, one bit per interval",

@@ -43,6 +43,8 @@ CHEAP: dict[str, dict[str, Any]] = {
                         "params": {"secret_bytes": 8}},
     "torn-live-patch": {"mitigations": {"text_poke_bp": True}},
     "attestation": {"params": {"image_bytes": 1024}},
+    "ciphertext-side-channel": {"platform": {"ciphertext_hiding": True},
+                                "params": {"secret_bytes": 8}},
     "program": {"params": programs.load("freed-data-leak"), "mitigations": {"init_on_free": True}},
 }
 """Small scenarios of every built-in attack, each with a defence where the attack has one."""
@@ -93,7 +95,11 @@ def test_every_row_carries_its_attacks_control(attack: str, engine: str) -> None
 def test_control_engines_of_the_built_in_attacks() -> None:
     engines = {name: registry.attacks.get(name).control_engine
                for name in registry.attacks.builtin_names()}
-    assert {name: e for name, e in engines.items() if e != "none"} == {"key-wearout": "tme"}
+    assert {name: e for name, e in engines.items() if e != "none"} == {
+        "key-wearout": "tme", "ciphertext-side-channel": "sev"}
+    # The ciphertext side channel's is its observer's: the bus needs only a cipher.
+    bus = scenario("ciphertext-side-channel", params={"observer": "bus"}).attack_object()
+    assert bus is not None and bus.control_engine == "tme"
     # A program's is its own: the first engine on which every step means something.
     attack = scenario("program", params=rollback()).attack_object()
     assert attack is not None and attack.control_engine == "sev"
@@ -208,6 +214,11 @@ INEFFECTIVE: list[Any] = [
                  None,
                  {"params": {"image_bytes": 1024}},
                  id="attestation-nul-backdoor"),
+    pytest.param("ciphertext-side-channel", "sev-snp",
+                 {"params": {"beside_flag": "counter", "secret_bytes": 16}},
+                 None,
+                 {"params": {"secret_bytes": 16}},
+                 id="ciphertext-side-channel-counter-beside-the-flag"),
 ]
 """(attack, a defended engine, fields that make the control fail, a mitigation, the nearest
 fields under which the control succeeds)."""

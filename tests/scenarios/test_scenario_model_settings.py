@@ -46,7 +46,10 @@ def test_a_setting_another_attack_uses_is_refused(tmp_path: Path, attack: str, s
 
 @pytest.mark.parametrize(("attack", "params", "setting", "value", "users"), [
     ("key-wearout", {}, "reduced_width_bits", 24, "key-wearout, programs with a step wear_out"),
-    ("program", rollback(), "ciphertext_hiding", True, "programs with a step hv_read"),
+    ("program", rollback(), "ciphertext_hiding", True,
+     "ciphertext-side-channel, programs with a step hv_read"),
+    ("ciphertext-side-channel", {}, "ciphertext_hiding", True,
+     "ciphertext-side-channel, programs with a step hv_read"),
     ("secretmem-exhaustion", {}, "secretmem_reserve_pages", 512,
      "secretmem-exhaustion, programs with a step exhaust_secretmem"),
 ])
@@ -79,6 +82,7 @@ def test_a_program_takes_the_settings_its_steps_use() -> None:
     s = scenario("program", params=replay, platform={"ciphertext_hiding": True})
     assert s.platform.ciphertext_hiding
     with pytest.raises(ValidationError, match="no step of this program makes use of this "
-                       "setting .it is for programs with a step hv_read"):
+                       "setting .it is for ciphertext-side-channel, programs with a step "
+                       "hv_read"):
         scenario("program", params=programs.load("kernel-map-leak"),
                  platform={"ciphertext_hiding": True})
