@@ -13,6 +13,7 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     │   ├── PageFault            access through a mapping that does not exist
     │   ├── RmpViolation         SEV-SNP RMP check failed on a write
     │   ├── OutOfMemory          the page allocator or a pool is exhausted (ENOMEM)
+    │   │   └── OomKilled        a fault got VM_FAULT_OOM and the OOM killer killed the task
     │   ├── ResourceLimit        a per-task limit refused an allocation (EAGAIN)
     │   ├── KeyNotProgrammed     access with a KeyID/ASID that holds no key
     │   ├── InvalidArgument      a kernel interface refused its arguments (EINVAL)
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidPatch",
     "KeyNotProgrammed",
+    "OomKilled",
     "OutOfMemory",
     "PageFault",
     "PlatformRefusal",
@@ -126,6 +128,11 @@ class RmpViolation(PlatformRefusal):
 
 class OutOfMemory(PlatformRefusal):
     """An allocation failed (ENOMEM)."""
+
+
+class OomKilled(OutOfMemory):
+    """A page fault failed with VM_FAULT_OOM and the OOM killer killed the faulting task (or
+    found nothing to kill and the kernel panicked): the task cannot go on."""
 
 
 class ResourceLimit(PlatformRefusal):

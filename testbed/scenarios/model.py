@@ -54,7 +54,8 @@ WORK_LIMIT_CONTEXT = "work_limit_units"
 """Key of the validation context that sets another limit on a job's work than
 :data:`~testbed.attacks.cost.JOB_LIMIT_UNITS` (``Scenario.model_validate(doc,
 context={WORK_LIMIT_CONTEXT: units})``; the tests use smaller budgets)."""
-EXPERIMENT_SETTINGS = ("reduced_width_bits", "ciphertext_hiding", "secretmem_reserve_pages")
+EXPERIMENT_SETTINGS = ("reduced_width_bits", "ciphertext_hiding", "secretmem_reserve_pages",
+                       "secretmem_before_pmd_pool")
 """The settings of ``platform:`` made for one experiment: an attack that says which ones it
 uses (:attr:`~testbed.attacks.Attack.platform_settings`) is refused the others."""
 
@@ -150,7 +151,12 @@ class PlatformSpec(_Strict):
     secretmem_reserve_pages: int = Field(
         0, ge=0, le=MAX_MEMORY_PAGES,
         description="secretmem= boot reservation for PMD-size secret-memory pools, in 4 KiB "
-        "frames, a multiple of 512 (0: secret pages leave the direct map one by one)",
+        "frames, a multiple of 512 (0: none, and memfd_secret fails with ENOMEM)",
+    )
+    secretmem_before_pmd_pool: bool = Field(
+        False, description="for comparison, memfd_secret as before the PMD-pool patch: no "
+        "secretmem= reservation, each secret page comes from the page allocator and leaves the "
+        "direct map on its own",
     )
 
     def engine_options(self) -> EngineOptions:
@@ -171,6 +177,9 @@ class PlatformSpec(_Strict):
         if self.secretmem_reserve_pages >= self.memory_pages:
             raise ValueError(f"secretmem_reserve_pages ({self.secretmem_reserve_pages}) must be "
                              f"below memory_pages ({self.memory_pages})")
+        if self.secretmem_reserve_pages and self.secretmem_before_pmd_pool:
+            raise ValueError("secretmem_before_pmd_pool: the code before the PMD-pool patch has "
+                             "no secretmem= reservation; set secretmem_reserve_pages to 0")
         return self
 
     @field_validator("reduced_width_bits")

@@ -115,7 +115,8 @@ def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Mac
             raise ConfigError(f"unknown engine {job.engine!r}")
         engine = job.engine_class.build(KeySource(key_rng), options)
         return Machine(engine, s.platform.memory_pages, mitigations,
-                       secretmem_reserve_pages=s.platform.secretmem_reserve_pages)
+                       secretmem_reserve_pages=s.platform.secretmem_reserve_pages,
+                       secretmem_before_pmd_pool=s.platform.secretmem_before_pmd_pool)
 
     return build
 
