@@ -266,9 +266,9 @@ def judge_exhaustion(done: Exhaustion) -> Verdict:
                        f"the victim alike ({done.unavailable})")
     if done.refusal is not None:
         return Verdict(Outcome.SUCCEEDED,
-                       f"denial of service: after the attacker took {done.taken} secret pages, "
-                       f"the victim's secret page fault ended in the OOM killer, which killed "
-                       f"{', '.join(done.killed)}: the victim cannot continue ({done.refusal})")
+                       f"denial of service: the attacker took {done.taken} secret pages, then "
+                       f"the victim's secret page fault got {done.refusal}; the victim cannot "
+                       f"continue")
     if done.read_back != done.secret:
         return Verdict(Outcome.ERROR, "the victim's secret page reads back corrupt")
     after = (f", once the OOM killer had killed {', '.join(done.killed)}" if done.killed
