@@ -18,9 +18,11 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     │   ├── KeyNotProgrammed     access with a KeyID/ASID that holds no key
     │   ├── InvalidArgument      a kernel interface refused its arguments (EINVAL)
     │   └── VerificationFailed   a guest owner's verifier rejected an attestation
+    ├── PlatformFailure          the emulated hardware failed an operation (no refusal)
     └── AttackError              an attack could not be carried out as written
 
-A :class:`PlatformRefusal` raised during an attack step is what makes an outcome ``blocked``.
+A :class:`PlatformRefusal` raised during an attack step is what makes an outcome ``blocked``;
+a :class:`PlatformFailure` makes the run an ``error``, whoever meets it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "OomKilled",
     "OutOfMemory",
     "PageFault",
+    "PlatformFailure",
     "PlatformRefusal",
     "ResourceLimit",
     "RmpViolation",
@@ -149,6 +152,11 @@ class InvalidArgument(PlatformRefusal):
 
 class VerificationFailed(PlatformRefusal):
     """A guest owner's verifier rejected a launch measurement or an attestation report."""
+
+
+class PlatformFailure(TestbedError):
+    """The emulated hardware could not do what it was asked, through no check of its own (for
+    example, PCONFIG's entropy source failed every retry): a failed run, never a block."""
 
 
 class AttackError(TestbedError):

@@ -145,6 +145,11 @@ class PlatformSpec(_Strict):
                             description="MKTME KeyID bits (KeyIDs 1..2^bits-1)")
     asids: int = Field(15, ge=1, le=SevEngine.MAX_ASIDS, description="SEV guest ASIDs")
     ciphertext_hiding: bool = Field(False, description="SEV-SNP: hypervisor reads return 0xff")
+    pconfig_entropy_failures: int = Field(
+        0, ge=0, le=MktmeEngine.MAX_ENTROPY_FAILURES,
+        description="MKTME: PCONFIG SET_KEY_RANDOM fails with ENTROPY_ERROR this many times in "
+        "a row before each success (the kernel retries 10 times; 0: never fails)",
+    )
     reduced_width_bits: int | None = Field(
         None, ge=16, le=32, description="use the reduced-width cipher of this width (wear-out)"
     )
@@ -163,7 +168,8 @@ class PlatformSpec(_Strict):
         """The options an engine is built with on this platform."""
         return EngineOptions(reduced_width_bits=self.reduced_width_bits,
                              keyid_bits=self.keyid_bits, asids=self.asids,
-                             ciphertext_hiding=self.ciphertext_hiding)
+                             ciphertext_hiding=self.ciphertext_hiding,
+                             pconfig_entropy_failures=self.pconfig_entropy_failures)
 
     @field_validator("secretmem_reserve_pages")
     @classmethod
