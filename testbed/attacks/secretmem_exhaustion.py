@@ -120,11 +120,12 @@ class SecretmemExhaustionParams(SecretParams):
         chunks = (min(self.attacker_files * -(-self.pages_per_file // PMD_PAGES),
                       reserve // PMD_PAGES) + 1 if reserve else 0)
         parts = [run_part(machine),
-                 (f"{self.victim_resident_pages:,} ordinary pages of the victim",
-                  RESIDENT_UNITS * self.victim_resident_pages),
+                 (f"{self.victim_resident_pages:,} ordinary pages of the victim, allocated and "
+                  f"freed by the OOM killer", 2 * RESIDENT_UNITS * self.victim_resident_pages),
                  (f"{self.attacker_files} secretmem file(s)", FILE_UNITS * self.attacker_files),
                  (f"{faults:,} secret pages faulted by the attacker", FAULT_UNITS * faults),
-                 (f"{chunks} pool chunks cleared", CHUNK_UNITS * chunks)]
+                 (f"{chunks} pool chunks cleared, and again when the OOM killer releases them",
+                  2 * CHUNK_UNITS * chunks)]
         if self.workload_pages:
             pages = machine.memory_pages
             pools = -(-self.workload_pages // PMD_PAGES) * PMD_PAGES  # the fewest it can need
