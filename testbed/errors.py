@@ -13,13 +13,16 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     │   ├── PageFault            access through a mapping that does not exist
     │   ├── RmpViolation         SEV-SNP RMP check failed on a write
     │   ├── OutOfMemory          the page allocator or a pool is exhausted (ENOMEM)
+    │   │   └── OomKilled        a fault got VM_FAULT_OOM and the OOM killer killed the task
     │   ├── ResourceLimit        a per-task limit refused an allocation (EAGAIN)
     │   ├── KeyNotProgrammed     access with a KeyID/ASID that holds no key
     │   ├── InvalidArgument      a kernel interface refused its arguments (EINVAL)
     │   └── VerificationFailed   a guest owner's verifier rejected an attestation
+    ├── PlatformFailure          the emulated hardware failed an operation (no refusal)
     └── AttackError              an attack could not be carried out as written
 
-A :class:`PlatformRefusal` raised during an attack step is what makes an outcome ``blocked``.
+A :class:`PlatformRefusal` raised during an attack step is what makes an outcome ``blocked``;
+a :class:`PlatformFailure` makes the run an ``error``, whoever meets it.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ __all__ = [
     "InvalidArgument",
     "InvalidPatch",
     "KeyNotProgrammed",
+    "OomKilled",
     "OutOfMemory",
     "PageFault",
+    "PlatformFailure",
     "PlatformRefusal",
     "ResourceLimit",
     "RmpViolation",
@@ -128,6 +133,11 @@ class OutOfMemory(PlatformRefusal):
     """An allocation failed (ENOMEM)."""
 
 
+class OomKilled(OutOfMemory):
+    """A page fault failed with VM_FAULT_OOM and the OOM killer killed the faulting task (or
+    found nothing to kill and the kernel panicked): the task cannot go on."""
+
+
 class ResourceLimit(PlatformRefusal):
     """A per-task resource limit (such as ``RLIMIT_MEMLOCK``) refused an allocation (EAGAIN)."""
 
@@ -142,6 +152,11 @@ class InvalidArgument(PlatformRefusal):
 
 class VerificationFailed(PlatformRefusal):
     """A guest owner's verifier rejected a launch measurement or an attestation report."""
+
+
+class PlatformFailure(TestbedError):
+    """The emulated hardware could not do what it was asked, through no check of its own (for
+    example, PCONFIG's entropy source failed every retry): a failed run, never a block."""
 
 
 class AttackError(TestbedError):

@@ -2,18 +2,31 @@
 
 Threat: secret memory (``memfd_secret``) comes from a fixed ``secretmem=`` reservation carved
 into PMD-size pools. Any unprivileged task can map and touch secret pages until the reservation
-is gone; every other task's secret allocation then fails (denial of service).
+is gone. The next task whose secret page fault needs a new chunk gets ``VM_FAULT_OOM``, not an
+error it could handle: the fault ends in the OOM killer, which kills the heaviest task and lets
+the fault retry, until the faulting task gets its page or is killed itself (denial of service).
 Source: M. Hocko, review of "[PATCH v16 07/11] secretmem: use PMD-size pages to amortize direct
 map fragmentation" (linux-api, 26 January 2021): "any task is able to deprive access to secret
-memory to other tasks".
+memory to other tasks and cause OOM killer which wouldn't really recover ever and potentially
+panic the system"; the patch's ``secretmem_fault`` returns ``VM_FAULT_OOM`` when
+``secretmem_alloc_page`` fails. The OOM killer is :mod:`testbed.platform.mm.oom`.
 Preconditions: capability ``unprivileged_task`` (open ``memfd_secret``, ``mmap`` and touch
-pages). Nothing about the memory-encryption engine matters here; the per-task locked-memory
-limit (``memlock_limit``) is the mitigation under test. Without a reservation the same attack
-exhausts the page allocator itself.
+pages) and a ``secretmem=`` reservation: without one ``memfd_secret`` fails with ENOMEM for
+every task, and the attack is not applicable. Nothing about the memory-encryption engine matters
+here; the per-task locked-memory limit (``memlock_limit``) is the mitigation under test. With
+``secretmem_before_pmd_pool`` (the code before the patch) the attacker exhausts the page
+allocator itself.
+
+The model's choices: the attacker reads how much of the reservation is left (``CmaFree`` in
+``/proc/meminfo``, or ``MemFree`` before the patch) and stops touching pages, or opening files,
+when the next fault would need memory that is not there: its own fault would call the OOM killer
+too. The victim already uses ``victim_resident_pages`` ordinary pages, which is what the OOM
+killer weighs it by.
 
 Alongside, the attack measures direct-map fragmentation: the same workload of secret
 allocations, replayed on two fresh machines, one removing pages from the direct map one by one
-and one using the PMD pool.
+(before the patch) and one using the PMD pool. Splits count both levels: the 1 GiB mapping split
+into 2 MiB ones, and each 2 MiB mapping split into 4 KiB ones.
 
 The run is :func:`exhaust` and its outcome :func:`judge_exhaustion`, which the attack programs'
 ``exhaust_secretmem`` step and ``denied`` goal share.
@@ -27,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from ..errors import OutOfMemory, ResourceLimit
+from ..errors import OomKilled, OutOfMemory, ResourceLimit
 from ..platform import PMD_PAGES, Domain, Machine, Mitigations, SecretmemFile
 from ..results import FragmentationSeries, PlotData, omitted_when_none
 from ..text import plural
@@ -53,6 +66,8 @@ __all__ = [
     "judge_exhaustion",
 ]
 
+RESIDENT_UNITS = 15
+"""Work units per ordinary page the victim holds (one page-allocator call)."""
 FAULT_UNITS = 100
 """Work units per secret page faulted: cleared through the engine, out of the direct maps
 (:mod:`testbed.attacks.cost`)."""
@@ -82,9 +97,14 @@ class SecretmemExhaustionParams(SecretParams):
     )
     workload_tasks: int = Field(4, ge=1, le=16,
                                 description="tasks sharing the fragmentation workload")
+    victim_resident_pages: int = Field(
+        64, ge=0, le=65536,
+        description="ordinary pages the victim already uses when it asks for secret memory "
+        "(its size, which the OOM killer weighs)",
+    )
 
     def pages_needed(self) -> int:
-        return 2
+        return 2 + self.victim_resident_pages
 
     def best_chance_log2(self, *, block_bits: int = 128) -> float | None:
         """A denial of service is no guess."""
@@ -100,9 +120,12 @@ class SecretmemExhaustionParams(SecretParams):
         chunks = (min(self.attacker_files * -(-self.pages_per_file // PMD_PAGES),
                       reserve // PMD_PAGES) + 1 if reserve else 0)
         parts = [run_part(machine),
+                 (f"{self.victim_resident_pages:,} ordinary pages of the victim, allocated and "
+                  f"freed by the OOM killer", 2 * RESIDENT_UNITS * self.victim_resident_pages),
                  (f"{self.attacker_files} secretmem file(s)", FILE_UNITS * self.attacker_files),
                  (f"{faults:,} secret pages faulted by the attacker", FAULT_UNITS * faults),
-                 (f"{chunks} pool chunks cleared", CHUNK_UNITS * chunks)]
+                 (f"{chunks} pool chunks cleared, and again when the OOM killer releases them",
+                  2 * CHUNK_UNITS * chunks)]
         if self.workload_pages:
             pages = machine.memory_pages
             pools = -(-self.workload_pages // PMD_PAGES) * PMD_PAGES  # the fewest it can need
@@ -129,10 +152,16 @@ class SecretmemExhaustionMetrics(BaseMetrics):
     mmap_refusals: int | None = omitted_when_none()
     """mmap calls refused with EAGAIN by the locked-memory limit."""
     victim_allocation: str | None = omitted_when_none()
-    """``ok`` or ``ENOMEM``: what the victim's secret page fault got."""
+    """What the victim's secret page fault got: ``ok``, ``ok after OOM kills`` or
+    ``killed (VM_FAULT_OOM)``."""
+    oom_killed: tuple[str, ...] | None = omitted_when_none()
+    """Tasks the OOM killer killed during the victim's fault, in order."""
     fragmentation: str | None = omitted_when_none()
     """Why the fragmentation was not measured, when it was not."""
     direct_map_splits_per_strategy: dict[str, int] | None = omitted_when_none()
+    """Large direct-map mappings split by the workload (1 GiB and 2 MiB together)."""
+    direct_map_1g_splits_per_strategy: dict[str, int] | None = omitted_when_none()
+    """Of those, 1 GiB mappings split into 2 MiB ones."""
     fragmentation_curve: FragmentationSeries | None = omitted_when_none()
 
     def plots(self) -> tuple[PlotData, ...]:
@@ -145,16 +174,21 @@ class Exhaustion:
 
     Attributes:
         taken: secret pages the attacker mapped and touched.
-        refusal: the platform's ENOMEM when the victim's secret page fault failed (``None``:
-            the victim got its page).
+        refusal: how the victim's secret page fault ended when the victim did not get its page:
+            the OOM killer killed it (``None``: the victim got its page).
         secret: the victim's secret.
         read_back: what the victim read back from its secret page (``None``: it got none).
+        killed: tasks the OOM killer killed during the victim's fault, in order.
+        unavailable: ``memfd_secret`` failed for the attacker and the victim alike (no
+            reservation): there was no secret memory to exhaust.
     """
 
     taken: int
     refusal: str | None
     secret: bytes
     read_back: bytes | None
+    killed: tuple[str, ...] = ()
+    unavailable: str | None = None
 
 
 def exhaust(ctx: AttackContext, params: SecretmemExhaustionParams) -> Exhaustion:
@@ -163,20 +197,29 @@ def exhaust(ctx: AttackContext, params: SecretmemExhaustionParams) -> Exhaustion
     secret there; the metrics go to ``ctx.log`` as they are measured.
 
     Raises:
-        PlatformRefusal: any refusal but the victim's ENOMEM (one the victim meets is charged
-            to it through :meth:`~testbed.attacks.AttackLog.victim_acts`).
+        PlatformRefusal: any refusal but the victim's death in the OOM killer (one the victim
+            meets is charged to it through :meth:`~testbed.attacks.AttackLog.victim_acts`).
     """
     m, log = ctx.machine, ctx.log
     secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
     log.secret = secret
+    victim = m.create_domain("process", "victim")
+    for _ in range(params.victim_resident_pages):
+        m.alloc_page(victim)
     area = m.secretmem_area
     where = (f"the secretmem= reservation ({area.chunks} chunks of 2 MiB)" if area else
-             "the page allocator (no secretmem= reservation)")
-    log.step(Actor.VICTIM, "is about to need secret memory for its key", detail=where)
+             "the page allocator (the code before the PMD-pool patch)"
+             if m.secretmem_before_pmd_pool else "no secretmem= reservation")
+    log.step(Actor.VICTIM, f"uses {plural(params.victim_resident_pages, 'ordinary page')} and "
+             "is about to need secret memory for its key", detail=where)
 
     log.begin_attack()
     attacker = m.create_domain("process", "attacker")
-    taken, refusals = _exhaust(m, attacker, params, log)
+    try:
+        first = m.memfd_secret(attacker)
+    except OutOfMemory as exc:
+        return _unavailable(ctx, params, victim, secret, str(exc))
+    taken, refusals = _exhaust(m, attacker, first, params, log)
     metrics = SecretmemExhaustionMetrics(
         attacker_pages=taken, attacker_locked_pages=attacker.locked_pages,
         free_chunks_left=area.free_chunks if area else None,
@@ -185,39 +228,73 @@ def exhaust(ctx: AttackContext, params: SecretmemExhaustionParams) -> Exhaustion
     log.metrics = metrics = _fragmentation(ctx, params, metrics)
 
     with log.victim_acts():
-        victim = m.create_domain("process", "victim")
         file = m.memfd_secret(victim)
         pages = -(-len(secret) // PAGE_SIZE)
         file.mmap(pages)
+    killed_before = len(m.oom_kills)
     try:
-        # ENOMEM is the attack's success; any other refusal is the victim's.
+        # Death in the OOM killer is the attack's success; any other refusal is the victim's.
         with log.victim_acts():
             pa = file.fault(0)
-    except OutOfMemory as exc:
-        log.step(Actor.VICTIM, "touches its secret page: the fault fails", detail=str(exc))
-        log.metrics = replace(metrics, victim_allocation="ENOMEM")
-        return Exhaustion(taken, str(exc), secret, None)
+    except OomKilled as exc:
+        killed = tuple(m.oom_kills[killed_before:])
+        log.step(Actor.VICTIM, "touches its secret page: the fault gets VM_FAULT_OOM and the "
+                 f"OOM killer kills {', '.join(killed) or 'nothing'}: the victim is dead",
+                 detail=str(exc))
+        log.metrics = replace(metrics, victim_allocation="killed (VM_FAULT_OOM)",
+                              oom_killed=killed)
+        return Exhaustion(taken, str(exc), secret, None, killed)
+    killed = tuple(m.oom_kills[killed_before:])
+    if killed:
+        log.step(Actor.VICTIM, "touches its secret page: the fault gets VM_FAULT_OOM, the OOM "
+                 f"killer kills {', '.join(killed)}, and the retried fault gets a page")
     log.address = pa
     with log.victim_acts():
         m.write(victim, pa, secret)
         log.recovered = m.read(victim, pa, len(secret))
     log.step(Actor.VICTIM, "stores its secret in secret memory and reads it back", address=pa)
-    log.metrics = replace(metrics, victim_allocation="ok")
-    return Exhaustion(taken, None, secret, log.recovered)
+    log.metrics = replace(metrics, victim_allocation="ok after OOM kills" if killed else "ok",
+                          oom_killed=killed or None)
+    return Exhaustion(taken, None, secret, log.recovered, killed)
 
 
 def judge_exhaustion(done: Exhaustion) -> Verdict:
-    """A denial of service when the victim's secret page fault failed; no guess, so no
+    """A denial of service when the victim's secret page fault killed it; no guess, so no
     chance."""
+    if done.unavailable is not None:
+        return Verdict(Outcome.NOT_APPLICABLE,
+                       f"no secret memory to exhaust: memfd_secret fails for the attacker and "
+                       f"the victim alike ({done.unavailable})")
     if done.refusal is not None:
         return Verdict(Outcome.SUCCEEDED,
-                       f"denial of service: the victim's secret allocation failed "
-                       f"({done.refusal}) after the attacker took {done.taken} pages")
+                       f"denial of service: the attacker took {done.taken} secret pages, then "
+                       f"the victim's secret page fault got {done.refusal}; the victim cannot "
+                       f"continue")
     if done.read_back != done.secret:
         return Verdict(Outcome.ERROR, "the victim's secret page reads back corrupt")
-    return Verdict(Outcome.MITIGATED, f"the victim still got secret memory: the attacker "
-                   f"could take only {done.taken} pages")
+    after = (f", once the OOM killer had killed {', '.join(done.killed)}" if done.killed
+             else "")
+    return Verdict(Outcome.MITIGATED, f"the victim still got secret memory{after}: the "
+                   f"attacker could take only {done.taken} pages")
 
+
+def _unavailable(
+    ctx: AttackContext, params: SecretmemExhaustionParams, victim: Domain, secret: bytes,
+    why: str,
+) -> Exhaustion:
+    """The attacker's memfd_secret failed: see whether the victim's fails the same way."""
+    ctx.log.step(Actor.ATTACKER, "opens a secretmem file: refused", "unprivileged_task",
+                 detail=why)
+    with ctx.log.victim_acts():
+        try:
+            ctx.machine.memfd_secret(victim)
+        except OutOfMemory as exc:
+            ctx.log.step(Actor.VICTIM, "opens a secretmem file: refused too", detail=str(exc))
+            ctx.log.metrics = _fragmentation(ctx, params, SecretmemExhaustionMetrics(
+                attacker_pages=0, attacker_locked_pages=0, free_chunks_left=None,
+                free_frames_left=ctx.machine.allocator.free_count))
+            return Exhaustion(0, None, secret, None, unavailable=why)
+    raise OutOfMemory(why)  # the attacker alone was refused: a block
 
 class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     kind = "secretmem-exhaustion"
@@ -225,24 +302,31 @@ class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     capabilities = ("unprivileged_task",)
     Params = SecretmemExhaustionParams
     Metrics = SecretmemExhaustionMetrics
-    platform_settings = frozenset({"secretmem_reserve_pages"})
-    """The ``secretmem=`` reservation its files take their pages from."""
+    platform_settings = frozenset({"secretmem_reserve_pages", "secretmem_before_pmd_pool"})
+    """The ``secretmem=`` reservation its files take their pages from, or the code before the
+    PMD-pool patch."""
 
     def run(self, ctx: AttackContext, params: SecretmemExhaustionParams) -> Verdict:
         return judge_exhaustion(exhaust(ctx, params))
 
 
 def _exhaust(
-    m: Machine, attacker: Domain, params: SecretmemExhaustionParams, log: AttackLog
+    m: Machine, attacker: Domain, first: SecretmemFile, params: SecretmemExhaustionParams,
+    log: AttackLog,
 ) -> tuple[int, int]:
-    """The attacker maps and touches as much secret memory as it is allowed.
+    """The attacker maps and touches as much secret memory as it is allowed and as there is,
+    starting with its file ``first``.
 
     Returns:
         Pages taken, and mmap calls refused.
     """
     taken = refusals = 0
     for n in range(params.attacker_files):
-        file = m.memfd_secret(attacker)
+        if n and not _room(m, None):
+            log.step(Actor.ATTACKER, f"opens no more files: /proc/meminfo shows no secret "
+                     f"memory left after {plural(n, 'file')}", "unprivileged_task")
+            break
+        file = first if n == 0 else m.memfd_secret(attacker)
         length, refused = _mmap_greedy(file, params.pages_per_file)
         if refused:
             refusals += refused
@@ -251,20 +335,27 @@ def _exhaust(
         if not length:
             break
         got = 0
-        try:
-            for index in range(length):
-                file.fault(index)
-                got += 1
-        except OutOfMemory as exc:
-            taken += got
-            log.step(Actor.ATTACKER, f"file {n + 1}: maps {plural(length, 'secret page')}, touches "
-                     f"{got} until secret memory runs out", "unprivileged_task",
-                     detail=str(exc))
-            return taken, refusals
+        while got < length and _room(m, file):
+            file.fault(got)
+            got += 1
         taken += got
+        if got < length:
+            log.step(Actor.ATTACKER, f"file {n + 1}: maps {plural(length, 'secret page')}, touches "
+                     f"{got}, and stops: /proc/meminfo shows no secret memory left",
+                     "unprivileged_task", detail=plural(len(file.chunks), "pool chunk"))
+            return taken, refusals
         log.step(Actor.ATTACKER, f"file {n + 1}: maps and touches {plural(got, 'secret page')}",
                  "unprivileged_task", detail=plural(len(file.chunks), "pool chunk"))
     return taken, refusals
+
+
+def _room(m: Machine, file: SecretmemFile | None) -> bool:
+    """Whether the next secret page fault of ``file`` (``None``: of a new file) finds memory,
+    as the attacker reads it from ``/proc/meminfo`` (CmaFree; MemFree before the patch)."""
+    if file is not None and file.pool_free:
+        return True
+    area = m.secretmem_area
+    return area.free_chunks > 0 if area is not None else m.allocator.free_count > 0
 
 def _fragmentation(
     ctx: AttackContext, params: SecretmemExhaustionParams,
@@ -282,11 +373,12 @@ def _fragmentation(
             f"not measured: the workload's pools need {reserve} frames, more than half of "
             f"the {pages}-frame memory"))
     ops = _workload(ctx.rng, pages - reserve, tasks)
-    per_page = _replay(ctx.machine, ops, pages, 0, params)
-    pool = _replay(ctx.machine, ops, pages, reserve, params)
+    per_page, per_page_1g = _replay(ctx.machine, ops, pages, 0, params)
+    pool, pool_1g = _replay(ctx.machine, ops, pages, reserve, params)
     return replace(
         metrics,
         direct_map_splits_per_strategy={"per-page": per_page[-1], "pmd-pool": pool[-1]},
+        direct_map_1g_splits_per_strategy={"per-page": per_page_1g, "pmd-pool": pool_1g},
         fragmentation_curve=FragmentationSeries(
             secret_pages=tuple(range(1, params.workload_pages + 1)),
             per_page=tuple(per_page), pmd_pool=tuple(pool)),
@@ -321,9 +413,12 @@ def _workload(
 def _replay(
     base: Machine, ops: list[tuple[str, int]], pages: int, reserve: int,
     params: SecretmemExhaustionParams,
-) -> list[int]:
-    """Direct-map splits after each secret page of ``ops`` on a fresh machine."""
-    m = base.scratch(pages, Mitigations(), secretmem_reserve_pages=reserve)
+) -> tuple[list[int], int]:
+    """Direct-map splits (both levels) after each secret page of ``ops`` on a fresh machine,
+    with the ``secretmem=`` reservation ``reserve`` (0: the code before the PMD-pool patch);
+    and the 1 GiB splits at the end."""
+    m = base.scratch(pages, Mitigations(), secretmem_reserve_pages=reserve,
+                     secretmem_before_pmd_pool=not reserve)
     noise = m.create_domain("process", "background")
     tasks = [m.create_domain("process", f"task-{t}") for t in range(params.workload_tasks)]
     files = [m.memfd_secret(t) for t in tasks]
@@ -339,4 +434,4 @@ def _replay(
             file.mmap(1)
             file.fault(file.mapped_pages - 1)
             splits.append(m.direct_map_splits)
-    return splits
+    return splits, m.direct_map.pud_split_count

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import ConfigError, PageFault, UnsupportedMitigation
+from ..errors import ConfigError, OutOfMemory, PageFault, UnsupportedMitigation
 from ..types import LINE_SIZE, PAGE_SIZE, KeySlot, Pfn, PhysAddr
 from .engines.base import HOST, Engine, EngineWithRmp, EngineWithRuntimeRotation, NoEngine
 from .mm.allocator import PageAllocator
 from .mm.directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
 from .mm.memory import BusTap, PhysicalMemory
+from .mm.oom import select_bad_process
 from .mm.secretmem import PMD_PAGES, SecretmemArea, SecretmemFile
 
 __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
@@ -105,6 +106,9 @@ class _SecretPool:
     def release(self, file: SecretmemFile) -> None:
         self.machine._secretmem_release(self.task, file)
 
+    def out_of_memory(self, file: SecretmemFile) -> Domain | None:
+        return self.machine._oom_kill()
+
 
 class Machine:
     """One emulated machine.
@@ -114,7 +118,9 @@ class Machine:
         memory_pages: 4 KiB frames of DRAM (1 .. 65536).
         mitigations: software mitigations in force.
         secretmem_reserve_pages: the ``secretmem=`` boot reservation in frames, a multiple of
-            512 (0: none, secret pages come from the page allocator one by one).
+            512 (0: none, and ``memfd_secret`` fails with ENOMEM).
+        secretmem_before_pmd_pool: ``memfd_secret`` as before the PMD-pool patch, for
+            comparison: no reservation, secret pages come from the page allocator one by one.
 
     Raises:
         ConfigError: a size out of range, or a mitigation the engine cannot provide.
@@ -122,7 +128,7 @@ class Machine:
 
     def __init__(
         self, engine: Engine, memory_pages: int, mitigations: Mitigations | None = None,
-        secretmem_reserve_pages: int = 0,
+        secretmem_reserve_pages: int = 0, secretmem_before_pmd_pool: bool = False,
     ) -> None:
         if not 16 <= memory_pages <= MAX_MEMORY_PAGES:
             raise ConfigError(f"memory_pages: must be 16..{MAX_MEMORY_PAGES}, got {memory_pages}")
@@ -148,6 +154,15 @@ class Machine:
         self._hidden: dict[Pfn, int] = {}
         """Ranges removed from every direct map: first frame -> frames."""
         self.secretmem_area: SecretmemArea | None = None
+        if secretmem_reserve_pages and secretmem_before_pmd_pool:
+            raise ConfigError("secretmem_before_pmd_pool: the code before the PMD-pool patch "
+                              "has no secretmem= reservation; set secretmem_reserve_pages to 0")
+        self.secretmem_before_pmd_pool = secretmem_before_pmd_pool
+        self._tasks: list[Domain] = []
+        """Processes and guests, in creation order (what the OOM killer walks)."""
+        self._secret_files: list[SecretmemFile] = []
+        self.oom_kills: list[str] = []
+        """Tasks the OOM killer killed, in order."""
         if secretmem_reserve_pages:
             if secretmem_reserve_pages % PMD_PAGES or secretmem_reserve_pages >= memory_pages:
                 raise ConfigError(
@@ -162,7 +177,7 @@ class Machine:
 
     def scratch(
         self, memory_pages: int, mitigations: Mitigations | None = None, *,
-        secretmem_reserve_pages: int = 0,
+        secretmem_reserve_pages: int = 0, secretmem_before_pmd_pool: bool = False,
     ) -> Machine:
         """A new machine without memory encryption, for a side measurement (direct-map
         fragmentation, say) that must leave this one alone.
@@ -174,7 +189,8 @@ class Machine:
             ConfigError: as the constructor does.
         """
         return Machine(NoEngine(self.engine.keys), memory_pages, mitigations,
-                       secretmem_reserve_pages=secretmem_reserve_pages)
+                       secretmem_reserve_pages=secretmem_reserve_pages,
+                       secretmem_before_pmd_pool=secretmem_before_pmd_pool)
 
     # -- domains ------------------------------------------------------------------------
     def create_domain(self, kind: DomainKind | str, name: str | None = None) -> Domain:
@@ -184,10 +200,14 @@ class Machine:
             raise ConfigError("there is one host kernel; create a process or a guest")
         self._count += 1
         slot = self.engine.domain_slot(kind.value)
-        return Domain(name or f"{kind.value}-{self._count}", kind, slot)
+        domain = Domain(name or f"{kind.value}-{self._count}", kind, slot)
+        self._tasks.append(domain)
+        return domain
 
     def destroy_domain(self, domain: Domain) -> None:
         """Free every page of ``domain`` and release its key (MKTME CLEAR_KEY, SEV decommission)."""
+        for file in [f for f in self._secret_files if f.owner is domain]:
+            file.close()  # its files go first, as at exit: their pages are not the allocator's
         for pfn in list(domain.pages):
             self._free_frame(domain, pfn)
         self.engine.release_slot(domain.slot)
@@ -259,10 +279,29 @@ class Machine:
 
     # -- secret memory (memfd_secret) ----------------------------------------------------
     def memfd_secret(self, task: Domain) -> SecretmemFile:
-        """A new secret-memory file for ``task`` (a process); see :mod:`.secretmem`."""
+        """A new secret-memory file for ``task`` (a process); see :mod:`.secretmem`.
+
+        Raises:
+            OutOfMemory: there is no ``secretmem=`` reservation (ENOMEM, as the PMD-pool patch
+                answers when ``secretmem_cma`` is NULL).
+        """
         if task.kind is not DomainKind.PROCESS or not task.alive:
             raise ConfigError(f"memfd_secret: {task.name} is not a live process")
-        return SecretmemFile(_SecretPool(self, task), task, self.mitigations.memlock_limit_pages)
+        if self.secretmem_area is None and not self.secretmem_before_pmd_pool:
+            raise OutOfMemory("ENOMEM: memfd_secret needs the secretmem= boot reservation, and "
+                              "this kernel has none")
+        file = SecretmemFile(_SecretPool(self, task), task, self.mitigations.memlock_limit_pages)
+        self._secret_files.append(file)
+        return file
+
+    def _oom_kill(self) -> Domain | None:
+        """The OOM killer after a fault's VM_FAULT_OOM (:mod:`.mm.oom`): kill the heaviest live
+        task; returns it (``None``: no task left)."""
+        task = select_bad_process(self._tasks)
+        if task is not None:
+            self.destroy_domain(task)
+            self.oom_kills.append(task.name)
+        return task
 
     def _secretmem_take_page(self, task: Domain, file: SecretmemFile) -> Pfn:
         """A zeroed frame, out of every direct map, for ``file`` of ``task``.
@@ -328,7 +367,7 @@ class Machine:
 
     @property
     def direct_map_splits(self) -> int:
-        """2 MiB direct-map mappings split so far, over all direct maps."""
+        """Large direct-map mappings split so far (1 GiB and 2 MiB), over all direct maps."""
         return sum(dmap.split_count for dmap in self._all_direct_maps())
 
     # -- the CPU data path ----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..attacks._base import make_secret
 from ..errors import AttackError
-from ..platform import Domain, DomainKind
+from ..platform import Domain, DomainKind, EngineWithKeyIds
 from ..text import plural
 from ..types import PAGE_SIZE, Pfn, PhysAddr
 from ._args import AllocPages, CreateDomain, DestroyDomain, FreePages
@@ -38,8 +38,14 @@ def _gpns(domain: Domain, addrs: tuple[PhysAddr, ...]) -> tuple[int, ...]:
 
 
 def create_domain(rt: Runtime, args: CreateDomain) -> Domain:
+    engine = rt.machine.engine
+    retries = engine.pconfig_retries if isinstance(engine, EngineWithKeyIds) else 0
     domain = rt.machine.create_domain(args.kind, rt.name or rt.who)
-    rt.note(f"creates a {args.kind}", detail=f"{domain.kind.value} with key slot {domain.slot}")
+    detail = f"{domain.kind.value} with key slot {domain.slot}"
+    if isinstance(engine, EngineWithKeyIds) and engine.pconfig_retries > retries:
+        again = plural(engine.pconfig_retries - retries, "time")
+        detail += f"; PCONFIG was retried {again} (ENTROPY_ERROR or DEVICE_BUSY)"
+    rt.note(f"creates a {args.kind}", detail=detail)
     return domain
 
 

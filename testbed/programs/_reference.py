@@ -99,8 +99,9 @@ def _system(spec: OpSpec) -> list[str]:
     if limits:
         lines.append(f"Limits: {limits[:1].lower()}{limits[1:]}.")
     if spec.platform_settings:
-        settings = ", ".join(f"`{name}`" for name in sorted(spec.platform_settings))
-        lines.append(f"It uses the platform setting {settings}.")
+        settings = " and ".join(f"`{name}`" for name in sorted(spec.platform_settings))
+        noun = "setting" if len(spec.platform_settings) == 1 else "settings"
+        lines.append(f"It uses the platform {noun} {settings}.")
     return lines
 
 

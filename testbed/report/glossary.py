@@ -142,9 +142,10 @@ TERMS: tuple[Term, ...] = (
          "direct map, so a kernel read bug faults instead of reading them. The pages come "
          "from a reservation made at boot.", _KERNEL),
     Term("pmd", "PMD (2 MiB mapping)", ("PMD",),
-         "A 2 MiB page-table mapping. Removing a single 4 KiB page from the direct map "
-         "splits the 2 MiB mapping around it into 512 small ones; secretmem's pools take "
-         "whole 2 MiB chunks so that the direct map does not fragment.", _KERNEL),
+         "A 2 MiB page-table mapping. The direct map starts with 1 GiB mappings; removing "
+         "a single 4 KiB page splits the 1 GiB mapping around it into 2 MiB ones, then the "
+         "2 MiB one into 512 small ones; secretmem's pools take whole 2 MiB chunks so that "
+         "only the 1 GiB mapping splits.", _KERNEL),
     Term("init-on-free", "init_on_free", ("init_on_free",),
          "A kernel setting that zeroes every page when it is freed, so that the next owner "
          "of the page finds zeros instead of the previous owner's data.", _KERNEL),

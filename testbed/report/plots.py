@@ -207,12 +207,12 @@ def _fragmentation(groups: Sequence[tuple[str, FragmentationSeries]]) -> Plot | 
         ax.set_ylim(bottom=-0.5)
         title = "secretmem: direct-map fragmentation" + (
             "" if single else "\n(removing pages one at a time, per engine; and the pool)")
-        _finish(ax, fig, title, "secret pages allocated", "2 MiB mappings split")
+        _finish(ax, fig, title, "secret pages allocated", "1 GiB and 2 MiB mappings split")
     ends = "; ".join(f"{'' if single else label + ': '}removing pages one at a time ends with "
                      f"{per_page[-1]:g} splits, the PMD-size pool with {pool[-1]:g}"
                      for label, _, per_page, pool in drawn)
-    alt = (f"Step plot of 2 MiB direct-map mappings split against secret pages allocated, for "
-           f"the same workload of {len(drawn[0][1])} pages"
+    alt = (f"Step plot of large (1 GiB and 2 MiB) direct-map mappings split against secret "
+           f"pages allocated, for the same workload of {len(drawn[0][1])} pages"
            f"{'' if single else ', one line per engine'}: {ends}.")
     return Plot(_src(buf), alt, "secretmem: direct-map splits per allocation strategy over the "
                 "same workload" + _for(groups) + ".")

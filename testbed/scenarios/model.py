@@ -54,7 +54,8 @@ WORK_LIMIT_CONTEXT = "work_limit_units"
 """Key of the validation context that sets another limit on a job's work than
 :data:`~testbed.attacks.cost.JOB_LIMIT_UNITS` (``Scenario.model_validate(doc,
 context={WORK_LIMIT_CONTEXT: units})``; the tests use smaller budgets)."""
-EXPERIMENT_SETTINGS = ("reduced_width_bits", "ciphertext_hiding", "secretmem_reserve_pages")
+EXPERIMENT_SETTINGS = ("reduced_width_bits", "ciphertext_hiding", "secretmem_reserve_pages",
+                       "secretmem_before_pmd_pool")
 """The settings of ``platform:`` made for one experiment: an attack that says which ones it
 uses (:attr:`~testbed.attacks.Attack.platform_settings`) is refused the others."""
 
@@ -144,20 +145,31 @@ class PlatformSpec(_Strict):
                             description="MKTME KeyID bits (KeyIDs 1..2^bits-1)")
     asids: int = Field(15, ge=1, le=SevEngine.MAX_ASIDS, description="SEV guest ASIDs")
     ciphertext_hiding: bool = Field(False, description="SEV-SNP: hypervisor reads return 0xff")
+    pconfig_entropy_failures: int = Field(
+        0, ge=0, le=MktmeEngine.MAX_ENTROPY_FAILURES,
+        description="MKTME: PCONFIG SET_KEY_RANDOM fails with ENTROPY_ERROR this many times in "
+        "a row before each success (the kernel retries 10 times; 0: never fails)",
+    )
     reduced_width_bits: int | None = Field(
         None, ge=16, le=32, description="use the reduced-width cipher of this width (wear-out)"
     )
     secretmem_reserve_pages: int = Field(
         0, ge=0, le=MAX_MEMORY_PAGES,
         description="secretmem= boot reservation for PMD-size secret-memory pools, in 4 KiB "
-        "frames, a multiple of 512 (0: secret pages leave the direct map one by one)",
+        "frames, a multiple of 512 (0: none, and memfd_secret fails with ENOMEM)",
+    )
+    secretmem_before_pmd_pool: bool = Field(
+        False, description="for comparison, memfd_secret as before the PMD-pool patch: no "
+        "secretmem= reservation, each secret page comes from the page allocator and leaves the "
+        "direct map on its own",
     )
 
     def engine_options(self) -> EngineOptions:
         """The options an engine is built with on this platform."""
         return EngineOptions(reduced_width_bits=self.reduced_width_bits,
                              keyid_bits=self.keyid_bits, asids=self.asids,
-                             ciphertext_hiding=self.ciphertext_hiding)
+                             ciphertext_hiding=self.ciphertext_hiding,
+                             pconfig_entropy_failures=self.pconfig_entropy_failures)
 
     @field_validator("secretmem_reserve_pages")
     @classmethod
@@ -171,6 +183,9 @@ class PlatformSpec(_Strict):
         if self.secretmem_reserve_pages >= self.memory_pages:
             raise ValueError(f"secretmem_reserve_pages ({self.secretmem_reserve_pages}) must be "
                              f"below memory_pages ({self.memory_pages})")
+        if self.secretmem_reserve_pages and self.secretmem_before_pmd_pool:
+            raise ValueError("secretmem_before_pmd_pool: the code before the PMD-pool patch has "
+                             "no secretmem= reservation; set secretmem_reserve_pages to 0")
         return self
 
     @field_validator("reduced_width_bits")

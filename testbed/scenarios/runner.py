@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import registry
 from ..attacks import Attack, AttackContext, AttackLog, Phase, Verdict
-from ..errors import ConfigError, PlatformRefusal, UnsupportedMitigation
+from ..errors import ConfigError, PlatformFailure, PlatformRefusal, UnsupportedMitigation
 from ..platform import Engine, KeySource, Machine
 from ..results import Control, Evidence, ResultRow
 from ..results.verdicts import attribute, combine
@@ -115,7 +115,8 @@ def _machine_factory(job: Job, key_rng: np.random.Generator) -> Callable[[], Mac
             raise ConfigError(f"unknown engine {job.engine!r}")
         engine = job.engine_class.build(KeySource(key_rng), options)
         return Machine(engine, s.platform.memory_pages, mitigations,
-                       secretmem_reserve_pages=s.platform.secretmem_reserve_pages)
+                       secretmem_reserve_pages=s.platform.secretmem_reserve_pages,
+                       secretmem_before_pmd_pool=s.platform.secretmem_before_pmd_pool)
 
     return build
 
@@ -141,6 +142,8 @@ def _run_trial(job: Job, trial: int) -> tuple[Verdict, AttackLog | None]:
             verdict = attack.run(ctx, params)
     except UnsupportedMitigation as exc:
         verdict = Verdict(Outcome.NOT_APPLICABLE, str(exc))
+    except PlatformFailure as exc:  # not a check of the platform: never a block
+        verdict = Verdict(Outcome.ERROR, f"the platform failed: {exc}")
     except PlatformRefusal as exc:
         phase = ctx.log.phase if ctx is not None else Phase.SETUP
         if ctx is not None and ctx.log.victim_refusal is exc:

@@ -63,14 +63,15 @@ def raw(prog: Program, engine: str, seed: int = 7, id: str = "t-program",
 
 def context(engine: str = "tme", seed: int = 1, pages: int = 64,
             mitigations: Mitigations | None = None, *,
-            ciphertext_hiding: bool = False) -> AttackContext:
+            ciphertext_hiding: bool = False,
+            secretmem_before_pmd_pool: bool = False) -> AttackContext:
     """An attack context on a fresh machine (for driving the interpreter directly); a reboot
     builds a new one from the same key source, so it gets new keys."""
     keys = KeySource(np.random.default_rng(seed))
 
     def build() -> Machine:
         return Machine(make_engine(engine, keys, ciphertext_hiding=ciphertext_hiding), pages,
-                       mitigations)
+                       mitigations, secretmem_before_pmd_pool=secretmem_before_pmd_pool)
 
     return AttackContext(build(), np.random.default_rng(seed + 1), build)
 

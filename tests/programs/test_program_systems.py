@@ -158,13 +158,14 @@ def test_not_applicable_reads_as_the_builtins(engine: str) -> None:
 
 
 # -- what each step binds ------------------------------------------------------------------
-def _one(op: str, engine: str = "tme", **args: Any) -> tuple[Any, Any]:
+def _one(op: str, engine: str = "tme", *, before_pool: bool = False,
+         **args: Any) -> tuple[Any, Any]:
     """Run a one-step program of ``op``; (the value it bound, the row's log)."""
     spec = OPS[op]
     who = next(iter(spec.actors))
     prog = build([step(op, who, "r", **args)], spec.actors[who], {spec.goal: "r"},
                  prelude=False)
-    ctx = programs.context(engine, pages=256)
+    ctx = programs.context(engine, pages=256, secretmem_before_pmd_pool=before_pool)
     rt = execute(ctx, prog)
     return rt.values["r"], rt
 
@@ -189,10 +190,15 @@ def test_wear_out_without_a_collision_binds_nothing() -> None:
 
 
 def test_exhaust_secretmem_binds_the_victims_page_or_nothing() -> None:
-    value, _ = _one("exhaust_secretmem", secret="mine", pages_per_file=8, workload_pages=0)
+    # The code before the PMD pool (no reservation needed): secret pages from the allocator.
+    value, _ = _one("exhaust_secretmem", secret="mine", pages_per_file=8, workload_pages=0,
+                    before_pool=True)
     assert value == b"mine"  # 8 pages do not exhaust 256 frames: the victim got its page
-    denied, _ = _one("exhaust_secretmem", secret="mine", pages_per_file=4096, workload_pages=0)
-    assert denied is None
+    denied, _ = _one("exhaust_secretmem", secret="mine", pages_per_file=4096, workload_pages=0,
+                     victim_resident_pages=160, before_pool=True)
+    assert denied is None  # the heavier victim is killed in its fault
+    refused, _ = _one("exhaust_secretmem", secret="mine", workload_pages=0)
+    assert refused is None  # no secretmem= reservation: nobody gets secret memory
 
 
 def test_track_dirty_pages_binds_the_decoded_key() -> None:
@@ -319,7 +325,8 @@ def test_platform_settings_are_the_union_of_the_steps() -> None:
     prog = build(body, ["bus_interposer", "chosen_plaintext", "malicious_hypervisor",
                         "unprivileged_task"])
     assert prog.platform_settings_used() == {"reduced_width_bits", "ciphertext_hiding",
-                                             "secretmem_reserve_pages"}
+                                             "secretmem_reserve_pages",
+                                             "secretmem_before_pmd_pool"}
     attack = ProgramAttack.for_program(prog, registry.engines)
     assert attack.platform_settings == prog.platform_settings_used()
     assert build(PRELUDE[:0] + [step("constant", "attacker", "k", text="x")],

@@ -37,8 +37,9 @@ CHEAP: dict[str, dict[str, Any]] = {
     "key-wearout": {"platform": {"reduced_width_bits": 20},
                     "mitigations": {"key_rotation_blocks": 256},
                     "params": {"max_pairs": 4096, "trials": 4}},
-    "secretmem-exhaustion": {"mitigations": {"memlock_limit_pages": 16},
-                             "params": {"workload_pages": 0}},
+    "secretmem-exhaustion": {"platform": {"memory_pages": 4096, "secretmem_reserve_pages": 1024},
+                             "mitigations": {"memlock_limit_pages": 16},
+                             "params": {"workload_pages": 0, "victim_resident_pages": 1100}},
     "dirty-page-leak": {"mitigations": {"dirty_all_pages": True},
                         "params": {"secret_bytes": 8}},
     "torn-live-patch": {"mitigations": {"text_poke_bp": True}},
@@ -205,9 +206,13 @@ INEFFECTIVE: list[Any] = [
                  {"params": {"secret_bytes": 8}},
                  id="dirty-page-leak-constant-access"),
     pytest.param("secretmem-exhaustion", "mktme",
-                 {"params": {"pages_per_file": 16, "workload_pages": 0}},
+                 {"platform": {"memory_pages": 4096, "secretmem_reserve_pages": 1024},
+                  "params": {"pages_per_file": 16, "workload_pages": 0,
+                             "victim_resident_pages": 1100}},
                  {"memlock_limit_pages": 8},
-                 {"params": {"pages_per_file": 4096, "workload_pages": 0}},
+                 {"platform": {"memory_pages": 4096, "secretmem_reserve_pages": 1024},
+                  "params": {"pages_per_file": 4096, "workload_pages": 0,
+                             "victim_resident_pages": 1100}},
                  id="secretmem-exhaustion-too-few-pages"),
     pytest.param("attestation", "sev",
                  {"params": {"backdoor": "\0\0\0", "image_bytes": 1024}},
@@ -384,14 +389,28 @@ def test_a_one_byte_secret_is_inconclusive(attack: str, params: dict[str, Any]) 
 
 
 def test_a_refusal_the_victim_meets_is_an_error_not_a_block() -> None:
-    """One KeyID (keyid_bits 1) for two processes: the attacker's takes it, and the victim,
-    asking for secret memory after it, finds none left. The platform refused the victim, not
-    the attacker: the run failed, no defence blocked anything."""
-    row = run("secretmem-exhaustion", "mktme", platform={"keyid_bits": 1},
-              params={"workload_pages": 0})
+    """One KeyID (keyid_bits 1) for two VMs: the attacker's takes it, and the victim's VM,
+    created after it, finds none left. The platform refused the victim, not the attacker: the
+    run failed, no defence blocked anything."""
+    program = leak()
+    program["threat"] = [*program["threat"], "chosen_plaintext"]
+    program["program"] = [{"op": "create_domain", "by": "attacker", "args": {"kind": "guest"},
+                           "as": "mine"}, *program["program"]]
+    row = run("program", "mktme", platform={"keyid_bits": 1}, params=program)
     assert row.outcome is E, row.reason
     assert row.reason.startswith("the platform refused the victim a step: no free KeyID")
     assert row.control is not None and row.control.outcome is S  # the attack itself works
+
+
+def test_a_refusal_of_the_attackers_process_is_a_block() -> None:
+    """The secretmem victim is set up first: with one KeyID it holds it, and the attacker's
+    process is refused one; the control, with no KeyIDs to run out of, succeeds."""
+    row = run("secretmem-exhaustion", "mktme",
+              platform={"keyid_bits": 1, "memory_pages": 4096, "secretmem_reserve_pages": 1024},
+              params={"workload_pages": 0, "victim_resident_pages": 1100})
+    assert row.outcome is B, row.reason
+    assert row.reason.startswith("the platform refused a step: no free KeyID")
+    assert row.control is not None and row.control.outcome is S
 
 
 def test_key_wearout_with_too_few_pairs_under_mktme_is_ineffective_not_mitigated() -> None:

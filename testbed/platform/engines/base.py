@@ -50,12 +50,15 @@ class EngineOptions:
         keyid_bits: MKTME: physical-address bits that carry the KeyID.
         asids: SEV: number of guest ASIDs.
         ciphertext_hiding: SEV-SNP: hypervisor reads of guest pages return 0xff.
+        pconfig_entropy_failures: MKTME: PCONFIG SET_KEY_RANDOM answers ENTROPY_ERROR this
+            many times in a row before each success (0: the entropy source never fails).
     """
 
     reduced_width_bits: int | None = None
     keyid_bits: int = 6
     asids: int = 15
     ciphertext_hiding: bool = False
+    pconfig_entropy_failures: int = 0
 
 
 # -- capability interfaces --------------------------------------------------------------------
@@ -90,6 +93,8 @@ class EngineWithKeyIds(abc.ABC):
     """Physical-address bits used for the KeyID."""
     max_keyid: int
     """The highest software-programmable KeyID (KeyID 0 is the TME key)."""
+    pconfig_retries: int
+    """PCONFIG executions the kernel repeated after ENTROPY_ERROR or DEVICE_BUSY, so far."""
 
     @abc.abstractmethod
     def pconfig(

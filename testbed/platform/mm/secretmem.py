@@ -1,20 +1,31 @@
 """Secret memory (``memfd_secret``): pages that leave the kernel direct map while a task uses them.
 
-Two allocation strategies, both from the secretmem patch series:
+Source: M. Rapoport, "[PATCH v16 07/11] secretmem: use PMD-size pages to amortize direct map
+fragmentation", and M. Hocko's review of it (linux-api, 26 January 2021; the secretmem seed).
 
-* **per page** (no ``secretmem=`` reservation): each page faulted into a secret mapping comes
-  from the page allocator, zeroed, and is removed from the direct map on its own. Every such
-  page splits the 2 MiB direct-map mapping around it.
-* **PMD pool** (``secretmem=SIZE`` on the kernel command line): a contiguous area is reserved
-  at boot (CMA). Each secretmem file keeps a pool that grows lazily by one PMD-size (2 MiB)
-  chunk at a time: the chunk is cleared, removed from the direct map as a whole (no 2 MiB
-  split) and small pages are carved from it. When the file goes away its pool is torn down: the
-  chunks are mapped again, cleared and returned to the reservation.
+* **PMD pool** (the patch): a contiguous area is reserved at boot with ``secretmem=SIZE``
+  (CMA). Each secretmem file keeps a pool that grows lazily by one PMD-size (2 MiB) chunk at a
+  time: the chunk is cleared, removed from the direct map as a whole (no 2 MiB split) and small
+  pages are carved from it. When the file goes away its pool is torn down: the chunks are mapped
+  again, cleared and returned to the reservation. Without the reservation the syscall fails:
+  ``if (!secretmem_cma) return -ENOMEM;`` (:meth:`Machine.memfd_secret`).
+* **per page, before the patch** (a comparison only, the platform option
+  ``secretmem_before_pmd_pool``): each page faulted into a secret mapping comes from the page
+  allocator, zeroed, and is removed from the direct map on its own, as the code the patch
+  replaces did (``alloc_page(gfp | __GFP_ZERO)``, then ``set_direct_map_invalid_noflush(page,
+  1)``). Every such page splits the 2 MiB direct-map mapping around it.
 
-The pool has the weakness raised in review of the series: the reservation is shared and a fault
-takes a whole chunk for the file, so one task can exhaust it and make every other task's
-secret allocation fail. The kernel accounts secret mappings against the locked-memory limit
-(``RLIMIT_MEMLOCK``); :class:`SecretmemFile.mmap` checks it.
+The pool has the weakness raised in review: the reservation is shared and a fault takes a whole
+chunk for the file, so one task can exhaust it. The next task whose fault needs a new chunk does
+not get a clean error from a system call: ``secretmem_alloc_page`` returns NULL and
+``secretmem_fault`` returns ``VM_FAULT_OOM``, so the fault ends in the OOM killer
+(:mod:`.oom`), which kills the heaviest task and lets the faulting one retry; it "wouldn't really
+recover ever and potentially panic the system" (the review). :meth:`SecretmemFile.fault` does
+that: it retries after each kill until it gets its page, is killed itself, or nothing is left to
+kill (:class:`~testbed.errors.OomKilled`).
+
+The kernel accounts secret mappings against the locked-memory limit (``RLIMIT_MEMLOCK``);
+:meth:`SecretmemFile.mmap` checks it.
 
 A file knows the machine only through :class:`SecretPagePool`, which the machine hands it, so
 this module depends on nothing above it.
@@ -25,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ...errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
+from ...errors import ConfigError, OomKilled, OutOfMemory, PageFault, ResourceLimit
 from ...types import PAGE_SIZE, PMD_SIZE, Pfn, PhysAddr
 
 __all__ = [
@@ -109,6 +120,11 @@ class SecretPagePool(Protocol):
         """Tear ``file`` down: its pages mapped again and cleared, memory given back."""
         ...
 
+    def out_of_memory(self, file: SecretmemFile) -> SecretmemTask | None:
+        """``pagefault_out_of_memory()`` for a fault of ``file``: the OOM killer kills one task
+        (perhaps the file's own) and returns it (``None``: nothing was left to kill)."""
+        ...
+
 
 @dataclass
 class SecretmemFile:
@@ -154,16 +170,29 @@ class SecretmemFile:
     def fault(self, index: int) -> PhysAddr:
         """The task touches page ``index`` of its mapping; returns the page's physical address.
 
+        A page the pool cannot give makes the fault return ``VM_FAULT_OOM``: the OOM killer
+        kills a task, and the faulting task touches the page again, until it gets it.
+
         Raises:
             PageFault: ``index`` is outside the mapping (SIGBUS).
-            OutOfMemory: no memory for the page (VM_FAULT_OOM).
+            OomKilled: the OOM killer killed the faulting task, or found nothing to kill.
         """
         self._check_open()
         if not 0 <= index < self.mapped_pages:
             raise PageFault(f"SIGBUS: page {index} is outside the {self.mapped_pages}-page "
                             f"secret mapping")
-        if index not in self.pages:
-            self.pages[index] = self.pool.take_page(self)
+        while index not in self.pages:
+            try:
+                self.pages[index] = self.pool.take_page(self)
+            except OutOfMemory as exc:
+                killed = self.pool.out_of_memory(self)
+                if killed is None:
+                    raise OomKilled(f"VM_FAULT_OOM ({exc}); the OOM killer found no task to "
+                                    f"kill: kernel panic, system is deadlocked on "
+                                    f"memory") from exc
+                if killed is self.owner:
+                    raise OomKilled(f"VM_FAULT_OOM ({exc}): the OOM killer killed "
+                                    f"{killed.name} itself") from exc
         return PhysAddr(self.pages[index] * PAGE_SIZE)
 
     def close(self) -> None:

@@ -14,12 +14,27 @@ from _support.machines import (
     machine,
     mktme_engine,
 )
+from _support.programs import leak
+from _support.scenarios import run, scenario
+from pydantic import ValidationError
 
+from testbed.attacks import Attack, AttackContext, AttackParams, BaseMetrics, Verdict
 from testbed.crypto import XtsLineCipher
-from testbed.errors import ConfigError, KeyNotProgrammed
-from testbed.platform import KeySource, MktmeEngine, PconfigCommand, PconfigStatus, make_engine
+from testbed.errors import ConfigError, KeyNotProgrammed, PlatformFailure
+from testbed.platform import (
+    EngineOptions,
+    KeySource,
+    Machine,
+    MktmeEngine,
+    PconfigCommand,
+    PconfigStatus,
+    make_engine,
+)
 from testbed.platform.engines.base import AES_XTS_128
-from testbed.types import KeySlot
+from testbed.platform.engines.tme import PCONFIG_ATTEMPTS
+from testbed.scenarios import Job, run_trials
+from testbed.scenarios.model import PlatformSpec
+from testbed.types import KeySlot, Outcome
 
 
 def test_pconfig_return_codes() -> None:
@@ -163,3 +178,116 @@ def test_clear_key_failure_keeps_the_keyid_reserved() -> None:
         engine.release_slot(guest.slot)
     engine.busy = False
     assert m.create_domain("guest").slot != guest.slot
+
+
+# -- PCONFIG's entropy source and the kernel's retries ----------------------------------------
+def _entropy_machine(failures: int) -> Machine:
+    engine = MktmeEngine.build(KeySource(np.random.default_rng(5)),
+                               EngineOptions(pconfig_entropy_failures=failures))
+    return Machine(engine, 64)
+
+
+def test_set_key_random_answers_entropy_error_until_the_source_recovers() -> None:
+    """intel_pconfig.h of the MKTME series: "#define MKTME_ENTROPY_ERROR 2" is a return code of
+    MKTME_KEY_PROGRAM; only the command that needs the CPU's entropy (SET_KEY_RANDOM) meets
+    it."""
+    engine = mktme_engine(_entropy_machine(2))
+    S = PconfigStatus
+    assert int(S.ENTROPY_ERROR) == 2
+    assert engine.pconfig(PconfigCommand.SET_KEY_RANDOM, 5) is S.ENTROPY_ERROR
+    assert not engine.holds_key(KeySlot(5))
+    assert engine.pconfig(PconfigCommand.SET_KEY_DIRECT, 6, bytes(range(32))) is S.PROG_SUCCESS
+    assert engine.pconfig(PconfigCommand.SET_KEY_RANDOM, 5) is S.ENTROPY_ERROR
+    assert engine.pconfig(PconfigCommand.SET_KEY_RANDOM, 5) is S.PROG_SUCCESS
+    assert engine.holds_key(KeySlot(5))
+    assert engine.pconfig(PconfigCommand.SET_KEY_RANDOM, 7) is S.ENTROPY_ERROR  # each key again
+
+
+@pytest.mark.parametrize("failures", [1, 9])
+def test_the_kernel_retries_entropy_errors(failures: int) -> None:
+    """Source ("[PATCH, RFC 29/62] keys/mktme: Program MKTME keys into the platform hardware",
+    the MKTME series of the seed): "Here a retry scheme is included for two errors that may
+    succeed on retry: MKTME_DEVICE_BUSY and MKTME_ENTROPY_ERROR", with ``retries = 10``.
+    Up to nine failures in a row, the tenth attempt programs the key."""
+    m = _entropy_machine(failures)
+    engine = mktme_engine(m)
+    guest = m.create_domain("guest")
+    assert engine.pconfig_retries == failures
+    pa = m.alloc_page(guest)
+    m.write(guest, pa, SECRET)
+    assert m.read(guest, pa, len(SECRET)) == SECRET
+    assert m.bus.read(pa, len(SECRET)) != SECRET  # the retried key encrypts
+
+
+def test_entropy_failing_every_attempt_fails_domain_creation() -> None:
+    """Source ("[PATCH, RFC 29/62] keys/mktme: Program MKTME keys into the platform hardware",
+    the MKTME series of the seed): "Here a retry scheme is included for two errors that may
+    succeed on retry: MKTME_DEVICE_BUSY and MKTME_ENTROPY_ERROR", with ``retries = 10``.
+    After ten failures the patch gives up ("Ran out of retries"): the domain is not created."""
+    m = _entropy_machine(PCONFIG_ATTEMPTS)
+    engine = mktme_engine(m)
+    with pytest.raises(PlatformFailure, match=r"PCONFIG failed for KeyID 1: ENTROPY_ERROR "
+                       r"\(insufficient entropy\) on all 10 attempts"):
+        m.create_domain("guest")
+    assert engine.pconfig_retries == PCONFIG_ATTEMPTS - 1
+    assert not engine.holds_key(KeySlot(1))
+    # The KeyID was not taken: the next request (the source recovers after 10) gets it.
+    assert m.create_domain("guest").slot == 1
+
+
+def test_other_codes_are_not_retried_and_busy_is() -> None:
+    """The series' error table: INVALID_KEYID and the other parameter errors are "no retry";
+    DEVICE_BUSY is retried and, when it lasts, fails the request."""
+    engine = mktme_engine(machine("mktme"))
+    with pytest.raises(KeyNotProgrammed, match="KeyID 99: INVALID_KEYID"):
+        engine.program(PconfigCommand.SET_KEY_RANDOM, KeySlot(99))
+    assert engine.pconfig_retries == 0
+    engine.busy = True
+    with pytest.raises(KeyNotProgrammed, match="KeyID 3: DEVICE_BUSY"):
+        engine.program(PconfigCommand.SET_KEY_RANDOM, KeySlot(3))
+    assert engine.pconfig_retries == PCONFIG_ATTEMPTS - 1
+
+
+def test_entropy_failures_are_bounded() -> None:
+    with pytest.raises(ConfigError, match="pconfig_entropy_failures: must be 0..64, got 65"):
+        MktmeEngine(KeySource(np.random.default_rng(1)), entropy_failures=65)
+    with pytest.raises(ValidationError, match="pconfig_entropy_failures"):
+        PlatformSpec.model_validate({"pconfig_entropy_failures": 65})
+
+
+class _AttackerNeedsAKey(Attack[AttackParams]):
+    """The victim's VM is made before the entropy source fails, the attacker's after."""
+
+    kind = "attacker-needs-a-key"
+    title = "attacker needs a key"
+    capabilities = ()
+    Params = AttackParams
+    Metrics = BaseMetrics
+
+    def run(self, ctx: AttackContext, params: AttackParams) -> Verdict:
+        ctx.machine.create_domain("guest", "victim")
+        ctx.log.begin_attack()
+        engine = ctx.machine.engine
+        assert isinstance(engine, MktmeEngine)
+        engine.entropy_failures = PCONFIG_ATTEMPTS
+        ctx.machine.create_domain("guest", "attacker")
+        return Verdict(Outcome.SUCCEEDED, "unreachable")
+
+
+def test_an_entropy_failure_is_an_error_run_never_blocked() -> None:
+    """README Outcomes: blocked is "a platform check refused a step of the attacker"; a key the
+    hardware could not generate is no check, so even the attacker's run is an error."""
+    row = run_trials(Job(scenario("program", params=leak()), "<test>", "mktme", 1,
+                         attack=_AttackerNeedsAKey()))
+    assert row.outcome is Outcome.ERROR, row.reason
+    assert row.reason.startswith("the platform failed: PCONFIG failed for KeyID 2: "
+                                 "ENTROPY_ERROR")
+
+
+def test_a_victim_without_a_key_is_an_error_run() -> None:
+    row = run("program", "mktme", params=leak(), platform={"pconfig_entropy_failures": 10})
+    assert row.outcome is Outcome.ERROR, row.reason
+    assert "ENTROPY_ERROR (insufficient entropy) on all 10 attempts" in row.reason
+    spared = run("program", "mktme", params=leak(), platform={"pconfig_entropy_failures": 9})
+    plain = run("program", "mktme", params=leak())
+    assert spared.outcome is plain.outcome is Outcome.MITIGATED

@@ -1,7 +1,9 @@
-"""Direct maps: kernel reads through them, pages removed from them (secretmem), PMD splits."""
+"""Direct maps: kernel reads through them, pages removed from them (secretmem), and the splits
+of their 1 GiB and 2 MiB mappings."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from _support.machines import LINE, PAGE, SECRET, kernel_read_page, machine
 
@@ -26,7 +28,7 @@ def test_secretmem_unmaps_from_direct_map(engine: str) -> None:
     plain_pa = m.alloc_page(proc)
     pa = m.alloc_page(proc, secret=True)
     m.write(proc, pa, SECRET)
-    assert m.direct_map_splits == 1
+    assert m.direct_map_splits == 2  # the 1 GiB mapping, then the 2 MiB one around the page
     with pytest.raises(PageFault, match="removed from the direct map"):
         kernel_read_page(m, pa)
     with pytest.raises(PageFault, match="removed from the direct map"):
@@ -36,7 +38,7 @@ def test_secretmem_unmaps_from_direct_map(engine: str) -> None:
     assert m.read(proc, pa, PAGE) == SECRET  # the owner still has it
     m.free_page(proc, pa)
     assert kernel_read_page(m, pa) == bytes(PAGE)
-    assert m.direct_map_splits == 1  # the split mapping stays split
+    assert m.direct_map_splits == 2  # the split mappings stay split
 
 
 def test_secretmem_page_inside_a_long_kernel_read_faults() -> None:
@@ -67,13 +69,16 @@ def test_secretmem_also_hides_page_from_keyid_direct_maps() -> None:
     dmap = m.keyid_direct_map(g.slot)  # created after the page went secret
     with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(dmap.virt(pa), LINE)
-    assert m.direct_map_splits == 2
+    assert m.direct_map_splits == 4  # 1 GiB and 2 MiB, in each of the two maps
 
 
-def test_removing_a_whole_aligned_pmd_splits_nothing() -> None:
+def test_removing_a_whole_aligned_pmd_splits_only_the_1g_mapping() -> None:
+    """Seed (secretmem PMD pool, secretmem_pool_increase): "If a split of PUD-size page was
+    required, it already happened when we marked the pages invalid": removing a whole 2 MiB
+    chunk splits the 1 GiB mapping around it, not the 2 MiB one."""
     dmap = DirectMap(KeySlot(0), 2048, 0)
     dmap.unmap(Pfn(512), PMD_PAGES)
-    assert dmap.split_count == 0
+    assert (dmap.pud_split_count, dmap.pmd_split_count, dmap.split_count) == (1, 0, 1)
     with pytest.raises(PageFault, match="removed"):
         dmap.translate(512 * PAGE)
     assert dmap.translate(511 * PAGE) == 511 * PAGE
@@ -83,7 +88,56 @@ def test_removing_a_whole_aligned_pmd_splits_nothing() -> None:
 def test_removing_part_of_a_pmd_splits_each_one_touched() -> None:
     dmap = DirectMap(KeySlot(0), 2048, 0)
     dmap.unmap(Pfn(500), 30)  # crosses from the first PMD into the second
-    assert dmap.split_count == 2
+    assert (dmap.pud_split_count, dmap.pmd_split_count) == (1, 2)
     dmap.restore(Pfn(500), 30)
     assert dmap.translate(510 * PAGE) == 510 * PAGE
-    assert dmap.split_count == 2  # split mappings stay split
+    assert dmap.split_count == 3  # split mappings stay split
+    dmap.unmap(Pfn(1500), 1)  # the 1 GiB mapping is split already
+    assert (dmap.pud_split_count, dmap.pmd_split_count) == (1, 3)
+
+
+GIB_PAGES = (1 << 30) // PAGE  # x86-64 PUD_SIZE / PAGE_SIZE
+MIB2_PAGES = (2 << 20) // PAGE  # x86-64 PMD_SIZE / PAGE_SIZE
+
+
+def _expected_splits(pages: int, ranges: list[tuple[int, int]]) -> tuple[int, int]:
+    """Splits re-derived page by page: a mapping of ``size`` pages is split when some but not
+    all of its pages were ever removed by one request (x86 should_split_large_page: a request
+    that covers a large page whole changes its entry without splitting it)."""
+    split: dict[int, set[int]] = {GIB_PAGES: set(), MIB2_PAGES: set()}
+    for start, count in ranges:
+        removed = np.zeros(pages, dtype=bool)
+        removed[start:start + count] = True
+        for size in split:
+            padded = np.zeros(-(-pages // size) * size, dtype=bool)
+            padded[:pages] = removed
+            per_mapping = padded.reshape(-1, size).sum(axis=1)
+            split[size].update(np.flatnonzero((per_mapping > 0) & (per_mapping < size)).tolist())
+    return len(split[GIB_PAGES]), len(split[MIB2_PAGES])
+
+
+def test_splits_match_a_page_by_page_count() -> None:
+    """Random removals on a map larger than 1 GiB, against the count re-derived from the page
+    sizes of x86-64 (4 KiB, 2 MiB, 1 GiB)."""
+    rng = np.random.default_rng(7)
+    pages = 2 * GIB_PAGES + 3 * MIB2_PAGES
+    dmap = DirectMap(KeySlot(0), pages, 0)
+    ranges: list[tuple[int, int]] = []
+    for _ in range(40):
+        count = int(rng.choice([1, 7, MIB2_PAGES, 3 * MIB2_PAGES + 5]))
+        start = int(rng.integers(0, pages - count))
+        if rng.random() < 0.3:
+            start -= start % MIB2_PAGES  # aligned chunks, as the secretmem pool removes
+        ranges.append((start, count))
+        dmap.unmap(Pfn(start), count)
+        assert (dmap.pud_split_count, dmap.pmd_split_count) == _expected_splits(pages, ranges)
+
+
+def test_removing_a_whole_aligned_1g_range_splits_nothing() -> None:
+    dmap = DirectMap(KeySlot(0), 2 * GIB_PAGES, 0)
+    dmap.unmap(Pfn(GIB_PAGES), GIB_PAGES)
+    assert dmap.split_count == 0
+    with pytest.raises(PageFault, match="removed"):
+        dmap.translate(GIB_PAGES * PAGE)
+    dmap.unmap(Pfn(GIB_PAGES - 1), 2)  # across the boundary of the two 1 GiB mappings
+    assert (dmap.pud_split_count, dmap.pmd_split_count) == (2, 2)

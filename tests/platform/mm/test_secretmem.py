@@ -8,7 +8,7 @@ import pytest
 from _support.scenarios import scenario
 from pydantic import ValidationError
 
-from testbed.errors import ConfigError, OutOfMemory, PageFault, ResourceLimit
+from testbed.errors import ConfigError, OomKilled, OutOfMemory, PageFault, ResourceLimit
 from testbed.platform import KeySource, Machine, Mitigations, make_engine
 from testbed.platform.mm.secretmem import PMD_PAGES, SecretmemArea
 from testbed.types import Pfn
@@ -17,10 +17,10 @@ PAGE = 4096
 
 
 def machine(engine: str = "tme", pages: int = 4096, reserve: int = 0,
-            memlock: int = 0) -> Machine:
+            memlock: int = 0, *, before_pool: bool = False) -> Machine:
     eng = make_engine(engine, KeySource(np.random.default_rng(3)))
     return Machine(eng, pages, Mitigations(memlock_limit_pages=memlock),
-                   secretmem_reserve_pages=reserve)
+                   secretmem_reserve_pages=reserve, secretmem_before_pmd_pool=before_pool)
 
 
 # -- the reservation --------------------------------------------------------------------------
@@ -81,7 +81,8 @@ def test_pool_pages_leave_the_direct_map_without_splitting_it() -> None:
     assert m.read(task, pa, 6) == b"secret"
     with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(m.direct_map.virt(pa), 6)
-    assert m.direct_map_splits == 0
+    assert m.direct_map.pmd_split_count == 0  # the chunk left the map whole
+    assert m.direct_map.pud_split_count == 1  # the 1 GiB mapping around it did split
 
 
 def test_pool_teardown_maps_clears_and_returns_the_chunks() -> None:
@@ -102,7 +103,7 @@ def test_pool_teardown_maps_clears_and_returns_the_chunks() -> None:
 
 
 def test_per_page_strategy_splits_and_restores() -> None:
-    m = machine()
+    m = machine(before_pool=True)
     task = m.create_domain("process")
     file = m.memfd_secret(task)
     file.mmap(2)
@@ -110,7 +111,7 @@ def test_per_page_strategy_splits_and_restores() -> None:
     m.write(task, pa, b"k" * 16)
     with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(m.direct_map.virt(pa), 16)
-    assert m.direct_map_splits == 1
+    assert (m.direct_map.pud_split_count, m.direct_map.pmd_split_count) == (1, 1)
     free_before = m.allocator.free_count
     file.close()
     assert m.allocator.free_count == free_before + 1
@@ -126,7 +127,7 @@ def test_later_keyid_direct_maps_also_lack_the_pool_chunk() -> None:
     dmap = m.keyid_direct_map(task.slot)
     with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(dmap.virt(pa), 8)
-    assert dmap.split_count == 0
+    assert dmap.pmd_split_count == 0
 
 
 def test_fault_outside_the_mapping_is_sigbus() -> None:
@@ -143,15 +144,94 @@ def test_only_processes_open_secret_memory() -> None:
         m.memfd_secret(m.create_domain("guest"))
 
 
-def test_exhausted_reservation_is_enomem_at_fault_time() -> None:
+def test_exhausted_reservation_kills_the_faulting_task() -> None:
+    """Seed (review of the PMD-pool patch): "any task is able to deprive access to secret memory
+    to other tasks and cause OOM killer which wouldn't really recover ever"; the patch's
+    secretmem_fault answers a failed secretmem_alloc_page with "return VM_FAULT_OOM". The late
+    task, heavier than the greedy one, is what the OOM killer picks: it dies in its fault."""
     m = machine(reserve=512)
-    greedy = m.memfd_secret(m.create_domain("process"))
+    greedy_task = m.create_domain("process", "greedy")
+    greedy = m.memfd_secret(greedy_task)
     greedy.mmap(1)
     greedy.fault(0)
-    late = m.memfd_secret(m.create_domain("process"))
+    late_task = m.create_domain("process", "late")
+    for _ in range(8):
+        m.alloc_page(late_task)
+    late = m.memfd_secret(late_task)
     late.mmap(1)  # mmap succeeds ...
-    with pytest.raises(OutOfMemory, match="ENOMEM"):
-        late.fault(0)  # ... and the fault fails
+    with pytest.raises(OomKilled, match="VM_FAULT_OOM.*killed late itself"):
+        late.fault(0)  # ... and the fault kills the task
+    assert m.oom_kills == ["late"]
+    assert not late_task.alive and late_task.pages == [] and not late.open
+    assert greedy_task.alive and m.secretmem_area is not None
+    assert m.secretmem_area.free_chunks == 0  # killing the late task gave nothing back
+
+
+def test_oom_killer_keeps_killing_until_the_fault_is_served() -> None:
+    """The fault is retried after each kill: a bystander that holds no secret memory dies for
+    nothing, then the greedy task (the heavier one left) dies and its chunk comes back, and the
+    retried fault gets its page."""
+    m = machine(reserve=512)
+    greedy_task = m.create_domain("process", "greedy")
+    greedy = m.memfd_secret(greedy_task)
+    greedy.mmap(PMD_PAGES)
+    for index in range(PMD_PAGES):
+        greedy.fault(index)
+    bystander = m.create_domain("process", "bystander")
+    for _ in range(PMD_PAGES + 10):
+        m.alloc_page(bystander)
+    late_task = m.create_domain("process", "late")
+    late = m.memfd_secret(late_task)
+    late.mmap(1)
+    pa = late.fault(0)
+    assert m.oom_kills == ["bystander", "greedy"]
+    assert late_task.alive and not greedy_task.alive and not greedy.open
+    m.write(late_task, pa, b"key")
+    assert m.read(late_task, pa, 3) == b"key"
+
+
+def test_oom_killer_prefers_the_later_task_on_equal_badness() -> None:
+    m = machine(reserve=512)
+    greedy = m.memfd_secret(m.create_domain("process", "greedy"))
+    greedy.mmap(1)
+    greedy.fault(0)  # one page: as heavy as the late task will be
+    late_task = m.create_domain("process", "late")
+    m.alloc_page(late_task)
+    late = m.memfd_secret(late_task)
+    late.mmap(1)
+    with pytest.raises(OomKilled, match="killed late itself"):
+        late.fault(0)
+
+
+def test_no_reservation_memfd_secret_is_enomem() -> None:
+    """Seed (PMD-pool patch, SYSCALL_DEFINE1(memfd_secret)): "if (!secretmem_cma) return
+    -ENOMEM;": without secretmem= the system call itself fails, for every task."""
+    m = machine()
+    with pytest.raises(OutOfMemory, match="ENOMEM: memfd_secret needs the secretmem= boot "
+                       "reservation"):
+        m.memfd_secret(m.create_domain("process"))
+
+
+def test_before_the_pool_option_excludes_a_reservation() -> None:
+    with pytest.raises(ConfigError, match="secretmem_before_pmd_pool"):
+        machine(reserve=512, before_pool=True)
+    with pytest.raises(ValidationError, match="secretmem_before_pmd_pool"):
+        scenario("secretmem-exhaustion", platform={
+            "memory_pages": 4096, "secretmem_reserve_pages": 512,
+            "secretmem_before_pmd_pool": True})
+
+
+def test_destroying_a_task_closes_its_secret_files() -> None:
+    m = machine(reserve=1024)
+    area = m.secretmem_area
+    assert area is not None
+    task = m.create_domain("process")
+    file = m.memfd_secret(task)
+    file.mmap(1)
+    file.fault(0)
+    m.alloc_page(task)
+    m.destroy_domain(task)
+    assert not file.open and task.pages == [] and area.free_chunks == 2
 
 
 # -- the locked-memory limit ------------------------------------------------------------------
