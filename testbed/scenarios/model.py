@@ -28,7 +28,14 @@ from pydantic_core import PydanticCustomError
 from .. import registry
 from ..attacks import Attack, AttackParams
 from ..attacks.cost import JOB_LIMIT_UNITS, LIMIT_TEXT, MachineShape, Work, units_text
-from ..platform import MAX_MEMORY_PAGES, EngineOptions, Mitigations, MktmeEngine, SevEngine
+from ..platform import (
+    MAX_MEMORY_PAGES,
+    EngineOptions,
+    Mitigations,
+    MktmeEngine,
+    MktmeIntegrityEngine,
+    SevEngine,
+)
 from ..platform.mm import RESERVED_FRAMES
 from ..programs import OPS
 from ..results.chance import chance_text
@@ -144,6 +151,10 @@ class PlatformSpec(_Strict):
                             description="MKTME KeyID bits (KeyIDs 1..2^bits-1)")
     asids: int = Field(15, ge=1, le=SevEngine.MAX_ASIDS, description="SEV guest ASIDs")
     ciphertext_hiding: bool = Field(False, description="SEV-SNP: hypervisor reads return 0xff")
+    mac_bits: int = Field(
+        28, ge=MktmeIntegrityEngine.MIN_MAC_BITS, le=MktmeIntegrityEngine.MAX_MAC_BITS,
+        description="memory integrity (mktme-i): MAC bits kept beside every line; a forged "
+        "line passes with probability 2^-bits")
     reduced_width_bits: int | None = Field(
         None, ge=16, le=32, description="use the reduced-width cipher of this width (wear-out)"
     )
@@ -157,7 +168,8 @@ class PlatformSpec(_Strict):
         """The options an engine is built with on this platform."""
         return EngineOptions(reduced_width_bits=self.reduced_width_bits,
                              keyid_bits=self.keyid_bits, asids=self.asids,
-                             ciphertext_hiding=self.ciphertext_hiding)
+                             ciphertext_hiding=self.ciphertext_hiding,
+                             mac_bits=self.mac_bits)
 
     @field_validator("secretmem_reserve_pages")
     @classmethod
