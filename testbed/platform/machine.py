@@ -169,10 +169,11 @@ class Machine:
         self.rotations = 0
         self._count = 0
         self._sideband: NDArray[np.uint64] | None = None
-        if isinstance(engine, EngineWithIntegrity):
-            # The firmware initialises memory with integrity on: every line gets its MAC.
-            size = self.memory.size
-            self._sideband = engine.seal(HOST, self._addrs(0, size), self.memory.load(0, size))
+        self._booted = np.zeros(memory_pages, dtype=bool)
+        """Frames whose sideband words hold their boot-time MACs (made when first needed)."""
+        self._integrity = engine if isinstance(engine, EngineWithIntegrity) else None
+        if self._integrity is not None:
+            self._sideband = np.zeros(memory_pages * PAGE_SIZE // LINE_SIZE, dtype=np.uint64)
         self._wear_at_rotation: dict[KeySlot, int] = {}
 
     def scratch(
@@ -342,7 +343,7 @@ class Machine:
     def _initialise(self, domain: Domain, pfn: Pfn) -> None:
         """Under memory integrity, a frame given to ``domain`` is written with zeros through
         its key where the engine says so (a private page accepted by its owner)."""
-        if isinstance(self.engine, EngineWithIntegrity) and self.engine.initialises(domain.slot):
+        if self._integrity is not None and self._integrity.initialises(domain.slot):
             zeros = np.zeros((PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
             self._write_lines(domain.slot, pfn * PAGE_SIZE, zeros)
 
@@ -369,10 +370,9 @@ class Machine:
     def _read_lines(self, slot: KeySlot, start: int, end: int) -> NDArray[np.uint8]:
         raw = self.memory.load(start, end - start)
         addrs = self._addrs(start, end)
-        if self._sideband is None or not isinstance(self.engine, EngineWithIntegrity):
+        if self._integrity is None:
             return self.engine.decrypt(slot, addrs, raw)
-        words = self._sideband[start // LINE_SIZE : end // LINE_SIZE]
-        hidden = self.engine.verify(slot, addrs, raw, words)
+        hidden = self._integrity.verify(slot, addrs, raw, self._words(start, end))
         plain = self.engine.decrypt(slot, addrs, raw)
         plain[hidden] = 0
         return plain
@@ -385,27 +385,48 @@ class Machine:
 
     def _seal(self, slot: KeySlot, start: int, ciphertext: NDArray[np.uint8]) -> None:
         """Under memory integrity, the sideband words of lines just written at ``start``."""
-        if self._sideband is None or not isinstance(self.engine, EngineWithIntegrity):
+        if self._integrity is None:
             return
         end = start + ciphertext.shape[0] * LINE_SIZE
-        self._sideband[start // LINE_SIZE : end // LINE_SIZE] = self.engine.seal(
-            slot, self._addrs(start, end), ciphertext)
+        words = self._integrity.seal(slot, self._addrs(start, end), ciphertext)
+        self._words(start, end)[:] = words
+
+    def _words(self, start: int, end: int) -> NDArray[np.uint64]:
+        """The sideband words of the lines in ``[start, end)`` (a writable view).
+
+        The firmware initialised all of DRAM with integrity on, through KeyID 0, while it held
+        zeros: a frame's words are made from that content the first time they are needed, which
+        gives what initialising every frame at boot would have given, and no boot cost.
+        """
+        integrity, sideband = self._integrity, self._sideband
+        if integrity is None or sideband is None:
+            raise ConfigError(f"engine {self.engine.name} keeps no sideband words")
+        first, last = start // PAGE_SIZE, -(-end // PAGE_SIZE)
+        fresh = np.flatnonzero(~self._booted[first:last]) + first
+        per_page = PAGE_SIZE // LINE_SIZE
+        for pfn in fresh:
+            lo = int(pfn) * PAGE_SIZE
+            zeros = np.zeros((per_page, LINE_SIZE), dtype=np.uint8)
+            sideband[lo // LINE_SIZE : lo // LINE_SIZE + per_page] = integrity.seal(
+                HOST, self._addrs(lo, lo + PAGE_SIZE), zeros)
+        self._booted[first:last] = True
+        return sideband[start // LINE_SIZE : end // LINE_SIZE]
 
     def bus_sideband(self, pa: PhysAddr, length: int) -> NDArray[np.uint64]:
         """What the sideband (ECC) bits of the lines at ``pa`` hold: one word per line, zeros
         under an engine without memory integrity. An interposer that drives the ECC bits reads
         them with the lines."""
         self.memory.check(pa, length)
-        if self._sideband is None:
+        if self._integrity is None:
             return np.zeros(length // LINE_SIZE, dtype=np.uint64)
-        return self._sideband[pa // LINE_SIZE : (pa + length) // LINE_SIZE].copy()
+        return self._words(pa, pa + length).copy()
 
     def bus_write_sideband(self, pa: PhysAddr, words: NDArray[np.uint64]) -> None:
         """An interposer drives the sideband bits of the lines at ``pa`` (nothing holds them
         under an engine without memory integrity)."""
         self.memory.check(pa, words.shape[0] * LINE_SIZE)
-        if self._sideband is not None:
-            self._sideband[pa // LINE_SIZE : pa // LINE_SIZE + words.shape[0]] = words
+        if self._integrity is not None:
+            self._words(pa, pa + words.shape[0] * LINE_SIZE)[:] = words
 
     def _cpu_read(self, slot: KeySlot, pa: PhysAddr, length: int) -> bytes:
         start, end = self._span(pa, length)
