@@ -462,9 +462,8 @@ def _modify(
     raw = np.frombuffer(m.bus.read(line, LINE_SIZE), dtype=np.uint8).copy()
     raw[aj - line : aj - line + w] = ci ^ delta
     m.bus.write(line, raw.tobytes())
-    # The victim's read consumes the forged line: a refusal here (a memory-integrity check) is
-    # the platform stopping the attacker's modification, not a failed set-up.
-    seen = np.frombuffer(m.read(victim, aj, w), dtype=np.uint8)
+    with ctx.log.victim_acts():
+        seen = np.frombuffer(m.read(victim, aj, w), dtype=np.uint8)
     if record:
         log = ctx.log
         log.secret, log.captured, log.recovered = own.tobytes(), ci.tobytes(), seen.tobytes()
