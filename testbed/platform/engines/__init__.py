@@ -1,8 +1,8 @@
 """Memory-encryption engines: what the memory controller does to each line on its way to DRAM.
 
 :mod:`.base` holds the engine base and the capability interfaces, :mod:`.tme` Intel TME and
-MKTME (PCONFIG), :mod:`.integrity` TME-MK with memory integrity, :mod:`.sev` AMD SEV and SEV-SNP (the RMP), :mod:`.builtin` the built-in
-engines by name.
+MKTME (PCONFIG), :mod:`.integrity` TME-MK with memory integrity, :mod:`.sev` AMD SEV and
+SEV-SNP (the RMP), :mod:`.builtin` the built-in engines by name.
 """
 
 from __future__ import annotations

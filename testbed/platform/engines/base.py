@@ -212,8 +212,9 @@ class Engine:
     """Base engine: a table of key slots, each holding a cipher or ``None`` (plaintext).
 
     The boolean capabilities :attr:`runtime_rotation`, :attr:`isolates_guests`,
-    :attr:`attests` and :attr:`integrity` follow from the interfaces a class implements; a subclass may still set one
-    itself (a SEV platform whose PSP firmware is missing does not attest).
+    :attr:`attests` and :attr:`integrity` follow from the interfaces a class implements; a
+    subclass may still set one itself (a SEV platform whose PSP firmware is missing does not
+    attest).
 
     Args:
         keys: the platform RNG.

@@ -130,10 +130,10 @@ class MktmeIntegrityEngine(MktmeEngine, EngineWithIntegrity):
         self, slot: KeySlot, addrs: NDArray[np.uint64], ciphertext: NDArray[np.uint8],
         sideband: NDArray[np.uint64],
     ) -> NDArray[np.bool_]:
-        owned = (sideband & OWNER_BIT) != 0
-        poisoned = (sideband & POISON_BIT) != 0
+        owned: NDArray[np.bool_] = (sideband & OWNER_BIT) != 0
+        poisoned: NDArray[np.bool_] = (sideband & POISON_BIT) != 0
         private = slot != HOST
-        hidden = owned & ~poisoned if not private else np.zeros_like(owned)
+        hidden: NDArray[np.bool_] = owned & ~poisoned if not private else np.zeros_like(owned)
         checked = ~hidden & ~poisoned
         mask = np.uint64((1 << self.mac_bits) - 1)
         tags = self._mac(slot).tags(addrs, owned, ciphertext)
