@@ -35,6 +35,8 @@ __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
 
 MAX_MEMORY_PAGES = 65536
 """256 MiB of emulated DRAM at most."""
+_BOOT_BATCH = 256
+"""Frames whose boot-time sideband words one engine call makes."""
 
 
 class DomainKind(enum.StrEnum):
@@ -389,26 +391,31 @@ class Machine:
             return
         end = start + ciphertext.shape[0] * LINE_SIZE
         words = self._integrity.seal(slot, self._addrs(start, end), ciphertext)
-        self._words(start, end)[:] = words
+        self._words(start, end, overwrite=True)[:] = words
 
-    def _words(self, start: int, end: int) -> NDArray[np.uint64]:
+    def _words(self, start: int, end: int, *, overwrite: bool = False) -> NDArray[np.uint64]:
         """The sideband words of the lines in ``[start, end)`` (a writable view).
 
         The firmware initialised all of DRAM with integrity on, through KeyID 0, while it held
         zeros: a frame's words are made from that content the first time they are needed, which
-        gives what initialising every frame at boot would have given, and no boot cost.
+        gives what initialising every frame at boot would have given, and no boot cost. With
+        ``overwrite`` the caller replaces every word of the range, so frames it covers whole
+        need none made.
         """
         integrity, sideband = self._integrity, self._sideband
         if integrity is None or sideband is None:
             raise ConfigError(f"engine {self.engine.name} keeps no sideband words")
         first, last = start // PAGE_SIZE, -(-end // PAGE_SIZE)
+        if overwrite:
+            self._booted[-(-start // PAGE_SIZE) : end // PAGE_SIZE] = True
         fresh = np.flatnonzero(~self._booted[first:last]) + first
         per_page = PAGE_SIZE // LINE_SIZE
-        for pfn in fresh:
-            lo = int(pfn) * PAGE_SIZE
-            zeros = np.zeros((per_page, LINE_SIZE), dtype=np.uint8)
-            sideband[lo // LINE_SIZE : lo // LINE_SIZE + per_page] = integrity.seal(
-                HOST, self._addrs(lo, lo + PAGE_SIZE), zeros)
+        for lo in range(0, fresh.shape[0], _BOOT_BATCH):
+            pfns = fresh[lo : lo + _BOOT_BATCH].astype(np.uint64)
+            lines = (pfns[:, None] * np.uint64(per_page)
+                     + np.arange(per_page, dtype=np.uint64)[None, :]).reshape(-1)
+            zeros = np.zeros((lines.shape[0], LINE_SIZE), dtype=np.uint8)
+            sideband[lines] = integrity.seal(HOST, lines * np.uint64(LINE_SIZE), zeros)
         self._booted[first:last] = True
         return sideband[start // LINE_SIZE : end // LINE_SIZE]
 
@@ -426,7 +433,7 @@ class Machine:
         under an engine without memory integrity)."""
         self.memory.check(pa, words.shape[0] * LINE_SIZE)
         if self._integrity is not None:
-            self._words(pa, pa + words.shape[0] * LINE_SIZE)[:] = words
+            self._words(pa, pa + words.shape[0] * LINE_SIZE, overwrite=True)[:] = words
 
     def _cpu_read(self, slot: KeySlot, pa: PhysAddr, length: int) -> bytes:
         start, end = self._span(pa, length)

@@ -58,6 +58,19 @@ def test_dram_and_sideband_equal_xts_and_cmac_recomputed(bits: int) -> None:
     assert m.read(guest, pa, PAGE) == SECRET
 
 
+def test_boot_words_are_the_host_macs_of_zeroed_dram() -> None:
+    m = _machine(pages=1024)
+    (_, mac0) = keys_drawn(32, 16)
+    pa = PhysAddr(777 * PAGE)
+    words = m.bus_sideband(pa, 2 * LINE)  # never written: made from the boot contents
+    assert [int(w) for w in words] == [_word(mac0, pa + i * LINE, False, bytes(LINE), 28)
+                                       for i in range(2)]
+    m.kernel_read(m.direct_map.virt(pa), PAGE)  # KeyID 0 reads boot memory without a fault
+    m.bus.write(pa, bytes([1]) + bytes(LINE - 1))  # a forged never-written line is refused
+    with pytest.raises(IntegrityViolation):
+        m.kernel_read(m.direct_map.virt(pa), 1)
+
+
 def test_engine_declares_integrity_by_interface() -> None:
     assert issubclass(MktmeIntegrityEngine, EngineWithIntegrity)
     assert MktmeIntegrityEngine.integrity and not make_engine(
