@@ -22,6 +22,7 @@ from testbed.platform import (
     make_engine,
 )
 from testbed.platform.engines import OWNER_BIT, POISON_BIT
+from testbed.results.verdicts import wilson_interval
 from testbed.scenarios.model import PlatformSpec
 from testbed.types import PhysAddr
 
@@ -168,3 +169,22 @@ def test_mac_width_is_bounded_in_the_engine_and_the_scenario_schema() -> None:
     with pytest.raises(ValidationError, match="mac_bits"):
         PlatformSpec(mac_bits=57)
     assert PlatformSpec().mac_bits == 28
+
+
+def test_with_a_4_bit_mac_random_forged_lines_pass_one_time_in_16() -> None:
+    """End to end through the machine: the owner writes a line, the bus replaces it with random
+    bytes, the owner reads; the read passes exactly when the truncated MACs collide."""
+    m = _machine(4)
+    guest, pa = _victim(m)
+    rng = np.random.default_rng(5)
+    passed, n = 0, 3000
+    for _ in range(n):
+        m.write(guest, pa, SECRET[:LINE])  # a whole-line write: fresh MAC, poison cleared
+        m.bus.write(pa, rng.bytes(LINE))
+        try:
+            m.read(guest, pa, LINE)
+        except IntegrityViolation:
+            continue
+        passed += 1
+    low, high = wilson_interval(passed, n)
+    assert low <= 1 / 16 <= high, (passed, low, high)
