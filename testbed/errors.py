@@ -12,6 +12,7 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     ├── PlatformRefusal          the emulated hardware or kernel refused an operation
     │   ├── PageFault            access through a mapping that does not exist
     │   ├── RmpViolation         SEV-SNP RMP check failed on a write
+    │   ├── IntegrityViolation   a line failed its memory-integrity check (poisoned)
     │   ├── OutOfMemory          the page allocator or a pool is exhausted (ENOMEM)
     │   │   └── OomKilled        a fault got VM_FAULT_OOM and the OOM killer killed the task
     │   ├── ResourceLimit        a per-task limit refused an allocation (EAGAIN)
@@ -33,6 +34,7 @@ __all__ = [
     "AttackError",
     "ConfigError",
     "DecodeError",
+    "IntegrityViolation",
     "InvalidArgument",
     "InvalidPatch",
     "KeyNotProgrammed",
@@ -127,6 +129,11 @@ class PageFault(PlatformRefusal):
 
 class RmpViolation(PlatformRefusal):
     """An SEV-SNP Reverse Map Table check refused a write."""
+
+
+class IntegrityViolation(PlatformRefusal):
+    """A line failed its memory-integrity check on a read: it is poisoned and the read refused
+    (the machine check a consumed poisoned line raises)."""
 
 
 class OutOfMemory(PlatformRefusal):

@@ -44,7 +44,7 @@ def test_shipped_scenarios_reproduce_the_reference_verdicts(shipped: Shipped) ->
     result, doc = shipped
     assert result.exit_code == 0, result.output
     rows = doc["results"]
-    assert len(rows) == len(list(SCENARIOS.glob("*.yaml"))) * 5
+    assert len(rows) == len(list(SCENARIOS.glob("*.yaml"))) * 6
     mismatches = [(r["scenario"], r["profile"], r["outcome"], r["expected"]) for r in rows
                   if r["outcome"] != r["expected"]]
     assert mismatches == []
@@ -82,9 +82,9 @@ def test_results_csv_has_one_row_per_result(tmp_path: Path) -> None:
                     "--jobs", "1")
     assert result.exit_code == 0
     frame = pd.read_csv(tmp_path / "results.csv")
-    assert list(frame["engine"]) == ["none", "tme", "mktme", "sev", "sev-snp"]
+    assert list(frame["engine"]) == ["none", "tme", "mktme", "mktme-i", "sev", "sev-snp"]
     assert list(frame["outcome"]) == ["succeeded", "succeeded", "mitigated", "mitigated",
-                                      "mitigated"]
+                                      "mitigated", "mitigated"]
     assert json.loads(frame["metrics"][0])["guess_space"] == 10000
 
 
@@ -106,7 +106,7 @@ def test_report_is_written(tmp_path: Path) -> None:
     cells = dict(re.findall(r'data-cell="kernel-map-leak/([^"]+)" data-engine="[^"]+" '
                             r'data-outcome="([^"]+)"', html))
     assert cells == {"none": "succeeded", "tme": "succeeded", "mktme": "mitigated",
-                     "sev": "mitigated", "sev-snp": "mitigated"}
+                     "mktme-i": "mitigated", "sev": "mitigated", "sev-snp": "mitigated"}
 
 
 def test_profiles_filter(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_junit_marks_mismatches_as_failures(tmp_path: Path) -> None:
                     "--junit", str(junit))
     assert result.exit_code == 2
     suite = ET.parse(junit).getroot()
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("5", "1", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("6", "1", "0")
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
     assert failed == ["mktme"]
     failure = suite.find("testcase[@name='mktme']/failure")
@@ -163,8 +163,8 @@ def test_bad_file_exits_1_but_others_still_run(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     assert {r["scenario"] for r in rows} == {"capture-compare"}
     # The summary line and the report say so too.
-    summary = [line for line in result.output.splitlines() if line.startswith("5 runs,")]
-    assert summary == ["5 runs, 0 differ from their expectation, 1 scenario file did not load "
+    summary = [line for line in result.output.splitlines() if line.startswith("6 runs,")]
+    assert summary == ["6 runs, 0 differ from their expectation, 1 scenario file did not load "
                        "(listed above and on the report's index)"]
     index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert '<a href="#load-errors">1 file did not load</a>' in index

@@ -44,7 +44,7 @@ def test_the_plugin_attack_runs_from_a_scenario(installed: Path, tmp_path: Path)
     rows = json.loads((out / "results.json").read_text())["results"]
     got = {r["engine"]: r["outcome"] for r in rows}
     assert got == {"none": "succeeded", "tme": "mitigated", "mktme": "mitigated",
-                   "sev": "mitigated", "sev-snp": "mitigated"}
+                   "mktme-i": "mitigated", "sev": "mitigated", "sev-snp": "mitigated"}
     plain = next(r for r in rows if r["engine"] == "none")
     assert plain["metrics"] == {"bytes_read": len(b"ssh-key: 9f2c1e77d04b")}
     assert plain["evidence"]["recovered"] == plain["evidence"]["secret"]

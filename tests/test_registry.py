@@ -19,7 +19,7 @@ def test_builtins_in_display_order() -> None:
     assert registry.attacks.builtin_names() == (
         "key-wearout", "secretmem-exhaustion", "dirty-page-leak", "torn-live-patch",
         "attestation", "ciphertext-side-channel", "program")
-    assert registry.engines.names()[:5] == ("none", "tme", "mktme", "sev", "sev-snp")
+    assert registry.engines.names()[:6] == ("none", "tme", "mktme", "mktme-i", "sev", "sev-snp")
     assert all(e.builtin for e in registry.engines.entries()[:5])
     assert registry.mitigation_names() == ("init_on_free", "secretmem", "memlock_limit",
                                            "key_rotation", "dirty_all_pages", "text_poke_bp")

@@ -11,7 +11,10 @@ The attack phase starts explicitly, with :meth:`AttackLog.begin_attack`. A
 :class:`~testbed.errors.PlatformRefusal` escaping :meth:`Attack.run` after that means a platform
 check refused the attacker a step: the runner records ``blocked``. Before it (the victim being
 set up), or inside :meth:`AttackLog.victim_acts` (the victim acting later on), a refusal is a
-failed run, never the attack being blocked.
+failed run, never the attack being blocked, with one exception: a memory-integrity failure
+(:class:`~testbed.errors.IntegrityViolation`) the victim meets during the attack is a line the
+victim's own CPU did not write (a forged or replayed line the attacker put there), caught when the
+victim reads it; it is the platform stopping the attacker, so the outcome is ``blocked``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import ClassVar, Generic, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import PlatformRefusal
+from ..errors import IntegrityViolation, PlatformRefusal
 from ..platform import Domain, Engine, Machine
 from ..results import Actor, Evidence, Step
 from ..results import Metrics as BaseMetrics
@@ -174,7 +177,8 @@ class AttackLog:
         try:
             yield
         except PlatformRefusal as exc:
-            self.victim_refusal = exc
+            if not isinstance(exc, IntegrityViolation):  # a forged line: the attacker's doing
+                self.victim_refusal = exc
             raise
         finally:
             self.phase = before

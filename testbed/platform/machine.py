@@ -1,7 +1,10 @@
 """The emulated machine: DRAM, an engine, the page allocator, domains and kernel direct maps.
 
 All CPU accesses go through :class:`Machine`, which encrypts and decrypts with the key slot of the
-accessing context; the bus tap (:attr:`Machine.bus`) bypasses all of it.
+accessing context; the bus tap (:attr:`Machine.bus`) bypasses all of it. Under an engine with
+memory integrity the machine also keeps each line's sideband word (ECC bits), which the engine
+writes on CPU writes and checks on CPU reads; the bus tap's data does not include it
+(:meth:`Machine.bus_sideband` and :meth:`Machine.bus_write_sideband` reach it).
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, OutOfMemory, PageFault, UnsupportedMitigation
 from ..types import LINE_SIZE, PAGE_SIZE, KeySlot, Pfn, PhysAddr
-from .engines.base import HOST, Engine, EngineWithRmp, EngineWithRuntimeRotation, NoEngine
+from .engines.base import (
+    HOST,
+    Engine,
+    EngineWithIntegrity,
+    EngineWithRmp,
+    EngineWithRuntimeRotation,
+    NoEngine,
+)
 from .mm.allocator import PageAllocator
 from .mm.directmap import DIRECT_MAP_BASE, DIRECT_MAP_STRIDE, DirectMap
 from .mm.memory import BusTap, PhysicalMemory
@@ -26,6 +36,8 @@ __all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
 
 MAX_MEMORY_PAGES = 65536
 """256 MiB of emulated DRAM at most."""
+_BOOT_BATCH = 256
+"""Frames whose boot-time sideband words one engine call makes."""
 
 
 class DomainKind(enum.StrEnum):
@@ -173,6 +185,12 @@ class Machine:
             self.secretmem_area = SecretmemArea(start, secretmem_reserve_pages)
         self.rotations = 0
         self._count = 0
+        self._sideband: NDArray[np.uint64] | None = None
+        self._booted = np.zeros(memory_pages, dtype=bool)
+        """Frames whose sideband words hold their boot-time MACs (made when first needed)."""
+        self._integrity = engine if isinstance(engine, EngineWithIntegrity) else None
+        if self._integrity is not None:
+            self._sideband = np.zeros(memory_pages * PAGE_SIZE // LINE_SIZE, dtype=np.uint64)
         self._wear_at_rotation: dict[KeySlot, int] = {}
 
     def scratch(
@@ -238,6 +256,7 @@ class Machine:
         pfn = self.allocator.alloc()
         domain.pages.append(pfn)
         self._owner[pfn] = domain
+        self._initialise(domain, pfn)
         if domain.kind is DomainKind.GUEST:
             gpn = next(g for g in range(len(domain.npt) + 1) if g not in domain.npt)
             domain.npt[gpn] = pfn
@@ -323,6 +342,7 @@ class Machine:
             pfn = file.pool_free.pop()
         task.pages.append(pfn)
         self._owner[pfn] = task
+        self._initialise(task, pfn)
         return pfn
 
     def _secretmem_release(self, task: Domain, file: SecretmemFile) -> None:
@@ -361,6 +381,13 @@ class Machine:
         zeros = np.zeros((count * PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
         self._write_lines(HOST, pfn * PAGE_SIZE, zeros)
 
+    def _initialise(self, domain: Domain, pfn: Pfn) -> None:
+        """Under memory integrity, a frame given to ``domain`` is written with zeros through
+        its key where the engine says so (a private page accepted by its owner)."""
+        if self._integrity is not None and self._integrity.initialises(domain.slot):
+            zeros = np.zeros((PAGE_SIZE // LINE_SIZE, LINE_SIZE), dtype=np.uint8)
+            self._write_lines(domain.slot, pfn * PAGE_SIZE, zeros)
+
     def owner(self, pa: PhysAddr) -> Domain | None:
         """The domain owning the frame at ``pa``, if any."""
         return self._owner.get(Pfn(pa // PAGE_SIZE))
@@ -383,11 +410,69 @@ class Machine:
 
     def _read_lines(self, slot: KeySlot, start: int, end: int) -> NDArray[np.uint8]:
         raw = self.memory.load(start, end - start)
-        return self.engine.decrypt(slot, self._addrs(start, end), raw)
+        addrs = self._addrs(start, end)
+        if self._integrity is None:
+            return self.engine.decrypt(slot, addrs, raw)
+        hidden = self._integrity.verify(slot, addrs, raw, self._words(start, end))
+        plain = self.engine.decrypt(slot, addrs, raw)
+        plain[hidden] = 0
+        return plain
 
     def _write_lines(self, slot: KeySlot, start: int, lines: NDArray[np.uint8]) -> None:
         end = start + lines.shape[0] * LINE_SIZE
-        self.memory.store(start, self.engine.encrypt(slot, self._addrs(start, end), lines))
+        out = self.engine.encrypt(slot, self._addrs(start, end), lines)
+        self.memory.store(start, out)
+        self._seal(slot, start, out)
+
+    def _seal(self, slot: KeySlot, start: int, ciphertext: NDArray[np.uint8]) -> None:
+        """Under memory integrity, the sideband words of lines just written at ``start``."""
+        if self._integrity is None:
+            return
+        end = start + ciphertext.shape[0] * LINE_SIZE
+        words = self._integrity.seal(slot, self._addrs(start, end), ciphertext)
+        self._words(start, end, overwrite=True)[:] = words
+
+    def _words(self, start: int, end: int, *, overwrite: bool = False) -> NDArray[np.uint64]:
+        """The sideband words of the lines in ``[start, end)`` (a writable view).
+
+        The firmware initialised all of DRAM with integrity on, through KeyID 0, while it held
+        zeros: a frame's words are made from that content the first time they are needed, which
+        gives what initialising every frame at boot would have given, and no boot cost. With
+        ``overwrite`` the caller replaces every word of the range, so frames it covers whole
+        need none made.
+        """
+        integrity, sideband = self._integrity, self._sideband
+        if integrity is None or sideband is None:
+            raise ConfigError(f"engine {self.engine.name} keeps no sideband words")
+        first, last = start // PAGE_SIZE, -(-end // PAGE_SIZE)
+        if overwrite:
+            self._booted[-(-start // PAGE_SIZE) : end // PAGE_SIZE] = True
+        fresh = np.flatnonzero(~self._booted[first:last]) + first
+        per_page = PAGE_SIZE // LINE_SIZE
+        for lo in range(0, fresh.shape[0], _BOOT_BATCH):
+            pfns = fresh[lo : lo + _BOOT_BATCH].astype(np.uint64)
+            lines = (pfns[:, None] * np.uint64(per_page)
+                     + np.arange(per_page, dtype=np.uint64)[None, :]).reshape(-1)
+            zeros = np.zeros((lines.shape[0], LINE_SIZE), dtype=np.uint8)
+            sideband[lines] = integrity.seal(HOST, lines * np.uint64(LINE_SIZE), zeros)
+        self._booted[first:last] = True
+        return sideband[start // LINE_SIZE : end // LINE_SIZE]
+
+    def bus_sideband(self, pa: PhysAddr, length: int) -> NDArray[np.uint64]:
+        """What the sideband (ECC) bits of the lines at ``pa`` hold: one word per line, zeros
+        under an engine without memory integrity. An interposer that drives the ECC bits reads
+        them with the lines."""
+        self.memory.check(pa, length)
+        if self._integrity is None:
+            return np.zeros(length // LINE_SIZE, dtype=np.uint64)
+        return self._words(pa, pa + length).copy()
+
+    def bus_write_sideband(self, pa: PhysAddr, words: NDArray[np.uint64]) -> None:
+        """An interposer drives the sideband bits of the lines at ``pa`` (nothing holds them
+        under an engine without memory integrity)."""
+        self.memory.check(pa, words.shape[0] * LINE_SIZE)
+        if self._integrity is not None:
+            self._words(pa, pa + words.shape[0] * LINE_SIZE, overwrite=True)[:] = words
 
     def _cpu_read(self, slot: KeySlot, pa: PhysAddr, length: int) -> bytes:
         start, end = self._span(pa, length)
@@ -449,6 +534,7 @@ class Machine:
         out = self.engine.encrypt(domain.slot, addrs, lines)
         if out.shape[0]:
             self.memory.store(pa, out[-1:])
+            self._seal(domain.slot, pa, out[-1:])
         return out
 
     def write_varying(
@@ -469,6 +555,7 @@ class Machine:
             last = head.copy()
             last[offset : offset + body.shape[1]] = body[-1]
             self.memory.store(pa, last[None, :])
+            self._seal(domain.slot, pa, last[None, :])
         return head, body
 
     # -- guest-physical access (through the nested page table) ----------------------------

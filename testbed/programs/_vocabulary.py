@@ -35,6 +35,7 @@ from ..platform import Engine, EngineWithRuntimeRotation
 from ..results.verdicts import Verdict
 from . import _ops as ops
 from . import _ops_attack as attack
+from . import _ops_sealed as sealed
 from . import _ops_systems as systems
 from ._args import AllocPages, Args, CreateDomain, DestroyDomain, FreePages
 from ._args_attack import (
@@ -61,6 +62,7 @@ from ._args_memory import (
     Store,
     StoreSecret,
 )
+from ._args_sealed import CaptureSealed, WriteSealed
 from ._args_systems import Attest, ExhaustSecretmem, LivePatching, TrackDirtyPages, WearOut
 from ._guess import guess
 from ._runtime import Runtime
@@ -177,6 +179,15 @@ _TABLE = (
     OpSpec("write_bus", WriteBus, _BUS, attack.write_bus,
            "drive raw lines onto the bus, bypassing every engine and check",
            "{op: write_bus, by: attacker, args: {address: $frame, data: $line}}", binds=False),
+    OpSpec("capture_sealed", CaptureSealed, _BUS, sealed.capture_sealed,
+           "read raw DRAM lines on the memory bus with their sideband (ECC) bits, where memory "
+           "integrity keeps each line's MAC; binds 72 bytes a line: the data, then the word",
+           "{op: capture_sealed, by: attacker, args: {address: $secret}, as: old}"),
+    OpSpec("write_sealed", WriteSealed, _BUS, sealed.write_sealed,
+           "drive lines and their sideband bits onto the bus (what capture_sealed bound), "
+           "bypassing every engine and check",
+           "{op: write_sealed, by: attacker, args: {address: $secret, data: $old}}",
+           binds=False),
     OpSpec("hv_read", HvRead, _HV, attack.hv_read,
            "the hypervisor reads guest memory through its own mapping (SEV-SNP's ciphertext "
            "hiding makes it read 0xff)",

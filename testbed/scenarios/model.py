@@ -28,7 +28,14 @@ from pydantic_core import PydanticCustomError
 from .. import registry
 from ..attacks import Attack, AttackParams
 from ..attacks.cost import JOB_LIMIT_UNITS, LIMIT_TEXT, MachineShape, Work, units_text
-from ..platform import MAX_MEMORY_PAGES, EngineOptions, Mitigations, MktmeEngine, SevEngine
+from ..platform import (
+    MAX_MEMORY_PAGES,
+    EngineOptions,
+    Mitigations,
+    MktmeEngine,
+    MktmeIntegrityEngine,
+    SevEngine,
+)
 from ..platform.mm import RESERVED_FRAMES
 from ..programs import OPS
 from ..results.chance import chance_text
@@ -150,6 +157,10 @@ class PlatformSpec(_Strict):
         description="MKTME: PCONFIG SET_KEY_RANDOM fails with ENTROPY_ERROR this many times in "
         "a row before each success (the kernel retries 10 times; 0: never fails)",
     )
+    mac_bits: int = Field(
+        28, ge=MktmeIntegrityEngine.MIN_MAC_BITS, le=MktmeIntegrityEngine.MAX_MAC_BITS,
+        description="memory integrity (mktme-i): MAC bits kept beside every line; a forged "
+        "line passes with probability 2^-bits")
     reduced_width_bits: int | None = Field(
         None, ge=16, le=32, description="use the reduced-width cipher of this width (wear-out)"
     )
@@ -169,7 +180,8 @@ class PlatformSpec(_Strict):
         return EngineOptions(reduced_width_bits=self.reduced_width_bits,
                              keyid_bits=self.keyid_bits, asids=self.asids,
                              ciphertext_hiding=self.ciphertext_hiding,
-                             pconfig_entropy_failures=self.pconfig_entropy_failures)
+                             pconfig_entropy_failures=self.pconfig_entropy_failures,
+                             mac_bits=self.mac_bits)
 
     @field_validator("secretmem_reserve_pages")
     @classmethod

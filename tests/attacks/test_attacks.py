@@ -25,7 +25,7 @@ def _recovered_secret(row: ResultRow) -> bool:
 
 
 @pytest.mark.parametrize(("engine", "want"), [
-    ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
+    ("none", S), ("tme", S), ("mktme", M), ("mktme-i", M), ("sev", M), ("sev-snp", M)])
 def test_kernel_map_leak(engine: str, want: Outcome) -> None:
     row = run("program", engine, params=leak())
     assert row.outcome is want, row.reason
@@ -33,7 +33,7 @@ def test_kernel_map_leak(engine: str, want: Outcome) -> None:
     assert _recovered_secret(row) is (want is S)
 
 
-@pytest.mark.parametrize("engine", ["none", "tme", "mktme", "sev", "sev-snp"])
+@pytest.mark.parametrize("engine", ["none", "tme", "mktme", "mktme-i", "sev", "sev-snp"])
 def test_kernel_map_leak_secretmem_faults(engine: str) -> None:
     row = run("program", engine, params=leak(), mitigations={"secretmem": True})
     assert row.outcome is B
@@ -49,14 +49,14 @@ def test_kernel_map_leak_process_victim_under_sev_is_not_encrypted() -> None:
 
 
 @pytest.mark.parametrize(("engine", "want"), [
-    ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
+    ("none", S), ("tme", S), ("mktme", M), ("mktme-i", M), ("sev", M), ("sev-snp", M)])
 def test_freed_data_leak(engine: str, want: Outcome) -> None:
     row = run("program", engine, params=freed())
     assert row.outcome is want, row.reason
     assert _recovered_secret(row) is (want is S)
 
 
-@pytest.mark.parametrize("engine", ["none", "tme", "mktme", "sev", "sev-snp"])
+@pytest.mark.parametrize("engine", ["none", "tme", "mktme", "mktme-i", "sev", "sev-snp"])
 def test_freed_data_leak_init_on_free(engine: str) -> None:
     row = run("program", engine, params=freed(), mitigations={"init_on_free": True})
     assert row.outcome is M
@@ -65,7 +65,8 @@ def test_freed_data_leak_init_on_free(engine: str) -> None:
 
 
 @pytest.mark.parametrize(("engine", "want"), [
-    ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
+    ("none", S), ("tme", S), ("mktme", M), ("mktme-i", B), ("sev", M),
+    ("sev-snp", M)])
 def test_cross_domain_replay(engine: str, want: Outcome) -> None:
     row = run("program", engine, params=replay())
     assert row.outcome is want, row.reason
@@ -75,7 +76,7 @@ def test_cross_domain_replay(engine: str, want: Outcome) -> None:
 
 
 @pytest.mark.parametrize(("engine", "want"), [
-    ("none", NA), ("tme", NA), ("mktme", NA), ("sev", S), ("sev-snp", B)])
+    ("none", NA), ("tme", NA), ("mktme", NA), ("mktme-i", NA), ("sev", S), ("sev-snp", B)])
 def test_hypervisor_replay(engine: str, want: Outcome) -> None:
     row = run("program", engine, params=rollback())
     assert row.outcome is want, row.reason
@@ -92,7 +93,7 @@ def test_hypervisor_replay_with_ciphertext_hiding_is_blocked_by_rmp() -> None:
 
 
 @pytest.mark.parametrize(("engine", "want"), [
-    ("none", S), ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
+    ("none", S), ("tme", S), ("mktme", M), ("mktme-i", M), ("sev", M), ("sev-snp", M)])
 def test_capture_compare(engine: str, want: Outcome) -> None:
     # Four PINs of 3 digits: one alone (2^-10 by chance) would be inconclusive.
     row = run("program", engine, params=pins(3), trials=4)
@@ -172,13 +173,17 @@ def test_same_seed_same_row_different_seed_different_secret() -> None:
 
 
 @pytest.mark.parametrize(("engine", "want"), [
-    ("tme", S), ("mktme", M), ("sev", M), ("sev-snp", M)])
+    ("tme", S), ("mktme", M), ("mktme-i", B), ("sev", M),
+    ("sev-snp", M)])
 def test_key_wearout_of_own_key_only_hurts_a_victim_sharing_it(engine: str,
                                                                want: Outcome) -> None:
     row = run("key-wearout", engine, platform={"reduced_width_bits": 20},
               params={"max_pairs": 8192, "trials": 4, "wear_domain": "attacker",
                       "buffer_pages": 2})
     assert row.outcome is want, row.reason
+    if want is B:  # memory integrity: the MAC refuses the forged line when the victim reads it
+        assert "integrity failure" in row.reason and "MAC does not match" in row.reason
+        return
     # The attacker finds its own collision under every engine; only the victim's key differs.
     assert all(q is not None for q in row.metrics_as(KeyWearoutMetrics).pairs_to_collision)
     if want is M:
@@ -188,7 +193,7 @@ def test_key_wearout_of_own_key_only_hurts_a_victim_sharing_it(engine: str,
 # -- regressions ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("engine", "want"), [
-    ("none", S), ("tme", S), ("mktme", M), ("sev", B), ("sev-snp", B)])
+    ("none", S), ("tme", S), ("mktme", M), ("mktme-i", B), ("sev", B), ("sev-snp", B)])
 def test_freed_data_leak_through_the_victims_old_keyid(engine: str, want: Outcome) -> None:
     row = run("program", engine, params=freed(stale=True))
     assert row.outcome is want, row.reason

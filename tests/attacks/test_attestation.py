@@ -133,7 +133,7 @@ def test_attack_params_are_bounded() -> None:
 def test_shipped_scenarios_reproduce_their_expectations(name: str) -> None:
     scenario, source = load_scenario(SCENARIOS / name)
     assert scenario.attack == "attestation"
-    assert set(scenario.expect) == {"none", "tme", "mktme", "sev", "sev-snp"}
+    assert set(scenario.expect) == {"none", "tme", "mktme", "mktme-i", "sev", "sev-snp"}
     for engine in scenario.engines:
         row = run_job(Job(scenario, source, engine, 1))
         assert row.outcome is scenario.expect[engine], f"{engine}: {row.reason}"

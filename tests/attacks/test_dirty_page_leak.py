@@ -17,7 +17,7 @@ from testbed.attacks.dirty_page_leak import (
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import Outcome
 
-ENGINES = ["none", "tme", "mktme", "sev", "sev-snp"]
+ENGINES = ["none", "tme", "mktme", "mktme-i", "sev", "sev-snp"]
 
 
 SECRET = {"secret": "k3y!Zq", "background_pages": 2}  # 6 text bytes: 2^-39 by chance

@@ -190,6 +190,12 @@ SAMPLES: list[tuple[str, str, Program, dict[str, Any]]] = [
      {"mitigations": {"text_poke_bp": True}}),
     ("attestation", "sev-snp", programs.program("attestation-replayed-report"), {}),
     ("combined", "tme", COMBINED, {}),
+    # Memory integrity initialises each page a domain is given and MACs every line written.
+    ("rotations-integrity", "mktme-i", ROTATIONS, {"platform": {"memory_pages": 2048}}),
+    ("freed-pages-integrity", "mktme-i", FREED, {"platform": {"memory_pages": 2048},
+                                                 "mitigations": {"init_on_free": True}}),
+    ("secretmem-integrity", "mktme-i", programs.program("secretmem-exhaustion"),
+     {"platform": {"memory_pages": 16384, "secretmem_reserve_pages": 2048}}),
 ]
 
 

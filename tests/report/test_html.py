@@ -139,6 +139,7 @@ def _inputs() -> tuple[list[ResultRow], list[tuple[Scenario, str]]]:
             Outcome.MITIGATED,
             evidence=Evidence(secret=SECRET, recovered=RECOVERED),
         ),
+        _row("leak", "mktme-i", Outcome.BLOCKED, Outcome.BLOCKED),
         _row("leak", "sev", Outcome.MITIGATED, Outcome.MITIGATED),
         _row("leak", "sev-snp", Outcome.NOT_APPLICABLE),
         _row("wear", "none", Outcome.BLOCKED),
@@ -151,7 +152,7 @@ def _inputs() -> tuple[list[ResultRow], list[tuple[Scenario, str]]]:
                 CurvePoint(q, min(1.0, q * q / 2**24 * 0.9), q * q / 2**25)
                 for q in (256, 1024, 2048, 4096, 8192)), 24, True),),
         ),
-        # mktme, sev, sev-snp of "wear" are deliberately not run.
+        # mktme, mktme-i, sev, sev-snp of "wear" are deliberately not run.
     ]
     return rows, [(leak, "scenarios/leak.yaml"), (wear, "scenarios/wear.yaml")]
 
@@ -232,7 +233,7 @@ def test_run_line_and_metadata(tmp_path: Path) -> None:
     html = _page(tmp_path, "index.html")
     line = re.search(r'<p class="runline">(.*?)</p>', html, re.S)
     assert line is not None
-    assert "2 scenarios &times; 5 engines, 7 results" in line.group(1)
+    assert "2 scenarios &times; 6 engines, 8 results" in line.group(1)
     assert "1 expectation mismatch &middot;" in line.group(1)
     assert "did not load" not in line.group(1)
     for text in ("1234", "0.1.0", "2024-05-01T10:00:00+00:00", "12.35 s"):
@@ -247,7 +248,8 @@ def test_engine_counts_say_scenarios_and_leave_out_not_applicable(tmp_path: Path
     counts = dict(re.findall(r'data-engine="([^"]+)"><span class="count">([^<]+)</span>', foot))
     # none: succeeded + blocked; tme: succeeded + error; sev-snp: only not applicable.
     assert counts == {"none": "1 of 2 scenarios", "tme": "0 of 2 scenarios",
-                      "mktme": "0 of 1 scenario", "sev": "1 of 1 scenario",
+                      "mktme": "0 of 1 scenario", "mktme-i": "1 of 1 scenario",
+                      "sev": "1 of 1 scenario",
                       "sev-snp": "0 of 0 scenarios"}
     rest = dict(re.findall(r'data-engine="([^"]+)">.*?<span class="count-rest">([^<]*)</span>',
                            foot))
@@ -264,8 +266,8 @@ def test_matrix_has_one_cell_per_scenario_and_engine(tmp_path: Path) -> None:
     header = html[html.index('<table class="matrix">') : html.index("</thead>")]
     positions = [header.index(f">{e}</th>") for e in ENGINE_NAMES]
     assert positions == sorted(positions)
-    assert html.count('data-outcome="not-run"') == 3
-    assert html.count('href="scenarios/leak.html#res-leak.') == 5 + 1  # cells + mismatch
+    assert html.count('data-outcome="not-run"') == 4
+    assert html.count('href="scenarios/leak.html#res-leak.') == 6 + 1  # cells + mismatch
     # The matrix comes before the legend, which sits beside it.
     assert html.index('id="matrix"') < html.index('id="legend"') < html.index('id="scenarios"')
 
@@ -299,7 +301,7 @@ def test_outcome_texts(tmp_path: Path) -> None:
     html = _render(tmp_path)
     for text in ("succeeded", "partial", "mitigated", "blocked", "error", "n/a"):
         assert f'<span class="outcome">{text}</span>' in html
-    assert html.count('<span class="outcome">not run</span>') == 3 + 3  # matrix + wear page
+    assert html.count('<span class="outcome">not run</span>') == 4 + 4  # matrix + wear page
 
 
 def test_mismatch_is_flagged_with_text(tmp_path: Path) -> None:
@@ -321,8 +323,8 @@ def test_legend_and_sections(tmp_path: Path) -> None:
     assert "What to look for" in html
     assert ('<li class="prose">Why does <a class="term" href="../glossary.html#term-tme">TME</a> '
             "not help here?</li>") in html
-    # One panel per applicable result: leak has 4 (sev-snp is n/a), wear 2.
-    assert html.count('<details class="result') == 6
+    # One panel per applicable result: leak has 5 (sev-snp is n/a), wear 2.
+    assert html.count('<details class="result') == 7
 
 
 def test_what_happened_leads_the_page_one_line_per_outcome(tmp_path: Path) -> None:

@@ -217,9 +217,9 @@ def test_printed_every_result_is_there(shipped: Path, browser: Any, artifacts: P
     page.emulate_media(media="print")
     rows = len(list(SCENARIOS.glob("*.yaml")))
     cells = page.locator("td[data-cell] .outcome")
-    assert cells.count() == rows * 5
+    assert cells.count() == rows * 6
     assert all(t.strip() for t in cells.all_inner_texts())
-    assert page.locator("td[data-cell]:visible").count() == rows * 5
+    assert page.locator("td[data-cell]:visible").count() == rows * 6
     assert page.locator("td.control-cell:visible").count() == rows
     assert page.locator("#legend:visible").count() == 1
     assert page.locator(".filters:visible").count() == 0  # nothing to click on paper
@@ -233,7 +233,7 @@ def test_printed_every_result_is_there(shipped: Path, browser: Any, artifacts: P
         assert lines.count() >= 1
         assert page.locator("ul.happened > li:visible").count() == lines.count(), path
         shown = page.inner_text("body")
-        for engine in ("none", "tme", "mktme", "sev", "sev-snp"):
+        for engine in ("none", "tme", "mktme", "mktme-i", "sev", "sev-snp"):
             assert engine in shown
     assert watched.messages == []
 
@@ -258,7 +258,7 @@ def test_matrix_colours_filters_and_links(hostile: Path, browser: Any) -> None:
     watched = _Watched(browser)
     page = watched.open(hostile / "index.html")
     rows = 6
-    assert page.locator("[data-cell]").count() == rows * 5
+    assert page.locator("[data-cell]").count() == rows * 6
     assert page.locator("td.control-cell:visible").count() == rows
     assert page.locator("thead th").nth(1).inner_text().startswith("Control")
 
@@ -290,7 +290,7 @@ def test_matrix_colours_filters_and_links(hostile: Path, browser: Any) -> None:
     assert blocked > 0
     assert page.locator("td[data-cell] .outcome:visible").count() == blocked
     page.click("label[for=fo-all]")
-    assert page.locator("td[data-cell] .outcome:visible").count() == rows * 5
+    assert page.locator("td[data-cell] .outcome:visible").count() == rows * 6
 
     # Each cell opens that result on the scenario's own page; n/a cells open their line.
     page.click('td[data-cell="secretmem-pool-exhaustion/mktme"] a')
@@ -298,7 +298,7 @@ def test_matrix_colours_filters_and_links(hostile: Path, browser: Any) -> None:
     assert page.url.endswith("/scenarios/secretmem-pool-exhaustion.html"
                              "#res-secretmem-pool-exhaustion.mktme")
     assert page.locator("h1").inner_text() == "secretmem pool exhaustion"
-    assert page.locator("details.result[open]").count() == 5
+    assert page.locator("details.result[open]").count() == 6
     assert page.locator("figure.plot img").count() == 1  # one figure across the engines
     assert page.locator("#res-secretmem-pool-exhaustion\\.mktme").is_visible()
     page.click("text=\u2190 Outcome matrix")

@@ -44,9 +44,9 @@ def test_history_and_compare_over_two_runs(tmp_path: Path,
     assert "history: run 2" in output
 
     html = (out / "index.html").read_text()
-    assert "5 outcomes changed since run 1" in html
+    assert "6 outcomes changed since run 1" in html
     assert html.count("changed: was succeeded") == 2  # none and tme
-    assert html.count("changed: was mitigated") == 3
+    assert html.count("changed: was mitigated") == 4  # mktme, mktme-i, sev, sev-snp
 
     code, listing = invoke("history", "--db", str(db))
     assert code == 0
@@ -56,7 +56,7 @@ def test_history_and_compare_over_two_runs(tmp_path: Path,
     assert code == 2  # an outcome changed
     assert re.search(r"kernel-map-leak  tme: +succeeded \(tme\) +->  blocked \(tme\+secretmem\)",
                      diff), diff
-    assert diff.strip().endswith("5 outcomes changed from run 1 to run 2; 0 results added, "
+    assert diff.strip().endswith("6 outcomes changed from run 1 to run 2; 0 results added, "
                                  "0 removed")
     assert invoke("compare", "2", "2", "--db", str(db))[1].strip() == \
         "0 outcomes changed from run 2 to run 2; 0 results added, 0 removed"

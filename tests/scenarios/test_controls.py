@@ -84,7 +84,7 @@ def test_every_shipped_row_carries_a_bare_control_under_its_attacks_control_engi
         assert attack is not None and row.control.profile == attack.control_engine
 
 
-@pytest.mark.parametrize("engine", ["none", "tme", "mktme", "sev", "sev-snp"])
+@pytest.mark.parametrize("engine", ["none", "tme", "mktme", "mktme-i", "sev", "sev-snp"])
 @pytest.mark.parametrize("attack", sorted(CHEAP))
 def test_every_row_carries_its_attacks_control(attack: str, engine: str) -> None:
     row = run(attack, engine, **CHEAP[attack])

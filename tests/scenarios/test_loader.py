@@ -39,7 +39,7 @@ def error_of(path: Path) -> str:
 def test_good_file_loads(tmp_path: Path) -> None:
     scenario, source = load_scenario(write(tmp_path, GOOD))
     assert scenario.id == "demo"
-    assert scenario.engines == ["none", "tme", "mktme", "sev", "sev-snp"]
+    assert scenario.engines == ["none", "tme", "mktme", "mktme-i", "sev", "sev-snp"]
     assert source.endswith("s.yaml")
 
 

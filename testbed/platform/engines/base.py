@@ -3,7 +3,8 @@
 Every access carries a *key slot*: the KeyID in the physical address (MKTME), the ASID of the
 running guest with the C-bit set (SEV), or the single TME key. Engines are told apart by the
 interfaces they implement (:class:`EngineWithKeyIds`, :class:`EngineWithRuntimeRotation`,
-:class:`EngineWithGuestIsolation`, :class:`EngineWithRmp`, :class:`EngineWithAttestation`) and by
+:class:`EngineWithGuestIsolation`, :class:`EngineWithRmp`, :class:`EngineWithAttestation`,
+:class:`EngineWithIntegrity`) and by
 the boolean capabilities derived from them; code never asks for an engine by name.
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "EngineOptions",
     "EngineWithAttestation",
     "EngineWithGuestIsolation",
+    "EngineWithIntegrity",
     "EngineWithKeyIds",
     "EngineWithRmp",
     "EngineWithRuntimeRotation",
@@ -52,6 +54,7 @@ class EngineOptions:
         ciphertext_hiding: SEV-SNP: hypervisor reads of guest pages return 0xff.
         pconfig_entropy_failures: MKTME: PCONFIG SET_KEY_RANDOM answers ENTROPY_ERROR this
             many times in a row before each success (0: the entropy source never fails).
+        mac_bits: memory integrity: width of the MAC kept beside every line.
     """
 
     reduced_width_bits: int | None = None
@@ -59,6 +62,7 @@ class EngineOptions:
     asids: int = 15
     ciphertext_hiding: bool = False
     pconfig_entropy_failures: int = 0
+    mac_bits: int = 28
 
 
 # -- capability interfaces --------------------------------------------------------------------
@@ -153,6 +157,46 @@ class EngineWithRmp(abc.ABC):
         """Whether a hypervisor read of ``pfn`` returns 0xff instead of the ciphertext."""
 
 
+class EngineWithIntegrity(abc.ABC):
+    """Interface: memory integrity. Every line carries a *sideband word* beside it (in the ECC
+    bits: not part of the line's data at its physical address) that the memory controller
+    writes with each CPU write and checks on each CPU read.
+
+    The machine keeps one ``uint64`` word per line of DRAM and hands the engine the words of
+    the lines it reads or writes; what the bits of a word mean is the engine's.
+    """
+
+    mac_bits: int
+    """Width of each line's MAC."""
+
+    @abc.abstractmethod
+    def seal(
+        self, slot: KeySlot, addrs: NDArray[np.uint64], ciphertext: NDArray[np.uint8]
+    ) -> NDArray[np.uint64]:
+        """The sideband words of lines a CPU writes through ``slot``, as ``(n,)``."""
+
+    @abc.abstractmethod
+    def initialises(self, slot: KeySlot) -> bool:
+        """Whether a frame given to a domain running with ``slot`` is first written with zeros
+        through ``slot``, so that its lines pass the domain's checks (TDX: a private page is
+        accepted, which initialises it through the TD's KeyID)."""
+
+    @abc.abstractmethod
+    def verify(
+        self, slot: KeySlot, addrs: NDArray[np.uint64], ciphertext: NDArray[np.uint8],
+        sideband: NDArray[np.uint64],
+    ) -> NDArray[np.bool_]:
+        """Check lines a CPU reads through ``slot`` against their sideband words.
+
+        Returns which lines read as zeros instead of their contents (a line the reader may not
+        see, refused without a fault). A line that fails its check is poisoned in ``sideband``
+        (a writable view of the machine's words) before the read is refused.
+
+        Raises:
+            IntegrityViolation: a line failed its check, or was poisoned before.
+        """
+
+
 class EngineWithAttestation:
     """Interface: a platform security processor measures guest launches and signs attestation
     reports that a remote guest owner can verify. The PSP itself is
@@ -163,6 +207,7 @@ _DERIVED: dict[str, type] = {
     "runtime_rotation": EngineWithRuntimeRotation,
     "isolates_guests": EngineWithGuestIsolation,
     "attests": EngineWithAttestation,
+    "integrity": EngineWithIntegrity,
 }
 """Boolean capabilities and the interface each one follows from."""
 
@@ -171,9 +216,10 @@ _DERIVED: dict[str, type] = {
 class Engine:
     """Base engine: a table of key slots, each holding a cipher or ``None`` (plaintext).
 
-    The boolean capabilities :attr:`runtime_rotation`, :attr:`isolates_guests` and
-    :attr:`attests` follow from the interfaces a class implements; a subclass may still set one
-    itself (a SEV platform whose PSP firmware is missing does not attest).
+    The boolean capabilities :attr:`runtime_rotation`, :attr:`isolates_guests`,
+    :attr:`attests` and :attr:`integrity` follow from the interfaces a class implements; a
+    subclass may still set one itself (a SEV platform whose PSP firmware is missing does not
+    attest).
 
     Args:
         keys: the platform RNG.
@@ -192,6 +238,8 @@ class Engine:
     attests: ClassVar[bool] = False
     """Whether a platform security processor measures guest launches and signs attestation
     reports that a remote guest owner can verify."""
+    integrity: ClassVar[bool] = False
+    """Whether the memory controller keeps a MAC beside every line and checks it on reads."""
 
     _derived: ClassVar[frozenset[str]] = frozenset()
     """The capabilities this very class derived from its interfaces (not set by hand)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ...errors import ConfigError
 from .base import Engine, EngineOptions, NoEngine
+from .integrity import MktmeIntegrityEngine
 from .keys import KeySource
 from .sev import SevEngine, SevSnpEngine
 from .tme import MktmeEngine, TmeEngine
@@ -16,7 +17,8 @@ from .tme import MktmeEngine, TmeEngine
 __all__ = ["ENGINES", "engine_class", "make_engine"]
 
 ENGINES: dict[str, type[Engine]] = {
-    cls.name: cls for cls in (NoEngine, TmeEngine, MktmeEngine, SevEngine, SevSnpEngine)
+    cls.name: cls for cls in (NoEngine, TmeEngine, MktmeEngine, MktmeIntegrityEngine, SevEngine,
+                               SevSnpEngine)
 }
 """The built-in engines: :attr:`Engine.name` -> class."""
 
@@ -42,8 +44,9 @@ def make_engine(
     keyid_bits: int = EngineOptions.keyid_bits,
     asids: int = EngineOptions.asids,
     ciphertext_hiding: bool = False,
+    mac_bits: int = EngineOptions.mac_bits,
 ) -> Engine:
     """Build the engine called ``name`` with the options that apply to it (see
     :class:`EngineOptions`); ``engine_class(name).build(keys, options)`` does the same."""
-    options = EngineOptions(reduced_width_bits, keyid_bits, asids, ciphertext_hiding)
+    options = EngineOptions(reduced_width_bits, keyid_bits, asids, ciphertext_hiding, mac_bits)
     return engine_class(name).build(keys, options)

@@ -13,12 +13,14 @@ from testbed.platform import (
     EngineOptions,
     EngineWithAttestation,
     EngineWithGuestIsolation,
+    EngineWithIntegrity,
     EngineWithKeyIds,
     EngineWithRmp,
     EngineWithRuntimeRotation,
     KeySource,
     Machine,
     MktmeEngine,
+    MktmeIntegrityEngine,
     NoEngine,
     SevEngine,
     SevSnpEngine,
@@ -28,7 +30,7 @@ from testbed.platform import (
 )
 
 INTERFACES = (EngineWithKeyIds, EngineWithRuntimeRotation, EngineWithGuestIsolation,
-              EngineWithRmp, EngineWithAttestation)
+              EngineWithRmp, EngineWithAttestation, EngineWithIntegrity)
 
 
 def keys(seed: int = 0) -> KeySource:
@@ -37,7 +39,9 @@ def keys(seed: int = 0) -> KeySource:
 
 def test_registry_maps_each_name_to_its_class() -> None:
     assert ENGINES == {"none": NoEngine, "tme": TmeEngine, "mktme": MktmeEngine,
-                       "sev": SevEngine, "sev-snp": SevSnpEngine}
+                       "mktme-i": MktmeIntegrityEngine, "sev": SevEngine,
+                       "sev-snp": SevSnpEngine}
+    assert list(ENGINES) == ["none", "tme", "mktme", "mktme-i", "sev", "sev-snp"]
     assert all(cls.name == name for name, cls in ENGINES.items())
     assert engine_class("sev") is SevEngine
     with pytest.raises(ConfigError, match="engine: unknown 'sme'; built-in: none, tme"):
@@ -50,6 +54,7 @@ def test_registry_maps_each_name_to_its_class() -> None:
         ("none", set()),
         ("tme", set()),
         ("mktme", {EngineWithKeyIds, EngineWithRuntimeRotation}),
+        ("mktme-i", {EngineWithKeyIds, EngineWithRuntimeRotation, EngineWithIntegrity}),
         ("sev", {EngineWithGuestIsolation, EngineWithAttestation}),
         ("sev-snp", {EngineWithGuestIsolation, EngineWithAttestation, EngineWithRmp}),
     ],
@@ -62,17 +67,18 @@ def test_engines_declare_their_capabilities(name: str, interfaces: set[type]) ->
 @pytest.mark.parametrize(
     ("name", "flags"),
     [
-        ("none", (False, False, False, False, False)),
-        ("tme", (True, False, False, False, False)),
-        ("mktme", (True, True, True, False, False)),
-        ("sev", (True, True, False, True, True)),
-        ("sev-snp", (True, True, False, True, True)),
+        ("none", (False, False, False, False, False, False)),
+        ("tme", (True, False, False, False, False, False)),
+        ("mktme", (True, True, True, False, False, False)),
+        ("mktme-i", (True, True, True, False, False, True)),
+        ("sev", (True, True, False, True, True, False)),
+        ("sev-snp", (True, True, False, True, True, False)),
     ],
 )
 def test_boolean_capabilities(name: str, flags: tuple[bool, ...]) -> None:
     cls = ENGINES[name]
     got = (cls.encrypts, cls.per_domain_keys, cls.runtime_rotation, cls.isolates_guests,
-           cls.attests)
+           cls.attests, cls.integrity)
     assert got == flags
 
 
