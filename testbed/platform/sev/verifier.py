@@ -51,6 +51,7 @@ from .snp_report import (
     SNP_POLICY_DEBUG,
     SNP_REPORT_SIZE,
     SNP_REPORT_VERSION,
+    SNP_SIGNED_END,
     SnpReport,
     SnpSigAlgo,
 )
@@ -230,7 +231,8 @@ class Verifier:
         if problem is not None:
             self._fail(Check.CHAIN, problem)
         self._pass(Check.CHAIN, " -> ".join(SNP_CHAIN_NAMES))
-        if not x509_subject_key(chain[-1]).verify(report.signed_bytes(), report.rs(), "sha384"):
+        # Over the bytes received, reserved ones included, not over a re-packing of the fields.
+        if not x509_subject_key(chain[-1]).verify(data[:SNP_SIGNED_END], report.rs(), "sha384"):
             self._fail(Check.SIGNATURE, "the signature over bytes 0x000-0x29F does not verify "
                        "with the VCEK")
         self._pass(Check.SIGNATURE, "VCEK, ECDSA P-384 with SHA-384")
