@@ -40,6 +40,7 @@ import base64
 import binascii
 import enum
 from dataclasses import dataclass, field
+from typing import Self
 
 from ...crypto.signing import KEY_SEED_SIZE, SigningKey
 from ...errors import ConfigError, InvalidArgument
@@ -319,7 +320,7 @@ class SevAttestationReport:
     data: str
 
     @classmethod
-    def of(cls, raw: bytes) -> SevAttestationReport:
+    def of(cls, raw: bytes) -> Self:
         """The component carrying the report ``raw``."""
         return cls(base64.b64encode(raw).decode("ascii"))
 

@@ -108,8 +108,13 @@ def test_snp_report_fields_sit_at_the_published_offsets() -> None:
     nonce = p.owner.new_nonce()
     data = p.report(nonce)
     assert len(data) == 0x4A0
-    u32 = lambda off: struct.unpack_from("<I", data, off)[0]  # noqa: E731
-    u64 = lambda off: struct.unpack_from("<Q", data, off)[0]  # noqa: E731
+
+    def u32(off: int) -> int:
+        return int(struct.unpack_from("<I", data, off)[0])
+
+    def u64(off: int) -> int:
+        return int(struct.unpack_from("<Q", data, off)[0])
+
     assert u32(0x000) == 2                                   # VERSION
     assert u32(0x004) == 0                                   # GUEST_SVN
     assert u64(0x008) == POLICY                              # POLICY
@@ -119,7 +124,8 @@ def test_snp_report_fields_sit_at_the_published_offsets() -> None:
     assert data[0x050:0x090] == base64.b64decode(nonce)      # REPORT_DATA
     assert data[0x090:0x0C0] == p.digest == snp_digest_by_hand(IMAGE, p.vmsa)  # MEASUREMENT
     assert data[0x1A0:0x1E0] == p.psp.chip_id and len(p.psp.chip_id) == 64      # CHIP_ID
-    assert u64(0x038) == u64(0x180) == u64(0x1E0) == u64(0x1F0)  # current/reported/committed/launch TCB
+    # CURRENT_TCB, REPORTED_TCB, COMMITTED_TCB, LAUNCH_TCB
+    assert u64(0x038) == u64(0x180) == u64(0x1E0) == u64(0x1F0)
     assert data[0x188:0x1A0] == bytes(24) and data[0x1F8:0x2A0] == bytes(168)  # reserved
     assert data[0x2A0 + 144:] == bytes(512 - 144)            # signature padding
     parsed = SnpReport.unpack(data)
