@@ -12,6 +12,7 @@ from testbed.platform import (
     Engine,
     EngineOptions,
     EngineWithAttestation,
+    EngineWithSnpAttestation,
     EngineWithGuestIsolation,
     EngineWithKeyIds,
     EngineWithRmp,
@@ -28,7 +29,7 @@ from testbed.platform import (
 )
 
 INTERFACES = (EngineWithKeyIds, EngineWithRuntimeRotation, EngineWithGuestIsolation,
-              EngineWithRmp, EngineWithAttestation)
+              EngineWithRmp, EngineWithAttestation, EngineWithSnpAttestation)
 
 
 def keys(seed: int = 0) -> KeySource:
@@ -51,7 +52,8 @@ def test_registry_maps_each_name_to_its_class() -> None:
         ("tme", set()),
         ("mktme", {EngineWithKeyIds, EngineWithRuntimeRotation}),
         ("sev", {EngineWithGuestIsolation, EngineWithAttestation}),
-        ("sev-snp", {EngineWithGuestIsolation, EngineWithAttestation, EngineWithRmp}),
+        ("sev-snp", {EngineWithGuestIsolation, EngineWithAttestation, EngineWithRmp,
+                     EngineWithSnpAttestation}),
     ],
 )
 def test_engines_declare_their_capabilities(name: str, interfaces: set[type]) -> None:
