@@ -76,8 +76,9 @@ class RmpEntry:
 
 
 class SevSnpEngine(SevEngine, EngineWithRmp, EngineWithSnpAttestation):
-    """AMD SEV-SNP: SEV plus the RMP. Hypervisor writes to guest-owned frames fault; the PSP
-    runs SNP firmware (SNP launch digest, VCEK-signed SNP reports).
+    """AMD SEV-SNP: SEV plus the RMP. Hypervisor writes to guest-owned frames fault.
+
+    The PSP runs SNP firmware: SNP launch digest, VCEK-signed SNP attestation reports.
 
     Hypervisor *reads* are not RMP-checked; with ``ciphertext_hiding`` they return 0xff.
     """
