@@ -2,16 +2,19 @@
 
 Threat: a malicious hypervisor builds the guest from the owner's launch image and carries every
 message between the owner and the platform. It inserts a backdoor into the kernel command line
-before launch, then has to get past the owner's attestation, because the owner releases its
-secret (a disk key) only to a guest whose report it accepted. ``tamper`` picks the answer the
-hypervisor gives to the owner's attestation request: ``image`` forwards the genuine report (the
-PSP measured the modified image), ``replay`` returns a genuine report recorded at an earlier,
-unmodified boot, ``forge`` returns a report claiming the genuine digest, signed with a PEK of
-the hypervisor's own making; ``vmsa`` leaves the image alone and moves the initial instruction
-pointer (RIP) in the guest's VMSA to ``backdoor_rip`` before launch, then forwards the genuine
-evidence. ``evidence`` picks what the owner checks: the attestation report (legacy 208-byte
-report under ``sev``, the SNP ATTESTATION_REPORT under ``sev-snp``, as the engine's interfaces
-decide) or, on legacy firmware only, the LAUNCH_MEASURE blob (HMAC-SHA256 under the owner's TIK).
+before launch, then has to get past the owner's attestation, because the owner releases its secret
+(a disk key) only to a guest whose report it accepted. ``tamper`` picks the answer the hypervisor
+gives to the owner's attestation request: ``image`` forwards the genuine report (the PSP measured
+the modified image), ``replay`` returns a genuine report recorded at an earlier, unmodified boot,
+``forge`` returns a report claiming the genuine digest, signed with a PEK of the hypervisor's own
+making; ``vmsa`` leaves the image alone and moves the initial instruction pointer (RIP) in the
+guest's VMSA to ``backdoor_rip`` before launch, then forwards the genuine evidence; ``debug``
+launches the genuine image under a policy that allows debugging (legacy NODBG cleared, SNP DEBUG
+set) and, once the key is in, reads it with DBG_DECRYPT (without a PSP, through the hypervisor's own
+mapping of guest memory). ``evidence`` picks what the owner checks: the attestation report (legacy
+208-byte report under ``sev``, the SNP ATTESTATION_REPORT under ``sev-snp``, as the engine's
+interfaces decide) or, on legacy firmware only, the LAUNCH_MEASURE blob (HMAC-SHA256 under the
+owner's TIK).
 Source: B. Singh, "[PATCH] target/i386/sev: add the support to query the attestation report"
 (qemu-devel, 4 December 2020), and its review thread; SEV API specification (AMD publication
 55766), LAUNCH_UPDATE_VMSA and LAUNCH_MEASURE; SEV-SNP Firmware ABI specification (AMD
@@ -113,9 +116,11 @@ def _guest(name: str) -> str:
 class AttestationParams(SecretParams):
     """cmdline + backdoor stay under 256 bytes of UTF-8."""
 
-    tamper: Literal["image", "replay", "forge", "vmsa"] = Field(
+    tamper: Literal["image", "replay", "forge", "vmsa", "debug"] = Field(
         "image", description="how the hypervisor answers the owner's attestation request "
-        "(vmsa: it moves the initial RIP in the VMSA instead of changing the image)",
+        "(vmsa: it moves the initial RIP in the VMSA instead of changing the image; debug: it "
+        "launches the genuine image with a policy that allows debugging, then decrypts the "
+        "guest's memory)",
     )
     evidence: Literal["report", "launch_measure"] = Field(
         "report", description="what the owner checks: the attestation report, or the legacy "
@@ -226,13 +231,17 @@ class Provisioned:
             check without a PSP).
         secret: the owner's disk key.
         runs_modified: whether the guest runs the hypervisor's modified image.
-        leaked: what the backdoor read of the key and sent out (``None``: no backdoor ran).
+        leaked: what the attacker got of the key: what the backdoor sent out, or what the
+            hypervisor read from guest memory (``None``: no backdoor ran).
+        how: how it got it, for the verdict.
     """
 
     basis: str
     secret: bytes
     runs_modified: bool
     leaked: bytes | None
+    how: str = "the backdoor handed it over"
+    """How the attacker got ``leaked``."""
 
 
 def attest(ctx: AttackContext, params: AttestationParams) -> Provisioned:
@@ -268,7 +277,11 @@ def attest(ctx: AttackContext, params: AttestationParams) -> Provisioned:
 
     modified, launch_vmsa = image, vmsa
     log.begin_attack()
-    if params.tamper == "vmsa":
+    if params.tamper == "debug":
+        run.launch_policy = fmt.allow_debug(policy)
+        log.step(Actor.ATTACKER, "starts the launch with a policy that allows debugging",
+                 "malicious_hypervisor", detail=f"policy {policy:#x} -> {run.launch_policy:#x}")
+    elif params.tamper == "vmsa":
         launch_vmsa = vmsa.with_rip(params.backdoor_rip)
         log.step(Actor.ATTACKER, "moves the guest's initial RIP to its own code before launch",
                  "malicious_hypervisor",
@@ -295,15 +308,15 @@ def attest(ctx: AttackContext, params: AttestationParams) -> Provisioned:
 def judge_attestation(done: Provisioned) -> Verdict:
     """``succeeded`` when the backdoor handed over the owner's disk key, judged by
     :func:`~testbed.attacks.judge_bytes`."""
-    if not done.runs_modified:
+    if done.leaked is None:
         return Verdict(Outcome.MITIGATED, "the guest runs the owner's image: no backdoor ran "
                                           "to receive the key")
     verdict = judge_bytes(done.secret, done.leaked, "disk key")
     if verdict.outcome is Outcome.SUCCEEDED:
-        return Verdict(Outcome.SUCCEEDED, f"{done.basis}: the owner released its disk key to a "
-                       "guest running the hypervisor's modified image or register state, and "
-                       "the backdoor handed "
-                       f"it over (by chance {chance_text(verdict.chance_log2)})",
+        guest = ("a guest running the hypervisor's modified image or register state"
+                 if done.runs_modified else "its guest")
+        return Verdict(Outcome.SUCCEEDED, f"{done.basis}: the owner released its disk key to "
+                       f"{guest}, and {done.how} (by chance {chance_text(verdict.chance_log2)})",
                        verdict.chance_log2)
     return verdict
 
@@ -322,6 +335,8 @@ class _Run:
     metrics: AttestationMetrics
     policy: int
     owner: Verifier = field(init=False)
+    launch_policy: int | None = None
+    """The policy the hypervisor passes to LAUNCH_START (``None``: the owner's)."""
     tik: bytes = field(init=False)
     """The transport integrity key the owner gives the PSP (never the hypervisor)."""
 
@@ -348,6 +363,8 @@ class _Run:
         log.address = secret_pa
         self.note(replace(self.metrics, secret_provisioned=True))
         log.step(Actor.OWNER, "releases its disk key to the guest", address=secret_pa, detail=basis)
+        if self.params.tamper == "debug":
+            return self.debug_read(launched, secret, secret_pa, basis)
         if not runs_modified:
             return Provisioned(basis, secret, runs_modified, None)
         log.recovered = m.read(launched.guest, secret_pa, len(secret))
@@ -355,6 +372,28 @@ class _Run:
                  "sends it out",
                  "malicious_hypervisor", secret_pa)
         return Provisioned(basis, secret, runs_modified, log.recovered)
+
+    def debug_read(
+        self, launched: _Launched, secret: bytes, pa: PhysAddr, basis: str
+    ) -> Provisioned:
+        """The hypervisor reads the key out of guest memory: DBG_DECRYPT where there is a PSP,
+        its own mapping of guest memory where there is none.
+
+        Raises:
+            InvalidArgument: the firmware refused DBG_DECRYPT (the policy forbids debugging).
+        """
+        m, log, psp = self.ctx.machine, self.ctx.log, self.psp
+        if psp is None:
+            log.recovered = m.hypervisor_read(pa, len(secret))
+            log.step(Actor.ATTACKER, "reads the disk key's page through its own mapping of guest "
+                     "memory", "malicious_hypervisor", pa)
+            return Provisioned(basis, secret, False, log.recovered,
+                               "the hypervisor read the key from guest memory")
+        log.recovered = psp.debug_decrypt(launched.handle, pa, len(secret))
+        log.step(Actor.ATTACKER, "decrypts the disk key's page with DBG_DECRYPT",
+                 "malicious_hypervisor", pa)
+        return Provisioned(basis, secret, False, log.recovered,
+                           "the hypervisor decrypted the key with DBG_DECRYPT")
 
     def launch(self, image: bytes, vmsa: Vmsa, name: str) -> _Launched:
         """Create a guest and load ``image`` and its VMSA into it, through the PSP where there
@@ -370,7 +409,8 @@ class _Run:
             log.step(Actor.HOST, f"copies the {_guest(name)}'s image and VMSA into its memory",
                      address=launched.frames[0], detail="nothing measures what was loaded")
             return launched
-        launched.handle = psp.launch_start(guest, self.policy, self.tik)
+        policy = self.policy if self.launch_policy is None else self.launch_policy
+        launched.handle = psp.launch_start(guest, policy, self.tik)
         for pa, chunk in zip(launched.frames, chunks, strict=True):
             psp.launch_update_data(launched.handle, pa, chunk)
         psp.launch_update_vmsa(launched.handle, launched.vmsa_frame, vmsa.pack())

@@ -133,6 +133,43 @@ def test_launch_measure_does_not_apply_to_snp_firmware() -> None:
                                              "evidence": "launch_measure"}).outcome is S
 
 
+@pytest.mark.parametrize(("engine", "launched"), [("sev", "0x0"), ("sev-snp", "0xb0000")])
+def test_a_debug_policy_is_caught_by_the_policy_check(engine: str, launched: str) -> None:
+    row = run("attestation", engine, params={"tamper": "debug"})
+    assert row.outcome is B, row.reason
+    assert _att(row).check_failed == "policy" and _att(row).checks_passed == 5
+    assert _att(row).digest_measured == _att(row).digest_expected  # the genuine launch
+    assert _att(row).guest_runs_modified_image is False
+    changed = next(s for s in row.steps if "allows debugging" in s.action)
+    assert changed.detail.endswith(f"-> {launched}")
+
+
+def test_an_owner_that_asks_for_a_debug_policy_loses_its_key_to_dbg_decrypt() -> None:
+    row = run("attestation", "sev", params={"tamper": "debug", "policy": 0,
+                                            "secret": "disk-key-0123"})
+    assert row.outcome is S, row.reason
+    assert row.evidence.recovered == b"disk-key-0123"
+    assert any("DBG_DECRYPT" in s.action for s in row.steps)
+    # An SNP owner refuses a debuggable guest whatever policy it asked for.
+    snp = run("attestation", "sev-snp", params={"tamper": "debug", "policy": 0xB0000})
+    assert snp.outcome is B and "DEBUG (bit 19)" in snp.reason
+
+
+@pytest.mark.parametrize(("engine", "want"), [("none", S), ("tme", S),
+                                              ("mktme", Outcome.MITIGATED)])
+def test_without_a_psp_the_debug_read_sees_what_the_engine_shows(engine: str,
+                                                                  want: Outcome) -> None:
+    row = run("attestation", engine, params={"tamper": "debug", "secret": "disk-key-0123"})
+    assert row.outcome is want, row.reason
+    assert row.evidence.recovered is not None and len(row.evidence.recovered) == 13
+    assert (row.evidence.recovered == b"disk-key-0123") is (want is S)
+
+
+def test_the_measure_hmac_covers_the_policy() -> None:
+    row = run("attestation", "sev", params={"tamper": "debug", "evidence": "launch_measure"})
+    assert row.outcome is B and _att(row).check_failed == "launch measure"
+
+
 class SevWithSnpFirmware(SevEngine, EngineWithSnpAttestation):
     pass
 
@@ -199,7 +236,8 @@ def test_attack_params_are_bounded() -> None:
                                   "19-attestation-replayed-report.yaml",
                                   "20-attestation-forged-report.yaml",
                                   "28-attestation-tampered-vmsa.yaml",
-                                  "29-attestation-launch-measure.yaml"])
+                                  "29-attestation-launch-measure.yaml",
+                                  "30-attestation-debug-policy.yaml"])
 def test_shipped_scenarios_reproduce_their_expectations(name: str) -> None:
     scenario, source = load_scenario(SCENARIOS / name)
     assert scenario.attack == "attestation"

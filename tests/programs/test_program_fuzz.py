@@ -62,7 +62,7 @@ ARGS: dict[str, st.SearchStrategy[Any]] = {
     "old": INSNS, "new": INSNS, "fetch_chunk": st.integers(2, 9),
     "poke_chunk": st.integers(0, 6), "interleavings": st.integers(0, 300),
     "explore": st.sampled_from(["exhaustive", "random", "dfs"]),
-    "tamper": st.sampled_from(["image", "replay", "forge", "vmsa", "none"]),
+    "tamper": st.sampled_from(["image", "replay", "forge", "vmsa", "debug", "none"]),
     "evidence": st.sampled_from(["report", "launch_measure", "quote"]),
     "backdoor_rip": st.one_of(st.just(0xFFF0), st.integers(-1, 2**64)),
     "image_bytes": st.integers(0, 20000), "cmdline": st.text(max_size=30),

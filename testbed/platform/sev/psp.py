@@ -57,7 +57,13 @@ from .measure import (
     measure_hmac,
 )
 from .report import MNONCE_SIZE, POLICY_NODBG, U32_MAX, KeyUsage, SevReport, sign_report
-from .snp_report import REPORT_DATA_SIZE, SNP_POLICY_DEFAULT, SnpReport, sign_snp_report
+from .snp_report import (
+    REPORT_DATA_SIZE,
+    SNP_POLICY_DEBUG,
+    SNP_POLICY_DEFAULT,
+    SnpReport,
+    sign_snp_report,
+)
 from .vmsa import VMSA_SIZE
 
 __all__ = [
@@ -93,6 +99,19 @@ class ReportFormat(enum.StrEnum):
     def digest_size(self) -> int:
         """Bytes of the launch digest."""
         return SevLaunchDigest.size if self is ReportFormat.SEV else SnpLaunchDigest.size
+
+    def allow_debug(self, policy: int) -> int:
+        """``policy`` with debugging allowed: legacy NODBG (bit 0) cleared, SNP DEBUG (bit 19)
+        set."""
+        if self is ReportFormat.SEV:
+            return policy & ~POLICY_NODBG
+        return policy | SNP_POLICY_DEBUG
+
+    def debug_allowed(self, policy: int) -> bool:
+        """Whether ``policy`` lets the hypervisor use DBG_DECRYPT."""
+        if self is ReportFormat.SEV:
+            return not policy & POLICY_NODBG
+        return bool(policy & SNP_POLICY_DEBUG)
 
     def new_digest(self) -> LaunchDigest:
         """An empty launch digest of this format."""
@@ -305,6 +324,19 @@ class Psp:
         body = SnpReport(report_data, launch.digest, launch.policy, vmpl,
                          report_id=launch.report_id, chip_id=self.chip_id)
         return sign_snp_report(body, self._vcek).pack()
+
+    def debug_decrypt(self, handle: int, pa: PhysAddr, length: int) -> bytes:
+        """DBG_DECRYPT (SEV API; SNP_DBG_DECRYPT): the hypervisor reads guest memory in the
+        clear, which the firmware allows only to a guest whose policy permits debugging.
+
+        Raises:
+            InvalidArgument: the guest's policy forbids debugging, or an unknown guest.
+        """
+        launch = self._launch(handle)
+        if not self.report_format.debug_allowed(launch.policy):
+            raise InvalidArgument(f"DBG_DECRYPT: guest {handle}'s policy {launch.policy:#x} "
+                                  "forbids debugging")
+        return self.machine.read(launch.guest, pa, length)
 
     def decommission(self, handle: int) -> None:
         """Forget the guest (its handle is no longer valid)."""

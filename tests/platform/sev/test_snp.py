@@ -287,6 +287,22 @@ def replace_tik(p: SnpPlatform, tik: bytes) -> Verifier:
     return Verifier(p.vendor.root, p.owner.expected_digest, 0x1, rng(), tik=tik)
 
 
+@pytest.mark.parametrize(("engine", "nodebug", "debug"), [("sev", 0x1, 0x0),
+                                                          ("sev-snp", POLICY, 0xB_0000)])
+def test_dbg_decrypt_follows_the_policy(engine: str, nodebug: int, debug: int) -> None:
+    for policy, allowed in ((nodebug, False), (debug, True)):
+        p = SnpPlatform(engine=engine, policy=policy)
+        pa = p.machine.alloc_page(p.guest)
+        p.machine.write(p.guest, pa, b"disk key")
+        assert p.psp.report_format.debug_allowed(policy) is allowed
+        if allowed:
+            assert p.psp.debug_decrypt(p.handle, pa, 8) == b"disk key"
+        else:
+            with pytest.raises(InvalidArgument, match="forbids debugging"):
+                p.psp.debug_decrypt(p.handle, pa, 8)
+        assert p.psp.report_format.allow_debug(nodebug) == debug
+
+
 def test_vmsa_registers_sit_at_the_save_area_offsets() -> None:
     page = Vmsa(rip=0x1234, rsp=0x5678).pack()
     assert len(page) == 4096
