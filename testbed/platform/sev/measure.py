@@ -10,17 +10,22 @@ Sources:
   version fields are one byte each, the policy a 4-byte little-endian integer, the digest 32
   bytes. B. Singh's attestation-report patch (qemu-devel, December 2020) describes the same
   digest "of the guest memory and VMSA encrypted with the LAUNCH_UPDATE".
-- SEV-SNP Firmware ABI specification (AMD publication 56860), SNP_LAUNCH_UPDATE and the
-  PAGE_INFO structure: each page updates the 48-byte launch digest as
-  ``LD = SHA-384(PAGE_INFO)``, where PAGE_INFO (0x70 bytes) is DIGEST_CUR (the digest so far,
-  48 bytes at 0x00), CONTENTS (SHA-384 of the page, 48 bytes at 0x30), LENGTH (u16 0x70 at
-  0x60), PAGE_TYPE (u8 at 0x62), IMI_PAGE (u8 at 0x63), the VMPL3/2/1 permissions (u8 each at
-  0x64-0x66), a reserved byte, and the page's guest-physical address (u64 at 0x68).
+- SEV-SNP Firmware ABI specification (AMD publication 56860), SNP_LAUNCH_UPDATE and the PAGE_INFO
+  structure (section 8.17.2, "Layout of the PAGE_INFO structure"): each page updates the 48-byte
+  launch digest as ``LD = SHA-384(PAGE_INFO)``, where PAGE_INFO (0x70 bytes) is DIGEST_CUR (the
+  digest so far, 48 bytes at 0x00), CONTENTS (SHA-384 of the page, 48 bytes at 0x30), LENGTH (u16
+  0x70 at 0x60), PAGE_TYPE (u8 at 0x62), IMI_PAGE (u8 at 0x63), the VMPL3/2/1 permissions (u8 each
+  at 0x64-0x66), a reserved byte, and the page's guest-physical address (u64 at 0x68).
+
+The layouts were cross-checked against public guest-owner tools: AMD's sev-tool
+(``calc_measurement``: context byte, API major, minor, build, policy, digest, mnonce, TIK) and
+virtee/sev-snp-measure (PAGE_INFO, and the VMSA's GPA 0xFFFFFFFFF000: the RMP records the VMSA at
+GPA -1, page-aligned, bits above 51 clear).
 
 The model's choices: the guest-physical address of the n-th page of the image is ``n * 4096``
-(guest memory is laid out in launch order), the VMSA is measured at GPA 0xFFFFFFFFF000 (where
-public measurement tools place it), no page is an IMI page and the VMPL permissions are zero.
-The API version in the LAUNCH_MEASURE blob is 0.24, build 15 (:data:`API_VERSION`).
+(guest memory is laid out in launch order), no page is an IMI page, the VMPL permissions are
+zero, and only NORMAL and VMSA pages occur (no zero, secrets or CPUID pages). The API version in
+the LAUNCH_MEASURE blob is 0.24, build 15 (:data:`API_VERSION`).
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ SNP_DIGEST_SIZE = 48
 PAGE_INFO_SIZE = 0x70
 _PAGE_INFO = struct.Struct("<48s48sHBBBBBxQ")
 VMSA_GPA = 0xFFFF_FFFF_F000
-"""Guest-physical address the VMSA page is measured at (the model's choice)."""
+"""Guest-physical address the VMSA page is measured at (as the RMP records it)."""
 TIK_SIZE = 16
 """The transport integrity key: 128 bits."""
 MEASURE_CONTEXT = 0x04
