@@ -454,8 +454,13 @@ class _Run:
             VerificationFailed: the owner rejected the report it got.
         """
         m, log, psp, owner = self.ctx.machine, self.ctx.log, self.psp, self.owner
+        if psp is not None and self.params.evidence == "launch_measure":
+            return self.check_measure(launched)
         nonce = owner.new_nonce()
-        log.step(Actor.OWNER, "asks the host for an attestation report", detail=f"mnonce {nonce}")
+        label = ("report_data" if psp is not None and psp.report_format is ReportFormat.SNP
+                 else "mnonce")
+        log.step(Actor.OWNER, "asks the host for an attestation report",
+                 detail=f"{label} {nonce}")
         if psp is None:
             try:
                 query_attestation_report(m, psp, launched.handle, nonce)
@@ -464,8 +469,6 @@ class _Run:
                          "where there is no attestation)", detail=str(exc))
                 return "no attestation was possible"
             raise AttackError("an attestation report came back from a machine without a PSP")
-        if self.params.evidence == "launch_measure":
-            return self.check_measure(launched)
         reply, chain = self.answer(psp, launched, nonce, recorded)
         snp = psp.report_format is ReportFormat.SNP
         component = reply.snp if snp else reply.sev
@@ -497,6 +500,8 @@ class _Run:
         log, owner = self.ctx.log, self.owner
         if launched.blob is None:
             raise AttackError("the firmware returned no LAUNCH_MEASURE blob")
+        log.step(Actor.OWNER, "asks the host for the LAUNCH_MEASURE blob",
+                 detail="it will recompute the HMAC with the TIK it gave the PSP")
         blob = launched.blob
         if self.params.tamper == "forge":
             # The hypervisor knows the genuine digest but not the owner's TIK: it MACs with a

@@ -105,7 +105,7 @@ def test_forged_snp_report_carries_the_owners_64_byte_nonce_in_report_data() -> 
     captured = row.evidence.captured
     assert captured is not None and len(captured) == 0x4A0
     asked = next(s for s in row.steps if s.action.startswith("asks the host"))
-    nonce = decode_nonce(asked.detail.removeprefix("mnonce "), REPORT_DATA_SIZE)
+    nonce = decode_nonce(asked.detail.removeprefix("report_data "), REPORT_DATA_SIZE)
     assert captured[REPORT_DATA_OFFSET:REPORT_DATA_OFFSET + REPORT_DATA_SIZE] == nonce
 
 
