@@ -36,6 +36,14 @@ from ..platform.sev.report import (
     SIGNATURE_OFFSET,
     SIGNED_END,
 )
+from ..platform.sev.snp_report import (
+    CHIP_ID_OFFSET,
+    MEASUREMENT_OFFSET,
+    MEASUREMENT_SIZE,
+    REPORT_DATA_OFFSET,
+    REPORT_DATA_SIZE,
+    SNP_SIGNATURE_OFFSET,
+)
 from ..results.chance import DEFENCE_BYTES
 from ..results.model import Evidence
 
@@ -82,6 +90,18 @@ class EvidenceLabels:
     captured_fields: tuple[Field, ...] = ()
     secret_name: str = "the secret"
     """The secret in a note (``2 of 5 bytes equal the new instruction``)."""
+    layout_metrics: tuple[str, ...] = ()
+    """Metrics whose value, the first found in :attr:`captured_layouts`, picks the captured
+    buffer's layout instead of :attr:`captured_fields`."""
+    captured_layouts: Mapping[str, tuple[Field, ...]] | None = None
+
+    def layout(self, metrics: Mapping[str, Any]) -> tuple[Field, ...]:
+        """The captured buffer's layout for a row with ``metrics``."""
+        for name in self.layout_metrics:
+            value = metrics.get(name)
+            if self.captured_layouts and isinstance(value, str) and value in self.captured_layouts:
+                return self.captured_layouts[value]
+        return self.captured_fields
 
 
 _REPORT_FIELDS = (
@@ -93,6 +113,27 @@ _REPORT_FIELDS = (
     Field(RESERVED_OFFSET, SIGNATURE_OFFSET - RESERVED_OFFSET, "reserved"),
     Field(SIGNATURE_OFFSET, 1 << 16, "signature (by the PEK, over bytes "
           f"0x00-{SIGNED_END - 1:#04x})"),
+)
+
+_SNP_REPORT_FIELDS = (
+    Field(0x00, 0x08, "version, guest_svn"),
+    Field(0x08, 0x08, "policy"),
+    Field(0x10, 0x20, "family_id, image_id"),
+    Field(0x30, 0x08, "vmpl, signature_algo"),
+    Field(0x38, REPORT_DATA_OFFSET - 0x38, "TCB, platform info, flags"),
+    Field(REPORT_DATA_OFFSET, REPORT_DATA_SIZE, "report_data (the owner's nonce)"),
+    Field(MEASUREMENT_OFFSET, MEASUREMENT_SIZE, "measurement (SHA-384 launch digest)"),
+    Field(MEASUREMENT_OFFSET + MEASUREMENT_SIZE, CHIP_ID_OFFSET - MEASUREMENT_OFFSET
+          - MEASUREMENT_SIZE, "host data, key digests, report ids, reported TCB"),
+    Field(CHIP_ID_OFFSET, 64, "chip_id"),
+    Field(CHIP_ID_OFFSET + 64, SNP_SIGNATURE_OFFSET - CHIP_ID_OFFSET - 64,
+          "committed and launch TCB, reserved"),
+    Field(SNP_SIGNATURE_OFFSET, 1 << 16, "signature (by the VCEK, over bytes "
+          f"0x000-{SNP_SIGNATURE_OFFSET - 1:#05x})"),
+)
+_MEASURE_BLOB_FIELDS = (
+    Field(0x00, 32, "MEASURE (HMAC-SHA256 under the TIK)"),
+    Field(0x20, 16, "mnonce (chosen by the firmware)"),
 )
 
 GENERIC = EvidenceLabels(
@@ -124,7 +165,10 @@ LABELS: Mapping[str, EvidenceLabels] = {
         "Secret: the owner's disk key",
         "Attestation report the owner received",
         "What the backdoor read from the guest",
-        compare_captured=False, captured_fields=_REPORT_FIELDS),
+        compare_captured=False, captured_fields=_REPORT_FIELDS,
+        layout_metrics=("evidence", "report_format"),
+        captured_layouts={"launch_measure": _MEASURE_BLOB_FIELDS,
+                          "sev-snp": _SNP_REPORT_FIELDS}),
     "ciphertext-side-channel": EvidenceLabels(
         "Secret: the guest's scalar, one bit per ladder iteration",
         "The swap flag's 16-byte block as the observer read it, one per iteration",
@@ -290,7 +334,7 @@ def evidence_views(attack: str | EvidenceLabels, evidence: Evidence,
     if evidence.captured is not None:
         compare = secret if labels.compare_captured else None
         out.append(hex_dump("captured", labels.captured, evidence.captured, compare,
-                            labels.secret_name, labels.captured_fields))
+                            labels.secret_name, labels.layout(metrics)))
     if evidence.recovered is not None:
         if target is not None:
             out.append(hex_dump("recovered", labels.recovered, evidence.recovered, target,

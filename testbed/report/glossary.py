@@ -112,12 +112,26 @@ TERMS: tuple[Term, ...] = (
          "it but cannot read its keys.", _ATTEST),
     Term("attestation-report", "Attestation report", ("attestation report",),
          "What the PSP signs for a guest owner: the owner's mnonce, the launch digest and "
-         "the guest policy, signed with the PEK. The owner checks the signature, the nonce "
-         "and the digest before it trusts the guest with a secret.", _ATTEST),
+         "the guest policy, signed with the PEK (SEV, 208 bytes), or the owner's 64-byte "
+         "nonce, the 48-byte measurement, the policy and the VMPL, signed with the VCEK "
+         "(SEV-SNP, 1184 bytes). The owner checks the signature, the nonce and the digest "
+         "before it trusts the guest with a secret.", _ATTEST),
     Term("launch-digest", "Launch digest (measurement)", ("launch digest", "measurement"),
-         "The SHA-256 digest the PSP computes over the image it encrypted at launch. If the "
-         "hypervisor changed the image, the digest differs from the one the owner "
-         "expects.", _ATTEST),
+         "The digest the PSP computes over the image and the VMSA it encrypted at launch: "
+         "SHA-256 under SEV, a chain of SHA-384 over one record per page under SEV-SNP. If "
+         "the hypervisor changed the image or the initial registers, the digest differs from "
+         "the one the owner expects.", _ATTEST),
+    Term("vmsa", "VMSA (VM save area)", ("VMSA",),
+         "The page holding a guest vCPU's register state (RIP, RSP, control registers) under "
+         "SEV-ES and SEV-SNP, encrypted with the guest's key. The initial VMSA is part of the "
+         "launch digest, so a hypervisor that moves RIP is caught by attestation.", _ATTEST),
+    Term("tik", "TIK (transport integrity key)", ("TIK", "LAUNCH_MEASURE"),
+         "A key the guest owner shares with the PSP at launch and the hypervisor never sees. "
+         "LAUNCH_MEASURE returns an HMAC under the TIK over the launch digest and policy, "
+         "which the owner checks before the guest runs.", _ATTEST),
+    Term("vcek", "VCEK (versioned chip endorsement key)", ("VCEK",),
+         "The SEV-SNP key that signs attestation reports: unique to one chip and its firmware "
+         "version, certified by AMD's ASK and ARK in X.509 certificates.", _ATTEST),
     Term("mnonce", "mnonce", ("mnonce",),
          "A random 16-byte number the guest owner sends with its request and that the "
          "signed report must repeat. A report recorded earlier carries an old nonce, so it "

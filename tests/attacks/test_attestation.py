@@ -13,13 +13,22 @@ from testbed.attacks import AttackContext
 from testbed.attacks.attestation import AttestationBypass, AttestationMetrics, AttestationParams
 from testbed.crypto.signing import DETERMINISTIC_SIGNING
 from testbed.errors import VerificationFailed
-from testbed.platform import Engine, KeySource, Machine, SevEngine, TmeEngine
+from testbed.platform import (
+    Engine,
+    EngineWithSnpAttestation,
+    KeySource,
+    Machine,
+    SevEngine,
+    TmeEngine,
+)
+from testbed.platform.sev import REPORT_DATA_OFFSET, REPORT_DATA_SIZE, decode_nonce
 from testbed.platform.sev.psp import decode_mnonce
 from testbed.results import ResultRow
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import PAGE_SIZE, Outcome
 
-S, B = Outcome.SUCCEEDED, Outcome.BLOCKED
+S, B, NA = Outcome.SUCCEEDED, Outcome.BLOCKED, Outcome.NOT_APPLICABLE
+REPORT_BYTES = {"sev": 208, "sev-snp": 0x4A0}
 
 
 def _att(row: ResultRow) -> AttestationMetrics:
@@ -35,13 +44,14 @@ def rng(seed: int = 1) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-FAILED_CHECK = {"image": "launch digest", "replay": "nonce freshness", "forge": "certificate chain"}
+FAILED_CHECK = {"image": "launch digest", "replay": "nonce freshness", "forge": "certificate chain",
+                "vmsa": "launch digest"}
 
 
-PASSED_BEFORE = {"image": 4, "replay": 3, "forge": 1}
+PASSED_BEFORE = {"image": 4, "replay": 3, "forge": 1, "vmsa": 4}
 
 
-@pytest.mark.parametrize("tamper", ["image", "replay", "forge"])
+@pytest.mark.parametrize("tamper", ["image", "replay", "forge", "vmsa"])
 @pytest.mark.parametrize("engine", ["sev", "sev-snp"])
 def test_attack_is_blocked_by_the_owners_verifier(engine: str, tamper: str) -> None:
     row = run("attestation", engine, params={"tamper": tamper})
@@ -49,7 +59,8 @@ def test_attack_is_blocked_by_the_owners_verifier(engine: str, tamper: str) -> N
     assert row.reason.startswith(f"the platform refused a step: {FAILED_CHECK[tamper]}: ")
     assert _att(row).check_failed == FAILED_CHECK[tamper]
     assert _att(row).checks_passed == PASSED_BEFORE[tamper]
-    assert _att(row).report_bytes == 208
+    assert _att(row).report_bytes == REPORT_BYTES[engine]
+    assert _att(row).report_format == engine
     assert _att(row).secret_provisioned is False
     assert _att(row).guest_runs_modified_image is True
     assert _att(row).digest_measured != _att(row).digest_expected
@@ -57,7 +68,7 @@ def test_attack_is_blocked_by_the_owners_verifier(engine: str, tamper: str) -> N
     assert row.steps[-1].actor == "owner" and "rejects" in row.steps[-1].action
 
 
-@pytest.mark.parametrize("tamper", ["image", "replay", "forge"])
+@pytest.mark.parametrize("tamper", ["image", "replay", "forge", "vmsa"])
 @pytest.mark.parametrize("engine", ["none", "tme", "mktme"])
 def test_attack_succeeds_without_attestation(engine: str, tamper: str) -> None:
     row = run("attestation", engine, params={"tamper": tamper, "secret": "disk-key-0123"})
@@ -71,10 +82,11 @@ def test_attack_succeeds_without_attestation(engine: str, tamper: str) -> None:
     assert not any(s.action.startswith(("answers", "signs")) for s in row.steps)
 
 
-def test_replay_uses_a_report_the_owner_once_accepted() -> None:
-    row = run("attestation", "sev", params={"tamper": "replay"})
+@pytest.mark.parametrize(("engine", "checks"), [("sev", 6), ("sev-snp", 7)])
+def test_replay_uses_a_report_the_owner_once_accepted(engine: str, checks: int) -> None:
+    row = run("attestation", engine, params={"tamper": "replay"})
     accepted = [s for s in row.steps if s.action.startswith("earlier boot: verifies")]
-    assert len(accepted) == 1 and accepted[0].detail.startswith("6 checks passed")
+    assert len(accepted) == 1 and accepted[0].detail.startswith(f"{checks} checks passed")
     assert _att(row).digest_reported == _att(row).digest_expected
 
 
@@ -84,6 +96,91 @@ def test_forged_report_claims_the_genuine_digest_and_the_owners_nonce() -> None:
     assert row.evidence.captured is not None
     asked = next(s for s in row.steps if s.action.startswith("asks the host"))
     assert row.evidence.captured[:16] == decode_mnonce(asked.detail.removeprefix("mnonce "))
+
+
+def test_forged_snp_report_carries_the_owners_64_byte_nonce_in_report_data() -> None:
+    row = run("attestation", "sev-snp", params={"tamper": "forge"})
+    assert _att(row).digest_reported == _att(row).digest_expected
+    assert len(_att(row).digest_expected) == 96  # 48-byte SHA-384 launch digest
+    captured = row.evidence.captured
+    assert captured is not None and len(captured) == 0x4A0
+    asked = next(s for s in row.steps if s.action.startswith("asks the host"))
+    nonce = decode_nonce(asked.detail.removeprefix("report_data "), REPORT_DATA_SIZE)
+    assert captured[REPORT_DATA_OFFSET:REPORT_DATA_OFFSET + REPORT_DATA_SIZE] == nonce
+
+
+@pytest.mark.parametrize("engine", ["sev", "sev-snp"])
+def test_a_moved_rip_changes_the_measurement_not_the_image(engine: str) -> None:
+    row = run("attestation", engine, params={"tamper": "vmsa", "backdoor_rip": 0x20_0000})
+    assert row.outcome is B
+    assert _att(row).initial_rip == "0x200000" and _att(row).guest_runs_modified_image is True
+    control = run("attestation", "none", params={"tamper": "vmsa", "backdoor_rip": 0x20_0000})
+    assert control.outcome is S and _att(control).initial_rip == "0x200000"
+
+
+@pytest.mark.parametrize(("tamper", "passed"), [("image", 1), ("vmsa", 1), ("forge", 1)])
+def test_launch_measure_blob_is_checked_with_the_tik(tamper: str, passed: int) -> None:
+    row = run("attestation", "sev", params={"tamper": tamper, "evidence": "launch_measure"})
+    assert row.outcome is B, row.reason
+    assert _att(row).check_failed == "launch measure" and _att(row).checks_passed == passed
+    assert _att(row).report_bytes == 48
+
+
+def test_launch_measure_does_not_apply_to_snp_firmware() -> None:
+    row = run("attestation", "sev-snp", params={"tamper": "vmsa", "evidence": "launch_measure"})
+    assert row.outcome is NA and "no LAUNCH_MEASURE" in row.reason
+    assert run("attestation", "tme", params={"tamper": "vmsa",
+                                             "evidence": "launch_measure"}).outcome is S
+
+
+@pytest.mark.parametrize(("engine", "launched"), [("sev", "0x0"), ("sev-snp", "0xb0000")])
+def test_a_debug_policy_is_caught_by_the_policy_check(engine: str, launched: str) -> None:
+    row = run("attestation", engine, params={"tamper": "debug"})
+    assert row.outcome is B, row.reason
+    assert _att(row).check_failed == "policy" and _att(row).checks_passed == 5
+    assert _att(row).digest_measured == _att(row).digest_expected  # the genuine launch
+    assert _att(row).guest_runs_modified_image is False
+    changed = next(s for s in row.steps if "allows debugging" in s.action)
+    assert changed.detail.endswith(f"-> {launched}")
+
+
+def test_an_owner_that_asks_for_a_debug_policy_loses_its_key_to_dbg_decrypt() -> None:
+    row = run("attestation", "sev", params={"tamper": "debug", "policy": 0,
+                                            "secret": "disk-key-0123"})
+    assert row.outcome is S, row.reason
+    assert row.evidence.recovered == b"disk-key-0123"
+    assert any("DBG_DECRYPT" in s.action for s in row.steps)
+    # An SNP owner refuses a debuggable guest whatever policy it asked for.
+    snp = run("attestation", "sev-snp", params={"tamper": "debug", "policy": 0xB0000})
+    assert snp.outcome is B and "DEBUG (bit 19)" in snp.reason
+
+
+@pytest.mark.parametrize(("engine", "want"), [("none", S), ("tme", S),
+                                              ("mktme", Outcome.MITIGATED)])
+def test_without_a_psp_the_debug_read_sees_what_the_engine_shows(engine: str,
+                                                                  want: Outcome) -> None:
+    row = run("attestation", engine, params={"tamper": "debug", "secret": "disk-key-0123"})
+    assert row.outcome is want, row.reason
+    assert row.evidence.recovered is not None and len(row.evidence.recovered) == 13
+    assert (row.evidence.recovered == b"disk-key-0123") is (want is S)
+
+
+def test_the_measure_hmac_covers_the_policy() -> None:
+    row = run("attestation", "sev", params={"tamper": "debug", "evidence": "launch_measure"})
+    assert row.outcome is B and _att(row).check_failed == "launch measure"
+
+
+class SevWithSnpFirmware(SevEngine, EngineWithSnpAttestation):
+    pass
+
+
+def test_report_format_follows_the_snp_interface_not_the_name() -> None:
+    m = Machine(SevWithSnpFirmware(KeySource(rng())), 64)
+    ctx = AttackContext(m, rng(2), lambda: m)
+    with pytest.raises(VerificationFailed, match="launch digest"):
+        AttestationBypass().run(ctx, AttestationParams(tamper="image"))
+    assert _log_metrics(ctx).report_bytes == 0x4A0
+    assert _log_metrics(ctx).report_format == "sev-snp"
 
 
 class SevWithoutPsp(SevEngine):
@@ -109,12 +206,13 @@ def test_outcome_follows_the_attests_capability_not_the_name(
     assert _log_metrics(ctx).attestation_available is engine_cls.attests
 
 
-def test_attack_is_reproducible() -> None:
-    a, b = (run("attestation", "sev", seed=11, params={"tamper": "image"}) for _ in range(2))
+@pytest.mark.parametrize("engine", ["sev", "sev-snp"])
+def test_attack_is_reproducible(engine: str) -> None:
+    a, b = (run("attestation", engine, seed=11, params={"tamper": "image"}) for _ in range(2))
     assert a.metrics == b.metrics and a.steps == b.steps
     if DETERMINISTIC_SIGNING:
         assert a.evidence == b.evidence and a.evidence.captured is not None
-        assert len(a.evidence.captured) == 208
+        assert len(a.evidence.captured) == REPORT_BYTES[engine]
 
 
 def test_attack_params_are_bounded() -> None:
@@ -124,12 +222,22 @@ def test_attack_params_are_bounded() -> None:
         AttestationParams.model_validate({"image_bytes": 16 * PAGE_SIZE + 1})
     with pytest.raises(ValidationError, match="tamper"):
         AttestationParams.model_validate({"tamper": "rowhammer"})
-    assert AttestationParams.model_validate({"image_bytes": 4097}).pages_needed() == 3
+    with pytest.raises(ValidationError, match="replay needs evidence: report"):
+        AttestationParams.model_validate({"tamper": "replay", "evidence": "launch_measure"})
+    with pytest.raises(ValidationError, match="must differ from the reset RIP"):
+        AttestationParams.model_validate({"tamper": "vmsa", "backdoor_rip": 0xFFF0})
+    with pytest.raises(ValidationError, match="less than or equal to"):
+        AttestationParams.model_validate({"backdoor_rip": 1 << 64})
+    # image pages, the VMSA page and the secret's page
+    assert AttestationParams.model_validate({"image_bytes": 4097}).pages_needed() == 4
 
 
 @pytest.mark.parametrize("name", ["18-attestation-tampered-image.yaml",
                                   "19-attestation-replayed-report.yaml",
-                                  "20-attestation-forged-report.yaml"])
+                                  "20-attestation-forged-report.yaml",
+                                  "28-attestation-tampered-vmsa.yaml",
+                                  "29-attestation-launch-measure.yaml",
+                                  "30-attestation-debug-policy.yaml"])
 def test_shipped_scenarios_reproduce_their_expectations(name: str) -> None:
     scenario, source = load_scenario(SCENARIOS / name)
     assert scenario.attack == "attestation"

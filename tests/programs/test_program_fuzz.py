@@ -63,9 +63,11 @@ ARGS: dict[str, st.SearchStrategy[Any]] = {
     "old": INSNS, "new": INSNS, "fetch_chunk": st.integers(2, 9),
     "poke_chunk": st.integers(0, 6), "interleavings": st.integers(0, 300),
     "explore": st.sampled_from(["exhaustive", "random", "dfs"]),
-    "tamper": st.sampled_from(["image", "replay", "forge", "none"]),
+    "tamper": st.sampled_from(["image", "replay", "forge", "vmsa", "debug", "none"]),
+    "evidence": st.sampled_from(["report", "launch_measure", "quote"]),
+    "backdoor_rip": st.one_of(st.just(0xFFF0), st.integers(-1, 2**64)),
     "image_bytes": st.integers(0, 20000), "cmdline": st.text(max_size=30),
-    "backdoor": st.text(max_size=30), "policy": st.integers(-1, 2**32),
+    "backdoor": st.text(max_size=30), "policy": st.one_of(st.none(), st.integers(-1, 2**64)),
 }
 SYSTEM_LOG_ENTRIES = 16
 """Log entries a system step makes at most, besides one per secretmem file it opens."""

@@ -82,3 +82,15 @@ def test_an_attestation_report_shows_its_layout() -> None:
     assert captured.fields[:3] == ("0x00-0x0f mnonce", "0x10-0x2f launch digest",
                                    "0x30-0x33 policy")
     assert captured.fields[-1].startswith("0x40-0xcf signature (by the PEK")
+
+
+def test_an_snp_report_and_a_launch_measure_blob_show_their_layouts() -> None:
+    (snp,) = evidence_views("attestation", Evidence(captured=bytes(0x4A0)),
+                            {"evidence": "report", "report_format": "sev-snp"})
+    assert "0x50-0x8f report_data (the owner's nonce)" in snp.fields
+    assert "0x90-0xbf measurement (SHA-384 launch digest)" in snp.fields
+    assert snp.fields[-1].startswith("0x2a0-0x49f signature (by the VCEK")
+    (blob,) = evidence_views("attestation", Evidence(captured=bytes(48)),
+                             {"evidence": "launch_measure", "report_format": "sev"})
+    assert blob.fields == ("0x00-0x1f MEASURE (HMAC-SHA256 under the TIK)",
+                           "0x20-0x2f mnonce (chosen by the firmware)")

@@ -203,6 +203,12 @@ class EngineWithAttestation:
     :class:`~testbed.platform.sev.Psp`; the engine only declares that the platform has one."""
 
 
+class EngineWithSnpAttestation(EngineWithAttestation):
+    """Interface: the PSP runs SEV-SNP firmware. Launches are measured with the SNP launch
+    digest (SHA-384 over PAGE_INFO records) and reports are the SNP ATTESTATION_REPORT, signed
+    by the chip's VCEK; the legacy LAUNCH_MEASURE blob and 208-byte report do not exist."""
+
+
 _DERIVED: dict[str, type] = {
     "runtime_rotation": EngineWithRuntimeRotation,
     "isolates_guests": EngineWithGuestIsolation,

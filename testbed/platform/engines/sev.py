@@ -14,6 +14,7 @@ from .base import (
     EngineWithAttestation,
     EngineWithGuestIsolation,
     EngineWithRmp,
+    EngineWithSnpAttestation,
 )
 from .keys import CipherFamily, KeySource
 
@@ -74,8 +75,10 @@ class RmpEntry:
     """Guest page number the frame was validated for (PVALIDATE records it)."""
 
 
-class SevSnpEngine(SevEngine, EngineWithRmp):
+class SevSnpEngine(SevEngine, EngineWithRmp, EngineWithSnpAttestation):
     """AMD SEV-SNP: SEV plus the RMP. Hypervisor writes to guest-owned frames fault.
+
+    The PSP runs SNP firmware: SNP launch digest, VCEK-signed SNP attestation reports.
 
     Hypervisor *reads* are not RMP-checked; with ``ciphertext_hiding`` they return 0xff.
     """

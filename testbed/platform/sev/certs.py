@@ -12,6 +12,7 @@ obtained from the vendor, never from the host it attests.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from ...crypto.signing import (
 )
 from ...errors import ConfigError, VerificationFailed
 from .report import KeyUsage, SigAlgo
+from .snp_certs import SnpVendor
 
 __all__ = [
     "CERT_SIGNED_END",
@@ -158,12 +160,20 @@ class Vendor:
     """
 
     def __init__(self, rng: np.random.Generator) -> None:
-        self._ark = SigningKey(rng.bytes(KEY_SEED_SIZE))
+        ark_seed = rng.bytes(KEY_SEED_SIZE)
+        self._ark = SigningKey(ark_seed)
         self._ask = SigningKey(rng.bytes(KEY_SEED_SIZE))
+        self._snp_seed = ark_seed
         self.ark_cert = issue_certificate(KeyUsage.ARK, self._ark.public_key, KeyUsage.ARK,
                                           self._ark)
         self.ask_cert = issue_certificate(KeyUsage.ASK, self._ask.public_key, KeyUsage.ARK,
                                           self._ark)
+
+    @functools.cached_property
+    def snp(self) -> SnpVendor:
+        """The vendor's SEV-SNP keys and X.509 certificates (ARK, ASK), derived from its seed
+        and made when first asked for."""
+        return SnpVendor(self._snp_seed)
 
     @property
     def root(self) -> VerifyingKey:

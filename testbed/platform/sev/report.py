@@ -20,7 +20,7 @@ The signature covers bytes 0x00-0x33 only: ``sig_usage``, ``sig_algo`` and ``res
 outside it, so the verifier (:mod:`testbed.platform.sev.verifier`) checks the first two by value and
 ignores the third.
 
-The model leaves out the SEV-SNP report format: SEV-SNP guests get the legacy report too.
+SEV-SNP guests get the SNP report instead (:mod:`testbed.platform.sev.snp_report`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from testbed.platform import (
     EngineWithKeyIds,
     EngineWithRmp,
     EngineWithRuntimeRotation,
+    EngineWithSnpAttestation,
     KeySource,
     Machine,
     MktmeEngine,
@@ -30,7 +31,8 @@ from testbed.platform import (
 )
 
 INTERFACES = (EngineWithKeyIds, EngineWithRuntimeRotation, EngineWithGuestIsolation,
-              EngineWithRmp, EngineWithAttestation, EngineWithIntegrity)
+              EngineWithRmp, EngineWithAttestation, EngineWithIntegrity,
+              EngineWithSnpAttestation)
 
 
 def keys(seed: int = 0) -> KeySource:
@@ -56,7 +58,8 @@ def test_registry_maps_each_name_to_its_class() -> None:
         ("mktme", {EngineWithKeyIds, EngineWithRuntimeRotation}),
         ("mktme-i", {EngineWithKeyIds, EngineWithRuntimeRotation, EngineWithIntegrity}),
         ("sev", {EngineWithGuestIsolation, EngineWithAttestation}),
-        ("sev-snp", {EngineWithGuestIsolation, EngineWithAttestation, EngineWithRmp}),
+        ("sev-snp", {EngineWithGuestIsolation, EngineWithAttestation, EngineWithRmp,
+                     EngineWithSnpAttestation}),
     ],
 )
 def test_engines_declare_their_capabilities(name: str, interfaces: set[type]) -> None:
