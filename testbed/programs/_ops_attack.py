@@ -20,12 +20,12 @@ from ._args_attack import (
 from ._runtime import Runtime
 
 __all__ = [
-    "capture", "concat", "constant", "hv_read", "hv_write", "reboot", "remap_guest_page",
+    "capture", "concat", "constant", "hv_read", "hv_write", "reboot", "record", "remap_guest_page",
     "rotate_key", "slice_bytes", "write_bus", "xor",
 ]
 
 
-def _record(rt: Runtime, data: bytes) -> None:
+def record(rt: Runtime, data: bytes) -> None:
     """The first thing the attacker captured is the run's evidence of what it saw."""
     if not rt.captured:
         rt.ctx.log.captured, rt.captured = data, True
@@ -35,7 +35,7 @@ def capture(rt: Runtime, args: Capture) -> bytes:
     pa, loc = rt.place(args)
     span = -(-rt.length(args, loc) // LINE_SIZE) * LINE_SIZE
     data = rt.machine.bus.read(pa, span)
-    _record(rt, data)
+    record(rt, data)
     rt.note(f"captures {span} bytes of ciphertext on the memory bus", pa)
     return data
 
@@ -53,7 +53,7 @@ def write_bus(rt: Runtime, args: WriteBus) -> None:
 def hv_read(rt: Runtime, args: HvRead) -> bytes:
     pa, loc = rt.place(args)
     data = rt.machine.hypervisor_read(pa, rt.length(args, loc))
-    _record(rt, data)
+    record(rt, data)
     rt.note("reads guest memory through its own mapping", pa, f"{len(data)} bytes")
     return data
 
