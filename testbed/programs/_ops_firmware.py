@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import AttackError
+from ..errors import AttackError, FirmwareRefusal
 from ..platform.mm.aliasing import boot_with_alias
 from ..platform.sev.page_move import snp_page_move
 from ..types import LINE_SIZE, PAGE_SIZE, Pfn, PhysAddr
@@ -28,12 +28,15 @@ __all__ = ["alias_dimm", "alias_read", "alias_write", "feed_guess", "move_guest_
 
 def alias_dimm(rt: Runtime, args: AliasDimm) -> None:
     m = rt.reboot()
-    check = m.mitigations.alias_check
-    rt.note("reprograms the DIMM's SPD to report twice its capacity and reboots",
-            detail=f"alias_check={'on' if check else 'off'}")
-    alias = boot_with_alias(m.memory, m.allocator, check=check)
-    rt.note(f"keeps the {alias.frames} alias frames from frame {alias.first_frame} on for itself",
-            alias.first_frame * PAGE_SIZE, f"the DIMM ignores address bit {alias.bit}")
+    action = "reprograms the DIMM's SPD to report twice its capacity and reboots"
+    try:
+        alias = boot_with_alias(m.memory, m.allocator, check=m.mitigations.alias_check)
+    except FirmwareRefusal as exc:
+        rt.note(action, detail=f"alias_check=on: {exc}")
+        raise
+    rt.note(action, alias.first_frame * PAGE_SIZE,
+            f"the DIMM ignores address bit {alias.bit}; the hypervisor keeps the "
+            f"{alias.frames} alias frames from frame {alias.first_frame} on for itself")
 
 
 def _alias(rt: Runtime, pa: PhysAddr, length: int) -> PhysAddr:

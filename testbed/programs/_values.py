@@ -48,7 +48,7 @@ MAX_PAGES = 1024
 
 Capability = Literal["kernel_read_bug", "uninit_page_read", "bus_interposer",
                      "malicious_hypervisor", "chosen_plaintext", "unprivileged_task",
-                     "concurrent_execution", "spd_write"]
+                     "concurrent_execution"]
 """An attacker capability, as the README's threat model names it."""
 CAPABILITIES: tuple[str, ...] = get_args(Capability)
 

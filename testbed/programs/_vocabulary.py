@@ -222,7 +222,7 @@ _TABLE = (
            "{op: xor, by: attacker, args: {a: $c1, b: $c2}, as: delta}"),
     OpSpec("concat", Concat, {_A: ()}, attack.concat, "values joined in order",
            "{op: concat, by: attacker, args: {values: [$a, $b]}, as: both}"),
-    OpSpec("alias_dimm", AliasDimm, {_H: ("spd_write",)}, firmware.alias_dimm,
+    OpSpec("alias_dimm", AliasDimm, _HV, firmware.alias_dimm,
            "reprogram the DIMM's SPD to report twice its capacity and reboot: two physical "
            "addresses reach each cell (alias_check refuses the boot)",
            "{op: alias_dimm, by: hypervisor}", binds=False, reboots=True),
