@@ -80,8 +80,8 @@ class Mitigations:
     text_poke_bp: bool = _mitigation(
         "text_poke_bp", "live patching uses the INT3 breakpoint protocol (text_poke_bp)")
     alias_check: bool = _mitigation(
-        "alias_check", "boot firmware probes DRAM for aliased addresses (a DIMM whose SPD "
-        "reports more than it holds) and refuses to boot with them")
+        "alias_check", "boot firmware probes DRAM for aliased addresses (an SPD reporting more "
+        "than the DIMM holds) and refuses to boot")
     restrict_page_move: bool = _mitigation(
         "restrict_page_move", "SEV-SNP firmware refuses SNP_PAGE_MOVE of guest pages")
 
