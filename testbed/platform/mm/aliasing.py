@@ -52,21 +52,18 @@ def ignored_bit(pages: int) -> int:
 
 def find_aliases(memory: PhysicalMemory) -> tuple[tuple[Pfn, Pfn], ...]:
     """Probe DRAM for aliases: ``(frame, frame whose marker it shows)`` for every frame whose
-    first line did not keep the marker written there (none on a sound DIMM)."""
-    zero = np.zeros((1, LINE_SIZE), dtype=np.uint8)
-    for pfn in range(memory.pages):
-        line = zero.copy()
-        line[0, :8] = np.frombuffer(pfn.to_bytes(8, "little"), dtype=np.uint8)
-        line[0, 8:16] = 0xA5  # not a line of zeros, whatever the frame number
-        memory.store(pfn * PAGE_SIZE, line)
-    found = []
-    for pfn in range(memory.pages):
-        seen = int.from_bytes(memory.load(pfn * PAGE_SIZE, LINE_SIZE)[0, :8].tobytes(), "little")
-        if seen != pfn:
-            found.append((Pfn(pfn), Pfn(seen)))
-    for pfn in range(memory.pages):
-        memory.store(pfn * PAGE_SIZE, zero)
-    return tuple(found)
+    first line did not keep the marker written there (none on a sound DIMM). The markers are
+    written frame after frame, then read back, all in one batch each."""
+    frames = np.arange(memory.pages, dtype=np.uint64)
+    addrs = frames * np.uint64(PAGE_SIZE)
+    markers = np.zeros((memory.pages, LINE_SIZE), dtype=np.uint8)
+    markers[:, :8] = frames.astype("<u8").view(np.uint8).reshape(-1, 8)
+    markers[:, 8:16] = 0xA5  # not a line of zeros, whatever the frame number
+    memory.store_lines(addrs, markers)
+    seen = np.ascontiguousarray(memory.load_lines(addrs)[:, :8]).view("<u8").reshape(-1)
+    memory.store_lines(addrs, np.zeros_like(markers))
+    moved = np.flatnonzero(seen != frames)
+    return tuple((Pfn(int(f)), Pfn(int(seen[f]))) for f in moved)
 
 
 def boot_with_alias(memory: PhysicalMemory, allocator: PageAllocator, *, check: bool) -> Alias:

@@ -62,6 +62,28 @@ class PhysicalMemory:
         other = pa ^ (1 << self.ignored_bit)
         return other if other < self.size else None
 
+    def _line_cells(self, addrs: NDArray[np.uint64]) -> NDArray[np.int64]:
+        """The cell line index of each line address (checked in range and aligned)."""
+        a = np.asarray(addrs, dtype=np.uint64)
+        if a.size and (int(a.max()) + LINE_SIZE > self.size or (a % LINE_SIZE).any()):
+            raise ConfigError(f"line addresses must be {LINE_SIZE}-byte aligned inside memory "
+                              f"of {self.size:#x}")
+        if self.ignored_bit is not None:
+            a = a & np.uint64(~(1 << self.ignored_bit) & (2**64 - 1))
+        return (a // LINE_SIZE).astype(np.int64)
+
+    def store_lines(self, addrs: NDArray[np.uint64], lines: NDArray[np.uint8]) -> None:
+        """Put line ``i`` at ``addrs[i]``, in order: of several lines reaching one cell, the
+        last one stays."""
+        cells = self._line_cells(addrs)
+        _, last = np.unique(cells[::-1], return_index=True)
+        keep = cells.size - 1 - last
+        self._cells.reshape(-1, LINE_SIZE)[cells[keep]] = np.asarray(lines, np.uint8)[keep]
+
+    def load_lines(self, addrs: NDArray[np.uint64]) -> NDArray[np.uint8]:
+        """The raw line at each of ``addrs``, as ``(n, 64)`` lines (a copy)."""
+        return self._cells.reshape(-1, LINE_SIZE)[self._line_cells(addrs)]
+
     def check(self, pa: int, length: int) -> None:
         """Raise :class:`ConfigError` unless ``[pa, pa+length)`` is line-aligned and in range."""
         if pa < 0 or length < 0 or pa + length > self.size:
