@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import FirmwareRefusal
+from ...errors import ConfigError, FirmwareRefusal
 from ...types import LINE_SIZE, PAGE_SIZE, Pfn
 from .allocator import PageAllocator
 from .memory import PhysicalMemory
@@ -73,6 +73,7 @@ def boot_with_alias(memory: PhysicalMemory, allocator: PageAllocator, *, check: 
 
     Raises:
         FirmwareRefusal: ``check`` found aliased frames.
+        ConfigError: some alias frames are already taken (a boot-time reservation).
     """
     bit = ignored_bit(memory.pages)
     memory.alias(bit)
@@ -84,6 +85,8 @@ def boot_with_alias(memory: PhysicalMemory, allocator: PageAllocator, *, check: 
                                   f"frames (frames {frame} and {other} share their cells)")
     first = Pfn((1 << bit) // PAGE_SIZE)
     count = memory.pages - first
-    start = allocator.reserve_contiguous(count, 1)
-    assert start == first  # a freshly booted machine has every frame free
+    if not all(allocator.is_free(f) for f in range(first, memory.pages)):
+        raise ConfigError(f"the alias frames {first}..{memory.pages - 1} are not all free at "
+                          "boot (a boot-time reservation holds some)")
+    allocator.reserve_contiguous(count, 1)  # the highest free range: exactly those frames
     return Alias(bit, first, count)

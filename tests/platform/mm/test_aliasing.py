@@ -109,6 +109,13 @@ def test_boot_with_an_alias_keeps_the_alias_frames_from_the_allocator() -> None:
     assert max(handed) == 31 and len(handed) == 31  # frame 0 holds the kernel image
 
 
+def test_alias_frames_held_at_boot_are_a_configuration_error() -> None:
+    allocator = PageAllocator(64)
+    allocator.reserve_contiguous(4, 4)  # frames 60..63, as a secretmem= reservation would
+    with pytest.raises(ConfigError, match="not all free at boot"):
+        boot_with_alias(PhysicalMemory(64), allocator, check=False)
+
+
 def test_the_alias_check_refuses_to_boot() -> None:
     refused = r"found 32 aliased frames \(frames 0 and 32 share"
     with pytest.raises(FirmwareRefusal, match=refused):

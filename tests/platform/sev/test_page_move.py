@@ -129,3 +129,13 @@ def test_moving_keeps_the_other_pages_of_the_guest() -> None:
                                           Pfn(pages[2] // PAGE)])
     assert np.all(np.frombuffer(m.dram(PhysAddr(50 * PAGE), LINE), np.uint8) ==
                   np.frombuffer(xex(keys_drawn(16)[0], 50 * PAGE, bytes([2]) * LINE), np.uint8))
+
+
+def test_an_unmapped_guest_page_is_a_configuration_error() -> None:
+    m = machine("sev-snp")
+    guest = m.create_domain("guest")
+    m.alloc_page(guest)
+    with pytest.raises(ConfigError, match="guest page 3 of .* is not mapped"):
+        snp_page_move(m, guest, 3, Pfn(40))
+    with pytest.raises(ConfigError, match="guest page 3 of .* is not mapped to its frame"):
+        m.move_guest_frame(guest, 3, Pfn(40))
