@@ -18,6 +18,7 @@ Every exception the package raises on purpose derives from :class:`TestbedError`
     │   ├── ResourceLimit        a per-task limit refused an allocation (EAGAIN)
     │   ├── KeyNotProgrammed     access with a KeyID/ASID that holds no key
     │   ├── InvalidArgument      a kernel interface refused its arguments (EINVAL)
+    │   ├── FirmwareRefusal      platform firmware refused a command or the memory at boot
     │   └── VerificationFailed   a guest owner's verifier rejected an attestation
     ├── PlatformFailure          the emulated hardware failed an operation (no refusal)
     └── AttackError              an attack could not be carried out as written
@@ -34,6 +35,7 @@ __all__ = [
     "AttackError",
     "ConfigError",
     "DecodeError",
+    "FirmwareRefusal",
     "IntegrityViolation",
     "InvalidArgument",
     "InvalidPatch",
@@ -155,6 +157,11 @@ class KeyNotProgrammed(PlatformRefusal):
 
 class InvalidArgument(PlatformRefusal):
     """A kernel interface refused its arguments (EINVAL); the message names the rule broken."""
+
+
+class FirmwareRefusal(PlatformRefusal):
+    """Platform firmware refused a command (a restricted ``SNP_PAGE_MOVE``) or refused to
+    boot with the memory it found (a DIMM whose addresses alias)."""
 
 
 class VerificationFailed(PlatformRefusal):

@@ -194,7 +194,8 @@ def test_list_names_every_mitigation_in_aligned_columns() -> None:
     mitigations = _section(listing, "mitigations")
     assert mitigations[0].split() == ["name", "setting", "values", "what", "it", "does"]
     assert [line.split()[0] for line in mitigations[1:]] == list(registry.mitigation_names())
-    assert "memlock_limit    memlock_limit_pages  0 .. 65,536 (0: off)" in listing
+    # The name column is as wide as the longest name (restrict_page_move).
+    assert "memlock_limit       memlock_limit_pages  0 .. 65,536 (0: off)" in listing
     for title, column in (("attacks", 1), ("engines", 1), ("mitigations", 1),
                           ("scenarios", 1), ("scenarios", 2)):
         rows = _section(listing, title)

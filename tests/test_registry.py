@@ -22,7 +22,8 @@ def test_builtins_in_display_order() -> None:
     assert registry.engines.names()[:6] == ("none", "tme", "mktme", "mktme-i", "sev", "sev-snp")
     assert all(e.builtin for e in registry.engines.entries()[:5])
     assert registry.mitigation_names() == ("init_on_free", "secretmem", "memlock_limit",
-                                           "key_rotation", "dirty_all_pages", "text_poke_bp")
+                                           "key_rotation", "dirty_all_pages", "text_poke_bp",
+                                           "alias_check", "restrict_page_move")
 
 
 def test_unknown_names_list_the_known_ones() -> None:

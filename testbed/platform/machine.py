@@ -92,6 +92,11 @@ class Mitigations:
         "dirty_all_pages", "VFIO: report every mapped page dirty (no pinned-page scope)")
     text_poke_bp: bool = _mitigation(
         "text_poke_bp", "live patching uses the INT3 breakpoint protocol (text_poke_bp)")
+    alias_check: bool = _mitigation(
+        "alias_check", "boot firmware probes DRAM for aliased addresses (an SPD reporting more "
+        "than the DIMM holds) and refuses to boot")
+    restrict_page_move: bool = _mitigation(
+        "restrict_page_move", "SEV-SNP firmware refuses SNP_PAGE_MOVE of guest pages")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -587,6 +592,27 @@ class Machine:
         if not 0 <= pfn < self.memory.pages:
             raise ConfigError(f"frame {pfn} outside memory of {self.memory.pages} frames")
         guest.npt[gpn] = pfn
+
+    def move_guest_frame(self, guest: Domain, gpn: int, dst: Pfn) -> Pfn:
+        """Move guest page ``gpn`` of ``guest`` to the free frame ``dst``, re-encrypted for its
+        new address (the data path of SEV-SNP's ``SNP_PAGE_MOVE``,
+        :mod:`.sev.page_move`); the source frame goes back to the free list. Returns it.
+
+        Raises:
+            ConfigError: ``gpn`` is not mapped, or ``dst`` is not a free frame.
+        """
+        src = guest.npt.get(gpn)
+        if src is None or self._owner.get(src) is not guest:
+            raise ConfigError(f"guest page {gpn} of {guest.name} is not mapped to its frame")
+        self.allocator.take(dst)
+        lines = self._read_lines(guest.slot, src * PAGE_SIZE, (src + 1) * PAGE_SIZE)
+        self._write_lines(guest.slot, dst * PAGE_SIZE, lines)
+        guest.pages[guest.pages.index(src)] = dst
+        del self._owner[src]
+        self._owner[dst] = guest
+        guest.npt[gpn] = dst
+        self.allocator.free(src)
+        return src
 
     # -- the kernel ---------------------------------------------------------------------
     def kernel_read(self, va: int, length: int) -> bytes:

@@ -195,6 +195,13 @@ class Guess(At):
 
     def bind(self, scope: Scope) -> Binding:
         place = self.at(scope, own=True, length=1)
+        found = self.candidates(scope, place)
+        scope.written.add(place.root)
+        return found
+
+    def candidates(self, scope: Scope, place: Binding) -> Binding:
+        """Check the target, the candidates' fit in the line and the program's guess space;
+        the binding of the matching candidate."""
         target = scope.data("target", self.target)
         if target.size != LINE_SIZE:
             got = "varies in length" if target.size is None else f"is {target.size} bytes"
@@ -210,7 +217,6 @@ class Guess(At):
             generator = next(k for k in ("digits", "words", "range") if getattr(self, k))
             raise Problem(generator, f"{self.guesses()} candidates bring the program's guesses "
                           f"to {scope.guesses}; the limit is {MAX_GUESSES}")
-        scope.written.add(place.root)
         return scope.new_bytes(low if low == high else None, high, maybe_none=True)
 
 

@@ -26,7 +26,9 @@ __all__ = [
     "DOMAIN_UNITS",
     "NARROW_CANDIDATE_UNITS",
     "NARROW_FACTOR",
+    "PAGE_MOVE_UNITS",
     "PAGE_UNITS",
+    "PROBE_FRAME_UNITS",
     "REBOOT_FACTOR",
     "ROTATION_PAGE_UNITS",
     "ROTATION_UNITS",
@@ -60,6 +62,12 @@ WORD_UNITS = 2.0
 """...and per word of a word list, made one by one..."""
 CALL_UNITS = 400
 """...and per engine call (a batch of candidates)."""
+PAGE_MOVE_UNITS = 1500
+"""Work units per guest page ``SNP_PAGE_MOVE`` moves: the page decrypted and encrypted again
+through the engine, the RMP and the nested page table updated."""
+PROBE_FRAME_UNITS = 40
+"""Work units per frame the boot-time alias check probes (``alias_dimm``): a marker line
+written, read back and cleared."""
 REBOOT_FACTOR = 2
 """A ``reboot`` step is charged this many times what building its machine is charged
 (:func:`~testbed.attacks.cost.boot_units`): a machine of 65,536 frames was measured building

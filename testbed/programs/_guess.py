@@ -11,15 +11,17 @@ The rest of the line the attacker writes is zeros.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..platform import Domain
 from ..types import LINE_SIZE, PhysAddr
 from ._args_attack import BATCH, Guess
 from ._runtime import Runtime
 
-__all__ = ["BATCH", "candidate_bytes", "guess"]
+__all__ = ["BATCH", "candidate_bytes", "guess", "search"]
 _BLOCK = 16
 
 
@@ -149,6 +151,23 @@ def _hit_varying(head: NDArray[np.uint8], body: NDArray[np.uint8], block: int,
 
 def guess(rt: Runtime, args: Guess) -> bytes | None:
     pa, loc = rt.place(args)
+    found, tried, space = search(rt, args, loc.domain, pa)
+    if tried is None:
+        rt.note(f"has no captured line in {args.target} to compare with", pa)
+        return None
+    result = "a match" if found is not None else "no match"
+    rt.note(f"writes candidates and compares {tried} ciphertexts on the bus: {result}", pa,
+            f"{space} candidates")
+    return found
+
+
+def search(rt: Runtime, args: Guess, writer: Domain, pa: PhysAddr,
+           seen: Callable[[NDArray[np.uint8]], NDArray[np.uint8]] | None = None,
+           ) -> tuple[bytes | None, int | None, int]:
+    """``writer`` writes every candidate of ``args`` at ``pa`` in turn; each ciphertext is
+    compared with ``args.target``. ``seen``: what the attacker sees of a ciphertext line
+    instead of the line itself (``None``: the line). Returns the matching candidate, the
+    candidates tried (``None``: no target to compare with) and the candidates there were."""
     line, column = PhysAddr(pa - pa % LINE_SIZE), pa % LINE_SIZE
     captured = rt.data(args.target)
     space = args.guesses()
@@ -156,12 +175,11 @@ def guess(rt: Runtime, args: Guess) -> bytes | None:
     if rt.name is not None:
         rt.candidates[rt.name] = space
     if captured is None or len(captured) != LINE_SIZE:
-        rt.note(f"has no captured line in {args.target} to compare with", pa)
-        return None
+        return None, None, space
     target = np.frombuffer(captured, dtype=np.uint8)
     _, high = args.widths()
     block = column // _BLOCK * _BLOCK
-    varying = column + high <= block + _BLOCK
+    varying = column + high <= block + _BLOCK and seen is None
     tried, found = 0, None
     fast = varying and args.digits is not None
     for first in range(0, space, BATCH):
@@ -177,11 +195,13 @@ def guess(rt: Runtime, args: Guess) -> bytes | None:
         if varying:
             if not fast:
                 blocks = _placed(cands, _BLOCK, column - block)
-            head, body = rt.machine.write_varying(loc.domain, line, bytes(LINE_SIZE), block,
+            head, body = rt.machine.write_varying(writer, line, bytes(LINE_SIZE), block,
                                                    blocks)
             hit = _hit_varying(head, body, block, target)
         else:
-            out = rt.machine.write_sequence(loc.domain, line, _placed(cands, LINE_SIZE, column))
+            out = rt.machine.write_sequence(writer, line, _placed(cands, LINE_SIZE, column))
+            if seen is not None:
+                out = seen(out)
             hits = np.flatnonzero((out == target).all(axis=1))
             hit = int(hits[0]) if hits.size else None
         if hit is not None:
@@ -191,7 +211,4 @@ def guess(rt: Runtime, args: Guess) -> bytes | None:
             break
         tried += len(cands)
     rt.guesses = (rt.guesses or 0) + tried
-    result = "a match" if found is not None else "no match"
-    rt.note(f"writes candidates and compares {tried} ciphertexts on the bus: {result}", pa,
-            f"{space} candidates")
-    return found
+    return found, tried, space

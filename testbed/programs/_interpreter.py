@@ -113,7 +113,7 @@ def execute(ctx: AttackContext, program: Program) -> Runtime:
                 rt.note(f"{step.op}: refused", detail=str(exc))
             measure(refused=i)
             raise
-        if step.op == "reboot" or spec.attack:
+        if spec.reboots or spec.attack:
             log.begin_setup()  # the program's own attack begins (again) at its next step
         if step.as_ is not None:
             rt.values[step.as_] = value

@@ -21,12 +21,12 @@ from ._args_attack import (
 from ._runtime import Runtime
 
 __all__ = [
-    "capture", "concat", "constant", "hv_read", "hv_write", "reboot", "remap_guest_page",
+    "capture", "concat", "constant", "hv_read", "hv_write", "reboot", "record", "remap_guest_page",
     "request_page", "rotate_key", "slice_bytes", "write_bus", "xor",
 ]
 
 
-def _record(rt: Runtime, data: bytes) -> None:
+def record(rt: Runtime, data: bytes) -> None:
     """The first thing the attacker captured is the run's evidence of what it saw."""
     if not rt.captured:
         rt.ctx.log.captured, rt.captured = data, True
@@ -36,7 +36,7 @@ def capture(rt: Runtime, args: Capture) -> bytes:
     pa, loc = rt.place(args)
     span = -(-rt.length(args, loc) // LINE_SIZE) * LINE_SIZE
     data = rt.machine.bus.read(pa, span)
-    _record(rt, data)
+    record(rt, data)
     rt.note(f"captures {span} bytes of ciphertext on the memory bus", pa)
     return data
 
@@ -54,7 +54,7 @@ def write_bus(rt: Runtime, args: WriteBus) -> None:
 def hv_read(rt: Runtime, args: HvRead) -> bytes:
     pa, loc = rt.place(args)
     data = rt.machine.hypervisor_read(pa, rt.length(args, loc))
-    _record(rt, data)
+    record(rt, data)
     rt.note("reads guest memory through its own mapping", pa, f"{len(data)} bytes")
     return data
 
@@ -94,7 +94,7 @@ def request_page(rt: Runtime, args: RequestPage) -> bytes:
                                  rt.length(args, loc))
     rt.note(f"asks the guest's network service for its guest page {gpn}: the guest reads it "
             "through its nested page table and sends it out", pa, f"guest page {gpn} -> {behind}")
-    _record(rt, data)
+    record(rt, data)
     return data
 
 

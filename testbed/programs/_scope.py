@@ -43,6 +43,8 @@ class Scope:
         self.who = "victim"
         self.epoch = 0
         self.reboot_step = -1
+        self.alias_step: int | None = None
+        """The step that booted the machine with an aliasing DIMM (``alias_dimm``), if any."""
         self.destroyed: dict[str, int] = {}
         """Domain names -> the step that destroyed them."""
         self.freed: dict[tuple[int, int], int] = {}

@@ -31,10 +31,11 @@ from ..attacks import key_wearout as wearout
 from ..attacks import secretmem_exhaustion as secretmem
 from ..attacks import torn_live_patch as torn
 from ..attacks._base import Attack
-from ..platform import Engine, EngineWithRuntimeRotation
+from ..platform import Engine, EngineWithRmp, EngineWithRuntimeRotation
 from ..results.verdicts import Verdict
 from . import _ops as ops
 from . import _ops_attack as attack
+from . import _ops_firmware as firmware
 from . import _ops_sealed as sealed
 from . import _ops_systems as systems
 from ._args import AllocPages, Args, CreateDomain, DestroyDomain, FreePages
@@ -53,6 +54,7 @@ from ._args_attack import (
     WriteBus,
     Xor,
 )
+from ._args_firmware import AliasDimm, AliasRead, AliasWrite, FeedGuess, MoveGuestPage
 from ._args_memory import (
     GuestRead,
     ReadDirectMap,
@@ -89,6 +91,13 @@ def _rotates(engine: type[Engine]) -> str | None:
     return None
 
 
+def _moves_pages(engine: type[Engine]) -> str | None:
+    if not issubclass(engine, EngineWithRmp):
+        return (f"engine {engine.name} has no SEV-SNP firmware to move guest pages "
+                "(SNP_PAGE_MOVE)")
+    return None
+
+
 @dataclass(frozen=True)
 class OpSpec:
     """One operation of the language.
@@ -104,6 +113,7 @@ class OpSpec:
         attack: a system step: the kind of the built-in attack whose machinery it runs.
         goal: a system step: the goal kind that judges the value it binds...
         judge: ...with the built-in attack's judge, from the record the step kept.
+        reboots: the step boots a new machine: the victim is set up again after it.
     """
 
     name: str
@@ -119,6 +129,7 @@ class OpSpec:
     attack: str = ""
     goal: str = ""
     judge: Callable[[Any], Verdict] | None = None
+    reboots: bool = False
 
 
 def _system(name: str, builtin: type[Attack[Any]], args: type[Args], actor: str,
@@ -214,7 +225,7 @@ _TABLE = (
            engine=_rotates, needs="an engine that rotates keys at run time"),
     OpSpec("reboot", Reboot, {_K: ()}, attack.reboot,
            "a new machine: new keys, memory lost; only bytes survive in the attacker's notes",
-           "{op: reboot, by: kernel}", binds=False),
+           "{op: reboot, by: kernel}", binds=False, reboots=True),
     OpSpec("guess", Guess, {_A: ("bus_interposer", "chosen_plaintext")}, guess,
            "write each candidate at an address the attacker owns and compare the bus with a "
            "captured line; binds the matching candidate, or nothing",
@@ -229,6 +240,35 @@ _TABLE = (
            "{op: xor, by: attacker, args: {a: $c1, b: $c2}, as: delta}"),
     OpSpec("concat", Concat, {_A: ()}, attack.concat, "values joined in order",
            "{op: concat, by: attacker, args: {values: [$a, $b]}, as: both}"),
+    OpSpec("alias_dimm", AliasDimm, _HV, firmware.alias_dimm,
+           "reprogram the DIMM's SPD to report twice its capacity and reboot: two physical "
+           "addresses reach each cell (alias_check refuses the boot)",
+           "{op: alias_dimm, by: hypervisor}", binds=False, reboots=True),
+    OpSpec("alias_read", AliasRead, _HV, firmware.alias_read,
+           "the hypervisor reads a page's cells through their alias address with its own "
+           "mapping (the RMP checks the address used)",
+           "{op: alias_read, by: hypervisor, args: {address: $old, length: 64}, as: saved}",
+           engine=_untrusted_hypervisor, needs=_UNTRUSTED),
+    OpSpec("alias_write", AliasWrite, _HV, firmware.alias_write,
+           "the hypervisor writes a page's cells through their alias address with its own "
+           "mapping (the RMP checks the address used, not the cell)",
+           "{op: alias_write, by: hypervisor, args: {address: $old, data: $saved}}",
+           binds=False, engine=_untrusted_hypervisor, needs=_UNTRUSTED),
+    OpSpec("move_guest_page", MoveGuestPage, _HV, firmware.move_guest_page,
+           "the hypervisor has the firmware move a guest page to another frame, re-encrypted "
+           "for its new address (SNP_PAGE_MOVE; restrict_page_move refuses); binds its new "
+           "address",
+           "{op: move_guest_page, by: hypervisor, args: {address: $pages, page: 1, to: $pin}, "
+           "as: buffer}",
+           engine=_moves_pages, needs="an engine with SEV-SNP firmware (an RMP)"),
+    OpSpec("feed_guess", FeedGuess, {_H: ("malicious_hypervisor", "chosen_plaintext")},
+           firmware.feed_guess,
+           "the guest receives each candidate into its page (the attacker's packets) and the "
+           "hypervisor compares the ciphertext there with a captured line; binds the matching "
+           "candidate, or nothing",
+           "{op: feed_guess, by: hypervisor, args: {address: $buffer, target: $line, "
+           "prefix: 'PIN:', digits: 4}, as: pin}",
+           engine=_untrusted_hypervisor, needs=_UNTRUSTED),
     _system("wear_out", KeyWearout, WearOut, _A, systems.wear_out, wearout.judge_wearout,
             "modified",
             "capture the victim's blocks over the bus until the cipher's internal collision "

@@ -36,6 +36,19 @@ _ATTACKER = [
 ]
 _CAPTURED = [step("capture", "attacker", "line", address="$secret", length=64)]
 
+_ALIASED = [
+    step("alias_dimm", "hypervisor"),
+    step("create_domain", "victim", "guest", kind="guest"),
+    step("alloc_pages", "victim", "gpage", domain="$guest"),
+]
+_SAVED = [step("alias_read", "hypervisor", "saved", address="$gpage", length=64)]
+_MOVED = [
+    step("hv_read", "hypervisor", "line", address="$secret", length=64),
+    step("alloc_pages", "victim", "buf", domain="$victim"),
+    step("move_guest_page", "hypervisor", "moved", address="$secret"),
+    step("move_guest_page", "hypervisor", "buffer", address="$buf", to="$secret"),
+]
+
 # op -> (steps after the prelude, the capabilities they need)
 EXAMPLES: dict[str, tuple[list[dict[str, Any]], list[str]]] = {
     "create_domain": (_ATTACKER[:1], []),
@@ -69,6 +82,15 @@ EXAMPLES: dict[str, tuple[list[dict[str, Any]], list[str]]] = {
     "remap_guest_page": ([step("alloc_pages", "victim", "other", domain="$victim"),
                           step("remap_guest_page", "hypervisor", address="$vpage",
                                to="$other")], ["malicious_hypervisor"]),
+    "alias_dimm": (_ALIASED, ["malicious_hypervisor"]),
+    "alias_read": ([*_ALIASED, *_SAVED], ["malicious_hypervisor"]),
+    "alias_write": ([*_ALIASED, *_SAVED,
+                     step("alias_write", "hypervisor", address="$gpage", data="$saved")],
+                    ["malicious_hypervisor"]),
+    "move_guest_page": (_MOVED[2:3], ["malicious_hypervisor"]),
+    "feed_guess": ([*_MOVED, step("feed_guess", "hypervisor", "found", address="$buffer",
+                                  target="$line", words=["secret-", "guess"])],
+                   ["malicious_hypervisor", "chosen_plaintext"]),
     "request_page": ([step("request_page", "attacker", "reply", address="$secret")], []),
     "rotate_key": ([step("rotate_key", "kernel", domain="$victim")], []),
     "reboot": ([step("reboot", "kernel")], []),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from _support import programs
 from _support.paths import SCENARIOS
-from _support.program_steps import build, step
+from _support.program_steps import PRELUDE, build, step
 from pydantic import ValidationError
 
 from testbed import registry
@@ -170,6 +170,19 @@ COMBINED = build([step("track_dirty_pages", "hypervisor", "bits", secret="a gues
                   step("attest", "hypervisor", "key", tamper="forge"),
                   step("read_direct_map", "attacker", "leaked", address="$secret")],
                  ["malicious_hypervisor", "kernel_read_bug"], {"recovered": "leaked"})
+MOVES = build([step("move_guest_page", "hypervisor", "m0", address="$vpage"),
+               *[step("move_guest_page", "hypervisor", f"m{i + 1}", address=f"$m{i}")
+                 for i in range(59)]], ["malicious_hypervisor"])
+ALIASES = build([*[step("alias_dimm", "hypervisor")] * 30, *PRELUDE], ["malicious_hypervisor"],
+                prelude=False)
+
+
+def _program_of(name: str) -> Program:
+    params = shipped(name).params
+    assert isinstance(params, Program)
+    return params
+
+
 SAMPLES: list[tuple[str, str, Program, dict[str, Any]]] = [
     ("capture-compare", "mktme", programs.program("capture-compare"), {"trials": 4}),
     ("dictionary-words", "tme", programs.program("dictionary-words"), {}),
@@ -196,6 +209,13 @@ SAMPLES: list[tuple[str, str, Program, dict[str, Any]]] = [
                                                  "mitigations": {"init_on_free": True}}),
     ("secretmem-integrity", "mktme-i", programs.program("secretmem-exhaustion"),
      {"platform": {"memory_pages": 16384, "secretmem_reserve_pages": 2048}}),
+    ("alias-boots", "sev", ALIASES, {"platform": {"memory_pages": 65536}}),
+    ("alias-replay", "sev-snp", _program_of("36-badram-alias-replay"),
+     {"platform": {"memory_pages": 65536}}),
+    ("alias-check", "sev-snp", _program_of("37-badram-alias-check"),
+     {"platform": {"memory_pages": 65536}, "mitigations": {"alias_check": True}}),
+    ("page-moves", "sev-snp", MOVES, {}),
+    ("page-move-oracle", "sev-snp", _program_of("38-heracles-page-move-oracle"), {"trials": 4}),
 ]
 
 

@@ -44,6 +44,31 @@ class PageAllocator:
         self._in_use.add(pfn)
         return pfn
 
+    def is_free(self, pfn: int) -> bool:
+        """Whether frame ``pfn`` is on the free list."""
+        return pfn in self._free
+
+    def peek(self) -> Pfn:
+        """The frame :meth:`alloc` would hand out next.
+
+        Raises:
+            OutOfMemory: the free list is empty (ENOMEM).
+        """
+        if not self._free:
+            raise OutOfMemory("ENOMEM: no free page frames")
+        return self._free[-1]
+
+    def take(self, pfn: Pfn) -> None:
+        """Take the free frame ``pfn`` off the free list (a frame chosen by number).
+
+        Raises:
+            ConfigError: ``pfn`` is not a free frame.
+        """
+        if not self.is_free(pfn):
+            raise ConfigError(f"frame {pfn} is not a free frame")
+        self._free.remove(pfn)
+        self._in_use.add(pfn)
+
     def reserve_contiguous(self, count: int, align: int) -> Pfn:
         """Take ``count`` free frames starting at a multiple of ``align``, as high as possible
         (a boot-time carve-out such as a CMA area); returns the first frame.

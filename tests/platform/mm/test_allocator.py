@@ -46,3 +46,17 @@ def test_reserve_contiguous_refuses_when_no_range_is_free() -> None:
     alloc.alloc()  # frame 1
     with pytest.raises(OutOfMemory, match="ENOMEM"):
         alloc.reserve_contiguous(1024, 512)
+
+
+def test_a_frame_is_taken_by_number_and_the_next_one_is_known() -> None:
+    allocator = PageAllocator(16)
+    assert allocator.peek() == 1 and allocator.is_free(5)
+    allocator.take(Pfn(5))
+    assert not allocator.is_free(5) and allocator.free_count == 14
+    with pytest.raises(ConfigError, match="frame 5 is not a free frame"):
+        allocator.take(Pfn(5))
+    with pytest.raises(ConfigError, match="frame 0 is not a free frame"):
+        allocator.take(Pfn(0))  # the kernel image's
+    assert allocator.alloc() == 1  # peek did not take it
+    allocator.free(Pfn(5))
+    assert allocator.peek() == 5

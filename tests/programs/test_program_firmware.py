@@ -1,0 +1,127 @@
+"""The aliasing steps (BadRAM) and the page-move steps (Heracles) in programs: their load-time
+checks, and outcomes judged from what the attacker got, with and without each defence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _support import programs
+from _support.paths import SCENARIOS
+from _support.program_steps import step
+
+from testbed.errors import FirmwareRefusal
+from testbed.platform import Mitigations
+from testbed.programs import Program, ProgramMetrics
+from testbed.programs._interpreter import execute
+from testbed.scenarios import load_scenario
+from testbed.types import Outcome
+
+
+def shipped(name: str) -> Program:
+    params = load_scenario(SCENARIOS / f"{name}.yaml")[0].params
+    assert isinstance(params, Program)
+    return params
+
+
+BADRAM, ALIAS_CHECKED = shipped("36-badram-alias-replay"), shipped("37-badram-alias-check")
+HERACLES = shipped("38-heracles-page-move-oracle")
+
+
+def test_an_alias_step_without_an_aliased_dimm_is_refused_at_load_time() -> None:
+    doc: dict[str, Any] = {"threat": ["malicious_hypervisor"], "goal": {"victim_reads": "old"},
+                           "program": [
+        step("create_domain", "victim", "g", kind="guest"),
+        step("alloc_pages", "victim", "p", domain="$g"),
+        step("store", "victim", "old", address="$p", text="balance=1"),
+        step("alias_read", "hypervisor", "saved", address="$old", length=64)]}
+    with pytest.raises(ValueError, match="an alias_dimm step must boot the machine"):
+        Program.model_validate(doc)
+
+
+def test_addresses_from_before_the_aliased_boot_are_gone() -> None:
+    doc: dict[str, Any] = {"threat": ["malicious_hypervisor"], "goal": {"victim_reads": "old"},
+                           "program": [
+        step("create_domain", "victim", "g", kind="guest"),
+        step("alloc_pages", "victim", "p", domain="$g"),
+        step("store", "victim", "old", address="$p", text="balance=1"),
+        step("alias_dimm", "hypervisor"),
+        step("alias_read", "hypervisor", "saved", address="$old", length=64)]}
+    with pytest.raises(ValueError, match="bound before the reboot of step 3"):
+        Program.model_validate(doc)
+
+
+def test_the_rollback_through_the_alias_is_judged_by_what_the_guest_reads() -> None:
+    ctx = programs.context("sev-snp")
+    rt = execute(ctx, BADRAM)
+    assert ctx.machine.memory.ignored_bit == 17  # the machine the program booted
+    old = rt.location("$old")
+    assert old.data == b"balance=0000100"
+    assert ctx.machine.read(old.domain, old.addrs[0], 15) == b"balance=0000100"
+    row = programs.run(BADRAM, "sev-snp")
+    assert row.outcome is Outcome.SUCCEEDED and row.evidence.recovered == b"balance=0000100"
+    assert row.control is not None and row.control.profile == "sev"
+
+
+def test_without_the_alias_the_same_write_is_refused_by_the_rmp() -> None:
+    """Scenario 06's rollback through the page's own address, for comparison."""
+    row = programs.run(programs.program("hypervisor-replay"), "sev-snp")
+    assert row.outcome is Outcome.BLOCKED
+
+
+@pytest.mark.parametrize("engine", ["sev", "sev-snp"])
+def test_the_alias_check_blocks_the_boot(engine: str) -> None:
+    ctx = programs.context(engine, mitigations=Mitigations(alias_check=True))
+    with pytest.raises(FirmwareRefusal, match="boot refused"):
+        execute(ctx, ALIAS_CHECKED)
+    metrics = ctx.log.metrics
+    assert isinstance(metrics, ProgramMetrics) and metrics.refused_step == 0
+    row = programs.run(ALIAS_CHECKED, engine, mitigations={"alias_check": True})
+    assert row.outcome is Outcome.BLOCKED
+    assert row.control is not None and row.control.outcome is Outcome.SUCCEEDED
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_page_move_oracle_finds_the_pin_in_as_many_guesses_as_its_rank(seed: int) -> None:
+    ctx = programs.context("sev-snp", seed=seed)
+    rt = execute(ctx, HERACLES)
+    secret = rt.secret
+    assert secret is not None and secret.startswith(b"PIN:")
+    assert rt.data("$found") == secret
+    assert rt.guesses == int(secret[4:]) + 1  # candidates 0000, 0001, ... up to the PIN
+    moved, buffer = rt.location("$moved"), rt.location("$buffer")
+    assert buffer.addrs[0] == rt.location("$pin").addrs[0] != moved.addrs[0]
+
+
+def test_the_oracle_outcomes_with_and_without_restricted_moves() -> None:
+    row = programs.run(HERACLES, "sev-snp", trials=4)
+    assert row.outcome is Outcome.SUCCEEDED and row.trials is not None
+    assert row.trials.successes == 4
+    metrics = row.metrics
+    assert isinstance(metrics, ProgramMetrics) and metrics.guess_space == 10**4
+    restricted = programs.run(HERACLES, "sev-snp", trials=4,
+                              mitigations={"restrict_page_move": True})
+    assert restricted.outcome is Outcome.BLOCKED
+    assert programs.run(HERACLES, "sev").outcome is Outcome.NOT_APPLICABLE
+
+
+def test_ciphertext_hiding_leaves_the_oracle_nothing_to_compare() -> None:
+    ctx = programs.context("sev-snp", ciphertext_hiding=True)
+    rt = execute(ctx, HERACLES)
+    assert rt.data("$line") == b"\xff" * 64
+    # Every candidate shows 0xff as the target does: the first one "matches", and it is wrong
+    # but for one PIN in 10^4.
+    assert rt.data("$found") == b"PIN:0000" and rt.guesses == 1
+    row = programs.run(HERACLES, "sev-snp", trials=4, platform={"ciphertext_hiding": True})
+    assert row.outcome is not Outcome.SUCCEEDED
+
+
+def test_a_move_to_a_frame_in_use_is_refused_by_the_firmware() -> None:
+    doc: dict[str, Any] = {"threat": ["malicious_hypervisor"], "goal": {"victim_reads": "old"},
+                           "program": [
+        step("create_domain", "victim", "g", kind="guest"),
+        step("alloc_pages", "victim", "p", domain="$g", count=2),
+        step("store", "victim", "old", address="$p", text="balance=1"),
+        step("move_guest_page", "hypervisor", "moved", address="$p", page=1, to="$old")]}
+    with pytest.raises(FirmwareRefusal, match="not a free frame"):
+        execute(programs.context("sev-snp"), Program.model_validate(doc))
