@@ -45,7 +45,7 @@ def sweep(spec: Path, out_dir: Path | None, jobs: int, dask: bool, scheduler: st
     """Run the sweep SPEC: every point of its grid under every engine, SEEDS times each."""
     from .results import RunInfo, RunStore, StoreError, write_results_json
     from .results.publish import OutputError, StagedOutput
-    from .sweeps.outputs import OWNED, write_outputs
+    from .sweeps.outputs import OWNED, missing_metrics, write_outputs
     from .sweeps.run import executor, run_sweep
     from .sweeps.spec import load_sweep
 
@@ -131,6 +131,10 @@ def sweep(spec: Path, out_dir: Path | None, jobs: int, dask: bool, scheduler: st
     click.echo(f"page: {target / 'index.html'}; tables: {target / 'sweep.csv'}, "
                f"{target / 'points.csv'} (and .parquet); history: run {run_id} in "
                f"{target / 'history.sqlite'}")
+    for name, have in missing_metrics(plan, points):
+        click.echo(f"warning: no run reported {escape(name)}, so its figure is empty; the runs "
+                   f"report: {', '.join(escape(h) for h in have) or 'no numeric metric'}",
+                   err=True)
     if errors:
         click.echo(f"error: {plural(errors, 'run')} failed (outcome error): see sweep.csv",
                    err=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..results import ResultRow, atomic_write_text
-from ..results.output import FORMULA_START
+from ..results.output import FORMULA_START, formula_like
 
 __all__ = ["results_frame", "write_results_csv"]
 
@@ -61,9 +61,9 @@ _FORMULA_START = FORMULA_START
 
 
 def _neutralise(cell: object) -> object:
-    """``cell`` as ``results.csv`` holds it: text starting with :data:`_FORMULA_START` gets a
-    leading ``'``; numbers and other text are unchanged."""
-    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+    """``cell`` as ``results.csv`` holds it: text starting with :data:`_FORMULA_START` (after
+    any spaces) gets a leading ``'``; numbers and other text are unchanged."""
+    if isinstance(cell, str) and formula_like(cell):
         return "'" + cell
     return cell
 

@@ -11,21 +11,28 @@ from typing import Any
 
 from .model import FORMAT_VERSION, ResultRow, RunInfo
 
-__all__ = ["FORMULA_START", "atomic_write_text", "csv_cell", "results_document",
+__all__ = ["FORMULA_START", "atomic_write_text", "csv_cell", "formula_like", "results_document",
            "write_results_json"]
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 """How a cell a spreadsheet would run as a formula starts (OWASP's CSV-injection list)."""
 
 
+def formula_like(text: str) -> bool:
+    """``text`` starts like a formula, after any spaces (some spreadsheets trim them on
+    import)."""
+    return text.lstrip(" ").startswith(FORMULA_START)
+
+
 def csv_cell(cell: object, limit: int = 2000) -> object:
     """``cell`` as a CSV file of ours holds it: text escaped (:func:`testbed.text.escape`)
-    and, when it starts like a formula, after a ``'``; numbers unchanged."""
+    and, when it starts like a formula (after spaces, which some spreadsheets trim on
+    import), after a ``'``; numbers unchanged."""
     from ..text import escape
 
     if isinstance(cell, str):
         cell = escape(cell, limit)
-        if cell.startswith(FORMULA_START):
+        if formula_like(cell):
             return "'" + cell
     return cell
 

@@ -33,7 +33,8 @@ from ..types import Outcome
 from .run import SweepRun
 from .spec import FIXED_COLUMNS, PlotSpec, SweepPlan
 
-__all__ = ["FIXED_COLUMNS", "OWNED", "birthday", "points_frame", "runs_frame", "write_outputs"]
+__all__ = ["FIXED_COLUMNS", "OWNED", "birthday", "missing_metrics", "points_frame", "runs_frame",
+           "write_outputs"]
 
 OWNED = frozenset({"index.html", "sweep.csv", "points.csv", "sweep.parquet", "points.parquet",
                    "results.json"})
@@ -195,6 +196,9 @@ def _figure(plan: SweepPlan, spec: PlotSpec, data: pd.DataFrame, caption: str
             else:
                 metric = spec.y.removeprefix("metrics.")
                 if f"{metric}.{spec.stat}" not in part:
+                    if n == 0:
+                        ax.text(0.5, 0.5, f"no run reported {spec.y}", ha="center",
+                                va="center", transform=ax.transAxes)
                     continue
                 ax.plot(x, part[f"{metric}.{spec.stat}"], marker="o", color=color, label=name)
                 ax.fill_between(x, part[f"{metric}.p10"], part[f"{metric}.p90"], color=color,
@@ -238,6 +242,18 @@ def _width(plan: SweepPlan, part: pd.DataFrame) -> int | None:
         return int(values[0]) if len(values) == 1 else None
     width = plan.points[int(part["point"].iloc[0])].scenario.platform.reduced_width_bits
     return width
+
+
+def missing_metrics(plan: SweepPlan, points: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The plotted metrics (``y: metrics.NAME``) no run reported, each with the metrics the
+    runs did report (a name can be checked only against what the attack measured)."""
+    have = sorted({c.removesuffix(".median") for c in points.columns if c.endswith(".median")})
+    out = []
+    for spec in plan.sweep.figure_specs():
+        metric = spec.y.removeprefix("metrics.")
+        if spec.y != "success" and f"{metric}.{spec.stat}" not in points.columns:
+            out.append((spec.y, have))
+    return out
 
 
 def write_outputs(staging: Path, plan: SweepPlan, runs: Sequence[SweepRun], info: dict[str, Any]

