@@ -43,7 +43,7 @@ HOST = KeySlot(0)
 """Key slot of the host: KeyID 0 (the TME key) or ASID 0 (no C-bit: unencrypted under SEV)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EngineOptions:
     """Options an engine may be built with; each engine takes those that apply to it.
 

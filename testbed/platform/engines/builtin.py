@@ -45,8 +45,11 @@ def make_engine(
     asids: int = EngineOptions.asids,
     ciphertext_hiding: bool = False,
     mac_bits: int = EngineOptions.mac_bits,
+    pconfig_entropy_failures: int = EngineOptions.pconfig_entropy_failures,
 ) -> Engine:
     """Build the engine called ``name`` with the options that apply to it (see
     :class:`EngineOptions`); ``engine_class(name).build(keys, options)`` does the same."""
-    options = EngineOptions(reduced_width_bits, keyid_bits, asids, ciphertext_hiding, mac_bits)
+    options = EngineOptions(reduced_width_bits=reduced_width_bits, keyid_bits=keyid_bits,
+                            asids=asids, ciphertext_hiding=ciphertext_hiding, mac_bits=mac_bits,
+                            pconfig_entropy_failures=pconfig_entropy_failures)
     return engine_class(name).build(keys, options)
