@@ -22,12 +22,13 @@ from testbed.attacks.ciphertext_side_channel import (
     observe_ladder,
 )
 from testbed.errors import ScenarioError
+from testbed.platform import ENGINES as BUILTIN_ENGINES
 from testbed.results import LinePlot
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import LINE_SIZE, Outcome
 
-ENGINES = ["none", "tme", "mktme", "sev", "sev-snp"]
-ENCRYPTING = ["tme", "mktme", "sev", "sev-snp"]
+ENGINES = list(BUILTIN_ENGINES)
+ENCRYPTING = ["tme", "mktme", "mktme-i", "sev", "sev-snp"]
 HV = {"observer": "hypervisor", "secret_bytes": 16}
 BUS = {"observer": "bus", "secret_bytes": 16}
 

@@ -12,6 +12,7 @@ from _support.program_steps import SECRET, build, step
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from testbed.errors import RmpViolation
+from testbed.platform import ENGINES as BUILTIN_ENGINES
 from testbed.platform import Domain, KeySource
 from testbed.programs import Program
 from testbed.programs._interpreter import ProgramMetrics, execute
@@ -19,7 +20,7 @@ from testbed.programs._values import Location
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import PAGE_SIZE, Outcome, PhysAddr
 
-ENGINES = ["none", "tme", "mktme", "sev", "sev-snp"]
+ENGINES = list(BUILTIN_ENGINES)
 INDEX = "<html>index</html>"
 SEVERED = [
     step("alloc_pages", "victim", "served", domain="$victim"),
