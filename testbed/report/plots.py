@@ -69,6 +69,12 @@ def _numbers(value: object) -> list[float] | None:
     return [float(v) for v in value]
 
 
+_LEGEND_ROW_CHARS = 90
+"""About how many characters of legend fit on one row below a figure."""
+_MARKED_POINTS = 40
+"""Lines of more points than this are drawn without a marker on each point."""
+
+
 @contextmanager
 def _figure(size: tuple[float, float] = (5.6, 3.6)) -> Iterator[tuple[Figure, io.BytesIO]]:
     import matplotlib
@@ -100,7 +106,11 @@ def _finish(ax: Axes, fig: Figure, title: str, xlabel: str, ylabel: str) -> None
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, linewidth=0.5, alpha=0.5)
-    fig.legend(loc="outside lower center", ncols=3, frameon=False)
+    labels = ax.get_legend_handles_labels()[1]
+    # Three short labels share a row; longer ones take a row each, so none is cut off.
+    widest = max((len(label) for label in labels), default=0)
+    columns = next((n for n in (3, 2) if widest <= _LEGEND_ROW_CHARS // n), 1)
+    fig.legend(loc="outside lower center", ncols=columns, frameon=False)
 
 
 # --------------------------------------------------------------------------- key wear-out
@@ -402,8 +412,10 @@ def _line_plot(groups: Sequence[tuple[str, LinePlot]]) -> Plot | None:
     data = groups[0][1]
     with _figure() as (fig, buf):
         ax = fig.add_subplot()
+        dense = max(len(xs) for _, xs, _ in series) > _MARKED_POINTS
         for (label, xs, ys), colour in zip(series, _COLOURS, strict=False):
-            ax.plot(xs, ys, marker="o", markersize=3, color=colour, label=_literal(label))
+            ax.plot(xs, ys, marker=None if dense else "o", markersize=3, color=colour,
+                    label=_literal(label))
         if data.log_x:
             ax.set_xscale("log")
         if data.log_y:
