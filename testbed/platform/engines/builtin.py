@@ -48,5 +48,7 @@ def make_engine(
 ) -> Engine:
     """Build the engine called ``name`` with the options that apply to it (see
     :class:`EngineOptions`); ``engine_class(name).build(keys, options)`` does the same."""
-    options = EngineOptions(reduced_width_bits, keyid_bits, asids, ciphertext_hiding, mac_bits)
+    options = EngineOptions(reduced_width_bits=reduced_width_bits, keyid_bits=keyid_bits,
+                            asids=asids, ciphertext_hiding=ciphertext_hiding,
+                            mac_bits=mac_bits)
     return engine_class(name).build(keys, options)
