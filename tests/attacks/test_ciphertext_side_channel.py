@@ -5,6 +5,10 @@ re-derived from a real Montgomery ladder."""
 
 from __future__ import annotations
 
+import inspect
+import pickle
+from dataclasses import fields
+
 import numpy as np
 import pytest
 from _support.machines import keys_drawn, machine
@@ -16,9 +20,11 @@ from testbed.attacks import AttackContext, CiphertextSideChannel
 from testbed.attacks.ciphertext_side_channel import (
     BLOCK,
     NEIGHBOUR,
+    CiphertextRun,
     CiphertextSideChannelMetrics,
     CiphertextSideChannelParams,
     ladder_flags,
+    _Observer,
     observe_ladder,
 )
 from testbed.errors import ScenarioError
@@ -106,6 +112,20 @@ def test_the_scenario_declares_its_observers_capability() -> None:
         assert isinstance(attack, CiphertextSideChannel)
         assert attack.capabilities == (capability,)
         assert attack.control_engine == control
+        # The class keeps both capabilities: binding sets the observer's on the object alone,
+        # which pickles with them (the runner sends jobs to worker processes).
+        assert CiphertextSideChannel.capabilities == ("malicious_hypervisor", "bus_interposer")
+        assert CiphertextSideChannel.control_engine == "sev"
+        copy = pickle.loads(pickle.dumps(attack))
+        assert (copy.capabilities, copy.control_engine) == ((capability,), control)
+
+
+def test_the_observer_needs_no_context_per_run_and_the_run_no_unused_bytes() -> None:
+    """The observer keeps the machine and the log it was made with; the run carries the bits
+    the judge compares, nothing the code never reads."""
+    assert list(inspect.signature(_Observer.run).parameters) == ["self", "flags"]
+    assert [f.name for f in fields(CiphertextRun)] == ["truth", "recovered", "secret"]
+    assert not hasattr(CiphertextRun, "recovered_bytes")
 
 
 # -- fidelity: the ciphertexts and the ladder, computed independently --------------------------
@@ -246,7 +266,7 @@ def test_the_trace_plot_follows_the_flags() -> None:
 def test_shipped_scenarios_match_their_expectations(name: str) -> None:
     scenario, source = load_scenario(SCENARIOS / name)
     assert scenario.attack == "ciphertext-side-channel"
-    assert sorted(scenario.expect) == sorted(ENGINES)
+    assert sorted(scenario.expect) == sorted([*ENGINES, "mktme-i"])
     for engine in scenario.engines:
         row = run_job(Job(scenario, source, engine, seed=3))
         assert row.outcome is scenario.expect[engine], (engine, row.reason)
