@@ -291,3 +291,11 @@ def test_the_dictionary_decodes_only_what_it_can_tell() -> None:
     # What ciphertext hiding gives: one value for both flags tells nothing, new or not.
     assert _decode(hidden, {hidden: {0, 1}}) is None
     assert _decode(c, {hidden: {0, 1}}) is None
+
+
+def test_the_bus_scenario_says_why_plaintext_dram_is_not_applicable() -> None:
+    scenario, _ = load_scenario(SCENARIOS / "33-ciphertext-side-channel-bus.yaml")
+    assert scenario.expect["none"] is Outcome.NOT_APPLICABLE
+    assert scenario.teaching is not None
+    text = " ".join(scenario.teaching.look_for.split())
+    assert "Under none the outcome is not_applicable because DRAM holds plaintext" in text
