@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import ClassVar, Literal, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -220,7 +220,7 @@ class _Bound(TypedDict):
 class CiphertextSideChannel(Attack[CiphertextSideChannelParams]):
     kind = "ciphertext-side-channel"
     title = "Ciphertext side channel (CipherLeaks)"
-    capabilities = ("malicious_hypervisor", "bus_interposer")
+    capabilities: ClassVar[tuple[str, ...]] = ("malicious_hypervisor", "bus_interposer")
     """One of them, by the observer: a scenario's bound attack carries its observer's only."""
     Params = CiphertextSideChannelParams
     Metrics = CiphertextSideChannelMetrics

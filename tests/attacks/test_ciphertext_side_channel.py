@@ -23,8 +23,8 @@ from testbed.attacks.ciphertext_side_channel import (
     CiphertextRun,
     CiphertextSideChannelMetrics,
     CiphertextSideChannelParams,
-    ladder_flags,
     _Observer,
+    ladder_flags,
     observe_ladder,
 )
 from testbed.errors import ScenarioError
