@@ -15,9 +15,11 @@ Cryptography on AMD SEV via the Ciphertext Side Channel", USENIX Security 2021 (
 reads the ciphertext of the guest's encrypted register save area at each exit and builds a
 dictionary of ciphertexts of known values); AMD's SEV-SNP ciphertext hiding (the firmware's
 ciphertext-hiding option: software outside the guest reads guest pages as a fixed value, here
-0xff, as the SNP engine models it); the DDR-interposer results of 2025 (TEE.fail and related
-work: ciphertext read on the DDR bus, below the CPU, where ciphertext hiding does not apply,
-under Intel TME/TDX and AMD SEV-SNP alike).
+0xff, as the SNP engine models it); DDR bus interposer results published in 2025 (the TEE.fail
+and WireTap disclosures by researchers at Georgia Tech and Purdue University: an interposer
+between the DIMM and the CPU reads the deterministic ciphertext on the bus, below the CPU,
+where ciphertext hiding does not apply, on Intel SGX/TDX and AMD SEV-SNP servers alike; the
+model takes only that observation point from them, not their targets).
 Preconditions: observer ``hypervisor`` needs capability ``malicious_hypervisor`` and an engine
 that protects guests from the hypervisor (elsewhere the hypervisor is trusted and the threat
 is out of scope); observer ``bus`` needs ``bus_interposer`` and an engine that encrypts (with
@@ -25,6 +27,16 @@ plaintext DRAM the interposer reads the flag itself, no side channel needed). Th
 reads after every ladder iteration (CipherLeaks interrupts the guest there, with page faults
 on the ladder's code pages); the observer knows the address of the flag (from the guest's
 image) and the offset of its 16-byte block.
+
+The two observers take two paths through the machine. The hypervisor's: the guest stores
+through its nested page table (:meth:`~testbed.platform.Machine.guest_write`, SEV-SNP checks
+the RMP) and the hypervisor reads the frame through its own mapping
+(:meth:`~testbed.platform.Machine.hypervisor_read`, where ciphertext hiding applies). The bus
+observer's: the guest's stores go to the engine in one batch by physical address
+(:meth:`~testbed.platform.Machine.write_sequence`), which skips the guest's nested page table
+and the RMP check. The frame is the guest's own, mapped by its own entry, so a real guest's
+stores would pass both and put the same ciphertext on the bus; what the shortcut leaves out is
+only a check that cannot fail here.
 
 Choices of the model, where the source leaves the detail to the target: the flag is a 64-bit
 little-endian word at the start of a 64-byte line, followed in its 16-byte block by 8 bytes
@@ -41,14 +53,18 @@ every later bit over, as the xor chain carries it.
 
 The outcome compares the recovered scalar bits with the secret's only (the judge of
 :func:`~testbed.attacks.dirty_page_leak.judge_bits`): all right is ``succeeded``; clearly
-better than coin flips is ``partial``; otherwise ``mitigated``.
+better than coin flips (beyond the chance margin of 2^-32) is ``partial``; a result coin
+flips reach more often than that (a short scalar) is ``inconclusive``. A failure is weighed
+against the control run without the defence (README, *Outcomes*): ``mitigated`` where the
+control succeeded, ``ineffective`` where the attack does not work even there, ``inconclusive``
+where the control is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -179,11 +195,6 @@ class CiphertextRun:
     recovered: NDArray[np.uint8]
     secret: bytes
 
-    @property
-    def recovered_bytes(self) -> bytes:
-        """The recovered bits as bytes (the first bit is the high bit of the first byte)."""
-        return np.packbits(self.recovered).tobytes()
-
 
 def ladder_flags(bits: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """The swap flag of each Montgomery-ladder iteration over ``bits`` (most significant
@@ -198,10 +209,18 @@ def judge_ciphertext_leak(run: CiphertextRun) -> Verdict:
                       channel="the flag's ciphertext")
 
 
+class _Bound(TypedDict):
+    """The class variables a bound attack sets for its parameters (its instance attributes:
+    the object pickles with them)."""
+
+    capabilities: tuple[str, ...]
+    control_engine: str
+
+
 class CiphertextSideChannel(Attack[CiphertextSideChannelParams]):
     kind = "ciphertext-side-channel"
     title = "Ciphertext side channel (CipherLeaks)"
-    capabilities = ("malicious_hypervisor", "bus_interposer")
+    capabilities: ClassVar[tuple[str, ...]] = ("malicious_hypervisor", "bus_interposer")
     """One of them, by the observer: a scenario's bound attack carries its observer's only."""
     Params = CiphertextSideChannelParams
     Metrics = CiphertextSideChannelMetrics
@@ -213,8 +232,9 @@ class CiphertextSideChannel(Attack[CiphertextSideChannelParams]):
         attack = type(self)()
         control = next((e.name for e in engines if _engine_problem(params.observer, e) is None),
                        "none")
-        attack.__dict__.update(capabilities=(_CAPABILITY[params.observer],),
-                               control_engine=control)
+        bound: _Bound = {"capabilities": (_CAPABILITY[params.observer],),
+                         "control_engine": control}
+        vars(attack).update(bound)
         return attack
 
     def run_key(self) -> object:
@@ -257,12 +277,14 @@ class _Observer:
     The hypervisor reads memory between the guest's stores, one iteration at a time. The
     interposer snoops the stores themselves on the bus: all the lines the guest writes go to
     the engine in one batch (:meth:`~testbed.platform.Machine.write_sequence`), which returns
-    what each write put on the bus.
+    what each write put on the bus; that path writes the frame by its physical address and
+    skips the guest's nested page table and the RMP (see the module's docstring).
     """
 
     def __init__(self, ctx: AttackContext, guest: Domain, state: PhysAddr, who: str,
                  counter: bool) -> None:
-        self.m, self.guest, self.state, self.who = ctx.machine, guest, state, who
+        self.m, self.log = ctx.machine, ctx.log
+        self.guest, self.state, self.who = guest, state, who
         self.gpa = _gpn(guest, state) * PAGE_SIZE
         self.counter = counter
         self.reads = 0
@@ -276,17 +298,17 @@ class _Observer:
         return [state_line(flag, (first + i).to_bytes(8, "little"))
                 for i, flag in enumerate(flags.tolist())]
 
-    def run(self, ctx: AttackContext, flags: NDArray[np.uint8]) -> list[bytes]:
+    def run(self, flags: NDArray[np.uint8]) -> list[bytes]:
         lines = self._lines(flags)
         self.reads += len(lines)
         if self.who == "bus":
             batch = np.frombuffer(b"".join(lines), dtype=np.uint8).reshape(-1, LINE_SIZE)
-            with ctx.log.victim_acts():
+            with self.log.victim_acts():
                 on_bus = self.m.write_sequence(self.guest, self.state, batch)
             return [row[:BLOCK].tobytes() for row in on_bus]
         seen: list[bytes] = []
         for line in lines:
-            with ctx.log.victim_acts():
+            with self.log.victim_acts():
                 self.m.guest_write(self.guest, self.gpa, line)
             seen.append(self.m.hypervisor_read(self.state, BLOCK))
         return seen
@@ -331,7 +353,7 @@ def observe_ladder(ctx: AttackContext, params: CiphertextSideChannelParams) -> C
     log.begin_attack()
     public = ctx.rng.integers(0, 2, params.calibration_bits).astype(np.uint8)
     known = ladder_flags(public)
-    calibration = observer.run(ctx, known)
+    calibration = observer.run(known)
     table = _dictionary(calibration, known)
     log.step(Actor.ATTACKER, f"reads the flag's ciphertext {reader} after each iteration of "
              "the ladder over a public scalar, and records which ciphertext goes with which "
@@ -345,7 +367,7 @@ def observe_ladder(ctx: AttackContext, params: CiphertextSideChannelParams) -> C
     log.step(Actor.VICTIM, "runs the constant-time ladder over its secret scalar: each "
              "iteration stores its swap flag at the same address", address=state,
              detail=f"{truth.size} iterations")
-    seen = observer.run(ctx, flags)
+    seen = observer.run(flags)
 
     decoded = np.zeros_like(flags)
     ambiguous = 0

@@ -586,8 +586,9 @@ class Machine:
     def hypervisor_remap(self, guest: Domain, gpn: int, pfn: Pfn) -> None:
         """The hypervisor points guest page ``gpn`` at frame ``pfn`` in the nested page table.
 
-        Nothing checks this when it happens; under SEV-SNP the guest's next access faults
-        because the RMP entry of ``pfn`` was not validated for ``gpn``.
+        Nothing checks this when it happens; under SEV-SNP the guest's next access raises a
+        nested page fault (#NPF) because the RMP entry of ``pfn`` was validated for another
+        guest page than ``gpn``.
         """
         if not 0 <= pfn < self.memory.pages:
             raise ConfigError(f"frame {pfn} outside memory of {self.memory.pages} frames")

@@ -78,7 +78,11 @@ class Read(At):
 
     def read(self, scope: Scope, *, own: bool = False) -> Binding:
         place = self.at(scope, own=own, length=self.length)
+        self.check_place(scope, place)
         return scope.new_bytes(place.size, place.size or 0)
+
+    def check_place(self, scope: Scope, place: Binding) -> None:
+        """What the step asks of the place it reads, beyond its bounds (here: nothing)."""
 
 
 class LiteralData(Args):

@@ -22,8 +22,8 @@ from ._values import MAX_GUESSES, MAX_VALUE_BYTES, Binding, Ref
 
 __all__ = [
     "BATCH", "MAX_WORDS", "Capture", "Concat", "Constant", "Guess", "HvRead", "HvWrite",
-    "NumberRange", "Reboot", "RemapGuestPage", "RequestPage", "RotateKey", "Slice", "WriteBus",
-    "Xor",
+    "NumberRange", "Reboot", "RemapGuestPage", "RequestPage", "RotateKey", "Serve", "Slice",
+    "WriteBus", "Xor",
 ]
 
 MAX_WORDS = 100_000
@@ -93,15 +93,41 @@ class RemapGuestPage(Args):
         return (ACCESS,)
 
 
+class Serve(Args):
+    address: Ref = Field(description="a page of the victim's guest that its network service "
+                         "returns to whoever asks")
+    page: int = Field(0, ge=0, le=MAX_ALLOC - 1, description="which page of that address")
+
+    def bind(self, scope: Scope) -> None:
+        place = scope.place("address", self.address, self.page, 0, own=True, length=1)
+        if not place.guest:
+            raise Problem("address", f"{self.address} is a process's page; a guest's network "
+                          "service serves a page of guest memory")
+        scope.served.setdefault(place.root, scope.step)
+
+
 class RequestPage(Read):
-    address: Ref = Field(description="the guest page its network service returns ($page)")
+    """A request to the guest's service: only for the page a ``serve`` step named (the
+    victim's choice); what lies behind that guest page is the hypervisor's business."""
+
+    address: Ref = Field(description="the page the guest's service serves (a serve step named "
+                         "it)")
 
     def bind(self, scope: Scope) -> Binding:
-        place = self.at(scope, length=self.length)
+        return self.read(scope)
+
+    def check_place(self, scope: Scope, place: Binding) -> None:
         if not place.guest:
             raise Problem("address", f"{self.address} is a process's page; request_page asks a "
                           "guest's service for a page of guest memory")
-        return scope.new_bytes(place.size, place.size or 0)
+        if place.root not in scope.served:
+            steps = sorted(scope.served.values())
+            served = (f"the service serves only the page(s) named by step(s) "
+                      f"{', '.join(map(str, steps))}" if steps
+                      else "no earlier serve step names a page for the service")
+            raise Problem("address", f"page {self.page} of {self.address} is not a page the "
+                          f"guest's service serves: {served}; a request gets the served page, "
+                          "whatever frame the nested page table puts behind it")
 
 
 class RotateKey(Args):

@@ -14,6 +14,7 @@ from ._args_attack import (
     RemapGuestPage,
     RequestPage,
     RotateKey,
+    Serve,
     Slice,
     WriteBus,
     Xor,
@@ -22,7 +23,7 @@ from ._runtime import Runtime
 
 __all__ = [
     "capture", "concat", "constant", "hv_read", "hv_write", "reboot", "record", "remap_guest_page",
-    "request_page", "rotate_key", "slice_bytes", "write_bus", "xor",
+    "request_page", "rotate_key", "serve", "slice_bytes", "write_bus", "xor",
 ]
 
 
@@ -80,6 +81,14 @@ def remap_guest_page(rt: Runtime, args: RemapGuestPage) -> None:
     gpn = loc.gpns[args.page]
     rt.machine.hypervisor_remap(loc.domain, gpn, pfn)
     rt.note(f"points guest page {gpn} at frame {pfn} in the nested page table", pa)
+
+
+def serve(rt: Runtime, args: Serve) -> None:
+    pa, loc = rt.resolve(args.address, args.page, 0)
+    if args.page >= len(loc.gpns):
+        raise AttackError(f"{args.address} is not a guest page")
+    rt.note(f"runs a network service that returns its guest page {loc.gpns[args.page]} to "
+            "whoever asks", pa)
 
 
 def request_page(rt: Runtime, args: RequestPage) -> bytes:

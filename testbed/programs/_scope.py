@@ -51,6 +51,8 @@ class Scope:
         """(alloc step, page) -> the step that freed the page."""
         self.written: set[tuple[int, int]] = set()
         """Pages the attacker wrote (through its domain or the bus)."""
+        self.served: dict[tuple[int, int], int] = {}
+        """(alloc step, page) -> the ``serve`` step by which the victim's service serves it."""
         self.secret: Binding | None = None
         self.guesses = 0
         self.pages = 0

@@ -50,6 +50,7 @@ from ._args_attack import (
     RemapGuestPage,
     RequestPage,
     RotateKey,
+    Serve,
     Slice,
     WriteBus,
     Xor,
@@ -213,12 +214,17 @@ _TABLE = (
            "the hypervisor points a guest page at another frame in the nested page table",
            "{op: remap_guest_page, by: hypervisor, args: {address: $page, to: $other}}",
            binds=False, engine=_untrusted_hypervisor, needs=_UNTRUSTED),
+    OpSpec("serve", Serve, {_V: ()}, attack.serve,
+           "the victim's guest runs a network service that returns this page of its memory to "
+           "whoever asks (request_page may ask for no other page)",
+           "{op: serve, by: victim, args: {address: $page}}", binds=False),
     OpSpec("request_page", RequestPage, {_A: (), _H: ("malicious_hypervisor",)},
            attack.request_page,
-           "the guest's network service returns one of its pages to whoever asks: the guest "
-           "reads it through its nested page table (SEV-SNP checks the RMP) and sends the "
-           "plaintext out; binds what the attacker receives",
-           "{op: request_page, by: attacker, args: {address: $page, length: 32}, as: reply}"),
+           "ask the guest's network service for the page a serve step named: the guest reads "
+           "that guest page through its nested page table (SEV-SNP checks the RMP) and sends "
+           "the plaintext out; binds what the attacker receives",
+           "{op: request_page, by: attacker, args: {address: $page, length: 32}, as: reply}",
+           engine=_untrusted_hypervisor, needs=_UNTRUSTED),
     OpSpec("rotate_key", RotateKey, {_K: ()}, attack.rotate_key,
            "the kernel replaces a domain's key at run time and re-encrypts its pages",
            "{op: rotate_key, by: kernel, args: {domain: $victim}}", binds=False,

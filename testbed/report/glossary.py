@@ -95,7 +95,8 @@ TERMS: tuple[Term, ...] = (
     Term("rmp", "RMP (Reverse Map Table)", ("RMP",),
          "SEV-SNP's table with one entry per 4 KiB page of memory: which guest owns it, "
          "whether it is assigned and whether the guest has validated it. A hypervisor write "
-         "to a guest's page faults; a page moved behind the guest's back fails validation.",
+         "to a guest's page faults; a guest access to a page remapped behind the guest's back "
+         "fails the RMP check (a nested page fault to the hypervisor).",
          _AMD),
     Term("ciphertext-hiding", "Ciphertext hiding", ("ciphertext hiding",),
          "An SEV-SNP option under which the hypervisor's reads of a guest's pages return "

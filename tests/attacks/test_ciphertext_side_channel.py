@@ -5,6 +5,10 @@ re-derived from a real Montgomery ladder."""
 
 from __future__ import annotations
 
+import inspect
+import pickle
+from dataclasses import fields
+
 import numpy as np
 import pytest
 from _support.machines import keys_drawn, machine
@@ -16,8 +20,10 @@ from testbed.attacks import AttackContext, CiphertextSideChannel
 from testbed.attacks.ciphertext_side_channel import (
     BLOCK,
     NEIGHBOUR,
+    CiphertextRun,
     CiphertextSideChannelMetrics,
     CiphertextSideChannelParams,
+    _Observer,
     ladder_flags,
     observe_ladder,
 )
@@ -107,6 +113,20 @@ def test_the_scenario_declares_its_observers_capability() -> None:
         assert isinstance(attack, CiphertextSideChannel)
         assert attack.capabilities == (capability,)
         assert attack.control_engine == control
+        # The class keeps both capabilities: binding sets the observer's on the object alone,
+        # which pickles with them (the runner sends jobs to worker processes).
+        assert CiphertextSideChannel.capabilities == ("malicious_hypervisor", "bus_interposer")
+        assert CiphertextSideChannel.control_engine == "sev"
+        copy = pickle.loads(pickle.dumps(attack))
+        assert (copy.capabilities, copy.control_engine) == ((capability,), control)
+
+
+def test_the_observer_needs_no_context_per_run_and_the_run_no_unused_bytes() -> None:
+    """The observer keeps the machine and the log it was made with; the run carries the bits
+    the judge compares, nothing the code never reads."""
+    assert list(inspect.signature(_Observer.run).parameters) == ["self", "flags"]
+    assert [f.name for f in fields(CiphertextRun)] == ["truth", "recovered", "secret"]
+    assert not hasattr(CiphertextRun, "recovered_bytes")
 
 
 # -- fidelity: the ciphertexts and the ladder, computed independently --------------------------
@@ -272,3 +292,11 @@ def test_the_dictionary_decodes_only_what_it_can_tell() -> None:
     # What ciphertext hiding gives: one value for both flags tells nothing, new or not.
     assert _decode(hidden, {hidden: {0, 1}}) is None
     assert _decode(c, {hidden: {0, 1}}) is None
+
+
+def test_the_bus_scenario_says_why_plaintext_dram_is_not_applicable() -> None:
+    scenario, _ = load_scenario(SCENARIOS / "33-ciphertext-side-channel-bus.yaml")
+    assert scenario.expect["none"] is Outcome.NOT_APPLICABLE
+    assert scenario.teaching is not None
+    text = " ".join(scenario.teaching.look_for.split())
+    assert "Under none the outcome is not_applicable because DRAM holds plaintext" in text

@@ -1,4 +1,13 @@
-"""AMD SEV and SEV-SNP: one AES-128 key per guest ASID (XEX); SNP adds the Reverse Map Table."""
+"""AMD SEV and SEV-SNP: one AES-128 key per guest ASID (XEX); SNP adds the Reverse Map Table.
+
+The RMP check of a guest access follows AMD's APM vol. 2 (section "RMP and VMPL Access
+Checks") and KVM's handling of it (``PFERR_GUEST_RMP_MASK`` in a nested page fault's error
+code): a frame that is not assigned to the guest's ASID, or whose RMP entry records another
+guest-physical page than the one accessed (the hypervisor remapped it), raises a nested page
+fault (#NPF) to the hypervisor; a frame whose entry matches but whose Validated bit is 0 raises
+#VC (PAGE_NOT_VALIDATED) to the guest. The RMP entry is modelled at page granularity (4 KiB
+pages only) without VMPL permissions.
+"""
 
 from __future__ import annotations
 
@@ -108,9 +117,12 @@ class SevSnpEngine(SevEngine, EngineWithRmp, EngineWithSnpAttestation):
         if entry is None or not entry.assigned or entry.owner != asid:
             raise RmpViolation(f"#NPF: frame {pfn} behind guest page {gpn} is not assigned to "
                                f"ASID {asid}")
-        if not entry.validated or entry.gpn != gpn:
-            raise RmpViolation(f"#VC: frame {pfn} was validated for guest page {entry.gpn}, "
-                               f"not {gpn}: the hypervisor remapped the page")
+        if entry.gpn != gpn:
+            raise RmpViolation(f"#NPF (RMP): frame {pfn} was validated for guest page "
+                               f"{entry.gpn}, not {gpn}: the hypervisor remapped the page")
+        if not entry.validated:
+            raise RmpViolation(f"#VC (PAGE_NOT_VALIDATED): frame {pfn} behind guest page {gpn} "
+                               "is assigned to the guest but not validated")
 
     def rmp_reclaim(self, pfn: Pfn) -> None:
         self.rmp.pop(pfn, None)

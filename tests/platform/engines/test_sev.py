@@ -10,7 +10,8 @@ from _support.machines import LINE, PAGE, SECRET, addrs_of, keys_drawn, machine
 from testbed.crypto import XexLineCipher
 from testbed.errors import ConfigError, KeyNotProgrammed, PageFault, RmpViolation
 from testbed.platform import KeySource, make_engine
-from testbed.types import KeySlot, PhysAddr
+from testbed.platform.engines.sev import SevSnpEngine
+from testbed.types import KeySlot, Pfn, PhysAddr
 
 
 def test_sev_guests_distinct_asids_and_keys() -> None:
@@ -137,7 +138,8 @@ def test_hypervisor_remap_of_guest_pages(engine: str) -> None:
         # Undetected: the guest reads the wrong page, decrypted correctly (same key, same frame).
         assert m.guest_read(guest, 0x0000, 9) == b"page one!"
     else:
-        with pytest.raises(RmpViolation, match="validated for guest page 1, not 0"):
+        with pytest.raises(RmpViolation, match=r"^#NPF \(RMP\): .* validated for guest page "
+                           "1, not 0"):
             m.guest_read(guest, 0x0000, 9)
 
 
@@ -149,6 +151,32 @@ def test_snp_guest_access_to_a_frame_of_another_guest_faults() -> None:
     m.hypervisor_remap(a, 0, b.npt[0])
     with pytest.raises(RmpViolation, match="not assigned to ASID"):
         m.guest_write(a, 0, b"x")
+
+
+def test_snp_rmp_check_faults_to_the_hypervisor_on_a_remap_to_the_guest_when_unvalidated(
+) -> None:
+    """APM vol. 2, RMP access checks: an entry whose guest-physical page does not match the
+    access is a nested page fault (#NPF, to the hypervisor), checked before the Validated bit,
+    whose 0 raises #VC (PAGE_NOT_VALIDATED) in the guest."""
+    m = machine("sev-snp")
+    guest = m.create_domain("guest")
+    m.alloc_page(guest)
+    m.alloc_page(guest)
+    engine = m.engine
+    assert isinstance(engine, SevSnpEngine)
+    f0, f1 = Pfn(guest.npt[0]), Pfn(guest.npt[1])
+    engine.check_guest_access(f0, guest.slot, 0)  # matches, validated: allowed
+    engine.rmp[f0].validated = False
+    with pytest.raises(RmpViolation, match=r"^#VC \(PAGE_NOT_VALIDATED\): frame .* page 0"):
+        m.guest_read(guest, 0, 1)
+    # Remapped and unvalidated: the guest-physical mismatch is found first, a #NPF.
+    m.hypervisor_remap(guest, 1, f0)
+    with pytest.raises(RmpViolation, match=r"^#NPF \(RMP\): frame .* page 0, not 1"):
+        m.guest_read(guest, PAGE, 1)
+    engine.rmp[f0].validated = True
+    m.hypervisor_remap(guest, 1, f1)
+    m.guest_write(guest, PAGE, b"back")
+    assert m.guest_read(guest, PAGE, 4) == b"back"
 
 
 def test_guest_page_not_in_the_nested_page_table_faults() -> None:
