@@ -95,7 +95,7 @@ MAX_LEAK_BYTES = 128
 """Longest secret scalar: one ladder iteration per bit, 1024 iterations."""
 BLOCK = 16
 """Bytes of one cipher block: the unit whose ciphertext repeats."""
-TRACE_LIMIT = 128
+TRACE_LIMIT = 48
 """Iterations kept in the plotted trace and in the captured evidence."""
 STEP_UNITS = 120
 """Work units per ladder iteration: the guest's store of one line through the engine, the
@@ -176,8 +176,10 @@ class CiphertextSideChannelMetrics(BaseMetrics):
             lines=(Line("swap flag the guest stored", xs, tuple(map(float, self.flag_trace))),
                    Line("ciphertext seen (number of first appearance)", xs,
                         tuple(map(float, self.ciphertext_trace)))),
-            caption=(f"First {len(xs)} iterations as the {self.observer} saw them: where the "
-                     "two lines move together, the ciphertext tells the flag."),
+            caption=(f"First {len(xs)} iterations as the {self.observer} saw them: the "
+                     "ciphertext's number changes exactly when the flag does (the numbers are "
+                     "in order of first appearance, so the two lines may mirror each other), "
+                     "so the ciphertext tells the flag."),
         ),)
 
 

@@ -20,6 +20,7 @@ from testbed.attacks import AttackContext, CiphertextSideChannel
 from testbed.attacks.ciphertext_side_channel import (
     BLOCK,
     NEIGHBOUR,
+    TRACE_LIMIT,
     CiphertextRun,
     CiphertextSideChannelMetrics,
     CiphertextSideChannelParams,
@@ -168,7 +169,7 @@ def test_sev_ciphertexts_are_xex_of_the_flag_block_under_the_guest_key(observer:
     m = ctx.log.metrics
     assert isinstance(m, CiphertextSideChannelMetrics)
     captured = ctx.log.captured or b""
-    assert len(captured) == BLOCK * len(m.flag_trace) == BLOCK * 64
+    assert len(captured) == BLOCK * len(m.flag_trace) == BLOCK * TRACE_LIMIT
     expected = b"".join(_xex_block(key, state, _state_plain(f)[:BLOCK]) for f in m.flag_trace)
     assert captured == expected
 
