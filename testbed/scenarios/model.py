@@ -31,6 +31,7 @@ from ..attacks.cost import JOB_LIMIT_UNITS, LIMIT_TEXT, MachineShape, Work, unit
 from ..platform import (
     MAX_MEMORY_PAGES,
     EngineOptions,
+    EngineWithKeyIds,
     Mitigations,
     MktmeEngine,
     MktmeIntegrityEngine,
@@ -155,7 +156,8 @@ class PlatformSpec(_Strict):
     pconfig_entropy_failures: int = Field(
         0, ge=0, le=MktmeEngine.MAX_ENTROPY_FAILURES,
         description="MKTME: PCONFIG SET_KEY_RANDOM fails with ENTROPY_ERROR this many times in "
-        "a row before each success (the kernel retries 10 times; 0: never fails)",
+        "a row before each success (0: never fails; the kernel makes 10 attempts, so 10 fails "
+        "the first key request); only for engines with PCONFIG",
     )
     mac_bits: int = Field(
         28, ge=MktmeIntegrityEngine.MIN_MAC_BITS, le=MktmeIntegrityEngine.MAX_MAC_BITS,
@@ -296,6 +298,7 @@ class Scenario(_Strict):
                 raise field_error(f"expect.{engine}",
                                   f"engine {engine!r} is not in this scenario's engines")
         self._check_settings()
+        self._check_pconfig()
         limit = (info.context or {}).get(WORK_LIMIT_CONTEXT, JOB_LIMIT_UNITS)
         self._check_work(limit)
         return self
@@ -332,6 +335,21 @@ class Scenario(_Strict):
             raise field_error(f"platform.{name}",
                               f"{who} use of this setting (it is for "
                               f"{', '.join(users) or 'no registered attack'}); remove it")
+
+    def _check_pconfig(self) -> None:
+        """Refuse PCONFIG entropy failures for an engine that programs no keys with PCONFIG."""
+        if not self.platform.pconfig_entropy_failures:
+            return
+        def pconfig(name: str) -> bool:
+            return issubclass(registry.engines.get(name), EngineWithKeyIds)
+
+        without = [name for name in self.engines if name in registry.engines
+                   and not pconfig(name)]
+        if without:
+            able = [name for name in registry.engines.names() if pconfig(name)]
+            raise field_error("platform.pconfig_entropy_failures",
+                              f"{', '.join(without)} make no keys with PCONFIG; list only "
+                              f"engines that do in engines: ({', '.join(able)})")
 
     def bare(self) -> Scenario:
         """This scenario as its control runs it: no mitigations, no ciphertext hiding, the
