@@ -61,6 +61,14 @@ class Domain:
     """Guests: the nested page table the hypervisor keeps, guest page number -> frame."""
     locked_pages: int = 0
     """Pages charged to the task's locked-memory limit (secret memory)."""
+    cached_pages: int = 0
+    """Of :attr:`pages`, the secret pages its secretmem files keep in their page cache while
+    the task has them unmapped."""
+
+    @property
+    def rss(self) -> int:
+        """Pages mapped into the task (its resident set, what the OOM killer weighs)."""
+        return len(self.pages) - self.cached_pages
 
 
 def _mitigation(profile: str, description: str, *, maximum: int | None = None) -> Any:
@@ -311,12 +319,20 @@ class Machine:
         """
         if task.kind is not DomainKind.PROCESS or not task.alive:
             raise ConfigError(f"memfd_secret: {task.name} is not a live process")
-        if self.secretmem_area is None and not self.secretmem_before_pmd_pool:
-            raise OutOfMemory("ENOMEM: memfd_secret needs the secretmem= boot reservation, and "
-                              "this kernel has none")
+        why = self.secretmem_unavailable()
+        if why is not None:
+            raise OutOfMemory(why)
         file = SecretmemFile(_SecretPool(self, task), task, self.mitigations.memlock_limit_pages)
         self._secret_files.append(file)
         return file
+
+    def secretmem_unavailable(self) -> str | None:
+        """Why ``memfd_secret`` fails for every task on this machine (``None``: it does not):
+        the PMD-pool kernel serves secret memory only from the ``secretmem=`` reservation."""
+        if self.secretmem_area is None and not self.secretmem_before_pmd_pool:
+            return ("ENOMEM: memfd_secret needs the secretmem= boot reservation, and this "
+                    "kernel has none")
+        return None
 
     def _oom_kill(self) -> Domain | None:
         """The OOM killer after a fault's VM_FAULT_OOM (:mod:`.mm.oom`): kill the heaviest live
