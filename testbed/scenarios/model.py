@@ -37,6 +37,7 @@ from ..platform import (
     MktmeIntegrityEngine,
     SevEngine,
 )
+from ..platform.machine import effective_secretmem_reserve
 from ..platform.mm import RESERVED_FRAMES
 from ..programs import OPS
 from ..results.chance import chance_text
@@ -299,6 +300,14 @@ class Scenario(_Strict):
                                   f"engine {engine!r} is not in this scenario's engines")
         self._check_settings()
         self._check_pconfig()
+        reserve = effective_secretmem_reserve(self.mitigations,
+                                              self.platform.secretmem_reserve_pages,
+                                              self.platform.secretmem_before_pmd_pool)
+        if reserve >= self.platform.memory_pages:
+            raise field_error("mitigations.secretmem",
+                              f"the mitigation's default secretmem=2M reservation ({reserve} "
+                              f"frames) needs platform.memory_pages above {reserve}, got "
+                              f"{self.platform.memory_pages}")
         limit = (info.context or {}).get(WORK_LIMIT_CONTEXT, JOB_LIMIT_UNITS)
         self._check_work(limit)
         return self
@@ -365,7 +374,8 @@ class Scenario(_Strict):
         s = self.bare() if control else self
         p = s.platform
         return MachineShape(p.memory_pages, p.engine_options(), s.mitigations,
-                            p.secretmem_reserve_pages)
+                            effective_secretmem_reserve(s.mitigations, p.secretmem_reserve_pages,
+                                                        p.secretmem_before_pmd_pool))
 
     def _run_work(self) -> tuple[Work, bool] | None:
         """The larger estimate of one run, the scenario's own or its control's (``True``)."""

@@ -133,8 +133,8 @@ def test_a_job_that_is_its_own_control_runs_once() -> None:
 
 
 def test_a_mitigation_adds_one_control_run_shared_by_every_engine() -> None:
-    jobs = [_job("program", e, params=leak(), mitigations={"secretmem": True})
-            for e in ("none", "tme", "mktme")]
+    jobs = [_job("program", e, params=leak(), mitigations={"secretmem": True},
+                 platform={"memory_pages": 1024}) for e in ("none", "tme", "mktme")]
     runs, controls = units(jobs)
     assert runs[:3] == jobs and len(runs) == 4
     assert controls == [3, 3, 3]
@@ -463,7 +463,8 @@ def test_trials_reproduce() -> None:
 def test_results_do_not_depend_on_the_number_of_workers() -> None:
     fields: dict[str, dict[str, Any]] = {
         "pins": {"params": pins(3), "trials": 4},
-        "leak": {"params": leak(), "mitigations": {"secretmem": True}},
+        "leak": {"params": leak(), "mitigations": {"secretmem": True},
+                 "platform": {"memory_pages": 1024}},
         "rollback": {"params": rollback(), "platform": {"ciphertext_hiding": True}},
         "torn": CHEAP["torn-live-patch"]}
     jobs = [_job("program" if name != "torn" else "torn-live-patch", engine, seed=9,
