@@ -12,9 +12,9 @@ panic the system"; the patch's ``secretmem_fault`` returns ``VM_FAULT_OOM`` when
 ``secretmem_alloc_page`` fails. The OOM killer is :mod:`testbed.platform.mm.oom`.
 Preconditions: capability ``unprivileged_task`` (open ``memfd_secret``, ``mmap`` and touch
 pages) and a ``secretmem=`` reservation: without one ``memfd_secret`` fails with ENOMEM for
-every task (:meth:`~testbed.platform.Machine.secretmem_unavailable`), and the attack is not
-applicable (:meth:`SecretmemExhaustion.precondition`). Nothing about the memory-encryption engine matters
-here; the per-task locked-memory limit (``memlock_limit``) is the mitigation under test. With
+every task (``Machine.secretmem_unavailable``), and the attack is not applicable (its
+precondition). Nothing about the memory-encryption engine matters here; the per-task
+locked-memory limit (``memlock_limit``) is the mitigation under test. With
 ``secretmem_before_pmd_pool`` (the code before the patch) the attacker exhausts the page
 allocator itself.
 
@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from ..errors import OomKilled, OutOfMemory, ResourceLimit
+from ..errors import OomKilled, ResourceLimit
 from ..platform import PMD_PAGES, Domain, Machine, Mitigations, SecretmemFile
 from ..results import FragmentationSeries, PlotData, omitted_when_none
 from ..text import plural

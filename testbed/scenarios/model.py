@@ -170,7 +170,8 @@ class PlatformSpec(_Strict):
     secretmem_reserve_pages: int = Field(
         0, ge=0, le=MAX_MEMORY_PAGES,
         description="secretmem= boot reservation for PMD-size secret-memory pools, in 4 KiB "
-        "frames, a multiple of 512 (0: none, and memfd_secret fails with ENOMEM)",
+        "frames, a multiple of 512 (0: none, and memfd_secret fails with ENOMEM; but 512, "
+        "secretmem=2M, under the secretmem mitigation)",
     )
     secretmem_before_pmd_pool: bool = Field(
         False, description="for comparison, memfd_secret as before the PMD-pool patch: no "

@@ -40,7 +40,8 @@ CC = {"victim": "guest", "attacker": "guest", "pin_digits": 4}
 # (program, built-in attack, its params, scenario fields, the reference row or None)
 CASES: list[tuple[str, str, dict[str, Any], dict[str, Any], tuple[Outcome, ...] | None]] = [
     ("kernel-map-leak", "kernel-map-leak", KML, {}, (S, S, M, M, M)),
-    ("kernel-map-leak", "kernel-map-leak", KML, {"mitigations": SECRETMEM, **ROOM}, (B, B, B, B, B)),
+    ("kernel-map-leak", "kernel-map-leak", KML, {"mitigations": SECRETMEM, **ROOM},
+     (B, B, B, B, B)),
     ("kernel-map-leak", "kernel-map-leak", KML, {"mitigations": INIT}, None),
     ("freed-data-leak", "freed-data-leak", FDL, {}, (S, S, M, M, M)),
     ("freed-data-leak", "freed-data-leak", FDL, {"mitigations": INIT}, (M, M, M, M, M)),

@@ -10,7 +10,7 @@ from _support.machines import LINE, PAGE, SECRET, kernel_read_page, machine
 from testbed.errors import ConfigError, PageFault
 from testbed.platform import DirectMap, Mitigations
 from testbed.platform.mm.secretmem import PMD_PAGES
-from testbed.types import KeySlot, Pfn
+from testbed.types import KeySlot, Pfn, PhysAddr
 
 
 def test_kernel_read_outside_direct_maps_faults() -> None:
@@ -62,7 +62,7 @@ def test_secretmem_page_inside_a_long_kernel_read_faults() -> None:
     proc = m.create_domain("process")
     secret_pa = m.alloc_page(proc, secret=True)
     m.write(proc, secret_pa, SECRET)
-    before = secret_pa - PAGE  # the frame below the reservation, still mapped
+    before = PhysAddr(secret_pa - PAGE)  # the frame below the reservation, still mapped
     assert m.owner(before) is None
     with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(m.direct_map.virt(before), 3 * PAGE)
