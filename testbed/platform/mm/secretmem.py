@@ -31,6 +31,12 @@ back, as ``munmap`` of a locked mapping does, but the file's pages stay in its p
 the file is closed: they no longer count in the task's resident set (:mod:`.oom`), yet the
 reservation's chunks stay taken.
 
+The ``secretmem`` mitigation follows the same rule: a page a domain allocates as secret is a
+page of that domain's own secretmem file (for a guest, the file its VMM backs guest memory
+with), from the same reservation; a machine with the mitigation and no ``secretmem=`` of its
+own boots with ``secretmem=2M`` (one chunk), the testbed's documented default, since Linux has
+no default reservation at all.
+
 A file knows the machine only through :class:`SecretPagePool`, which the machine hands it, so
 this module depends on nothing above it.
 """
