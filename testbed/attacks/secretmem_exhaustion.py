@@ -12,16 +12,22 @@ panic the system"; the patch's ``secretmem_fault`` returns ``VM_FAULT_OOM`` when
 ``secretmem_alloc_page`` fails. The OOM killer is :mod:`testbed.platform.mm.oom`.
 Preconditions: capability ``unprivileged_task`` (open ``memfd_secret``, ``mmap`` and touch
 pages) and a ``secretmem=`` reservation: without one ``memfd_secret`` fails with ENOMEM for
-every task, and the attack is not applicable. Nothing about the memory-encryption engine matters
-here; the per-task locked-memory limit (``memlock_limit``) is the mitigation under test. With
+every task (``Machine.secretmem_unavailable``), and the attack is not applicable (its
+precondition). Nothing about the memory-encryption engine matters here; the per-task
+locked-memory limit (``memlock_limit``) is the mitigation under test. With
 ``secretmem_before_pmd_pool`` (the code before the patch) the attacker exhausts the page
 allocator itself.
 
 The model's choices: the attacker reads how much of the reservation is left (``CmaFree`` in
 ``/proc/meminfo``, or ``MemFree`` before the patch) and stops touching pages, or opening files,
 when the next fault would need memory that is not there: its own fault would call the OOM killer
-too. The victim already uses ``victim_resident_pages`` ordinary pages, which is what the OOM
-killer weighs it by.
+too. With ``unmap_after_touch`` (the default) it unmaps each file once it has touched its pages
+and keeps the file open: the pages stay in the file's page cache and the reservation stays
+taken, but they leave its resident set, which is what ``oom_badness()`` weighs
+(:mod:`testbed.platform.mm.oom`). So the attacker is never the heaviest task, and the victim,
+which already uses ``victim_resident_pages`` ordinary pages, is killed whatever its size (an
+attacker could as well hand its files to a small helper task). Without ``unmap_after_touch``
+the attacker's mapped secret pages count, and a victim lighter than them survives.
 
 Alongside, the attack measures direct-map fragmentation: the same workload of secret
 allocations, replayed on two fresh machines, one removing pages from the direct map one by one
@@ -40,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from ..errors import OomKilled, OutOfMemory, ResourceLimit
+from ..errors import OomKilled, ResourceLimit
 from ..platform import PMD_PAGES, Domain, Machine, Mitigations, SecretmemFile
 from ..results import FragmentationSeries, PlotData, omitted_when_none
 from ..text import plural
@@ -102,6 +108,11 @@ class SecretmemExhaustionParams(SecretParams):
         description="ordinary pages the victim already uses when it asks for secret memory "
         "(its size, which the OOM killer weighs)",
     )
+    unmap_after_touch: bool = Field(
+        True, description="the attacker unmaps each file's pages once touched and keeps the "
+        "file open: the pages stay taken in the file's page cache but leave its resident set, "
+        "which the OOM killer weighs",
+    )
 
     def pages_needed(self) -> int:
         return 2 + self.victim_resident_pages
@@ -145,7 +156,11 @@ class SecretmemExhaustionMetrics(BaseMetrics):
     attacker_pages: int
     """Secret pages the attacker mapped and touched."""
     attacker_locked_pages: int
-    """Pages charged to the attacker's locked-memory limit."""
+    """Pages charged to the attacker's locked-memory limit at most at once (while its mappings
+    were in place: munmap gives the charge back)."""
+    attacker_resident_pages: int
+    """Pages mapped into the attacker when the victim asks (its resident set, which the OOM
+    killer weighs)."""
     free_chunks_left: int | None
     """2 MiB chunks left in the secretmem= reservation (``None``: there is none)."""
     free_frames_left: int
@@ -179,8 +194,9 @@ class Exhaustion:
         secret: the victim's secret.
         read_back: what the victim read back from its secret page (``None``: it got none).
         killed: tasks the OOM killer killed during the victim's fault, in order.
-        unavailable: ``memfd_secret`` failed for the attacker and the victim alike (no
-            reservation): there was no secret memory to exhaust.
+        unavailable: ``memfd_secret`` fails for every task (no reservation): there was no
+            secret memory to exhaust.
+        stopped: what made the attacker stop taking secret memory.
     """
 
     taken: int
@@ -189,12 +205,17 @@ class Exhaustion:
     read_back: bytes | None
     killed: tuple[str, ...] = ()
     unavailable: str | None = None
+    stopped: str = ""
 
 
 def exhaust(ctx: AttackContext, params: SecretmemExhaustionParams) -> Exhaustion:
     """The attacker takes all the secret memory it may on ``ctx.machine``, the fragmentation
     workload is measured on the side, then the victim asks for one secret page and stores its
     secret there; the metrics go to ``ctx.log`` as they are measured.
+
+    On a machine where ``memfd_secret`` fails for every task nothing happens and the result
+    says so (:attr:`Exhaustion.unavailable`): the built-in attack never gets here (its
+    precondition), the programs' ``exhaust_secretmem`` step does.
 
     Raises:
         PlatformRefusal: any refusal but the victim's death in the OOM killer (one the victim
@@ -203,25 +224,26 @@ def exhaust(ctx: AttackContext, params: SecretmemExhaustionParams) -> Exhaustion
     m, log = ctx.machine, ctx.log
     secret = make_secret(ctx.rng, params.secret, params.secret_bytes)
     log.secret = secret
+    unavailable = m.secretmem_unavailable()
+    if unavailable is not None:
+        log.step(Actor.ATTACKER, "finds no secret memory to exhaust", "unprivileged_task",
+                 detail=unavailable)
+        return Exhaustion(0, None, secret, None, unavailable=unavailable)
     victim = m.create_domain("process", "victim")
     for _ in range(params.victim_resident_pages):
         m.alloc_page(victim)
     area = m.secretmem_area
     where = (f"the secretmem= reservation ({area.chunks} chunks of 2 MiB)" if area else
-             "the page allocator (the code before the PMD-pool patch)"
-             if m.secretmem_before_pmd_pool else "no secretmem= reservation")
+             "the page allocator (the code before the PMD-pool patch)")
     log.step(Actor.VICTIM, f"uses {plural(params.victim_resident_pages, 'ordinary page')} and "
              "is about to need secret memory for its key", detail=where)
 
     log.begin_attack()
     attacker = m.create_domain("process", "attacker")
-    try:
-        first = m.memfd_secret(attacker)
-    except OutOfMemory as exc:
-        return _unavailable(ctx, params, victim, secret, str(exc))
-    taken, refusals = _exhaust(m, attacker, first, params, log)
+    taken, refusals, peak, stopped = _exhaust(m, attacker, params, log)
     metrics = SecretmemExhaustionMetrics(
-        attacker_pages=taken, attacker_locked_pages=attacker.locked_pages,
+        attacker_pages=taken, attacker_locked_pages=peak,
+        attacker_resident_pages=attacker.rss,
         free_chunks_left=area.free_chunks if area else None,
         free_frames_left=m.allocator.free_count, mmap_refusals=refusals or None)
     log.metrics = metrics  # kept if the fragmentation measurement fails
@@ -243,7 +265,7 @@ def exhaust(ctx: AttackContext, params: SecretmemExhaustionParams) -> Exhaustion
                  detail=str(exc))
         log.metrics = replace(metrics, victim_allocation="killed (VM_FAULT_OOM)",
                               oom_killed=killed)
-        return Exhaustion(taken, str(exc), secret, None, killed)
+        return Exhaustion(taken, str(exc), secret, None, killed, stopped=stopped)
     killed = tuple(m.oom_kills[killed_before:])
     if killed:
         log.step(Actor.VICTIM, "touches its secret page: the fault gets VM_FAULT_OOM, the OOM "
@@ -255,7 +277,7 @@ def exhaust(ctx: AttackContext, params: SecretmemExhaustionParams) -> Exhaustion
     log.step(Actor.VICTIM, "stores its secret in secret memory and reads it back", address=pa)
     log.metrics = replace(metrics, victim_allocation="ok after OOM kills" if killed else "ok",
                           oom_killed=killed or None)
-    return Exhaustion(taken, None, secret, log.recovered, killed)
+    return Exhaustion(taken, None, secret, log.recovered, killed, stopped=stopped)
 
 
 def judge_exhaustion(done: Exhaustion) -> Verdict:
@@ -263,38 +285,22 @@ def judge_exhaustion(done: Exhaustion) -> Verdict:
     chance."""
     if done.unavailable is not None:
         return Verdict(Outcome.NOT_APPLICABLE,
-                       f"no secret memory to exhaust: memfd_secret fails for the attacker and "
-                       f"the victim alike ({done.unavailable})")
+                       f"no secret memory to exhaust: {done.unavailable}")
+    took = f"the attacker took {plural(done.taken, 'secret page')} ({done.stopped})"
     if done.refusal is not None:
         return Verdict(Outcome.SUCCEEDED,
-                       f"denial of service: the attacker took {done.taken} secret pages, then "
-                       f"the victim's secret page fault got {done.refusal}; the victim cannot "
-                       f"continue")
+                       f"denial of service: {took}, then the victim's secret page fault got "
+                       f"{done.refusal}; the victim cannot continue")
     if done.read_back != done.secret:
         return Verdict(Outcome.ERROR, "the victim's secret page reads back corrupt")
-    after = (f", once the OOM killer had killed {', '.join(done.killed)}" if done.killed
-             else "")
-    return Verdict(Outcome.MITIGATED, f"the victim still got secret memory{after}: the "
-                   f"attacker could take only {done.taken} pages")
+    if done.killed:
+        return Verdict(Outcome.MITIGATED,
+                       f"the victim still got secret memory: {took}, but the victim's fault "
+                       f"made the OOM killer kill {', '.join(done.killed)}, which gave the "
+                       f"secret memory back, and the retried fault got a page")
+    return Verdict(Outcome.MITIGATED, f"the victim still got secret memory: {took}, and the "
+                   f"victim's fault found room")
 
-
-def _unavailable(
-    ctx: AttackContext, params: SecretmemExhaustionParams, victim: Domain, secret: bytes,
-    why: str,
-) -> Exhaustion:
-    """The attacker's memfd_secret failed: see whether the victim's fails the same way."""
-    ctx.log.step(Actor.ATTACKER, "opens a secretmem file: refused", "unprivileged_task",
-                 detail=why)
-    with ctx.log.victim_acts():
-        try:
-            ctx.machine.memfd_secret(victim)
-        except OutOfMemory as exc:
-            ctx.log.step(Actor.VICTIM, "opens a secretmem file: refused too", detail=str(exc))
-            ctx.log.metrics = _fragmentation(ctx, params, SecretmemExhaustionMetrics(
-                attacker_pages=0, attacker_locked_pages=0, free_chunks_left=None,
-                free_frames_left=ctx.machine.allocator.free_count))
-            return Exhaustion(0, None, secret, None, unavailable=why)
-    raise OutOfMemory(why)  # the attacker alone was refused: a block
 
 class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     kind = "secretmem-exhaustion"
@@ -306,30 +312,40 @@ class SecretmemExhaustion(Attack[SecretmemExhaustionParams]):
     """The ``secretmem=`` reservation its files take their pages from, or the code before the
     PMD-pool patch."""
 
+    def precondition(self, machine: Machine, params: SecretmemExhaustionParams) -> str | None:
+        why = machine.secretmem_unavailable()
+        return None if why is None else f"no secret memory to exhaust: {why}"
+
     def run(self, ctx: AttackContext, params: SecretmemExhaustionParams) -> Verdict:
         return judge_exhaustion(exhaust(ctx, params))
 
 
 def _exhaust(
-    m: Machine, attacker: Domain, first: SecretmemFile, params: SecretmemExhaustionParams,
-    log: AttackLog,
-) -> tuple[int, int]:
-    """The attacker maps and touches as much secret memory as it is allowed and as there is,
-    starting with its file ``first``.
+    m: Machine, attacker: Domain, params: SecretmemExhaustionParams, log: AttackLog,
+) -> tuple[int, int, int, str]:
+    """The attacker maps and touches as much secret memory as it is allowed and as there is;
+    with ``unmap_after_touch`` it unmaps each file once touched and keeps it open.
 
     Returns:
-        Pages taken, and mmap calls refused.
+        Pages taken, mmap calls refused, the most pages charged to its locked-memory limit at
+        once, and what made it stop.
     """
-    taken = refusals = 0
+    taken = refusals = peak = 0
+    empty = ("the reservation was empty" if m.secretmem_area is not None
+             else "free memory was exhausted")
+    stopped = f"it had filled all its {plural(params.attacker_files, 'file')}"
     for n in range(params.attacker_files):
         if n and not _room(m, None):
             log.step(Actor.ATTACKER, f"opens no more files: /proc/meminfo shows no secret "
                      f"memory left after {plural(n, 'file')}", "unprivileged_task")
+            stopped = empty
             break
-        file = first if n == 0 else m.memfd_secret(attacker)
+        file = m.memfd_secret(attacker)
         length, refused = _mmap_greedy(file, params.pages_per_file)
         if refused:
             refusals += refused
+            stopped = (f"the locked-memory limit refused its mmap "
+                       f"{plural(refusals, 'time')}")
             log.step(Actor.ATTACKER, f"file {n + 1}: mmap refused {refused} times (EAGAIN), "
                      f"settles for {length} pages", "unprivileged_task")
         if not length:
@@ -339,14 +355,19 @@ def _exhaust(
             file.fault(got)
             got += 1
         taken += got
-        if got < length:
-            log.step(Actor.ATTACKER, f"file {n + 1}: maps {plural(length, 'secret page')}, touches "
-                     f"{got}, and stops: /proc/meminfo shows no secret memory left",
-                     "unprivileged_task", detail=plural(len(file.chunks), "pool chunk"))
-            return taken, refusals
-        log.step(Actor.ATTACKER, f"file {n + 1}: maps and touches {plural(got, 'secret page')}",
-                 "unprivileged_task", detail=plural(len(file.chunks), "pool chunk"))
-    return taken, refusals
+        peak = max(peak, attacker.locked_pages)
+        full = got < length
+        what = (f"maps {plural(length, 'secret page')}, touches {got}, and stops: "
+                f"/proc/meminfo shows no secret memory left" if full else
+                f"maps and touches {plural(got, 'secret page')}")
+        if params.unmap_after_touch:
+            file.munmap()
+            what += "; unmaps them and keeps the file open (they stay in its page cache)"
+        log.step(Actor.ATTACKER, f"file {n + 1}: {what}", "unprivileged_task",
+                 detail=plural(len(file.chunks), "pool chunk"))
+        if full:
+            return taken, refusals, peak, empty
+    return taken, refusals, peak, stopped
 
 
 def _room(m: Machine, file: SecretmemFile | None) -> bool:

@@ -32,8 +32,18 @@ from .mm.memory import BusTap, PhysicalMemory
 from .mm.oom import select_bad_process
 from .mm.secretmem import PMD_PAGES, SecretmemArea, SecretmemFile
 
-__all__ = ["Domain", "DomainKind", "Machine", "Mitigations"]
+__all__ = [
+    "DEFAULT_SECRETMEM_RESERVE",
+    "Domain",
+    "DomainKind",
+    "Machine",
+    "Mitigations",
+    "effective_secretmem_reserve",
+]
 
+DEFAULT_SECRETMEM_RESERVE = PMD_PAGES
+"""The ``secretmem=`` reservation (frames) of a machine with the ``secretmem`` mitigation and
+none of its own: ``secretmem=2M``, one PMD-size chunk."""
 MAX_MEMORY_PAGES = 65536
 """256 MiB of emulated DRAM at most."""
 _BOOT_BATCH = 256
@@ -61,6 +71,25 @@ class Domain:
     """Guests: the nested page table the hypervisor keeps, guest page number -> frame."""
     locked_pages: int = 0
     """Pages charged to the task's locked-memory limit (secret memory)."""
+    cached_pages: int = 0
+    """Of :attr:`pages`, the secret pages its secretmem files keep in their page cache while
+    the task has them unmapped."""
+
+    @property
+    def rss(self) -> int:
+        """Pages mapped into the task (its resident set, what the OOM killer weighs)."""
+        return len(self.pages) - self.cached_pages
+
+
+def effective_secretmem_reserve(
+    mitigations: Mitigations, reserve_pages: int, before_pmd_pool: bool = False,
+) -> int:
+    """The ``secretmem=`` reservation a machine boots with: ``reserve_pages``, or, when that is
+    0 and the ``secretmem`` mitigation is on (with the PMD-pool code),
+    :data:`DEFAULT_SECRETMEM_RESERVE`."""
+    if reserve_pages or before_pmd_pool or not mitigations.secretmem:
+        return reserve_pages
+    return DEFAULT_SECRETMEM_RESERVE
 
 
 def _mitigation(profile: str, description: str, *, maximum: int | None = None) -> Any:
@@ -81,7 +110,10 @@ class Mitigations:
 
     init_on_free: bool = _mitigation("init_on_free", "zero every page when it is freed")
     secretmem: bool = _mitigation(
-        "secretmem", "pages allocated as secret are removed from every kernel direct map")
+        "secretmem", "pages allocated as secret come from secret memory (memfd_secret) and "
+        "leave every kernel direct map; without a secretmem= reservation of the platform's "
+        "own, the kernel boots with secretmem=2M (one 2 MiB chunk of 512 frames, so memory "
+        "must be larger than that)")
     memlock_limit_pages: int = _mitigation(
         "memlock_limit", "per-task RLIMIT_MEMLOCK charged for secret memory, in pages "
         "(0: none)", maximum=MAX_MEMORY_PAGES)
@@ -135,7 +167,9 @@ class Machine:
         memory_pages: 4 KiB frames of DRAM (1 .. 65536).
         mitigations: software mitigations in force.
         secretmem_reserve_pages: the ``secretmem=`` boot reservation in frames, a multiple of
-            512 (0: none, and ``memfd_secret`` fails with ENOMEM).
+            512 (0: none, and ``memfd_secret`` fails with ENOMEM; but with the ``secretmem``
+            mitigation, :data:`DEFAULT_SECRETMEM_RESERVE` unless the code before the PMD pool
+            is asked for).
         secretmem_before_pmd_pool: ``memfd_secret`` as before the PMD-pool patch, for
             comparison: no reservation, secret pages come from the page allocator one by one.
 
@@ -167,7 +201,11 @@ class Machine:
         self.direct_map = DirectMap(HOST, memory_pages, DIRECT_MAP_BASE)
         self._keyid_maps: dict[KeySlot, DirectMap] = {}
         self._owner: dict[Pfn, Domain] = {}
-        self._secret_pages: set[Pfn] = set()
+        self._secret_frames: dict[Pfn, SecretmemFile] = {}
+        """Frames secretmem files hold -> the file."""
+        self._secret_backing: dict[int, SecretmemFile] = {}
+        """Domain (by identity) -> the secretmem file its secret pages come from under the
+        ``secretmem`` mitigation."""
         self._hidden: dict[Pfn, int] = {}
         """Ranges removed from every direct map: first frame -> frames."""
         self.secretmem_area: SecretmemArea | None = None
@@ -180,6 +218,14 @@ class Machine:
         self._secret_files: list[SecretmemFile] = []
         self.oom_kills: list[str] = []
         """Tasks the OOM killer killed, in order."""
+        given = secretmem_reserve_pages
+        secretmem_reserve_pages = effective_secretmem_reserve(
+            self.mitigations, secretmem_reserve_pages, secretmem_before_pmd_pool)
+        if secretmem_reserve_pages != given and secretmem_reserve_pages >= memory_pages:
+            raise ConfigError(
+                f"secretmem: the mitigation's default secretmem=2M reservation "
+                f"({DEFAULT_SECRETMEM_RESERVE} frames) needs memory_pages above "
+                f"{DEFAULT_SECRETMEM_RESERVE}, got {memory_pages}")
         if secretmem_reserve_pages:
             if secretmem_reserve_pages % PMD_PAGES or secretmem_reserve_pages >= memory_pages:
                 raise ConfigError(
@@ -256,9 +302,23 @@ class Machine:
         """Give ``domain`` a frame; returns its physical address (page-aligned).
 
         Args:
-            secret: the page holds a secret; with ``secretmem`` it leaves the direct maps.
+            secret: the page holds a secret; with ``secretmem`` it comes from the domain's
+                secretmem file (:meth:`memfd_secret`'s pool, out of every direct map).
+
+        Raises:
+            OutOfMemory: no free frame, or (a secret page) the secretmem fault met
+                VM_FAULT_OOM and the OOM killer killed the domain (:class:`OomKilled`).
+            ResourceLimit: a secret page over the locked-memory limit.
         """
+        if secret and self.mitigations.secretmem:
+            return self._secret_backing_page(domain)
         pfn = self.allocator.alloc()
+        self._give(domain, pfn)
+        return PhysAddr(pfn * PAGE_SIZE)
+
+    def _give(self, domain: Domain, pfn: Pfn) -> None:
+        """Make ``pfn`` ``domain``'s: owned, initialised for its key, in a guest's nested page
+        table (and RMP)."""
         domain.pages.append(pfn)
         self._owner[pfn] = domain
         self._initialise(domain, pfn)
@@ -267,10 +327,33 @@ class Machine:
             domain.npt[gpn] = pfn
             if isinstance(self.engine, EngineWithRmp):
                 self.engine.rmp_assign(pfn, domain.slot, gpn)
-        if secret and self.mitigations.secretmem:
-            self._secret_pages.add(pfn)
-            self._hide(pfn, 1)
-        return PhysAddr(pfn * PAGE_SIZE)
+
+    def _take_back(self, domain: Domain, pfn: Pfn) -> None:
+        """Undo :meth:`_give` (the frame's contents and the free list are the caller's)."""
+        domain.pages.remove(pfn)
+        del self._owner[pfn]
+        for gpn in [g for g, f in domain.npt.items() if f == pfn]:
+            del domain.npt[gpn]
+        if isinstance(self.engine, EngineWithRmp):
+            self.engine.rmp_reclaim(pfn)
+
+    def _secret_backing_page(self, domain: Domain) -> PhysAddr:
+        """One more page of ``domain``'s secretmem file (the ``secretmem`` mitigation): mapped
+        and faulted in as :meth:`memfd_secret`'s files are. A guest's comes from the file its
+        VMM backs guest memory with."""
+        file = self._secret_backing.get(id(domain))
+        if file is None or not file.open:
+            if not domain.alive:
+                raise ConfigError(f"{domain.name} has been destroyed")
+            why = self.secretmem_unavailable()
+            if why is not None:
+                raise OutOfMemory(why)
+            file = SecretmemFile(_SecretPool(self, domain), domain,
+                                 self.mitigations.memlock_limit_pages)
+            self._secret_files.append(file)
+            self._secret_backing[id(domain)] = file
+        file.mmap(1)
+        return file.fault(file.mapped_pages - 1)
 
     def free_page(self, domain: Domain, pa: PhysAddr) -> None:
         """Give back the page at ``pa`` (as :meth:`alloc_page` returned it), clearing it first
@@ -286,20 +369,34 @@ class Machine:
     def _free_frame(self, domain: Domain, pfn: Pfn) -> None:
         if self._owner.get(pfn) is not domain:
             raise ConfigError(f"{domain.name} frees frame {pfn} it does not own")
-        if pfn in self._secret_pages:
-            # secretmem maps the page again and clears it before it goes back.
-            self._secret_pages.discard(pfn)
+        file = self._secret_frames.get(pfn)
+        if file is not None:
+            self._secretmem_punch(domain, file, pfn)
+            return
+        if self.mitigations.init_on_free:
+            self._clear(pfn, 1)
+        self._take_back(domain, pfn)
+        self.allocator.free(pfn)
+
+    def _secretmem_punch(self, task: Domain, file: SecretmemFile, pfn: Pfn) -> None:
+        """A secret page of ``file`` freed on its own (a hole punched in the file): cleared and
+        back in the file's pool, still out of the direct maps; before the PMD pool, mapped
+        again and back to the page allocator."""
+        index = next(i for i, f in file.pages.items() if f == pfn)
+        del file.pages[index]
+        if index in file.resident:
+            file.resident.discard(index)
+        else:
+            task.cached_pages -= 1
+        del self._secret_frames[pfn]
+        self._take_back(task, pfn)
+        if self.secretmem_area is None:
             self._unhide(pfn)
             self._clear(pfn, 1)
-        elif self.mitigations.init_on_free:
+            self.allocator.free(pfn)
+        else:
             self._clear(pfn, 1)
-        domain.pages.remove(pfn)
-        del self._owner[pfn]
-        for gpn in [g for g, f in domain.npt.items() if f == pfn]:
-            del domain.npt[gpn]
-        if isinstance(self.engine, EngineWithRmp):
-            self.engine.rmp_reclaim(pfn)
-        self.allocator.free(pfn)
+            file.pool_free.append(pfn)
 
     # -- secret memory (memfd_secret) ----------------------------------------------------
     def memfd_secret(self, task: Domain) -> SecretmemFile:
@@ -311,12 +408,20 @@ class Machine:
         """
         if task.kind is not DomainKind.PROCESS or not task.alive:
             raise ConfigError(f"memfd_secret: {task.name} is not a live process")
-        if self.secretmem_area is None and not self.secretmem_before_pmd_pool:
-            raise OutOfMemory("ENOMEM: memfd_secret needs the secretmem= boot reservation, and "
-                              "this kernel has none")
+        why = self.secretmem_unavailable()
+        if why is not None:
+            raise OutOfMemory(why)
         file = SecretmemFile(_SecretPool(self, task), task, self.mitigations.memlock_limit_pages)
         self._secret_files.append(file)
         return file
+
+    def secretmem_unavailable(self) -> str | None:
+        """Why ``memfd_secret`` fails for every task on this machine (``None``: it does not):
+        the PMD-pool kernel serves secret memory only from the ``secretmem=`` reservation."""
+        if self.secretmem_area is None and not self.secretmem_before_pmd_pool:
+            return ("ENOMEM: memfd_secret needs the secretmem= boot reservation, and this "
+                    "kernel has none")
+        return None
 
     def _oom_kill(self) -> Domain | None:
         """The OOM killer after a fault's VM_FAULT_OOM (:mod:`.mm.oom`): kill the heaviest live
@@ -345,17 +450,16 @@ class Machine:
                 file.chunks.append(chunk)
                 file.pool_free = [Pfn(f) for f in range(chunk + PMD_PAGES - 1, chunk - 1, -1)]
             pfn = file.pool_free.pop()
-        task.pages.append(pfn)
-        self._owner[pfn] = task
-        self._initialise(task, pfn)
+        self._secret_frames[pfn] = file
+        self._give(task, pfn)
         return pfn
 
     def _secretmem_release(self, task: Domain, file: SecretmemFile) -> None:
         """Tear ``file`` of ``task`` down: its pages mapped again and cleared, memory given
         back."""
         for pfn in file.pages.values():
-            task.pages.remove(pfn)
-            del self._owner[pfn]
+            del self._secret_frames[pfn]
+            self._take_back(task, pfn)
             if self.secretmem_area is None:
                 self._unhide(pfn)
                 self._clear(pfn, 1)

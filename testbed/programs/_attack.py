@@ -72,7 +72,20 @@ class ProgramAttack(Attack[Program]):
         return type(self), self.kind
 
     def precondition(self, machine: Machine, params: Program) -> str | None:
-        return engine_problem(params, type(machine.engine))
+        """The engine's problem with the program, else the first system step's built-in
+        attack's precondition (``exhaust_secretmem`` without secret memory, say)."""
+        found = engine_problem(params, type(machine.engine))
+        if found is not None:
+            return found
+        from .. import registry  # the registry imports the programs
+
+        for step in params.steps:
+            kind = OPS[step.op].attack
+            if kind and kind in registry.attacks:
+                why = registry.attacks.get(kind).precondition(machine, step.args)
+                if why is not None:
+                    return why
+        return None
 
     def run(self, ctx: AttackContext, params: Program) -> Verdict:
         return run_program(ctx, params)

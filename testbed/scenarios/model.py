@@ -31,11 +31,13 @@ from ..attacks.cost import JOB_LIMIT_UNITS, LIMIT_TEXT, MachineShape, Work, unit
 from ..platform import (
     MAX_MEMORY_PAGES,
     EngineOptions,
+    EngineWithKeyIds,
     Mitigations,
     MktmeEngine,
     MktmeIntegrityEngine,
     SevEngine,
 )
+from ..platform.machine import effective_secretmem_reserve
 from ..platform.mm import RESERVED_FRAMES
 from ..programs import OPS
 from ..results.chance import chance_text
@@ -155,7 +157,8 @@ class PlatformSpec(_Strict):
     pconfig_entropy_failures: int = Field(
         0, ge=0, le=MktmeEngine.MAX_ENTROPY_FAILURES,
         description="MKTME: PCONFIG SET_KEY_RANDOM fails with ENTROPY_ERROR this many times in "
-        "a row before each success (the kernel retries 10 times; 0: never fails)",
+        "a row before each success (0: never fails; the kernel makes 10 attempts, so 10 fails "
+        "the first key request); only for engines with PCONFIG",
     )
     mac_bits: int = Field(
         28, ge=MktmeIntegrityEngine.MIN_MAC_BITS, le=MktmeIntegrityEngine.MAX_MAC_BITS,
@@ -167,7 +170,8 @@ class PlatformSpec(_Strict):
     secretmem_reserve_pages: int = Field(
         0, ge=0, le=MAX_MEMORY_PAGES,
         description="secretmem= boot reservation for PMD-size secret-memory pools, in 4 KiB "
-        "frames, a multiple of 512 (0: none, and memfd_secret fails with ENOMEM)",
+        "frames, a multiple of 512 (0: none, and memfd_secret fails with ENOMEM; but 512, "
+        "secretmem=2M, under the secretmem mitigation)",
     )
     secretmem_before_pmd_pool: bool = Field(
         False, description="for comparison, memfd_secret as before the PMD-pool patch: no "
@@ -296,6 +300,15 @@ class Scenario(_Strict):
                 raise field_error(f"expect.{engine}",
                                   f"engine {engine!r} is not in this scenario's engines")
         self._check_settings()
+        self._check_pconfig()
+        reserve = effective_secretmem_reserve(self.mitigations,
+                                              self.platform.secretmem_reserve_pages,
+                                              self.platform.secretmem_before_pmd_pool)
+        if reserve >= self.platform.memory_pages:
+            raise field_error("mitigations.secretmem",
+                              f"the mitigation's default secretmem=2M reservation ({reserve} "
+                              f"frames) needs platform.memory_pages above {reserve}, got "
+                              f"{self.platform.memory_pages}")
         limit = (info.context or {}).get(WORK_LIMIT_CONTEXT, JOB_LIMIT_UNITS)
         self._check_work(limit)
         return self
@@ -333,6 +346,21 @@ class Scenario(_Strict):
                               f"{who} use of this setting (it is for "
                               f"{', '.join(users) or 'no registered attack'}); remove it")
 
+    def _check_pconfig(self) -> None:
+        """Refuse PCONFIG entropy failures for an engine that programs no keys with PCONFIG."""
+        if not self.platform.pconfig_entropy_failures:
+            return
+        def pconfig(name: str) -> bool:
+            return issubclass(registry.engines.get(name), EngineWithKeyIds)
+
+        without = [name for name in self.engines if name in registry.engines
+                   and not pconfig(name)]
+        if without:
+            able = [name for name in registry.engines.names() if pconfig(name)]
+            raise field_error("platform.pconfig_entropy_failures",
+                              f"{', '.join(without)} make no keys with PCONFIG; list only "
+                              f"engines that do in engines: ({', '.join(able)})")
+
     def bare(self) -> Scenario:
         """This scenario as its control runs it: no mitigations, no ciphertext hiding, the
         rest unchanged."""
@@ -347,7 +375,8 @@ class Scenario(_Strict):
         s = self.bare() if control else self
         p = s.platform
         return MachineShape(p.memory_pages, p.engine_options(), s.mitigations,
-                            p.secretmem_reserve_pages)
+                            effective_secretmem_reserve(s.mitigations, p.secretmem_reserve_pages,
+                                                        p.secretmem_before_pmd_pool))
 
     def _run_work(self) -> tuple[Work, bool] | None:
         """The larger estimate of one run, the scenario's own or its control's (``True``)."""

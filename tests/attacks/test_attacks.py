@@ -35,7 +35,8 @@ def test_kernel_map_leak(engine: str, want: Outcome) -> None:
 
 @pytest.mark.parametrize("engine", ["none", "tme", "mktme", "mktme-i", "sev", "sev-snp"])
 def test_kernel_map_leak_secretmem_faults(engine: str) -> None:
-    row = run("program", engine, params=leak(), mitigations={"secretmem": True})
+    row = run("program", engine, params=leak(), mitigations={"secretmem": True},
+              platform={"memory_pages": 1024})  # room for the default secretmem=2M
     assert row.outcome is B
     assert "removed from the direct map" in row.reason
     assert row.evidence.recovered is None

@@ -57,6 +57,7 @@ ARGS: dict[str, st.SearchStrategy[Any]] = {
     "secret_bytes": st.integers(0, 200), "attacker_files": st.integers(0, 4),
     "pages_per_file": st.integers(0, 600), "workload_pages": st.integers(0, 300),
     "workload_tasks": st.integers(0, 5), "victim_resident_pages": st.integers(0, 300),
+    "unmap_after_touch": st.booleans(),
     "guest_pages": st.integers(0, 20),
     "background_pages": st.integers(0, 20), "constant_access": st.booleans(),
     "cpus": st.integers(1, 2), "sites": st.integers(0, 1), "visits": st.integers(0, 1),
@@ -102,7 +103,9 @@ def check(data: dict[str, Any], engine: str, mitigations: Mitigations) -> None:
     except ValidationError:
         return
     assert prog.guess_space <= MAX_GUESSES
-    ctx = programs.context(engine, pages=256, mitigations=mitigations)
+    # secretmem's default secretmem=2M reservation needs more than 512 frames.
+    ctx = programs.context(engine, pages=1024 if mitigations.secretmem else 256,
+                           mitigations=mitigations)
     if ProgramAttack().precondition(ctx.machine, prog) is not None:
         return
     allocated, alloc_page = [0], ctx.machine.alloc_page

@@ -37,6 +37,7 @@ def test_history_and_compare_over_two_runs(tmp_path: Path,
     out, db = tmp_path / "out", tmp_path / "out" / "history.sqlite"
     assert invoke("run", str(folder), "--out", str(out), "--jobs", "1")[0] == 0
     (folder / "s.yaml").write_text(text.replace("threat:", "mitigations: {secretmem: true}\n"
+                                                "platform: {memory_pages: 1024}\n"
                                                 "threat:").replace("mitigated", "blocked")
                                    .replace("succeeded", "blocked"))
     code, output = invoke("run", str(folder), "--out", str(out), "--jobs", "1")

@@ -133,8 +133,8 @@ def test_a_job_that_is_its_own_control_runs_once() -> None:
 
 
 def test_a_mitigation_adds_one_control_run_shared_by_every_engine() -> None:
-    jobs = [_job("program", e, params=leak(), mitigations={"secretmem": True})
-            for e in ("none", "tme", "mktme")]
+    jobs = [_job("program", e, params=leak(), mitigations={"secretmem": True},
+                 platform={"memory_pages": 1024}) for e in ("none", "tme", "mktme")]
     runs, controls = units(jobs)
     assert runs[:3] == jobs and len(runs) == 4
     assert controls == [3, 3, 3]
@@ -388,28 +388,30 @@ def test_a_one_byte_secret_is_inconclusive(attack: str, params: dict[str, Any]) 
     assert row.control is not None and row.control.outcome is IN
 
 
-def test_a_refusal_the_victim_meets_is_an_error_not_a_block() -> None:
+def test_a_victim_without_a_keyid_is_an_error_not_a_block() -> None:
     """One KeyID (keyid_bits 1) for two VMs: the attacker's takes it, and the victim's VM,
-    created after it, finds none left. The platform refused the victim, not the attacker: the
-    run failed, no defence blocked anything."""
+    created after it, finds none left. The platform ran out of KeyIDs: the run failed, no
+    defence blocked anything."""
     program = leak()
     program["threat"] = [*program["threat"], "chosen_plaintext"]
     program["program"] = [{"op": "create_domain", "by": "attacker", "args": {"kind": "guest"},
                            "as": "mine"}, *program["program"]]
     row = run("program", "mktme", platform={"keyid_bits": 1}, params=program)
     assert row.outcome is E, row.reason
-    assert row.reason.startswith("the platform refused the victim a step: no free KeyID")
+    assert row.reason.startswith("the platform failed: no free KeyID")
     assert row.control is not None and row.control.outcome is S  # the attack itself works
 
 
-def test_a_refusal_of_the_attackers_process_is_a_block() -> None:
+def test_running_out_of_keyids_is_an_error_never_a_block() -> None:
     """The secretmem victim is set up first: with one KeyID it holds it, and the attacker's
-    process is refused one; the control, with no KeyIDs to run out of, succeeds."""
+    process finds none. A KeyID shortage defends nothing against secretmem exhaustion: the run
+    is an error (the platform failed), never ``blocked``; the control, with no KeyIDs to run
+    out of, succeeds."""
     row = run("secretmem-exhaustion", "mktme",
               platform={"keyid_bits": 1, "memory_pages": 4096, "secretmem_reserve_pages": 1024},
-              params={"workload_pages": 0, "victim_resident_pages": 1100})
-    assert row.outcome is B, row.reason
-    assert row.reason.startswith("the platform refused a step: no free KeyID")
+              params={"workload_pages": 0})
+    assert row.outcome is E, row.reason
+    assert row.reason == "the platform failed: no free KeyID (all 1 in use)"
     assert row.control is not None and row.control.outcome is S
 
 
@@ -461,7 +463,8 @@ def test_trials_reproduce() -> None:
 def test_results_do_not_depend_on_the_number_of_workers() -> None:
     fields: dict[str, dict[str, Any]] = {
         "pins": {"params": pins(3), "trials": 4},
-        "leak": {"params": leak(), "mitigations": {"secretmem": True}},
+        "leak": {"params": leak(), "mitigations": {"secretmem": True},
+                 "platform": {"memory_pages": 1024}},
         "rollback": {"params": rollback(), "platform": {"ciphertext_hiding": True}},
         "torn": CHEAP["torn-live-patch"]}
     jobs = [_job("program" if name != "torn" else "torn-live-patch", engine, seed=9,

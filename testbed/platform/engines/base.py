@@ -97,8 +97,9 @@ class EngineWithKeyIds(abc.ABC):
     """Physical-address bits used for the KeyID."""
     max_keyid: int
     """The highest software-programmable KeyID (KeyID 0 is the TME key)."""
-    pconfig_retries: int
-    """PCONFIG executions the kernel repeated after ENTROPY_ERROR or DEVICE_BUSY, so far."""
+    pconfig_retries: int = 0
+    """PCONFIG executions the kernel repeated after ENTROPY_ERROR or DEVICE_BUSY, so far (an
+    engine that never retries may leave it at 0)."""
 
     @abc.abstractmethod
     def pconfig(

@@ -10,9 +10,16 @@ that could not be programmed fails the request.
 
 The model's choice: the entropy source is deterministic. With ``entropy_failures`` = n, every
 SET_KEY_RANDOM answers ENTROPY_ERROR n times in a row, then succeeds (n = 0: it never fails); Intel
-does not publish how often the hardware's source runs dry. A key request that meets
-ENTROPY_ERROR on all its attempts raises :class:`~testbed.errors.PlatformFailure`: the platform
-failed, it refused nobody, so a run that meets it is an ``error``, never ``blocked``.
+does not publish how often the hardware's source runs dry, so no failure rate could be sourced.
+Since the kernel stops after :data:`PCONFIG_ATTEMPTS` attempts, n ranges over 0 ..
+:data:`PCONFIG_ATTEMPTS`, the values with distinct meanings: 0 .. 9 program every key after n
+retries (the timeline shows them), 10 fails the first key request; any larger n would fail the
+same way, so it is refused. A key request that meets ENTROPY_ERROR on all its attempts raises
+:class:`~testbed.errors.PlatformFailure`: the platform failed, it refused nobody, so a run that
+meets it is an ``error``, never ``blocked``.
+
+No free KeyID for a new domain is a resource running out, not a check that refuses someone: it
+raises :class:`~testbed.errors.PlatformFailure` too (an ``error`` run, whoever meets it).
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ class MktmeEngine(TmeEngine, EngineWithKeyIds, EngineWithRuntimeRotation):
     name = "mktme"
     per_domain_keys = True
     MAX_KEYID_BITS: ClassVar[int] = 15
-    MAX_ENTROPY_FAILURES: ClassVar[int] = 64
+    MAX_ENTROPY_FAILURES: ClassVar[int] = PCONFIG_ATTEMPTS
 
     def __init__(
         self, keys: KeySource, reduced_width_bits: int | None = None, keyid_bits: int = 6,
@@ -163,7 +170,8 @@ class MktmeEngine(TmeEngine, EngineWithKeyIds, EngineWithRuntimeRotation):
                 self.program(PconfigCommand.SET_KEY_RANDOM, keyid)
                 self._in_use.add(keyid)
                 return keyid
-        raise KeyNotProgrammed(f"no free KeyID (all {self.max_keyid} in use)")
+        # Running out of KeyIDs refuses nobody on purpose: a failed run, never a block.
+        raise PlatformFailure(f"no free KeyID (all {self.max_keyid} in use)")
 
     def release_slot(self, slot: KeySlot) -> None:
         if slot in self._in_use:

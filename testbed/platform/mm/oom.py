@@ -12,10 +12,17 @@ of the secretmem reservation: killing a task gives it back only if that task hel
 This is the outcome the seed's review names: "cause OOM killer which wouldn't really recover
 ever and potentially panic the system".
 
-The model's choices: a task's badness is the number of frames it owns (resident pages; the
-model has no swap, no page-table pages and no ``oom_score_adj``); among equal badness the task
-created last wins, as ``oom_evaluate_task`` keeps a later task of equal points (``for_each_process``
-walks tasks in creation order).
+``oom_badness()`` weighs ``get_mm_rss(p->mm)``: the pages the task's page tables map
+(anonymous, file and shmem counters of its ``mm``), not the pages it keeps alive otherwise. A
+page of a memfd (secretmem's among them) that the task has unmapped stays in the file's page
+cache, where no ``mm`` counts it: a task that touches secret pages and unmaps them weighs
+nothing for the OOM killer, however much of the reservation its open files hold.
+
+The model's choices: a task's badness is its resident set, :attr:`OomCandidate.rss`: the
+ordinary frames it owns plus the secret pages it has mapped (secret pages of its files that it
+has unmapped do not count); the model has no swap, no page-table pages and no
+``oom_score_adj``. Among equal badness the task created last wins, as ``oom_evaluate_task`` keeps
+a later task of equal points (``for_each_process`` walks tasks in creation order).
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ class OomCandidate(Protocol):
     def name(self) -> str: ...
 
     @property
-    def pages(self) -> Sequence[int]: ...
+    def rss(self) -> int:
+        """Pages mapped into the task (its resident set)."""
+        ...
 
     @property
     def alive(self) -> bool: ...
@@ -43,8 +52,8 @@ T = TypeVar("T", bound=OomCandidate)
 
 
 def badness(task: OomCandidate) -> int:
-    """``oom_badness()`` of ``task`` in this model: the frames it owns."""
-    return len(task.pages)
+    """``oom_badness()`` of ``task`` in this model: the pages mapped into it."""
+    return task.rss
 
 
 def select_bad_process(tasks: Sequence[T]) -> T | None:

@@ -24,8 +24,18 @@ recover ever and potentially panic the system" (the review). :meth:`SecretmemFil
 that: it retries after each kill until it gets its page, is killed itself, or nothing is left to
 kill (:class:`~testbed.errors.OomKilled`).
 
-The kernel accounts secret mappings against the locked-memory limit (``RLIMIT_MEMLOCK``);
-:meth:`SecretmemFile.mmap` checks it.
+The kernel accounts secret mappings against the locked-memory limit (``RLIMIT_MEMLOCK``):
+``secretmem_mmap`` checks ``mlock_future_check`` and marks the mapping ``VM_LOCKED``;
+:meth:`SecretmemFile.mmap` checks it. Unmapping (:meth:`SecretmemFile.munmap`) gives the charge
+back, as ``munmap`` of a locked mapping does, but the file's pages stay in its page cache until
+the file is closed: they no longer count in the task's resident set (:mod:`.oom`), yet the
+reservation's chunks stay taken.
+
+The ``secretmem`` mitigation follows the same rule: a page a domain allocates as secret is a
+page of that domain's own secretmem file (for a guest, the file its VMM backs guest memory
+with), from the same reservation; a machine with the mitigation and no ``secretmem=`` of its
+own boots with ``secretmem=2M`` (one chunk), the testbed's documented default, since Linux has
+no default reservation at all.
 
 A file knows the machine only through :class:`SecretPagePool`, which the machine hands it, so
 this module depends on nothing above it.
@@ -102,6 +112,9 @@ class SecretmemTask(Protocol):
     name: str
     locked_pages: int
     """Pages charged to the task's locked-memory limit."""
+    cached_pages: int
+    """Secret pages of its files in their page cache that the task has unmapped (not in its
+    resident set)."""
 
 
 class SecretPagePool(Protocol):
@@ -146,6 +159,9 @@ class SecretmemFile:
     pool_free: list[Pfn] = field(default_factory=list)
     """Frames of this file's pool chunks not in use (gen_pool)."""
     chunks: list[Pfn] = field(default_factory=list)
+    resident: set[int] = field(default_factory=set)
+    """File page indices mapped into the task (its page tables hold them); the other pages of
+    :attr:`pages` are in the page cache only."""
     open: bool = True
 
     def mmap(self, pages: int) -> None:
@@ -181,6 +197,8 @@ class SecretmemFile:
         if not 0 <= index < self.mapped_pages:
             raise PageFault(f"SIGBUS: page {index} is outside the {self.mapped_pages}-page "
                             f"secret mapping")
+        if index in self.pages and index not in self.resident:
+            self.owner.cached_pages -= 1  # a minor fault maps the cached page again
         while index not in self.pages:
             try:
                 self.pages[index] = self.pool.take_page(self)
@@ -193,12 +211,25 @@ class SecretmemFile:
                 if killed is self.owner:
                     raise OomKilled(f"VM_FAULT_OOM ({exc}): the OOM killer killed "
                                     f"{killed.name} itself") from exc
+        self.resident.add(index)
         return PhysAddr(self.pages[index] * PAGE_SIZE)
+
+    def munmap(self) -> None:
+        """Unmap the whole mapping: its locked-memory charge goes back, its touched pages stay
+        in the file's page cache (out of the task's resident set); a later :meth:`mmap` maps
+        the file from its start again, and a fault of a cached page takes no new memory."""
+        self._check_open()
+        self.owner.cached_pages += len(self.resident)
+        self.resident.clear()
+        self.owner.locked_pages -= self.mapped_pages
+        self.mapped_pages = 0
 
     def close(self) -> None:
         """The last reference goes: pages back to the pool, then the pool torn down."""
         if self.open:
+            self.owner.cached_pages -= len(self.pages) - len(self.resident)
             self.pool.release(self)
+            self.resident.clear()
             self.owner.locked_pages -= self.mapped_pages
             self.mapped_pages = 0
             self.open = False

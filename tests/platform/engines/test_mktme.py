@@ -30,8 +30,11 @@ from testbed.platform import (
     PconfigStatus,
     make_engine,
 )
-from testbed.platform.engines.base import AES_XTS_128
-from testbed.platform.engines.tme import PCONFIG_ATTEMPTS
+from testbed.platform.engines.base import AES_XTS_128, EngineWithKeyIds
+from testbed.platform.engines.tme import PCONFIG_ATTEMPTS, TmeEngine
+from testbed.programs._args import CreateDomain
+from testbed.programs._ops import create_domain
+from testbed.programs._runtime import Runtime
 from testbed.scenarios import Job, run_trials
 from testbed.scenarios.model import PlatformSpec
 from testbed.types import KeySlot, Outcome
@@ -116,10 +119,12 @@ def test_mktme_guests_get_own_keyids() -> None:
     assert m.bus.read(p2, PAGE) == XtsLineCipher(g2_key).encrypt(addrs_of(p2), SECRET).tobytes()
 
 
-def test_mktme_keyid_exhaustion() -> None:
+def test_mktme_keyid_exhaustion_is_a_platform_failure_not_a_refusal() -> None:
+    """Running out of KeyIDs is a resource running out, not a check refusing anyone: it must
+    never make an outcome ``blocked`` (a PlatformFailure, not a PlatformRefusal)."""
     m = machine("mktme", keyid_bits=2)
     assert [m.create_domain("guest").slot for _ in range(3)] == [1, 2, 3]
-    with pytest.raises(KeyNotProgrammed, match="no free KeyID"):
+    with pytest.raises(PlatformFailure, match="no free KeyID"):
         m.create_domain("guest")
 
 
@@ -248,11 +253,49 @@ def test_other_codes_are_not_retried_and_busy_is() -> None:
     assert engine.pconfig_retries == PCONFIG_ATTEMPTS - 1
 
 
-def test_entropy_failures_are_bounded() -> None:
-    with pytest.raises(ConfigError, match="pconfig_entropy_failures: must be 0..64, got 65"):
-        MktmeEngine(KeySource(np.random.default_rng(1)), entropy_failures=65)
+def test_entropy_failures_are_bounded_by_the_kernels_attempts() -> None:
+    """Values above the kernel's 10 attempts would fail exactly as 10 does: refused."""
+    assert MktmeEngine.MAX_ENTROPY_FAILURES == PCONFIG_ATTEMPTS == 10
+    with pytest.raises(ConfigError, match="pconfig_entropy_failures: must be 0..10, got 11"):
+        MktmeEngine(KeySource(np.random.default_rng(1)), entropy_failures=11)
     with pytest.raises(ValidationError, match="pconfig_entropy_failures"):
-        PlatformSpec.model_validate({"pconfig_entropy_failures": 65})
+        PlatformSpec.model_validate({"pconfig_entropy_failures": 11})
+    PlatformSpec.model_validate({"pconfig_entropy_failures": 10})
+
+
+@pytest.mark.parametrize("engines", [["tme"], ["mktme", "sev"], None])
+def test_entropy_failures_are_refused_for_engines_without_pconfig(
+        engines: list[str] | None) -> None:
+    fields = {} if engines is None else {"engines": engines}
+    with pytest.raises(ValidationError, match=r"platform.pconfig_entropy_failures: .*make no "
+                       r"keys with PCONFIG; list only engines that do in engines: "
+                       r"\(mktme, mktme-i\)"):
+        scenario("program", params=leak(), platform={"pconfig_entropy_failures": 3}, **fields)
+    scenario("program", params=leak(), platform={"pconfig_entropy_failures": 3},
+             engines=["mktme", "mktme-i"])
+
+
+class _KeyIdPlugin(TmeEngine, EngineWithKeyIds):
+    """A plugin engine with KeyIDs that never retries PCONFIG and so never sets the count."""
+
+    name = "keyid-plugin"
+    keyid_bits = 1
+    max_keyid = 1
+
+    def pconfig(self, command: int, keyid: int, key: bytes | None = None,
+                enc_alg: int = AES_XTS_128) -> PconfigStatus:
+        return PconfigStatus.PROG_SUCCESS
+
+
+def test_a_plugin_engine_with_keyids_need_not_count_retries() -> None:
+    """``pconfig_retries`` has a default on the interface: the ``create_domain`` step, which
+    reads it, works on an engine that never sets it."""
+    engine = _KeyIdPlugin(KeySource(np.random.default_rng(3)))
+    assert "pconfig_retries" not in vars(engine) and engine.pconfig_retries == 0
+    m = Machine(engine, 64)
+    rt = Runtime(AttackContext(m, np.random.default_rng(4), lambda: m))
+    domain = create_domain(rt, CreateDomain(kind="guest"))
+    assert domain.alive and domain in m._tasks
 
 
 class _AttackerNeedsAKey(Attack[AttackParams]):
@@ -285,9 +328,19 @@ def test_an_entropy_failure_is_an_error_run_never_blocked() -> None:
 
 
 def test_a_victim_without_a_key_is_an_error_run() -> None:
-    row = run("program", "mktme", params=leak(), platform={"pconfig_entropy_failures": 10})
+    row = run("program", "mktme", params=leak(), platform={"pconfig_entropy_failures": 10},
+              engines=["mktme"])
     assert row.outcome is Outcome.ERROR, row.reason
     assert "ENTROPY_ERROR (insufficient entropy) on all 10 attempts" in row.reason
-    spared = run("program", "mktme", params=leak(), platform={"pconfig_entropy_failures": 9})
+    spared = run("program", "mktme", params=leak(), platform={"pconfig_entropy_failures": 9},
+                 engines=["mktme"])
     plain = run("program", "mktme", params=leak())
     assert spared.outcome is plain.outcome is Outcome.MITIGATED
+
+
+def test_make_engine_leaves_the_entropy_source_alone() -> None:
+    """make_engine's options go by name: its mac_bits once landed in pconfig_entropy_failures."""
+    engine = make_engine("mktme", KeySource(np.random.default_rng(2)), mac_bits=20)
+    assert isinstance(engine, MktmeEngine) and engine.entropy_failures == 0
+    integrity = make_engine("mktme-i", KeySource(np.random.default_rng(2)), mac_bits=20)
+    assert isinstance(integrity, MktmeEngine) and integrity.entropy_failures == 0

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from _support.machines import LINE, PAGE, SECRET, kernel_read_page, machine
 
-from testbed.errors import PageFault
+from testbed.errors import ConfigError, PageFault
 from testbed.platform import DirectMap, Mitigations
 from testbed.platform.mm.secretmem import PMD_PAGES
-from testbed.types import KeySlot, Pfn
+from testbed.types import KeySlot, Pfn, PhysAddr
 
 
 def test_kernel_read_outside_direct_maps_faults() -> None:
@@ -21,14 +21,25 @@ def test_kernel_read_outside_direct_maps_faults() -> None:
         m.kernel_read(m.direct_map.virt(64 * PAGE - 4), 8)
 
 
+BIG = 1024
+"""Frames of a machine with the secretmem mitigation: room for its default secretmem=2M."""
+
+
 @pytest.mark.parametrize("engine", ["none", "tme"])
 def test_secretmem_unmaps_from_direct_map(engine: str) -> None:
-    m = machine(engine, Mitigations(secretmem=True))
+    """The mitigation's secret page comes from the default secretmem=2M reservation: the
+    whole 2 MiB chunk leaves the direct map (one split: the 1 GiB mapping around it); a freed
+    secret page goes back to the file's pool, still out of the direct map, and the chunk is
+    mapped again, cleared, only when its file goes (the domain is destroyed)."""
+    m = machine(engine, Mitigations(secretmem=True), BIG)
+    area = m.secretmem_area
+    assert area is not None and area.pages == PMD_PAGES
     proc = m.create_domain("process")
     plain_pa = m.alloc_page(proc)
     pa = m.alloc_page(proc, secret=True)
+    assert area.start * PAGE <= pa < (area.start + PMD_PAGES) * PAGE
     m.write(proc, pa, SECRET)
-    assert m.direct_map_splits == 2  # the 1 GiB mapping, then the 2 MiB one around the page
+    assert m.direct_map_splits == 1  # the 1 GiB mapping; the chunk is a whole 2 MiB one
     with pytest.raises(PageFault, match="removed from the direct map"):
         kernel_read_page(m, pa)
     with pytest.raises(PageFault, match="removed from the direct map"):
@@ -37,20 +48,44 @@ def test_secretmem_unmaps_from_direct_map(engine: str) -> None:
     assert kernel_read_page(m, plain_pa) == SECRET  # an ordinary page stays readable
     assert m.read(proc, pa, PAGE) == SECRET  # the owner still has it
     m.free_page(proc, pa)
-    assert kernel_read_page(m, pa) == bytes(PAGE)
-    assert m.direct_map_splits == 2  # the split mappings stay split
+    with pytest.raises(PageFault, match="removed from the direct map"):
+        kernel_read_page(m, pa)  # back in the file's pool, still removed
+    assert m.alloc_page(proc, secret=True) == pa  # the pool hands it out again, cleared
+    assert m.read(proc, pa, PAGE) == bytes(PAGE)
+    m.destroy_domain(proc)
+    assert kernel_read_page(m, pa) == bytes(PAGE) and area.free_chunks == 1
+    assert m.direct_map_splits == 1  # the split mapping stays split
 
 
 def test_secretmem_page_inside_a_long_kernel_read_faults() -> None:
-    m = machine("none", Mitigations(secretmem=True))
+    m = machine("none", Mitigations(secretmem=True), BIG)
     proc = m.create_domain("process")
-    before = m.alloc_page(proc)
     secret_pa = m.alloc_page(proc, secret=True)
-    m.alloc_page(proc)
-    assert secret_pa == before + PAGE
     m.write(proc, secret_pa, SECRET)
+    before = PhysAddr(secret_pa - PAGE)  # the frame below the reservation, still mapped
+    assert m.owner(before) is None
     with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(m.direct_map.virt(before), 3 * PAGE)
+
+
+def test_the_mitigation_and_memfd_secret_share_one_rule() -> None:
+    """With the mitigation and no reservation of its own the kernel boots with secretmem=2M:
+    memfd_secret works on that machine too, and both take pages from the same reservation.
+    A machine too small for it is refused in one line."""
+    m = machine("none", Mitigations(secretmem=True), BIG)
+    proc = m.create_domain("process", "holder")
+    m.alloc_page(proc, secret=True)
+    late = m.create_domain("process", "late")
+    file = m.memfd_secret(late)
+    file.mmap(1)
+    # The one chunk is the holder's: the late fault gets VM_FAULT_OOM, the OOM killer kills
+    # the heavier holder (one mapped page against none), and the retried fault gets its chunk.
+    file.fault(0)
+    assert m.oom_kills == ["holder"] and not proc.alive
+    assert m.secretmem_area is not None and m.secretmem_area.free_chunks == 0
+    with pytest.raises(ConfigError, match="default secretmem=2M reservation"):
+        machine("none", Mitigations(secretmem=True), 512)
+    assert machine("none", pages=512).secretmem_area is None
 
 
 def test_secretmem_off_keeps_secret_pages_mapped() -> None:
@@ -63,13 +98,13 @@ def test_secretmem_off_keeps_secret_pages_mapped() -> None:
 
 
 def test_secretmem_also_hides_page_from_keyid_direct_maps() -> None:
-    m = machine("mktme", Mitigations(secretmem=True))
+    m = machine("mktme", Mitigations(secretmem=True), BIG)
     g = m.create_domain("guest")
     pa = m.alloc_page(g, secret=True)
     dmap = m.keyid_direct_map(g.slot)  # created after the page went secret
     with pytest.raises(PageFault, match="removed from the direct map"):
         m.kernel_read(dmap.virt(pa), LINE)
-    assert m.direct_map_splits == 4  # 1 GiB and 2 MiB, in each of the two maps
+    assert m.direct_map_splits == 2  # the 1 GiB mapping, in each of the two maps
 
 
 def test_removing_a_whole_aligned_pmd_splits_only_the_1g_mapping() -> None:

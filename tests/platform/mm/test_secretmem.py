@@ -203,6 +203,50 @@ def test_oom_killer_prefers_the_later_task_on_equal_badness() -> None:
         late.fault(0)
 
 
+def test_unmapped_secret_pages_stay_taken_but_leave_the_resident_set() -> None:
+    """munmap of a secretmem mapping: the locked-memory charge goes back (the mapping was
+    VM_LOCKED), the pages stay in the file's page cache (the chunk stays taken), and the task's
+    resident set, which oom_badness weighs, no longer has them; mapping the file again and
+    touching the page maps the cached page, with no new memory."""
+    m = machine(reserve=512)
+    area = m.secretmem_area
+    assert area is not None
+    task = m.create_domain("process", "holder")
+    m.alloc_page(task)
+    file = m.memfd_secret(task)
+    file.mmap(8)
+    first = [file.fault(i) for i in range(8)]
+    assert task.rss == 9 and task.locked_pages == 8
+    file.munmap()
+    assert task.rss == 1 and task.locked_pages == 0 and file.mapped_pages == 0
+    assert len(file.pages) == 8 and area.free_chunks == 0
+    with pytest.raises(PageFault, match="SIGBUS"):
+        file.fault(0)  # nothing is mapped any more
+    file.mmap(2)
+    assert file.fault(1) == first[1] and task.rss == 2 and len(file.pages) == 8
+    file.close()
+    assert task.rss == len(task.pages) == 1 and task.cached_pages == 0 and area.free_chunks == 1
+
+
+def test_the_oom_killer_passes_over_a_task_whose_secret_pages_are_unmapped() -> None:
+    """The greedy task holds the whole reservation in its file's page cache and maps none of
+    it: the one-page late task is the heavier one and dies in its fault."""
+    m = machine(reserve=512)
+    greedy_task = m.create_domain("process", "greedy")
+    greedy = m.memfd_secret(greedy_task)
+    greedy.mmap(PMD_PAGES)
+    for index in range(PMD_PAGES):
+        greedy.fault(index)
+    greedy.munmap()
+    late_task = m.create_domain("process", "late")
+    m.alloc_page(late_task)
+    late = m.memfd_secret(late_task)
+    late.mmap(1)
+    with pytest.raises(OomKilled, match="killed late itself"):
+        late.fault(0)
+    assert greedy_task.alive and m.oom_kills == ["late"]
+
+
 def test_no_reservation_memfd_secret_is_enomem() -> None:
     """Seed (PMD-pool patch, SYSCALL_DEFINE1(memfd_secret)): "if (!secretmem_cma) return
     -ENOMEM;": without secretmem= the system call itself fails, for every task."""
