@@ -135,6 +135,17 @@ def test_key_wearout_reduced_width_succeeds(engine: str) -> None:
     assert all(0.0 <= p.bound <= 1.0 for p in curve)
 
 
+def test_key_wearout_blocked_by_integrity_keeps_the_collision_it_found() -> None:
+    row = run("key-wearout", "mktme-i", **WEAR)
+    assert row.outcome is Outcome.BLOCKED, row.reason
+    m = row.metrics_as(KeyWearoutMetrics)
+    assert m.trials == 1 and m.successes == 0  # the refused trial, counted
+    (found,) = m.pairs_to_collision
+    assert found is not None and found <= 8192 and m.candidate_collisions >= 1
+    assert m.blocks_captured >= found
+    assert any(s.detail.startswith("delta = ") for s in row.steps)
+
+
 def test_key_wearout_not_applicable_without_encryption() -> None:
     assert run("key-wearout", "none", **WEAR).outcome is NA
 
