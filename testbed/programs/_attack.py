@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from ..attacks._base import Attack, AttackContext
 from ..platform import Engine, Machine
+from ..platform.mm.aliasing import alias_problem
 from ..results.verdicts import Verdict
 from ._interpreter import ProgramMetrics, run_program
 from ._program import Program
@@ -72,7 +73,12 @@ class ProgramAttack(Attack[Program]):
         return type(self), self.kind
 
     def precondition(self, machine: Machine, params: Program) -> str | None:
-        return engine_problem(params, type(machine.engine))
+        problem = engine_problem(params, type(machine.engine))
+        if problem is None and any(step.op == "alias_dimm" for step in params.steps):
+            # The machine alias_dimm reboots into is built as this one: the same reservations.
+            why = alias_problem(machine.allocator, machine.memory.pages)
+            problem = None if why is None else f"step alias_dimm: {why}"
+        return problem
 
     def run(self, ctx: AttackContext, params: Program) -> Verdict:
         return run_program(ctx, params)

@@ -83,6 +83,31 @@ def test_the_alias_check_blocks_the_boot(engine: str) -> None:
     assert row.control is not None and row.control.outcome is Outcome.SUCCEEDED
 
 
+def test_aliasing_is_not_applicable_under_memory_integrity() -> None:
+    """Integrity words are kept per physical address; an alias shares the cell (and, on real
+    DIMMs, its ECC bits): the model does not pretend to know what that does."""
+    row = programs.run(BADRAM, "mktme-i")
+    assert row.outcome is Outcome.NOT_APPLICABLE
+    assert "integrity" in row.reason and "alias" in row.reason
+
+
+def test_aliasing_with_a_boot_reservation_in_the_alias_frames_is_not_applicable() -> None:
+    doc: dict[str, Any] = {"threat": ["malicious_hypervisor", "unprivileged_task"],
+                           "goal": {"victim_reads": "old"}, "program": [
+        step("alias_dimm", "hypervisor"),
+        step("create_domain", "victim", "g", kind="guest"),
+        step("alloc_pages", "victim", "p", domain="$g"),
+        step("store", "victim", "old", address="$p", text="balance=1"),
+        step("exhaust_secretmem", "attacker", "key", pages_per_file=8, attacker_files=1,
+             victim_resident_pages=8)]}
+    prog = Program.model_validate(doc)
+    row = programs.run(prog, "sev-snp", platform={"memory_pages": 4096,
+                                                  "secretmem_reserve_pages": 512})
+    assert row.outcome is Outcome.NOT_APPLICABLE, row.reason
+    assert "secretmem=" in row.reason and "alias frames" in row.reason
+    assert programs.run(prog, "sev-snp").outcome is not Outcome.ERROR
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_page_move_oracle_finds_the_pin_in_as_many_guesses_as_its_rank(seed: int) -> None:
     ctx = programs.context("sev-snp", seed=seed)
