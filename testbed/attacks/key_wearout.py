@@ -423,7 +423,6 @@ def _trial(
     if record:
         log.step(Actor.ATTACKER, f"captured {trial.pairs} blocks: {trial.candidates} candidate"
                  " collisions, none confirmed under the current key", "bus_interposer")
-    return trial
 
 
 def _block_at(m: Machine, addr: int, w: int) -> NDArray[np.uint8]:

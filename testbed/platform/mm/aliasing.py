@@ -32,7 +32,14 @@ from ...types import LINE_SIZE, PAGE_SIZE, Pfn
 from .allocator import PageAllocator
 from .memory import PhysicalMemory
 
-__all__ = ["Alias", "alias_frames", "alias_problem", "boot_with_alias", "find_aliases", "ignored_bit"]
+__all__ = [
+    "Alias",
+    "alias_frames",
+    "alias_problem",
+    "boot_with_alias",
+    "find_aliases",
+    "ignored_bit",
+]
 
 
 @dataclass(frozen=True)
