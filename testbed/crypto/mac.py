@@ -1,7 +1,8 @@
 """A per-cache-line MAC, truncated, as memory integrity keeps one beside every line.
 
 What Intel's public descriptions say (the Intel TDX whitepaper and the TDX module base
-specification, "Memory Integrity" and "TD Owner Bit"): with cryptographic integrity, each 64-byte
+specification, on memory integrity and the TD owner bit, as public summaries such as
+enclaive's TDX documentation describe them): with cryptographic integrity, each 64-byte
 line carries a 28-bit MAC in its ECC/sideband bits, computed over the line's *ciphertext*, its
 encryption tweak and the TD-owner bit, with a SHA-3-based construction under **one MAC key**
 that the platform sets up at boot (MCHECK) for every KeyID. The MAC is bound to the KeyID
@@ -18,9 +19,9 @@ The model's choices, where the exact construction is not public:
   complete final block). The tests recompute it line by line with ``cryptography``'s own CMAC.
 - **The tweak** (:class:`LineTweak`) of a line is ``AES_K2(LE128(physical address))`` under
   the KeyID's tweak key ``K2``: the tweak AES-XTS itself uses for the line (IEEE 1619, the
-  engine's XTS tweak key; :mod:`testbed.crypto.xts`). Which tweak Intel's MAC covers, and in
-  what form, is not published; this one differs per KeyID and per address, which is what binds
-  a MAC to both.
+  engine's XTS tweak key; :mod:`testbed.crypto.xts`). Intel's is described as the encrypted
+  physical address under the KeyID's tweak key; its exact encoding is not published. This one
+  differs per KeyID and per address, which is what binds a MAC to both.
 - **The message** is ``tweak (16 bytes) || TD-owner bit (one byte, 0 or 1) || fifteen zero
   bytes`` followed by the 64 bytes of ciphertext (:func:`mac_message`).
 - **Truncation** keeps the leftmost ``bits`` bits of the tag (SP 800-38B §6.2: the MSBs), read as

@@ -2,16 +2,18 @@
 a TD-owner bit, kept beside the line, checked on every read.
 
 Sources: Intel, "Intel Trust Domain Extensions" whitepaper and the Intel TDX Module base
-architecture specification, sections on memory integrity and the TD owner bit: cryptographic
-integrity (a 28-bit MAC per 64-byte line over the ciphertext, the encryption tweak and the
-TD-owner bit, SHA-3-based, under one integrity key the MCHECK firmware sets up at boot for the
-whole platform; the tweak is made with a tweak key of each HKID, so the MAC is bound to the
+architecture specification, sections on memory integrity and the TD owner bit, as public
+summaries of them describe (for example enclaive's TDX documentation, "Confidentiality and
+Integrity" and "Keys and Key Management"): cryptographic integrity (a 28-bit MAC per 64-byte
+line over the ciphertext, the encryption tweak and the TD-owner bit, SHA-3-based, under one
+integrity key the MCHECK firmware sets up at boot for the whole platform; the tweak is the
+encrypted physical address, made with a tweak key of each HKID, so the MAC is bound to the
 KeyID through it) and logical integrity (the TD-owner bit alone); a line that fails its check
-is poisoned and its consumer takes a machine check. The Linux TDX host series (LKML, June 2023,
-"x86/mce: ... TDX private memory") adds that a partial write to a TDX private line silently
-poisons it and the next read consumes the poison as a machine check. The MAC itself is
-:class:`~testbed.crypto.mac.LineMac` with :class:`~testbed.crypto.mac.LineTweak` (their module
-docstring states the model's construction).
+is poisoned. A post to the Linux kernel list on TDX host support (LKML, June 2023, on a TDX
+erratum) describes what a poisoned private line does: its next read consumes the poison as a
+machine check. The MAC itself is :class:`~testbed.crypto.mac.LineMac` with
+:class:`~testbed.crypto.mac.LineTweak` (their module docstring states the model's
+construction).
 
 What the model does, with the choices made where Intel publishes no detail:
 
@@ -28,10 +30,11 @@ What the model does, with the choices made where Intel publishes no detail:
 - **The sideband word** of each line (what ECC bits hold: not in the line's data): bits
   0..``mac_bits``-1 the MAC, bit 62 *poisoned*, bit 63 the TD-owner bit. A CPU write through a
   private KeyID sets the TD-owner bit, one through KeyID 0 clears it; the MAC covers the bit.
-- **A read** through KeyID 0 of a line whose TD-owner bit is set returns zeros (no fault): the
-  model's choice for what Intel describes as non-TD software not seeing TD data. Any
-  other read is checked: a line through a private KeyID without the TD-owner bit, or whose MAC
-  under the reader's tweak does not match, is poisoned and the read refused
+- **A read** through KeyID 0 of a line whose TD-owner bit is set returns zeros (no fault), and
+  a write through KeyID 0 clears the bit: the model's choices (what such accesses do is not
+  confirmed by the sources above). Any other read is checked: a line through a private KeyID
+  without the TD-owner bit, or whose MAC under the reader's tweak does not match, is poisoned
+  and the read refused
   (:class:`~testbed.errors.IntegrityViolation`); a poisoned line stays refused until a CPU
   writes it again.
 - **Boot and page assignment.** The firmware initialises memory with integrity on: every line
