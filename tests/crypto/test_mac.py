@@ -63,6 +63,19 @@ def test_batched_tags_equal_cmac_line_by_line(bits: int) -> None:
         assert int(tags[i]) == want
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_few_lines_equal_cmac_line_by_line(n: int) -> None:
+    """A line or two takes the line-by-line path: the same MACs as the batched one."""
+    addrs, owners, ct = _lines(n)
+    mac, tweaks = LineMac(KEY, 28), LineTweak(TWEAK_KEY).of(addrs)
+    tags = mac.tags(tweaks, owners, ct)
+    for i in range(n):
+        assert int(tags[i]) == _cmac(KEY, _tweak(TWEAK_KEY, int(addrs[i])), bool(owners[i]),
+                                     ct[i].tobytes(), 28)
+    many = mac.tags(np.tile(tweaks, (4, 1)), np.tile(owners, 4), np.tile(ct, (4, 1)))
+    assert (many == np.tile(tags, 4)).all()
+
+
 def test_every_single_bit_flip_changes_the_mac() -> None:
     mac, tweak = LineMac(KEY, 28), LineTweak(TWEAK_KEY)
     addr, owner, line = 0x12340, True, bytes(range(64))
