@@ -257,3 +257,15 @@ def test_rotation_interval_counts_the_domains_writes_only() -> None:
     # re-encryption of the 4 pages (4096 blocks) counted, every later write would rotate (~16).
     rotations = row.metrics_as(KeyWearoutMetrics).key_rotations
     assert 1 <= rotations <= 2, rotations
+
+
+def test_an_exact_pin_is_as_likely_by_chance_as_its_space_says_whatever_its_digits() -> None:
+    """A PIN of repeated digits is one of 10^3 like any other: its bytes do not make it likelier
+    (the byte count would give 1 informative byte of 3)."""
+    import math
+
+    from testbed.attacks._base import judge_bytes
+
+    for pin in (b"777", b"123"):
+        verdict = judge_bytes(pin, pin, "PIN", space_log2=math.log2(1000))
+        assert verdict.outcome is S and verdict.chance_log2 == pytest.approx(-math.log2(1000))
