@@ -208,9 +208,10 @@ def judge_bytes(
     ``mitigated``. The chance is that of a guess matching as many bytes (each 1 in 256, or 1
     in 95 for a text secret; bytes a defence writes,
     :data:`~testbed.results.chance.DEFENCE_BYTES`, and repeats never count), or, for an exact
-    match of a secret from a smaller space (a PIN), one guess in ``2^space_log2``. The runner
-    then weighs it (:func:`testbed.results.verdicts.weigh`): a success a guess reaches more
-    often than 2^-32 is ``inconclusive``.
+    match of a secret from a known space (a PIN, or one of a ``guess`` step's candidates), one
+    guess in ``2^space_log2``, whatever its bytes (a PIN's repeated digits are no likelier).
+    The runner then weighs it (:func:`testbed.results.verdicts.weigh`): a success a guess
+    reaches more often than 2^-32 is ``inconclusive``.
     """
     n = len(secret)
     if recovered is None:
@@ -219,8 +220,8 @@ def judge_bytes(
     counted = informative_matches(secret, recovered)
     chance = log2_tail(n, counted, byte_chance(secret))
     if recovered == secret:
-        if space_log2 is not None:
-            chance = max(chance, -space_log2)
+        if space_log2 is not None:  # the space, not the bytes, says how often a guess is right
+            chance = -space_log2
         size = (f"{n} bytes" if counted == n else
                 f"{n} bytes, {counted} of them counted as evidence")
         return Verdict(Outcome.SUCCEEDED, f"the attacker recovered the {what} exactly ({size}; "

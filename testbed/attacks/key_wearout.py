@@ -336,8 +336,9 @@ def engine_problem(engine: type[Engine]) -> str | None:
 
 def wear_out(ctx: AttackContext, params: KeyWearoutParams) -> WearoutRun:
     """Run every trial on ``ctx.machine``, the later ones each after a reboot; the metrics
-    (:class:`KeyWearoutMetrics`) go to ``ctx.log`` after every trial, so a refusal in a later
-    one keeps them."""
+    (:class:`KeyWearoutMetrics`) go to ``ctx.log`` after every trial, the one the platform
+    refused included (with the collision it found before the refusal), so a ``blocked`` row
+    keeps them."""
     trials: list[WearoutTrial] = []
     rotations = 0
     blocks = _Blocks.of(ctx.machine)
@@ -346,9 +347,13 @@ def wear_out(ctx: AttackContext, params: KeyWearoutParams) -> WearoutRun:
         if number:
             ctx.log.begin_setup()  # a new victim on a rebooted machine
         machine = ctx.machine if number == 0 else ctx.reboot()
-        trials.append(_trial(machine, ctx, params, blocks, record=number == 0))
-        rotations += machine.rotations
-        ctx.log.metrics = _metrics(params, blocks, trials, rotations)
+        trial = WearoutTrial()
+        trials.append(trial)
+        try:
+            _trial(machine, ctx, params, blocks, trial, record=number == 0)
+        finally:  # a refused trial counts with what it found (its collision, its blocks)
+            rotations += machine.rotations
+            ctx.log.metrics = _metrics(params, blocks, trials, rotations)
     return WearoutRun(tuple(trials), rotations, blocks.bits, blocks.reduced, params.max_pairs,
                       machine)
 
@@ -373,8 +378,10 @@ class KeyWearout(Attack[KeyWearoutParams]):
 
 # -- one trial ----------------------------------------------------------------------------
 def _trial(
-    m: Machine, ctx: AttackContext, p: KeyWearoutParams, blocks: _Blocks, record: bool
-) -> WearoutTrial:
+    m: Machine, ctx: AttackContext, p: KeyWearoutParams, blocks: _Blocks, trial: WearoutTrial,
+    record: bool,
+) -> None:
+    """One trial; what it finds goes to ``trial`` as it goes (a refusal keeps it)."""
     log, rng = ctx.log, ctx.rng
     victim = m.create_domain("guest", "victim")
     if p.wear_domain == "victim":
@@ -387,7 +394,6 @@ def _trial(
         pages = [m.alloc_page(source) for _ in range(p.buffer_pages)]
     store = _PairStore(p.max_pairs + PAGE_SIZE, blocks.width,
                        distinct_pages=source is not victim)
-    trial = WearoutTrial()
     if record:
         who = Actor.VICTIM if source is victim else Actor.ATTACKER
         log.step(who, f"stores attacker-chosen data in {plural(p.buffer_pages, 'page')} of its "
@@ -412,12 +418,11 @@ def _trial(
             if source is victim or _hand_over(m, log, source, victim, aj):
                 trial.success = _modify(m, source, victim, ctx, blocks, ai, aj, delta, trial,
                                         record)
-            return trial
+            return
         trial.pairs = store.count
     if record:
         log.step(Actor.ATTACKER, f"captured {trial.pairs} blocks: {trial.candidates} candidate"
                  " collisions, none confirmed under the current key", "bus_interposer")
-    return trial
 
 
 def _block_at(m: Machine, addr: int, w: int) -> NDArray[np.uint8]:

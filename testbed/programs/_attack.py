@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from ..attacks._base import Attack, AttackContext
 from ..platform import Engine, Machine
+from ..platform.mm.aliasing import alias_problem
 from ..results.verdicts import Verdict
 from ._interpreter import ProgramMetrics, run_program
 from ._program import Program
@@ -72,11 +73,17 @@ class ProgramAttack(Attack[Program]):
         return type(self), self.kind
 
     def precondition(self, machine: Machine, params: Program) -> str | None:
-        """The engine's problem with the program, else the first system step's built-in
-        attack's precondition (``exhaust_secretmem`` without secret memory, say)."""
+        """The engine's problem with the program; else, for a program that reboots into an
+        aliased DIMM, the alias's problem with this machine; else the first system step's
+        built-in attack's precondition (``exhaust_secretmem`` without secret memory, say)."""
         found = engine_problem(params, type(machine.engine))
         if found is not None:
             return found
+        if any(step.op == "alias_dimm" for step in params.steps):
+            # The machine alias_dimm reboots into is built as this one: the same reservations.
+            why = alias_problem(machine.allocator, machine.memory.pages)
+            if why is not None:
+                return f"step alias_dimm: {why}"
         from .. import registry  # the registry imports the programs
 
         for step in params.steps:

@@ -1,7 +1,9 @@
 """The verdict of a program, from what its goal asks and what the run left behind.
 
 ``recovered`` is judged by :func:`~testbed.attacks.judge_bytes`, the judge of the built-in
-attacks, against the secret the victim stored (with the PIN's space when it stored a PIN). The
+attacks, against the secret the victim stored (with the PIN's space when it stored a PIN),
+leaving out the text a ``guess`` step put before each candidate (its ``prefix``: the attacker
+wrote those bytes, it did not recover them). The
 two goals about what a page holds read it back as its owner and compare bytes; a match counts
 only if the owner did not write those very bytes there last itself.
 
@@ -41,7 +43,8 @@ def judge(rt: Runtime, goal: Goal) -> Verdict:
         if rt.secret is None:
             raise AttackError("the victim stored no secret")
         log.recovered = rt.data(f"${goal.recovered}")
-        return judge_bytes(rt.secret, log.recovered, rt.secret_kind,
+        secret, got = _unknown(rt.secret, log.recovered, rt.known.get(goal.recovered, b""))
+        return judge_bytes(secret, got, rt.secret_kind,
                            space_log2=_space(rt.space_log2, rt.candidates.get(goal.recovered)))
     if goal.victim_reads is not None:
         loc = rt.location(f"${goal.victim_reads}")
@@ -59,6 +62,19 @@ def judge(rt: Runtime, goal: Goal) -> Verdict:
     if owner is None:
         return Verdict(Outcome.MITIGATED, "no domain owns the page any more", 0.0)
     return _reads_back(rt, owner.name, pa, data, owner=Location((pa,), owner, len(data)))
+
+
+def _unknown(secret: bytes, recovered: bytes | None,
+             known: bytes) -> tuple[bytes, bytes | None]:
+    """The secret and the recovered value without the text a ``guess`` step put before every
+    candidate itself: those bytes are what the attacker wrote, not what it learnt, so they are
+    neither recovered bytes nor evidence against chance. Only when the secret does begin with
+    that text (otherwise the guess assumed wrong, and every byte is judged)."""
+    k = len(known)
+    if not k or recovered is None or not (secret.startswith(known) and
+                                          recovered.startswith(known)) or len(secret) == k:
+        return secret, recovered
+    return secret[k:], recovered[k:]
 
 
 def _space(secret_log2: float | None, candidates: int | None) -> float | None:

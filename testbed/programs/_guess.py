@@ -11,7 +11,6 @@ The rest of the line the attacker writes is zeros.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -161,25 +160,29 @@ def guess(rt: Runtime, args: Guess) -> bytes | None:
     return found
 
 
-def search(rt: Runtime, args: Guess, writer: Domain, pa: PhysAddr,
-           seen: Callable[[NDArray[np.uint8]], NDArray[np.uint8]] | None = None,
-           ) -> tuple[bytes | None, int | None, int]:
+def search(rt: Runtime, args: Guess, writer: Domain, pa: PhysAddr, *,
+           blind: bool = False) -> tuple[bytes | None, int | None, int]:
     """``writer`` writes every candidate of ``args`` at ``pa`` in turn; each ciphertext is
-    compared with ``args.target``. ``seen``: what the attacker sees of a ciphertext line
-    instead of the line itself (``None``: the line). Returns the matching candidate, the
-    candidates tried (``None``: no target to compare with) and the candidates there were."""
+    compared with ``args.target``. ``blind``: what the attacker sees of the lines carries no
+    information (a constant, whatever was written): it compares nothing and nothing matches.
+    Returns the matching candidate, the candidates compared (``None``: no target to compare
+    with) and the candidates there were."""
     line, column = PhysAddr(pa - pa % LINE_SIZE), pa % LINE_SIZE
     captured = rt.data(args.target)
     space = args.guesses()
     rt.guess_space = (rt.guess_space or 0) + space
     if rt.name is not None:
         rt.candidates[rt.name] = space
+        rt.known[rt.name] = args.prefix.encode("utf-8")
     if captured is None or len(captured) != LINE_SIZE:
         return None, None, space
+    if blind:
+        rt.guesses = rt.guesses or 0
+        return None, 0, space
     target = np.frombuffer(captured, dtype=np.uint8)
     _, high = args.widths()
     block = column // _BLOCK * _BLOCK
-    varying = column + high <= block + _BLOCK and seen is None
+    varying = column + high <= block + _BLOCK
     tried, found = 0, None
     fast = varying and args.digits is not None
     for first in range(0, space, BATCH):
@@ -200,8 +203,6 @@ def search(rt: Runtime, args: Guess, writer: Domain, pa: PhysAddr,
             hit = _hit_varying(head, body, block, target)
         else:
             out = rt.machine.write_sequence(writer, line, _placed(cands, LINE_SIZE, column))
-            if seen is not None:
-                out = seen(out)
             hits = np.flatnonzero((out == target).all(axis=1))
             hit = int(hits[0]) if hits.size else None
         if hit is not None:

@@ -10,9 +10,6 @@ into a page of its own and the hypervisor read the ciphertext there.
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import NDArray
-
 from ..errors import AttackError, FirmwareRefusal
 from ..platform.mm.aliasing import boot_with_alias
 from ..platform.sev.page_move import snp_page_move
@@ -24,6 +21,9 @@ from ._runtime import Runtime
 from ._values import Location
 
 __all__ = ["alias_dimm", "alias_read", "alias_write", "feed_guess", "move_guest_page"]
+
+_HIDDEN = b"\xff" * LINE_SIZE
+"""What a read through the hypervisor's mapping returns of a line the firmware hides."""
 
 
 def alias_dimm(rt: Runtime, args: AliasDimm) -> None:
@@ -92,16 +92,21 @@ def feed_guess(rt: Runtime, args: FeedGuess) -> bytes | None:
     pa, loc = rt.place(args)
     line = PhysAddr(pa - pa % LINE_SIZE)
     # What the hypervisor's mapping shows of the page: the ciphertext, or 0xff where the
-    # firmware hides it; one read tells which for every write to come.
+    # firmware hides it; one read tells which for every write to come. A captured target that
+    # is the hidden pattern carries no information either: every write would "match" it.
     sees_ciphertext = rt.machine.hypervisor_read(line, LINE_SIZE) == rt.machine.dram(line,
                                                                                        LINE_SIZE)
-
-    def hidden(out: NDArray[np.uint8]) -> NDArray[np.uint8]:
-        return np.full_like(out, 0xFF)
-
-    found, tried, space = search(rt, args, loc.domain, pa, None if sees_ciphertext else hidden)
+    captured = rt.data(args.target)
+    blind = not sees_ciphertext or captured == _HIDDEN
+    found, tried, space = search(rt, args, loc.domain, pa, blind=blind)
     if tried is None:
         rt.note(f"has no captured line in {args.target} to compare with", pa)
+        return None
+    if blind:
+        what = ("the line it captured reads as 0xff" if captured == _HIDDEN else
+                "every line of the page reads as 0xff through its mapping")
+        rt.note(f"has the guest receive candidates into its page, but {what} (ciphertext "
+                f"hiding): nothing to compare, no match", pa, f"{space} candidates")
         return None
     result = "a match" if found is not None else "no match"
     rt.note(f"has the guest receive candidates into its page and compares {tried} "

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..types import LINE_SIZE, PhysAddr
 from ._args_sealed import SEALED_LINE, CaptureSealed, WriteSealed
+from ._ops_attack import record
 from ._runtime import Runtime
 
 __all__ = ["capture_sealed", "write_sealed"]
@@ -17,8 +18,7 @@ def capture_sealed(rt: Runtime, args: CaptureSealed) -> bytes:
     lines = np.frombuffer(rt.machine.bus.read(pa, span), dtype=np.uint8).reshape(-1, LINE_SIZE)
     words = rt.machine.bus_sideband(pa, span).astype("<u8").view(np.uint8).reshape(-1, 8)
     data = np.concatenate([lines, words], axis=1).tobytes()
-    if not rt.captured:
-        rt.ctx.log.captured, rt.captured = data, True
+    record(rt, data)
     rt.note(f"captures {span} bytes of ciphertext and their sideband bits on the memory bus",
             pa)
     return data

@@ -54,6 +54,9 @@ class Runtime:
     candidates: dict[str, int] = field(default_factory=dict)
     """Names a ``guess`` step bound -> how many candidates it had: picking one of them blind
     is right at least one time in that many, whatever the secret's own space."""
+    known: dict[str, bytes] = field(default_factory=dict)
+    """Names a ``guess`` step bound -> the text it put before every candidate itself (its
+    ``prefix``): bytes the attacker wrote, never bytes it recovered."""
     captured: bool = False
     victim_writes: dict[tuple[str, int], bytes] = field(default_factory=dict)
     """(domain, address) -> what the victim last wrote there itself."""

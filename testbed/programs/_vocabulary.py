@@ -31,7 +31,7 @@ from ..attacks import key_wearout as wearout
 from ..attacks import secretmem_exhaustion as secretmem
 from ..attacks import torn_live_patch as torn
 from ..attacks._base import Attack
-from ..platform import Engine, EngineWithRmp, EngineWithRuntimeRotation
+from ..platform import Engine, EngineWithIntegrity, EngineWithRmp, EngineWithRuntimeRotation
 from ..results.verdicts import Verdict
 from . import _ops as ops
 from . import _ops_attack as attack
@@ -89,6 +89,14 @@ def _untrusted_hypervisor(engine: type[Engine]) -> str | None:
 def _rotates(engine: type[Engine]) -> str | None:
     if not issubclass(engine, EngineWithRuntimeRotation):
         return f"engine {engine.name} cannot rotate keys at run time"
+    return None
+
+
+def _aliases_cells(engine: type[Engine]) -> str | None:
+    if issubclass(engine, EngineWithIntegrity):
+        return (f"engine {engine.name} keeps integrity bits per physical address, but an alias "
+                "shares the cell and its ECC bits: aliasing under memory integrity is not "
+                "modelled")
     return None
 
 
@@ -249,7 +257,8 @@ _TABLE = (
     OpSpec("alias_dimm", AliasDimm, _HV, firmware.alias_dimm,
            "reprogram the DIMM's SPD to report twice its capacity and reboot: two physical "
            "addresses reach each cell (alias_check refuses the boot)",
-           "{op: alias_dimm, by: hypervisor}", binds=False, reboots=True),
+           "{op: alias_dimm, by: hypervisor}", binds=False, reboots=True,
+           engine=_aliases_cells, needs="an engine without memory integrity"),
     OpSpec("alias_read", AliasRead, _HV, firmware.alias_read,
            "the hypervisor reads a page's cells through their alias address with its own "
            "mapping (the RMP checks the address used)",

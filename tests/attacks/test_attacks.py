@@ -136,6 +136,17 @@ def test_key_wearout_reduced_width_succeeds(engine: str) -> None:
     assert all(0.0 <= p.bound <= 1.0 for p in curve)
 
 
+def test_key_wearout_blocked_by_integrity_keeps_the_collision_it_found() -> None:
+    row = run("key-wearout", "mktme-i", **WEAR)
+    assert row.outcome is Outcome.BLOCKED, row.reason
+    m = row.metrics_as(KeyWearoutMetrics)
+    assert m.trials == 1 and m.successes == 0  # the refused trial, counted
+    (found,) = m.pairs_to_collision
+    assert found is not None and found <= 8192 and m.candidate_collisions >= 1
+    assert m.blocks_captured >= found
+    assert any(s.detail.startswith("delta = ") for s in row.steps)
+
+
 def test_key_wearout_not_applicable_without_encryption() -> None:
     assert run("key-wearout", "none", **WEAR).outcome is NA
 
@@ -247,3 +258,15 @@ def test_rotation_interval_counts_the_domains_writes_only() -> None:
     # re-encryption of the 4 pages (4096 blocks) counted, every later write would rotate (~16).
     rotations = row.metrics_as(KeyWearoutMetrics).key_rotations
     assert 1 <= rotations <= 2, rotations
+
+
+def test_an_exact_pin_is_as_likely_by_chance_as_its_space_says_whatever_its_digits() -> None:
+    """A PIN of repeated digits is one of 10^3 like any other: its bytes do not make it likelier
+    (the byte count would give 1 informative byte of 3)."""
+    import math
+
+    from testbed.attacks._base import judge_bytes
+
+    for pin in (b"777", b"123"):
+        verdict = judge_bytes(pin, pin, "PIN", space_log2=math.log2(1000))
+        assert verdict.outcome is S and verdict.chance_log2 == pytest.approx(-math.log2(1000))

@@ -3,6 +3,7 @@ checks, and outcomes judged from what the attacker got, with and without each de
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from _support.program_steps import step
 from testbed.errors import FirmwareRefusal
 from testbed.platform import Mitigations
 from testbed.programs import Program, ProgramMetrics
+from testbed.programs._goal import judge
 from testbed.programs._interpreter import execute
 from testbed.scenarios import load_scenario
 from testbed.types import Outcome
@@ -81,6 +83,31 @@ def test_the_alias_check_blocks_the_boot(engine: str) -> None:
     assert row.control is not None and row.control.outcome is Outcome.SUCCEEDED
 
 
+def test_aliasing_is_not_applicable_under_memory_integrity() -> None:
+    """Integrity words are kept per physical address; an alias shares the cell (and, on real
+    DIMMs, its ECC bits): the model does not pretend to know what that does."""
+    row = programs.run(BADRAM, "mktme-i")
+    assert row.outcome is Outcome.NOT_APPLICABLE
+    assert "integrity" in row.reason and "alias" in row.reason
+
+
+def test_aliasing_with_a_boot_reservation_in_the_alias_frames_is_not_applicable() -> None:
+    doc: dict[str, Any] = {"threat": ["malicious_hypervisor", "unprivileged_task"],
+                           "goal": {"victim_reads": "old"}, "program": [
+        step("alias_dimm", "hypervisor"),
+        step("create_domain", "victim", "g", kind="guest"),
+        step("alloc_pages", "victim", "p", domain="$g"),
+        step("store", "victim", "old", address="$p", text="balance=1"),
+        step("exhaust_secretmem", "attacker", "key", pages_per_file=8, attacker_files=1,
+             victim_resident_pages=8)]}
+    prog = Program.model_validate(doc)
+    row = programs.run(prog, "sev-snp", platform={"memory_pages": 4096,
+                                                  "secretmem_reserve_pages": 512})
+    assert row.outcome is Outcome.NOT_APPLICABLE, row.reason
+    assert "secretmem=" in row.reason and "alias frames" in row.reason
+    assert programs.run(prog, "sev-snp").outcome is not Outcome.ERROR
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_page_move_oracle_finds_the_pin_in_as_many_guesses_as_its_rank(seed: int) -> None:
     ctx = programs.context("sev-snp", seed=seed)
@@ -109,11 +136,31 @@ def test_ciphertext_hiding_leaves_the_oracle_nothing_to_compare() -> None:
     ctx = programs.context("sev-snp", ciphertext_hiding=True)
     rt = execute(ctx, HERACLES)
     assert rt.data("$line") == b"\xff" * 64
-    # Every candidate shows 0xff as the target does: the first one "matches", and it is wrong
-    # but for one PIN in 10^4.
-    assert rt.data("$found") == b"PIN:0000" and rt.guesses == 1
+    # The target and every write read as 0xff: nothing tells one candidate from another, so
+    # nothing is compared and nothing bound (not the first candidate as a "match").
+    assert rt.data("$found") is None and rt.guesses == 0
+    notes = [s.detail or "" for s in ctx.log.steps if "nothing to compare" in s.action]
+    assert notes == ["10000 candidates; as found"]
     row = programs.run(HERACLES, "sev-snp", trials=4, platform={"ciphertext_hiding": True})
-    assert row.outcome is not Outcome.SUCCEEDED
+    assert row.outcome is Outcome.MITIGATED
+    assert row.control is not None and row.control.outcome is Outcome.SUCCEEDED
+
+
+def test_a_wrong_candidate_is_not_credited_with_the_prefix_the_attacker_wrote() -> None:
+    """The goal judges the PIN's digits: ``PIN:`` is text the guess step wrote itself."""
+    ctx = programs.context("sev-snp")
+    rt = execute(ctx, HERACLES)
+    secret = rt.secret
+    assert secret is not None and rt.known["found"] == b"PIN:"
+    wrong = b"PIN:" + bytes(ord("0") + (d - ord("0") + 1) % 10 for d in secret[4:])
+    rt.values["found"] = wrong
+    verdict = judge(rt, HERACLES.goal)
+    assert verdict.outcome is Outcome.MITIGATED, verdict.reason
+    assert "0 of 4" in verdict.reason
+    rt.values["found"] = secret
+    right = judge(rt, HERACLES.goal)
+    assert right.outcome is Outcome.SUCCEEDED and "(4 bytes;" in right.reason
+    assert right.chance_log2 == pytest.approx(-math.log2(10**4))
 
 
 def test_a_move_to_a_frame_in_use_is_refused_by_the_firmware() -> None:

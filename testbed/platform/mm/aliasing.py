@@ -32,7 +32,14 @@ from ...types import LINE_SIZE, PAGE_SIZE, Pfn
 from .allocator import PageAllocator
 from .memory import PhysicalMemory
 
-__all__ = ["Alias", "boot_with_alias", "find_aliases", "ignored_bit"]
+__all__ = [
+    "Alias",
+    "alias_frames",
+    "alias_problem",
+    "boot_with_alias",
+    "find_aliases",
+    "ignored_bit",
+]
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,25 @@ def find_aliases(memory: PhysicalMemory) -> tuple[tuple[Pfn, Pfn], ...]:
     return tuple((Pfn(int(f)), Pfn(int(seen[f]))) for f in moved)
 
 
+def alias_frames(pages: int) -> tuple[Pfn, int]:
+    """The first frame whose address the reprogrammed DIMM aliases, and how many there are
+    (from it to the top of a memory of ``pages`` frames)."""
+    first = Pfn((1 << ignored_bit(pages)) // PAGE_SIZE)
+    return first, pages - first
+
+
+def alias_problem(allocator: PageAllocator, pages: int) -> str | None:
+    """Why the machine cannot boot with the alias the way the model does (``None``: it can):
+    the model keeps every alias frame for the hypervisor, so none may be taken at boot."""
+    first, count = alias_frames(pages)
+    taken = count - allocator.free_between(first, first + count)
+    if not taken:
+        return None
+    return (f"the alias frames {first}..{first + count - 1} must be free at boot for the "
+            f"hypervisor to keep, but a boot-time reservation (secretmem=) holds {taken} of "
+            "them")
+
+
 def boot_with_alias(memory: PhysicalMemory, allocator: PageAllocator, *, check: bool) -> Alias:
     """The machine boots with the reprogrammed DIMM: ``memory`` decodes with an alias; with
     ``check`` the boot firmware probes for aliases first and refuses to boot; otherwise the
@@ -73,8 +99,12 @@ def boot_with_alias(memory: PhysicalMemory, allocator: PageAllocator, *, check: 
 
     Raises:
         FirmwareRefusal: ``check`` found aliased frames.
-        ConfigError: some alias frames are already taken (a boot-time reservation).
+        ConfigError: some alias frames are already taken (:func:`alias_problem`; a program
+            with the step is ``not_applicable`` on such a machine before it runs).
     """
+    problem = alias_problem(allocator, memory.pages)
+    if problem is not None:
+        raise ConfigError(problem)
     bit = ignored_bit(memory.pages)
     memory.alias(bit)
     if check:
@@ -83,10 +113,6 @@ def boot_with_alias(memory: PhysicalMemory, allocator: PageAllocator, *, check: 
             frame, other = found[0]
             raise FirmwareRefusal(f"boot refused: the memory check found {len(found)} aliased "
                                   f"frames (frames {frame} and {other} share their cells)")
-    first = Pfn((1 << bit) // PAGE_SIZE)
-    count = memory.pages - first
-    if not all(allocator.is_free(f) for f in range(first, memory.pages)):
-        raise ConfigError(f"the alias frames {first}..{memory.pages - 1} are not all free at "
-                          "boot (a boot-time reservation holds some)")
+    first, count = alias_frames(memory.pages)
     allocator.reserve_contiguous(count, 1)  # the highest free range: exactly those frames
     return Alias(bit, first, count)

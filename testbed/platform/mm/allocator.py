@@ -48,6 +48,10 @@ class PageAllocator:
         """Whether frame ``pfn`` is on the free list."""
         return pfn in self._free
 
+    def free_between(self, first: int, stop: int) -> int:
+        """How many of frames ``first .. stop-1`` are free (one pass over the free list)."""
+        return sum(1 for f in self._free if first <= f < stop)
+
     def peek(self) -> Pfn:
         """The frame :meth:`alloc` would hand out next.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _support.machines import LINE, PAGE, SECRET, SEED, addrs_of, kernel_read_page, keys_drawn
-from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 from pydantic import ValidationError
 
@@ -32,11 +32,16 @@ def _machine(mac_bits: int = 28, pages: int = 64) -> Machine:
     return Machine(engine, memory_pages=pages)
 
 
-def _word(key: bytes, addr: int, owner: bool, line: bytes, bits: int) -> int:
+def _word(mac_key: bytes, xts_key: bytes, addr: int, owner: bool, line: bytes,
+          bits: int) -> int:
     """A line's sideband word from its published layout: MAC in the low bits, the TD-owner
-    bit at bit 63; the MAC by ``cryptography``'s CMAC over LE64(addr) || owner || 0^7 || line."""
-    c = CMAC(algorithms.AES(key))
-    c.update(addr.to_bytes(8, "little") + bytes([owner]) + bytes(7) + line)
+    bit at bit 63; the MAC by ``cryptography``'s CMAC under the platform's MAC key over
+    tweak || owner || 0^15 || line, the tweak AES-ECB of LE128(addr) under the tweak half of the
+    KeyID's XTS key (computed here with ``cryptography``)."""
+    enc = Cipher(algorithms.AES(xts_key[16:]), modes.ECB()).encryptor()
+    tweak = enc.update(addr.to_bytes(16, "little")) + enc.finalize()
+    c = CMAC(algorithms.AES(mac_key))
+    c.update(tweak + bytes([owner]) + bytes(15) + line)
     tag = int.from_bytes(c.finalize(), "big") >> (128 - bits)
     return tag | (1 << 63 if owner else 0)
 
@@ -48,23 +53,24 @@ def test_dram_and_sideband_equal_xts_and_cmac_recomputed(bits: int) -> None:
     assert guest.slot == 1
     pa = m.alloc_page(guest)
     m.write(guest, pa, SECRET)
-    # KeyID 0: XTS key then MAC key; KeyID 1 (SET_KEY_RANDOM): the same again.
-    _, _, xts1, mac1 = keys_drawn(32, 16, 32, 16)
+    # KeyID 0's XTS key, then the platform's one MAC key; KeyID 1 (SET_KEY_RANDOM): its XTS key.
+    _, mac, xts1 = keys_drawn(32, 16, 32)
     dram = m.bus.read(pa, PAGE)
     assert dram == XtsLineCipher(xts1).encrypt(addrs_of(pa), SECRET).tobytes()
     words = m.bus_sideband(pa, PAGE)
     for i in range(PAGE // LINE):
         line = dram[i * LINE : (i + 1) * LINE]
-        assert int(words[i]) == _word(mac1, pa + i * LINE, True, line, bits)
+        assert int(words[i]) == _word(mac, xts1, pa + i * LINE, True, line, bits)
     assert m.read(guest, pa, PAGE) == SECRET
 
 
 def test_boot_words_are_the_host_macs_of_zeroed_dram() -> None:
     m = _machine(pages=1024)
-    (_, mac0) = keys_drawn(32, 16)
+    (xts0, mac) = keys_drawn(32, 16)
     pa = PhysAddr(777 * PAGE)
     words = m.bus_sideband(pa, 2 * LINE)  # never written: made from the boot contents
-    assert [int(w) for w in words] == [_word(mac0, pa + i * LINE, False, bytes(LINE), 28)
+    assert [int(w) for w in words] == [_word(mac, xts0, pa + i * LINE, False, bytes(LINE),
+                                             28)
                                        for i in range(2)]
     m.kernel_read(m.direct_map.virt(pa), PAGE)  # KeyID 0 reads boot memory without a fault
     m.bus.write(pa, bytes([1]) + bytes(LINE - 1))  # a forged never-written line is refused

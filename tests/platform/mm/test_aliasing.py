@@ -16,7 +16,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from testbed.errors import ConfigError, FirmwareRefusal, RmpViolation
 from testbed.platform import Mitigations
-from testbed.platform.mm.aliasing import boot_with_alias, find_aliases, ignored_bit
+from testbed.platform.mm.aliasing import (
+    alias_problem,
+    boot_with_alias,
+    find_aliases,
+    ignored_bit,
+)
 from testbed.platform.mm.allocator import PageAllocator
 from testbed.platform.mm.memory import PhysicalMemory
 from testbed.types import PhysAddr
@@ -112,7 +117,11 @@ def test_boot_with_an_alias_keeps_the_alias_frames_from_the_allocator() -> None:
 def test_alias_frames_held_at_boot_are_a_configuration_error() -> None:
     allocator = PageAllocator(64)
     allocator.reserve_contiguous(4, 4)  # frames 60..63, as a secretmem= reservation would
-    with pytest.raises(ConfigError, match="not all free at boot"):
+    assert alias_problem(allocator, 64) == (
+        "the alias frames 32..63 must be free at boot for the hypervisor to keep, but a "
+        "boot-time reservation (secretmem=) holds 4 of them")
+    assert alias_problem(PageAllocator(64), 64) is None
+    with pytest.raises(ConfigError, match="must be free at boot"):
         boot_with_alias(PhysicalMemory(64), allocator, check=False)
 
 
