@@ -343,13 +343,13 @@ def test_best_chance_is_the_builtins() -> None:
             block_bits=bits)
 
 
-def test_a_refusal_while_a_system_step_sets_its_victim_up_is_a_failed_run() -> None:
+def test_running_out_of_asids_while_a_system_step_sets_its_victim_up_is_a_failed_run() -> None:
     body = [step("create_domain", "attacker", "me", kind="guest"),  # takes the only ASID
             step("track_dirty_pages", "hypervisor", "bits", secret="the guest's own key")]
     prog = build(body, ["malicious_hypervisor"], {"recovered_bits": "bits"}, prelude=False)
     row = programs.run(prog, "sev", platform={"asids": 1})
     assert row.outcome is Outcome.ERROR and row.reason == (
-        "setting up the victim failed: no free ASID (all 1 in use)")
+        "the platform failed: no free ASID (all 1 in use)")
     assert programs.run(prog, "sev").outcome is Outcome.SUCCEEDED
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from ...errors import ConfigError, KeyNotProgrammed, RmpViolation
+from ...errors import ConfigError, PlatformFailure, RmpViolation
 from ...types import KeySlot, Pfn
 from .base import (
     HOST,
@@ -65,7 +65,7 @@ class SevEngine(Engine, EngineWithGuestIsolation, EngineWithAttestation):
             if not self.holds_key(asid):
                 self.program_key(asid)
                 return asid
-        raise KeyNotProgrammed(f"no free ASID (all {self.asids} in use)")
+        raise PlatformFailure(f"no free ASID (all {self.asids} in use)")
 
     def release_slot(self, slot: KeySlot) -> None:
         # DECOMMISSION: the firmware destroys the guest key.

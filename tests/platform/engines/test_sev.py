@@ -8,7 +8,7 @@ import pytest
 from _support.machines import LINE, PAGE, SECRET, addrs_of, keys_drawn, machine
 
 from testbed.crypto import XexLineCipher
-from testbed.errors import ConfigError, KeyNotProgrammed, PageFault, RmpViolation
+from testbed.errors import ConfigError, KeyNotProgrammed, PageFault, PlatformFailure, RmpViolation
 from testbed.platform import KeySource, make_engine
 from testbed.platform.engines.sev import SevSnpEngine
 from testbed.types import KeySlot, Pfn, PhysAddr
@@ -48,10 +48,12 @@ def test_sev_processes_run_unencrypted() -> None:
 
 
 def test_sev_asid_exhaustion_and_decommission() -> None:
+    """Running out of ASIDs is a resource failure, never a defence: a PlatformFailure (an
+    ``error`` run, whoever meets it), not a PlatformRefusal (``blocked``)."""
     m = machine("sev", asids=2)
     g1, g2 = m.create_domain("guest"), m.create_domain("guest")
     assert (g1.slot, g2.slot) == (1, 2)
-    with pytest.raises(KeyNotProgrammed, match="no free ASID"):
+    with pytest.raises(PlatformFailure, match="no free ASID"):
         m.create_domain("guest")
     m.destroy_domain(g1)
     with pytest.raises(KeyNotProgrammed):
