@@ -133,7 +133,7 @@ def test_launch_measure_does_not_apply_to_snp_firmware() -> None:
                                              "evidence": "launch_measure"}).outcome is S
 
 
-@pytest.mark.parametrize(("engine", "launched"), [("sev", "0x0"), ("sev-snp", "0xb0000")])
+@pytest.mark.parametrize(("engine", "launched"), [("sev", "0x4"), ("sev-snp", "0xb0000")])
 def test_a_debug_policy_is_caught_by_the_policy_check(engine: str, launched: str) -> None:
     row = run("attestation", engine, params={"tamper": "debug"})
     assert row.outcome is B, row.reason

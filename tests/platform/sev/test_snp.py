@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from testbed.errors import ConfigError, InvalidArgument, VerificationFailed
 from testbed.platform import KeySource, Machine, make_engine
 from testbed.platform.sev import (
+    POLICY_DEFAULT,
     SNP_POLICY_DEBUG,
     SNP_POLICY_DEFAULT,
     Check,
@@ -243,7 +244,7 @@ def test_snp_nonce_is_64_bytes_and_the_legacy_report_is_refused() -> None:
 
 # -- SEV (legacy) launch: VMSA in the digest, LAUNCH_MEASURE blob ----------------------------
 def test_sev_digest_covers_memory_then_vmsa() -> None:
-    p = SnpPlatform(engine="sev", policy=0x1)
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
     assert p.digest == hashlib.sha256(IMAGE + p.vmsa).digest()
     moved = Vmsa().with_rip(0x10_0000).pack()
     assert struct.unpack_from("<Q", moved, 0x178)[0] == 0x10_0000
@@ -251,10 +252,10 @@ def test_sev_digest_covers_memory_then_vmsa() -> None:
 
 
 def test_launch_measure_hmac_recomputed_from_the_spec_layout() -> None:
-    p = SnpPlatform(engine="sev", policy=0x1)
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
     assert p.blob is not None and len(p.blob) == 48
     measure, mnonce = p.blob[:32], p.blob[32:]
-    message = (b"\x04" + bytes([0, 24, 15]) + struct.pack("<I", 0x1) + p.digest + mnonce)
+    message = (b"\x04" + bytes([0, 24, 15]) + struct.pack("<I", 0x5) + p.digest + mnonce)
     assert len(message) == 1 + 3 + 4 + 32 + 16
     assert measure == hmac.new(p.tik, message, hashlib.sha256).digest()
     assert p.owner.verify_measure(p.blob).mnonce == mnonce
@@ -263,7 +264,7 @@ def test_launch_measure_hmac_recomputed_from_the_spec_layout() -> None:
 
 @pytest.mark.parametrize("offset", [0, 17, 31, 32, 47])
 def test_a_changed_blob_byte_fails_the_measure_check(offset: int) -> None:
-    p = SnpPlatform(engine="sev", policy=0x1)
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
     assert p.blob is not None
     blob = bytearray(p.blob)
     blob[offset] ^= 0x01
@@ -272,10 +273,10 @@ def test_a_changed_blob_byte_fails_the_measure_check(offset: int) -> None:
 
 
 def test_measure_check_fails_for_another_tik_or_policy() -> None:
-    p = SnpPlatform(engine="sev", policy=0x1)
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
     assert p.blob is not None
     for owner in (replace_tik(p, bytes(16)),
-                  Verifier(p.vendor.root, p.owner.expected_digest, 0x5, rng(), tik=p.tik)):
+                  Verifier(p.vendor.root, p.owner.expected_digest, 0x1, rng(), tik=p.tik)):
         with pytest.raises(VerificationFailed, match="^launch measure: "):
             owner.verify_measure(p.blob)
     with pytest.raises(VerificationFailed, match="^report format: "):
@@ -284,10 +285,10 @@ def test_measure_check_fails_for_another_tik_or_policy() -> None:
 
 
 def replace_tik(p: SnpPlatform, tik: bytes) -> Verifier:
-    return Verifier(p.vendor.root, p.owner.expected_digest, 0x1, rng(), tik=tik)
+    return Verifier(p.vendor.root, p.owner.expected_digest, 0x5, rng(), tik=tik)
 
 
-@pytest.mark.parametrize(("engine", "nodebug", "debug"), [("sev", 0x1, 0x0),
+@pytest.mark.parametrize(("engine", "nodebug", "debug"), [("sev", 0x5, 0x4),
                                                           ("sev-snp", POLICY, 0xB_0000)])
 def test_dbg_decrypt_follows_the_policy(engine: str, nodebug: int, debug: int) -> None:
     for policy, allowed in ((nodebug, False), (debug, True)):
