@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..crypto.signing import DETERMINISTIC_SIGNING, KEY_SEED_SIZE, SigningKey, issue_x509
 from ..errors import AttackError, ConfigError, VerificationFailed
@@ -178,12 +178,18 @@ class AttestationParams(SecretParams):
             raise ValueError(f"backdoor_rip: must differ from the reset RIP {Vmsa().rip:#x}")
         if len(set(self.require_platform_info)) != len(self.require_platform_info):
             raise ValueError("require_platform_info: must not repeat")
-        if self.policy is not None:
-            problems = [f"{fmt.value}: {problem}" for fmt in ReportFormat
-                        if (problem := fmt.policy_problem(self.policy)) is not None]
-            if len(problems) == len(ReportFormat):
-                raise ValueError("policy: no firmware accepts it (" + "; ".join(problems) + ")")
         return self
+
+    @field_validator("policy")
+    @classmethod
+    def _some_firmware_accepts(cls, policy: int | None) -> int | None:
+        if policy is not None:
+            problems = [f"{fmt.value}: {problem}" for fmt in ReportFormat
+                        if (problem := fmt.policy_problem(policy)) is not None]
+            if len(problems) == len(ReportFormat):
+                raise ValueError("no firmware would launch a guest under it (" +
+                                 "; ".join(problems) + ")")
+        return policy
 
     @property
     def required_platform_info(self) -> int:
@@ -242,6 +248,9 @@ class AttestationMetrics(BaseMetrics):
     """Which report the platform's firmware produces (``sev`` or ``sev-snp``)."""
     initial_rip: str | None = omitted_when_none()
     """Where the guest starts, read back from its VMSA."""
+    platform_info: str | None = omitted_when_none()
+    """SNP: the PLATFORM_INFO of the report the owner received (bit 4 ciphertext hiding, bit 5
+    ALIAS_CHECK_COMPLETE)."""
 
 
 class AttestationBypass(Attack[AttestationParams]):
@@ -547,11 +556,14 @@ class _Run:
         data = component.raw() if component is not None else b""
         signature_at = SNP_SIGNATURE_OFFSET if snp else SIGNATURE_OFFSET
         log.captured = data if DETERMINISTIC_SIGNING else data[:signature_at]
-        reported = None
-        if data:
-            reported = (SnpReport.unpack(data).measurement if snp
-                        else SevReport.unpack(data).launch_digest).hex()
-        self.note(replace(self.metrics, report_bytes=len(data), digest_reported=reported))
+        reported, info = None, None
+        if data and snp:
+            parsed = SnpReport.unpack(data)
+            reported, info = parsed.measurement.hex(), f"{parsed.platform_info:#x}"
+        elif data:
+            reported = SevReport.unpack(data).launch_digest.hex()
+        self.note(replace(self.metrics, report_bytes=len(data), digest_reported=reported,
+                          platform_info=info))
         try:
             owner.verify(reply, chain)
         except VerificationFailed as exc:
