@@ -17,8 +17,8 @@ default policy 0x5); with a plain SEV policy (such as 0x1) LAUNCH_UPDATE_VMSA do
 host sets the registers itself and nothing measures them. ``policy`` is checked at load against
 both firmware's rules (SEV API guest policy; SNP ABI guest policy: bit 17 must be one, reserved
 bits 63:26 zero, the ABI minimum no newer than the firmware's): a value neither firmware accepts
-is refused there; one only the other firmware accepts is a POLICY_FAILURE the owner meets at
-LAUNCH_START, so that run is an ``error``. ``require_platform_info`` lists PLATFORM_INFO bits the
+is refused there; one only the other firmware accepts makes the attack ``not_applicable`` on
+this one (its LAUNCH_START would answer POLICY_FAILURE: the owner's guest cannot exist there). ``require_platform_info`` lists PLATFORM_INFO bits the
 owner requires in an SNP report (ciphertext hiding, bit 4; ALIAS_CHECK_COMPLETE, bit 5); a legacy
 report has no such field, so an owner that requires any refuses every legacy report.
 ``evidence`` picks what the owner checks: the attestation report (legacy
@@ -262,10 +262,16 @@ class AttestationBypass(Attack[AttestationParams]):
     platform_settings = frozenset({"ciphertext_hiding"})
 
     def precondition(self, machine: Machine, params: AttestationParams) -> str | None:
-        if params.evidence == "launch_measure" and isinstance(machine.engine,
-                                                              EngineWithSnpAttestation):
+        snp = isinstance(machine.engine, EngineWithSnpAttestation)
+        if params.evidence == "launch_measure" and snp:
             return ("SEV-SNP firmware has no LAUNCH_MEASURE: its guest owners check the SNP "
                     "attestation report")
+        if machine.engine.attests and params.policy is not None:
+            fmt = ReportFormat.SNP if snp else ReportFormat.SEV
+            problem = fmt.policy_problem(params.policy)
+            if problem is not None:
+                return (f"this platform's firmware launches no guest under the owner's policy "
+                        f"(LAUNCH_START would answer POLICY_FAILURE: {problem})")
         return None
 
     def run(self, ctx: AttackContext, params: AttestationParams) -> Verdict:

@@ -21,7 +21,12 @@ from testbed.platform import (
     SevEngine,
     TmeEngine,
 )
-from testbed.platform.sev import REPORT_DATA_OFFSET, REPORT_DATA_SIZE, decode_nonce
+from testbed.platform.sev import (
+    REPORT_DATA_OFFSET,
+    REPORT_DATA_SIZE,
+    ReportFormat,
+    decode_nonce,
+)
 from testbed.platform.sev.psp import decode_mnonce
 from testbed.results import ResultRow
 from testbed.scenarios import Job, load_scenario, run_job
@@ -237,7 +242,8 @@ def test_attack_params_are_bounded() -> None:
                                   "20-attestation-forged-report.yaml",
                                   "28-attestation-tampered-vmsa.yaml",
                                   "29-attestation-launch-measure.yaml",
-                                  "30-attestation-debug-policy.yaml"])
+                                  "30-attestation-debug-policy.yaml",
+                                  "42-attestation-plain-sev-vmsa.yaml"])
 def test_shipped_scenarios_reproduce_their_expectations(name: str) -> None:
     scenario, source = load_scenario(SCENARIOS / name)
     assert scenario.attack == "attestation"
@@ -279,21 +285,29 @@ def test_a_policy_some_firmware_accepts_loads(policy: int) -> None:
 
 
 @pytest.mark.parametrize(("engine", "want"), [("none", S), ("tme", S), ("mktme", S),
-                                              ("sev", Outcome.ERROR), ("sev-snp", B)])
-def test_an_snp_policy_is_a_policy_failure_only_for_legacy_firmware(engine: str,
-                                                                    want: Outcome) -> None:
+                                              ("sev", NA), ("sev-snp", B)])
+def test_an_snp_policy_does_not_apply_to_legacy_firmware(engine: str, want: Outcome) -> None:
     """0x30000 is SNP's default; legacy firmware reads bits 23:16 as an API major of 3 and
-    answers POLICY_FAILURE to the owner's launch: a failed run, not a block. Without a PSP
-    the policy means nothing and no verifier is built."""
+    would answer POLICY_FAILURE to the owner's launch: the owner's guest cannot exist there.
+    Without a PSP the policy means nothing and no verifier is built."""
     row = run("attestation", engine, params={"tamper": "image", "policy": 0x3_0000})
     assert row.outcome is want, row.reason
-    if want is Outcome.ERROR:
+    if want is NA:
         assert "POLICY_FAILURE" in row.reason and "API 3.0" in row.reason
 
 
-def test_a_legacy_policy_is_a_policy_failure_for_snp_firmware() -> None:
+def test_a_legacy_policy_does_not_apply_to_snp_firmware() -> None:
     row = run("attestation", "sev-snp", params={"tamper": "image", "policy": 0x5})
-    assert row.outcome is Outcome.ERROR and "bit 17 clear" in row.reason, row.reason
+    assert row.outcome is NA and "bit 17 clear" in row.reason, row.reason
+
+
+def test_the_hypervisors_debug_policy_is_one_the_firmware_accepts() -> None:
+    """tamper: debug changes only NODBG / DEBUG, so LAUNCH_START never refuses it for a policy
+    the owner could ask for: the policy check, not a POLICY_FAILURE, is what stops it."""
+    for fmt, policy in ((ReportFormat.SEV, 0x5), (ReportFormat.SEV, 0x1 | (24 << 24)),
+                        (ReportFormat.SNP, 0x3_0000), (ReportFormat.SNP, 0x2_013A)):
+        assert fmt.policy_problem(policy) is None
+        assert fmt.policy_problem(fmt.allow_debug(policy)) is None
 
 
 @pytest.mark.parametrize("engine_cls", [TmeEngine, SevWithoutPsp])
