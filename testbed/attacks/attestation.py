@@ -18,9 +18,10 @@ host sets the registers itself and nothing measures them. ``policy`` is checked 
 both firmware's rules (SEV API guest policy; SNP ABI guest policy: bit 17 must be one, reserved
 bits 63:26 zero, the ABI minimum no newer than the firmware's): a value neither firmware accepts
 is refused there; one only the other firmware accepts makes the attack ``not_applicable`` on
-this one (its LAUNCH_START would answer POLICY_FAILURE: the owner's guest cannot exist there). ``require_platform_info`` lists PLATFORM_INFO bits the
-owner requires in an SNP report (ciphertext hiding, bit 4; ALIAS_CHECK_COMPLETE, bit 5); a legacy
-report has no such field, so an owner that requires any refuses every legacy report.
+this one (its LAUNCH_START would answer POLICY_FAILURE: the owner's guest cannot exist there).
+``require_platform_info`` lists PLATFORM_INFO bits the owner requires in an SNP report
+(ciphertext hiding, bit 4; ALIAS_CHECK_COMPLETE, bit 5); a legacy report has no such field, so
+an owner that requires any refuses every legacy report.
 ``evidence`` picks what the owner checks: the attestation report (legacy
 208-byte report under ``sev``, the SNP ATTESTATION_REPORT under ``sev-snp``, as the engine's
 interfaces decide) or, on legacy firmware only, the LAUNCH_MEASURE blob (HMAC-SHA256 under the
