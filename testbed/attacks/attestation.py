@@ -110,6 +110,8 @@ __all__ = [
 ]
 
 U64_MAX = (1 << 64) - 1
+U32_MAX = 0xFFFF_FFFF
+"""No guest policy is wider: legacy policies are a u32, and SNP's defined bits end at 25."""
 CMDLINE_SIZE = 256
 """The image starts with the kernel command line, NUL-padded to this many bytes."""
 MAX_IMAGE_PAGES = 16
@@ -153,14 +155,14 @@ class AttestationParams(SecretParams):
                          description="the owner's kernel command line")
     backdoor: str = Field(" init=/usr/lib/.hv/backdoor", min_length=1, max_length=200,
                           description="text the hypervisor appends to the kernel command line")
-    policy: int | None = Field(None, ge=0, le=U64_MAX,
+    policy: int | None = Field(None, ge=0, le=U32_MAX,
                                description="guest policy the owner asks for and expects in the "
                                            "report (default: the platform's no-debug policy, "
                                            "legacy 0x5 = NODBG | ES, SNP 0x30000); a legacy "
                                            "policy without ES (bit 2) leaves the VMSA "
                                            "unmeasured")
     require_platform_info: list[Literal["ciphertext_hiding", "alias_check"]] = Field(
-        default_factory=list, max_length=2,
+        default_factory=list,
         description="PLATFORM_INFO bits the owner requires in an SNP report: ciphertext_hiding "
                     "(bit 4), alias_check (ALIAS_CHECK_COMPLETE, bit 5); legacy reports have "
                     "none, so requiring any refuses them",
