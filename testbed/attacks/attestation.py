@@ -11,7 +11,18 @@ making; ``vmsa`` leaves the image alone and moves the initial instruction pointe
 guest's VMSA to ``backdoor_rip`` before launch, then forwards the genuine evidence; ``debug``
 launches the genuine image under a policy that allows debugging (legacy NODBG cleared, SNP DEBUG
 set) and, once the key is in, reads it with DBG_DECRYPT (without a PSP, through the hypervisor's own
-mapping of guest memory). ``evidence`` picks what the owner checks: the attestation report (legacy
+mapping of guest memory).
+Under legacy firmware the VMSA is measured only for an SEV-ES guest (policy bit 2, ES, set in the
+default policy 0x5); with a plain SEV policy (such as 0x1) LAUNCH_UPDATE_VMSA does not exist, the
+host sets the registers itself and nothing measures them. ``policy`` is checked at load against
+both firmware's rules (SEV API guest policy; SNP ABI guest policy: bit 17 must be one, reserved
+bits 63:26 zero, the ABI minimum no newer than the firmware's): a value neither firmware accepts
+is refused there; one only the other firmware accepts makes the attack ``not_applicable`` on
+this one (its LAUNCH_START would answer POLICY_FAILURE: the owner's guest cannot exist there).
+``require_platform_info`` lists PLATFORM_INFO bits the owner requires in an SNP report
+(ciphertext hiding, bit 4; ALIAS_CHECK_COMPLETE, bit 5); a legacy report has no such field, so
+an owner that requires any refuses every legacy report.
+``evidence`` picks what the owner checks: the attestation report (legacy
 208-byte report under ``sev``, the SNP ATTESTATION_REPORT under ``sev-snp``, as the engine's
 interfaces decide) or, on legacy firmware only, the LAUNCH_MEASURE blob (HMAC-SHA256 under the
 owner's TIK).
@@ -37,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..crypto.signing import DETERMINISTIC_SIGNING, KEY_SEED_SIZE, SigningKey, issue_x509
 from ..errors import AttackError, ConfigError, VerificationFailed
@@ -60,6 +71,9 @@ from ..platform import (
     sign_report,
 )
 from ..platform.sev import (
+    MNONCE_SIZE,
+    PLATFORM_INFO_ALIAS_CHECK,
+    PLATFORM_INFO_CIPHERTEXT_HIDING,
     SNP_SIGNATURE_OFFSET,
     TIK_SIZE,
     MeasureBlob,
@@ -68,6 +82,7 @@ from ..platform.sev import (
     SnpReport,
     Vmsa,
     decode_nonce,
+    encode_mnonce,
     measure_hmac,
     sign_snp_report,
 )
@@ -95,6 +110,8 @@ __all__ = [
 ]
 
 U64_MAX = (1 << 64) - 1
+U32_MAX = 0xFFFF_FFFF
+"""No guest policy is wider: legacy policies are a u32, and SNP's defined bits end at 25."""
 CMDLINE_SIZE = 256
 """The image starts with the kernel command line, NUL-padded to this many bytes."""
 MAX_IMAGE_PAGES = 16
@@ -103,6 +120,9 @@ LAUNCH_UNITS = 12_000
 certificate chain (SNP: three X.509 certificates), signing and verifying
 (:mod:`testbed.attacks.cost`); measured at 22-36 ms a run of a 16-page image, either report
 format..."""
+PLATFORM_INFO_BITS = {"ciphertext_hiding": PLATFORM_INFO_CIPHERTEXT_HIDING,
+                      "alias_check": PLATFORM_INFO_ALIAS_CHECK}
+"""The PLATFORM_INFO bits an owner may require, by the name ``require_platform_info`` uses."""
 IMAGE_PAGE_UNITS = 500
 """...and per page of the launch image (and the VMSA page), written, measured and read
 back."""
@@ -135,9 +155,18 @@ class AttestationParams(SecretParams):
                          description="the owner's kernel command line")
     backdoor: str = Field(" init=/usr/lib/.hv/backdoor", min_length=1, max_length=200,
                           description="text the hypervisor appends to the kernel command line")
-    policy: int | None = Field(None, ge=0, le=U64_MAX,
+    policy: int | None = Field(None, ge=0, le=U32_MAX,
                                description="guest policy the owner asks for and expects in the "
-                                           "report (default: the platform's no-debug policy)")
+                                           "report (default: the platform's no-debug policy, "
+                                           "legacy 0x5 = NODBG | ES, SNP 0x30000); a legacy "
+                                           "policy without ES (bit 2) leaves the VMSA "
+                                           "unmeasured")
+    require_platform_info: list[Literal["ciphertext_hiding", "alias_check"]] = Field(
+        default_factory=list,
+        description="PLATFORM_INFO bits the owner requires in an SNP report: ciphertext_hiding "
+                    "(bit 4), alias_check (ALIAS_CHECK_COMPLETE, bit 5); legacy reports have "
+                    "none, so requiring any refuses them",
+    )
 
     @model_validator(mode="after")
     def _cmdline_fits(self) -> AttestationParams:
@@ -150,7 +179,28 @@ class AttestationParams(SecretParams):
                              "bound to the TIK of its own launch)")
         if self.tamper == "vmsa" and self.backdoor_rip == Vmsa().rip:
             raise ValueError(f"backdoor_rip: must differ from the reset RIP {Vmsa().rip:#x}")
+        if len(set(self.require_platform_info)) != len(self.require_platform_info):
+            raise ValueError("require_platform_info: must not repeat")
         return self
+
+    @field_validator("policy")
+    @classmethod
+    def _some_firmware_accepts(cls, policy: int | None) -> int | None:
+        if policy is not None:
+            problems = [f"{fmt.value}: {problem}" for fmt in ReportFormat
+                        if (problem := fmt.policy_problem(policy)) is not None]
+            if len(problems) == len(ReportFormat):
+                raise ValueError("no firmware would launch a guest under it (" +
+                                 "; ".join(problems) + ")")
+        return policy
+
+    @property
+    def required_platform_info(self) -> int:
+        """The PLATFORM_INFO bits of :attr:`require_platform_info`."""
+        bits = 0
+        for name in self.require_platform_info:
+            bits |= PLATFORM_INFO_BITS[name]
+        return bits
 
     @property
     def image_pages(self) -> int:
@@ -201,6 +251,9 @@ class AttestationMetrics(BaseMetrics):
     """Which report the platform's firmware produces (``sev`` or ``sev-snp``)."""
     initial_rip: str | None = omitted_when_none()
     """Where the guest starts, read back from its VMSA."""
+    platform_info: str | None = omitted_when_none()
+    """SNP: the PLATFORM_INFO of the report the owner received (bit 4 ciphertext hiding, bit 5
+    ALIAS_CHECK_COMPLETE)."""
 
 
 class AttestationBypass(Attack[AttestationParams]):
@@ -209,13 +262,19 @@ class AttestationBypass(Attack[AttestationParams]):
     capabilities = ("malicious_hypervisor",)
     Params = AttestationParams
     Metrics = AttestationMetrics
-    platform_settings = frozenset()
+    platform_settings = frozenset({"ciphertext_hiding"})
 
     def precondition(self, machine: Machine, params: AttestationParams) -> str | None:
-        if params.evidence == "launch_measure" and isinstance(machine.engine,
-                                                              EngineWithSnpAttestation):
+        snp = isinstance(machine.engine, EngineWithSnpAttestation)
+        if params.evidence == "launch_measure" and snp:
             return ("SEV-SNP firmware has no LAUNCH_MEASURE: its guest owners check the SNP "
                     "attestation report")
+        if machine.engine.attests and params.policy is not None:
+            fmt = ReportFormat.SNP if snp else ReportFormat.SEV
+            problem = fmt.policy_problem(params.policy)
+            if problem is not None:
+                return (f"this platform's firmware launches no guest under the owner's policy "
+                        f"(LAUNCH_START would answer POLICY_FAILURE: {problem})")
         return None
 
     def run(self, ctx: AttackContext, params: AttestationParams) -> Verdict:
@@ -261,7 +320,8 @@ def attest(ctx: AttackContext, params: AttestationParams) -> Provisioned:
     policy = params.policy if params.policy is not None else (
         psp.default_policy if psp is not None else 0)
     vmsa = Vmsa()
-    expected = _digest(fmt, image, vmsa)
+    measured_vmsa = psp is None or fmt.encrypts_state(policy)
+    expected = _digest(fmt, image, vmsa if measured_vmsa else None)
     metrics = AttestationMetrics(
         tamper=params.tamper, evidence=params.evidence, attestation_available=psp is not None,
         report_bytes=0, checks_passed=0, check_failed=None, digest_expected=expected.hex(),
@@ -270,9 +330,12 @@ def attest(ctx: AttackContext, params: AttestationParams) -> Provisioned:
     run = _Run(ctx, params, psp, image, vmsa, expected, vendor, metrics, policy)
     log.secret = secret
     algo = "SHA-256" if fmt is ReportFormat.SEV else "SNP SHA-384"
+    what = (f"{len(image)} bytes and its VMSA (RIP {vmsa.rip:#x})" if measured_vmsa else
+            f"{len(image)} bytes (its VMSA, RIP {vmsa.rip:#x}, is not measured: the policy has "
+            "no ES bit)")
     log.step(Actor.OWNER, "hands the host its image and keeps the digest it expects",
-             detail=f"{len(image)} bytes and its VMSA (RIP {vmsa.rip:#x}), {algo} "
-                    f"{run.expected.hex()}, policy {policy:#x}, command line {params.cmdline!r}")
+             detail=f"{what}, {algo} {run.expected.hex()}, policy {policy:#x}, command line "
+                    f"{params.cmdline!r}")
     recorded = run.earlier_boot() if params.tamper == "replay" else None
 
     modified, launch_vmsa = image, vmsa
@@ -334,19 +397,29 @@ class _Run:
     vendor: Vendor
     metrics: AttestationMetrics
     policy: int
-    owner: Verifier = field(init=False)
+    owner: Verifier | None = field(init=False)
+    """The owner's verifier; ``None`` where there is no PSP (nothing to verify)."""
     launch_policy: int | None = None
     """The policy the hypervisor passes to LAUNCH_START (``None``: the owner's)."""
     tik: bytes = field(init=False)
     """The transport integrity key the owner gives the PSP (never the hypervisor)."""
 
     def __post_init__(self) -> None:
-        fmt = ReportFormat.SEV if self.psp is None else self.psp.report_format
         self.tik = self.ctx.rng.bytes(TIK_SIZE)
-        ark = self.vendor.snp.ark_cert if fmt is ReportFormat.SNP else None
-        self.owner = Verifier(self.vendor.root, self.expected, self.policy, self.ctx.rng,
-                              report_format=fmt, trusted_ark=ark, tik=self.tik)
+        self.owner = None
+        if self.psp is not None:
+            fmt = self.psp.report_format
+            ark = self.vendor.snp.ark_cert if fmt is ReportFormat.SNP else None
+            self.owner = Verifier(self.vendor.root, self.expected, self.policy, self.ctx.rng,
+                                  report_format=fmt, trusted_ark=ark, tik=self.tik,
+                                  required_platform_info=self.params.required_platform_info)
         self.note(self.metrics)
+
+    def verifier(self) -> Verifier:
+        """The owner's verifier (there is a PSP)."""
+        if self.owner is None:
+            raise AttackError("there is no PSP, so the owner has no verifier")
+        return self.owner
 
     def note(self, metrics: AttestationMetrics) -> None:
         """Keep ``metrics`` as what the run has measured so far."""
@@ -413,27 +486,41 @@ class _Run:
         launched.handle = psp.launch_start(guest, policy, self.tik)
         for pa, chunk in zip(launched.frames, chunks, strict=True):
             psp.launch_update_data(launched.handle, pa, chunk)
-        psp.launch_update_vmsa(launched.handle, launched.vmsa_frame, vmsa.pack())
+        es = psp.report_format.encrypts_state(policy)
+        if es:
+            psp.launch_update_vmsa(launched.handle, launched.vmsa_frame, vmsa.pack())
+        else:
+            # Plain SEV: the hypervisor keeps the register state; no firmware command sees it.
+            m.write(guest, launched.vmsa_frame, vmsa.pack())
         launched.blob = psp.launch_measure(launched.handle)
         launched.digest = psp.launch_digest(launched.handle)
         psp.launch_finish(launched.handle)
         if psp.report_format is ReportFormat.SNP:
             how = f"SNP_LAUNCH_UPDATE x{len(chunks) + 1} (the last a VMSA page): SHA-384 digest"
-        else:
+        elif es:
             how = (f"LAUNCH_UPDATE_DATA x{len(chunks)}, LAUNCH_UPDATE_VMSA, LAUNCH_MEASURE: "
                    "SHA-256 digest")
-        log.step(Actor.PSP, f"encrypts and measures the {_guest(name)}'s image and VMSA as they "
-                 "are given", address=launched.frames[0],
-                 detail=f"{how} {launched.digest.hex()}")
+        else:
+            how = (f"LAUNCH_UPDATE_DATA x{len(chunks)}, LAUNCH_MEASURE (policy {policy:#x} has "
+                   "no ES bit: no LAUNCH_UPDATE_VMSA): SHA-256 digest")
+        state = "image and VMSA" if es else "image (not its registers)"
+        log.step(Actor.PSP, f"encrypts and measures the {_guest(name)}'s {state} as given",
+                 address=launched.frames[0], detail=f"{how} {launched.digest.hex()}")
+        if not es:
+            log.step(Actor.HOST, f"sets the {_guest(name)}'s initial registers itself",
+                     address=launched.vmsa_frame,
+                     detail="plain SEV: the register state is neither encrypted by the firmware "
+                            "nor measured")
         return launched
 
     def earlier_boot(self) -> AttestationReport | None:
         """An unmodified boot the owner attests; the hypervisor keeps the report."""
-        m, log, psp, owner = self.ctx.machine, self.ctx.log, self.psp, self.owner
+        m, log, psp = self.ctx.machine, self.ctx.log, self.psp
         if psp is None:
             log.step(Actor.OWNER, "earlier boot: ran without attestation",
                      detail="there is no PSP, so no report exists to be recorded")
             return None
+        owner = self.verifier()
         earlier = self.launch(self.image, self.vmsa, "earlier-boot")
         nonce = owner.new_nonce()
         reply = query_attestation_report(m, psp, earlier.handle, nonce)
@@ -453,15 +540,13 @@ class _Run:
         Raises:
             VerificationFailed: the owner rejected the report it got.
         """
-        m, log, psp, owner = self.ctx.machine, self.ctx.log, self.psp, self.owner
+        m, log, psp = self.ctx.machine, self.ctx.log, self.psp
         if psp is not None and self.params.evidence == "launch_measure":
             return self.check_measure(launched)
-        nonce = owner.new_nonce()
-        label = ("report_data" if psp is not None and psp.report_format is ReportFormat.SNP
-                 else "mnonce")
-        log.step(Actor.OWNER, "asks the host for an attestation report",
-                 detail=f"{label} {nonce}")
         if psp is None:
+            nonce = encode_mnonce(self.ctx.rng.bytes(MNONCE_SIZE))
+            log.step(Actor.OWNER, "asks the host for an attestation report",
+                     detail=f"mnonce {nonce}")
             try:
                 query_attestation_report(m, psp, launched.handle, nonce)
             except ConfigError as exc:
@@ -469,17 +554,25 @@ class _Run:
                          "where there is no attestation)", detail=str(exc))
                 return "no attestation was possible"
             raise AttackError("an attestation report came back from a machine without a PSP")
+        owner = self.verifier()
+        nonce = owner.new_nonce()
+        label = "report_data" if psp.report_format is ReportFormat.SNP else "mnonce"
+        log.step(Actor.OWNER, "asks the host for an attestation report",
+                 detail=f"{label} {nonce}")
         reply, chain = self.answer(psp, launched, nonce, recorded)
         snp = psp.report_format is ReportFormat.SNP
         component = reply.snp if snp else reply.sev
         data = component.raw() if component is not None else b""
         signature_at = SNP_SIGNATURE_OFFSET if snp else SIGNATURE_OFFSET
         log.captured = data if DETERMINISTIC_SIGNING else data[:signature_at]
-        reported = None
-        if data:
-            reported = (SnpReport.unpack(data).measurement if snp
-                        else SevReport.unpack(data).launch_digest).hex()
-        self.note(replace(self.metrics, report_bytes=len(data), digest_reported=reported))
+        reported, info = None, None
+        if data and snp:
+            parsed = SnpReport.unpack(data)
+            reported, info = parsed.measurement.hex(), f"{parsed.platform_info:#x}"
+        elif data:
+            reported = SevReport.unpack(data).launch_digest.hex()
+        self.note(replace(self.metrics, report_bytes=len(data), digest_reported=reported,
+                          platform_info=info))
         try:
             owner.verify(reply, chain)
         except VerificationFailed as exc:
@@ -497,7 +590,7 @@ class _Run:
         Raises:
             VerificationFailed: the owner rejected the blob.
         """
-        log, owner = self.ctx.log, self.owner
+        log, owner = self.ctx.log, self.verifier()
         if launched.blob is None:
             raise AttackError("the firmware returned no LAUNCH_MEASURE blob")
         log.step(Actor.OWNER, "asks the host for the LAUNCH_MEASURE blob",
@@ -580,13 +673,15 @@ def _chain(psp: Psp) -> tuple[Certificate, ...] | tuple[bytes, ...]:
     return psp.vcek_chain if psp.report_format is ReportFormat.SNP else psp.cert_chain
 
 
-def _digest(fmt: ReportFormat, image: bytes, vmsa: Vmsa) -> bytes:
-    """The launch digest the owner expects: its image page by page, then its VMSA."""
+def _digest(fmt: ReportFormat, image: bytes, vmsa: Vmsa | None) -> bytes:
+    """The launch digest the owner expects: its image page by page, then its VMSA (``None``:
+    a plain SEV guest, whose VMSA is not measured)."""
     digest = fmt.new_digest()
     for i, page in enumerate(_pages(image)):
         digest.add_page(page.ljust(PAGE_SIZE, b"\0") if fmt is ReportFormat.SNP else page,
                         i * PAGE_SIZE)
-    digest.add_vmsa(vmsa.pack())
+    if vmsa is not None:
+        digest.add_vmsa(vmsa.pack())
     return digest.digest()
 
 

@@ -21,7 +21,12 @@ from testbed.platform import (
     SevEngine,
     TmeEngine,
 )
-from testbed.platform.sev import REPORT_DATA_OFFSET, REPORT_DATA_SIZE, decode_nonce
+from testbed.platform.sev import (
+    REPORT_DATA_OFFSET,
+    REPORT_DATA_SIZE,
+    ReportFormat,
+    decode_nonce,
+)
 from testbed.platform.sev.psp import decode_mnonce
 from testbed.results import ResultRow
 from testbed.scenarios import Job, load_scenario, run_job
@@ -133,7 +138,7 @@ def test_launch_measure_does_not_apply_to_snp_firmware() -> None:
                                              "evidence": "launch_measure"}).outcome is S
 
 
-@pytest.mark.parametrize(("engine", "launched"), [("sev", "0x0"), ("sev-snp", "0xb0000")])
+@pytest.mark.parametrize(("engine", "launched"), [("sev", "0x4"), ("sev-snp", "0xb0000")])
 def test_a_debug_policy_is_caught_by_the_policy_check(engine: str, launched: str) -> None:
     row = run("attestation", engine, params={"tamper": "debug"})
     assert row.outcome is B, row.reason
@@ -237,7 +242,8 @@ def test_attack_params_are_bounded() -> None:
                                   "20-attestation-forged-report.yaml",
                                   "28-attestation-tampered-vmsa.yaml",
                                   "29-attestation-launch-measure.yaml",
-                                  "30-attestation-debug-policy.yaml"])
+                                  "30-attestation-debug-policy.yaml",
+                                  "42-attestation-plain-sev-vmsa.yaml"])
 def test_shipped_scenarios_reproduce_their_expectations(name: str) -> None:
     scenario, source = load_scenario(SCENARIOS / name)
     assert scenario.attack == "attestation"
@@ -245,3 +251,112 @@ def test_shipped_scenarios_reproduce_their_expectations(name: str) -> None:
     for engine in scenario.engines:
         row = run_job(Job(scenario, source, engine, 1))
         assert row.outcome is scenario.expect[engine], f"{engine}: {row.reason}"
+
+
+# -- the guest policy: SEV-ES by default, checked at load and by LAUNCH_START ----------------
+def test_a_plain_sev_policy_leaves_the_vmsa_unmeasured_and_the_moved_rip_wins() -> None:
+    """Policy 0x1 (NODBG, no ES): LAUNCH_UPDATE_VMSA does not exist, the launch digest is the
+    SHA-256 of the image alone, and the owner, who checks it, accepts a guest whose first
+    instruction is the hypervisor's."""
+    row = run("attestation", "sev", params={"tamper": "vmsa", "policy": 0x1,
+                                            "secret": "disk-key-0123"})
+    assert row.outcome is S, row.reason
+    assert row.evidence.recovered == b"disk-key-0123"
+    metrics = _att(row)
+    assert metrics.initial_rip == "0x100000" and metrics.guest_runs_modified_image is True
+    assert metrics.digest_measured == metrics.digest_expected == metrics.digest_reported
+    assert not any("LAUNCH_UPDATE_VMSA," in s.detail for s in row.steps)
+    assert any("sets the victim guest's initial registers itself" in s.action for s in row.steps)
+    # The default policy (0x5, ES) measures the VMSA: the same tamper is caught.
+    default = run("attestation", "sev", params={"tamper": "vmsa"})
+    assert default.outcome is B and _att(default).check_failed == "launch digest"
+    assert any("policy 0x5" in s.detail for s in default.steps)
+
+
+@pytest.mark.parametrize(("policy", "message"), [
+    (1 << 32, "less than or equal to 4294967295"), (1 << 40, "less than or equal to"),
+    (0x40, "no firmware would launch a guest under it"), (0x1_0000, "no firmware would"),
+    (0x3_0040 | (1 << 26), "no firmware would")])
+def test_a_policy_no_firmware_accepts_is_refused_at_load(policy: int, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        AttestationParams.model_validate({"policy": policy})
+
+
+@pytest.mark.parametrize("policy", [0x0, 0x1, 0x5, 0x3_0000, 0x2_0000, 0xB_0000])
+def test_a_policy_some_firmware_accepts_loads(policy: int) -> None:
+    assert AttestationParams.model_validate({"policy": policy}).policy == policy
+
+
+@pytest.mark.parametrize(("engine", "want"), [("none", S), ("tme", S), ("mktme", S),
+                                              ("sev", NA), ("sev-snp", B)])
+def test_an_snp_policy_does_not_apply_to_legacy_firmware(engine: str, want: Outcome) -> None:
+    """0x30000 is SNP's default; legacy firmware reads bits 23:16 as an API major of 3 and
+    would answer POLICY_FAILURE to the owner's launch: the owner's guest cannot exist there.
+    Without a PSP the policy means nothing and no verifier is built."""
+    row = run("attestation", engine, params={"tamper": "image", "policy": 0x3_0000})
+    assert row.outcome is want, row.reason
+    if want is NA:
+        assert "POLICY_FAILURE" in row.reason and "API 3.0" in row.reason
+
+
+def test_a_legacy_policy_does_not_apply_to_snp_firmware() -> None:
+    row = run("attestation", "sev-snp", params={"tamper": "image", "policy": 0x5})
+    assert row.outcome is NA and "bit 17 clear" in row.reason, row.reason
+
+
+def test_the_hypervisors_debug_policy_is_one_the_firmware_accepts() -> None:
+    """tamper: debug changes only NODBG / DEBUG, so LAUNCH_START never refuses it for a policy
+    the owner could ask for: the policy check, not a POLICY_FAILURE, is what stops it."""
+    for fmt, policy in ((ReportFormat.SEV, 0x5), (ReportFormat.SEV, 0x1 | (24 << 24)),
+                        (ReportFormat.SNP, 0x3_0000), (ReportFormat.SNP, 0x2_013A)):
+        assert fmt.policy_problem(policy) is None
+        assert fmt.policy_problem(fmt.allow_debug(policy)) is None
+
+
+@pytest.mark.parametrize("engine_cls", [TmeEngine, SevWithoutPsp])
+def test_no_verifier_is_built_where_there_is_no_psp(engine_cls: type[Engine]) -> None:
+    """The platform side does not rely on the load-time check: a policy no verifier could hold
+    (bypassing validation) changes nothing where there is no PSP."""
+    m = Machine(engine_cls(KeySource(rng())), 64)
+    ctx = AttackContext(m, rng(2), lambda: m)
+    params = AttestationParams.model_construct(**{
+        **AttestationParams().model_dump(), "tamper": "image", "policy": 1 << 40})
+    verdict = AttestationBypass().run(ctx, params)
+    assert verdict.outcome is S
+    assert _log_metrics(ctx).attestation_available is False
+
+
+# -- PLATFORM_INFO the owner may require ----------------------------------------------------
+def test_require_platform_info_is_validated() -> None:
+    params = AttestationParams.model_validate(
+        {"require_platform_info": ["alias_check", "ciphertext_hiding"]})
+    assert params.required_platform_info == 0x30
+    with pytest.raises(ValidationError, match="must not repeat"):
+        AttestationParams.model_validate({"require_platform_info": ["alias_check"] * 2})
+    with pytest.raises(ValidationError, match="require_platform_info"):
+        AttestationParams.model_validate({"require_platform_info": ["smt"]})
+
+
+@pytest.mark.parametrize(("required", "want"), [([], S), (["alias_check"], B),
+                                                (["ciphertext_hiding"], B)])
+def test_a_legacy_report_fails_an_owner_that_requires_platform_info(
+    required: list[str], want: Outcome
+) -> None:
+    """An owner that itself allows debugging (policy 0x4: ES, NODBG clear) accepts the genuine
+    report and loses its key to DBG_DECRYPT; one that also requires PLATFORM_INFO bits refuses
+    every legacy report, which has no such field."""
+    row = run("attestation", "sev", params={"tamper": "debug", "policy": 0x4,
+                                            "require_platform_info": required})
+    assert row.outcome is want, row.reason
+    if want is B:
+        assert _att(row).check_failed == "platform info"
+        assert _att(row).checks_passed == 6  # format, chain, signature, nonce, digest, policy
+
+
+@pytest.mark.parametrize(("hiding", "info"), [(False, "0x0"), (True, "0x10")])
+def test_the_snp_report_says_whether_the_platform_hides_ciphertext(hiding: bool,
+                                                                    info: str) -> None:
+    row = run("attestation", "sev-snp", params={"tamper": "image"},
+              platform={"ciphertext_hiding": hiding})
+    assert row.outcome is B and _att(row).platform_info == info, row.reason
+    assert _att(row).check_failed == "launch digest"

@@ -69,6 +69,8 @@ ARGS: dict[str, st.SearchStrategy[Any]] = {
     "backdoor_rip": st.one_of(st.just(0xFFF0), st.integers(-1, 2**64)),
     "image_bytes": st.integers(0, 20000), "cmdline": st.text(max_size=30),
     "backdoor": st.text(max_size=30), "policy": st.one_of(st.none(), st.integers(-1, 2**64)),
+    "require_platform_info": st.lists(st.sampled_from(["ciphertext_hiding", "alias_check",
+                                                       "smt"]), max_size=3),
 }
 SYSTEM_LOG_ENTRIES = 16
 """Log entries a system step makes at most, besides one per secretmem file it opens."""

@@ -46,7 +46,7 @@ def test_good_file_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     (GOOD.replace("  tamper: image", "  tamper: image\n  secrett: x"),
      ":6: params.secrett: unknown key; allowed: backdoor, backdoor_rip, cmdline, evidence, "
-     "image_bytes, policy, secret, secret_bytes, tamper"),
+     "image_bytes, policy, require_platform_info, secret, secret_bytes, tamper"),
     (GOOD + "colour: red\n", ":8: colour: unknown key; allowed: attack, engines, expect,"),
     (GOOD.replace("title: Demo\n", ""), ": title: required key is missing"),
     (GOOD + "platform:\n  memory_pages: '64'\n", ":9: platform.memory_pages: Input should be a "

@@ -47,9 +47,9 @@ def test_a_setting_another_attack_uses_is_refused(tmp_path: Path, attack: str, s
 @pytest.mark.parametrize(("attack", "params", "setting", "value", "users"), [
     ("key-wearout", {}, "reduced_width_bits", 24, "key-wearout, programs with a step wear_out"),
     ("program", rollback(), "ciphertext_hiding", True,
-     "ciphertext-side-channel, programs with a step hv_read"),
+     "attestation, ciphertext-side-channel, programs with a step hv_read or attest"),
     ("ciphertext-side-channel", {}, "ciphertext_hiding", True,
-     "ciphertext-side-channel, programs with a step hv_read"),
+     "attestation, ciphertext-side-channel, programs with a step hv_read or attest"),
     ("secretmem-exhaustion", {}, "secretmem_reserve_pages", 512,
      "secretmem-exhaustion, programs with a step exhaust_secretmem"),
 ])

@@ -11,7 +11,9 @@ What this module models:
 - **Launch.** :meth:`Psp.launch_start` (with the owner's transport integrity key, TIK),
   :meth:`Psp.launch_update_data` (the PSP encrypts what the host hands it into guest memory,
   under the guest's key, and folds the same bytes into the launch digest),
-  :meth:`Psp.launch_update_vmsa` (the initial register state, SEV-ES, measured too),
+  :meth:`Psp.launch_update_vmsa` (the initial register state, measured too; legacy firmware
+  has the command only for SEV-ES guests, whose policy sets ES, bit 2: a plain SEV guest's
+  registers are neither encrypted nor measured, and the firmware refuses it),
   :meth:`Psp.launch_measure` (closes the digest; legacy firmware returns the HMAC'd
   LAUNCH_MEASURE blob), :meth:`Psp.launch_finish`. Digests and the blob are in
   :mod:`testbed.platform.sev.measure`.
@@ -21,6 +23,16 @@ What this module models:
   :class:`~testbed.platform.engines.EngineWithSnpAttestation`), the 1184-byte SNP report signed
   with its VCEK (:mod:`testbed.platform.sev.snp_report`, chain in
   :mod:`testbed.platform.sev.snp_certs`). Which one follows from the engine's interfaces.
+- **The guest policy** LAUNCH_START takes: the firmware answers POLICY_FAILURE (a
+  :class:`~testbed.errors.FirmwareRefusal`) to one it cannot honour
+  (:meth:`ReportFormat.policy_problem`: legacy, reserved bits 15:6 or an API minimum above the
+  firmware's, SEV API specification, publication 55766, guest policy; SNP, bit 17 clear,
+  reserved bits 63:26 or an ABI minimum above the firmware's, SEV-SNP ABI, publication 56860,
+  guest policy and SNP_LAUNCH_START).
+- **PLATFORM_INFO** of an SNP report, from the platform: bit 4 when the engine hides guest
+  ciphertext from the hypervisor (read from the engine's :class:`EngineWithRmp` interface on
+  one of the guest's frames), bit 5 (ALIAS_CHECK_COMPLETE) when the machine's boot firmware
+  checks DRAM for aliases (the ``alias_check`` mitigation).
 - **The host interface** :func:`query_attestation_report`: one vendor-neutral call whose reply
   has an optional SEV and an optional SNP component (as the review asked), with the nonce given
   as base64 of exactly 16 bytes (legacy mnonce, as the review asked too) or 64 bytes (SNP
@@ -43,9 +55,9 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from ...crypto.signing import KEY_SEED_SIZE, SigningKey
-from ...errors import ConfigError, InvalidArgument
+from ...errors import ConfigError, FirmwareRefusal, InvalidArgument
 from ...types import PAGE_SIZE, PhysAddr
-from ..engines import EngineWithSnpAttestation
+from ..engines import EngineWithRmp, EngineWithSnpAttestation
 from ..machine import Domain, DomainKind, Machine
 from .certs import Certificate, Vendor, issue_certificate
 from .measure import (
@@ -56,13 +68,25 @@ from .measure import (
     SnpLaunchDigest,
     measure_hmac,
 )
-from .report import MNONCE_SIZE, POLICY_NODBG, U32_MAX, KeyUsage, SevReport, sign_report
+from .report import (
+    MNONCE_SIZE,
+    POLICY_DEFAULT,
+    POLICY_ES,
+    POLICY_NODBG,
+    KeyUsage,
+    SevReport,
+    policy_problem,
+    sign_report,
+)
 from .snp_report import (
+    PLATFORM_INFO_ALIAS_CHECK,
+    PLATFORM_INFO_CIPHERTEXT_HIDING,
     REPORT_DATA_SIZE,
     SNP_POLICY_DEBUG,
     SNP_POLICY_DEFAULT,
     SnpReport,
     sign_snp_report,
+    snp_policy_problem,
 )
 from .vmsa import VMSA_SIZE
 
@@ -79,7 +103,6 @@ __all__ = [
     "query_attestation_report",
 ]
 
-_U64_MAX = (1 << 64) - 1
 
 
 class ReportFormat(enum.StrEnum):
@@ -112,6 +135,21 @@ class ReportFormat(enum.StrEnum):
         if self is ReportFormat.SEV:
             return not policy & POLICY_NODBG
         return bool(policy & SNP_POLICY_DEBUG)
+
+    def default_policy(self) -> int:
+        """The guest policy an owner asks for by default: no debugging; on legacy firmware an
+        SEV-ES guest (NODBG | ES, 0x5), as SNP guests always are."""
+        return POLICY_DEFAULT if self is ReportFormat.SEV else SNP_POLICY_DEFAULT
+
+    def policy_problem(self, policy: int) -> str | None:
+        """Why this firmware answers POLICY_FAILURE to a launch under ``policy`` (``None``:
+        it accepts it)."""
+        return policy_problem(policy) if self is ReportFormat.SEV else snp_policy_problem(policy)
+
+    def encrypts_state(self, policy: int) -> bool:
+        """Whether a guest launched under ``policy`` has its register state (VMSA) encrypted and
+        measured: SEV-ES (legacy policy bit 2) or SEV-SNP (always)."""
+        return self is ReportFormat.SNP or bool(policy & POLICY_ES)
 
     def new_digest(self) -> LaunchDigest:
         """An empty launch digest of this format."""
@@ -195,8 +233,26 @@ class Psp:
 
     @property
     def default_policy(self) -> int:
-        """The guest policy an owner asks for by default: no debugging."""
-        return POLICY_NODBG if self.report_format is ReportFormat.SEV else SNP_POLICY_DEFAULT
+        """The guest policy an owner asks for by default (:meth:`ReportFormat.default_policy`)."""
+        return self.report_format.default_policy()
+
+    def platform_info(self, guest: Domain) -> int:
+        """The SNP report's PLATFORM_INFO for ``guest``: ciphertext hiding (bit 4) when the
+        engine hides the guest's frames from hypervisor reads, ALIAS_CHECK_COMPLETE (bit 5)
+        when the boot firmware checked DRAM for aliases."""
+        info = 0
+        engine = self.machine.engine
+        frame = next(iter(guest.npt.values()), None)
+        if isinstance(engine, EngineWithRmp) and frame is not None and (
+                engine.hides_ciphertext(frame)):
+            info |= PLATFORM_INFO_CIPHERTEXT_HIDING
+        if self.machine.mitigations.alias_check:
+            info |= PLATFORM_INFO_ALIAS_CHECK
+        return info
+
+    def policy_of(self, handle: int) -> int:
+        """The policy guest ``handle`` was launched under."""
+        return self._launch(handle).policy
 
     def launch_start(self, guest: Domain, policy: int | None = None,
                      tik: bytes | None = None) -> int:
@@ -209,16 +265,17 @@ class Psp:
                 that nobody else knows.
 
         Raises:
-            InvalidArgument: ``guest`` is not a guest, ``policy`` is out of range or the TIK is
-                not 16 bytes.
+            InvalidArgument: ``guest`` is not a guest or the TIK is not 16 bytes.
+            FirmwareRefusal: POLICY_FAILURE, the firmware cannot honour ``policy``
+                (:meth:`ReportFormat.policy_problem`).
         """
         if guest.kind is not DomainKind.GUEST:
             raise InvalidArgument(f"LAUNCH_START: {guest.name} is a {guest.kind.value}, not a "
                                   "guest")
         policy = self.default_policy if policy is None else policy
-        top = U32_MAX if self.report_format is ReportFormat.SEV else _U64_MAX
-        if not 0 <= policy <= top:
-            raise InvalidArgument(f"LAUNCH_START: policy must be 0..{top:#x}, got {policy}")
+        problem = self.report_format.policy_problem(policy)
+        if problem is not None:
+            raise FirmwareRefusal(f"LAUNCH_START: POLICY_FAILURE: {problem}")
         if tik is not None and len(tik) != TIK_SIZE:
             raise InvalidArgument(f"LAUNCH_START: the TIK must be {TIK_SIZE} bytes, got "
                                   f"{len(tik)}")
@@ -253,9 +310,15 @@ class Psp:
         to the launch digest (LAUNCH_UPDATE_VMSA; SNP_LAUNCH_UPDATE with PAGE_TYPE_VMSA).
 
         Raises:
-            InvalidArgument: not one page, or the launch is no longer being updated.
+            InvalidArgument: not one page, the launch is no longer being updated, or a legacy
+                guest whose policy lacks ES (bit 2): only SEV-ES guests have a VMSA the
+                firmware encrypts and measures.
         """
         launch = self._launch(handle, LaunchState.UPDATE)
+        if not self.report_format.encrypts_state(launch.policy):
+            raise InvalidArgument(f"LAUNCH_UPDATE_VMSA: guest {handle}'s policy "
+                                  f"{launch.policy:#x} has no ES bit (bit 2): a plain SEV guest's "
+                                  "register state is neither encrypted nor measured")
         if len(vmsa) != VMSA_SIZE:
             raise InvalidArgument(f"LAUNCH_UPDATE_VMSA: the VMSA is {VMSA_SIZE} bytes, got "
                                   f"{len(vmsa)}")
@@ -322,6 +385,7 @@ class Psp:
             raise InvalidArgument(f"MSG_REPORT_REQ: VMPL must be 0..3, got {vmpl}")
         launch = self._launch(handle, LaunchState.MEASURED, LaunchState.RUNNING)
         body = SnpReport(report_data, launch.digest, launch.policy, vmpl,
+                         platform_info=self.platform_info(launch.guest),
                          report_id=launch.report_id, chip_id=self.chip_id)
         return sign_snp_report(body, self._vcek).pack()
 

@@ -33,12 +33,18 @@ from ...crypto.signing import SIGNATURE_SIZE, SigningKey
 from ...errors import ConfigError
 
 __all__ = [
+    "FIRMWARE_API",
     "LAUNCH_DIGEST_OFFSET",
     "LAUNCH_DIGEST_SIZE",
     "MNONCE_OFFSET",
     "MNONCE_SIZE",
+    "POLICY_API_MAJOR_SHIFT",
+    "POLICY_API_MINOR_SHIFT",
+    "POLICY_DEFAULT",
+    "POLICY_ES",
     "POLICY_NODBG",
     "POLICY_OFFSET",
+    "POLICY_RESERVED",
     "REPORT_SIZE",
     "RESERVED_OFFSET",
     "SIGNATURE_OFFSET",
@@ -49,6 +55,7 @@ __all__ = [
     "KeyUsage",
     "SevReport",
     "SigAlgo",
+    "policy_problem",
     "sign_report",
 ]
 
@@ -68,7 +75,20 @@ SIGNED_END = 0x34
 _REPORT = struct.Struct(f"<{MNONCE_SIZE}s{LAUNCH_DIGEST_SIZE}sIIII{SIGNATURE_SIZE}s")
 
 POLICY_NODBG = 0x1
-"""Guest policy bit 0: debugging of the guest is disallowed (QEMU's default guest policy)."""
+"""Guest policy bit 0: debugging of the guest is disallowed."""
+POLICY_ES = 0x4
+"""Guest policy bit 2: SEV-ES, the guest's register state (its VMSA) is encrypted and
+measured (LAUNCH_UPDATE_VMSA exists only for such guests)."""
+POLICY_DEFAULT = POLICY_NODBG | POLICY_ES
+"""The policy an owner asks for by default: an SEV-ES guest that cannot be debugged."""
+POLICY_RESERVED = 0xFFC0
+"""Guest policy bits 15:6: reserved, must be zero."""
+POLICY_API_MAJOR_SHIFT = 16
+"""Guest policy bits 23:16: the lowest firmware API major version the guest accepts..."""
+POLICY_API_MINOR_SHIFT = 24
+"""...and bits 31:24, its minor version."""
+FIRMWARE_API = (0, 24)
+"""The modelled legacy firmware's API version (the attestation report needs 0.23 or later)."""
 U32_MAX = 0xFFFF_FFFF
 """Largest value of a u32 field (the policy, ``sig_usage``, ``sig_algo``, ``reserved``)."""
 
@@ -142,6 +162,21 @@ class SevReport:
     def signed_bytes(self) -> bytes:
         """The bytes the signature covers (0x00-0x33)."""
         return self.pack()[:SIGNED_END]
+
+
+def policy_problem(policy: int) -> str | None:
+    """Why legacy firmware answers POLICY_FAILURE to LAUNCH_START with ``policy`` (``None``: it
+    accepts it): not a u32, a reserved bit (15:6) set, or an API minimum (bits 31:16) above
+    :data:`FIRMWARE_API`."""
+    if not 0 <= policy <= U32_MAX:
+        return f"policy {policy:#x} does not fit the 32-bit legacy policy field"
+    if policy & POLICY_RESERVED:
+        return f"policy {policy:#x} sets reserved bits 15:6 ({policy & POLICY_RESERVED:#x})"
+    api = ((policy >> POLICY_API_MAJOR_SHIFT) & 0xFF, (policy >> POLICY_API_MINOR_SHIFT) & 0xFF)
+    if api > FIRMWARE_API:
+        return (f"policy {policy:#x} asks for firmware API {api[0]}.{api[1]} or later; the "
+                f"firmware is {FIRMWARE_API[0]}.{FIRMWARE_API[1]}")
+    return None
 
 
 def sign_report(report: SevReport, key: SigningKey) -> SevReport:

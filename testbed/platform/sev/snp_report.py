@@ -35,10 +35,21 @@ against the report structures of public SNP guest tools (virtee/sev, google/go-s
 
 The signature covers bytes 0x000-0x29F; it is made with the VCEK, the chip's versioned endorsement
 key, whose certificate chains to AMD's ASK and ARK (:mod:`testbed.platform.sev.snp_certs`).
-Guest policy bits the verifier reads: ABI minor (7:0), ABI major (15:8), SMT allowed (16),
-reserved, must be one (17), migration agent (18), DEBUG (19), single socket (20).
+Guest policy bits (ABI 1.58): ABI minor (7:0), ABI major (15:8), SMT allowed (16), reserved,
+must be one (17), migration agent (18), DEBUG (19), single socket (20), CXL allowed (21),
+AES-256-XTS required (22), RAPL disabled (23), ciphertext hiding required (24), PAGE_SWAP_DISABLE
+(25); bits 63:26 are reserved and must be zero. The firmware answers LAUNCH_START with
+POLICY_FAILURE when bit 17 is clear, a reserved bit is set, or the ABI the policy asks for is
+newer than its own (:func:`snp_policy_problem`).
 
-The model's choices: the TCB values, platform_info, chip_id and the firmware version are the
+PLATFORM_INFO bits the model sets (the same ABI; also the PlatformInfo flags of virtee/sev):
+SMT enabled (0), TSME enabled (1), ECC (2), RAPL disabled (3), ciphertext hiding enabled for
+DRAM (4, :data:`PLATFORM_INFO_CIPHERTEXT_HIDING`), ALIAS_CHECK_COMPLETE (5: the firmware's DRAM
+alias check, the CVE-2024-21944 "BadRAM" fix, completed since the last reboot,
+:data:`PLATFORM_INFO_ALIAS_CHECK`). The model sets only bits 4 and 5, from the platform
+(:class:`~testbed.platform.sev.psp.Psp`); the others stay zero.
+
+The model's choices: the TCB values, chip_id and the firmware version are the
 constants of :class:`SnpReport`'s defaults and the model's chip; family_id, image_id,
 id_key_digest, author_key_digest and report_id_ma are zero (no ID block); report_id is
 drawn by the PSP per guest.
@@ -58,10 +69,16 @@ __all__ = [
     "MEASUREMENT_OFFSET",
     "MEASUREMENT_SIZE",
     "MODEL_TCB",
+    "PLATFORM_INFO_ALIAS_CHECK",
+    "PLATFORM_INFO_CIPHERTEXT_HIDING",
     "REPORT_DATA_OFFSET",
     "REPORT_DATA_SIZE",
+    "SNP_FIRMWARE_ABI",
     "SNP_POLICY_DEBUG",
     "SNP_POLICY_DEFAULT",
+    "SNP_POLICY_MUST_BE_ONE",
+    "SNP_POLICY_PAGE_SWAP_DISABLE",
+    "SNP_POLICY_RESERVED",
     "SNP_REPORT_SIZE",
     "SNP_REPORT_VERSION",
     "SNP_SIGNATURE_OFFSET",
@@ -70,6 +87,7 @@ __all__ = [
     "SnpReport",
     "SnpSigAlgo",
     "sign_snp_report",
+    "snp_policy_problem",
 ]
 
 SNP_REPORT_VERSION = 2
@@ -87,6 +105,18 @@ SNP_SIGNATURE_SIZE = 0x200
 SNP_POLICY_DEFAULT = 0x3_0000
 """SMT allowed (bit 16) and the reserved bit 17, which must be one; debugging not allowed."""
 SNP_POLICY_DEBUG = 1 << 19
+SNP_POLICY_MUST_BE_ONE = 1 << 17
+SNP_FIRMWARE_ABI = (1, 58)
+"""ABI version (major, minor) of the modelled SNP firmware: the report's current and committed
+version, and the newest ABI a guest policy may ask for."""
+SNP_POLICY_PAGE_SWAP_DISABLE = 1 << 25
+"""The guest may not be moved or swapped with SNP_PAGE_MOVE / SNP_SWAP_OUT (ABI 1.58)."""
+SNP_POLICY_RESERVED = ((1 << 64) - 1) & ~((1 << 26) - 1)
+"""Bits 63:26: reserved, must be zero."""
+PLATFORM_INFO_CIPHERTEXT_HIDING = 1 << 4
+"""PLATFORM_INFO bit 4: ciphertext hiding is enabled for DRAM."""
+PLATFORM_INFO_ALIAS_CHECK = 1 << 5
+"""PLATFORM_INFO bit 5: ALIAS_CHECK_COMPLETE, the DRAM alias check ran since the last reboot."""
 MODEL_TCB = 0x1508_0000_0000_0003
 """TCB_VERSION of the modelled firmware: boot loader 3 (byte 0), SNP 8 (byte 6), microcode 0x15
 (byte 7)."""
@@ -143,11 +173,11 @@ class SnpReport:
     chip_id: bytes = bytes(64)
     committed_tcb: int = MODEL_TCB
     current_build: int = 15
-    current_minor: int = 55
-    current_major: int = 1
+    current_minor: int = SNP_FIRMWARE_ABI[1]
+    current_major: int = SNP_FIRMWARE_ABI[0]
     committed_build: int = 15
-    committed_minor: int = 55
-    committed_major: int = 1
+    committed_minor: int = SNP_FIRMWARE_ABI[1]
+    committed_major: int = SNP_FIRMWARE_ABI[0]
     launch_tcb: int = MODEL_TCB
     signature: bytes = bytes(SNP_SIGNATURE_SIZE)
 
@@ -205,6 +235,22 @@ class SnpReport:
     def rs(self) -> bytes:
         """The signature's ``r || s`` (72-byte little-endian each), without the padding."""
         return self.signature[:SIGNATURE_SIZE]
+
+
+def snp_policy_problem(policy: int, firmware: tuple[int, int] = SNP_FIRMWARE_ABI) -> str | None:
+    """Why SNP firmware of ABI version ``firmware`` (major, minor) answers POLICY_FAILURE to
+    SNP_LAUNCH_START with ``policy`` (``None``: it accepts it)."""
+    if not 0 <= policy <= _U64_MAX:
+        return f"policy {policy:#x} does not fit the 64-bit SNP policy field"
+    if not policy & SNP_POLICY_MUST_BE_ONE:
+        return f"policy {policy:#x} has bit 17 clear (reserved, must be one)"
+    if policy & SNP_POLICY_RESERVED:
+        return f"policy {policy:#x} sets reserved bits 63:26 ({policy & SNP_POLICY_RESERVED:#x})"
+    abi = ((policy >> 8) & 0xFF, policy & 0xFF)
+    if abi > firmware:
+        return (f"policy {policy:#x} asks for ABI {abi[0]}.{abi[1]} or later; the firmware is "
+                f"{firmware[0]}.{firmware[1]}")
+    return None
 
 
 def sign_snp_report(report: SnpReport, vcek: SigningKey) -> SnpReport:

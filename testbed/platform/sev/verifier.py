@@ -8,9 +8,11 @@ Under SEV-SNP (:class:`~testbed.platform.sev.psp.ReportFormat`) the owner sends 
 that the guest puts in the report's REPORT_DATA, and checks the SNP report: its format (size,
 version 2, SIGNATURE_ALGO 1), the X.509 chain ARK -> ASK -> VCEK up to the ARK it pinned, the
 VCEK's ECDSA P-384 / SHA-384 signature over bytes 0x000-0x29F, the nonce, the 48-byte
-measurement, the policy (the expected one, and never DEBUG) and the VMPL (0: the report came
-from the guest's most privileged level). Source: SEV-SNP Firmware ABI specification (AMD
-publication 56860), ATTESTATION_REPORT and guest policy.
+measurement, the policy (the expected one, and never DEBUG), the VMPL (0: the report came
+from the guest's most privileged level) and, if the owner asks for them, bits of PLATFORM_INFO
+(ciphertext hiding enabled, bit 4; ALIAS_CHECK_COMPLETE, bit 5, the BadRAM fix). Source:
+SEV-SNP Firmware ABI specification (AMD publication 56860), ATTESTATION_REPORT, guest policy and
+PLATFORM_INFO.
 
 It can also check legacy firmware's LAUNCH_MEASURE blob (:meth:`Verifier.verify_measure`): the
 HMAC-SHA256 under the TIK it shares with the PSP, over the expected digest and policy (SEV API
@@ -70,6 +72,8 @@ class Check(enum.StrEnum):
     DIGEST = "launch digest"
     POLICY = "policy"
     VMPL = "vmpl"
+    PLATFORM = "platform info"
+    """PLATFORM_INFO bits the owner requires (SNP; a legacy report carries none)."""
     MEASURE = "launch measure"
     """The LAUNCH_MEASURE blob's HMAC (legacy firmware, before launch)."""
 
@@ -96,16 +100,20 @@ class Verifier:
         trusted_ark: SEV-SNP: the ARK certificate (DER) obtained from the vendor.
         tik: the transport integrity key the owner gave the PSP at launch (for
             :meth:`verify_measure`).
+        required_platform_info: PLATFORM_INFO bits the report must have set (0: none
+            required).
 
     Raises:
         ConfigError: ``expected_digest`` is not of the format's size, the policy is out of
-            range, SNP without ``trusted_ark``, or a TIK that is not 16 bytes.
+            range, SNP without ``trusted_ark``, a TIK that is not 16 bytes, or required
+            PLATFORM_INFO bits outside the u64.
     """
 
     def __init__(
         self, trusted_root: VerifyingKey, expected_digest: bytes, expected_policy: int,
         rng: np.random.Generator, *, report_format: ReportFormat = ReportFormat.SEV,
         trusted_ark: bytes | None = None, tik: bytes | None = None,
+        required_platform_info: int = 0,
     ) -> None:
         size = report_format.digest_size
         if len(expected_digest) != size:
@@ -118,6 +126,10 @@ class Verifier:
             raise ConfigError("trusted_ark: an SEV-SNP owner needs the vendor's ARK certificate")
         if tik is not None and len(tik) != TIK_SIZE:
             raise ConfigError(f"tik: expected {TIK_SIZE} bytes, got {len(tik)}")
+        if not 0 <= required_platform_info < 1 << 64:
+            raise ConfigError("required_platform_info: must fit in a u64, got "
+                              f"{required_platform_info}")
+        self.required_platform_info = required_platform_info
         self.trusted_root = trusted_root
         self.trusted_ark = trusted_ark
         self.expected_digest = expected_digest
@@ -199,6 +211,9 @@ class Verifier:
             self._fail(Check.POLICY, f"the report says {report.policy:#x}, expected "
                        f"{self.expected_policy:#x}")
         self._pass(Check.POLICY, f"{report.policy:#x}")
+        if self.required_platform_info:
+            self._fail(Check.PLATFORM, "a legacy SEV report carries no PLATFORM_INFO, and the "
+                       f"owner requires bits {self.required_platform_info:#x}")
         return report
 
     def verify_snp_report(self, data: bytes, chain: Sequence[bytes]) -> SnpReport:
@@ -248,6 +263,12 @@ class Verifier:
         if report.vmpl != 0:
             self._fail(Check.VMPL, f"the report was requested at VMPL {report.vmpl}, expected 0")
         self._pass(Check.VMPL, "0")
+        if self.required_platform_info:
+            missing = self.required_platform_info & ~report.platform_info
+            if missing:
+                self._fail(Check.PLATFORM, f"the report's PLATFORM_INFO is "
+                           f"{report.platform_info:#x}: required bits {missing:#x} are clear")
+            self._pass(Check.PLATFORM, f"{report.platform_info:#x}")
         return report
 
     def verify_measure(self, blob: bytes) -> MeasureBlob:

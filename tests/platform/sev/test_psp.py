@@ -22,7 +22,7 @@ from testbed.crypto.signing import (
     SigningKey,
     VerifyingKey,
 )
-from testbed.errors import ConfigError, InvalidArgument, VerificationFailed
+from testbed.errors import ConfigError, FirmwareRefusal, InvalidArgument, VerificationFailed
 from testbed.platform import Domain, KeySource, Machine, make_engine
 from testbed.platform.sev.certs import (
     CERT_SIZE,
@@ -55,6 +55,7 @@ from testbed.platform.sev.report import (
     SigAlgo,
     sign_report,
 )
+from testbed.platform.sev.snp_report import SNP_POLICY_DEFAULT
 from testbed.platform.sev.verifier import Check, Verifier
 from testbed.types import PhysAddr
 
@@ -79,7 +80,8 @@ class Platform:
         self.psp = Psp(self.machine, self.vendor)
         self.guest = self.machine.create_domain("guest", "g")
         self.pa = self.machine.alloc_page(self.guest)
-        self.handle = self.psp.launch_start(self.guest, POLICY_NODBG)
+        policy = POLICY_NODBG if engine == "sev" else SNP_POLICY_DEFAULT
+        self.handle = self.psp.launch_start(self.guest, policy)
         self.psp.launch_update_data(self.handle, self.pa, image)
         self.blob = self.psp.launch_measure(self.handle)
         self.digest = self.psp.launch_digest(self.handle)
@@ -429,7 +431,7 @@ def test_launch_start_wants_a_guest_and_a_u32_policy() -> None:
     process = psp.machine.create_domain("process")
     with pytest.raises(InvalidArgument, match="is a process, not a guest"):
         psp.launch_start(process)
-    with pytest.raises(InvalidArgument, match=r"policy must be 0..0xffffffff"):
+    with pytest.raises(FirmwareRefusal, match=r"POLICY_FAILURE: .*32-bit legacy policy field"):
         psp.launch_start(psp.machine.create_domain("guest"), 1 << 32)
 
 

@@ -20,11 +20,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from testbed.errors import ConfigError, InvalidArgument, VerificationFailed
-from testbed.platform import KeySource, Machine, make_engine
+from testbed.errors import ConfigError, FirmwareRefusal, InvalidArgument, VerificationFailed
+from testbed.platform import KeySource, Machine, Mitigations, make_engine
 from testbed.platform.sev import (
+    PLATFORM_INFO_ALIAS_CHECK,
+    PLATFORM_INFO_CIPHERTEXT_HIDING,
+    POLICY_DEFAULT,
     SNP_POLICY_DEBUG,
     SNP_POLICY_DEFAULT,
+    SNP_POLICY_PAGE_SWAP_DISABLE,
     Check,
     Psp,
     ReportFormat,
@@ -74,7 +78,8 @@ class SnpPlatform:
 
     def __init__(self, seed: int = 1, engine: str = "sev-snp", policy: int = POLICY) -> None:
         self.rng = rng(seed)
-        self.machine = Machine(make_engine(engine, KeySource(rng(seed))), 64)
+        self.engine = engine
+        self.machine = self.make_machine(seed)
         self.vendor = Vendor(self.rng)
         self.psp = Psp(self.machine, self.vendor)
         self.guest = self.machine.create_domain("guest", "g")
@@ -95,6 +100,9 @@ class SnpPlatform:
                     else hashlib.sha256(IMAGE + self.vmsa).digest())
         self.owner = Verifier(self.vendor.root, expected, policy, self.rng, report_format=fmt,
                               trusted_ark=ark, tik=self.tik)
+
+    def make_machine(self, seed: int) -> Machine:
+        return Machine(make_engine(self.engine, KeySource(rng(seed))), 64)
 
     def report(self, nonce: str) -> bytes:
         reply = query_attestation_report(self.machine, self.psp, self.handle, nonce)
@@ -243,7 +251,7 @@ def test_snp_nonce_is_64_bytes_and_the_legacy_report_is_refused() -> None:
 
 # -- SEV (legacy) launch: VMSA in the digest, LAUNCH_MEASURE blob ----------------------------
 def test_sev_digest_covers_memory_then_vmsa() -> None:
-    p = SnpPlatform(engine="sev", policy=0x1)
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
     assert p.digest == hashlib.sha256(IMAGE + p.vmsa).digest()
     moved = Vmsa().with_rip(0x10_0000).pack()
     assert struct.unpack_from("<Q", moved, 0x178)[0] == 0x10_0000
@@ -251,10 +259,10 @@ def test_sev_digest_covers_memory_then_vmsa() -> None:
 
 
 def test_launch_measure_hmac_recomputed_from_the_spec_layout() -> None:
-    p = SnpPlatform(engine="sev", policy=0x1)
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
     assert p.blob is not None and len(p.blob) == 48
     measure, mnonce = p.blob[:32], p.blob[32:]
-    message = (b"\x04" + bytes([0, 24, 15]) + struct.pack("<I", 0x1) + p.digest + mnonce)
+    message = (b"\x04" + bytes([0, 24, 15]) + struct.pack("<I", 0x5) + p.digest + mnonce)
     assert len(message) == 1 + 3 + 4 + 32 + 16
     assert measure == hmac.new(p.tik, message, hashlib.sha256).digest()
     assert p.owner.verify_measure(p.blob).mnonce == mnonce
@@ -263,7 +271,7 @@ def test_launch_measure_hmac_recomputed_from_the_spec_layout() -> None:
 
 @pytest.mark.parametrize("offset", [0, 17, 31, 32, 47])
 def test_a_changed_blob_byte_fails_the_measure_check(offset: int) -> None:
-    p = SnpPlatform(engine="sev", policy=0x1)
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
     assert p.blob is not None
     blob = bytearray(p.blob)
     blob[offset] ^= 0x01
@@ -272,10 +280,10 @@ def test_a_changed_blob_byte_fails_the_measure_check(offset: int) -> None:
 
 
 def test_measure_check_fails_for_another_tik_or_policy() -> None:
-    p = SnpPlatform(engine="sev", policy=0x1)
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
     assert p.blob is not None
     for owner in (replace_tik(p, bytes(16)),
-                  Verifier(p.vendor.root, p.owner.expected_digest, 0x5, rng(), tik=p.tik)):
+                  Verifier(p.vendor.root, p.owner.expected_digest, 0x1, rng(), tik=p.tik)):
         with pytest.raises(VerificationFailed, match="^launch measure: "):
             owner.verify_measure(p.blob)
     with pytest.raises(VerificationFailed, match="^report format: "):
@@ -284,10 +292,10 @@ def test_measure_check_fails_for_another_tik_or_policy() -> None:
 
 
 def replace_tik(p: SnpPlatform, tik: bytes) -> Verifier:
-    return Verifier(p.vendor.root, p.owner.expected_digest, 0x1, rng(), tik=tik)
+    return Verifier(p.vendor.root, p.owner.expected_digest, 0x5, rng(), tik=tik)
 
 
-@pytest.mark.parametrize(("engine", "nodebug", "debug"), [("sev", 0x1, 0x0),
+@pytest.mark.parametrize(("engine", "nodebug", "debug"), [("sev", 0x5, 0x4),
                                                           ("sev-snp", POLICY, 0xB_0000)])
 def test_dbg_decrypt_follows_the_policy(engine: str, nodebug: int, debug: int) -> None:
     for policy, allowed in ((nodebug, False), (debug, True)):
@@ -324,3 +332,122 @@ def test_snp_report_is_reproducible_and_launch_state_is_enforced() -> None:
     with pytest.raises(InvalidArgument, match="VMSA is 4096 bytes"):
         a.psp.launch_update_vmsa(handle, PhysAddr(a.vmsa_pa), bytes(10))
     assert replace(SnpReport.unpack(a.report(a.owner.new_nonce())), vmpl=1).vmpl == 1
+
+
+# -- the guest policy LAUNCH_START accepts, and the VMSA of plain SEV ------------------------
+def test_the_legacy_default_policy_is_nodbg_and_es() -> None:
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
+    assert p.psp.default_policy == 0x5 == (1 << 0) | (1 << 2)  # NODBG (bit 0) | ES (bit 2)
+    assert ReportFormat.SNP.default_policy() == (1 << 16) | (1 << 17)
+
+
+def test_launch_update_vmsa_needs_the_es_bit_on_legacy_firmware() -> None:
+    m = Machine(make_engine("sev", KeySource(rng())), 64)
+    psp = Psp(m, Vendor(rng()))
+    guest = m.create_domain("guest", "plain")
+    pa = m.alloc_page(guest)
+    handle = psp.launch_start(guest, 0x1)  # NODBG only: a plain SEV guest
+    with pytest.raises(InvalidArgument, match=r"policy 0x1 has no ES bit \(bit 2\)"):
+        psp.launch_update_vmsa(handle, pa, Vmsa().pack())
+    psp.launch_update_data(handle, pa, IMAGE[:PAGE_SIZE])
+    psp.launch_measure(handle)
+    # The digest is of the memory alone: nothing of the register state went in.
+    assert psp.launch_digest(handle) == hashlib.sha256(IMAGE[:PAGE_SIZE]).digest()
+
+
+@pytest.mark.parametrize(("engine", "policy", "problem"), [
+    ("sev", 1 << 32, "32-bit legacy policy field"),
+    ("sev", 0x5 | 0x40, "reserved bits 15:6"),
+    ("sev", 0x5 | (1 << 16), "API 1.0 or later; the firmware is 0.24"),
+    ("sev", 0x5 | (25 << 24), "API 0.25 or later"),
+    ("sev-snp", 0x1, "bit 17 clear"),
+    ("sev-snp", 0x1_0000, "bit 17 clear"),
+    ("sev-snp", 0x3_0000 | (1 << 26), "reserved bits 63:26"),
+    ("sev-snp", 0x3_0000 | (2 << 8), "ABI 2.0 or later; the firmware is 1.58"),
+    ("sev-snp", 0x3_0000 | (1 << 8) | 59, "ABI 1.59 or later"),
+])
+def test_launch_start_answers_policy_failure(engine: str, policy: int, problem: str) -> None:
+    m = Machine(make_engine(engine, KeySource(rng())), 64)
+    psp = Psp(m, Vendor(rng()))
+    with pytest.raises(FirmwareRefusal, match=f"LAUNCH_START: POLICY_FAILURE: .*{problem}"):
+        psp.launch_start(m.create_domain("guest", "g"), policy)
+
+
+@pytest.mark.parametrize(("engine", "policy"), [
+    ("sev", 0x5), ("sev", 0x1), ("sev", 0x0), ("sev", 0x5 | (24 << 24)),
+    ("sev-snp", 0x3_0000), ("sev-snp", 0x2_0000), ("sev-snp", 0x3_0000 | (1 << 8) | 58),
+    ("sev-snp", 0x3_0000 | SNP_POLICY_PAGE_SWAP_DISABLE),
+])
+def test_launch_start_accepts_what_the_firmware_can_honour(engine: str, policy: int) -> None:
+    m = Machine(make_engine(engine, KeySource(rng())), 64)
+    psp = Psp(m, Vendor(rng()))
+    handle = psp.launch_start(m.create_domain("guest", "g"), policy)
+    assert psp.policy_of(handle) == policy
+
+
+# -- PLATFORM_INFO: ciphertext hiding (bit 4), ALIAS_CHECK_COMPLETE (bit 5) ------------------
+class PlatformInfoPlatform(SnpPlatform):
+    """:class:`SnpPlatform` on a machine with ciphertext hiding and the alias check chosen."""
+
+    def __init__(self, *, hiding: bool, alias_check: bool, required: int = 0) -> None:
+        self.hiding, self.alias_check, self.required = hiding, alias_check, required
+        super().__init__()
+
+    def make_machine(self, seed: int) -> Machine:
+        engine = make_engine("sev-snp", KeySource(rng(seed)), ciphertext_hiding=self.hiding)
+        return Machine(engine, 64, Mitigations(alias_check=self.alias_check))
+
+
+@pytest.mark.parametrize(("hiding", "alias_check", "info"), [
+    (False, False, 0x00), (True, False, 0x10), (False, True, 0x20), (True, True, 0x30)])
+def test_platform_info_reports_ciphertext_hiding_and_the_alias_check(
+    hiding: bool, alias_check: bool, info: int
+) -> None:
+    p = PlatformInfoPlatform(hiding=hiding, alias_check=alias_check)
+    data = p.report(p.owner.new_nonce())
+    assert struct.unpack_from("<Q", data, 0x040)[0] == info  # PLATFORM_INFO, read by offset
+    assert (PLATFORM_INFO_CIPHERTEXT_HIDING, PLATFORM_INFO_ALIAS_CHECK) == (1 << 4, 1 << 5)
+    # The field is inside the signed bytes: the VCEK's signature covers it.
+    vcek = x509.load_der_x509_certificate(p.psp.vcek_chain[-1]).public_key()
+    assert isinstance(vcek, ec.EllipticCurvePublicKey)
+    rs = data[0x2A0:0x2A0 + 144]
+    r, s = (int.from_bytes(rs[i:i + 72], "little") for i in (0, 72))
+    vcek.verify(encode_dss_signature(r, s), data[:0x2A0], ec.ECDSA(hashes.SHA384()))
+
+
+@pytest.mark.parametrize(("hiding", "alias_check", "required", "missing"), [
+    (False, False, 0x10, "0x10"), (True, False, 0x30, "0x20"), (False, True, 0x10, "0x10")])
+def test_an_owner_that_requires_platform_info_refuses_a_report_without_it(
+    hiding: bool, alias_check: bool, required: int, missing: str
+) -> None:
+    p = PlatformInfoPlatform(hiding=hiding, alias_check=alias_check)
+    owner = Verifier(p.vendor.root, p.owner.expected_digest, POLICY, rng(), tik=p.tik,
+                     report_format=ReportFormat.SNP, trusted_ark=p.vendor.snp.ark_cert,
+                     required_platform_info=required)
+    reply = query_attestation_report(p.machine, p.psp, p.handle, owner.new_nonce())
+    with pytest.raises(VerificationFailed, match=f"^platform info: .*required bits {missing} "):
+        owner.verify(reply, p.psp.vcek_chain)
+    assert [r.check for r in owner.results][-2:] == [Check.VMPL, Check.PLATFORM]
+
+
+def test_an_owner_that_requires_platform_info_accepts_a_report_with_it() -> None:
+    p = PlatformInfoPlatform(hiding=True, alias_check=True)
+    owner = Verifier(p.vendor.root, p.owner.expected_digest, POLICY, rng(), tik=p.tik,
+                     report_format=ReportFormat.SNP, trusted_ark=p.vendor.snp.ark_cert,
+                     required_platform_info=0x30)
+    reply = query_attestation_report(p.machine, p.psp, p.handle, owner.new_nonce())
+    accepted = owner.verify(reply, p.psp.vcek_chain)
+    assert isinstance(accepted, SnpReport) and accepted.platform_info == 0x30
+    assert owner.results[-1].check is Check.PLATFORM and owner.results[-1].passed
+
+
+def test_a_legacy_report_has_no_platform_info_to_require() -> None:
+    p = SnpPlatform(engine="sev", policy=POLICY_DEFAULT)
+    owner = Verifier(p.vendor.root, p.owner.expected_digest, POLICY_DEFAULT, rng(),
+                     required_platform_info=PLATFORM_INFO_ALIAS_CHECK)
+    reply = query_attestation_report(p.machine, p.psp, p.handle, owner.new_nonce())
+    with pytest.raises(VerificationFailed, match="^platform info: a legacy SEV report carries"):
+        owner.verify(reply, p.psp.cert_chain)
+    with pytest.raises(ConfigError, match="required_platform_info: must fit in a u64"):
+        Verifier(p.vendor.root, p.owner.expected_digest, 0x5, rng(),
+                 required_platform_info=1 << 64)
