@@ -30,7 +30,7 @@ from testbed.attacks.ciphertext_side_channel import (
 )
 from testbed.errors import ScenarioError
 from testbed.platform import ENGINES as BUILTIN_ENGINES
-from testbed.results import LinePlot
+from testbed.results import LinePlot, ResultRow
 from testbed.scenarios import Job, load_scenario, run_job
 from testbed.types import LINE_SIZE, Outcome
 
@@ -40,8 +40,8 @@ HV = {"observer": "hypervisor", "secret_bytes": 16}
 BUS = {"observer": "bus", "secret_bytes": 16}
 
 
-def metrics(row: object) -> CiphertextSideChannelMetrics:
-    return row.metrics_as(CiphertextSideChannelMetrics)  # type: ignore[attr-defined, no-any-return]
+def metrics(row: ResultRow) -> CiphertextSideChannelMetrics:
+    return row.metrics_as(CiphertextSideChannelMetrics)
 
 
 @pytest.mark.parametrize("engine", ["sev", "sev-snp"])
