@@ -92,6 +92,13 @@ def effective_secretmem_reserve(
     return DEFAULT_SECRETMEM_RESERVE
 
 
+def secretmem_min_pages(reserve_pages: int) -> int:
+    """The least ``memory_pages`` a ``secretmem=`` reservation of ``reserve_pages`` boots in:
+    the pool starts at a 2 MiB boundary and frame 0 is the kernel's, so the first 512 frames
+    cannot hold it."""
+    return reserve_pages + PMD_PAGES if reserve_pages else 0
+
+
 def _mitigation(profile: str, description: str, *, maximum: int | None = None) -> Any:
     """A field of :class:`Mitigations`: its name in profile names, what it does, its limit."""
     default: bool | int = False if maximum is None else 0
@@ -113,7 +120,7 @@ class Mitigations:
         "secretmem", "pages allocated as secret come from secret memory (memfd_secret) and "
         "leave every kernel direct map; without a secretmem= reservation of the platform's "
         "own, the kernel boots with secretmem=2M (one 2 MiB chunk of 512 frames, so memory "
-        "must be larger than that)")
+        "needs at least 1024 frames)")
     memlock_limit_pages: int = _mitigation(
         "memlock_limit", "per-task RLIMIT_MEMLOCK charged for secret memory, in pages "
         "(0: none)", maximum=MAX_MEMORY_PAGES)
@@ -221,17 +228,19 @@ class Machine:
         given = secretmem_reserve_pages
         secretmem_reserve_pages = effective_secretmem_reserve(
             self.mitigations, secretmem_reserve_pages, secretmem_before_pmd_pool)
-        if secretmem_reserve_pages != given and secretmem_reserve_pages >= memory_pages:
+        least = secretmem_min_pages(secretmem_reserve_pages)
+        if secretmem_reserve_pages != given and memory_pages < least:
             raise ConfigError(
                 f"secretmem: the mitigation's default secretmem=2M reservation "
-                f"({DEFAULT_SECRETMEM_RESERVE} frames) needs memory_pages above "
-                f"{DEFAULT_SECRETMEM_RESERVE}, got {memory_pages}")
+                f"({DEFAULT_SECRETMEM_RESERVE} frames) needs memory_pages of at least {least} "
+                f"(the pool starts at a 2 MiB boundary, above frame 0), got {memory_pages}")
         if secretmem_reserve_pages:
-            if secretmem_reserve_pages % PMD_PAGES or secretmem_reserve_pages >= memory_pages:
+            if secretmem_reserve_pages % PMD_PAGES or memory_pages < least:
                 raise ConfigError(
-                    f"secretmem_reserve_pages: must be a multiple of {PMD_PAGES} below "
-                    f"memory_pages ({memory_pages}), got {secretmem_reserve_pages}"
-                )
+                    f"secretmem_reserve_pages: must be a multiple of {PMD_PAGES}, with "
+                    f"memory_pages at least 512 above it ({least}; the pool starts at a 2 MiB "
+                    f"boundary, above frame 0), got {secretmem_reserve_pages} in "
+                    f"{memory_pages}")
             start = self.allocator.reserve_contiguous(secretmem_reserve_pages, PMD_PAGES)
             self.secretmem_area = SecretmemArea(start, secretmem_reserve_pages)
         self.rotations = 0

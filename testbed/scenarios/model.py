@@ -37,7 +37,7 @@ from ..platform import (
     MktmeIntegrityEngine,
     SevEngine,
 )
-from ..platform.machine import effective_secretmem_reserve
+from ..platform.machine import effective_secretmem_reserve, secretmem_min_pages
 from ..platform.mm import RESERVED_FRAMES
 from ..programs import OPS
 from ..results.chance import chance_text
@@ -196,9 +196,11 @@ class PlatformSpec(_Strict):
 
     @model_validator(mode="after")
     def _reserve_fits(self) -> PlatformSpec:
-        if self.secretmem_reserve_pages >= self.memory_pages:
-            raise ValueError(f"secretmem_reserve_pages ({self.secretmem_reserve_pages}) must be "
-                             f"below memory_pages ({self.memory_pages})")
+        least = secretmem_min_pages(self.secretmem_reserve_pages)
+        if self.memory_pages < least:
+            raise ValueError(f"secretmem_reserve_pages ({self.secretmem_reserve_pages}) needs "
+                             f"memory_pages of at least {least}, 512 above it (the pool starts "
+                             f"at a 2 MiB boundary, above frame 0), got {self.memory_pages}")
         if self.secretmem_reserve_pages and self.secretmem_before_pmd_pool:
             raise ValueError("secretmem_before_pmd_pool: the code before the PMD-pool patch has "
                              "no secretmem= reservation; set secretmem_reserve_pages to 0")
@@ -304,11 +306,12 @@ class Scenario(_Strict):
         reserve = effective_secretmem_reserve(self.mitigations,
                                               self.platform.secretmem_reserve_pages,
                                               self.platform.secretmem_before_pmd_pool)
-        if reserve >= self.platform.memory_pages:
+        if self.platform.memory_pages < secretmem_min_pages(reserve):
             raise field_error("mitigations.secretmem",
                               f"the mitigation's default secretmem=2M reservation ({reserve} "
-                              f"frames) needs platform.memory_pages above {reserve}, got "
-                              f"{self.platform.memory_pages}")
+                              f"frames) needs platform.memory_pages of at least "
+                              f"{secretmem_min_pages(reserve)} (the pool starts at a 2 MiB "
+                              f"boundary, above frame 0), got {self.platform.memory_pages}")
         limit = (info.context or {}).get(WORK_LIMIT_CONTEXT, JOB_LIMIT_UNITS)
         self._check_work(limit)
         return self

@@ -302,7 +302,10 @@ def test_mitigation_names_and_bounds() -> None:
 
 @pytest.mark.parametrize(("platform", "message"), [
     ({"memory_pages": 4096, "secretmem_reserve_pages": 100}, "multiple of 512"),
-    ({"memory_pages": 1024, "secretmem_reserve_pages": 1024}, "below memory_pages"),
+    ({"memory_pages": 1024, "secretmem_reserve_pages": 1024}, "at least 1536"),
+    # Frame 0 is the kernel's and the pool starts at a 2 MiB boundary: 1000 frames cannot
+    # hold a 512-frame pool, although 512 < 1000 (a machine that would never boot).
+    ({"memory_pages": 1000, "secretmem_reserve_pages": 512}, "at least 1024"),
 ])
 def test_schema_checks_the_reservation(platform: dict[str, int], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
