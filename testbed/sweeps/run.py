@@ -211,9 +211,12 @@ class LocalPool(cf.Executor):
         self._pool = self._start()
 
     def _stop(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # The processes go first (they leave Ctrl-C to us and would finish their runs); the
+        # pool then sees them gone and fails what was left, which shutdown waits for. Futures
+        # cancelled before that would make the pool's own thread fail on them.
         for child in multiprocessing.active_children():
             child.terminate()
+        self._pool.shutdown(wait=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._stop()
@@ -394,8 +397,9 @@ def _dispatch(units: list[Job], todo: list[int], pool: cf.Executor, workers: int
                 return
             pool.restart()
     except BaseException:
-        for future in running:
-            future.cancel()
+        if not isinstance(pool, LocalPool):  # a local pool stops its processes itself
+            for future in running:
+                future.cancel()
         raise
     finally:
         if folder is not None:

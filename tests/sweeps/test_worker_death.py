@@ -4,7 +4,6 @@ row, every other run is made and kept, and nothing hangs."""
 from __future__ import annotations
 
 import concurrent.futures as cf
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,17 +72,6 @@ def test_only_the_run_whose_process_died_is_an_error(spec: Path, tmp_path: Path,
     reasons = {r.row.reason for r in again if r.point.values["params.die"]}
     assert reasons == {"its worker process died while making it, twice (the second time it "
                        "ran alone)"}
-
-
-def test_on_a_dask_cluster_too(spec: Path, tmp_path: Path) -> None:
-    if importlib.util.find_spec("distributed") is None:
-        pytest.skip("the dask extra (distributed) is not installed")
-    # Dask gives up on a task after its fourth worker died running it: two such runs only.
-    spec.write_text(SPEC.replace("params.secret_bytes: [16, 24]", "params.secret_bytes: [16]")
-                    .replace("engines: [none, tme]", "engines: [none]")
-                    .replace("seeds: 3", "seeds: 2"))
-    found = outcomes(spec, tmp_path / "out", 2, dask=True)
-    assert found == {(False, "none"): {Outcome.SUCCEEDED}, (True, "none"): {Outcome.ERROR}}
 
 
 class KilledWorker(Exception):
