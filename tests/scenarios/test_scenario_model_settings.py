@@ -82,7 +82,7 @@ def test_a_program_takes_the_settings_its_steps_use() -> None:
     s = scenario("program", params=replay, platform={"ciphertext_hiding": True})
     assert s.platform.ciphertext_hiding
     with pytest.raises(ValidationError, match="no step of this program makes use of this "
-                       "setting .it is for attestation, ciphertext-side-channel, programs with a step "
-                       "hv_read"):
+                       "setting .it is for attestation, ciphertext-side-channel, programs "
+                       "with a step hv_read"):
         scenario("program", params=programs.load("kernel-map-leak"),
                  platform={"ciphertext_hiding": True})
