@@ -133,17 +133,17 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C (workers stopped, staged outputs removed)."""
 
 
-_SIGNALLED: list[int] = []
+SIGNALLED: list[int] = []
 """The signals that arrived while the command ran (Ctrl-C, SIGTERM)."""
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    _SIGNALLED.append(signum)
+    SIGNALLED.append(signum)
     raise Terminated()
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    _SIGNALLED.append(signum)
+    SIGNALLED.append(signum)
     raise KeyboardInterrupt()
 
 
@@ -153,7 +153,7 @@ class _Command(click.Group):
     one line and no traceback."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        _SIGNALLED.clear()  # this invocation's signals only
+        SIGNALLED.clear()  # this invocation's signals only
         handlers = (signal.signal(signal.SIGINT, _raise_interrupt),
                     signal.signal(signal.SIGTERM, _raise_terminated))
         kwargs["standalone_mode"] = False
@@ -173,9 +173,9 @@ class _Command(click.Group):
         except Exception:
             # A signal raised inside a C extension's import comes out as that extension's own
             # error (pandas: "could not import module"): still the signal's doing.
-            if not _SIGNALLED:
+            if not SIGNALLED:
                 raise
-            terminated = _SIGNALLED[-1] == signal.SIGTERM
+            terminated = SIGNALLED[-1] == signal.SIGTERM
             click.echo(f"{'terminated' if terminated else 'interrupted'}: nothing was written; "
                        "earlier reports and history are unchanged", err=True)
             sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)

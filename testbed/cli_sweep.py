@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -24,6 +25,16 @@ from .text import escape, plural
 __all__ = ["sweep"]
 
 EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+def _signalled() -> BaseException | None:
+    """The exception a signal that arrived meant to raise (``None``: no signal): a Ctrl-C
+    Python swallowed, arriving inside a finaliser, still stops the sweep."""
+    from . import cli
+
+    if not cli.SIGNALLED:
+        return None
+    return cli.Terminated() if cli.SIGNALLED[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _fail(message: str) -> NoReturn:
@@ -91,7 +102,7 @@ def sweep(spec: Path, out_dir: Path | None, jobs: int, dask: bool, scheduler: st
     try:
         try:
             with executor(workers, dask, scheduler) as (pool, described):
-                runs = run_sweep(plan, target, pool, progress, planned, workers)
+                runs = run_sweep(plan, target, pool, progress, planned, workers, _signalled)
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)

@@ -94,13 +94,13 @@ def test_an_error_a_signal_turned_into_is_the_signals_exit() -> None:
     @group.command()
     def publish() -> None:
         if signalled[0]:
-            cli._SIGNALLED.append(signal.SIGTERM)
+            cli.SIGNALLED.append(signal.SIGTERM)
         raise ImportError("pd_parser.c could not import module pandas")
 
     try:
         result = CliRunner().invoke(group, ["publish"])
     finally:
-        cli._SIGNALLED.clear()
+        cli.SIGNALLED.clear()
     assert result.exit_code == 143
     assert result.output.strip().startswith("terminated: nothing was written")
     assert "Traceback" not in result.output

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from ..attacks import BUILTIN_ATTACKS
 from ..attacks._base import Attack, AttackContext
 from ..platform import Engine, Machine
 from ..platform.mm.aliasing import alias_problem
@@ -84,12 +85,11 @@ class ProgramAttack(Attack[Program]):
             why = alias_problem(machine.allocator, machine.memory.pages)
             if why is not None:
                 return f"step alias_dimm: {why}"
-        from .. import registry  # the registry imports the programs
-
+        builtin = {cls.kind: cls for cls in BUILTIN_ATTACKS}  # system steps run built-ins
         for step in params.steps:
             kind = OPS[step.op].attack
-            if kind and kind in registry.attacks:
-                why = registry.attacks.get(kind).precondition(machine, step.args)
+            if kind and kind in builtin:
+                why = builtin[kind]().precondition(machine, step.args)
                 if why is not None:
                     return why
         return None

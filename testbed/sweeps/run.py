@@ -55,6 +55,8 @@ CACHE = ".sweep-runs.sqlite"
 """The file in a sweep's output folder that keeps every finished run."""
 MAX_CHUNK = 32
 """Most runs sent to a worker in one task."""
+STOP_POLL_S = 0.25
+"""How often, while runs are out, the sweep asks whether it was told to stop."""
 MAX_RESTARTS = 8
 """Most times, in one sweep, the local processes are started again after one died while no
 run was in progress (a death no run can be blamed for)."""
@@ -307,7 +309,8 @@ def _killed_worker(exc: BaseException) -> bool:
 
 
 def _dispatch(units: list[Job], todo: list[int], pool: cf.Executor, workers: int,
-              finish: Callable[[list[int], list[ResultRow], bool], None]) -> None:
+              finish: Callable[[list[int], list[ResultRow], bool], None],
+              stop: Callable[[], BaseException | None] | None = None) -> None:
     """Make the runs ``todo`` of ``units`` on ``pool``, handing each chunk's rows to
     ``finish`` (``True``: they are ``error`` rows, not to be kept).
 
@@ -318,6 +321,9 @@ def _dispatch(units: list[Job], todo: list[int], pool: cf.Executor, workers: int
     dying while it was on them (``KilledWorker``), which may be a task that only waited on a
     worker beside the cause: that task's runs are each run again alone, and a run it gives up
     on alone too becomes an ``error`` row.
+
+    ``stop`` is asked between waits for an exception to raise (a Ctrl-C whose
+    ``KeyboardInterrupt`` Python swallowed because it arrived inside a finaliser).
     """
     size = chunk_size(len(todo), workers)
     queue: collections.deque[list[int]] = collections.deque(
@@ -344,7 +350,13 @@ def _dispatch(units: list[Job], todo: list[int], pool: cf.Executor, workers: int
                 else:
                     while queue:
                         submit(queue.popleft())
-            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            while True:
+                done, _ = cf.wait(running, timeout=STOP_POLL_S, return_when=cf.FIRST_COMPLETED)
+                signalled = stop() if stop is not None else None
+                if signalled is not None:
+                    raise signalled
+                if done:
+                    break
             lost: list[int] = []
             for future in done:
                 chunk = running.pop(future)
@@ -409,7 +421,8 @@ def _dispatch(units: list[Job], todo: list[int], pool: cf.Executor, workers: int
 def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
               progress: Callable[[int, bool], None] | None = None,
               planned: Callable[[int, int], None] | None = None,
-              workers: int = 1) -> list[SweepRun]:
+              workers: int = 1,
+              stop: Callable[[], BaseException | None] | None = None) -> list[SweepRun]:
     """Run every point x engine x seed of ``plan`` (and the controls) on ``pool`` (of
     ``workers``), keeping each finished run in ``out_dir``; returns the runs, judged, in plan
     order.
@@ -452,7 +465,7 @@ def run_sweep(plan: SweepPlan, out_dir: Path, pool: cf.Executor,
             if progress is not None:
                 progress(len(chunk), failed)
 
-        _dispatch(units, todo, pool, workers, finish)
+        _dispatch(units, todo, pool, workers, finish, stop)
     finally:
         store.close()
     done = [r if r is not None else error_row(units[i], "the run did not finish")
