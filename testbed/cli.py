@@ -42,6 +42,7 @@ from .results import (
 from .results.publish import OutputError, StagedOutput, set_new_file_mode
 from .scenarios import Job, Scenario, load_scenarios, plan, run_jobs, units
 from .scenarios.model import PROGRAM_ATTACK
+from .signals import SIGNALLED, Terminated
 from .text import escape, plural
 from .types import Outcome
 
@@ -129,12 +130,6 @@ def _profiles_help() -> str:
             f"(engine+mitigation, e.g. tme+secretmem).")
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind like Ctrl-C (workers stopped, staged outputs removed)."""
-
-
-SIGNALLED: list[int] = []
-"""The signals that arrived while the command ran (Ctrl-C, SIGTERM)."""
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

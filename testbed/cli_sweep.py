@@ -30,11 +30,11 @@ EXIT_OK, EXIT_FAILURE = 0, 1
 def _signalled() -> BaseException | None:
     """The exception a signal that arrived meant to raise (``None``: no signal): a Ctrl-C
     Python swallowed, arriving inside a finaliser, still stops the sweep."""
-    from . import cli
+    from .signals import SIGNALLED, Terminated
 
-    if not cli.SIGNALLED:
+    if not SIGNALLED:
         return None
-    return cli.Terminated() if cli.SIGNALLED[-1] == signal.SIGTERM else KeyboardInterrupt()
+    return Terminated() if SIGNALLED[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _fail(message: str) -> NoReturn:

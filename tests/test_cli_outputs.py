@@ -83,7 +83,7 @@ def test_an_error_a_signal_turned_into_is_the_signals_exit() -> None:
     import click
     from click.testing import CliRunner
 
-    from testbed import cli
+    from testbed import cli, signals
 
     @click.group(cls=cli._Command)
     def group() -> None:
@@ -94,13 +94,13 @@ def test_an_error_a_signal_turned_into_is_the_signals_exit() -> None:
     @group.command()
     def publish() -> None:
         if signalled[0]:
-            cli.SIGNALLED.append(signal.SIGTERM)
+            signals.SIGNALLED.append(signal.SIGTERM)
         raise ImportError("pd_parser.c could not import module pandas")
 
     try:
         result = CliRunner().invoke(group, ["publish"])
     finally:
-        cli.SIGNALLED.clear()
+        signals.SIGNALLED.clear()
     assert result.exit_code == 143
     assert result.output.strip().startswith("terminated: nothing was written")
     assert "Traceback" not in result.output
