@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from ._kernels import mask_backend
 from ._lines import as_blocks
+from .grid import BlockGrid
 from .narrow import NARROW_KEY_SIZE, NarrowLineCipher
 from .xex import XEX_KEY_SIZE, XexLineCipher
 from .xts import XTS_KEY_SIZE, XtsLineCipher
@@ -22,6 +23,7 @@ __all__ = [
     "NARROW_KEY_SIZE",
     "XEX_KEY_SIZE",
     "XTS_KEY_SIZE",
+    "BlockGrid",
     "LineCipher",
     "NarrowLineCipher",
     "XexLineCipher",
@@ -47,4 +49,12 @@ class LineCipher(Protocol):
     ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
         """Lines at one address that differ only in one 16-byte block: the template line's
         ciphertext, and that block's ciphertext in each line."""
+        ...
+
+    def search_varying(
+        self, addr: int, template: object, offset: int, grid: BlockGrid, target: bytes
+    ) -> tuple[int | None, NDArray[np.uint8]]:
+        """The lines of :meth:`encrypt_varying` with the blocks of ``grid``, written in order up
+        to the first whose ciphertext is the 64-byte ``target``: its index (``None``: none
+        matched) and the ciphertext of the last line written."""
         ...

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError
 from ..types import LINE_SIZE
 from ._lines import as_addresses, as_blocks, as_lines, fork_safe_lock, varying_by_lines
+from .grid import BlockGrid, search_by_blocks
 
 __all__ = ["NARROW_KEY_SIZE", "WORD_SIZE", "NarrowLineCipher"]
 
@@ -151,3 +152,12 @@ class NarrowLineCipher:
         encrypted whole (this cipher's blocks are narrower than 16 bytes)."""
         line, column = as_blocks(template, offset, blocks)
         return varying_by_lines(self.encrypt, addr, line, offset, column)
+
+    def search_varying(
+        self, addr: int, template: object, offset: int, grid: BlockGrid, target: bytes
+    ) -> tuple[int | None, NDArray[np.uint8]]:
+        """The lines of :meth:`encrypt_varying` with the blocks of ``grid``, in order, up to the
+        first whose ciphertext is ``target``, each encrypted whole. Returns its index
+        (``None``: none matched) and the last line written, ``(64,)``."""
+        line, _ = as_blocks(template, offset, np.zeros((0, 16), dtype=np.uint8))
+        return search_by_blocks(self.encrypt_varying, addr, line, offset, grid, target)

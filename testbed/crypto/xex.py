@@ -22,6 +22,7 @@ from ._lines import (
     fork_safe_lock,
     masked_ecb_column,
 )
+from .grid import BlockGrid, masked_ecb_search, search_line
 
 __all__ = ["XEX_KEY_SIZE", "XexLineCipher"]
 
@@ -94,8 +95,27 @@ class XexLineCipher:
         block is masked with its own address's tweak, so the others never change)."""
         line, column = as_blocks(template, offset, blocks)
         head = self._apply(addr, line, encrypt=True)[0]
-        tweak = (addr + offset).to_bytes(_BLOCK, "little")
         with self._lock:
-            mask = int.from_bytes(self._enc.update(tweak), "little")
-            body = masked_ecb_column(self._enc, mask & (2**64 - 1), mask >> 64, column)
+            body = masked_ecb_column(self._enc, *self._block_mask(addr + offset), column)
         return head, body
+
+    def search_varying(
+        self, addr: int, template: object, offset: int, grid: BlockGrid, target: bytes
+    ) -> tuple[int | None, NDArray[np.uint8]]:
+        """Write the lines of :meth:`encrypt_varying` with the blocks of ``grid``, in order, up
+        to the first whose ciphertext is ``target`` (:func:`~.grid.masked_ecb_search`).
+        Returns its index (``None``: none matched) and the last line written, ``(64,)``."""
+        line, _ = as_blocks(template, offset, np.zeros((0, _BLOCK), dtype=np.uint8))
+        head = self._apply(addr, line, encrypt=True)[0]
+
+        def search(want: bytes | None) -> tuple[int | None, NDArray[np.uint8]]:
+            with self._lock:
+                return masked_ecb_search(self._enc, *self._block_mask(addr + offset), grid, want)
+
+        return search_line(head, offset, target, search)
+
+    def _block_mask(self, block_addr: int) -> tuple[int, int]:
+        """The XEX mask ``AES_K(a)`` of the block at ``block_addr``, as two words (the caller
+        holds the lock)."""
+        mask = int.from_bytes(self._enc.update(block_addr.to_bytes(_BLOCK, "little")), "little")
+        return mask & (2**64 - 1), mask >> 64

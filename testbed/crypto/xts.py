@@ -45,6 +45,7 @@ from ._lines import (
     fork_safe_lock,
     masked_ecb_column,
 )
+from .grid import BlockGrid, masked_ecb_search, search_line
 
 __all__ = ["XTS_KEY_SIZE", "XtsLineCipher", "engine_threads"]
 
@@ -258,9 +259,36 @@ class XtsLineCipher:
         head = self.encrypt(addr, line)[0]
         with self._lock:
             lane = self._lane(0)
-            tweak = lane.tweak.update(addr.to_bytes(_BLOCK, "little"))
-            masks = np.zeros((1, _LINE_WORDS), dtype="<u8")
-            xts_mask_lines(masks, np.frombuffer(tweak, dtype="<u8").reshape(1, 2), masks)
-            lo, hi = (int(word) for word in masks[0, offset // 8 : offset // 8 + 2])
-            body = masked_ecb_column(lane.enc, lo, hi, column)
+            body = masked_ecb_column(lane.enc, *self._block_mask(lane, addr, offset), column)
         return head, body
+
+    def search_varying(
+        self, addr: int, template: object, offset: int, grid: BlockGrid, target: bytes
+    ) -> tuple[int | None, NDArray[np.uint8]]:
+        """Write the lines of :meth:`encrypt_varying` with the blocks of ``grid``, in order, up
+        to the first whose ciphertext is ``target``; each block costs one AES call's share and
+        no line is written out (:func:`~.grid.masked_ecb_search`).
+
+        Returns:
+            The index of the first matching line (``None``: none matched) and the ciphertext of
+            the last line written (the match, or the grid's last line), ``(64,)``.
+        """
+        line, _ = as_blocks(template, offset, np.zeros((0, _BLOCK), dtype=np.uint8))
+        head = self.encrypt(addr, line)[0]
+
+        def search(want: bytes | None) -> tuple[int | None, NDArray[np.uint8]]:
+            with self._lock:
+                lane = self._lane(0)
+                return masked_ecb_search(lane.enc, *self._block_mask(lane, addr, offset), grid,
+                                         want)
+
+        return search_line(head, offset, target, search)
+
+    @staticmethod
+    def _block_mask(lane: _Lane, addr: int, offset: int) -> tuple[int, int]:
+        """The XTS mask of the block at ``offset`` of the line at ``addr``, as two words."""
+        tweak = lane.tweak.update(addr.to_bytes(_BLOCK, "little"))
+        masks = np.zeros((1, _LINE_WORDS), dtype="<u8")
+        xts_mask_lines(masks, np.frombuffer(tweak, dtype="<u8").reshape(1, 2), masks)
+        lo, hi = (int(word) for word in masks[0, offset // 8 : offset // 8 + 2])
+        return lo, hi

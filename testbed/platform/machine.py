@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..crypto import BlockGrid
 from ..errors import ConfigError, OutOfMemory, PageFault, UnsupportedMitigation
 from ..types import LINE_SIZE, PAGE_SIZE, KeySlot, Pfn, PhysAddr
 from .engines.base import (
@@ -675,6 +676,26 @@ class Machine:
             self.memory.store(pa, last[None, :])
             self._seal(domain.slot, pa, last[None, :])
         return head, body
+
+    def write_varying_search(
+        self, domain: Domain, pa: PhysAddr, template: bytes, offset: int, grid: BlockGrid,
+        target: bytes,
+    ) -> int | None:
+        """``domain`` writes the lines of :meth:`write_varying` with the blocks of ``grid`` to
+        the line at ``pa`` in turn, and an observer of the bus compares each write with the
+        64-byte ``target``: the writes stop at the first that shows it.
+
+        Returns the index of that write (``None``: none showed it; all were written). DRAM
+        keeps the last write and the key's wear counts every write made. Equal to
+        :meth:`write_varying` on the grid's blocks up to the match followed by the comparison,
+        which the tests check; no line is written out and no block is unmasked.
+        """
+        self._start_line_writes("write_varying_search", domain, pa)
+        index, last = self.engine.search_varying(domain.slot, pa, template, offset, grid, target)
+        if grid.count:
+            self.memory.store(pa, last[None, :])
+            self._seal(domain.slot, pa, last[None, :])
+        return index
 
     # -- guest-physical access (through the nested page table) ----------------------------
     def _guest_frame(self, guest: Domain, gpa: int, length: int) -> PhysAddr:

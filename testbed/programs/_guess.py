@@ -2,11 +2,12 @@
 
 Candidates go to the engine in batches. When each candidate stays inside one 16-byte block of
 its line, every write shares the rest of the line, and :meth:`Machine.write_varying` returns
-the bus compactly: the shared line's ciphertext once and one block per candidate (so a 10^6
-dictionary takes a fraction of a second). A
-candidate that crosses a block goes through :meth:`Machine.write_sequence` as whole lines.
-The rest of the line the attacker writes is zeros.
-"""
+the bus compactly: the shared line's ciphertext once and one block per candidate. A PIN is
+handed over as a grid of its digits (:class:`~testbed.crypto.BlockGrid`) to
+:meth:`Machine.write_varying_search`, which writes and compares without writing out a single
+candidate: the work per candidate is one AES block and a few word operations (10^8 take about
+a second). A candidate that crosses a block goes through :meth:`Machine.write_sequence` as
+whole lines. The rest of the line the attacker writes is zeros."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import functools
 import numpy as np
 from numpy.typing import NDArray
 
+from ..crypto import BlockGrid
 from ..platform import Domain
 from ..types import LINE_SIZE, PhysAddr
 from ._args_attack import BATCH, Guess
@@ -77,15 +79,11 @@ def _digit_rows(head: bytes, digits: int, first: int, count: int) -> NDArray[np.
     return out
 
 
-_Words = tuple[NDArray[np.uint64] | None, NDArray[np.uint64] | None]
-"""A table's two 8-byte words, each one contiguous column (``None``: its bytes never reach
-that word)."""
-
-
 @functools.cache
-def _block_tables(head: bytes, digits: int, column: int) -> tuple[_Words, _Words]:
-    """A candidate's 16-byte block as the OR of two rows of two 8-byte words: one by the
-    number's high digits (with ``head``), one by its low digits."""
+def _digit_tables(head: bytes, digits: int,
+                  column: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+    """A candidate's 16-byte block as the XOR of two rows of 8-byte words (their bytes never
+    overlap): one by the number's high digits (with ``head``), one by its low digits."""
     low = min(digits, _LOW_DIGITS)
     high = digits - low
     tables = []
@@ -94,34 +92,18 @@ def _block_tables(head: bytes, digits: int, column: int) -> tuple[_Words, _Words
         rows = np.zeros((10**width, _BLOCK), dtype=np.uint8)
         rows[:, column : column + len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
         rows[:, at : at + width] = _digit_table(width)
-        words = rows.view("<u8")  # (10^width, 2)
-        columns = tuple(np.ascontiguousarray(words[:, j]) if words[:, j].any() else None
-                        for j in range(2))
-        for c in columns:
-            if c is not None:
-                c.setflags(write=False)
-        tables.append((columns[0], columns[1]))
+        words = np.ascontiguousarray(rows.view("<u8"))  # (10^width, 2)
+        words.setflags(write=False)
+        tables.append(words)
     return tables[0], tables[1]
 
 
-def _digit_blocks(head: bytes, digits: int, first: int, count: int,
-                  column: int) -> NDArray[np.uint8]:
+def _digit_grid(head: bytes, digits: int, first: int, count: int, column: int) -> BlockGrid:
     """The 16-byte blocks of candidates ``first .. first+count-1`` with ``head`` and their
-    digits at ``column`` of the block (zeros elsewhere): each word a run of the high table
-    OR-ed with a cycle of the low one (the way consecutive numbers are written)."""
-    high, low = _block_tables(head, digits, column)
-    period = 10 ** min(digits, _LOW_DIGITS)
-    start, stop, skip = first // period, (first + count - 1) // period + 1, first % period
-    words = np.empty((count, 2), dtype="<u8")
-    for j in range(2):  # each word from the tables whose bytes reach it
-        h, lo = high[j], low[j]
-        runs = np.repeat(h[start:stop], period)[skip : skip + count] if h is not None else None
-        cycles = np.tile(lo, stop - start)[skip : skip + count] if lo is not None else None
-        if runs is not None and cycles is not None:
-            np.bitwise_or(runs, cycles, out=words[:, j])
-        else:
-            words[:, j] = runs if runs is not None else cycles if cycles is not None else 0
-    return words.view(np.uint8).reshape(count, _BLOCK)
+    digits at ``column`` of the block (zeros elsewhere), as the grid of the way consecutive
+    numbers are written: the high digits change once per cycle of the low ones."""
+    outer, inner = _digit_tables(head, digits, column)
+    return BlockGrid(outer, inner, first, count)
 
 
 def _placed(cands: list[bytes] | NDArray[np.uint8], width: int, column: int) -> NDArray[np.uint8]:
@@ -137,15 +119,13 @@ def _placed(cands: list[bytes] | NDArray[np.uint8], width: int, column: int) -> 
 
 def _hit_varying(head: NDArray[np.uint8], body: NDArray[np.uint8], block: int,
                  target: NDArray[np.uint8]) -> int | None:
+    """The first of the lines ``head`` with ``body[i]`` at ``block`` that equals ``target``."""
     rest = np.ones(LINE_SIZE, dtype=bool)
     rest[block : block + _BLOCK] = False
     if not np.array_equal(head[rest], target[rest]):
         return None  # the shared part of the line already differs: no candidate can match
-    words, want = body.view("<u8"), target[block : block + _BLOCK].view("<u8")
-    for i in np.flatnonzero(words[:, 0] == want[0]):  # an 8-byte screen, then the block
-        if words[i, 1] == want[1]:
-            return int(i)
-    return None
+    hits = np.flatnonzero((body == target[block : block + _BLOCK]).all(axis=1))
+    return int(hits[0]) if hits.size else None
 
 
 def guess(rt: Runtime, args: Guess) -> bytes | None:
@@ -187,29 +167,31 @@ def search(rt: Runtime, args: Guess, writer: Domain, pa: PhysAddr, *,
     fast = varying and args.digits is not None
     for first in range(0, space, BATCH):
         count = min(BATCH, space - first)
-        if fast:  # built as blocks straight away: a PIN within one block
+        hit: int | None
+        if fast:  # a PIN within one block: its blocks as a grid, searched by the engine
             assert args.digits is not None
-            blocks = _digit_blocks(args.prefix.encode("utf-8"), args.digits, first, count,
-                                   column - block)
-            cands: list[bytes] | NDArray[np.uint8] = blocks[:, column - block :
-                                                             column - block + high]
+            at = column - block
+            grid = _digit_grid(args.prefix.encode("utf-8"), args.digits, first, count, at)
+            hit = rt.machine.write_varying_search(writer, line, bytes(LINE_SIZE), block, grid,
+                                                  captured)
+            if hit is not None:
+                found = grid.blocks(hit, hit + 1)[0, at : at + high].tobytes()
         else:
             cands = candidate_bytes(args, first, count)
-        if varying:
-            if not fast:
-                blocks = _placed(cands, _BLOCK, column - block)
-            head, body = rt.machine.write_varying(writer, line, bytes(LINE_SIZE), block,
-                                                   blocks)
-            hit = _hit_varying(head, body, block, target)
-        else:
-            out = rt.machine.write_sequence(writer, line, _placed(cands, LINE_SIZE, column))
-            hits = np.flatnonzero((out == target).all(axis=1))
-            hit = int(hits[0]) if hits.size else None
+            if varying:
+                head, body = rt.machine.write_varying(
+                    writer, line, bytes(LINE_SIZE), block, _placed(cands, _BLOCK, column - block))
+                hit = _hit_varying(head, body, block, target)
+            else:
+                lines = rt.machine.write_sequence(writer, line, _placed(cands, LINE_SIZE, column))
+                hits = np.flatnonzero((lines == target).all(axis=1))
+                hit = int(hits[0]) if hits.size else None
+            if hit is not None:
+                c = cands[hit]
+                found = c if isinstance(c, bytes) else c.tobytes()
         if hit is not None:
             tried += hit + 1
-            c = cands[hit]
-            found = c if isinstance(c, bytes) else c.tobytes()
             break
-        tried += len(cands)
+        tried += count
     rt.guesses = (rt.guesses or 0) + tried
     return found, tried, space

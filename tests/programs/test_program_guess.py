@@ -146,7 +146,7 @@ def test_a_million_candidates_stay_fast() -> None:
 def test_pin_blocks_built_from_tables_are_the_candidates_placed(
     digits: int, column: int, prefix: str, data: st.DataObject
 ) -> None:
-    from testbed.programs._guess import _digit_blocks, _placed
+    from testbed.programs._guess import _digit_grid, _placed
 
     if column + len(prefix) + digits > 16:
         return
@@ -156,7 +156,7 @@ def test_pin_blocks_built_from_tables_are_the_candidates_placed(
     args = Guess.model_validate({"address": "$a", "target": "$t", "prefix": prefix,
                                  "digits": digits})
     want = _placed(candidate_bytes(args, first, count), 16, column)
-    assert np.array_equal(_digit_blocks(prefix.encode(), digits, first, count, column), want)
+    assert np.array_equal(_digit_grid(prefix.encode(), digits, first, count, column).blocks(), want)
 
 
 def test_a_value_from_a_short_word_list_is_weighed_by_the_list() -> None:

@@ -18,9 +18,10 @@ from typing import ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from ...crypto import LineCipher, as_blocks
+from ...crypto import BlockGrid, LineCipher, as_blocks
+from ...crypto.grid import search_by_blocks
 from ...errors import KeyNotProgrammed
-from ...types import KeySlot, Pfn
+from ...types import LINE_SIZE, KeySlot, Pfn
 from .keys import CipherFamily, CipherKind, KeySource
 
 __all__ = [
@@ -370,6 +371,27 @@ class Engine:
         self._wear[slot] = self._wear.get(slot, 0) + column.shape[0] * cipher.blocks_per_line
         return cipher.encrypt_varying(addr, line, offset, column)
 
+    def search_varying(
+        self, slot: KeySlot, addr: int, template: bytes, offset: int, grid: BlockGrid,
+        target: bytes,
+    ) -> tuple[int | None, NDArray[np.uint8]]:
+        """The lines of :meth:`encrypt_varying` with the blocks of ``grid``, in order, up to the
+        first whose ciphertext is ``target`` (see ``Machine.write_varying_search``). Each line
+        written counts as a line of wear; none after the match is written.
+
+        Returns:
+            The index of the matching line (``None``: none matched) and the ciphertext of the
+            last line written, ``(64,)``.
+        """
+        line, _ = as_blocks(template, offset, np.zeros((0, 16), dtype=np.uint8))
+        cipher = self._cipher(slot)
+        if cipher is None:
+            return search_by_blocks(_unencrypted, addr, line[0], offset, grid, target)
+        index, last = cipher.search_varying(addr, line, offset, grid, target)
+        written = grid.count if index is None else index + 1
+        self._wear[slot] = self._wear.get(slot, 0) + written * cipher.blocks_per_line
+        return index, last
+
     def decrypt(
         self, slot: KeySlot, addrs: NDArray[np.uint64], lines: NDArray[np.uint8]
     ) -> NDArray[np.uint8]:
@@ -382,6 +404,12 @@ class Engine:
     def describe(self) -> str:
         """One line for reports."""
         return f"{self.name}: {self.cipher_label}"
+
+
+def _unencrypted(addr: int, line: NDArray[np.uint8], offset: int,
+                 blocks: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """``encrypt_varying`` of a slot without encryption: what is written is what DRAM holds."""
+    return np.array(line, dtype=np.uint8).reshape(LINE_SIZE), blocks.copy()
 
 
 class NoEngine(Engine):
