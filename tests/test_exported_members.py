@@ -29,8 +29,8 @@ EXPORTED: dict[str, list[str]] = {
         "judge_bytes", "make_secret", "plant_secret"
     ],
     "testbed.crypto": [
-        "NARROW_KEY_SIZE", "XEX_KEY_SIZE", "XTS_KEY_SIZE", "LineCipher", "NarrowLineCipher",
-        "XexLineCipher", "XtsLineCipher", "as_blocks", "mask_backend"
+        "NARROW_KEY_SIZE", "XEX_KEY_SIZE", "XTS_KEY_SIZE", "BlockGrid", "LineCipher",
+        "NarrowLineCipher", "XexLineCipher", "XtsLineCipher", "as_blocks", "mask_backend"
     ],
     "testbed.platform": [
         "DIRECT_MAP_BASE", "ENGINES", "HOST", "INT3", "MAX_INTERLEAVINGS", "MAX_MEMORY_PAGES",
