@@ -44,13 +44,19 @@ def _words(table: object, name: str) -> NDArray[np.uint64]:
     if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype != np.dtype("<u8") or not arr.shape[0]:
         raise ConfigError(f"block grid: {name} must be a non-empty (rows, 2) array of "
                           f"little-endian 64-bit words, got {arr.dtype} {arr.shape}")
-    return np.ascontiguousarray(arr)
+    if arr.flags.writeable or not arr.flags.c_contiguous:  # a table never changes once given
+        arr = np.array(arr, order="C", copy=True)
+        arr.setflags(write=False)
+    return arr
 
 
 @dataclass(frozen=True, eq=False)
 class BlockGrid:
     """``count`` 16-byte blocks, block ``i`` being ``outer[j // P] ^ inner[j % P]`` for
     ``j = first + i`` and ``P = len(inner)`` (the period), each row two little-endian words.
+
+    The tables are kept read-only: a writable table is copied, a read-only one is kept as it
+    is (so that grids over the same tables share what a search prepares from them).
 
     Raises:
         ConfigError: a table is not ``(rows, 2)`` words, the period exceeds

@@ -219,3 +219,21 @@ def test_write_varying_search_refuses_unaligned_address() -> None:
     grid = BlockGrid(np.zeros((1, 2), "<u8"), np.zeros((4, 2), "<u8"), 0, 4)
     with pytest.raises(ConfigError, match="not line-aligned"):
         m.write_varying_search(g, PhysAddr(pa + 8), bytes(LINE), 0, grid, bytes(LINE))
+
+
+def test_grid_keeps_its_own_tables() -> None:
+    """A table changed after the grid was made changes neither the grid nor a search over it
+    (the search keeps what it prepared from the tables for the next batch)."""
+    rng = np.random.default_rng(4)
+    outer, inner = words(rng, 2), words(rng, 8)
+    grid = BlockGrid(outer, inner, 0, 16)
+    before = grid.blocks()
+    ctx = ecb_via_xts(KEY[:16], encrypt=True)
+    cipher = masked_ecb_column(ctx, 1, 2, before)
+    assert masked_ecb_search(ctx, 1, 2, grid, cipher[9].tobytes())[0] == 9
+    outer ^= np.uint64(1)
+    inner ^= np.uint64(1)
+    assert np.array_equal(grid.blocks(), before) and not grid.inner.flags.writeable
+    assert masked_ecb_search(ctx, 1, 2, grid, cipher[9].tobytes())[0] == 9
+    again = BlockGrid(grid.outer, grid.inner, 0, 16)
+    assert again.outer is grid.outer and again.inner is grid.inner
