@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from _support.ciphers import CIPHERS, KEY, LINE, AnyCipher
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,11 +22,6 @@ from testbed.crypto._lines import XTS_MAX_BYTES, ecb_via_xts, varying_by_lines
 from testbed.errors import ConfigError
 from testbed.platform import KeySource, Machine, make_engine
 from testbed.types import PhysAddr
-
-KEY = bytes(range(32))
-LINE = 64
-
-AnyCipher = XtsLineCipher | XexLineCipher | NarrowLineCipher
 
 
 def per_line(key: bytes, addrs: NDArray[np.uint64], lines: NDArray[np.uint8],
@@ -129,11 +125,6 @@ def test_cipher_is_safe_to_share_between_threads(monkeypatch: pytest.MonkeyPatch
 
 
 # -- lines that differ in one block (write_varying) ---------------------------------------------
-CIPHERS: dict[str, Callable[[], AnyCipher]] = {
-    "xts": lambda: XtsLineCipher(KEY),
-    "xex": lambda: XexLineCipher(KEY[:16]),
-    "narrow": lambda: NarrowLineCipher(KEY, 20),
-}
 
 
 @settings(max_examples=40, deadline=None,

@@ -3,29 +3,19 @@ comparing every ciphertext finds: the same first match, the same last line, the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
+from _support.ciphers import CIPHERS, KEY, LINE, AnyCipher
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from testbed.crypto import BlockGrid, NarrowLineCipher, XexLineCipher, XtsLineCipher
+from testbed.crypto import BlockGrid
 from testbed.crypto._lines import ecb_via_xts, masked_ecb_column
 from testbed.crypto.grid import MAX_PERIOD, masked_ecb_search, search_by_blocks
 from testbed.errors import ConfigError
 from testbed.platform import Domain, KeySource, Machine, make_engine
 from testbed.types import PhysAddr
-
-KEY = bytes(range(32))
-LINE = 64
-AnyCipher = XtsLineCipher | XexLineCipher | NarrowLineCipher
-CIPHERS: dict[str, Callable[[], AnyCipher]] = {
-    "xts": lambda: XtsLineCipher(KEY),
-    "xex": lambda: XexLineCipher(KEY[:16]),
-    "narrow": lambda: NarrowLineCipher(KEY, 20),
-}
 
 
 def words(rng: np.random.Generator, rows: int, high: int = 2**32) -> NDArray[np.uint64]:
