@@ -5,7 +5,7 @@ its line, every write shares the rest of the line, and :meth:`Machine.write_vary
 the bus compactly: the shared line's ciphertext once and one block per candidate. A PIN is
 handed over as a grid of its digits (:class:`~testbed.crypto.BlockGrid`) to
 :meth:`Machine.write_varying_search`, which writes and compares without writing out a single
-candidate: the work per candidate is one AES block and a few word operations (10^8 take about
+candidate: the work per candidate is one AES block and a few word operations (10^8 take under
 a second). A candidate that crosses a block goes through :meth:`Machine.write_sequence` as
 whole lines. The rest of the line the attacker writes is zeros."""
 
