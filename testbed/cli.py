@@ -142,6 +142,23 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt()
 
 
+def _quiet_in_finalisers(
+    previous: Callable[[sys.UnraisableHookArgs], object],
+) -> Callable[[sys.UnraisableHookArgs], None]:
+    """An unraisable-exception hook that stays silent about our signal exceptions: a signal
+    that arrives while Python runs a finaliser (a weakref callback, ``__del__``) raises there,
+    and Python prints that exception with a traceback and goes on. The signal is in
+    :data:`SIGNALLED`, where a sweep notices it; anything else goes to ``previous``."""
+
+    def hook(info: sys.UnraisableHookArgs) -> None:
+        if info.exc_type is not None and issubclass(info.exc_type, (KeyboardInterrupt,
+                                                                    Terminated)):
+            return
+        previous(info)
+
+    return hook
+
+
 class _Command(click.Group):
     """The command group, with the exit statuses the README promises: usage errors exit 1
     (2 means an outcome differed from its expectation), Ctrl-C 130 and SIGTERM 143, each with
@@ -151,6 +168,8 @@ class _Command(click.Group):
         SIGNALLED.clear()  # this invocation's signals only
         handlers = (signal.signal(signal.SIGINT, _raise_interrupt),
                     signal.signal(signal.SIGTERM, _raise_terminated))
+        unraisable = sys.unraisablehook
+        sys.unraisablehook = _quiet_in_finalisers(unraisable)
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
@@ -177,6 +196,10 @@ class _Command(click.Group):
         finally:
             signal.signal(signal.SIGINT, handlers[0])
             signal.signal(signal.SIGTERM, handlers[1])
+            sys.unraisablehook = unraisable
+        if SIGNALLED:  # swallowed in a finaliser: the command went on and finished
+            click.echo(f"{'terminated' if SIGNALLED[-1] == signal.SIGTERM else 'interrupted'} "
+                       "too late to stop: the command had finished its work", err=True)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
