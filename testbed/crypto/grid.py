@@ -161,11 +161,11 @@ def masked_ecb_search(ctx: Any, lo: int, hi: int, grid: BlockGrid,
     target = None if want is None else np.frombuffer(want, dtype="<u8") ^ mask
     n = 0
     for row in range(start, stop):
-        o = grid.outer[row] ^ mask
-        for j in sc.filled:
-            work[:, j] = o[j]
-        for j in sc.mixed:  # inner already holds the mask: take it out of the outer word
-            np.bitwise_xor(inner[:, j], o[j] ^ mask[j], out=work[:, j])
+        o = grid.outer[row]
+        for j in sc.filled:  # the inner word is zero: the outer word with the mask
+            work[:, j] = o[j] ^ mask[j]
+        for j in sc.mixed:  # the inner words already hold the mask
+            np.bitwise_xor(inner[:, j], o[j], out=work[:, j])
         a = max(grid.first, row * period) - row * period
         b = min(grid.first + grid.count, (row + 1) * period) - row * period
         ctx.update_into(src[a * _BLOCK : b * _BLOCK], dst)
